@@ -1,0 +1,39 @@
+# pouch: `make run` sets up what is missing and runs the daemon; `make test` runs the suite.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+IMAGE := build/busybox.tar
+PYTEST_ARGS ?=
+POUCHD_ARGS ?=
+
+.PHONY: install install-test run test lint unit image bench clean
+
+install:
+	deploy/install.sh
+
+install-test:
+	deploy/install.sh --test
+
+run: install
+	exec $(VENV)/bin/pouchd $(POUCHD_ARGS)
+
+image: install $(IMAGE)
+
+$(IMAGE):
+	mkdir -p build
+	$(PY) -m pouch.tests.images $(IMAGE)
+
+lint: install-test
+	mkdir -p build/typecheck && ln -sfn ../.. build/typecheck/pouch
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy -p pouch.actors -p pouch.broker -p pouch.gateway -p pouch.proto \
+		-p pouch.tests -p pouch.bench
+
+test: install-test lint
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: install-test $(IMAGE)
+	$(PY) -m pouch.bench.run_rm
+
+clean:
+	rm -rf build .mypy_cache .ruff_cache proto/containerd proto/gogoproto

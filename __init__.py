@@ -1,0 +1,1 @@
+"""pouch: a container engine daemon; see DESIGN.md."""

@@ -1,0 +1,332 @@
+"""The container actor: the index of containers (names, IDs) and the door to each
+container's own worker actor.
+
+List and inspect are answered here, from copies each worker sends after every
+change; everything that changes a container runs on its worker. At start the
+actor restores every container from the meta store, reconciles it with
+containerd (live restore), and cleans what containerd holds for us that the
+meta store does not know.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import socket
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from pouch.actors.container import record as rec
+from pouch.actors.container.iohub import IOHub
+from pouch.actors.container.meta import MetaStore
+from pouch.actors.container.worker import OWNER_LABEL, PRIVATE, ContainerWorker, WorkerEnv
+from pouch.actors.containerd.client import Containerd, rfc3339
+from pouch.actors.contract import method
+from pouch.actors.host import ActorBase, ActorContext, Reply
+from pouch.proto.envelope import PouchError, conflict, invalid, not_found
+
+log = logging.getLogger("pouch.container")
+
+
+@dataclass(frozen=True)
+class TaskExit:
+    cid: str
+    status: int
+    exited_at: str
+
+
+@dataclass(frozen=True)
+class Updated:
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Removed:
+    cid: str
+    name: str
+
+
+@dataclass(frozen=True)
+class EventsResumed:
+    """containerd's event stream broke and is back: exits may have been missed."""
+
+
+class ContainerActor(ActorBase):
+    service = "container"
+
+    def __init__(self, ctx: ActorContext) -> None:
+        super().__init__(ctx)
+        cfg = ctx.config
+        self._ctrd = Containerd(cfg.containerd_socket)
+        self._hub = IOHub(close_stdin=self._close_stdin)
+        self._meta = MetaStore(cfg.home_dir / "containers")
+        self._records: dict[str, dict[str, Any]] = {}
+        self._workers: dict[str, pykka.ActorRef[ContainerWorker]] = {}
+        self._names: dict[str, str] = {}  # name (no slash) -> ID; reserved during create
+        self._events_stop = threading.Event()
+        me = self.actor_ref
+        self._env = WorkerEnv(
+            ctrd=self._ctrd, hub=self._hub, meta=self._meta, calls=ctx.calls,
+            fifo_root=cfg.exec_root_dir / "fifo", default_registry=cfg.default_registry,
+            updated=lambda record: me.tell(Updated(record)),
+            removed=lambda cid, name: me.tell(Removed(cid, name)),
+            publish=lambda action, cid, attrs: self.publish("container", action, cid, attrs))
+
+    # -- life ----------------------------------------------------------------
+
+    def on_start(self) -> None:
+        self._ctrd.wait_ready(30)
+        self._ctrd.ensure_namespace()
+        # Subscribe before restoring, so no exit falls between the two.
+        ready = threading.Event()
+        threading.Thread(target=self._watch_exits, args=(ready,), name="ctrd-events",
+                         daemon=True).start()
+        ready.wait(10)
+        self._restore()
+
+    def on_stop(self) -> None:
+        self._events_stop.set()
+        for ref in list(self._workers.values()):
+            ref.stop(block=False)
+        self._hub.stop()
+        self._ctrd.close()
+
+    def _restore(self) -> None:
+        known = set()
+        for record in self._meta.load_all():
+            cid = record["Id"]
+            known.add(cid)
+            self._records[cid] = record
+            self._names[record["Name"].lstrip("/")] = cid
+            ref = ContainerWorker.start(self._env, cid, record)
+            self._workers[cid] = ref
+            ref.proxy().restore()
+        self._clean_strays(known)
+
+    def _clean_strays(self, known: set[str]) -> None:
+        """containerd objects with our label that the meta store does not know."""
+        try:
+            stray = [c.id for c in self._ctrd.list_containers([f"labels.\"{OWNER_LABEL}\""])
+                     if c.id not in known]
+            for cid in stray:
+                log.warning("containerd holds container %s that pouch does not know: removing it",
+                            cid)
+                for step in (lambda i=cid: self._ctrd.kill_task(i, 9, all=True),
+                             lambda i=cid: self._ctrd.delete_task(i),
+                             lambda i=cid: self._ctrd.delete_container(i)):
+                    with contextlib.suppress(PouchError):
+                        step()
+            for snap in self._ctrd.list_snapshots():
+                if OWNER_LABEL in snap.labels and snap.name not in known:
+                    log.warning("removing snapshot %s that no container owns", snap.name)
+                    try:
+                        self._ctrd.remove(snap.name)
+                    except PouchError as exc:
+                        log.warning("could not remove snapshot %s: %s", snap.name, exc.message)
+        except PouchError as exc:
+            log.error("could not reconcile with containerd: %s", exc.message)
+
+    def _close_stdin(self, cid: str) -> None:
+        try:
+            self._ctrd.close_stdin(cid)
+        except PouchError as exc:
+            log.warning("closing the stdin of %s: %s", cid, exc.message)
+
+    def _watch_exits(self, ready: threading.Event) -> None:
+        me = self.actor_ref
+        first = True
+        while not self._events_stop.is_set():
+            try:
+                stream = self._ctrd.subscribe(['topic=="/tasks/exit"'])
+                ready.set()
+                if not first:
+                    me.tell(EventsResumed())
+                first = False
+                for event in stream:
+                    exit_ = event.payload
+                    if exit_.container_id == exit_.id:  # the init process, not an exec
+                        me.tell(TaskExit(exit_.container_id, exit_.exit_status,
+                                         rfc3339(exit_.exited_at)))
+            except PouchError as exc:
+                if not self._events_stop.is_set():
+                    log.warning("containerd events: %s; subscribing again", exc.message)
+            except Exception:
+                log.exception("containerd events failed; subscribing again")
+            self._events_stop.wait(0.2)
+
+    def on_message(self, message: Any) -> Any:
+        if isinstance(message, Updated):
+            record = message.record
+            record.pop(PRIVATE, None)
+            if record["Id"] in self._workers:
+                self._records[record["Id"]] = record
+        elif isinstance(message, Removed):
+            self._records.pop(message.cid, None)
+            self._workers.pop(message.cid, None)
+            for name, cid in list(self._names.items()):
+                if cid == message.cid:
+                    del self._names[name]
+        elif isinstance(message, TaskExit):
+            ref = self._workers.get(message.cid)
+            if ref is not None:
+                ref.proxy().task_exited(message.status, message.exited_at)
+        elif isinstance(message, EventsResumed):
+            for ref in self._workers.values():
+                ref.proxy().check_task()
+        return None
+
+    # -- lookups -------------------------------------------------------------
+
+    def _resolve(self, ref: str) -> str:
+        """A container ID from a full ID, a name, or a unique ID prefix. Errors: not_found."""
+        if ref in self._workers:
+            return ref
+        by_name = self._names.get(ref.lstrip("/"))
+        if by_name is not None and by_name in self._workers:
+            return by_name
+        if ref:
+            found = [cid for cid in self._workers if cid.startswith(ref)]
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                raise invalid(f"multiple IDs found with provided prefix: {ref}")
+        raise not_found(f"No such container: {ref}")
+
+    def _worker(self, ref: str) -> pykka.ActorProxy[ContainerWorker]:
+        return self._workers[self._resolve(ref)].proxy()
+
+    # -- the contract --------------------------------------------------------
+
+    @method(idempotent=False)
+    def create(self, name: str, config: dict[str, Any], reply: Reply) -> None:
+        """Create a container from a Docker create body. Errors: invalid, conflict, not_found."""
+        warnings = rec.check_config(config)
+        if name:
+            name = rec.check_name(name)
+            if name in self._names:
+                raise conflict(f'Conflict. The container name "/{name}" is already in use by '
+                               f'container "{self._names[name]}". You have to remove (or '
+                               "rename) that container to be able to reuse that name.")
+        else:
+            name = rec.random_name()
+            while name in self._names:
+                name = rec.random_name()
+        cid = rec.new_id()
+        self._names[name] = cid
+        ref = ContainerWorker.start(self._env, cid)
+        self._workers[cid] = ref
+        ref.proxy().create_container(reply, name, copy.deepcopy(config), warnings)
+
+    @method(idempotent=True)
+    def list(self, all: bool = False, limit: int | None = -1, size: bool = False,
+             filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Container summaries, newest first, as GET /containers/json shows them."""
+        filters = filters or {}
+        for key in filters:
+            if key not in ("id", "name", "label", "status", "ancestor", "exited"):
+                raise invalid(f"invalid filter '{key}'")
+        rows = [r for r in self._records.values()
+                if (all or r["State"]["Running"] or filters.get("status"))
+                and _passes(r, filters)]
+        rows.sort(key=lambda r: r["Created"], reverse=True)
+        if limit is not None and limit > 0:
+            rows = rows[:limit]
+        return [rec.summary(r) for r in rows]
+
+    @method(idempotent=True)
+    def inspect(self, id: str, size: bool = False) -> dict[str, Any]:
+        """One container, as GET /containers/{id}/json shows it. Errors: not_found."""
+        cid = self._resolve(id)
+        record = self._records.get(cid)
+        if record is None:
+            raise not_found(f"No such container: {id}")
+        return record
+
+    @method(idempotent=True)
+    def counts(self) -> dict[str, int]:
+        """How many containers there are, by state."""
+        states = [r["State"] for r in self._records.values()]
+        return {"total": len(states),
+                "running": sum(1 for s in states if s["Running"] and not s["Paused"]),
+                "paused": sum(1 for s in states if s["Paused"]),
+                "stopped": sum(1 for s in states if not s["Running"])}
+
+    @method(idempotent=True, name="start")
+    def start_(self, id: str, reply: Reply) -> None:
+        """Start a container; False if it already ran. Errors: not_found, conflict, invalid."""
+        self._worker(id).start_container(reply)
+
+    @method(idempotent=True, name="stop")
+    def stop_(self, id: str, reply: Reply, timeout: int | None = None) -> None:
+        """Stop a container (signal, then SIGKILL after `timeout` s); False if it was not
+        running. Errors: not_found."""
+        self._worker(id).stop_container(reply, timeout)
+
+    @method(idempotent=False)
+    def kill(self, id: str, reply: Reply, signal: str = "SIGKILL") -> None:
+        """Send a signal to a container's process. Errors: not_found, conflict, invalid."""
+        self._worker(id).kill_container(reply, signal)
+
+    @method(idempotent=False)
+    def remove(self, id: str, reply: Reply, force: bool = False, volumes: bool = False) -> None:
+        """Remove a container (kill it first with force). Errors: not_found, conflict."""
+        self._worker(id).remove_container(reply, force)
+
+    @method(idempotent=False)
+    def attach(self, id: str, conn: socket.socket, reply: Reply, preamble: bytes,
+               stream: bool = True, logs: bool = False, stdin: bool = False,
+               stdout: bool = True, stderr: bool = True) -> None:
+        """Stream a container's output to a handed-over connection. Errors: not_found."""
+        self._worker(id).attach_container(reply, conn, {
+            "preamble": preamble, "stream": stream, "logs": logs, "stdin": stdin,
+            "stdout": stdout, "stderr": stderr})
+
+    @method(idempotent=False)
+    def wait(self, id: str, conn: socket.socket, reply: Reply, preamble: bytes,
+             condition: str = "not-running") -> None:
+        """Write the exit status to a handed-over connection when the condition holds.
+        Errors: not_found, invalid."""
+        if condition not in ("not-running", "next-exit", "removed"):
+            raise invalid(f"invalid condition: {condition!r}")
+        self._worker(id).wait_container(reply, conn, condition, preamble)
+
+    @method(idempotent=False)
+    def logs(self, id: str, conn: socket.socket, reply: Reply, preamble: bytes,
+             follow: bool = False, stdout: bool = True, stderr: bool = True,
+             timestamps: bool = False, tail: str = "all", since: str = "",
+             until: str = "") -> None:
+        """Write a container's log to a handed-over connection. Errors: not_found, invalid."""
+        self._worker(id).logs_container(reply, conn, {
+            "preamble": preamble, "follow": follow, "stdout": stdout, "stderr": stderr,
+            "timestamps": timestamps, "tail": tail, "since": since, "until": until})
+
+
+def _passes(record: dict[str, Any], filters: dict[str, Any]) -> bool:
+    state = record["State"]
+    for key, wanted in filters.items():
+        if not wanted:
+            continue
+        if key == "id" and not any(record["Id"].startswith(w) for w in wanted):
+            return False
+        if key == "name" and not any(w.lstrip("/") in record["Name"] for w in wanted):
+            return False
+        if key == "status" and state["Status"] not in wanted:
+            return False
+        if key == "exited" and (state["Status"] != "exited"
+                                or str(state["ExitCode"]) not in wanted):
+            return False
+        if key == "ancestor" and not any(w in (record["Config"].get("Image"), record["Image"])
+                                         for w in wanted):
+            return False
+        if key == "label":
+            labels = record["Config"].get("Labels") or {}
+            for item in wanted:
+                k, eq, v = item.partition("=")
+                if k not in labels or (eq and labels[k] != v):
+                    return False
+    return True
+

@@ -1,0 +1,87 @@
+"""The meta store: one folder per container under <home>/containers, as pouchd keeps it.
+
+    containers/<id>/meta.json     the record (what inspect shows)
+    containers/<id>/hostname, hosts, resolv.conf   bind-mounted into the container
+    containers/<id>/json.log      its output, in the json-file format
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import socket
+from pathlib import Path
+from typing import Any
+
+from pouch.actors.fsutil import atomic_write, atomic_write_json
+
+log = logging.getLogger("pouch.container")
+FILES = ("hostname", "hosts", "resolv.conf", "json.log")
+LOCALHOST_HOSTS = ("127.0.0.1\tlocalhost\n"
+                   "::1\tlocalhost ip6-localhost ip6-loopback\n"
+                   "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\n"
+                   "ff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
+
+
+class MetaStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def folder(self, cid: str) -> Path:
+        return self.root / cid
+
+    def paths(self, cid: str) -> dict[str, str]:
+        return {name: str(self.folder(cid) / name) for name in FILES}
+
+    def create(self, cid: str, hostname: str, network_mode: str) -> None:
+        """The container's folder and the files it sees as /etc/hostname, hosts, resolv.conf."""
+        folder = self.folder(cid)
+        folder.mkdir(mode=0o700)
+        if network_mode == "host":
+            hostname = socket.gethostname()
+            hosts = _read_host_file("/etc/hosts") or LOCALHOST_HOSTS
+            resolv = _read_host_file("/etc/resolv.conf")
+        else:
+            hosts = LOCALHOST_HOSTS + f"127.0.1.1\t{hostname}\n"
+            resolv = _resolv_without_loopback(_read_host_file("/etc/resolv.conf"))
+        atomic_write(folder / "hostname", f"{hostname}\n".encode())
+        atomic_write(folder / "hosts", hosts.encode())
+        atomic_write(folder / "resolv.conf", resolv.encode())
+        (folder / "json.log").touch(mode=0o640)
+
+    def save(self, record: dict[str, Any]) -> None:
+        atomic_write_json(self.folder(record["Id"]) / "meta.json", record)
+
+    def load_all(self) -> list[dict[str, Any]]:
+        records = []
+        for folder in sorted(self.root.iterdir()):
+            meta = folder / "meta.json"
+            if not meta.is_file():
+                if folder.is_dir():
+                    log.warning("container folder %s has no meta.json; leaving it", folder)
+                continue
+            try:
+                records.append(json.loads(meta.read_text()))
+            except (OSError, ValueError) as exc:
+                log.error("cannot read %s: %s; leaving it", meta, exc)
+        return records
+
+    def remove(self, cid: str) -> None:
+        shutil.rmtree(self.folder(cid), ignore_errors=True)
+
+
+def _read_host_file(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def _resolv_without_loopback(text: str) -> str:
+    # A nameserver on the host's loopback is unreachable from another network namespace.
+    kept = [line for line in text.splitlines()
+            if not (line.startswith("nameserver") and
+                    (line.split()[1:2] or [""])[0].startswith(("127.", "::1")))]
+    return "\n".join(kept) + ("\n" if kept else "")

@@ -1,0 +1,200 @@
+"""A container's record: the document `docker inspect` shows, as meta.json keeps it,
+and the pure rules that build and summarize it."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from typing import Any
+
+from pouch.actors.timefmt import ZERO_TIME, human_duration, parse_rfc3339, rfc3339_nano
+from pouch.proto.envelope import invalid
+
+NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+SUPPORTED_NETWORK_MODES = ("none", "host")
+RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
+
+# Field of the create body -> the JSON types it may hold (None: null allowed).
+_CONFIG_TYPES: dict[str, tuple[type | None, ...]] = {
+    "Hostname": (str,), "Domainname": (str,), "User": (str,), "AttachStdin": (bool,),
+    "AttachStdout": (bool,), "AttachStderr": (bool,), "Tty": (bool,), "OpenStdin": (bool,),
+    "StdinOnce": (bool,), "Env": (list, None), "Cmd": (list, str, None), "Image": (str,),
+    "Volumes": (dict, None), "WorkingDir": (str,), "Entrypoint": (list, str, None),
+    "OnBuild": (list, None), "Labels": (dict, None), "StopSignal": (str, None),
+    "StopTimeout": (int, None), "ExposedPorts": (dict, None), "NetworkDisabled": (bool,),
+    "MacAddress": (str,), "Shell": (list, None), "Healthcheck": (dict, None),
+    "HostConfig": (dict, None), "NetworkingConfig": (dict, None), "ArgsEscaped": (bool,),
+}
+
+_LEFT = ("brave", "calm", "clever", "cosmic", "eager", "fervent", "gentle", "happy", "jolly",
+         "keen", "kind", "lucid", "mellow", "nimble", "proud", "quiet", "rapid", "serene",
+         "sharp", "steady", "swift", "tender", "upbeat", "vivid", "witty", "zealous")
+_RIGHT = ("badger", "beaver", "condor", "dolphin", "falcon", "ferret", "gecko", "heron",
+          "ibis", "jackal", "koala", "lemur", "lynx", "marmot", "narwhal", "ocelot", "otter",
+          "panda", "puffin", "quokka", "raven", "salmon", "tapir", "walrus", "yak", "zebra")
+
+
+def new_id() -> str:
+    return secrets.token_hex(32)
+
+
+def random_name() -> str:
+    return f"{secrets.choice(_LEFT)}_{secrets.choice(_RIGHT)}"
+
+
+def check_name(name: str) -> str:
+    """A user-given name, normalized without its leading slash. Errors: invalid."""
+    if not NAME.match(name):
+        raise invalid(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] "
+                      "are allowed")
+    return name.lstrip("/")
+
+
+def check_config(body: dict[str, Any]) -> list[str]:
+    """Validate a create body's types; the warnings it earns. Errors: invalid."""
+    for key, kinds in _CONFIG_TYPES.items():
+        if key not in body:
+            continue
+        value = body[key]
+        if value is None and None in kinds:
+            continue
+        wanted = tuple(k for k in kinds if k is not None)
+        if not isinstance(value, wanted) or (isinstance(value, bool) and bool not in wanted):
+            names = " or ".join(k.__name__ if k else "null" for k in kinds)
+            raise invalid(f"invalid field Config.{key}: must be {names}")
+    if not body.get("Image"):
+        raise invalid("invalid field Config.Image: an image is required")
+    for key in ("Env", "Cmd", "Entrypoint"):
+        value = body.get(key)
+        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+            raise invalid(f"invalid field Config.{key}: must be a list of strings")
+    labels = body.get("Labels") or {}
+    if not all(isinstance(v, str) for v in labels.values()):
+        raise invalid("invalid field Config.Labels: values must be strings")
+    host = body.get("HostConfig") or {}
+    warnings: list[str] = []
+    mode = host.get("NetworkMode") or "default"
+    if not isinstance(mode, str):
+        raise invalid("invalid field HostConfig.NetworkMode: must be a string")
+    if mode == "default":
+        warnings.append("no bridge network yet: network mode default runs as none "
+                        "(loopback only)")
+    elif mode not in SUPPORTED_NETWORK_MODES:
+        raise invalid(f"invalid field HostConfig.NetworkMode: network mode {mode!r} is not "
+                      "supported yet (supported: none, host)")
+    policy = host.get("RestartPolicy") or {}
+    if not isinstance(policy, dict) or policy.get("Name", "") not in RESTART_POLICIES:
+        raise invalid(f"invalid field HostConfig.RestartPolicy: unknown policy "
+                      f"{policy.get('Name') if isinstance(policy, dict) else policy!r}")
+    retries = policy.get("MaximumRetryCount", 0) or 0
+    if not isinstance(retries, int) or retries < 0:
+        raise invalid("invalid field HostConfig.RestartPolicy.MaximumRetryCount: "
+                      "must be a non-negative integer")
+    if retries and policy.get("Name") != "on-failure":
+        raise invalid("invalid field HostConfig.RestartPolicy: maximum retry count cannot be "
+                      f"used with restart policy '{policy.get('Name')}'")
+    if host.get("AutoRemove") and policy.get("Name") not in ("", "no", None):
+        raise invalid("conflicting options: AutoRemove and a restart policy")
+    return warnings
+
+
+def network_mode(body: dict[str, Any]) -> str:
+    mode = (body.get("HostConfig") or {}).get("NetworkMode") or "default"
+    return "none" if mode == "default" else mode
+
+
+def new_record(cid: str, name: str, body: dict[str, Any], image: dict[str, Any],
+               args: list[str], paths: dict[str, str]) -> dict[str, Any]:
+    """The inspect document of a container just created."""
+    host = dict(body.get("HostConfig") or {})
+    mode = network_mode(body)
+    host["NetworkMode"] = mode
+    host.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
+    if not host["RestartPolicy"].get("Name"):
+        host["RestartPolicy"] = {"Name": "no", "MaximumRetryCount": 0}
+    host.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
+    config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
+    image_config = image.get("config") or {}
+    config.setdefault("Env", None)
+    if not config.get("Cmd") and not config.get("Entrypoint"):
+        config["Cmd"] = image_config.get("Cmd")
+    if config.get("Entrypoint") is None:
+        config["Entrypoint"] = image_config.get("Entrypoint")
+    labels = {**(image_config.get("Labels") or {}), **(config.get("Labels") or {})}
+    config["Labels"] = labels
+    return {
+        "Id": cid, "Created": rfc3339_nano(), "Path": args[0] if args else "",
+        "Args": args[1:], "State": {
+            "Status": "created", "Running": False, "Paused": False, "Restarting": False,
+            "OOMKilled": False, "Dead": False, "Pid": 0, "ExitCode": 0, "Error": "",
+            "StartedAt": ZERO_TIME, "FinishedAt": ZERO_TIME},
+        "Image": image["id"], "ResolvConfPath": paths["resolv.conf"],
+        "HostnamePath": paths["hostname"], "HostsPath": paths["hosts"],
+        "LogPath": paths["json.log"], "Name": "/" + name, "RestartCount": 0,
+        "Driver": "overlayfs", "Platform": "linux", "MountLabel": "", "ProcessLabel": "",
+        "AppArmorProfile": "", "ExecIDs": None, "HostConfig": host,
+        "GraphDriver": {"Name": "overlayfs", "Data": None}, "Mounts": [], "Config": config,
+        "NetworkSettings": {
+            "Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
+            "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "",
+            "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",
+            "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
+            "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
+            "Networks": {mode: {
+                "IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": mode,
+                "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
+                "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                "MacAddress": "", "DriverOpts": None}}},
+    }
+
+
+def set_running(record: dict[str, Any], pid: int, started_at: str) -> None:
+    record["State"].update(Status="running", Running=True, Restarting=False, Dead=False,
+                           Pid=pid, ExitCode=0, Error="", StartedAt=started_at,
+                           FinishedAt=ZERO_TIME)
+
+
+def set_exited(record: dict[str, Any], code: int, finished_at: str, error: str = "") -> None:
+    record["State"].update(Status="exited", Running=False, Restarting=False, Pid=0,
+                           ExitCode=code, Error=error, FinishedAt=finished_at or rfc3339_nano())
+
+
+def set_dead(record: dict[str, Any], error: str) -> None:
+    record["State"].update(Status="dead", Running=False, Restarting=False, Dead=True, Pid=0,
+                           Error=error, FinishedAt=rfc3339_nano())
+
+
+def status_text(state: dict[str, Any], now: float | None = None) -> str:
+    """The STATUS column of `docker ps`: 'Up 5 seconds', 'Exited (3) 2 minutes ago'."""
+    now = time.time() if now is None else now
+    status = state.get("Status")
+    if status == "running":
+        return "Up " + human_duration(now - parse_rfc3339(state["StartedAt"]))
+    if status == "restarting":
+        return (f"Restarting ({state['ExitCode']}) "
+                f"{human_duration(now - parse_rfc3339(state['FinishedAt']))} ago")
+    if status == "exited":
+        if state.get("FinishedAt", ZERO_TIME) == ZERO_TIME:
+            return f"Exited ({state['ExitCode']})"
+        return (f"Exited ({state['ExitCode']}) "
+                f"{human_duration(now - parse_rfc3339(state['FinishedAt']))} ago")
+    if status == "dead":
+        return "Dead"
+    return "Created"
+
+
+def summary(record: dict[str, Any]) -> dict[str, Any]:
+    """One row of GET /containers/json."""
+    config = record["Config"]
+    command = " ".join([record["Path"], *record["Args"]]).strip()
+    mode = record["HostConfig"].get("NetworkMode", "none")
+    return {
+        "Id": record["Id"], "Names": [record["Name"]], "Image": config.get("Image", ""),
+        "ImageID": record["Image"], "Command": command,
+        "Created": int(parse_rfc3339(record["Created"])), "Ports": [],
+        "Labels": config.get("Labels") or {}, "State": record["State"]["Status"],
+        "Status": status_text(record["State"]), "HostConfig": {"NetworkMode": mode},
+        "NetworkSettings": {"Networks": record["NetworkSettings"]["Networks"]},
+        "Mounts": record.get("Mounts") or [],
+    }

@@ -1,0 +1,1100 @@
+"""The OCI runtime spec of a container, as dockerd 20.10 would have runc run it.
+
+Pure logic: a Docker Engine API create request (``Config`` + ``HostConfig``)
+and the image's config go in, a ``config.json`` dict for runc 1.1 comes out.
+The only I/O is :func:`read_rootfs_file`, which reads ``/etc/passwd`` and
+``/etc/group`` out of a snapshot's layer directories without mounting them.
+
+Docker's rules followed here, each where it applies: the create-time merge of
+the request over the image (entrypoint, cmd, env, workdir, user), the
+environment dockerd adds (PATH, HOSTNAME, TERM), user resolution as
+runc's libcontainer/user does it, the default capabilities, mounts, masked
+and read-only paths, device rules and namespace-scoped sysctls.
+
+Not here yet: seccomp (Docker's default profile is future work, so containers
+run without a syscall filter), AppArmor/SELinux labels, HostConfig.Devices,
+the host's devices for privileged containers, GroupAdd, Binds and volumes,
+blkio limits, and the init process (HostConfig.Init is ignored).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import posixpath
+import re
+import resource
+import stat
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pouch.proto.envelope import PouchError, invalid
+
+OCI_VERSION = "1.0.2-dev"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEFAULT_SHM_SIZE = 64 * 1024 * 1024
+# dockerd sets no rlimit itself: its containers inherit the shim's, which is
+# 1048576 under docker.service (LimitNOFILE=infinity). We say it explicitly.
+DEFAULT_NOFILE = 1048576
+MIN_MEMORY = 6 * 1024 * 1024
+_MAX_ID = 2147483647
+RLIM_INFINITY = 2**64 - 1
+
+# The kernel's capabilities in number order (include/uapi/linux/capability.h,
+# up to CAP_CHECKPOINT_RESTORE = 40). Written out rather than read from the
+# host so that a spec does not depend on where it was built.
+ALL_CAPABILITIES: tuple[str, ...] = tuple(
+    "CAP_" + name
+    for name in (
+        "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL",
+        "SETGID", "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE",
+        "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
+        "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
+        "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME",
+        "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL",
+        "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM",
+        "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+    )
+)  # fmt: skip
+
+DEFAULT_CAPABILITIES: tuple[str, ...] = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+    "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+)  # fmt: skip
+
+MASKED_PATHS: tuple[str, ...] = (
+    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+    "/sys/firmware",
+)  # fmt: skip
+READONLY_PATHS: tuple[str, ...] = (
+    "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+)  # fmt: skip
+
+# (major, minor) char devices a container may use; None is a wildcard.
+# runc appends much the same list itself; saying it here keeps the spec
+# self-describing and independent of the runtime's defaults.
+_ALLOWED_CHAR_DEVICES: tuple[tuple[int | None, int | None, str], ...] = (
+    (None, None, "m"),  # mknod of any char device (CAP_MKNOD is a default cap)
+    (1, 3, "rwm"),  # /dev/null
+    (1, 5, "rwm"),  # /dev/zero
+    (1, 7, "rwm"),  # /dev/full
+    (1, 8, "rwm"),  # /dev/random
+    (1, 9, "rwm"),  # /dev/urandom
+    (5, 0, "rwm"),  # /dev/tty
+    (5, 1, "rwm"),  # /dev/console
+    (5, 2, "rwm"),  # /dev/ptmx
+    (136, None, "rwm"),  # /dev/pts/*
+)
+
+_RLIMITS = frozenset(
+    ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice",
+     "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")
+)  # fmt: skip
+
+# Sysctls runc accepts only with a private IPC namespace.
+_IPC_SYSCTLS = frozenset(
+    ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+     "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced")
+)  # fmt: skip
+
+_CPUSET_RE = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*")
+_INT_RE = re.compile(r"[+-]?\d+")
+_CONTAINER_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+# --------------------------------------------------------------------------
+# The process: Docker's merge of the request over the image
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Process:
+    """The process a container runs, after Docker's merge rules."""
+
+    args: list[str]
+    env: list[str]
+    cwd: str
+    user: str
+    tty: bool
+    open_stdin: bool
+
+
+def effective_process(image_config: dict, config: dict) -> Process:
+    """Merge a create request's ``Config`` over the image's ``config`` as dockerd does.
+
+    The caller fills ``Config.Hostname`` first (dockerd uses the short container
+    id, or the host's name for host networking): it becomes ``HOSTNAME``.
+    Errors: invalid (no command, a malformed Env entry, a relative WorkingDir).
+    """
+    image_config = image_config or {}
+    entrypoint = _str_slice(config.get("Entrypoint"), "Config.Entrypoint")
+    cmd = _str_slice(config.get("Cmd"), "Config.Cmd")
+    # An empty (not absent) Entrypoint still keeps the image's Cmd but drops
+    # its Entrypoint; any Entrypoint given drops the image's Cmd.
+    if not entrypoint:
+        if not cmd:
+            cmd = _str_slice(image_config.get("Cmd"), "image Cmd")
+        if entrypoint is None:
+            entrypoint = _str_slice(image_config.get("Entrypoint"), "image Entrypoint")
+    # `--entrypoint ""` arrives as [""]: it means "no entrypoint", after the merge.
+    if entrypoint == [""]:
+        entrypoint = None
+    args = (entrypoint or []) + (cmd or [])
+    if not args:
+        raise invalid("No command specified")
+
+    request_env = _str_slice(config.get("Env"), "Config.Env") or []
+    for entry in request_env:
+        if entry.partition("=")[0] == "":
+            raise invalid(f"invalid environment variable: {entry}")
+    image_env = _str_slice(image_config.get("Env"), "image Env") or []
+    tty = bool(config.get("Tty"))
+    defaults = [f"PATH={DEFAULT_PATH}"]
+    hostname = config.get("Hostname") or ""
+    if hostname:
+        defaults.append(f"HOSTNAME={hostname}")
+    if tty:
+        defaults.append("TERM=xterm")
+    env = _replace_or_append_env(defaults, _merge_env(request_env, image_env))
+
+    workdir = config.get("WorkingDir") or image_config.get("WorkingDir") or "/"
+    if not isinstance(workdir, str) or not workdir.startswith("/"):
+        raise invalid(
+            f"the working directory '{workdir}' is invalid, it needs to be an absolute path"
+        )
+    user = config.get("User") or image_config.get("User") or ""
+    if not isinstance(user, str):
+        raise invalid(f"invalid Config.User {user!r}: must be a string")
+    return Process(
+        args=args,
+        env=env,
+        cwd=_clean_abs(workdir),
+        user=user,
+        tty=tty,
+        open_stdin=bool(config.get("OpenStdin")),
+    )
+
+
+def _str_slice(value: Any, field: str) -> list[str] | None:
+    """Docker's strslice: null, one string, or a list of strings."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise invalid(f"invalid {field}: must be a list of strings")
+    for v in value:
+        if "\0" in v:
+            raise invalid(f"invalid {field}: {v!r} contains a NUL byte")
+    return list(value)
+
+
+def _merge_env(request: list[str], image: list[str]) -> list[str]:
+    """Request entries first, then the image's whose key the request does not name."""
+    keys = {entry.split("=", 1)[0] for entry in request}
+    return request + [entry for entry in image if entry.split("=", 1)[0] not in keys]
+
+
+def _replace_or_append_env(defaults: list[str], overrides: list[str]) -> list[str]:
+    """dockerd's ReplaceOrAppendEnvValues: an override replaces a default with its key
+    in place, or is appended; a bare ``KEY`` unsets it."""
+    result: list[str | None] = list(defaults)
+    index = {entry.split("=", 1)[0]: i for i, entry in enumerate(defaults)}
+    for entry in overrides:
+        key, sep, _ = entry.partition("=")
+        if not sep:
+            if key in index:
+                result[index[key]] = None
+            continue
+        if key in index:
+            result[index[key]] = entry
+        else:
+            result.append(entry)
+    return [entry for entry in result if entry is not None]
+
+
+def _clean_abs(path: str) -> str:
+    cleaned = posixpath.normpath(path)
+    # normpath keeps a leading "//" (POSIX allows it a meaning); Go's Clean does not.
+    return "/" + cleaned.lstrip("/")
+
+
+# --------------------------------------------------------------------------
+# The user: libcontainer/user's rules over the container's passwd and group
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class User:
+    """A resolved user: ids, supplementary groups from /etc/group, home dir."""
+
+    uid: int
+    gid: int
+    additional_gids: list[int]
+    home: str
+
+
+@dataclass(frozen=True)
+class _PasswdEntry:
+    name: str
+    uid: int
+    gid: int
+    home: str
+
+
+@dataclass(frozen=True)
+class _GroupEntry:
+    name: str
+    gid: int
+    members: tuple[str, ...]
+
+
+def resolve_user(user: str, passwd: str | None, group: str | None) -> User:
+    """Resolve ``user``, ``uid``, ``user:group``, ``uid:gid`` (and mixes) against the
+    text of the container's /etc/passwd and /etc/group (None when absent).
+
+    As in runc's libcontainer: a numeric user absent from passwd is allowed
+    (gid 0 then); supplementary groups come from /etc/group only when the
+    group is not given explicitly. Errors: invalid (unknown name, id out of range).
+    """
+    parts = user.split(":")
+    user_arg = parts[0]
+    group_arg = parts[1] if len(parts) > 1 else ""
+    uid_arg = _atoi(user_arg)
+
+    uid, gid, home = 0, 0, "/"
+    matched_name = ""
+    entries = _passwd_entries(passwd) if passwd is not None else []
+    for entry in entries:
+        if user_arg == "":
+            found = entry.uid == 0
+        elif uid_arg is not None:
+            found = entry.uid == uid_arg
+        else:
+            found = entry.name == user_arg
+        if found:
+            matched_name, uid, gid, home = entry.name, entry.uid, entry.gid, entry.home or "/"
+            break
+    else:
+        if user_arg != "":
+            if uid_arg is None:
+                raise invalid(f"unable to find user {user_arg}: no matching entries in passwd file")
+            uid = _check_id_range(uid_arg)
+
+    additional: list[int] = []
+    if group_arg or matched_name:
+        groups = _group_entries(group) if group is not None else []
+        if group_arg:
+            gid_arg = _atoi(group_arg)
+            for g in groups:
+                if (g.gid == gid_arg) if gid_arg is not None else (g.name == group_arg):
+                    gid = g.gid
+                    break
+            else:
+                if gid_arg is None:
+                    raise invalid(
+                        f"unable to find group {group_arg}: no matching entries in group file"
+                    )
+                gid = _check_id_range(gid_arg)
+        else:
+            additional = [g.gid for g in groups if matched_name in g.members]
+    return User(uid=uid, gid=gid, additional_gids=additional, home=home)
+
+
+def _atoi(text: str) -> int | None:
+    return int(text) if _INT_RE.fullmatch(text) else None
+
+
+def _check_id_range(value: int) -> int:
+    if not 0 <= value <= _MAX_ID:
+        raise invalid(f"uids and gids must be in range 0-{_MAX_ID}")
+    return value
+
+
+def _colon_lines(text: str) -> Iterable[list[str]]:
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            yield line.split(":")
+
+
+def _passwd_entries(text: str) -> list[_PasswdEntry]:
+    out = []
+    for fields in _colon_lines(text):
+        # Go's parser reads a malformed id as 0, i.e. root; we skip the line instead.
+        if len(fields) < 4 or _atoi(fields[2]) is None or _atoi(fields[3]) is None:
+            continue
+        home = fields[5] if len(fields) > 5 else ""
+        out.append(_PasswdEntry(fields[0], int(fields[2]), int(fields[3]), home))
+    return out
+
+
+def _group_entries(text: str) -> list[_GroupEntry]:
+    out = []
+    for fields in _colon_lines(text):
+        if len(fields) < 3 or _atoi(fields[2]) is None:
+            continue
+        members = fields[3].split(",") if len(fields) > 3 else []
+        out.append(
+            _GroupEntry(fields[0], int(fields[2]), tuple(m.strip() for m in members if m.strip()))
+        )
+    return out
+
+
+# --------------------------------------------------------------------------
+# Reading a file out of snapshot layers, without mounting them
+# --------------------------------------------------------------------------
+
+_MAX_FILE_BYTES = 8 * 1024 * 1024
+_MAX_SYMLINKS = 40  # the kernel's limit on links followed in one lookup
+_OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
+
+
+class _Miss:
+    """What a layer says about a path it does not hold."""
+
+    def __init__(self, stops_lookup: bool) -> None:
+        # True when this layer hides the path in every layer below it.
+        self.stops_lookup = stops_lookup
+
+
+_ABSENT = _Miss(stops_lookup=False)
+_HIDDEN = _Miss(stops_lookup=True)
+
+
+def read_rootfs_file(mounts: list[dict], path: str) -> str | None:
+    """Read a small text file (``etc/passwd``) from the root filesystem that
+    containerd's snapshot ``mounts`` describe, as the merged view would show it.
+
+    Overlay layers are searched top-down (upperdir, then each lowerdir in
+    order), honouring whiteouts (char device 0/0) and opaque directories.
+    Symlinks are followed as inside a chroot: absolute targets and ``..``
+    stay within the rootfs. Returns None when the path is absent or is not a
+    regular file. Errors: internal (a mount type we cannot read without
+    mounting it), invalid (the file is larger than 8 MiB).
+    """
+    layers = _layers(mounts)
+    found = _resolve(layers, _components(path))
+    if found is None:
+        return None
+    layer, comps, st = found
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    parent = _open_dir(layer, comps[:-1])
+    if parent is None:
+        return None
+    try:
+        try:
+            fd = os.open(
+                comps[-1],
+                os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                dir_fd=parent,
+            )
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+                return None  # it changed under us; the merged view no longer has it
+            raise
+    finally:
+        os.close(parent)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return None
+        data = f.read(_MAX_FILE_BYTES + 1)
+    if len(data) > _MAX_FILE_BYTES:
+        raise invalid(f"/{'/'.join(comps)} in the container is larger than 8 MiB")
+    return data.decode("utf-8", errors="replace")
+
+
+def _layers(mounts: list[dict]) -> list[str]:
+    """Layer directories, top-most first. A later mount covers an earlier one."""
+    if not mounts:
+        raise PouchError("internal", "the container has no root filesystem mounts")
+    layers: list[str] = []
+    for m in mounts:
+        kind = m.get("type")
+        options = list(m.get("options") or [])
+        if kind == "overlay":
+            opts = dict(o.split("=", 1) for o in options if "=" in o)
+            upper = [opts["upperdir"]] if opts.get("upperdir") else []
+            lowers = [p for p in re.split(r"(?<!\\):", opts.get("lowerdir", "")) if p]
+            layers = upper + [p.replace("\\:", ":") for p in lowers] + layers
+        elif kind in ("bind", "rbind") or "bind" in options or "rbind" in options:
+            layers = [m["source"], *layers]
+        else:
+            raise PouchError(
+                "internal", f"cannot read files from a {kind} root filesystem without mounting it"
+            )
+    return layers
+
+
+def _components(path: str) -> list[str]:
+    return [c for c in path.split("/") if c not in ("", ".")]
+
+
+def _resolve(layers: list[str], pending: list[str]) -> tuple[str, list[str], os.stat_result] | None:
+    """Walk ``pending`` through the merged view, following symlinks chroot-style."""
+    resolved: list[str] = []
+    found: tuple[str, list[str], os.stat_result] | None = None
+    links = 0
+    while pending:
+        name = pending.pop(0)
+        if name == "..":
+            if resolved:
+                resolved.pop()
+            found = None
+            continue
+        comps = [*resolved, name]
+        hit = _lookup(layers, comps)
+        if hit is None:
+            return None
+        layer, st = hit
+        if stat.S_ISLNK(st.st_mode):
+            links += 1
+            if links > _MAX_SYMLINKS:
+                return None
+            target = _readlink(layer, comps)
+            if target is None:
+                return None
+            if target.startswith("/"):
+                resolved = []
+            pending = _components(target) + pending
+            found = None
+            continue
+        if pending and not stat.S_ISDIR(st.st_mode):
+            return None
+        resolved = comps
+        found = (layer, comps, st)
+    return found
+
+
+def _lookup(layers: list[str], comps: list[str]) -> tuple[str, os.stat_result] | None:
+    """The top-most entry for ``comps`` across the layers, as overlayfs finds it."""
+    for layer in layers:
+        probe = _probe(layer, comps)
+        if isinstance(probe, _Miss):
+            if probe.stops_lookup:
+                return None
+            continue
+        return layer, probe
+    return None
+
+
+def _probe(layer: str, comps: list[str]) -> os.stat_result | _Miss:
+    """What one layer holds at ``comps``, never following a symlink on the way."""
+    try:
+        fd = os.open(layer, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return _ABSENT
+    opaque = False
+    try:
+        for i, name in enumerate(comps):
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except (FileNotFoundError, NotADirectoryError):
+                return _HIDDEN if opaque else _ABSENT
+            if _is_whiteout(st):
+                return _HIDDEN
+            if i == len(comps) - 1:
+                return st
+            if not stat.S_ISDIR(st.st_mode):
+                # A higher layer made this a directory; a non-directory here
+                # ends overlayfs's search, like an opaque directory.
+                return _HIDDEN
+            try:
+                child = os.open(
+                    name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd
+                )
+            except OSError:
+                return _HIDDEN
+            os.close(fd)
+            fd = child
+            opaque = opaque or _is_opaque(fd)
+        return _ABSENT  # an empty path names the root, a directory we never read
+    finally:
+        os.close(fd)
+
+
+def _open_dir(layer: str, comps: list[str]) -> int | None:
+    """An fd on ``layer/comps``, each step refusing symlinks so we stay in the layer."""
+    try:
+        fd = os.open(layer, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    for name in comps:
+        try:
+            child = os.open(
+                name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd
+            )
+        except OSError:
+            os.close(fd)
+            return None
+        os.close(fd)
+        fd = child
+    return fd
+
+
+def _readlink(layer: str, comps: list[str]) -> str | None:
+    parent = _open_dir(layer, comps[:-1])
+    if parent is None:
+        return None
+    try:
+        return os.readlink(comps[-1], dir_fd=parent)
+    except OSError:
+        return None
+    finally:
+        os.close(parent)
+
+
+def _is_whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _is_opaque(fd: int) -> bool:
+    for name in _OPAQUE_XATTRS:
+        try:
+            if os.getxattr(fd, name) == b"y":
+                return True
+        except OSError:
+            continue
+    return False
+
+
+# --------------------------------------------------------------------------
+# The spec
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpecInput:
+    """Everything :func:`build_spec` needs, resolved by the caller.
+
+    ``grantable_caps`` and ``nofile_ceiling`` describe the daemon, not the
+    request: a runtime cannot hand a container a capability missing from its
+    own bounding set, nor raise RLIMIT_NOFILE's hard limit above its own
+    without CAP_SYS_RESOURCE. Left None, the spec asks for Docker's values.
+    """
+
+    container_id: str
+    process: Process
+    user: User
+    hostname: str
+    network_mode: str
+    netns_path: str | None
+    hosts_path: str
+    resolv_conf_path: str
+    hostname_path: str
+    cgroup_parent: str
+    host_config: dict
+    labels: dict[str, str]
+    grantable_caps: frozenset[str] | None = None
+    nofile_ceiling: int | None = None
+
+
+def grantable_capabilities() -> frozenset[str]:
+    """The capabilities this process can hand on: its own bounding set."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapBnd:"):
+            mask = int(line.split()[1], 16)
+            return frozenset(c for i, c in enumerate(ALL_CAPABILITIES) if mask >> i & 1)
+    return frozenset(ALL_CAPABILITIES)
+
+
+def nofile_ceiling() -> int:
+    """The highest RLIMIT_NOFILE a container can get from this process."""
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+
+def clamp_oom_score_adj(value: int) -> int:
+    """The oom_score_adj a container can get here: lowering it below 0 needs
+    CAP_SYS_RESOURCE, which the daemon may not hold. Callers warn when it differs."""
+    return max(0, value)
+
+
+def build_spec(inp: SpecInput) -> dict:
+    """The OCI runtime spec (a JSON-ready dict) for one container.
+    Errors: invalid, naming the HostConfig field at fault."""
+    hc = inp.host_config or {}
+    if not _CONTAINER_ID_RE.fullmatch(inp.container_id or ""):
+        raise invalid(f"invalid container id {inp.container_id!r}")
+    privileged = _bool(hc, "Privileged")
+    readonly_rootfs = _bool(hc, "ReadonlyRootfs")
+    host_net = inp.network_mode == "host"
+    if inp.network_mode.startswith("container:") and not inp.netns_path:
+        raise invalid(f"network mode {inp.network_mode} needs that container's namespace")
+
+    process: dict[str, Any] = {
+        "terminal": inp.process.tty,
+        "user": {
+            "uid": inp.user.uid,
+            "gid": inp.user.gid,
+            # The primary gid is repeated among the supplementary ones so that
+            # dropping it cannot bypass a group's negative permissions
+            # (CVE-2022-36109, fixed so in dockerd 20.10.18).
+            "additionalGids": _unique([inp.user.gid, *inp.user.additional_gids]),
+        },
+        "args": list(inp.process.args),
+        "env": list(inp.process.env),
+        "cwd": inp.process.cwd,
+        "capabilities": _capabilities(hc, privileged, inp.user.uid, inp.grantable_caps),
+        "rlimits": _rlimits(hc, inp.nofile_ceiling),
+        "noNewPrivileges": False,
+    }
+    if hc.get("OomScoreAdj") is not None:
+        score = _int(hc, "OomScoreAdj")
+        if not -1000 <= score <= 1000:
+            raise invalid(
+                f"invalid HostConfig.OomScoreAdj {score}: range for oom score adj is [-1000, 1000]"
+            )
+        process["oomScoreAdj"] = clamp_oom_score_adj(score)
+
+    spec: dict[str, Any] = {
+        "ociVersion": OCI_VERSION,
+        "process": process,
+        "root": {"path": "rootfs", "readonly": readonly_rootfs},
+    }
+    if inp.hostname and not host_net:
+        spec["hostname"] = inp.hostname
+    spec["mounts"] = _mounts(inp, hc, privileged, readonly_rootfs)
+
+    namespaces: list[dict[str, str]] = [{"type": "mount"}]
+    if not host_net:
+        netns = {"type": "network"}
+        if inp.netns_path:
+            netns["path"] = inp.netns_path
+        namespaces.append(netns)
+    namespaces += [{"type": "uts"}, {"type": "pid"}, {"type": "ipc"}]
+
+    linux: dict[str, Any] = {
+        "namespaces": namespaces,
+        "cgroupsPath": _cgroups_path(inp.cgroup_parent, inp.container_id),
+        "resources": _resources(hc, privileged),
+        "sysctl": _sysctls(hc, inp.network_mode),
+        "devices": [],
+        "maskedPaths": [] if privileged else list(MASKED_PATHS),
+        "readonlyPaths": [] if privileged else list(READONLY_PATHS),
+    }
+    spec["linux"] = linux
+    if inp.labels:
+        spec["annotations"] = dict(inp.labels)
+    return spec
+
+
+def _unique(values: Iterable[Any]) -> list[Any]:
+    return list(dict.fromkeys(values))
+
+
+def _bool(hc: Mapping[str, Any], key: str) -> bool:
+    value = hc.get(key)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise invalid(f"invalid HostConfig.{key} {value!r}: must be true or false")
+    return value
+
+
+def _int(hc: Mapping[str, Any], key: str, default: int = 0) -> int:
+    value = hc.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise invalid(f"invalid HostConfig.{key} {value!r}: must be an integer")
+    return value
+
+
+def _str_list(hc: Mapping[str, Any], key: str) -> list[str]:
+    value = hc.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise invalid(f"invalid HostConfig.{key}: must be a list of strings")
+    return value
+
+
+# -- capabilities ----------------------------------------------------------
+
+
+def _normalize_caps(names: list[str], field: str) -> list[str]:
+    out = []
+    for name in names:
+        upper = name.upper()
+        if upper != "ALL":
+            if not upper.startswith("CAP_"):
+                upper = "CAP_" + upper
+            if upper not in ALL_CAPABILITIES:
+                raise invalid(f'invalid HostConfig.{field}: unknown capability: "{upper}"')
+        out.append(upper)
+    return out
+
+
+def _capabilities(
+    hc: Mapping[str, Any], privileged: bool, uid: int, grantable: frozenset[str] | None
+) -> dict[str, list[str]]:
+    cap_add = _normalize_caps(_str_list(hc, "CapAdd"), "CapAdd")
+    cap_drop = _normalize_caps(_str_list(hc, "CapDrop"), "CapDrop")
+    if grantable is not None:
+        for cap in cap_add:
+            if cap != "ALL" and cap not in grantable:
+                raise invalid(
+                    f"invalid HostConfig.CapAdd: capability {cap} is not available to this daemon"
+                )
+    everything = [c for c in ALL_CAPABILITIES if grantable is None or c in grantable]
+    if privileged:
+        caps = everything
+    elif "ALL" in cap_add:
+        caps = [c for c in everything if c not in cap_drop]
+    elif "ALL" in cap_drop:
+        caps = [c for c in cap_add if c != "ALL"]
+    else:
+        caps = [c for c in DEFAULT_CAPABILITIES if c not in cap_drop] + cap_add
+    caps = _unique(caps)
+    if grantable is not None:
+        caps = [c for c in caps if c in grantable]
+    # A non-root process loses its effective and permitted sets at execve;
+    # dockerd starts it that way, keeping only the bounding set.
+    held = caps if uid == 0 else []
+    return {"bounding": caps, "effective": list(held), "permitted": list(held)}
+
+
+# -- rlimits ---------------------------------------------------------------
+
+
+def _rlimits(hc: Mapping[str, Any], nofile_ceiling: int | None) -> list[dict[str, Any]]:
+    nofile = DEFAULT_NOFILE if nofile_ceiling is None else min(DEFAULT_NOFILE, nofile_ceiling)
+    limits: dict[str, dict[str, Any]] = {
+        "RLIMIT_NOFILE": {"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}
+    }
+    ulimits = hc.get("Ulimits") or []
+    if not isinstance(ulimits, list):
+        raise invalid("invalid HostConfig.Ulimits: must be a list")
+    for ul in ulimits:
+        if not isinstance(ul, dict) or not isinstance(ul.get("Name"), str):
+            raise invalid(f"invalid HostConfig.Ulimits entry {ul!r}")
+        name = ul["Name"].lower()
+        if name not in _RLIMITS:
+            raise invalid(f"invalid HostConfig.Ulimits: unknown ulimit {ul['Name']!r}")
+        soft = _ulimit_value(ul, "Soft")
+        hard = _ulimit_value(ul, "Hard")
+        if soft > hard:
+            raise invalid(
+                f"invalid HostConfig.Ulimits {name}: soft limit {soft} is above hard limit {hard}"
+            )
+        kind = "RLIMIT_" + name.upper()
+        limits[kind] = {"type": kind, "hard": hard, "soft": soft}
+    return list(limits.values())
+
+
+def _ulimit_value(ul: Mapping[str, Any], key: str) -> int:
+    value = _int(ul, key)
+    # Docker casts to uint64, so -1 is RLIM_INFINITY ("unlimited").
+    if value == -1:
+        return RLIM_INFINITY
+    if value < 0:
+        raise invalid(f"invalid HostConfig.Ulimits {ul['Name']}: {key} {value} is negative")
+    return value
+
+
+# -- mounts ----------------------------------------------------------------
+
+
+def _mounts(
+    inp: SpecInput, hc: Mapping[str, Any], privileged: bool, readonly_rootfs: bool
+) -> list[dict[str, Any]]:
+    shm_size = _int(hc, "ShmSize")
+    if shm_size < 0:
+        raise invalid(f"invalid HostConfig.ShmSize {shm_size}: SHM size can not be less than 0")
+    shm_size = shm_size or DEFAULT_SHM_SIZE
+    defaults: list[dict[str, Any]] = [
+        _mount("/proc", "proc", "proc", ["nosuid", "noexec", "nodev"]),
+        _mount("/dev", "tmpfs", "tmpfs", ["nosuid", "strictatime", "mode=755", "size=65536k"]),
+        _mount("/dev/pts", "devpts", "devpts",
+               ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]),
+        _mount("/sys", "sysfs", "sysfs", ["nosuid", "noexec", "nodev", "ro"]),
+        _mount("/sys/fs/cgroup", "cgroup", "cgroup", ["ro", "nosuid", "noexec", "nodev"]),
+        _mount("/dev/mqueue", "mqueue", "mqueue", ["nosuid", "noexec", "nodev"]),
+        _mount("/dev/shm", "tmpfs", "shm",
+               ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size}"]),
+    ]  # fmt: skip
+
+    bind_opts = ["rbind", "ro", "rprivate"] if readonly_rootfs else ["rbind", "rprivate"]
+    added = [
+        _mount("/etc/resolv.conf", "bind", inp.resolv_conf_path, bind_opts),
+        _mount("/etc/hostname", "bind", inp.hostname_path, bind_opts),
+        _mount("/etc/hosts", "bind", inp.hosts_path, bind_opts),
+    ]
+    tmpfs = _tmpfs_mounts(hc)
+    tmpfs_targets = {m["destination"] for m in tmpfs}
+    added = [m for m in added if m["destination"] not in tmpfs_targets] + tmpfs
+    # Parents before children, as dockerd sorts its own mounts (stable, by depth).
+    added.sort(key=lambda m: len(_components(m["destination"])))
+
+    # A mount the caller adds replaces a default one at the same place; a /dev
+    # of its own replaces everything Docker would put under /dev.
+    targets = {m["destination"] for m in added}
+    defaults = [
+        m
+        for m in defaults
+        if m["destination"] not in targets
+        and not ("/dev" in targets and m["destination"].startswith("/dev/"))
+    ]
+    if readonly_rootfs:
+        for m in defaults:
+            exempt = m["destination"] in ("/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue")
+            if not exempt and "ro" not in m["options"]:
+                m["options"].append("ro")
+    if privileged:
+        for m in defaults:
+            if m["destination"] == "/sys" or m["type"] == "cgroup":
+                m["options"] = [o for o in m["options"] if o != "ro"]
+    return defaults + added
+
+
+def _mount(destination: str, kind: str, source: str, options: list[str]) -> dict[str, Any]:
+    return {"destination": destination, "type": kind, "source": source, "options": list(options)}
+
+
+# mount(8) flags Docker accepts among tmpfs options, by what they set: of two
+# options setting the same thing, the later one wins.
+_TMPFS_FLAG_GROUPS: dict[str, str] = {
+    **{o: "ro" for o in ("ro", "rw")},
+    **{o: "suid" for o in ("suid", "nosuid")},
+    **{o: "dev" for o in ("dev", "nodev")},
+    **{o: "exec" for o in ("exec", "noexec")},
+    **{o: "sync" for o in ("sync", "async")},
+    **{o: "mand" for o in ("mand", "nomand")},
+    **{o: "atime" for o in ("atime", "noatime")},
+    **{o: "diratime" for o in ("diratime", "nodiratime")},
+    **{o: "relatime" for o in ("relatime", "norelatime")},
+    **{o: "strictatime" for o in ("strictatime", "nostrictatime")},
+    "dirsync": "dirsync",
+    "remount": "remount",
+    "bind": "bind",
+    "rbind": "rbind",
+    **{
+        o: "propagation"
+        for o in ("private", "rprivate", "shared", "rshared", "slave", "rslave",
+                  "unbindable", "runbindable")
+    },
+}  # fmt: skip
+_TMPFS_DATA_KEYS = frozenset(("size", "mode", "uid", "gid", "nr_inodes", "nr_blocks", "mpol"))
+
+
+def _tmpfs_mounts(hc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    tmpfs = hc.get("Tmpfs") or {}
+    if not isinstance(tmpfs, dict):
+        raise invalid("invalid HostConfig.Tmpfs: must be a map of path to options")
+    out = []
+    for target, data in tmpfs.items():
+        if not isinstance(target, str) or not target.startswith("/"):
+            raise invalid(
+                f'invalid HostConfig.Tmpfs: invalid mount config for type "tmpfs": '
+                f"invalid mount path: '{target}' mount path must be absolute"
+            )
+        destination = _clean_abs(target)
+        if destination == "/":
+            raise invalid("invalid HostConfig.Tmpfs: destination can't be '/'")
+        if not isinstance(data, str):
+            raise invalid(f"invalid HostConfig.Tmpfs options for {target}: must be a string")
+        options = ["noexec", "nosuid", "nodev", "rprivate"]
+        options += [o for o in data.split(",") if o] if data else []
+        out.append(_mount(destination, "tmpfs", "tmpfs", _merge_tmpfs_options(options, target)))
+    return out
+
+
+def _merge_tmpfs_options(options: list[str], target: str) -> list[str]:
+    seen: set[str] = set()
+    merged: list[str] = []
+    for option in reversed(options):
+        if option == "defaults":
+            continue
+        key = _TMPFS_FLAG_GROUPS.get(option)
+        if key is None:
+            name, sep, _ = option.partition("=")
+            if not sep or name not in _TMPFS_DATA_KEYS:
+                raise invalid(
+                    f'invalid HostConfig.Tmpfs: invalid tmpfs option "{option}" for {target}'
+                )
+            key = "=" + name
+        if key not in seen:
+            seen.add(key)
+            merged.append(option)
+    merged.reverse()
+    return merged
+
+
+# -- cgroups ---------------------------------------------------------------
+
+
+def _cgroups_path(parent: str, container_id: str) -> str:
+    # Always absolute: a relative path would land under containerd's own cgroup.
+    return _clean_abs(posixpath.join("/", parent or "/", container_id))
+
+
+def _resources(hc: Mapping[str, Any], privileged: bool) -> dict[str, Any]:
+    if privileged:
+        devices: list[dict[str, Any]] = [{"allow": True, "access": "rwm"}]
+    else:
+        devices = [{"allow": False, "access": "rwm"}]
+        for major, minor, access in _ALLOWED_CHAR_DEVICES:
+            rule: dict[str, Any] = {"allow": True, "type": "c"}
+            if major is not None:
+                rule["major"] = major
+            if minor is not None:
+                rule["minor"] = minor
+            rule["access"] = access
+            devices.append(rule)
+        devices.append({"allow": True, "type": "b", "access": "m"})
+    resources: dict[str, Any] = {"devices": devices}
+    memory = _memory(hc)
+    if memory:
+        resources["memory"] = memory
+    cpu = _cpu(hc)
+    if cpu:
+        resources["cpu"] = cpu
+    if hc.get("PidsLimit") is not None:
+        pids = _int(hc, "PidsLimit")
+        # The API takes 0 and negatives for "unlimited"; the spec says -1.
+        resources["pids"] = {"limit": pids if pids > 0 else -1}
+    return resources
+
+
+def _memory(hc: Mapping[str, Any]) -> dict[str, Any]:
+    memory = _int(hc, "Memory")
+    swap = _int(hc, "MemorySwap")
+    reservation = _int(hc, "MemoryReservation")
+    if memory < 0:
+        raise invalid(f"invalid HostConfig.Memory {memory}: must not be negative")
+    if 0 < memory < MIN_MEMORY:
+        raise invalid(f"invalid HostConfig.Memory {memory}: minimum memory limit allowed is 6MB")
+    if swap < -1:
+        raise invalid(f"invalid HostConfig.MemorySwap {swap}: must be -1 (unlimited) or more")
+    if swap > 0 and memory == 0:
+        raise invalid(
+            "invalid HostConfig.MemorySwap: you should always set the Memory limit "
+            "when using Memoryswap limit"
+        )
+    if swap > 0 and swap < memory:
+        raise invalid(
+            f"invalid HostConfig.MemorySwap {swap}: minimum memoryswap limit should be "
+            "larger than memory limit"
+        )
+    if reservation < 0 or 0 < reservation < MIN_MEMORY:
+        raise invalid(
+            f"invalid HostConfig.MemoryReservation {reservation}: "
+            "minimum memory reservation allowed is 6MB"
+        )
+    if memory > 0 and reservation > memory:
+        raise invalid(
+            f"invalid HostConfig.MemoryReservation {reservation}: minimum memory limit "
+            "can not be less than memory reservation limit"
+        )
+    out: dict[str, Any] = {}
+    if memory > 0:
+        out["limit"] = memory
+        # dockerd's default: as much swap as memory (memory+swap = 2 x memory).
+        out["swap"] = swap if swap != 0 else memory * 2
+    elif swap == -1:
+        out["swap"] = -1
+    if reservation > 0:
+        out["reservation"] = reservation
+    if hc.get("MemorySwappiness") is not None:
+        swappiness = _int(hc, "MemorySwappiness")
+        if swappiness != -1:
+            if not 0 <= swappiness <= 100:
+                raise invalid(
+                    f"invalid HostConfig.MemorySwappiness {swappiness}: "
+                    "valid memory swappiness range is 0-100"
+                )
+            out["swappiness"] = swappiness
+    if hc.get("OomKillDisable") is not None:
+        out["disableOOMKiller"] = _bool(hc, "OomKillDisable")
+    return out
+
+
+def _cpu(hc: Mapping[str, Any]) -> dict[str, Any]:
+    shares = _int(hc, "CpuShares")
+    period = _int(hc, "CpuPeriod")
+    quota = _int(hc, "CpuQuota")
+    nano = _int(hc, "NanoCpus")
+    if shares < 0:
+        raise invalid(f"invalid HostConfig.CpuShares {shares}: must not be negative")
+    if period != 0 and not 1000 <= period <= 1000000:
+        raise invalid(
+            f"invalid HostConfig.CpuPeriod {period}: CPU cfs period can not be less than "
+            "1ms (i.e. 1000) or larger than 1s (i.e. 1000000)"
+        )
+    if quota > 0 and quota < 1000:
+        raise invalid(
+            f"invalid HostConfig.CpuQuota {quota}: CPU cfs quota can not be less than "
+            "1ms (i.e. 1000)"
+        )
+    if quota < -1:
+        raise invalid(f"invalid HostConfig.CpuQuota {quota}: must be -1 (unlimited) or more")
+    if nano < 0:
+        raise invalid(f"invalid HostConfig.NanoCpus {nano}: must not be negative")
+    if nano > 0 and (period > 0 or quota > 0):
+        raise invalid(
+            "invalid HostConfig.NanoCpus: conflicting options: Nano CPUs cannot be set "
+            "together with CPU Period or CPU Quota"
+        )
+    out: dict[str, Any] = {}
+    if shares > 0:
+        out["shares"] = shares
+    if nano > 0:
+        out["period"] = 100000
+        out["quota"] = nano * 100000 // 1_000_000_000
+    if period:
+        out["period"] = period
+    if quota:
+        out["quota"] = quota
+    for key, spec_key in (("CpusetCpus", "cpus"), ("CpusetMems", "mems")):
+        value = hc.get(key) or ""
+        if value:
+            if not isinstance(value, str) or not _CPUSET_RE.fullmatch(value):
+                raise invalid(f"invalid HostConfig.{key} {value!r}: expected a list like 0-2,4")
+            out[spec_key] = value
+    return out
+
+
+# -- sysctls ---------------------------------------------------------------
+
+
+def _sysctls(hc: Mapping[str, Any], network_mode: str) -> dict[str, str]:
+    private_net = network_mode != "host" and not network_mode.startswith("container:")
+    out: dict[str, str] = {}
+    if private_net:
+        # dockerd's defaults in a network namespace of the container's own:
+        # ping without CAP_NET_RAW, low ports without CAP_NET_BIND_SERVICE.
+        out["net.ipv4.ping_group_range"] = "0 2147483647"
+        out["net.ipv4.ip_unprivileged_port_start"] = "0"
+    sysctls = hc.get("Sysctls") or {}
+    if not isinstance(sysctls, dict):
+        raise invalid("invalid HostConfig.Sysctls: must be a map of names to values")
+    for key, value in sysctls.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise invalid(f"invalid HostConfig.Sysctls entry {key!r}: names and values are strings")
+        # runc's rules: only sysctls scoped to a namespace the container owns.
+        if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
+            pass
+        elif key.startswith("net."):
+            if network_mode == "host":
+                raise invalid(
+                    f'invalid HostConfig.Sysctls: sysctl "{key}" is not allowed '
+                    "in the host's network namespace"
+                )
+        elif key == "kernel.domainname":
+            pass
+        elif key == "kernel.hostname":
+            raise invalid(
+                'invalid HostConfig.Sysctls: sysctl "kernel.hostname" is not allowed '
+                "as it conflicts with the container's hostname"
+            )
+        else:
+            raise invalid(
+                f'invalid HostConfig.Sysctls: sysctl "{key}" is not in a separate kernel namespace'
+            )
+        out[key] = value
+    return out

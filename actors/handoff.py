@@ -1,0 +1,97 @@
+"""The actor's end of connection hand-off (see `pouch.proto.handoff`).
+
+One thread owns the listening socket. Each hand-off is validated against
+the method's declaration like a broker request, then runs on the service's
+actor with `conn` (the client's socket) and a reply that answers the
+gateway: ok once the actor has taken the connection, or an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from pouch.actors.host import Host, Reply
+from pouch.proto import envelope as env
+from pouch.proto.handoff import receive, socket_path
+
+log = logging.getLogger("pouch.handoff")
+
+
+class HandoffListener:
+    def __init__(self, host: Host, handoff_dir: Path) -> None:
+        self.host = host
+        self.path = socket_path(handoff_dir, host.service)
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._thread = threading.Thread(target=self._serve, name="handoff", daemon=True)
+        self._stopping = False
+
+    def start(self) -> Callable[[], None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():
+            self.path.unlink()
+        self._sock.bind(str(self.path))
+        os.chmod(self.path, 0o600)
+        self._sock.listen(64)
+        self._thread.start()
+        return self.stop
+
+    def stop(self) -> None:
+        self._stopping = True
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._thread.join(timeout=2)
+        self._sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def _serve(self) -> None:
+        while not self._stopping:
+            try:
+                link, _ = self._sock.accept()
+            except OSError:
+                if self._stopping:
+                    return
+                continue
+            try:
+                self._take(link)
+            except Exception:
+                log.exception("a hand-off failed")
+                link.close()
+
+    def _take(self, link: socket.socket) -> None:
+        message, conn = receive(link)
+        name = str(message.get("method", ""))
+        reply = Reply(_answer_on(link), 0, f"{self.host.service}.{name}")
+        decl = self.host.contract.get(name)
+        if conn is None:
+            reply.fail(env.invalid("a hand-off must carry a connection"))
+        elif decl is None or not decl.handoff:
+            conn.close()
+            reply.fail(env.invalid(f"{self.host.service}.{name} does not take a connection"))
+        else:
+            args = dict(message.get("args") or {})
+            try:
+                checked = decl.validate(self.host.service, args)
+            except env.PouchError as exc:
+                conn.close()
+                reply.fail(exc)
+                return
+            self.host.dispatch_with_conn(decl, checked, conn, reply)
+
+
+def _answer_on(link: socket.socket) -> Callable[[bytes, bool, int], None]:
+    def deliver(body: bytes, final: bool, _rid: int) -> None:
+        if final:
+            try:
+                link.send(body)
+            except OSError:
+                pass  # the gateway gave up waiting; the actor owns the connection anyway
+            finally:
+                link.close()
+    return deliver

@@ -1,0 +1,258 @@
+"""Put an image read from a `docker save` archive into containerd.
+
+containerd keeps an image as blobs (manifest, config, layers), unpacked
+snapshots and a name pointing at the manifest. Its garbage collector keeps
+only what a name, a lease or a label leads to, so every link is a label:
+
+    image name -> manifest --gc.ref.content.config--> config --gc.ref.snapshot.<sn>--> top snapshot
+                          --gc.ref.content.l.<i>--> layer i           (a snapshot keeps its parents)
+
+Everything is made under one lease, so nothing is collected half-imported.
+
+An untagged image has no name to keep it alive, so it is registered under
+its ID (`sha256:<config hex>`): no user can give that name, since Docker reads
+it as an image ID, and it is dropped once the image has a real name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from pouch.actors.containerd.client import DEFAULT_SNAPSHOTTER, Containerd, Descriptor
+from pouch.actors.image.dockersave import SavedImage, SavedLayer, open_member
+from pouch.proto.envelope import PouchError, invalid
+
+MANIFEST_MEDIA_TYPE: Final = "application/vnd.oci.image.manifest.v1+json"
+CONFIG_MEDIA_TYPE: Final = "application/vnd.oci.image.config.v1+json"
+GC_REF_CONFIG: Final = "containerd.io/gc.ref.content.config"
+GC_REF_LAYER: Final = "containerd.io/gc.ref.content.l.{index}"
+GC_REF_SNAPSHOT: Final = "containerd.io/gc.ref.snapshot.{snapshotter}"
+_ID_NAME: Final = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class ImportedImage:
+    id: str  # the config digest, Docker's image ID
+    manifest_digest: str
+    chain_id: str  # the top snapshot's name; "" for an image without layers
+    size: int  # bytes the unpacked layers take on disk, as `docker images` shows
+    names: list[str]  # the names asked for; empty for an untagged image
+
+
+def chain_ids(diff_ids: Sequence[str]) -> list[str]:
+    """The chain ID of every layer: each names a layer together with all below it."""
+    chains: list[str] = []
+    for diff_id in diff_ids:
+        if not chains:
+            chains.append(diff_id)
+        else:
+            joined = f"{chains[-1]} {diff_id}".encode()
+            chains.append("sha256:" + hashlib.sha256(joined).hexdigest())
+    return chains
+
+
+def _diff_ids(config: dict[str, Any]) -> list[str]:
+    rootfs = config.get("rootfs")
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if not isinstance(diff_ids, list) or not all(isinstance(item, str) for item in diff_ids):
+        raise invalid("image config has no rootfs.diff_ids")
+    return diff_ids
+
+
+def image_rootfs_chain(config: dict[str, Any]) -> str:
+    """The chain ID of an image's top layer ("" when it has none), from its config."""
+    chains = chain_ids(_diff_ids(config))
+    return chains[-1] if chains else ""
+
+
+def untagged_name(config_digest: str) -> str:
+    """The containerd name that keeps an image without a name alive."""
+    return config_digest
+
+
+def is_untagged_name(name: str) -> bool:
+    return _ID_NAME.fullmatch(name) is not None
+
+
+def _layer_descriptor(layer: SavedLayer) -> Descriptor:
+    return {"media_type": layer.media_type, "digest": layer.digest, "size": layer.size}
+
+
+def _manifest(image: SavedImage) -> bytes:
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_MEDIA_TYPE,
+        "config": {
+            "mediaType": CONFIG_MEDIA_TYPE,
+            "digest": image.config_digest,
+            "size": len(image.config),
+        },
+        "layers": [
+            {"mediaType": layer.media_type, "digest": layer.digest, "size": layer.size}
+            for layer in image.layers
+        ],
+    }
+    # Fixed key order and spacing: the same image always gets the same manifest digest.
+    return json.dumps(manifest, separators=(",", ":")).encode()
+
+
+def _check_layers(image: SavedImage, config: dict[str, Any]) -> list[str]:
+    diff_ids = _diff_ids(config)
+    listed = [layer.diff_id for layer in image.layers]
+    if diff_ids != listed:
+        raise invalid(
+            f"image {image.config_digest}: its config lists layers {diff_ids} "
+            f"but the archive holds {listed}"
+        )
+    return diff_ids
+
+
+def _write_layers(ctrd: Containerd, archive: Path, image: SavedImage, lease: str) -> None:
+    for layer in image.layers:
+        # Writing a blob that is already stored costs one round trip and puts it under the lease.
+        with open_member(archive, layer.member) as stream:
+            ctrd.write_blob(
+                f"pouch-import-{layer.digest}", stream, layer.size, layer.digest, lease=lease
+            )
+
+
+def _unpack_layer(
+    ctrd: Containerd,
+    layer: SavedLayer,
+    parent: str,
+    chain_id: str,
+    snapshotter: str,
+    lease: str,
+) -> None:
+    key = f"extract-{secrets.token_hex(8)}-{chain_id}"
+    mounts = ctrd.prepare(key, parent, snapshotter=snapshotter, lease=lease)
+    try:
+        applied = ctrd.apply(_layer_descriptor(layer), mounts)
+        if applied["digest"] != layer.diff_id:
+            raise invalid(
+                f"layer {layer.digest} unpacks to {applied['digest']}, "
+                f"but the image config says {layer.diff_id}"
+            )
+        try:
+            ctrd.commit(chain_id, key, snapshotter=snapshotter, lease=lease)
+        except PouchError as err:
+            # Another import of the same layers may have committed it first: theirs is as good.
+            if err.code != "conflict" or ctrd.stat(chain_id, snapshotter=snapshotter) is None:
+                raise
+            ctrd.remove(key, snapshotter=snapshotter)
+    except BaseException:
+        # Gone already, or else left to the lease: the first error is the one to tell.
+        with contextlib.suppress(PouchError):
+            ctrd.remove(key, snapshotter=snapshotter)
+        raise
+
+
+def _unpack(
+    ctrd: Containerd, image: SavedImage, chains: list[str], snapshotter: str, lease: str
+) -> int:
+    """Make the snapshot chain; returns the bytes its layers take on disk."""
+    size = 0
+    parent = ""
+    for layer, chain_id in zip(image.layers, chains, strict=True):
+        if ctrd.stat(chain_id, snapshotter=snapshotter) is None:
+            _unpack_layer(ctrd, layer, parent, chain_id, snapshotter, lease)
+        else:
+            # Unreferenced snapshots may be collected at any moment: hold this one.
+            ctrd.add_lease_resource(lease, chain_id, f"snapshots/{snapshotter}")
+        size += ctrd.usage(chain_id, snapshotter=snapshotter)[0]
+        parent = chain_id
+    return size
+
+
+def _register(ctrd: Containerd, image: SavedImage, names: list[str], target: Descriptor) -> None:
+    id_name = untagged_name(image.config_digest)
+    for name in names:
+        ctrd.put_image(name, target)
+    if names:
+        try:
+            ctrd.delete_image(id_name)
+        except PouchError as err:
+            if err.code != "not_found":
+                raise
+    elif not ctrd.list_images([f'target.digest=="{target["digest"]}"']):
+        ctrd.put_image(id_name, target)
+
+
+def import_image(
+    ctrd: Containerd,
+    archive: Path,
+    image: SavedImage,
+    names: list[str],
+    snapshotter: str = DEFAULT_SNAPSHOTTER,
+) -> ImportedImage:
+    """Store, unpack and name one image of a docker-save archive. Errors: invalid.
+
+    `names` are full references ("docker.io/library/busybox:latest"); each
+    is pointed at this image, replacing what it named before. Importing an
+    image that is already there changes nothing.
+    """
+    try:
+        config = json.loads(image.config)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise invalid(f"image config {image.config_digest} is not valid JSON: {err}") from err
+    if not isinstance(config, dict):
+        raise invalid(f"image config {image.config_digest} is not a JSON object")
+    chains = chain_ids(_check_layers(image, config))
+    chain_id = chains[-1] if chains else ""
+    manifest = _manifest(image)
+    manifest_digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+    manifest_labels = {GC_REF_CONFIG: image.config_digest} | {
+        GC_REF_LAYER.format(index=index): layer.digest for index, layer in enumerate(image.layers)
+    }
+
+    with ctrd.lease() as lease:
+        _write_layers(ctrd, archive, image, lease)
+        ctrd.write_blob(
+            f"pouch-import-{image.config_digest}",
+            image.config,
+            len(image.config),
+            image.config_digest,
+            lease=lease,
+        )
+        ctrd.write_blob(
+            f"pouch-import-{manifest_digest}",
+            manifest,
+            len(manifest),
+            manifest_digest,
+            lease=lease,
+        )
+        # Set even when the blob was already stored, since its labels may not be ours.
+        ctrd.update_blob_labels(manifest_digest, manifest_labels)
+        size = _unpack(ctrd, image, chains, snapshotter, lease)
+        if chain_id:
+            # Without this link containerd collects the unpacked layers.
+            ctrd.update_blob_labels(
+                image.config_digest, {GC_REF_SNAPSHOT.format(snapshotter=snapshotter): chain_id}
+            )
+        target: Descriptor = {
+            "media_type": MANIFEST_MEDIA_TYPE,
+            "digest": manifest_digest,
+            "size": len(manifest),
+        }
+        _register(ctrd, image, list(names), target)
+
+    return ImportedImage(
+        id=image.config_digest,
+        manifest_digest=manifest_digest,
+        chain_id=chain_id,
+        size=size,
+        names=list(names),
+    )
+
+
+def remove_image(ctrd: Containerd, name: str, sync: bool = False) -> None:
+    """Drop one name; what no name, lease or container holds is collected. Errors: not_found."""
+    ctrd.delete_image(name, sync=sync)

@@ -1,0 +1,160 @@
+"""The processes pouchd supervises: how each starts, shows it is ready, and stops."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pouch.actors.supervisor.policy import RestartPolicy
+from pouch.broker.client import ClientPool
+from pouch.proto.config import DaemonConfig
+from pouch.proto.envelope import PouchError
+
+log = logging.getLogger("pouch.supervisor")
+
+# The actor processes, in start order, after the broker and containerd.
+ACTORS = ("system", "image", "container")
+# The environment variable that tells a child who its supervisor is.
+PARENT_ENV = "POUCH_SUPERVISOR_PID"
+
+
+@dataclass
+class ChildSpec:
+    name: str
+    argv: list[str]
+    ready: Callable[[], bool]
+    ready_timeout: float = 15.0
+    stop_timeout: float = 3.0
+    service: str | None = None   # the broker service it serves, if any
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Child:
+    spec: ChildSpec
+    proc: subprocess.Popen[bytes] | None = None
+    state: str = "stopped"  # starting, running, backoff, down, stopped
+    policy: RestartPolicy = field(default_factory=RestartPolicy)
+    restarts: int = 0
+    last_exit: str = ""
+    started_at: float = 0.0
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def describe(self) -> dict[str, Any]:
+        return {"pid": self.pid, "state": self.state, "restarts": self.restarts,
+                "last_exit": self.last_exit}
+
+
+def spawn(spec: ChildSpec) -> subprocess.Popen[bytes]:
+    env = {**os.environ, PARENT_ENV: str(os.getpid()), **spec.env}
+    # Its own session: a Ctrl-C at pouchd's terminal reaches pouchd alone,
+    # which then stops the children in order.
+    return subprocess.Popen(spec.argv, env=env, start_new_session=True)
+
+
+def describe_exit(status: int) -> str:
+    if status < 0:
+        try:
+            return f"killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"killed by signal {-status}"
+    return f"exited with status {status}"
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float, name: str) -> None:
+    """SIGTERM, then SIGKILL after `timeout`; reaps it."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        log.warning("%s (pid %d) did not stop within %.0f s: killing it", name, proc.pid, timeout)
+        proc.kill()
+        proc.wait()
+
+
+def wait_until(probe: Callable[[], bool], timeout: float, alive: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            return False
+        try:
+            if probe():
+                return True
+        except (OSError, PouchError):
+            pass
+        time.sleep(0.02)
+    return False
+
+
+def role_argv(config: DaemonConfig, *role: str) -> list[str]:
+    return [sys.executable, "-m", "pouch.actors.supervisor.main", *config.to_args(), *role]
+
+
+def build_specs(config: DaemonConfig, calls: ClientPool, containerd_config: Path,
+                containerd_ready: Callable[[], bool]) -> list[ChildSpec]:
+    """Every child, in start order."""
+
+    def broker_ready() -> bool:
+        return calls.call("broker", "ping", timeout=0.5) == "pong"
+
+    def service_ready(name: str) -> Callable[[], bool]:
+        def probe() -> bool:
+            services = calls.call("broker", "services", timeout=0.5)
+            return bool((services.get(name) or {}).get("workers"))
+        return probe
+
+    specs = [
+        ChildSpec("broker", role_argv(config, "broker"), broker_ready, stop_timeout=2.0),
+        ChildSpec("containerd", [config.containerd_path, "--config", str(containerd_config)],
+                  containerd_ready, ready_timeout=20.0, stop_timeout=5.0),
+    ]
+    specs += [ChildSpec(name, role_argv(config, "actor", name), service_ready(name),
+                        service=name) for name in ACTORS]
+    specs.append(ChildSpec("gateway", role_argv(config, "gateway"),
+                           lambda: all(listening(a) for a in config.listen), stop_timeout=4.0))
+    return specs
+
+
+def listening(address: str) -> bool:
+    """Whether something accepts connections at a --listen address."""
+    if address.startswith("unix://"):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(0.5)
+            return s.connect_ex(address[len("unix://"):]) == 0
+    host, _, port = address.removeprefix("tcp://").rpartition(":")
+    with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=0.5):
+        return True
+
+
+def kill_stale(pidfile: Path, marker: str) -> None:
+    """End a process a previous pouchd left behind (it died without stopping it)."""
+    try:
+        pid = int(pidfile.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return
+    if marker.encode() not in cmdline or pid == os.getpid():
+        return
+    log.warning("ending pid %d (%s), left behind by an earlier pouchd", pid, marker)
+    try:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            os.kill(pid, 0)
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,111 @@
+"""`pouchd`: the supervisor, or any single role of the daemon.
+
+    pouchd [flags]                 the whole daemon, supervised (the default)
+    pouchd [flags] broker          the broker alone
+    pouchd [flags] actor NAME      one actor process (system, image, container)
+    pouchd [flags] gateway         the HTTP gateway under gunicorn
+
+Each role runs the same code under pouchd's own supervisor and under systemd.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import importlib
+import logging
+import os
+import signal
+import sys
+
+from pouch.actors.supervisor.children import ACTORS, PARENT_ENV
+from pouch.proto.config import DaemonConfig, add_flags, resolve
+
+# Actor name -> "module:class", imported only by the process that hosts it.
+ACTOR_CLASSES = {
+    "system": "pouch.actors.system:SystemActor",
+    "image": "pouch.actors.image.actor:ImageActor",
+    "container": "pouch.actors.container.actor:ContainerActor",
+}
+assert set(ACTOR_CLASSES) == set(ACTORS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pouchd", description=__doc__.splitlines()[0])
+    add_flags(parser)
+    parser.add_argument("role", nargs="*", help="broker | actor NAME | gateway (default: all)")
+    opts = parser.parse_args(argv)
+    try:
+        config = resolve(opts)
+    except ValueError as exc:
+        parser.error(str(exc))
+    role = opts.role
+    name = role[0] if role else "pouchd"
+    if role[:1] == ["actor"] and len(role) == 2:
+        name = role[1]
+    setup_logging(config, name)
+    die_with_supervisor()
+    if not role:
+        from pouch.actors.supervisor.run import run_supervisor
+        return run_supervisor(config)
+    if role == ["broker"]:
+        return run_broker(config)
+    if role[0] == "actor" and len(role) == 2 and role[1] in ACTOR_CLASSES:
+        return run_actor(config, role[1])
+    if role == ["gateway"]:
+        from pouch.gateway.server import run_gateway
+        return run_gateway(config)
+    parser.error(f"unknown role {' '.join(role)!r}; actors: {', '.join(ACTOR_CLASSES)}")
+    return 2
+
+
+def setup_logging(config: DaemonConfig, name: str) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if config.debug else logging.INFO,
+        format=f"%(asctime)s {name}[%(process)d] %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def die_with_supervisor() -> None:
+    """A child of pouchd's supervisor ends when it does, even if it is killed."""
+    parent = os.environ.get(PARENT_ENV)
+    if not parent:
+        return
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != int(parent):
+        sys.exit("pouchd's supervisor is gone")
+
+
+def run_broker(config: DaemonConfig) -> int:
+    from pouch.actors.host import remove_pid, write_pid
+    from pouch.broker.router import Broker
+
+    config.exec_root_dir.mkdir(parents=True, exist_ok=True)
+    broker = Broker(config.broker_endpoint)
+    broker.bind()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: broker.stop())
+    write_pid(config.pid_path("broker"))
+    try:
+        broker.run()
+    finally:
+        remove_pid(config.pid_path("broker"))
+    return 0
+
+
+def run_actor(config: DaemonConfig, name: str) -> int:
+    from pouch.actors.handoff import HandoffListener
+    from pouch.actors.host import serve
+
+    module_name, _, class_name = ACTOR_CLASSES[name].partition(":")
+    actor_cls = getattr(importlib.import_module(module_name), class_name)
+    takes_conns = any(d.handoff for d in actor_cls.contract.values())
+    return serve(actor_cls, config,
+                 extra=(lambda host: HandoffListener(host, config.handoff_dir).start())
+                 if takes_conns else None)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""The client library every caller uses: the gateway, actors calling each other, tests.
+
+A `Client` owns one DEALER socket and is used by one thread at a time; a
+`ClientPool` lends clients to threads, so a socket only moves between
+threads under the pool's lock (a full memory barrier, as ZeroMQ requires).
+
+Idempotent calls are retried across an actor or broker restart until their
+deadline; the others fail with `unavailable` saying the outcome is unknown.
+Which methods are idempotent is read from the contract the actor declared.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from pouch.proto import envelope as env
+from pouch.proto.envelope import PouchError
+
+DEFAULT_TIMEOUT = 30.0
+RETRY_PAUSE = 0.05
+_LOST = object()  # the broker connection dropped while waiting
+
+
+class Client:
+    def __init__(self, endpoint: str, *, timeout: float = DEFAULT_TIMEOUT,
+                 context: zmq.Context | None = None) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        ctx = context or zmq.Context.instance()
+        self._sock = ctx.socket(zmq.DEALER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.RECONNECT_IVL, 50)
+        self._sock.setsockopt(zmq.RECONNECT_IVL_MAX, 500)
+        # A broker that dies takes our in-flight requests with it; its disconnect
+        # is how we learn that at once instead of at the deadline.
+        self._monitor = self._sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self._sock.connect(endpoint)
+        self._poller = zmq.Poller()
+        self._poller.register(self._sock, zmq.POLLIN)
+        self._poller.register(self._monitor, zmq.POLLIN)
+        self._ids = itertools.count(int.from_bytes(os.urandom(3), "big"))
+        self._contracts: dict[str, dict[str, Any]] = {}
+
+    def __getattr__(self, service: str) -> ServiceProxy:
+        if service.startswith("_"):
+            raise AttributeError(service)
+        return ServiceProxy(self, service)
+
+    def close(self) -> None:
+        self._sock.disable_monitor()
+        self._monitor.close(linger=0)
+        self._sock.close(linger=0)
+
+    # -- calls ---------------------------------------------------------------
+
+    def call(self, service: str, method: str, args: dict[str, Any] | None = None,
+             timeout: float | None = None) -> Any:
+        """Send one request and return its result, or raise PouchError."""
+        args = args or {}
+        deadline = time.time() + (self.timeout if timeout is None else timeout)
+        while True:
+            rid = self._send_request(service, method, args, deadline)
+            body = self._await(rid, deadline)
+            if body is None:
+                self._send_cancel(service, rid)
+                raise PouchError("timeout", f"{service}.{method} did not answer in time")
+            if body is _LOST:
+                error: dict[str, Any] = {"code": "unavailable", "retry": True, "message":
+                                         f"the broker went away while handling {service}.{method}"
+                                         " (the outcome is unknown)"}
+            elif body["ok"]:
+                return body.get("result")
+            else:
+                error = body["error"]
+            if not (error.get("retry") and self._idempotent(service, method, deadline)):
+                raise PouchError.from_wire(error)
+            if time.time() + RETRY_PAUSE >= deadline:
+                raise PouchError.from_wire(error)
+            time.sleep(RETRY_PAUSE)
+
+    def stream(self, service: str, method: str, args: dict[str, Any] | None = None,
+               timeout: float | None = None) -> Stream:
+        """Start a streaming request; iterate the result, close() to cancel it."""
+        deadline = 0.0 if timeout is None else time.time() + timeout
+        rid = self._send_request(service, method, args or {}, deadline)
+        return Stream(self, service, rid, deadline)
+
+    def subscribe(self, filters: dict[str, list[str]] | None = None) -> Stream:
+        """Receive events published from now on that pass the filters."""
+        rid = next(self._ids)
+        self._sock.send_multipart([env.CLIENT, env.SUB, b"",
+                                   env.pack({"id": rid, "filters": filters or {}})])
+        return Stream(self, "", rid, 0.0)
+
+    # -- internals -----------------------------------------------------------
+
+    def _send_request(self, service: str, method: str, args: dict[str, Any],
+                      deadline: float) -> int:
+        self._forget_old_disconnects()
+        rid = next(self._ids)
+        self._sock.send_multipart([env.CLIENT, env.REQ, service.encode(),
+                                   env.request(rid, method, args, deadline)])
+        return rid
+
+    def _forget_old_disconnects(self) -> None:
+        # A disconnect noticed before this request was sent cannot have lost it.
+        while self._monitor.poll(0):
+            recv_monitor_message(self._monitor)
+
+    def _send_cancel(self, service: str, rid: int) -> None:
+        self._sock.send_multipart([env.CLIENT, env.CANCEL, service.encode(), env.pack(rid)])
+
+    def _await(self, rid: int, deadline: float) -> Any:
+        """The reply body for `rid`; None at the deadline (0: none); _LOST on disconnect."""
+        while True:
+            if deadline:
+                left = deadline - time.time()
+                if left <= 0:
+                    return None
+                events = dict(self._poller.poll(max(1, int(left * 1000))))
+            else:
+                events = dict(self._poller.poll())
+            if self._monitor in events:
+                recv_monitor_message(self._monitor)
+                return _LOST
+            if self._sock in events:
+                frames = self._sock.recv_multipart()
+                if len(frames) == 4 and frames[1] == env.REP:
+                    body = env.unpack(frames[3])
+                    if body.get("id") == rid:
+                        return body
+                # Anything else answers a request we already gave up on.
+
+    def _idempotent(self, service: str, method: str, deadline: float) -> bool:
+        contract = self._contracts.get(service)
+        while contract is None and time.time() < deadline:
+            try:
+                contract = self.call("broker", "contract", {"service": service},
+                                     timeout=max(0.05, min(1.0, deadline - time.time())))
+                self._contracts[service] = contract
+            except PouchError:
+                # The restarted actor has not said READY yet: ask again shortly.
+                time.sleep(RETRY_PAUSE)
+        return bool(((contract or {}).get(method) or {}).get("idempotent"))
+
+
+class Stream:
+    """The items of a streaming reply, in order; closing it cancels the request."""
+
+    def __init__(self, client: Client, service: str, rid: int, deadline: float) -> None:
+        self._client = client
+        self._service = service
+        self._rid = rid
+        self._deadline = deadline
+        self._done = False
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        while not self._done:
+            body = self._client._await(self._rid, self._deadline)
+            if body is None:
+                self.close()
+                raise PouchError("timeout", "the stream did not finish in time")
+            if body is _LOST:
+                self._done = True
+                raise env.unavailable("the broker went away during the stream")
+            if not body["ok"]:
+                self._done = True
+                raise PouchError.from_wire(body["error"])
+            if not body.get("more"):
+                self._done = True
+                if body.get("result") is None:
+                    break
+            return body.get("result")
+        raise StopIteration
+
+    def close(self) -> None:
+        if not self._done:
+            self._done = True
+            self._client._send_cancel(self._service, self._rid)
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ServiceProxy:
+    """`client.container.inspect(id=...)`: a call by attribute, as the gateway writes it."""
+
+    def __init__(self, caller: Client | ClientPool, service: str) -> None:
+        self._caller = caller
+        self._service = service
+
+    def __getattr__(self, method: str) -> Any:
+        def call(_timeout: float | None = None, **args: Any) -> Any:
+            return self._caller.call(self._service, method, args, timeout=_timeout)
+        return call
+
+
+class ClientPool:
+    """Lends one Client per concurrent caller; sockets are reused, never shared at once."""
+
+    def __init__(self, endpoint: str, *, timeout: float = DEFAULT_TIMEOUT,
+                 context: zmq.Context | None = None) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self._ctx = context or zmq.Context.instance()
+        self._idle: list[Client] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __getattr__(self, service: str) -> ServiceProxy:
+        if service.startswith("_"):
+            raise AttributeError(service)
+        return ServiceProxy(self, service)
+
+    def acquire(self) -> Client:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return Client(self.endpoint, timeout=self.timeout, context=self._ctx)
+
+    def release(self, client: Client, broken: bool = False) -> None:
+        with self._lock:
+            if not broken and not self._closed:
+                self._idle.append(client)
+                return
+        client.close()
+
+    def call(self, service: str, method: str, args: dict[str, Any] | None = None,
+             timeout: float | None = None) -> Any:
+        client = self.acquire()
+        try:
+            result = client.call(service, method, args, timeout)
+        except PouchError:
+            self.release(client)
+            raise
+        except BaseException:
+            self.release(client, broken=True)
+            raise
+        self.release(client)
+        return result
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for client in idle:
+            client.close()

@@ -1,0 +1,368 @@
+"""The broker: routes requests from clients to live actors, and events to subscribers.
+
+One thread owns the ROUTER socket. It knows frames and service names, not
+containers: bodies are decoded only for the request id, method and deadline
+it needs to track what is in flight. See `pouch.proto.envelope` for the frames.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from pouch.broker.filters import matches
+from pouch.proto import envelope as env
+from pouch.proto.envelope import PouchError
+
+log = logging.getLogger("pouch.broker")
+
+HEARTBEAT_INTERVAL = 0.25
+HEARTBEAT_LIVENESS = 3  # intervals of silence before an actor counts as dead
+
+
+@dataclass
+class InFlight:
+    method: str
+    deadline: float
+    stream: bool = False
+
+
+@dataclass
+class Worker:
+    identity: bytes
+    service: str
+    pid: int
+    expiry: float
+    inflight: dict[tuple[bytes, int], InFlight] = field(default_factory=dict)
+
+
+@dataclass
+class Queued:
+    client: bytes
+    rid: int
+    method: str
+    deadline: float
+    body: bytes
+
+
+@dataclass
+class Service:
+    name: str
+    workers: list[Worker] = field(default_factory=list)
+    queue: deque[Queued] = field(default_factory=deque)
+    contract: dict[str, Any] = field(default_factory=dict)
+    down: str | None = None  # why the supervisor gave up on it, if it did
+
+
+@dataclass
+class Subscription:
+    client: bytes
+    rid: int
+    filters: dict[str, list[str]]
+
+
+class Broker:
+    """Routing table of live actors; nothing persistent."""
+
+    def __init__(self, endpoint: str, *, heartbeat: float = HEARTBEAT_INTERVAL,
+                 liveness: int = HEARTBEAT_LIVENESS, context: zmq.Context | None = None) -> None:
+        self.endpoint = endpoint
+        self.heartbeat = heartbeat
+        self.liveness = liveness
+        self._ctx = context or zmq.Context.instance()
+        self._sock: zmq.Socket | None = None
+        self._workers: dict[bytes, Worker] = {}
+        self._services: dict[str, Service] = {}
+        self._subs: dict[tuple[bytes, int], Subscription] = {}
+        self._stopping = False
+        self._internal: dict[str, Callable[..., Any]] = {
+            "ping": lambda: "pong",
+            "services": self._describe_services,
+            "contract": self._contract,
+            "mark_down": self._mark_down,
+        }
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def bind(self) -> None:
+        sock = self._ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        # An unroutable reply (its client went away) raises instead of vanishing,
+        # so dead subscribers are noticed and dropped.
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        sock.setsockopt(zmq.SNDHWM, 0)
+        sock.setsockopt(zmq.RCVHWM, 0)
+        if self.endpoint.startswith("ipc://"):
+            path = self.endpoint[len("ipc://"):]
+            if os.path.exists(path):
+                os.unlink(path)  # a stale socket of a broker that died
+        sock.bind(self.endpoint)
+        if self.endpoint.startswith("ipc://"):
+            os.chmod(self.endpoint[len("ipc://"):], 0o660)
+        self._sock = sock
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def run(self) -> None:
+        """Serve until stop() is called from a signal handler."""
+        if self._sock is None:
+            self.bind()
+        sock = self._sock
+        assert sock is not None
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        next_beat = time.monotonic() + self.heartbeat
+        try:
+            while not self._stopping:
+                timeout = max(0.0, next_beat - time.monotonic())
+                if poller.poll(int(timeout * 1000)):
+                    self._drain(sock)
+                now = time.monotonic()
+                if now >= next_beat:
+                    self._beat(now)
+                    next_beat = now + self.heartbeat
+        finally:
+            for worker in list(self._workers.values()):
+                self._send(worker.identity, env.ACTOR, env.BYE)
+            sock.close(linger=0)
+            self._sock = None
+
+    def _drain(self, sock: zmq.Socket) -> None:
+        while True:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) < 3:
+                continue
+            sender, header, command, *rest = frames
+            try:
+                if header == env.CLIENT:
+                    self._from_client(sender, command, rest)
+                elif header == env.ACTOR:
+                    self._from_actor(sender, command, rest)
+            except Exception:  # a malformed message must never take the broker down
+                log.exception("dropped a malformed message from %r", sender)
+
+    # -- clients -------------------------------------------------------------
+
+    def _from_client(self, client: bytes, command: bytes, rest: list[bytes]) -> None:
+        if command == env.REQ and len(rest) == 2:
+            service_name, body = rest[0].decode(), rest[1]
+            msg = env.unpack(body)
+            rid, method = int(msg["id"]), str(msg["method"])
+            deadline = float(msg.get("deadline") or 0)
+            if service_name == "broker":
+                self._answer_internal(client, rid, method, msg.get("args") or {})
+                return
+            self._route(Queued(client, rid, method, deadline, body), service_name)
+        elif command == env.CANCEL and len(rest) == 2:
+            self._cancel(client, rest[0].decode(), int(env.unpack(rest[1])))
+        elif command == env.SUB and len(rest) == 2:
+            msg = env.unpack(rest[1])
+            sub = Subscription(client, int(msg["id"]), dict(msg.get("filters") or {}))
+            self._subs[(client, sub.rid)] = sub
+
+    def _route(self, req: Queued, service_name: str) -> None:
+        service = self._services.setdefault(service_name, Service(service_name))
+        if service.workers:
+            self._dispatch(service, req)
+        elif service.down:
+            self._fail(req.client, service_name, req.rid,
+                       env.unavailable(f"the {service_name} actor is down: {service.down}"))
+        else:
+            service.queue.append(req)
+
+    def _dispatch(self, service: Service, req: Queued) -> None:
+        worker = min(service.workers, key=lambda w: len(w.inflight))
+        declared = service.contract.get(req.method) or {}
+        worker.inflight[(req.client, req.rid)] = InFlight(
+            req.method, req.deadline, bool(declared.get("stream")))
+        self._send(worker.identity, env.ACTOR, env.REQ, req.client, req.body)
+
+    def _cancel(self, client: bytes, service_name: str, rid: int) -> None:
+        self._subs.pop((client, rid), None)
+        service = self._services.get(service_name)
+        if service is None:
+            return
+        service.queue = deque(q for q in service.queue if (q.client, q.rid) != (client, rid))
+        for worker in service.workers:
+            if worker.inflight.pop((client, rid), None) is not None:
+                self._send(worker.identity, env.ACTOR, env.CANCEL, client, env.pack(rid))
+
+    def _fail(self, client: bytes, service: str, rid: int, error: PouchError,
+              retry: bool = False) -> None:
+        wire: dict[str, Any] = error.to_wire()
+        if retry:
+            # The request may or may not have run: an idempotent one is safe to resend.
+            wire["retry"] = True
+        body = env.pack({"id": rid, "ok": False, "error": wire})
+        self._send(client, env.CLIENT, env.REP, service.encode(), body)
+
+    # -- actors --------------------------------------------------------------
+
+    def _from_actor(self, identity: bytes, command: bytes, rest: list[bytes]) -> None:
+        worker = self._workers.get(identity)
+        if command == env.READY and len(rest) == 2:
+            self._register(identity, rest[0].decode(), env.unpack(rest[1]))
+            return
+        if worker is None:
+            # Not (or no longer) registered, e.g. after a broker restart: make it say READY again.
+            if command != env.BYE:
+                self._send(identity, env.ACTOR, env.BYE)
+            return
+        worker.expiry = time.monotonic() + self.heartbeat * self.liveness
+        if command == env.REP and len(rest) == 2:
+            client, body = rest
+            msg = env.unpack(body)
+            key = (client, int(msg["id"]))
+            if not msg.get("more"):
+                worker.inflight.pop(key, None)
+            elif key not in worker.inflight:
+                return  # a stream item for a cancelled request
+            delivered = self._send(client, env.CLIENT, env.REP, worker.service.encode(), body)
+            if not delivered and worker.inflight.pop(key, None) is not None:
+                self._send(identity, env.ACTOR, env.CANCEL, client, env.pack(key[1]))
+        elif command == env.PUB and len(rest) == 2:
+            self._publish(rest[1])
+        elif command == env.BYE:
+            self._remove(worker, "it said goodbye")
+
+    def _register(self, identity: bytes, service_name: str, hello: dict[str, Any]) -> None:
+        old = self._workers.get(identity)
+        if old is not None:
+            self._remove(old, "it registered again")
+        service = self._services.setdefault(service_name, Service(service_name))
+        worker = Worker(identity, service_name, int(hello.get("pid", 0)),
+                        time.monotonic() + self.heartbeat * self.liveness)
+        self._workers[identity] = worker
+        service.workers.append(worker)
+        service.contract = dict(hello.get("methods") or {})
+        service.down = None
+        log.info("%s actor ready (pid %s)", service_name, worker.pid)
+        now = time.time()
+        while service.queue:
+            req = service.queue.popleft()
+            if req.deadline and req.deadline <= now:
+                self._fail_late(req, service_name)
+            else:
+                self._dispatch(service, req)
+        self._publish_daemon("actor-ready", service_name, worker.pid)
+
+    def _remove(self, worker: Worker, why: str) -> None:
+        self._workers.pop(worker.identity, None)
+        service = self._services.get(worker.service)
+        if service is not None and worker in service.workers:
+            service.workers.remove(worker)
+        log.warning("%s actor (pid %s) removed: %s; failing %d request(s) in flight",
+                    worker.service, worker.pid, why, len(worker.inflight))
+        for (client, rid), flight in worker.inflight.items():
+            self._fail(client, worker.service, rid, env.unavailable(
+                f"the {worker.service} actor stopped while handling '{flight.method}'"
+                " (the outcome is unknown)"), retry=True)
+        worker.inflight.clear()
+        self._publish_daemon("actor-lost", worker.service, worker.pid)
+
+    def _beat(self, now_mono: float) -> None:
+        for worker in list(self._workers.values()):
+            if worker.expiry < now_mono:
+                self._remove(worker, "missed its heartbeats")
+            else:
+                self._send(worker.identity, env.ACTOR, env.HEARTBEAT)
+        now = time.time()
+        for service in self._services.values():
+            late = [q for q in service.queue if q.deadline and q.deadline <= now]
+            for req in late:
+                service.queue.remove(req)
+                self._fail_late(req, service.name)
+            for worker in service.workers:
+                # The client gave up at its deadline: forget the request and tell the actor.
+                stale = [key for key, f in worker.inflight.items()
+                         if f.deadline and f.deadline + 1.0 <= now and not f.stream]
+                for client, rid in stale:
+                    del worker.inflight[(client, rid)]
+                    self._send(worker.identity, env.ACTOR, env.CANCEL, client, env.pack(rid))
+
+    def _fail_late(self, req: Queued, service_name: str) -> None:
+        self._fail(req.client, service_name, req.rid, env.unavailable(
+            f"no {service_name} actor is available (waited until the request's deadline)"))
+
+    # -- events --------------------------------------------------------------
+
+    def _publish(self, body: bytes) -> None:
+        event = env.unpack(body)
+        for key, sub in list(self._subs.items()):
+            if matches(event, sub.filters):
+                reply = env.pack({"id": sub.rid, "ok": True, "result": event, "more": True})
+                if not self._send(sub.client, env.CLIENT, env.REP, b"events", reply):
+                    self._subs.pop(key, None)
+
+    def _publish_daemon(self, action: str, service: str, pid: int) -> None:
+        if not self._subs:
+            return
+        now = time.time()
+        self._publish(env.pack({
+            "Type": "daemon", "Action": action, "scope": "local",
+            "Actor": {"ID": service, "Attributes": {"name": service, "pid": str(pid)}},
+            "time": int(now), "timeNano": int(now * 1e9),
+        }))
+
+    # -- the broker's own service --------------------------------------------
+
+    def _answer_internal(self, client: bytes, rid: int, method: str, args: dict[str, Any]) -> None:
+        handler = self._internal.get(method)
+        if handler is None:
+            self._fail(client, "broker", rid, env.invalid(f"the broker has no method '{method}'"))
+            return
+        try:
+            result = handler(**args)
+        except TypeError as exc:
+            self._fail(client, "broker", rid, env.invalid(f"broker.{method}: {exc}"))
+            return
+        except PouchError as exc:
+            self._fail(client, "broker", rid, exc)
+            return
+        self._send(client, env.CLIENT, env.REP, b"broker", env.ok_reply(rid, result))
+
+    def _describe_services(self) -> dict[str, Any]:
+        return {
+            name: {"workers": [{"pid": w.pid, "inflight": len(w.inflight)} for w in s.workers],
+                   "queued": len(s.queue), "down": s.down}
+            for name, s in self._services.items()
+        }
+
+    def _contract(self, service: str) -> dict[str, Any]:
+        known = self._services.get(service)
+        if known is None or not known.contract:
+            raise env.not_found(f"no contract known for service '{service}'")
+        return known.contract
+
+    def _mark_down(self, service: str, reason: str | None) -> None:
+        """Fail requests at once while the supervisor has given up on a service."""
+        entry = self._services.setdefault(service, Service(service))
+        entry.down = reason
+        if reason:
+            while entry.queue:
+                req = entry.queue.popleft()
+                self._fail(req.client, service, req.rid,
+                           env.unavailable(f"the {service} actor is down: {reason}"))
+
+    # -- sending -------------------------------------------------------------
+
+    def _send(self, identity: bytes, *frames: bytes) -> bool:
+        assert self._sock is not None
+        try:
+            self._sock.send_multipart([identity, *frames], zmq.NOBLOCK)
+            return True
+        except zmq.ZMQError as exc:
+            if exc.errno not in (zmq.EHOSTUNREACH, zmq.EAGAIN):
+                raise
+            return False

@@ -1,0 +1,66 @@
+"""The Falcon app serving Docker Engine API 1.41 on versioned and plain paths."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import falcon
+
+from pouch.broker.client import ClientPool
+from pouch.gateway import containers, errors, images, system
+from pouch.proto.config import DaemonConfig
+
+API_VERSION = "1.41"
+MIN_API_VERSION = "1.24"
+_VERSIONED = re.compile(r"^/v(\d+)\.(\d+)(/.*)$")
+
+
+def _as_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+class ApiVersion:
+    """Strips `/v1.NN` from the path (after checking it) and adds Docker's headers."""
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        match = _VERSIONED.match(req.path)
+        req.context.api_version = API_VERSION
+        if not match:
+            return
+        major, minor, rest = match.groups()
+        asked = f"{int(major)}.{int(minor)}"
+        if _as_tuple(asked) > _as_tuple(API_VERSION):
+            raise falcon.HTTPBadRequest(description=(
+                f"client version {asked} is too new. Maximum supported API version is "
+                f"{API_VERSION}"))
+        if _as_tuple(asked) < _as_tuple(MIN_API_VERSION):
+            raise falcon.HTTPBadRequest(description=(
+                f"client version {asked} is too old. Minimum supported API version is "
+                f"{MIN_API_VERSION}, please upgrade your client to a newer version"))
+        req.context.api_version = asked
+        req.path = rest
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any,
+                         req_succeeded: bool) -> None:
+        resp.set_header("Api-Version", API_VERSION)
+        resp.set_header("Docker-Experimental", "false")
+        resp.set_header("Ostype", "linux")
+        resp.set_header("Server", "pouch (linux)")
+
+
+def _page_not_found(req: falcon.Request, resp: falcon.Response, **_: str) -> None:
+    raise falcon.HTTPNotFound(description="page not found")
+
+
+def create_app(config: DaemonConfig, calls: ClientPool | None = None) -> falcon.App:
+    calls = calls or ClientPool(config.broker_endpoint)
+    app = falcon.App(middleware=[ApiVersion()])
+    app.req_options.strip_url_path_trailing_slash = True
+    app.req_options.auto_parse_qs_csv = False
+    errors.register(app)
+    app.add_sink(_page_not_found, "/")
+    system.add_routes(app, calls)
+    images.add_routes(app, calls, config)
+    containers.add_routes(app, calls, config)
+    return app

@@ -1,0 +1,84 @@
+"""/images: load, list, inspect."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import falcon
+
+from pouch.broker.client import ClientPool
+from pouch.gateway.params import filters, flag
+from pouch.proto.config import DaemonConfig
+from pouch.proto.envelope import PouchError
+
+LOAD_TIMEOUT = 600.0
+CHUNK = 1 << 20
+
+
+class Load:
+    def __init__(self, calls: ClientPool, spool: Path) -> None:
+        self.calls = calls
+        self.spool = spool
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        # The archive goes to a spool file the image actor reads: a body this
+        # size does not belong in a message.
+        self.spool.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix="load-", suffix=".tar", dir=self.spool)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while chunk := req.stream.read(CHUNK):
+                    out.write(chunk)
+            loaded = self.calls.image.load(path=name, _timeout=LOAD_TIMEOUT)
+        finally:
+            Path(name).unlink(missing_ok=True)
+        # `quiet` only silences progress, of which a local load has none.
+        lines = [{"stream": f"Loaded image: {ref}\n"} for ref in loaded["names"]]
+        lines += [{"stream": f"Loaded image ID: {i}\n"} for i in loaded["untagged"]]
+        resp.content_type = falcon.MEDIA_JSON
+        resp.text = "".join(json.dumps(line) + "\n" for line in lines)
+
+
+class Create:
+    """POST /images/create (pull, import): not served yet, so the CLI's automatic pull
+    of a missing image ends in a clear 404 rather than a generic one."""
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        image = req.get_param("fromImage") or req.get_param("fromSrc") or ""
+        tag = req.get_param("tag")
+        wanted = f"{image}:{tag}" if tag and "@" not in image else image
+        raise PouchError("not_found", f"No such image: {wanted} (pouch cannot pull images "
+                                      "yet: load them with docker load)")
+
+
+class List:
+    def __init__(self, calls: ClientPool) -> None:
+        self.calls = calls
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self.calls.image.list(all=flag(req, "all"), filters=filters(req))
+
+
+class Named:
+    """/images/{name}/json, where the name may hold slashes (a sink, not a route)."""
+
+    PATH = re.compile(r"^/images/(?P<name>.+)/json$")
+
+    def __init__(self, calls: ClientPool) -> None:
+        self.calls = calls
+
+    def __call__(self, req: falcon.Request, resp: falcon.Response, **groups: str) -> None:
+        if req.method != "GET":
+            raise falcon.HTTPMethodNotAllowed(["GET"])
+        resp.media = self.calls.image.inspect(name=groups["name"])
+
+
+def add_routes(app: falcon.App, calls: ClientPool, config: DaemonConfig) -> None:
+    app.add_route("/images/load", Load(calls, config.home_dir / "tmp"))
+    app.add_route("/images/json", List(calls))
+    app.add_route("/images/create", Create())
+    app.add_sink(Named(calls), Named.PATH)

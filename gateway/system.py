@@ -1,0 +1,45 @@
+"""/_ping, /version, /info."""
+
+from __future__ import annotations
+
+import falcon
+
+from pouch.broker.client import ClientPool
+
+
+class Ping:
+    """Answers without asking any actor: a degraded daemon still says it is there."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = falcon.MEDIA_TEXT
+        resp.text = "OK"
+        resp.set_header("Cache-Control", "no-cache, no-store, must-revalidate")
+        resp.set_header("Pragma", "no-cache")
+        resp.set_header("Builder-Version", "1")
+
+    def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.on_get(req, resp)
+        resp.text = None
+        resp.content_length = 2
+
+
+class Version:
+    def __init__(self, calls: ClientPool) -> None:
+        self.calls = calls
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self.calls.system.version()
+
+
+class Info:
+    def __init__(self, calls: ClientPool) -> None:
+        self.calls = calls
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self.calls.system.info()
+
+
+def add_routes(app: falcon.App, calls: ClientPool) -> None:
+    app.add_route("/_ping", Ping())
+    app.add_route("/version", Version(calls))
+    app.add_route("/info", Info(calls))

@@ -1,0 +1,402 @@
+"""The containerd client against a real containerd, runc and busybox."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import io
+import os
+import secrets
+import signal
+import tarfile
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.protobuf import timestamp_pb2
+
+from pouch.actors.containerd.client import Containerd, Descriptor, Event, rfc3339
+from pouch.proto.containerd.api.events import task_pb2 as task_events
+from pouch.proto.envelope import PouchError
+from pouch.tests.support.containerd import ContainerdHandle, run_containerd
+
+BUSYBOX = Path("/bin/busybox")
+LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
+
+
+@pytest.fixture(scope="module")
+def containerd() -> Iterator[ContainerdHandle]:
+    with run_containerd(Path(tempfile.mkdtemp(prefix="pc-", dir="/tmp"))) as handle:
+        yield handle
+
+
+@pytest.fixture
+def ctrd(containerd: ContainerdHandle) -> Containerd:
+    client = containerd.client()
+    client.ensure_namespace()
+    return client
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(4)}"
+
+
+def blob(data: bytes) -> tuple[bytes, str]:
+    return data, "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def collect_garbage(ctrd: Containerd) -> None:
+    """containerd collects garbage synchronously when a lease is deleted with sync."""
+    ctrd.delete_lease(ctrd.create_lease(), sync=True)
+
+
+def busybox_layer() -> bytes:
+    if not BUSYBOX.is_file():
+        pytest.skip(f"{BUSYBOX} is missing (apt-get install busybox-static)")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        folder = tarfile.TarInfo("bin")
+        folder.type, folder.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(folder)
+        tar.add(BUSYBOX, arcname="bin/busybox")
+    return buffer.getvalue()
+
+
+def busybox_snapshot(ctrd: Containerd) -> str:
+    """A committed snapshot holding /bin/busybox, made through the differ."""
+    layer, digest = blob(busybox_layer())
+    name = unique("busybox")
+    with ctrd.lease() as lease:
+        ctrd.write_blob(unique("layer"), layer, len(layer), digest, lease=lease)
+        key = unique("extract")
+        mounts = ctrd.prepare(key, lease=lease)
+        descriptor: Descriptor = {"media_type": LAYER_TAR, "digest": digest, "size": len(layer)}
+        applied = ctrd.apply(descriptor, mounts)
+        assert applied["digest"] == digest  # an uncompressed layer is its own diff id
+        ctrd.commit(name, key, {"containerd.io/gc.root": "true"}, lease=lease)
+    return name
+
+
+def runc_spec(args: list[str]) -> dict[str, Any]:
+    caps = ["CAP_CHOWN", "CAP_KILL", "CAP_SETUID", "CAP_SETGID", "CAP_NET_BIND_SERVICE"]
+    return {
+        "ociVersion": "1.0.2-dev",
+        "process": {
+            "terminal": False,
+            "user": {"uid": 0, "gid": 0},
+            "args": args,
+            "env": ["PATH=/bin"],
+            "cwd": "/",
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "noNewPrivileges": True,
+        },
+        "root": {"path": "rootfs"},
+        "hostname": "pouch-test",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {
+                "destination": "/dev",
+                "type": "tmpfs",
+                "source": "tmpfs",
+                "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+            },
+        ],
+        "linux": {
+            "namespaces": [{"type": kind} for kind in ("pid", "ipc", "uts", "mount", "network")],
+            "maskedPaths": ["/proc/kcore", "/proc/keys", "/sys/firmware"],
+            "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger"],
+        },
+    }
+
+
+class FifoReader:
+    """Reads a FIFO the shim writes to, until the shim closes it."""
+
+    def __init__(self, path: Path) -> None:
+        os.mkfifo(path)
+        self.path = path
+        # Opened before the shim, without blocking; made blocking once the shim
+        # holds the write end, so that the end of output reads as end of file.
+        self._fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        self._chunks: list[bytes] = []
+        self._thread = threading.Thread(target=self._read, daemon=True)
+
+    def start(self) -> None:
+        flags = fcntl.fcntl(self._fd, fcntl.F_GETFL)
+        fcntl.fcntl(self._fd, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while chunk := os.read(self._fd, 65536):
+            self._chunks.append(chunk)
+
+    def output(self, timeout: float) -> bytes:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the shim never closed the FIFO"
+        return b"".join(self._chunks)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def next_exit(events: Any, container_id: str) -> Event:
+    for event in events:
+        if event.payload.container_id == container_id:
+            return event
+    raise AssertionError("the event stream ended before the task exited")
+
+
+def test_version_is_the_installed_daemon(ctrd: Containerd) -> None:
+    assert ctrd.version().startswith("1.")
+
+
+def test_ensure_namespace_is_idempotent(ctrd: Containerd) -> None:
+    ctrd.ensure_namespace()
+    ctrd.ensure_namespace()
+
+
+def test_blob_write_read_and_rewrite(ctrd: Containerd) -> None:
+    data, digest = blob(secrets.token_bytes(3 * 1024 * 1024 + 17))
+    with ctrd.lease() as lease:
+        ctrd.write_blob(unique("ref"), io.BytesIO(data), len(data), digest, {"a": "1"}, lease=lease)
+        # The same blob again, under another ref: already there, so a success.
+        ctrd.write_blob(unique("ref"), data, len(data), digest, lease=lease)
+        assert ctrd.read_blob(digest) == data
+        info = ctrd.blob_info(digest)
+        assert info is not None and info.size == len(data) and info.labels == {"a": "1"}
+
+        updated = ctrd.update_blob_labels(digest, {"b": "2", "a": None})
+        assert updated.labels == {"b": "2"}
+
+        ctrd.delete_blob(digest)
+    assert ctrd.blob_info(digest) is None
+
+
+def test_blob_with_wrong_digest_is_refused(ctrd: Containerd) -> None:
+    data = b"not what the digest says"
+    _, digest = blob(b"something else")
+    with ctrd.lease() as lease, pytest.raises(PouchError) as raised:
+        ctrd.write_blob(unique("ref"), data, len(data), digest, lease=lease)
+    assert raised.value.code == "invalid"
+    assert ctrd.blob_info(digest) is None
+
+
+def test_lease_keeps_content_until_it_ends(ctrd: Containerd) -> None:
+    data, digest = blob(secrets.token_bytes(1000))
+    with ctrd.lease() as lease:
+        ctrd.write_blob(unique("ref"), data, len(data), digest, lease=lease)
+        collect_garbage(ctrd)
+        assert ctrd.blob_info(digest) is not None
+    collect_garbage(ctrd)
+    assert ctrd.blob_info(digest) is None
+
+
+def test_lease_ends_when_the_block_fails(ctrd: Containerd) -> None:
+    data, digest = blob(secrets.token_bytes(1000))
+    with pytest.raises(RuntimeError), ctrd.lease() as lease:
+        ctrd.write_blob(unique("ref"), data, len(data), digest, lease=lease)
+        raise RuntimeError("import failed")
+    collect_garbage(ctrd)
+    assert ctrd.blob_info(digest) is None
+
+
+def test_snapshot_prepare_commit_and_remove(ctrd: Containerd) -> None:
+    parent, child = unique("parent"), unique("child")
+    with ctrd.lease() as lease:
+        mounts = ctrd.prepare(unique("active"), lease=lease)
+        assert mounts and mounts[0]["type"] == "bind"
+        key = unique("active")
+        mounts = ctrd.prepare(key, labels={"purpose": "test"}, lease=lease)
+        assert ctrd.mounts(key) == mounts
+        active = ctrd.stat(key)
+        assert active is not None and active.kind == "active"
+        assert active.labels == {"purpose": "test"}
+
+        ctrd.commit(parent, key, lease=lease)
+        committed = ctrd.stat(parent)
+        assert committed is not None and committed.kind == "committed"
+        assert ctrd.stat(key) is None
+
+        layered = ctrd.prepare(child, parent, lease=lease)
+        assert layered[0]["type"] == "overlay"
+        assert ctrd.stat(child).parent == parent  # type: ignore[union-attr]
+        assert {parent, child} <= {info.name for info in ctrd.list_snapshots()}
+
+        with pytest.raises(PouchError) as raised:
+            ctrd.remove(parent)
+        assert raised.value.code == "conflict"  # it still has a child
+
+        ctrd.remove(child)
+        ctrd.remove(parent)
+    assert ctrd.stat(parent) is None and ctrd.stat(child) is None
+
+
+def test_container_keeps_its_spec_and_labels(ctrd: Containerd) -> None:
+    container_id = unique("spec")
+    spec = runc_spec(["/bin/busybox", "true"])
+    created = ctrd.create_container(
+        container_id, "docker.io/library/busybox:latest", spec, container_id, {"role": "test"}
+    )
+    assert created.spec == spec
+    try:
+        assert ctrd.container_spec(container_id) == spec
+        found = ctrd.get_container(container_id)
+        assert found.image == "docker.io/library/busybox:latest"
+        assert found.runtime == "io.containerd.runc.v2"
+        assert found.snapshotter == "overlayfs" and found.snapshot_key == container_id
+
+        updated = ctrd.update_container_labels(container_id, {"state": "made", "role": None})
+        assert updated.labels == {"state": "made"}
+        listed = ctrd.list_containers([f"labels.state==made,id=={container_id}"])
+        assert [container.id for container in listed] == [container_id]
+
+        with pytest.raises(PouchError) as raised:
+            ctrd.create_container(container_id, "busybox", spec, container_id)
+        assert raised.value.code == "conflict"
+    finally:
+        ctrd.delete_container(container_id)
+    with pytest.raises(PouchError) as raised:
+        ctrd.get_container(container_id)
+    assert raised.value.code == "not_found"
+
+
+def test_task_runs_echo_and_reports_its_exit(ctrd: Containerd, tmp_path: Path) -> None:
+    base = busybox_snapshot(ctrd)
+    container_id = unique("echo")
+    ctrd.prepare(container_id, base)
+    ctrd.create_container(
+        container_id, "busybox", runc_spec(["/bin/busybox", "echo", "hi"]), container_id
+    )
+    stdout, stderr = FifoReader(tmp_path / "stdout"), FifoReader(tmp_path / "stderr")
+    events = ctrd.subscribe(['topic=="/tasks/exit"'])
+    watchdog = threading.Timer(60, events.cancel)
+    watchdog.start()
+    try:
+        pid = ctrd.create_task(
+            container_id,
+            ctrd.mounts(container_id),
+            stdout=str(stdout.path),
+            stderr=str(stderr.path),
+        )
+        assert pid > 0
+        stdout.start()
+        stderr.start()
+        assert ctrd.get_task(container_id) == (pid, "CREATED", 0)
+        ctrd.start_task(container_id)
+
+        event = next_exit(events, container_id)
+        assert event.topic == "/tasks/exit" and event.namespace == "pouch"
+        assert isinstance(event.payload, task_events.TaskExit)
+        assert event.payload.exit_status == 0
+        assert ctrd.get_task(container_id) == (pid, "STOPPED", 0)
+
+        exit_status, exited_at = ctrd.delete_task(container_id)
+        assert exit_status == 0 and exited_at.endswith("Z")
+        assert stdout.output(timeout=10) == b"hi\n"
+        assert stderr.output(timeout=10) == b""
+        assert ctrd.get_task(container_id) is None
+    finally:
+        watchdog.cancel()
+        events.cancel()
+        stdout.close()
+        stderr.close()
+        ctrd.delete_container(container_id)
+        ctrd.remove(container_id)
+        ctrd.remove(base)
+    assert ctrd.stat(container_id) is None
+
+
+def test_task_killed_by_a_signal(ctrd: Containerd) -> None:
+    base = busybox_snapshot(ctrd)
+    container_id = unique("sleep")
+    ctrd.prepare(container_id, base)
+    ctrd.create_container(
+        container_id, "busybox", runc_spec(["/bin/busybox", "sleep", "600"]), container_id
+    )
+    try:
+        ctrd.create_task(container_id, ctrd.mounts(container_id))
+        ctrd.start_task(container_id)
+        state = ctrd.get_task(container_id)
+        assert state is not None and state.status == "RUNNING"
+        assert container_id in ctrd.list_tasks()
+
+        ctrd.kill_task(container_id, signal.SIGKILL, all=True)
+        exit_status, _ = ctrd.wait_task(container_id, timeout=30)
+        assert exit_status == 128 + signal.SIGKILL
+        assert ctrd.delete_task(container_id).exit_status == 128 + signal.SIGKILL
+    finally:
+        if ctrd.get_task(container_id) is not None:
+            ctrd.kill_task(container_id, signal.SIGKILL, all=True)
+            ctrd.wait_task(container_id, timeout=30)
+            ctrd.delete_task(container_id)
+        ctrd.delete_container(container_id)
+        ctrd.remove(container_id)
+        ctrd.remove(base)
+
+
+def test_errors_map_to_pouch_codes(ctrd: Containerd) -> None:
+    with pytest.raises(PouchError) as raised:
+        ctrd.get_container("no-such-container")
+    assert raised.value.code == "not_found"
+    assert "no-such-container" in raised.value.message
+
+    with pytest.raises(PouchError) as raised:
+        ctrd.delete_task("no-such-container")
+    assert raised.value.code == "not_found"
+
+    with pytest.raises(PouchError) as raised:
+        ctrd.create_container("bad/id", "busybox", {}, "bad")
+    assert raised.value.code == "invalid"
+
+    assert ctrd.get_image("docker.io/library/none:latest") is None
+    assert ctrd.get_task("no-such-container") is None
+
+
+def test_unreachable_daemon_is_unavailable(tmp_path: Path) -> None:
+    with Containerd(tmp_path / "missing.sock") as nowhere, pytest.raises(PouchError) as raised:
+        nowhere.version(timeout=2)
+    assert raised.value.code == "unavailable"
+    assert "containerd is not reachable at" in raised.value.message
+
+    with Containerd(tmp_path / "missing.sock") as nowhere, pytest.raises(PouchError) as raised:
+        nowhere.wait_ready(timeout=0.3)
+    assert raised.value.code == "timeout"
+
+
+def test_subscription_can_be_cancelled_from_another_thread(ctrd: Containerd) -> None:
+    events = ctrd.subscribe()
+    threading.Timer(0.2, events.cancel).start()
+    assert list(events) == []
+
+
+def test_timestamps_read_as_docker_shows_them() -> None:
+    stamp = timestamp_pb2.Timestamp(seconds=1795836377, nanos=420217237)
+    assert rfc3339(stamp) == "2026-11-28T03:26:17.420217237Z"
+    assert rfc3339(timestamp_pb2.Timestamp(seconds=1795836377, nanos=420000000)) == (
+        "2026-11-28T03:26:17.42Z"
+    )
+    assert rfc3339(timestamp_pb2.Timestamp(seconds=-62135596800)) == "0001-01-01T00:00:00Z"
+
+
+def test_two_writers_of_one_blob_both_succeed(ctrd: Containerd) -> None:
+    data, digest = blob(secrets.token_bytes(16 * 1024 * 1024))
+    ref = unique("shared-ref")
+    errors: list[BaseException] = []
+
+    def write(lease: str) -> None:
+        try:
+            ctrd.write_blob(ref, data, len(data), digest, lease=lease)
+        except BaseException as err:
+            errors.append(err)
+
+    with ctrd.lease() as first, ctrd.lease() as second:
+        writers = [threading.Thread(target=write, args=(lease,)) for lease in (first, second)]
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join(60)
+        assert errors == []
+        assert ctrd.read_blob(digest) == data

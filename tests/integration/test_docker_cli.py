@@ -1,0 +1,144 @@
+"""The walking skeleton, told the way a user of the docker CLI would tell it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pouch.tests.support.daemon import DockerError, PouchDaemon
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def test_loaded_image_is_listed_with_its_id(docker, busybox_tarball: Path):
+    manifest = json.loads(_member(busybox_tarball, "manifest.json"))
+    config_hex = manifest[0]["Config"].removesuffix(".json").split("/")[-1]
+    assert docker("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}") == \
+        f"busybox:latest {config_hex[:12]}"
+    image = json.loads(docker("image", "inspect", "busybox"))[0]
+    assert image["Id"] == f"sha256:{config_hex}"
+    assert image["RepoTags"] == ["busybox:latest"]
+    assert image["Config"]["Cmd"] == ["sh"]
+    assert image["Os"] == "linux"
+
+
+def test_run_rm_prints_hi_and_leaves_nothing(docker, daemon: PouchDaemon):
+    name = unique("hi")
+    result = daemon.docker_result("run", "--rm", "--name", name, "busybox", "echo", "hi")
+    assert (result.returncode, result.stdout) == (0, "hi\n")
+    assert name not in docker("ps", "-a", "--format", "{{.Names}}")
+
+
+def test_exit_status_and_streams_stay_apart(daemon: PouchDaemon):
+    name = unique("streams")
+    result = daemon.docker_result("run", "--name", name, "busybox",
+                                  "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert result.returncode == 3
+    assert result.stdout == "out\n"
+    assert "err" in result.stderr and "out" not in result.stderr
+    state = daemon.inspect(name)["State"]
+    assert (state["Status"], state["ExitCode"]) == ("exited", 3)
+    daemon.docker("rm", name)
+
+
+def test_logs_keep_both_streams_in_order(docker, daemon: PouchDaemon):
+    name = unique("logs")
+    daemon.docker_result("run", "--name", name, "busybox",
+                         "sh", "-c", "echo one; echo two >&2; echo three")
+    result = daemon.docker_result("logs", name)
+    assert result.stdout == "one\nthree\n"
+    assert result.stderr == "two\n"
+    # The two pipes are read apart, as in Docker: only the stdout order is certain.
+    last = daemon.docker_result("logs", "--tail", "1", name)
+    assert (last.stdout + last.stderr) in ("three\n", "two\n")
+    stamped = docker("logs", "--timestamps", name).splitlines()
+    assert stamped[0].endswith(" one") and stamped[0][:4].isdigit()
+    docker("rm", name)
+
+
+def test_a_detached_container_is_listed_inspected_and_force_removed(docker, daemon):
+    name = unique("sleeper")
+    cid = docker("run", "-d", "--name", name, "busybox", "sleep", "300")
+    assert len(cid) == 64
+    assert docker("ps", "--format", "{{.Names}} {{.Status}}").count(f"{name} Up") == 1
+    info = daemon.inspect(name)
+    assert info["State"]["Running"] is True and info["State"]["Pid"] > 0
+    assert info["Name"] == f"/{name}" and info["Config"]["Cmd"] == ["sleep", "300"]
+    folder = daemon.home / "containers" / cid
+    assert {p.name for p in folder.iterdir()} >= {"meta.json", "hostname", "hosts",
+                                                   "resolv.conf", "json.log"}
+    assert json.loads((folder / "meta.json").read_text())["Id"] == cid
+    assert (folder / "hostname").read_text() == cid[:12] + "\n"
+    docker("rm", "-f", name)
+    assert name not in docker("ps", "-a", "--format", "{{.Names}}")
+    assert not folder.exists()
+
+
+def test_the_container_sees_its_hostname_env_and_workdir(docker):
+    out = docker("run", "--rm", "--hostname", "box", "-e", "COLOR=blue", "-w", "/tmp",
+                 "busybox", "sh", "-c", "hostname; echo $COLOR; pwd; cat /etc/hostname")
+    assert out.splitlines() == ["box", "blue", "/tmp", "box"]
+
+
+def test_user_and_entrypoint_are_honoured(docker):
+    assert docker("run", "--rm", "--user", "nobody", "busybox", "id", "-u") == "65534"
+    assert docker("run", "--rm", "--entrypoint", "echo", "busybox", "from", "entry") == \
+        "from entry"
+
+
+def test_host_network_sees_the_hosts_interfaces(docker):
+    out = docker("run", "--rm", "--network", "host", "busybox", "ip", "-o", "link")
+    assert "lo" in out
+    none = docker("run", "--rm", "--network", "none", "busybox", "ip", "-o", "link")
+    assert len(none.splitlines()) < len(out.splitlines()) or out == none
+
+
+def test_stdin_reaches_an_interactive_container(daemon):
+    result = daemon.docker_result("run", "--rm", "-i", "busybox", "cat", input="piped\n")
+    assert (result.returncode, result.stdout) == (0, "piped\n")
+
+
+def test_unknown_things_are_404_with_dockers_words(daemon):
+    with pytest.raises(DockerError) as err:
+        daemon.docker("inspect", "--type", "container", "no-such-thing")
+    assert "No such container" in err.value.stderr or "No such object" in err.value.stderr
+    with pytest.raises(DockerError) as err:
+        daemon.docker("logs", "no-such-thing")
+    assert "No such container: no-such-thing" in err.value.stderr
+    with pytest.raises(DockerError) as err:
+        daemon.docker("create", "no-such-image:1.0")
+    assert "No such image" in err.value.stderr or "pull" in err.value.stderr
+
+
+def test_a_taken_name_is_a_conflict(docker, daemon):
+    name = unique("taken")
+    docker("create", "--name", name, "busybox")
+    with pytest.raises(DockerError) as err:
+        daemon.docker("create", "--name", name, "busybox")
+    assert "is already in use" in err.value.stderr
+    docker("rm", name)
+
+
+def test_removing_a_running_container_needs_force(docker, daemon):
+    name = unique("running")
+    docker("run", "-d", "--name", name, "busybox", "sleep", "300")
+    with pytest.raises(DockerError) as err:
+        daemon.docker("rm", name)
+    assert "cannot remove a running container" in err.value.stderr
+    docker("stop", "-t", "1", name)
+    assert daemon.inspect(name)["State"]["Status"] == "exited"
+    docker("rm", name)
+
+
+def _member(tarball: Path, name: str) -> bytes:
+    import tarfile
+
+    with tarfile.open(tarball) as tar:
+        member = tar.extractfile(name)
+        assert member is not None
+        return member.read()

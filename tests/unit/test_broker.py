@@ -1,0 +1,149 @@
+"""The broker with stand-in actors: routing, errors as values, deadlines, lost requests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pouch.broker.client import Client
+from pouch.broker.router import Broker
+from pouch.proto.envelope import PouchError
+
+
+@pytest.fixture
+def endpoint(tmp_path: Path) -> Iterator[str]:
+    address = f"ipc://{tmp_path}/broker.sock"
+    broker = Broker(address)
+    broker.bind()
+    thread = threading.Thread(target=broker.run, daemon=True)
+    thread.start()
+    yield address
+    broker.stop()
+    thread.join(timeout=2)
+
+
+class Actors:
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen([sys.executable, "-m", "pouch.tests.support.standin",
+                                 self.endpoint])
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def actors(endpoint: str) -> Iterator[Actors]:
+    running = Actors(endpoint)
+    yield running
+    running.stop_all()
+
+
+@pytest.fixture
+def client(endpoint: str) -> Iterator[Client]:
+    c = Client(endpoint, timeout=10)
+    yield c
+    c.close()
+
+
+def wait_ready(client: Client) -> None:
+    client.call("echo", "echo", {"text": "ready?"}, timeout=15)
+
+
+def test_a_request_reaches_the_actor_and_comes_back(actors, client):
+    actors.start()
+    assert client.echo.echo(text="hi") == "hi"
+
+
+def test_errors_travel_as_values(actors, client):
+    actors.start()
+    wait_ready(client)
+    with pytest.raises(PouchError) as err:
+        client.echo.missing()
+    assert (err.value.code, err.value.message) == ("not_found", "nothing here")
+
+
+def test_bad_arguments_are_named(actors, client):
+    actors.start()
+    wait_ready(client)
+    with pytest.raises(PouchError) as err:
+        client.echo.echo(txt="x")
+    assert err.value.code == "invalid" and "'txt'" in err.value.message
+    with pytest.raises(PouchError) as err:
+        client.echo.echo(text=3)
+    assert err.value.code == "invalid" and "'text' must be str" in err.value.message
+    with pytest.raises(PouchError) as err:
+        client.echo.nosuch()
+    assert err.value.code == "invalid" and "no method 'nosuch'" in err.value.message
+
+
+def test_a_stream_arrives_in_order(actors, client):
+    actors.start()
+    wait_ready(client)
+    assert list(client.stream("echo", "count", {"n": 5})) == [0, 1, 2, 3, 4]
+
+
+def test_a_request_waits_for_its_actor_to_arrive(actors, client):
+    threading.Timer(0.5, actors.start).start()
+    assert client.call("echo", "echo", {"text": "late"}, timeout=15) == "late"
+
+
+def test_no_actor_means_unavailable_at_the_deadline_not_later(client):
+    started = time.monotonic()
+    with pytest.raises(PouchError) as err:
+        client.call("nobody", "anything", timeout=1.0)
+    elapsed = time.monotonic() - started
+    assert err.value.code in ("unavailable", "timeout")
+    assert 0.9 <= elapsed < 1.6
+
+
+def test_a_lost_request_fails_at_once_and_says_the_outcome_is_unknown(actors, client):
+    proc = actors.start()
+    wait_ready(client)
+    threading.Timer(0.3, lambda: os.kill(proc.pid, signal.SIGKILL)).start()
+    started = time.monotonic()
+    with pytest.raises(PouchError) as err:
+        client.call("echo", "slow", {"seconds": 20}, timeout=20)
+    assert err.value.code == "unavailable"
+    assert "outcome is unknown" in err.value.message
+    assert time.monotonic() - started < 3  # at once, not at the deadline
+
+
+def test_an_idempotent_request_is_retried_on_a_restarted_actor(actors, client):
+    proc = actors.start()
+    wait_ready(client)
+
+    def crash_and_restart() -> None:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        actors.start()
+
+    threading.Timer(0.3, crash_and_restart).start()
+    assert client.call("echo", "slow_safe", {"seconds": 1.0}, timeout=20) == "safe done"
+
+
+def test_the_broker_lists_live_actors_and_their_contracts(actors, client):
+    actors.start()
+    wait_ready(client)
+    services = client.broker.services()
+    assert services["echo"]["workers"][0]["pid"] == actors.procs[0].pid
+    contract = client.broker.contract(service="echo")
+    assert contract["echo"]["idempotent"] is True
+    assert contract["slow"]["idempotent"] is False
+    assert contract["echo"]["args"] == {"text": {"type": "str", "required": True}}

@@ -1,0 +1,460 @@
+"""Reading `docker save` archives: the classic layout, docker 25's OCI layout,
+and archives that are broken in the ways a user's file can be."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pouch.actors.image.dockersave import (
+    MEDIA_TYPE_TAR,
+    MEDIA_TYPE_TAR_GZIP,
+    SavedImage,
+    open_member,
+    read_archive,
+)
+from pouch.proto.envelope import PouchError
+from pouch.tests.images import build_busybox_tarball, go_architecture
+
+# A busybox archive built once per module, and its image ID.
+Built = tuple[Path, str]
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def write_archive(path: Path, files: dict[str, bytes], links: dict[str, str] | None = None) -> Path:
+    with tarfile.open(path, "w") as tar:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.SYMTYPE
+            info.linkname = target
+            tar.addfile(info)
+    return path
+
+
+def read_files(path: Path) -> dict[str, bytes]:
+    with tarfile.open(path) as tar:
+        return {
+            info.name: tar.extractfile(info).read()  # type: ignore[union-attr]
+            for info in tar.getmembers()
+            if info.isreg()
+        }
+
+
+def tiny_layer(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return buf.getvalue()
+
+
+def config_for(*diff_ids: str) -> bytes:
+    return json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": list(diff_ids)},
+        }
+    ).encode()
+
+
+def oci_archive(path: Path, layer: bytes, repo_tags: list[str] | None) -> dict[str, Any]:
+    """An archive laid out as docker 25+ saves it, with one gzip'd layer."""
+    blob = gzip.compress(layer, mtime=0)
+    config = config_for(sha256(layer))
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": sha256(config),
+                "size": len(config),
+            },
+            "layers": [
+                {"mediaType": MEDIA_TYPE_TAR_GZIP, "digest": sha256(blob), "size": len(blob)}
+            ],
+        }
+    ).encode()
+    index = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": sha256(manifest),
+                "size": len(manifest),
+            }
+        ],
+    }
+
+    def blob_path(data: bytes) -> str:
+        return "blobs/sha256/" + hashlib.sha256(data).hexdigest()
+
+    saved = [{"Config": blob_path(config), "RepoTags": repo_tags, "Layers": [blob_path(blob)]}]
+    write_archive(
+        path,
+        {
+            "oci-layout": b'{"imageLayoutVersion":"1.0.0"}',
+            "index.json": json.dumps(index).encode(),
+            blob_path(manifest): manifest,
+            blob_path(config): config,
+            blob_path(blob): blob,
+            "manifest.json": json.dumps(saved).encode(),
+        },
+    )
+    return {"config": config, "blob": blob, "layer": layer, "blob_path": blob_path(blob)}
+
+
+@pytest.fixture(scope="module")
+def busybox_tar(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    path = tmp_path_factory.mktemp("images") / "busybox.tar"
+    return path, build_busybox_tarball(path)
+
+
+def only_image(path: Path) -> SavedImage:
+    images = read_archive(path)
+    assert len(images) == 1
+    return images[0]
+
+
+def assert_invalid(path: Path, *words: str) -> None:
+    with pytest.raises(PouchError) as caught:
+        read_archive(path)
+    assert caught.value.code == "invalid"
+    for word in words:
+        assert word in caught.value.message
+
+
+# --- the test image itself ---------------------------------------------------
+
+
+def test_the_busybox_image_reads_back_with_its_id_tag_and_layer(busybox_tar: Built) -> None:
+    path, image_id = busybox_tar
+    image = only_image(path)
+    assert image.config_digest == image_id == sha256(image.config)
+    assert image.repo_tags == ["busybox:latest"]
+    [layer] = image.layers
+    assert layer.media_type == MEDIA_TYPE_TAR
+    assert layer.digest == layer.diff_id
+    with open_member(path, layer.member) as stream:
+        blob = stream.read()
+    assert (len(blob), sha256(blob)) == (layer.size, layer.digest)
+
+
+def test_the_busybox_layer_holds_a_small_usable_root(busybox_tar: Built) -> None:
+    path, _ = busybox_tar
+    with (
+        open_member(path, only_image(path).layers[0].member) as stream,
+        tarfile.open(fileobj=stream) as layer,
+    ):
+        entries = {info.name: info for info in layer.getmembers()}
+        passwd = layer.extractfile("etc/passwd").read().decode()  # type: ignore[union-attr]
+        group = layer.extractfile("etc/group").read().decode()  # type: ignore[union-attr]
+    names = list(entries)
+    assert names == sorted(names)
+    assert entries["bin/busybox"].isreg() and entries["bin/busybox"].mode == 0o755
+    for applet in ["bin/sh", "usr/bin/awk", "sbin/ifconfig", "bin/ls"]:
+        assert entries[applet].issym() and entries[applet].linkname == "/bin/busybox"
+    assert entries["tmp"].isdir() and entries["tmp"].mode == 0o1777
+    for empty in ["root", "home", "var", "proc", "sys", "dev", "etc", "usr/sbin"]:
+        assert entries[empty].isdir()
+    assert all(info.uid == 0 and info.gid == 0 for info in entries.values())
+    assert "root:x:0:0:" in passwd and "nobody:x:65534:65534:" in passwd
+    assert "nogroup:x:65534:" in group
+
+
+def test_the_busybox_config_runs_sh_on_this_machine(busybox_tar: Built) -> None:
+    config = json.loads(only_image(busybox_tar[0]).config)
+    assert config["os"] == "linux"
+    assert config["architecture"] == go_architecture()[0]
+    assert config["config"]["Cmd"] == ["sh"]
+    assert config["config"]["Env"] == [
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    ]
+    assert config["rootfs"]["type"] == "layers"
+    assert config["history"]
+
+
+def test_building_the_same_image_twice_gives_the_same_id(tmp_path: Path) -> None:
+    first = build_busybox_tarball(tmp_path / "a.tar")
+    again = build_busybox_tarball(tmp_path / "b.tar")
+    assert first == again
+    assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
+
+
+def test_an_extra_file_makes_a_different_image(tmp_path: Path) -> None:
+    plain = build_busybox_tarball(tmp_path / "a.tar")
+    flavoured = build_busybox_tarball(tmp_path / "b.tar", extra_files={"etc/flavour": b"two"})
+    assert plain != flavoured
+    image = only_image(tmp_path / "b.tar")
+    with (
+        open_member(tmp_path / "b.tar", image.layers[0].member) as stream,
+        tarfile.open(fileobj=stream) as layer,
+    ):
+        assert layer.extractfile("etc/flavour").read() == b"two"  # type: ignore[union-attr]
+
+
+def test_a_registry_tag_without_version_gets_latest(tmp_path: Path) -> None:
+    build_busybox_tarball(tmp_path / "a.tar", tag="localhost:5000/tools/bb")
+    assert only_image(tmp_path / "a.tar").repo_tags == ["localhost:5000/tools/bb:latest"]
+    repositories = json.loads(read_files(tmp_path / "a.tar")["repositories"])
+    assert list(repositories) == ["localhost:5000/tools/bb"]
+
+
+def test_an_untagged_image_has_no_repo_tags(tmp_path: Path) -> None:
+    build_busybox_tarball(tmp_path / "a.tar", tag="")
+    assert only_image(tmp_path / "a.tar").repo_tags == []
+
+
+def test_the_cli_prints_the_image_id(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pouch.tests.images import main
+
+    assert main([str(tmp_path / "x.tar"), "--tag", "bb:1"]) == 0
+    image_id = capsys.readouterr().out.strip()
+    image = only_image(tmp_path / "x.tar")
+    assert (image.config_digest, image.repo_tags) == (image_id, ["bb:1"])
+
+
+def test_the_cli_says_how_to_install_a_missing_busybox(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pouch.tests import images
+
+    monkeypatch.setattr(images, "BUSYBOX", tmp_path / "no-busybox")
+    assert images.main([str(tmp_path / "x.tar")]) == 1
+    assert "apt-get install busybox-static" in capsys.readouterr().err
+
+
+# --- layouts that docker writes -------------------------------------------------
+
+
+def test_a_docker_25_oci_archive_with_a_gzip_layer_reads_back(tmp_path: Path) -> None:
+    path = tmp_path / "oci.tar"
+    made = oci_archive(path, tiny_layer({"hello": b"world"}), ["tiny:1"])
+    image = only_image(path)
+    assert image.config == made["config"]
+    assert image.config_digest == sha256(made["config"])
+    assert image.repo_tags == ["tiny:1"]
+    [layer] = image.layers
+    assert layer.member == made["blob_path"]
+    assert layer.media_type == MEDIA_TYPE_TAR_GZIP
+    assert (layer.digest, layer.size) == (sha256(made["blob"]), len(made["blob"]))
+    assert layer.diff_id == sha256(made["layer"])
+    with open_member(path, layer.member) as stream:
+        assert gzip.decompress(stream.read()) == made["layer"]
+
+
+def test_an_untagged_image_in_an_oci_archive_has_no_repo_tags(tmp_path: Path) -> None:
+    oci_archive(tmp_path / "oci.tar", tiny_layer({"a": b"1"}), None)
+    assert only_image(tmp_path / "oci.tar").repo_tags == []
+
+
+def test_two_images_sharing_a_layer_through_a_symlink_read_it_once(tmp_path: Path) -> None:
+    # Docker before 25 saves a layer once and links to it from the other image.
+    layer = tiny_layer({"shared": b"base"})
+    first, second = config_for(sha256(layer)), config_for(sha256(layer)) + b" "
+    manifest = [
+        {"Config": "one.json", "RepoTags": ["one:1"], "Layers": ["aaa/layer.tar"]},
+        {"Config": "two.json", "RepoTags": ["two:1", "two:latest"], "Layers": ["bbb/layer.tar"]},
+    ]
+    path = write_archive(
+        tmp_path / "two.tar",
+        {
+            "manifest.json": json.dumps(manifest).encode(),
+            "one.json": first,
+            "two.json": second,
+            "aaa/layer.tar": layer,
+        },
+        links={"bbb/layer.tar": "../aaa/layer.tar"},
+    )
+    one, two = read_archive(path)
+    assert one.repo_tags == ["one:1"] and two.repo_tags == ["two:1", "two:latest"]
+    assert one.config_digest != two.config_digest
+    assert one.layers == two.layers
+    assert one.layers[0].member == "aaa/layer.tar"
+
+
+def test_an_archive_made_with_tar_dot_reads_back(tmp_path: Path, busybox_tar: Built) -> None:
+    files = {f"./{name}": data for name, data in read_files(busybox_tar[0]).items()}
+    path = write_archive(tmp_path / "dot.tar", files)
+    assert only_image(path).config_digest == busybox_tar[1]
+
+
+def test_a_gzipped_archive_reads_back(tmp_path: Path, busybox_tar: Built) -> None:
+    path = tmp_path / "busybox.tar.gz"
+    path.write_bytes(gzip.compress(busybox_tar[0].read_bytes()))
+    image = only_image(path)
+    assert image.config_digest == busybox_tar[1]
+    with open_member(path, image.layers[0].member) as stream:
+        assert sha256(stream.read()) == image.layers[0].digest
+
+
+# --- archives that are broken -----------------------------------------------------
+
+
+def busybox_parts(busybox_tar: Built) -> tuple[dict[str, Any], bytes]:
+    path, _ = busybox_tar
+    files = read_files(path)
+    entry = json.loads(files["manifest.json"])[0]
+    return entry, files[entry["Config"]]
+
+
+def with_files(src: Path, dst: Path, changes: dict[str, bytes | None]) -> Path:
+    files = read_files(src)
+    for name, data in changes.items():
+        if data is None:
+            del files[name]
+        else:
+            files[name] = data
+    return write_archive(dst, files)
+
+
+def test_a_file_that_is_not_a_tar_is_invalid(tmp_path: Path) -> None:
+    path = tmp_path / "junk.tar"
+    path.write_bytes(b"this is not an archive" * 100)
+    assert_invalid(path, "not a readable tar archive")
+
+
+def test_a_truncated_archive_is_invalid(tmp_path: Path, busybox_tar: Built) -> None:
+    path = tmp_path / "cut.tar"
+    path.write_bytes(busybox_tar[0].read_bytes()[:1_000_000])
+    with pytest.raises(PouchError) as caught:
+        read_archive(path)
+    assert caught.value.code == "invalid"
+
+
+def test_an_archive_without_manifest_json_is_invalid(tmp_path: Path, busybox_tar: Built) -> None:
+    path = with_files(busybox_tar[0], tmp_path / "a.tar", {"manifest.json": None})
+    assert_invalid(path, "manifest.json is missing")
+
+
+@pytest.mark.parametrize(
+    ("manifest", "words"),
+    [
+        (b"{not json", "manifest.json is not valid JSON"),
+        (b'{"Config": "x"}', "not a list"),
+        (b"[42]", "entry 0 is not an object"),
+        (b'[{"Layers": []}]', "has no Config"),
+        (b'[{"Config": "x.json"}]', "has no list of Layers"),
+        (b'[{"Config": "x.json", "Layers": [], "RepoTags": "busybox"}]', "RepoTags"),
+    ],
+)
+def test_a_garbled_manifest_json_is_invalid(
+    tmp_path: Path, busybox_tar: Built, manifest: bytes, words: str
+) -> None:
+    path = with_files(busybox_tar[0], tmp_path / "a.tar", {"manifest.json": manifest})
+    assert_invalid(path, words)
+
+
+def test_a_config_named_but_absent_is_invalid(tmp_path: Path, busybox_tar: Built) -> None:
+    entry, _ = busybox_parts(busybox_tar)
+    path = with_files(busybox_tar[0], tmp_path / "a.tar", {entry["Config"]: None})
+    assert_invalid(path, entry["Config"], "is not in the archive")
+
+
+def test_a_layer_named_but_absent_is_invalid(tmp_path: Path, busybox_tar: Built) -> None:
+    entry, _ = busybox_parts(busybox_tar)
+    path = with_files(busybox_tar[0], tmp_path / "a.tar", {entry["Layers"][0]: None})
+    assert_invalid(path, entry["Layers"][0], "is not in the archive")
+
+
+def test_a_layer_symlink_to_nowhere_is_invalid(tmp_path: Path) -> None:
+    layer = tiny_layer({"a": b"1"})
+    manifest = [{"Config": "c.json", "RepoTags": [], "Layers": ["bbb/layer.tar"]}]
+    path = write_archive(
+        tmp_path / "a.tar",
+        {"manifest.json": json.dumps(manifest).encode(), "c.json": config_for(sha256(layer))},
+        links={"bbb/layer.tar": "../aaa/layer.tar"},
+    )
+    assert_invalid(path, "bbb/layer.tar links to aaa/layer.tar")
+
+
+def test_more_layers_than_diff_ids_is_invalid(tmp_path: Path, busybox_tar: Built) -> None:
+    entry, _ = busybox_parts(busybox_tar)
+    entry["Layers"] = entry["Layers"] * 2
+    path = with_files(
+        busybox_tar[0], tmp_path / "a.tar", {"manifest.json": json.dumps([entry]).encode()}
+    )
+    assert_invalid(path, "lists 1 layers in rootfs.diff_ids but manifest.json names 2")
+
+
+def test_a_config_without_diff_ids_is_invalid(tmp_path: Path, busybox_tar: Built) -> None:
+    entry, _ = busybox_parts(busybox_tar)
+    path = with_files(busybox_tar[0], tmp_path / "a.tar", {entry["Config"]: b'{"os": "linux"}'})
+    assert_invalid(path, "has no rootfs.diff_ids")
+
+
+def test_a_layer_that_does_not_match_its_diff_id_is_invalid(
+    tmp_path: Path, busybox_tar: Built
+) -> None:
+    entry, _ = busybox_parts(busybox_tar)
+    other = tiny_layer({"tampered": b"yes"})
+    path = with_files(busybox_tar[0], tmp_path / "a.tar", {entry["Layers"][0]: other})
+    assert_invalid(path, "says sha256:")
+
+
+def test_an_oci_config_that_does_not_match_its_digest_is_invalid(tmp_path: Path) -> None:
+    path = tmp_path / "oci.tar"
+    made = oci_archive(path, tiny_layer({"a": b"1"}), ["tiny:1"])
+    config_path = "blobs/sha256/" + hashlib.sha256(made["config"]).hexdigest()
+    tampered = made["config"].replace(b"amd64", b"arm64")
+    bad = with_files(path, tmp_path / "bad.tar", {config_path: tampered})
+    assert_invalid(bad, config_path, "does not match its digest")
+
+
+def test_an_oci_layer_that_does_not_match_its_digest_is_invalid(tmp_path: Path) -> None:
+    path = tmp_path / "oci.tar"
+    made = oci_archive(path, tiny_layer({"a": b"1"}), ["tiny:1"])
+    tampered = gzip.compress(made["layer"], mtime=12345)
+    bad = with_files(path, tmp_path / "bad.tar", {made["blob_path"]: tampered})
+    assert_invalid(bad, made["blob_path"], "does not match its digest")
+
+
+def test_a_bzip2_layer_is_refused_by_name_of_its_compression(tmp_path: Path) -> None:
+    layer = tiny_layer({"a": b"1"})
+    manifest = [{"Config": "c.json", "RepoTags": ["x:1"], "Layers": ["l/layer.tar"]}]
+    path = write_archive(
+        tmp_path / "a.tar",
+        {
+            "manifest.json": json.dumps(manifest).encode(),
+            "c.json": config_for(sha256(layer)),
+            "l/layer.tar": bz2.compress(layer),
+        },
+    )
+    assert_invalid(path, "bzip2")
+
+
+def test_reading_a_member_of_a_truncated_archive_is_invalid(
+    tmp_path: Path, busybox_tar: Built
+) -> None:
+    path = tmp_path / "cut.tar.gz"
+    path.write_bytes(gzip.compress(busybox_tar[0].read_bytes())[:600_000])
+    member = read_archive(busybox_tar[0])[0].layers[0].member
+    with pytest.raises(PouchError) as caught, open_member(path, member) as stream:
+        stream.read()
+    assert caught.value.code == "invalid"
+
+
+def test_opening_a_member_that_is_not_there_is_invalid(busybox_tar: Built) -> None:
+    with pytest.raises(PouchError) as caught:
+        open_member(busybox_tar[0], "nope/layer.tar")
+    assert caught.value.code == "invalid"
+    assert "nope/layer.tar" in caught.value.message
