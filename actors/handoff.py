@@ -67,7 +67,8 @@ class HandoffListener:
     def _take(self, link: socket.socket) -> None:
         message, conn = receive(link)
         name = str(message.get("method", ""))
-        reply = Reply(_answer_on(link), 0, f"{self.host.service}.{name}")
+        reply = Reply(_answer_on(link), 0, f"{self.host.service}.{name}",
+                      self.host.observer(name))
         decl = self.host.contract.get(name)
         if conn is None:
             reply.fail(env.invalid("a hand-off must carry a connection"))

@@ -23,7 +23,10 @@ from typing import Any, ClassVar
 import pykka
 import zmq
 
-from pouch.actors.contract import Declaration, collect
+from pouch.actors.contract import Declaration, collect, method
+from pouch.actors.faults import Faults
+from pouch.actors.metrics import ActorMetrics
+from pouch.actors.sdnotify import notify
 from pouch.broker.client import ClientPool
 from pouch.broker.router import HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS
 from pouch.proto import envelope as env
@@ -36,10 +39,13 @@ log = logging.getLogger("pouch.host")
 class Reply:
     """Where one request's answer goes. Thread-safe; the first final answer wins."""
 
-    def __init__(self, deliver: Callable[[bytes, bool, int], None], rid: int, what: str) -> None:
+    def __init__(self, deliver: Callable[[bytes, bool, int], None], rid: int, what: str,
+                 on_done: Callable[[str | None], None] | None = None) -> None:
+        """`on_done(error code or None)` is called once, with the final answer."""
         self._deliver = deliver
         self.rid = rid
         self.what = what
+        self._on_done = on_done
         self.cancelled = threading.Event()
         self._lock = threading.Lock()
         self._done = False
@@ -49,10 +55,10 @@ class Reply:
         return self._done
 
     def send(self, result: Any = None) -> None:
-        self._finish(env.ok_reply(self.rid, result))
+        self._finish(env.ok_reply(self.rid, result), None)
 
     def fail(self, error: PouchError) -> None:
-        self._finish(env.error_reply(self.rid, error))
+        self._finish(env.error_reply(self.rid, error), error.code)
 
     def more(self, item: Any) -> bool:
         """Send one item of a stream; False once the caller is gone or it has ended."""
@@ -74,12 +80,17 @@ class Reply:
         else:
             self.send(result)
 
-    def _finish(self, body: bytes) -> None:
+    def _finish(self, body: bytes, error_code: str | None) -> None:
         with self._lock:
             if self._done:
                 return
             self._done = True
             self._deliver(body, True, self.rid)
+        if self._on_done is not None:
+            self._on_done(error_code)
+
+
+READY_PROBE = object()
 
 
 @dataclass(frozen=True)
@@ -99,6 +110,8 @@ class ActorContext:
     config: DaemonConfig
     calls: ClientPool
     publish: Callable[[dict[str, Any]], None]
+    metrics: ActorMetrics
+    faults: Faults
 
 
 def invoke(target: object, call: Call) -> None:
@@ -134,11 +147,28 @@ class ActorBase(pykka.ThreadingActor):
         if isinstance(message, Call):
             invoke(self, message)
             return None
+        if message is READY_PROBE:
+            return True  # on_start (restore) is done: messages are handled after it
         return self.on_message(message)
 
     def on_message(self, message: Any) -> Any:
         log.warning("%s: unexpected message %r", self.service, message)
         return None
+
+    @method(idempotent=True)
+    def metrics(self) -> str:
+        """This actor process's metrics, in Prometheus's text format."""
+        return self.ctx.metrics.exposition()
+
+    @method(idempotent=False)
+    def debug_fault(self, point: str, action: str = "crash", once: bool = True) -> None:
+        """Arm a fault (crash or hang) at a named point; pouchd --debug only. Errors: invalid."""
+        if not self.ctx.faults.enabled:
+            raise env.invalid("fault injection needs pouchd --debug")
+        try:
+            self.ctx.faults.arm(point, action, once)
+        except ValueError as exc:
+            raise env.invalid(str(exc)) from None
 
     def publish(self, etype: str, action: str, actor_id: str,
                 attributes: dict[str, str] | None = None) -> None:
@@ -185,6 +215,7 @@ class Host:
 
     def __init__(self, actor_ref: pykka.ActorRef[Any], service: str,
                  contract: dict[str, Declaration], endpoint: str, *,
+                 metrics: ActorMetrics | None = None,
                  context: zmq.Context | None = None,
                  heartbeat: float = HEARTBEAT_INTERVAL, liveness: int = HEARTBEAT_LIVENESS) -> None:
         self.actor_ref = actor_ref
@@ -194,6 +225,7 @@ class Host:
         self.heartbeat = heartbeat
         self.liveness = liveness
         self.outbox = Outbox()
+        self.metrics = metrics or ActorMetrics(service)
         self._ctx = context or zmq.Context.instance()
         self._stopping = False
         self._inflight: dict[tuple[bytes, int], Reply] = {}
@@ -297,7 +329,8 @@ class Host:
     def _on_request(self, client: bytes, body: bytes) -> None:
         msg = env.unpack(body)
         rid, name = int(msg["id"]), str(msg.get("method", ""))
-        reply = Reply(self._deliverer(client), rid, f"{self.service}.{name}")
+        reply = Reply(self._deliverer(client), rid, f"{self.service}.{name}",
+                      self.observer(name))
         decl = self.contract.get(name)
         if decl is None:
             reply.fail(env.invalid(f"the {self.service} actor has no method '{name}'"))
@@ -311,6 +344,14 @@ class Host:
             return  # its caller has given up already
         self._inflight[(client, rid)] = reply
         self.dispatch(decl, msg.get("args") or {}, reply)
+
+    def observer(self, method: str) -> Callable[[str | None], None]:
+        """Counts one request (latency from now) once its answer goes out."""
+        started = time.perf_counter()
+
+        def done(error_code: str | None) -> None:
+            self.metrics.observe(method, time.perf_counter() - started, error_code)
+        return done
 
     def _deliverer(self, client: bytes) -> Callable[[bytes, bool, int], None]:
         def deliver(body: bytes, final: bool, rid: int) -> None:
@@ -333,18 +374,22 @@ def serve(actor_cls: type[ActorBase], config: DaemonConfig,
     """
     service = actor_cls.service
     calls = ClientPool(config.broker_endpoint)
+    metrics = ActorMetrics(service)
     host_box: list[Host] = []
 
     def publish(event: dict[str, Any]) -> None:
         host_box[0].publish(event)
 
-    ref = actor_cls.start(ActorContext(service, config, calls, publish))
-    host = Host(ref, service, actor_cls.contract, config.broker_endpoint)
+    ref = actor_cls.start(ActorContext(service, config, calls, publish, metrics,
+                                       Faults(config.debug)))
+    host = Host(ref, service, actor_cls.contract, config.broker_endpoint, metrics=metrics)
     host_box.append(host)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: host.stop())
     write_pid(config.pid_path(service))
     stop_extra = extra(host) if extra else None
+    ready = threading.Thread(target=_notify_when_ready, args=(ref,), daemon=True)
+    ready.start()
     status = 0
     try:
         host.run()
@@ -358,6 +403,14 @@ def serve(actor_cls: type[ActorBase], config: DaemonConfig,
         calls.close()
         remove_pid(config.pid_path(service))
     return status
+
+
+def _notify_when_ready(ref: pykka.ActorRef[Any]) -> None:
+    try:
+        ref.ask(READY_PROBE, timeout=300)
+    except Exception:
+        return
+    notify("READY=1")
 
 
 def write_pid(path: os.PathLike[str] | str, pid: int | None = None) -> None:

@@ -1,19 +1,45 @@
-"""The system actor: version and info, gathered from the other actors."""
+"""The system actor: version and info, gathered from the other actors; the events
+service (a bounded history, then live events); every process's metrics."""
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import socket
 import subprocess
+import threading
+import time
 import uuid
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pouch.actors.containerd.client import Containerd
 from pouch.actors.contract import method
-from pouch.actors.host import ActorBase, ActorContext
-from pouch.proto.envelope import PouchError
+from pouch.actors.host import ActorBase, ActorContext, Reply
+from pouch.actors.metrics import merge
+from pouch.broker.client import Client
+from pouch.broker.filters import matches
+from pouch.proto.envelope import PouchError, invalid
+
+log = logging.getLogger("pouch.system")
+HISTORY = 1000  # events kept for `since`
+EVENT_FILTERS = ("container", "daemon", "event", "image", "label", "network", "plugin",
+                 "scope", "type", "volume")
+
+
+@dataclass(frozen=True)
+class Seen:
+    event: dict[str, Any]
+
+
+@dataclass
+class Listener:
+    reply: Reply
+    filters: dict[str, list[str]]
+    until: float
 
 VERSION = "0.1.0"
 API_VERSION = "1.41"
@@ -59,9 +85,107 @@ class SystemActor(ActorBase):
         self._ctrd = Containerd(ctx.config.containerd_socket)
         self._engine_id = self._load_engine_id()
         self._runc = _runc_version()
+        self._history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
+        self._listeners: list[Listener] = []
+        self._stopping = threading.Event()
+
+    def on_start(self) -> None:
+        threading.Thread(target=self._collect_events, name="events", daemon=True).start()
 
     def on_stop(self) -> None:
+        self._stopping.set()
+        for listener in self._listeners:
+            listener.reply.send(None)
         self._ctrd.close()
+
+    # -- events --------------------------------------------------------------
+
+    def _collect_events(self) -> None:
+        """Every published event passes through here, into the history and to listeners."""
+        me = self.actor_ref
+        while not self._stopping.is_set():
+            client = Client(self.ctx.config.broker_endpoint)
+            try:
+                with client.subscribe({}) as events:
+                    for event in events:
+                        me.tell(Seen(event))
+            except PouchError as exc:
+                log.debug("event subscription ended (%s); subscribing again", exc.message)
+            finally:
+                client.close()
+            self._stopping.wait(0.1)
+
+    def on_message(self, message: Any) -> Any:
+        if isinstance(message, Seen):
+            self._history.append(message.event)
+            self._fan_out(message.event)
+        return None
+
+    def _fan_out(self, event: dict[str, Any]) -> None:
+        now = time.time()
+        keep = []
+        for listener in self._listeners:
+            if listener.until and listener.until <= now:
+                listener.reply.send(None)
+                continue
+            if matches(event, listener.filters) and not listener.reply.more(event):
+                continue  # the caller is gone
+            if not listener.reply.cancelled.is_set():
+                keep.append(listener)
+        self._listeners = keep
+
+    def _end_listeners(self) -> None:
+        self._fan_out({"Type": "", "Action": "", "time": time.time()})
+
+    @method(idempotent=True, stream=True)
+    def events(self, reply: Reply, since: float = 0.0, until: float = 0.0,
+               filters: dict[str, list[str]] | None = None) -> None:
+        """Events in Docker's shape: those kept since `since` (Unix seconds), then live
+        ones until `until` (0: until the caller cancels). Errors: invalid (filters)."""
+        filters = filters or {}
+        for key in filters:
+            if key not in EVENT_FILTERS:
+                raise invalid(f"invalid filter '{key}'")
+        if until and since and until < since:
+            raise invalid("since must not be after until")
+        for event in list(self._history):
+            when = event.get("timeNano", 0) / 1e9
+            if (since and when < since) or (until and when > until):
+                continue
+            if matches(event, filters):
+                reply.more(event)
+        if until and until <= time.time():
+            reply.send(None)
+            return
+        self._listeners.append(Listener(reply, filters, until))
+        if until:
+            timer = threading.Timer(until - time.time(), self.actor_ref.proxy().end_listeners)
+            timer.daemon = True
+            timer.start()
+
+    def end_listeners(self) -> None:
+        """Finish the live streams whose `until` has come (a timer calls this)."""
+        self._end_listeners()
+
+    # -- metrics -------------------------------------------------------------
+
+    @method(idempotent=True)
+    def all_metrics(self) -> str:
+        """The metrics of every live actor process, merged, in Prometheus's text format."""
+        texts = [self.ctx.metrics.exposition()]
+        calls = self.ctx.calls
+        try:
+            services = calls.call("broker", "services", timeout=2.0)
+        except PouchError:
+            services = {}
+        for name, status in services.items():
+            if name == self.service or not status.get("workers"):
+                continue
+            try:
+                texts.append(calls.call(name, "metrics", timeout=2.0))
+            except PouchError as exc:
+                log.debug("no metrics from %s: %s", name, exc.message)
+        return merge(texts)
 
     def _load_engine_id(self) -> str:
         path = self.ctx.config.home_dir / "engine-id"

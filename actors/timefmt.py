@@ -58,7 +58,7 @@ def human_duration(seconds: float) -> str:
         return "About a minute"
     if minutes < 60:
         return f"{minutes} minutes"
-    hours = round(s / 3600)
+    hours = int(s / 3600 + 0.5)  # Go rounds halves up
     if hours == 1:
         return "About an hour"
     if hours < 48:
@@ -69,5 +69,5 @@ def human_duration(seconds: float) -> str:
         return f"{hours // 24 // 7} weeks"
     if hours < 24 * 365 * 2:
         return f"{hours // 24 // 30} months"
-    return f"{hours // 24 // 365} years"
+    return f"{s // 3600 // 24 // 365} years"
 

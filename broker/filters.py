@@ -23,12 +23,18 @@ def _names(wanted: str, candidate: str) -> bool:
     return wanted == candidate or (hex_id and candidate.startswith(wanted))
 
 
+def _strip_tag(name: str) -> str:
+    head, sep, tail = name.rpartition(":")
+    return head if sep and "/" not in tail and "@" not in name else name
+
+
 def _label_match(wanted: Iterable[str], attributes: dict[str, str]) -> bool:
+    """Every label given must be there (with its value, when one is given)."""
     for item in wanted:
         key, eq, value = item.partition("=")
-        if key in attributes and (not eq or attributes[key] == value):
-            return True
-    return False
+        if key not in attributes or (eq and attributes[key] != value):
+            return False
+    return True
 
 
 def matches(event: dict[str, Any], filters: dict[str, list[str]]) -> bool:
@@ -53,6 +59,8 @@ def matches(event: dict[str, Any], filters: dict[str, list[str]]) -> bool:
             names = [actor.get("ID", ""), attrs.get("name", "")]
             if key == "image":
                 names.append(attrs.get("image", ""))
+                # "busybox" matches "busybox:latest", as Docker strips the tag to compare.
+                names += [_strip_tag(n) for n in names]
                 ok = _any(wanted, names) if etype in ("image", "container") else False
             else:
                 ok = etype == _OBJECT_KEYS[key] and _any(wanted, names)

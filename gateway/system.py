@@ -39,7 +39,19 @@ class Info:
         resp.media = self.calls.system.info()
 
 
+class Metrics:
+    """Every actor process's metrics, gathered by the system actor (Prometheus text)."""
+
+    def __init__(self, calls: ClientPool) -> None:
+        self.calls = calls
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = "text/plain; version=0.0.4; charset=utf-8"
+        resp.text = self.calls.system.all_metrics()
+
+
 def add_routes(app: falcon.App, calls: ClientPool) -> None:
     app.add_route("/_ping", Ping())
+    app.add_route("/metrics", Metrics(calls))
     app.add_route("/version", Version(calls))
     app.add_route("/info", Info(calls))

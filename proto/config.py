@@ -61,6 +61,8 @@ class DaemonConfig:
             "--gateway-threads", str(self.gateway_threads),
             "--config-file", "",
         ]
+        if self.pidfile:
+            args += ["--pidfile", self.pidfile]
         for address in self.listen:
             args += ["--listen", address]
         if self.debug:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import re
 import socket
 import threading
 from dataclasses import dataclass
@@ -74,7 +75,8 @@ class ContainerActor(ActorBase):
             fifo_root=cfg.exec_root_dir / "fifo", default_registry=cfg.default_registry,
             updated=lambda record: me.tell(Updated(record)),
             removed=lambda cid, name: me.tell(Removed(cid, name)),
-            publish=lambda action, cid, attrs: self.publish("container", action, cid, attrs))
+            publish=lambda action, cid, attrs: self.publish("container", action, cid, attrs),
+            faults=ctx.faults)
 
     # -- life ----------------------------------------------------------------
 
@@ -96,6 +98,7 @@ class ContainerActor(ActorBase):
         self._ctrd.close()
 
     def _restore(self) -> None:
+        self.ctx.faults.hit("container.restore")
         known = set()
         for record in self._meta.load_all():
             cid = record["Id"]
@@ -229,9 +232,12 @@ class ContainerActor(ActorBase):
         for key in filters:
             if key not in ("id", "name", "label", "status", "ancestor", "exited"):
                 raise invalid(f"invalid filter '{key}'")
+        for status in filters.get("status", []):
+            if status not in STATUSES:
+                raise invalid(f"invalid filter 'status={status}'")
+        every = all or bool(limit and limit > 0) or bool(filters.get("status"))
         rows = [r for r in self._records.values()
-                if (all or r["State"]["Running"] or filters.get("status"))
-                and _passes(r, filters)]
+                if (every or r["State"]["Running"]) and _passes(r, filters)]
         rows.sort(key=lambda r: r["Created"], reverse=True)
         if limit is not None and limit > 0:
             rows = rows[:limit]
@@ -305,6 +311,17 @@ class ContainerActor(ActorBase):
             "timestamps": timestamps, "tail": tail, "since": since, "until": until})
 
 
+STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+
+
+def _search(pattern: str, name: str) -> bool:
+    """Docker matches the name filter as a regular expression against "/name"."""
+    try:
+        return re.search(pattern, name) is not None
+    except re.error:
+        return pattern in name
+
+
 def _passes(record: dict[str, Any], filters: dict[str, Any]) -> bool:
     state = record["State"]
     for key, wanted in filters.items():
@@ -312,7 +329,7 @@ def _passes(record: dict[str, Any], filters: dict[str, Any]) -> bool:
             continue
         if key == "id" and not any(record["Id"].startswith(w) for w in wanted):
             return False
-        if key == "name" and not any(w.lstrip("/") in record["Name"] for w in wanted):
+        if key == "name" and not any(_search(w, record["Name"]) for w in wanted):
             return False
         if key == "status" and state["Status"] not in wanted:
             return False

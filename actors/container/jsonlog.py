@@ -121,7 +121,7 @@ class Selection:
         return True
 
     def pick(self, entries: Iterator[Entry]) -> Iterable[Entry]:
-        chosen = (e for e in entries if self.wants(e))
-        if self.tail < 0:
-            return chosen  # lazily: a log can be larger than memory
-        return list(deque(chosen, maxlen=self.tail)) if self.tail else []
+        """As Docker's json-file reader: the last `tail` lines of the log, then the filters."""
+        if self.tail >= 0:
+            entries = iter(deque(entries, maxlen=self.tail) if self.tail else ())
+        return (e for e in entries if self.wants(e))  # lazily: a log can outgrow memory

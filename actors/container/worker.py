@@ -37,6 +37,7 @@ from pouch.actors.container.spec import (
     resolve_user,
 )
 from pouch.actors.containerd.client import Containerd
+from pouch.actors.faults import Faults
 from pouch.actors.host import Reply
 from pouch.actors.timefmt import parse_rfc3339, parse_timestamp, rfc3339_nano
 from pouch.broker.client import ClientPool
@@ -68,6 +69,7 @@ class WorkerEnv:
     updated: Callable[[dict[str, Any]], None]
     removed: Callable[[str, str], None]
     publish: Callable[[str, str, dict[str, str]], None]
+    faults: Faults
 
 
 def parse_signal(value: str | int) -> int:
@@ -149,6 +151,7 @@ class ContainerWorker(pykka.ThreadingActor):
             labels = {OWNER_LABEL: name}
             with env.ctrd.lease() as lease:
                 mounts = env.ctrd.prepare(cid, image["chain_id"], labels=labels, lease=lease)
+                env.faults.hit("container.create.prepared")
                 rootfs = [dict(m) for m in mounts]
                 user = resolve_user(process.user, read_rootfs_file(rootfs, "etc/passwd"),
                                     read_rootfs_file(rootfs, "etc/group"))
@@ -254,6 +257,7 @@ class ContainerWorker(pykka.ThreadingActor):
             pid = ctrd.create_task(self.cid, mounts, fifos["stdin"], fifos["stdout"],
                                    fifos["stderr"], terminal=bool(self.record["Config"].get("Tty")))
             self.env.hub.writers_ready(self.cid)
+            self.env.faults.hit("container.start.task_created")
             started_at = rfc3339_nano()  # before: a quick process may end before start returns
             ctrd.start_task(self.cid)
         except PouchError as exc:
@@ -453,8 +457,9 @@ class ContainerWorker(pykka.ThreadingActor):
 
     def _destroy(self) -> None:
         ctrd = self.env.ctrd
-        for step in (lambda: ctrd.delete_task(self.cid), lambda: ctrd.delete_container(self.cid),
-                     lambda: ctrd.remove(self.cid)):
+        for step in (lambda: ctrd.delete_task(self.cid),
+                     lambda: self.env.faults.hit("container.remove.task_deleted"),
+                     lambda: ctrd.delete_container(self.cid), lambda: ctrd.remove(self.cid)):
             try:
                 step()
             except PouchError as exc:
@@ -475,19 +480,28 @@ class ContainerWorker(pykka.ThreadingActor):
 
     # -- streams handed over by the gateway ----------------------------------
 
-    def wait_container(self, reply: Reply, conn: socket.socket, condition: str,
-                       preamble: bytes) -> None:
+    def _take(self, reply: Reply, conn: socket.socket, preamble: bytes,
+              check: Callable[[], Any] = lambda: None) -> bool:
+        """Accept a handed-over connection: answer the gateway (an error while it can
+        still shape it), then write the response head. False if the connection is done."""
         try:
             self._check_alive()
-        except PouchError as exc:
+            check()
+        except (PouchError, ValueError) as exc:
             conn.close()
-            reply.fail(exc)
-            return
+            reply.fail(exc if isinstance(exc, PouchError) else invalid(str(exc)))
+            return False
         reply.send(None)
         try:
             conn.sendall(preamble)
         except OSError:
             conn.close()
+            return False
+        return True
+
+    def wait_container(self, reply: Reply, conn: socket.socket, condition: str,
+                       preamble: bytes) -> None:
+        if not self._take(reply, conn, preamble):
             return
         if condition == "not-running" and not self._state["Running"] \
                 and not self._state.get("Restarting"):
@@ -516,61 +530,40 @@ class ContainerWorker(pykka.ThreadingActor):
             conn.close()
 
     def attach_container(self, reply: Reply, conn: socket.socket, opts: dict[str, Any]) -> None:
-        try:
-            self._check_alive()
-        except PouchError as exc:
-            conn.close()
-            reply.fail(exc)
+        if not self._take(reply, conn, opts["preamble"]):
             return
-        reply.send(None)
-        tty = bool(self.record["Config"].get("Tty"))
-        try:
-            conn.sendall(opts["preamble"])
-        except OSError:
-            conn.close()
-            return
-        consumer = Consumer(conn, tty, stdout=opts["stdout"], stderr=opts["stderr"],
-                            stdin=opts["stdin"])
+        consumer = Consumer(conn, bool(self.record["Config"].get("Tty")), stdout=opts["stdout"],
+                            stderr=opts["stderr"], stdin=opts["stdin"])
+        # A created container's output is still to come: attaching waits for its start.
+        live = opts["stream"] and self._state["Status"] not in ("exited", "dead")
         if opts["logs"]:
-            self._replay(consumer, Selection(stdout=opts["stdout"], stderr=opts["stderr"]),
-                         then_live=opts["stream"])
-            return
-        state = self._state["Status"]
-        if not opts["stream"] or state in ("exited", "dead"):
+            self._replay(consumer, Selection(opts["stdout"], opts["stderr"]), live)
+        elif live:
+            self.env.hub.attach(self.cid, consumer)
+        else:
             conn.close()
-            return
-        self.env.hub.attach(self.cid, consumer)
 
     def logs_container(self, reply: Reply, conn: socket.socket, opts: dict[str, Any]) -> None:
-        try:
-            self._check_alive()
-            since = parse_timestamp(opts["since"]) if opts["since"] else 0.0
-            until = parse_timestamp(opts["until"]) if opts["until"] else 0.0
-            tail = -1 if opts["tail"] in ("all", "") else int(opts["tail"])
-        except ValueError as exc:
-            conn.close()
-            reply.fail(invalid(f"invalid logs parameter: {exc}"))
-            return
-        except PouchError as exc:
-            conn.close()
-            reply.fail(exc)
-            return
-        reply.send(None)
-        try:
-            conn.sendall(opts["preamble"])
-        except OSError:
-            conn.close()
-            return
-        selection = Selection(opts["stdout"], opts["stderr"], since, until, tail)
-        consumer = Consumer(conn, bool(self.record["Config"].get("Tty")), stdout=opts["stdout"],
-                            stderr=opts["stderr"], lines=True, timestamps=opts["timestamps"],
-                            selection=Selection(opts["stdout"], opts["stderr"], since, until))
-        self._replay(consumer, selection, then_live=opts["follow"])
+        window: list[float] = []
 
-    def _replay(self, consumer: Consumer, selection: Selection, then_live: bool) -> None:
-        """Send the log so far, then (if asked, and it runs) what comes, in a thread of its own."""
+        def parse() -> None:
+            window.extend(parse_timestamp(opts[key]) if opts[key] else 0.0
+                          for key in ("since", "until"))
+            window.append(-1 if opts["tail"] in ("all", "") else int(opts["tail"]))
+
+        if not self._take(reply, conn, opts["preamble"], parse):
+            return
+        since, until, tail = window
+        streams = (opts["stdout"], opts["stderr"])
+        consumer = Consumer(conn, bool(self.record["Config"].get("Tty")), stdout=streams[0],
+                            stderr=streams[1], lines=True, timestamps=opts["timestamps"],
+                            selection=Selection(*streams, since, until))
+        self._replay(consumer, Selection(*streams, since, until, int(tail)),
+                     opts["follow"] and self._state["Running"])
+
+    def _replay(self, consumer: Consumer, selection: Selection, live: bool) -> None:
+        """Send the log so far and then, if `live`, what comes; in a thread of its own."""
         hub, cid, path = self.env.hub, self.cid, Path(self.record["LogPath"])
-        running = self._state["Running"]
 
         def run() -> None:
             conn = consumer.conn
@@ -578,12 +571,11 @@ class ContainerWorker(pykka.ThreadingActor):
                 offset = hub.log_offset(cid, path)
                 for entry in selection.pick(read_entries(path, 0, offset)):
                     conn.sendall(consumer.encode_entry(entry))
-                if then_live and running:
-                    if consumer.lines:
-                        if hub.follow(cid, consumer, offset):
-                            return
-                    else:
+                if live:
+                    if not consumer.lines:
                         hub.attach(cid, consumer)
+                        return
+                    if hub.follow(cid, consumer, offset):
                         return
             except OSError:
                 pass

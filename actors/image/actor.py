@@ -135,6 +135,7 @@ class ImageActor(ActorBase):
         for saved in read_archive(archive):
             names = [reference.parse(tag, self._registry).full() for tag in saved.repo_tags]
             imported = import_image(self._ctrd, archive, saved, names, SNAPSHOTTER)
+            self.ctx.faults.hit("image.load.unpacked")
             for name in names:
                 # Kept on the name, so a restarted actor knows it without walking snapshots.
                 record = self._ctrd.get_image(name)

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import Counter, Gauge
+
 from pouch.actors.contract import method
 from pouch.actors.host import ActorBase, ActorContext
 from pouch.actors.supervisor.children import (
@@ -62,6 +64,11 @@ class SupervisorActor(ActorBase):
         self._on_fatal = on_fatal
         self._on_started = on_started
         self._stopping = False
+        registry = ctx.metrics.registry
+        self._restarts = Counter("pouch_child_restarts", "Restarts of a supervised child",
+                                 ["child"], registry=registry)
+        self._up = Gauge("pouch_child_up", "1 while a supervised child runs", ["child"],
+                         registry=registry)
 
     # -- the contract --------------------------------------------------------
 
@@ -91,6 +98,7 @@ class SupervisorActor(ActorBase):
                 raise PouchError("unavailable", f"{name} {why} within "
                                                 f"{child.spec.ready_timeout:.0f} s")
             child.state = "running"
+            self._up.labels(name).set(1)
             log.info("%s ready (pid %s)", name, child.pid)
 
     def stop_all(self) -> None:
@@ -133,6 +141,7 @@ class SupervisorActor(ActorBase):
         if child.pid != event.pid or self._stopping or child.state == "starting":
             return  # start_all (or stop_all) deals with it
         child.last_exit = describe_exit(event.status)
+        self._up.labels(event.name).set(0)
         now = time.monotonic()
         if now - child.started_at > STABLE_AFTER:
             child.policy.reset()
@@ -157,10 +166,12 @@ class SupervisorActor(ActorBase):
         if self._stopping or child.state != "backoff":
             return
         child.restarts += 1
+        self._restarts.labels(name).inc()
         self._start(child)
         # Readiness is not awaited here: the broker queues requests until the
         # actor says READY, and a child that fails again comes back as Exited.
         child.state = "running"
+        self._up.labels(name).set(1)
 
     def _unresponsive(self, event: Unresponsive) -> None:
         child = self._children.get(event.service)

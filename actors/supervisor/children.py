@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pouch.actors.sdnotify import SYSTEMD_ENV
 from pouch.actors.supervisor.policy import RestartPolicy
 from pouch.broker.client import ClientPool
 from pouch.proto.config import DaemonConfig
@@ -58,7 +59,8 @@ class Child:
 
 
 def spawn(spec: ChildSpec) -> subprocess.Popen[bytes]:
-    env = {**os.environ, PARENT_ENV: str(os.getpid()), **spec.env}
+    inherited = {k: v for k, v in os.environ.items() if k not in SYSTEMD_ENV}
+    env = {**inherited, PARENT_ENV: str(os.getpid()), **spec.env}
     # Its own session: a Ctrl-C at pouchd's terminal reaches pouchd alone,
     # which then stops the children in order.
     return subprocess.Popen(spec.argv, env=env, start_new_session=True)

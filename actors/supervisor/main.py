@@ -2,6 +2,7 @@
 
     pouchd [flags]                 the whole daemon, supervised (the default)
     pouchd [flags] broker          the broker alone
+    pouchd [flags] containerd      containerd alone, supervised (systemd's supervisor unit)
     pouchd [flags] actor NAME      one actor process (system, image, container)
     pouchd [flags] gateway         the HTTP gateway under gunicorn
 
@@ -33,7 +34,8 @@ assert set(ACTOR_CLASSES) == set(ACTORS)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pouchd", description=__doc__.splitlines()[0])
     add_flags(parser)
-    parser.add_argument("role", nargs="*", help="broker | actor NAME | gateway (default: all)")
+    parser.add_argument("role", nargs="*",
+                        help="broker | containerd | actor NAME | gateway (default: all)")
     opts = parser.parse_args(argv)
     try:
         config = resolve(opts)
@@ -48,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     if not role:
         from pouch.actors.supervisor.run import run_supervisor
         return run_supervisor(config)
+    if role == ["containerd"]:
+        from pouch.actors.supervisor.run import run_supervisor
+        return run_supervisor(config, only=("containerd",))
     if role == ["broker"]:
         return run_broker(config)
     if role[0] == "actor" and len(role) == 2 and role[1] in ACTOR_CLASSES:
@@ -80,6 +85,7 @@ def die_with_supervisor() -> None:
 
 def run_broker(config: DaemonConfig) -> int:
     from pouch.actors.host import remove_pid, write_pid
+    from pouch.actors.sdnotify import notify
     from pouch.broker.router import Broker
 
     config.exec_root_dir.mkdir(parents=True, exist_ok=True)
@@ -88,6 +94,7 @@ def run_broker(config: DaemonConfig) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: broker.stop())
     write_pid(config.pid_path("broker"))
+    notify("READY=1")
     try:
         broker.run()
     finally:

@@ -14,7 +14,10 @@ from pouch.actors.containerd.config import (
     render_config,
     write_config,
 )
+from pouch.actors.faults import Faults
 from pouch.actors.host import ActorContext, Host, remove_pid, write_pid
+from pouch.actors.metrics import ActorMetrics
+from pouch.actors.sdnotify import notify, start_watchdog
 from pouch.actors.supervisor.actor import SupervisorActor, Unresponsive
 from pouch.actors.supervisor.children import build_specs, kill_stale
 from pouch.broker.client import Client, ClientPool
@@ -24,14 +27,15 @@ from pouch.proto.envelope import PouchError
 log = logging.getLogger("pouch.supervisor")
 
 
-def run_supervisor(config: DaemonConfig) -> int:
+def run_supervisor(config: DaemonConfig, only: tuple[str, ...] | None = None) -> int:
+    """The whole tree, or (under systemd, `only=("containerd",)`) just containerd."""
     for folder in (config.home_dir, config.exec_root_dir, config.handoff_dir):
         folder.mkdir(parents=True, exist_ok=True)
     write_pid(config.pidfile_path)
     oom = set_oom_score_adj(config.oom_score_adj)
-    for name, marker in (("gateway", "pouch"), ("container", "pouch"), ("image", "pouch"),
-                         ("system", "pouch"), ("containerd", "containerd"), ("broker", "pouch")):
-        kill_stale(config.pid_path(name), marker)
+    specs_all = ("gateway", "container", "image", "system", "containerd", "broker")
+    for name in specs_all if only is None else only:
+        kill_stale(config.pid_path(name), "containerd" if name == "containerd" else "pouch")
 
     containerd_config = config.home_dir / "containerd" / "config.toml"
     containerd_config.parent.mkdir(parents=True, exist_ok=True)
@@ -45,13 +49,16 @@ def run_supervisor(config: DaemonConfig) -> int:
         return True
 
     calls = ClientPool(config.broker_endpoint, timeout=5.0)
-    specs = build_specs(config, calls, containerd_config, containerd_ready)
+    specs = [spec for spec in build_specs(config, calls, containerd_config, containerd_ready)
+             if only is None or spec.name in only]
     stop_requested = threading.Event()
+    fatal = threading.Event()
     host_box: list[Host] = []
 
     def request_stop(why: str) -> None:
         if not stop_requested.is_set():
             log.info("stopping: %s", why)
+            notify("STOPPING=1")
         stop_requested.set()
         if host_box:
             host_box[0].stop()
@@ -60,9 +67,16 @@ def run_supervisor(config: DaemonConfig) -> int:
         if name == "containerd":
             write_pid(config.pid_path("containerd"), pid)
 
-    ctx = ActorContext("supervisor", config, calls, lambda event: None)
-    ref = SupervisorActor.start(ctx, specs, on_fatal=request_stop, on_started=on_started)
-    host = Host(ref, "supervisor", SupervisorActor.contract, config.broker_endpoint)
+    metrics = ActorMetrics("supervisor")
+    ctx = ActorContext("supervisor", config, calls, lambda event: None, metrics,
+                       Faults(config.debug))
+    def give_up(why: str) -> None:
+        fatal.set()
+        request_stop(why)
+
+    ref = SupervisorActor.start(ctx, specs, on_fatal=give_up, on_started=on_started)
+    host = Host(ref, "supervisor", SupervisorActor.contract, config.broker_endpoint,
+                metrics=metrics)
     host_box.append(host)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda s, _f: request_stop(signal.Signals(s).name))
@@ -70,10 +84,12 @@ def run_supervisor(config: DaemonConfig) -> int:
     status = 0
     try:
         ref.proxy().start_all(stop_requested).get()
-        watcher = threading.Thread(target=watch_heartbeats, args=(config, ref, stop_requested),
-                                   name="heartbeats", daemon=True)
-        watcher.start()
-        log.info("pouchd is ready; serving %s", ", ".join(config.listen))
+        threading.Thread(target=watch_heartbeats, args=(config, ref, stop_requested),
+                         name="heartbeats", daemon=True).start()
+        notify("READY=1")
+        start_watchdog(lambda: _answers(ref), stop_requested)
+        if only is None:
+            log.info("pouchd is ready; serving %s", ", ".join(config.listen))
         if not stop_requested.is_set():
             host.run()
     except PouchError as exc:
@@ -88,7 +104,17 @@ def run_supervisor(config: DaemonConfig) -> int:
         remove_pid(config.pid_path("containerd"), any_owner=True)
         remove_pid(config.pidfile_path)
         log.info("pouchd stopped")
-    return status
+    # An exit status systemd's Restart=on-failure and a shell's `set -e` both see.
+    return 1 if fatal.is_set() else status
+
+
+def _answers(ref: Any) -> bool:
+    """The supervisor actor still answers (what the systemd watchdog vouches for)."""
+    try:
+        ref.proxy().status().get(timeout=2)
+        return True
+    except Exception:
+        return False
 
 
 def set_oom_score_adj(wanted: int) -> int:

@@ -7,7 +7,9 @@ import sys
 import time
 
 from pouch.actors.contract import method
+from pouch.actors.faults import Faults
 from pouch.actors.host import ActorBase, ActorContext, Host, Reply
+from pouch.actors.metrics import ActorMetrics
 from pouch.proto.envelope import not_found
 
 
@@ -46,7 +48,9 @@ class EchoActor(ActorBase):
 
 def main() -> None:
     endpoint = sys.argv[1]
-    ref = EchoActor.start(ActorContext("echo", None, None, lambda e: None))  # type: ignore[arg-type]
+    ctx = ActorContext("echo", None, None, lambda e: None,  # type: ignore[arg-type]
+                       ActorMetrics("echo"), Faults(False))
+    ref = EchoActor.start(ctx)
     host = Host(ref, "echo", EchoActor.contract, endpoint)
     signal.signal(signal.SIGTERM, lambda *_: host.stop())
     try:

@@ -1,0 +1,131 @@
+"""Event filters as `docker events --filter` applies them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pouch.broker.filters import matches
+
+CID = "4f2b" + "0" * 56 + "beef"
+IMAGE_ID = "sha256:" + "ab" * 32
+
+
+def container_event(action: str = "start", cid: str = CID, **attrs: str) -> dict[str, Any]:
+    attributes = {"name": "web", "image": "busybox:latest", **attrs}
+    return {"Type": "container", "Action": action, "Actor": {"ID": cid, "Attributes": attributes},
+            "scope": "local", "time": 1, "timeNano": 1_000_000_000}
+
+
+def image_event(action: str = "load", name: str = "busybox:latest") -> dict[str, Any]:
+    return {"Type": "image", "Action": action,
+            "Actor": {"ID": IMAGE_ID, "Attributes": {"name": name}},
+            "scope": "local", "time": 1, "timeNano": 1_000_000_000}
+
+
+def test_no_filters_pass_everything():
+    assert matches(container_event(), {})
+    assert matches(image_event(), {})
+
+
+def test_an_empty_value_list_does_not_filter():
+    assert matches(container_event(), {"type": [], "container": []})
+
+
+def test_values_of_one_key_are_ored():
+    assert matches(container_event("die"), {"event": ["start", "die"]})
+    assert not matches(container_event("create"), {"event": ["start", "die"]})
+
+
+def test_keys_are_anded():
+    event = container_event("start")
+    assert matches(event, {"type": ["container"], "event": ["start"]})
+    assert not matches(event, {"type": ["container"], "event": ["stop"]})
+    assert not matches(event, {"type": ["image"], "event": ["start"]})
+
+
+def test_type():
+    assert matches(image_event(), {"type": ["image"]})
+    assert not matches(image_event(), {"type": ["container", "volume"]})
+
+
+def test_event_matches_the_action_before_its_colon():
+    event = container_event("exec_start: sh -c true")
+    assert matches(event, {"event": ["exec_start"]})
+    assert matches(event, {"event": ["exec_start: sh -c true"]})
+    assert not matches(event, {"event": ["exec"]})
+
+
+def test_container_by_full_id_short_id_or_name():
+    event = container_event()
+    assert matches(event, {"container": [CID]})
+    assert matches(event, {"container": [CID[:12]]})
+    assert matches(event, {"container": ["web"]})
+    assert not matches(event, {"container": ["db", CID[:4] + "1"]})
+
+
+def test_the_container_key_passes_only_container_events():
+    assert not matches(image_event(), {"container": [IMAGE_ID]})
+
+
+def test_image_matches_image_events_and_containers_made_from_it():
+    assert matches(image_event(), {"image": ["busybox:latest"]})
+    assert matches(image_event(), {"image": [IMAGE_ID]})
+    assert matches(container_event(), {"image": ["busybox:latest"]})
+    assert not matches(container_event(), {"image": ["alpine:latest"]})
+
+
+def test_image_passes_no_other_event_type():
+    volume = {"Type": "volume", "Action": "create",
+              "Actor": {"ID": "v1", "Attributes": {"image": "busybox:latest"}}}
+    assert not matches(volume, {"image": ["busybox:latest"]})
+
+
+def test_image_without_a_tag_matches_the_tagged_name():
+    assert matches(container_event(), {"image": ["busybox"]})
+    assert matches(image_event(), {"image": ["busybox"]})
+
+
+def test_label_with_and_without_a_value():
+    event = container_event(tier="front", team="a")
+    assert matches(event, {"label": ["tier"]})
+    assert matches(event, {"label": ["tier=front"]})
+    assert not matches(event, {"label": ["tier=back"]})
+    assert not matches(event, {"label": ["colour"]})
+
+
+def test_a_label_value_must_match_whole():
+    assert not matches(container_event(tier="front"), {"label": ["tier=fro"]})
+    assert matches(container_event(note="a=b"), {"label": ["note=a=b"]})
+
+
+def test_every_label_given_must_match():
+    assert not matches(container_event(tier="front"), {"label": ["tier=front", "team=a"]})
+
+
+def test_scope_defaults_to_local():
+    event = container_event()
+    del event["scope"]
+    assert matches(event, {"scope": ["local"]})
+    assert not matches(event, {"scope": ["swarm"]})
+
+
+def test_daemon_and_volume_and_network_keys_match_their_own_type():
+    daemon = {"Type": "daemon", "Action": "reload",
+              "Actor": {"ID": "node-1", "Attributes": {"name": "host"}}}
+    assert matches(daemon, {"daemon": ["host"]})
+    assert matches(daemon, {"daemon": ["node-1"]})
+    assert not matches(container_event(name="host"), {"daemon": ["host"]})
+    volume = {"Type": "volume", "Action": "create", "Actor": {"ID": "data", "Attributes": {}}}
+    assert matches(volume, {"volume": ["data"]})
+    assert not matches(volume, {"network": ["data"]})
+
+
+def test_an_unknown_key_passes_nothing():
+    assert not matches(container_event(), {"colour": ["red"]})
+
+
+def test_an_event_without_actor_or_attributes_is_handled():
+    bare = {"Type": "container", "Action": "start"}
+    assert matches(bare, {"type": ["container"]})
+    assert not matches(bare, {"container": ["web"]})
+    assert not matches(bare, {"label": ["a"]})

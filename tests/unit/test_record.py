@@ -1,0 +1,319 @@
+"""A container's record: checking a create body, building what inspect shows,
+and the one-line summaries `docker ps` prints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pouch.actors.container import record as rec
+from pouch.actors.timefmt import ZERO_TIME, parse_rfc3339, rfc3339_nano
+from pouch.proto.envelope import PouchError
+
+IMAGE = {"id": "sha256:" + "ab" * 32, "name": "docker.io/library/busybox:latest",
+         "config": {"Cmd": ["sh"], "Entrypoint": None, "Labels": {"from": "image"}}}
+PATHS = {name: f"/var/lib/pouch/containers/c1/{name}"
+         for name in ("hostname", "hosts", "resolv.conf", "json.log")}
+NOW = 1_700_000_000.0
+
+
+def refused(body: dict[str, Any]) -> str:
+    with pytest.raises(PouchError) as err:
+        rec.check_config(body)
+    assert err.value.code == "invalid"
+    return err.value.message
+
+
+def body(**fields: Any) -> dict[str, Any]:
+    return {"Image": "busybox", **fields}
+
+
+def host(**fields: Any) -> dict[str, Any]:
+    return body(HostConfig=fields)
+
+
+def new(cid: str = "c" * 64, name: str = "web", **fields: Any) -> dict[str, Any]:
+    create = body(**fields)
+    return rec.new_record(cid, name, create, IMAGE, ["echo", "hi"], PATHS)
+
+
+def at(offset: float) -> str:
+    return rfc3339_nano(int((NOW + offset) * 1e9))
+
+
+# -- names and IDs ---------------------------------------------------------------
+
+
+def test_new_ids_are_64_hex_and_unique():
+    ids = {rec.new_id() for _ in range(50)}
+    assert len(ids) == 50
+    assert all(len(i) == 64 and int(i, 16) >= 0 for i in ids)
+
+
+def test_random_names_are_adjective_underscore_animal():
+    left, _, right = rec.random_name().partition("_")
+    assert left.isalpha() and right.isalpha()
+
+
+@pytest.mark.parametrize(("given", "kept"), [("web", "web"), ("/web", "web"),
+                                             ("a.b_c-1", "a.b_c-1"), ("9lives", "9lives")])
+def test_valid_names_lose_their_slash(given, kept):
+    assert rec.check_name(given) == kept
+
+
+@pytest.mark.parametrize("name", ["a", "-web", "_web", "we b", "web!", "", "//web", "w/eb"])
+def test_invalid_names_are_refused_with_dockers_words(name):
+    with pytest.raises(PouchError) as err:
+        rec.check_name(name)
+    assert err.value.code == "invalid"
+    assert err.value.message == (f"Invalid container name ({name}), only "
+                                 "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+
+
+# -- check_config: types -----------------------------------------------------------
+
+
+def test_a_minimal_body_is_fine_with_the_default_network_warning():
+    warnings = rec.check_config(body())
+    assert len(warnings) == 1 and "default" in warnings[0] and "none" in warnings[0]
+
+
+@pytest.mark.parametrize(("field", "value", "kinds"), [
+    ("Tty", "yes", "bool"),
+    ("Tty", 1, "bool"),
+    ("Hostname", 5, "str"),
+    ("Env", "A=1", "list or null"),
+    ("Cmd", 5, "list or str or null"),
+    ("Entrypoint", {"sh": 1}, "list or str or null"),
+    ("Labels", ["a=b"], "dict or null"),
+    ("StopTimeout", "10", "int or null"),
+    ("StopTimeout", True, "int or null"),
+    ("HostConfig", "host", "dict or null"),
+    ("Image", 7, "str"),
+])
+def test_a_wrong_type_names_the_field(field, value, kinds):
+    assert refused(body(**{field: value})) == f"invalid field Config.{field}: must be {kinds}"
+
+
+def test_null_is_taken_where_docker_takes_it():
+    rec.check_config(body(Env=None, Cmd=None, Entrypoint=None, Labels=None, StopTimeout=None,
+                          StopSignal=None, HostConfig=None, NetworkingConfig=None))
+
+
+def test_the_image_is_required():
+    assert refused({}) == "invalid field Config.Image: an image is required"
+    assert refused({"Image": ""}) == "invalid field Config.Image: an image is required"
+
+
+@pytest.mark.parametrize("field", ["Env", "Cmd", "Entrypoint"])
+def test_lists_hold_strings_only(field):
+    assert refused(body(**{field: ["a", 1]})) == \
+        f"invalid field Config.{field}: must be a list of strings"
+
+
+def test_label_values_are_strings():
+    assert refused(body(Labels={"a": 1})) == "invalid field Config.Labels: values must be strings"
+    rec.check_config(body(Labels={"a": "1"}))
+
+
+def test_fields_it_does_not_know_are_left_alone():
+    rec.check_config(body(Unheard={"of": True}))
+
+
+# -- check_config: network ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", [None, "", "default"])
+def test_the_default_network_mode_warns_and_runs_as_none(mode):
+    create = host(NetworkMode=mode) if mode is not None else body()
+    warnings = rec.check_config(create)
+    assert warnings == ["no bridge network yet: network mode default runs as none "
+                        "(loopback only)"]
+    assert rec.network_mode(create) == "none"
+
+
+@pytest.mark.parametrize("mode", ["none", "host"])
+def test_none_and_host_are_taken_without_a_warning(mode):
+    assert rec.check_config(host(NetworkMode=mode)) == []
+    assert rec.network_mode(host(NetworkMode=mode)) == mode
+
+
+@pytest.mark.parametrize("mode", ["bridge", "container:web", "my-net"])
+def test_other_network_modes_are_refused_naming_the_mode(mode):
+    message = refused(host(NetworkMode=mode))
+    assert message.startswith("invalid field HostConfig.NetworkMode:")
+    assert repr(mode) in message and "supported: none, host" in message
+
+
+def test_a_network_mode_must_be_a_string():
+    assert refused(host(NetworkMode=["host"])) == \
+        "invalid field HostConfig.NetworkMode: must be a string"
+
+
+# -- check_config: restart policy ------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["", "no", "always", "unless-stopped", "on-failure"])
+def test_dockers_restart_policies_are_taken(name):
+    rec.check_config(host(NetworkMode="none", RestartPolicy={"Name": name}))
+
+
+def test_on_failure_takes_a_retry_count():
+    rec.check_config(host(NetworkMode="none",
+                          RestartPolicy={"Name": "on-failure", "MaximumRetryCount": 3}))
+
+
+def test_an_unknown_policy_is_named():
+    assert refused(host(RestartPolicy={"Name": "sometimes"})) == \
+        "invalid field HostConfig.RestartPolicy: unknown policy 'sometimes'"
+    assert "unknown policy 'always'" in refused(host(RestartPolicy="always"))
+
+
+@pytest.mark.parametrize("count", [-1, "3", 1.5])
+def test_a_retry_count_is_a_non_negative_integer(count):
+    assert refused(host(RestartPolicy={"Name": "on-failure", "MaximumRetryCount": count})) == \
+        ("invalid field HostConfig.RestartPolicy.MaximumRetryCount: must be a non-negative "
+         "integer")
+
+
+def test_a_retry_count_needs_on_failure():
+    assert refused(host(RestartPolicy={"Name": "always", "MaximumRetryCount": 2})) == \
+        ("invalid field HostConfig.RestartPolicy: maximum retry count cannot be used with "
+         "restart policy 'always'")
+
+
+@pytest.mark.parametrize("name", ["always", "unless-stopped", "on-failure"])
+def test_auto_remove_conflicts_with_a_restart_policy(name):
+    assert refused(host(AutoRemove=True, RestartPolicy={"Name": name})) == \
+        "conflicting options: AutoRemove and a restart policy"
+
+
+def test_auto_remove_goes_with_no_policy():
+    rec.check_config(host(NetworkMode="none", AutoRemove=True, RestartPolicy={"Name": "no"}))
+    rec.check_config(host(NetworkMode="none", AutoRemove=True))
+
+
+# -- new_record --------------------------------------------------------------------------
+
+
+def test_a_new_record_is_created_and_not_started():
+    record = new()
+    state = record["State"]
+    assert state["Status"] == "created" and not state["Running"]
+    assert (state["Pid"], state["ExitCode"]) == (0, 0)
+    assert state["StartedAt"] == state["FinishedAt"] == ZERO_TIME
+    assert record["Name"] == "/web" and record["Id"] == "c" * 64
+    assert record["Image"] == IMAGE["id"]
+    assert (record["Path"], record["Args"]) == ("echo", ["hi"])
+    assert record["LogPath"] == PATHS["json.log"]
+    assert record["HostsPath"] == PATHS["hosts"]
+    assert abs(parse_rfc3339(record["Created"]) - parse_rfc3339(rfc3339_nano())) < 5
+
+
+def test_a_new_record_fills_dockers_host_config_defaults():
+    host_config = new()["HostConfig"]
+    assert host_config["NetworkMode"] == "none"
+    assert host_config["RestartPolicy"] == {"Name": "no", "MaximumRetryCount": 0}
+    assert host_config["LogConfig"] == {"Type": "json-file", "Config": {}}
+    empty = new(HostConfig={"RestartPolicy": {"Name": ""}})["HostConfig"]
+    assert empty["RestartPolicy"] == {"Name": "no", "MaximumRetryCount": 0}
+
+
+def test_the_image_gives_cmd_and_labels_the_body_overrides():
+    record = new(Labels={"mine": "yes", "from": "body"})
+    assert record["Config"]["Cmd"] == ["sh"]
+    assert record["Config"]["Labels"] == {"from": "body", "mine": "yes"}
+    assert new(Cmd=["true"])["Config"]["Cmd"] == ["true"]
+    assert "HostConfig" not in record["Config"]
+
+
+def test_the_network_is_listed_under_its_mode():
+    assert list(new()["NetworkSettings"]["Networks"]) == ["none"]
+    hosted = new(HostConfig={"NetworkMode": "host"})
+    assert list(hosted["NetworkSettings"]["Networks"]) == ["host"]
+
+
+# -- status_text ---------------------------------------------------------------------------
+
+
+def test_status_of_a_running_container():
+    state = {"Status": "running", "StartedAt": at(-5)}
+    assert rec.status_text(state, now=NOW) == "Up 5 seconds"
+    assert rec.status_text({"Status": "running", "StartedAt": at(-0.2)}, now=NOW) == \
+        "Up Less than a second"
+    assert rec.status_text({"Status": "running", "StartedAt": at(-3 * 3600)}, now=NOW) == \
+        "Up 3 hours"
+
+
+def test_status_of_an_exited_container():
+    state = {"Status": "exited", "ExitCode": 3, "FinishedAt": at(-120)}
+    assert rec.status_text(state, now=NOW) == "Exited (3) 2 minutes ago"
+    assert rec.status_text({"Status": "exited", "ExitCode": 0, "FinishedAt": at(-61)},
+                           now=NOW) == "Exited (0) About a minute ago"
+
+
+def test_status_of_an_exited_container_without_a_finish_time():
+    assert rec.status_text({"Status": "exited", "ExitCode": 137, "FinishedAt": ZERO_TIME},
+                           now=NOW) == "Exited (137)"
+
+
+def test_status_of_a_restarting_container():
+    state = {"Status": "restarting", "ExitCode": 1, "FinishedAt": at(-3)}
+    assert rec.status_text(state, now=NOW) == "Restarting (1) 3 seconds ago"
+
+
+def test_status_of_created_and_dead_containers():
+    assert rec.status_text({"Status": "created"}, now=NOW) == "Created"
+    assert rec.status_text({"Status": "dead"}, now=NOW) == "Dead"
+
+
+# -- the state changes ---------------------------------------------------------------
+
+
+def test_running_then_exited_then_dead():
+    record = new()
+    rec.set_running(record, 4242, at(0))
+    state = record["State"]
+    assert (state["Status"], state["Running"], state["Pid"]) == ("running", True, 4242)
+    assert state["StartedAt"] == at(0) and state["FinishedAt"] == ZERO_TIME
+    rec.set_exited(record, 2, at(1), "oops")
+    assert (state["Status"], state["Running"], state["Pid"]) == ("exited", False, 0)
+    assert (state["ExitCode"], state["Error"], state["FinishedAt"]) == (2, "oops", at(1))
+    rec.set_dead(record, "its containerd container is gone")
+    assert (state["Status"], state["Dead"]) == ("dead", True)
+    assert state["Error"] == "its containerd container is gone"
+
+
+def test_an_exit_without_a_time_is_stamped_now():
+    record = new()
+    rec.set_exited(record, 0, "")
+    assert record["State"]["FinishedAt"] != ZERO_TIME
+
+
+# -- summary --------------------------------------------------------------------------------
+
+
+def test_the_summary_is_a_row_of_get_containers_json():
+    record = new(Labels={"tier": "front"})
+    rec.set_running(record, 77, rfc3339_nano())
+    row = rec.summary(record)
+    assert set(row) == {"Id", "Names", "Image", "ImageID", "Command", "Created", "Ports",
+                        "Labels", "State", "Status", "HostConfig", "NetworkSettings", "Mounts"}
+    assert row["Id"] == "c" * 64
+    assert row["Names"] == ["/web"]
+    assert (row["Image"], row["ImageID"]) == ("busybox", IMAGE["id"])
+    assert row["Command"] == "echo hi"
+    assert isinstance(row["Created"], int)
+    assert row["Created"] == int(parse_rfc3339(record["Created"]))
+    assert (row["State"], row["Status"]) == ("running", "Up Less than a second")
+    assert row["Labels"] == {"from": "image", "tier": "front"}
+    assert row["HostConfig"] == {"NetworkMode": "none"}
+    assert list(row["NetworkSettings"]["Networks"]) == ["none"]
+    assert (row["Ports"], row["Mounts"]) == ([], [])
+
+
+def test_the_summary_of_a_command_without_arguments():
+    record = rec.new_record("d" * 64, "solo", body(), IMAGE, ["sh"], PATHS)
+    assert rec.summary(record)["Command"] == "sh"
+    assert rec.summary(record)["Status"] == "Created"
