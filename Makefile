@@ -32,8 +32,12 @@ lint: install-test
 test: install-test lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-bench: install-test $(IMAGE)
+# By hand only, never from the test suite; each benchmark builds its own busybox image.
+bench: install-test
 	$(PY) -m pouch.bench.run_rm
+	$(PY) -m pouch.bench.broker_rtt
+	$(PY) -m pouch.bench.recovery
+	$(PY) -m pouch.bench.memory
 
 clean:
 	rm -rf build .mypy_cache .ruff_cache proto/containerd proto/gogoproto

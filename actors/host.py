@@ -26,7 +26,7 @@ import zmq
 from pouch.actors.contract import Declaration, collect, method
 from pouch.actors.faults import Faults
 from pouch.actors.metrics import ActorMetrics
-from pouch.actors.sdnotify import notify
+from pouch.actors.sdnotify import notify, start_watchdog
 from pouch.broker.client import ClientPool
 from pouch.broker.router import HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS
 from pouch.proto import envelope as env
@@ -390,6 +390,8 @@ def serve(actor_cls: type[ActorBase], config: DaemonConfig,
     stop_extra = extra(host) if extra else None
     ready = threading.Thread(target=_notify_when_ready, args=(ref,), daemon=True)
     ready.start()
+    stopped = threading.Event()
+    start_watchdog(lambda: _answers(ref), stopped)
     status = 0
     try:
         host.run()
@@ -397,12 +399,21 @@ def serve(actor_cls: type[ActorBase], config: DaemonConfig,
         log.error("%s", exc)
         status = 1
     finally:
+        stopped.set()
         if stop_extra:
             stop_extra()
         pykka.ActorRegistry.stop_all(timeout=5)
         calls.close()
         remove_pid(config.pid_path(service))
     return status
+
+
+def _answers(ref: pykka.ActorRef[Any]) -> bool:
+    """The actor's thread takes messages (what systemd's watchdog vouches for)."""
+    try:
+        return bool(ref.ask(READY_PROBE, timeout=2))
+    except Exception:
+        return False
 
 
 def _notify_when_ready(ref: pykka.ActorRef[Any]) -> None:

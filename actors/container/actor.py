@@ -62,7 +62,7 @@ class ContainerActor(ActorBase):
     def __init__(self, ctx: ActorContext) -> None:
         super().__init__(ctx)
         cfg = ctx.config
-        self._ctrd = Containerd(cfg.containerd_socket)
+        self._ctrd = Containerd(cfg.containerd_socket, lease_owner=self.service)
         self._hub = IOHub(close_stdin=self._close_stdin)
         self._meta = MetaStore(cfg.home_dir / "containers")
         self._records: dict[str, dict[str, Any]] = {}
@@ -83,6 +83,8 @@ class ContainerActor(ActorBase):
     def on_start(self) -> None:
         self._ctrd.wait_ready(30)
         self._ctrd.ensure_namespace()
+        for lease in self._ctrd.drop_stale_leases():
+            log.warning("dropped lease %s of an interrupted create", lease)
         # Subscribe before restoring, so no exit falls between the two.
         ready = threading.Event()
         threading.Thread(target=self._watch_exits, args=(ready,), name="ctrd-events",

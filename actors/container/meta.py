@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -18,6 +19,7 @@ from pouch.actors.fsutil import atomic_write, atomic_write_json
 
 log = logging.getLogger("pouch.container")
 FILES = ("hostname", "hosts", "resolv.conf", "json.log")
+ID = re.compile(r"[0-9a-f]{64}")
 LOCALHOST_HOSTS = ("127.0.0.1\tlocalhost\n"
                    "::1\tlocalhost ip6-localhost ip6-loopback\n"
                    "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\n"
@@ -59,8 +61,10 @@ class MetaStore:
         for folder in sorted(self.root.iterdir()):
             meta = folder / "meta.json"
             if not meta.is_file():
-                if folder.is_dir():
-                    log.warning("container folder %s has no meta.json; leaving it", folder)
+                if folder.is_dir() and ID.fullmatch(folder.name):
+                    # meta.json is written last: this is a create that never finished.
+                    log.warning("removing %s, left by an interrupted create", folder)
+                    shutil.rmtree(folder, ignore_errors=True)
                 continue
             try:
                 records.append(json.loads(meta.read_text()))

@@ -53,6 +53,7 @@ DEFAULT_SNAPSHOTTER: Final = "overlayfs"
 DEFAULT_RUNTIME: Final = "io.containerd.runc.v2"
 SPEC_TYPE_URL: Final = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
 GC_EXPIRE_LABEL: Final = "containerd.io/gc.expire"
+LEASE_OWNER_LABEL: Final = "io.pouch.lease-owner"
 CHUNK_SIZE: Final = 1024 * 1024
 MAX_MESSAGE_SIZE: Final = 16 * 1024 * 1024
 
@@ -320,9 +321,13 @@ def _details(err: grpc.RpcError) -> str:
 class Containerd:
     """containerd's services, scoped to one namespace."""
 
-    def __init__(self, address: str | Path, namespace: str = "pouch") -> None:
+    def __init__(self, address: str | Path, namespace: str = "pouch",
+                 lease_owner: str = "") -> None:
+        """`lease_owner` labels every lease this client creates, so that the leases a
+        crashed owner left behind can be found and dropped (drop_stale_leases)."""
         self.address = str(Path(str(address).removeprefix("unix://")).absolute())
         self.namespace = namespace
+        self.lease_owner = lease_owner
         options = [
             ("grpc.max_receive_message_length", MAX_MESSAGE_SIZE),
             ("grpc.max_send_message_length", MAX_MESSAGE_SIZE),
@@ -776,6 +781,8 @@ class Containerd:
         expiry = timestamp_pb2.Timestamp()
         expiry.FromDatetime(datetime.now(UTC) + timedelta(seconds=expire_seconds))
         lease_labels = {GC_EXPIRE_LABEL: rfc3339(expiry), **(labels or {})}
+        if self.lease_owner:
+            lease_labels[LEASE_OWNER_LABEL] = self.lease_owner
         request = leases_pb2.CreateRequest(id=f"pouch-{secrets.token_hex(8)}", labels=lease_labels)
         return str(self._call(self._leases.Create, request, timeout).lease.id)
 
@@ -785,6 +792,18 @@ class Containerd:
         """End a lease; with sync, containerd also collects garbage before answering."""
         request = leases_pb2.DeleteRequest(id=lease_id, sync=sync)
         self._call(self._leases.Delete, request, timeout)
+
+    def drop_stale_leases(self, timeout: float | None = DEFAULT_TIMEOUT) -> list[str]:
+        """Delete the leases of this client's owner: call it before the owner starts work,
+        when none of its own can be in use. Returns their ids."""
+        if not self.lease_owner:
+            return []
+        request = leases_pb2.ListRequest(
+            filters=[f'labels."{LEASE_OWNER_LABEL}"=={self.lease_owner}'])
+        stale = [lease.id for lease in self._call(self._leases.List, request, timeout).leases]
+        for lease_id in stale:
+            self.delete_lease(lease_id, timeout=timeout)
+        return stale
 
     def add_lease_resource(
         self,
@@ -843,10 +862,16 @@ class Containerd:
 
     def get_container(
         self, container_id: str, timeout: float | None = DEFAULT_TIMEOUT
-    ) -> ContainerRecord:
-        """Errors: not_found."""
+    ) -> ContainerRecord | None:
+        """The container, or None when containerd has no such container."""
         request = containers_pb2.GetContainerRequest(id=container_id)
-        return _container_record(self._call(self._containers.Get, request, timeout).container)
+        try:
+            response = self._call(self._containers.Get, request, timeout)
+        except PouchError as err:
+            if err.code == "not_found":
+                return None
+            raise
+        return _container_record(response.container)
 
     def list_containers(
         self, filters: Iterable[str] | None = None, timeout: float | None = DEFAULT_TIMEOUT
@@ -875,7 +900,11 @@ class Containerd:
     def container_spec(
         self, container_id: str, timeout: float | None = DEFAULT_TIMEOUT
     ) -> dict[str, Any]:
-        return self.get_container(container_id, timeout).spec
+        """Errors: not_found."""
+        found = self.get_container(container_id, timeout)
+        if found is None:
+            raise PouchError("not_found", f"container {container_id!r}: not found")
+        return found.spec
 
     # -- tasks ---------------------------------------------------------------
 

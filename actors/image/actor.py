@@ -65,7 +65,7 @@ class ImageActor(ActorBase):
 
     def __init__(self, ctx: ActorContext) -> None:
         super().__init__(ctx)
-        self._ctrd = Containerd(ctx.config.containerd_socket)
+        self._ctrd = Containerd(ctx.config.containerd_socket, lease_owner=self.service)
         self._registry = ctx.config.default_registry
         self._images: dict[str, Image] = {}   # by ID
         self._names: dict[str, str] = {}      # full reference -> ID
@@ -73,6 +73,8 @@ class ImageActor(ActorBase):
     def on_start(self) -> None:
         self._ctrd.wait_ready(30)
         self._ctrd.ensure_namespace()
+        for lease in self._ctrd.drop_stale_leases():
+            log.warning("dropped lease %s of an interrupted load", lease)
         self._rebuild()
 
     def on_stop(self) -> None:
