@@ -1,10 +1,11 @@
 """The actor host: the runtime of every actor process.
 
-The main thread owns the DEALER socket to the broker: it registers the
-service with its contract, heartbeats, and hands each request to the
-service's pykka actor. Work runs in pykka actors; their answers come back to
-the socket's thread through the outbox, a queue whose eventfd the socket
-thread polls beside the socket, so no socket is ever touched by two threads.
+Each actor process hosts one service actor (a pykka actor) whose thread also
+owns the DEALER socket to the broker (see `Host`): it registers the service
+with its contract, heartbeats, and runs each request's handler. Longer work
+runs in other pykka actors (one per container, say) or threads; their
+answers come back to the socket's thread through a queue and an eventfd it
+polls beside the socket, so no socket is ever touched by two threads.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import queue
+import select
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import pykka
 import zmq
@@ -80,6 +82,12 @@ class Reply:
         else:
             self.send(result)
 
+    def run_in_thread(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Answer with what fn returns, computed on a thread of its own: for handlers
+        that wait (on other actors, on containerd), since the actor's thread must not."""
+        threading.Thread(target=self.run, args=(fn, *args), name=self.what,
+                         daemon=True).start()
+
     def _finish(self, body: bytes, error_code: str | None) -> None:
         with self._lock:
             if self._done:
@@ -109,7 +117,6 @@ class ActorContext:
     service: str
     config: DaemonConfig
     calls: ClientPool
-    publish: Callable[[dict[str, Any]], None]
     metrics: ActorMetrics
     faults: Faults
 
@@ -143,6 +150,10 @@ class ActorBase(pykka.ThreadingActor):
         super().__init__()
         self.ctx = ctx
 
+    @staticmethod
+    def _create_actor_inbox() -> Host:
+        return Host()
+
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Call):
             invoke(self, message)
@@ -156,9 +167,9 @@ class ActorBase(pykka.ThreadingActor):
         return None
 
     @method(idempotent=True)
-    def metrics(self) -> str:
-        """This actor process's metrics, in Prometheus's text format."""
-        return self.ctx.metrics.exposition()
+    def metrics(self) -> list[dict[str, Any]]:
+        """This actor process's figures (a snapshot: see pouch.actors.metrics)."""
+        return self.ctx.metrics.snapshot()
 
     @method(idempotent=False)
     def debug_fault(self, point: str, action: str = "crash", once: bool = True) -> None:
@@ -174,132 +185,180 @@ class ActorBase(pykka.ThreadingActor):
                 attributes: dict[str, str] | None = None) -> None:
         """Publish one event in Docker's shape."""
         now = time.time_ns()
-        self.ctx.publish({
+        host_of(self.actor_ref).publish({
             "Type": etype, "Action": action, "scope": "local",
             "Actor": {"ID": actor_id, "Attributes": attributes or {}},
             "time": now // 1_000_000_000, "timeNano": now,
         })
 
 
-class Outbox:
-    """Frames from any thread to the socket thread, which polls `fd`."""
+class Host:
+    """The service actor's inbox, which is also its broker socket.
+
+    pykka lets an actor type bring its own inbox; this one is served by the
+    actor's own thread: while the actor waits for its next message, the inbox
+    polls the broker socket and an eventfd. A request arriving on the socket
+    becomes the actor's next message, and an answer given on the actor's
+    thread leaves on the socket at once: no thread hop on the common path.
+    Other threads (pykka callers, workers answering later, the hand-off
+    listener) queue their messages and frames and write the eventfd.
+
+    Everything a handler does on the actor's thread delays the heartbeats:
+    handlers must not block (what waits goes to a worker actor or a thread).
+    """
 
     def __init__(self) -> None:
         self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self._queue: queue.SimpleQueue[tuple[list[bytes], Any]] = queue.SimpleQueue()
-
-    def put(self, frames: list[bytes], done: Any = None) -> None:
-        """Queue frames; `done`, if given, names the request they finish."""
-        self._queue.put((frames, done))
-        os.eventfd_write(self.fd, 1)
-
-    def wake(self) -> None:
-        os.eventfd_write(self.fd, 1)
-
-    def drain(self) -> list[tuple[list[bytes], Any]]:
-        with contextlib.suppress(BlockingIOError):
-            os.eventfd_read(self.fd)
-        items = []
-        while True:
-            try:
-                items.append(self._queue.get_nowait())
-            except queue.Empty:
-                return items
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
-class Host:
-    """Connects one service actor to the broker and keeps it connected."""
-
-    def __init__(self, actor_ref: pykka.ActorRef[Any], service: str,
-                 contract: dict[str, Declaration], endpoint: str, *,
-                 metrics: ActorMetrics | None = None,
-                 context: zmq.Context | None = None,
-                 heartbeat: float = HEARTBEAT_INTERVAL, liveness: int = HEARTBEAT_LIVENESS) -> None:
-        self.actor_ref = actor_ref
-        self.service = service
-        self.contract = contract
-        self.endpoint = endpoint
-        self.heartbeat = heartbeat
-        self.liveness = liveness
-        self.outbox = Outbox()
-        self.metrics = metrics or ActorMetrics(service)
-        self._ctx = context or zmq.Context.instance()
-        self._stopping = False
+        # deque's append and popleft are atomic: producers and the reader need no lock.
+        self._envelopes: deque[Any] = deque()
+        self._frames: deque[tuple[list[bytes], Any]] = deque()
+        self._owner: int | None = None  # the actor's thread, once it asks for a message
         self._inflight: dict[tuple[bytes, int], Reply] = {}
+        self._sock: zmq.Socket | None = None
+        self._poller = zmq.Poller()
+        self._stopping = False
+        self.actor_ref: pykka.ActorRef[Any] | None = None
+        self.service = ""
+        self.contract: dict[str, Declaration] = {}
+        self.endpoint = ""
+        self.metrics = ActorMetrics("")
+        self.heartbeat = HEARTBEAT_INTERVAL
+        self.liveness = HEARTBEAT_LIVENESS
+        self._ctx: zmq.Context | None = None
+        self._next_beat = 0.0
+        self._broker_expiry = 0.0
 
-    # -- called from any thread ----------------------------------------------
+    def attach(self, actor_ref: pykka.ActorRef[Any], service: str,
+               contract: dict[str, Declaration], endpoint: str, *,
+               metrics: ActorMetrics | None = None, context: zmq.Context | None = None,
+               heartbeat: float = HEARTBEAT_INTERVAL,
+               liveness: int = HEARTBEAT_LIVENESS) -> None:
+        """Connect the actor to the broker: from now on its inbox serves requests."""
+        self.service, self.contract, self.endpoint = service, contract, endpoint
+        self.metrics = metrics or ActorMetrics(service)
+        self.heartbeat, self.liveness = heartbeat, liveness
+        self._ctx = context or zmq.Context.instance()
+        self.actor_ref = actor_ref  # last: the actor's thread starts serving once it is set
+        self._wake()
+
+    # -- pykka's inbox protocol ----------------------------------------------
+
+    def put(self, envelope: Any) -> None:
+        self._envelopes.append(envelope)
+        if threading.get_ident() != self._owner:
+            self._wake()
+
+    def empty(self) -> bool:
+        return not self._envelopes
+
+    def get(self) -> Any:
+        self._owner = threading.get_ident()
+        while not self._envelopes:
+            if self.actor_ref is not None and not self._stopping:
+                self._pump()
+            else:
+                self._leave()
+                select.select([self.fd], [], [])
+                self._read_fd()
+        return self._envelopes.popleft()
+
+    # -- any thread ----------------------------------------------------------
 
     def stop(self) -> None:
+        """Say goodbye to the broker (the actor itself is stopped through pykka)."""
         self._stopping = True
-        self.outbox.wake()
+        self._wake()
+
+    def send(self, frames: list[bytes], done: Any = None) -> None:
+        """Frames for the broker; `done`, if given, names the request they finish."""
+        if threading.get_ident() == self._owner and self._sock is not None:
+            self._send_now(frames, done)
+        else:
+            self._frames.append((frames, done))
+            self._wake()
 
     def publish(self, event: dict[str, Any]) -> None:
-        self.outbox.put([env.ACTOR, env.PUB, b"", env.pack(event)])
-
-    def dispatch(self, decl: Declaration, args: Any, reply: Reply) -> None:
-        """Validate a request against its declaration and hand it to the actor."""
-        try:
-            checked = decl.validate(self.service, args)
-        except PouchError as exc:
-            reply.fail(exc)
-            return
-        self.actor_ref.tell(Call(decl, checked, reply))
+        self.send([env.ACTOR, env.PUB, b"", env.pack(event)])
 
     def dispatch_with_conn(self, decl: Declaration, args: dict[str, Any], conn: Any,
                            reply: Reply) -> None:
         """Hand a validated hand-off request, with its client connection, to the actor."""
+        assert self.actor_ref is not None
         self.actor_ref.tell(Call(decl, {**args, "conn": conn}, reply))
 
-    # -- the socket thread ---------------------------------------------------
+    def observer(self, method: str) -> Callable[[str | None], None]:
+        """Counts one request (latency from now) once its answer goes out."""
+        started = time.perf_counter()
 
-    def run(self) -> None:
-        """Serve until stop(); reconnect whenever the broker goes silent."""
-        try:
-            while not self._stopping:
-                self._serve_one_connection()
-        finally:
-            self.outbox.close()
+        def done(error_code: str | None) -> None:
+            self.metrics.observe(method, time.perf_counter() - started, error_code)
+        return done
 
-    def _serve_one_connection(self) -> None:
+    def _wake(self) -> None:
+        os.eventfd_write(self.fd, 1)
+
+    def _read_fd(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.eventfd_read(self.fd)
+
+    # -- the actor's thread --------------------------------------------------
+
+    def _pump(self) -> None:
+        """One round: wait for the socket, a wake-up or the next heartbeat, and serve."""
+        sock = self._sock or self._connect()
+        now = time.monotonic()
+        ready = dict(self._poller.poll(max(0, int((self._next_beat - now) * 1000))))
+        if self.fd in ready:
+            self._read_fd()
+            while self._frames:
+                self._send_now(*self._frames.popleft())
+        if sock in ready:
+            self._broker_expiry = time.monotonic() + self.heartbeat * self.liveness
+            self._receive(sock)
+        now = time.monotonic()
+        if now >= self._next_beat:
+            sock.send_multipart([env.ACTOR, env.HEARTBEAT])
+            self._next_beat = now + self.heartbeat
+        if now > self._broker_expiry:
+            log.warning("%s: the broker went silent; reconnecting", self.service)
+            self._disconnect()
+
+    def _connect(self) -> zmq.Socket:
+        assert self._ctx is not None
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RECONNECT_IVL, 50)
         sock.setsockopt(zmq.SNDHWM, 0)
         sock.connect(self.endpoint)
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        poller.register(self.outbox.fd, zmq.POLLIN)
+        self._poller = zmq.Poller()
+        self._poller.register(sock, zmq.POLLIN)
+        self._poller.register(self.fd, zmq.POLLIN)
+        self._sock = sock
         self._say_ready(sock)
-        broker_expiry = time.monotonic() + self.heartbeat * self.liveness
-        next_beat = time.monotonic() + self.heartbeat
-        try:
-            while not self._stopping:
-                if not self.actor_ref.is_alive():
-                    raise SystemExit(f"the {self.service} actor stopped")
-                wait = max(0.0, next_beat - time.monotonic())
-                events = dict(poller.poll(int(wait * 1000)))
-                if sock in events:
-                    broker_expiry = time.monotonic() + self.heartbeat * self.liveness
-                    self._receive(sock)
-                if self.outbox.fd in events:
-                    for frames, done in self.outbox.drain():
-                        if done is not None:
-                            self._inflight.pop(done, None)
-                        sock.send_multipart(frames)
-                now = time.monotonic()
-                if now >= next_beat:
-                    sock.send_multipart([env.ACTOR, env.HEARTBEAT])
-                    next_beat = now + self.heartbeat
-                if now > broker_expiry:
-                    log.warning("%s: the broker went silent; reconnecting", self.service)
-                    self._abandon_inflight()
-                    return
-            sock.send_multipart([env.ACTOR, env.BYE])
-        finally:
-            sock.close(linger=0)
+        now = time.monotonic()
+        self._broker_expiry = now + self.heartbeat * self.liveness
+        self._next_beat = now + self.heartbeat
+        return sock
+
+    def _disconnect(self) -> None:
+        self._abandon_inflight()
+        if self._sock is not None:
+            self._sock.close(linger=0)
+            self._sock = None
+
+    def _leave(self) -> None:
+        """Stopping: tell the broker, so it stops routing here at once."""
+        if self._sock is not None:
+            while self._frames:
+                self._send_now(*self._frames.popleft())
+            self._sock.send_multipart([env.ACTOR, env.BYE])
+            self._disconnect()
+
+    def _send_now(self, frames: list[bytes], done: Any) -> None:
+        if done is not None:
+            self._inflight.pop(done, None)
+        if self._sock is not None:
+            self._sock.send_multipart(frames)
 
     def _say_ready(self, sock: zmq.Socket) -> None:
         methods = {name: d.to_wire() for name, d in self.contract.items()}
@@ -307,11 +366,8 @@ class Host:
         sock.send_multipart([env.ACTOR, env.READY, self.service.encode(), env.pack(hello)])
 
     def _receive(self, sock: zmq.Socket) -> None:
-        while True:
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        while cast(int, sock.get(zmq.EVENTS)) & zmq.POLLIN:
+            frames = sock.recv_multipart(zmq.NOBLOCK)
             if len(frames) < 2 or frames[0] != env.ACTOR:
                 continue
             command = frames[1]
@@ -342,20 +398,18 @@ class Host:
         deadline = float(msg.get("deadline") or 0)
         if deadline and deadline <= time.time():
             return  # its caller has given up already
+        try:
+            args = decl.validate(self.service, msg.get("args") or {})
+        except PouchError as exc:
+            reply.fail(exc)
+            return
         self._inflight[(client, rid)] = reply
-        self.dispatch(decl, msg.get("args") or {}, reply)
-
-    def observer(self, method: str) -> Callable[[str | None], None]:
-        """Counts one request (latency from now) once its answer goes out."""
-        started = time.perf_counter()
-
-        def done(error_code: str | None) -> None:
-            self.metrics.observe(method, time.perf_counter() - started, error_code)
-        return done
+        assert self.actor_ref is not None
+        self.actor_ref.tell(Call(decl, args, reply))
 
     def _deliverer(self, client: bytes) -> Callable[[bytes, bool, int], None]:
         def deliver(body: bytes, final: bool, rid: int) -> None:
-            self.outbox.put([env.ACTOR, env.REP, client, body], (client, rid) if final else None)
+            self.send([env.ACTOR, env.REP, client, body], (client, rid) if final else None)
         return deliver
 
     def _abandon_inflight(self) -> None:
@@ -375,37 +429,39 @@ def serve(actor_cls: type[ActorBase], config: DaemonConfig,
     service = actor_cls.service
     calls = ClientPool(config.broker_endpoint)
     metrics = ActorMetrics(service)
-    host_box: list[Host] = []
-
-    def publish(event: dict[str, Any]) -> None:
-        host_box[0].publish(event)
-
-    ref = actor_cls.start(ActorContext(service, config, calls, publish, metrics,
-                                       Faults(config.debug)))
-    host = Host(ref, service, actor_cls.contract, config.broker_endpoint, metrics=metrics)
-    host_box.append(host)
+    ref = actor_cls.start(ActorContext(service, config, calls, metrics, Faults(config.debug)))
+    host = host_of(ref)
+    host.attach(ref, service, actor_cls.contract, config.broker_endpoint, metrics=metrics)
+    stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: host.stop())
+        signal.signal(signum, lambda *_: stop.set())
     write_pid(config.pid_path(service))
     stop_extra = extra(host) if extra else None
-    ready = threading.Thread(target=_notify_when_ready, args=(ref,), daemon=True)
-    ready.start()
-    stopped = threading.Event()
-    start_watchdog(lambda: _answers(ref), stopped)
+    threading.Thread(target=_notify_when_ready, args=(ref,), daemon=True).start()
+    start_watchdog(lambda: _answers(ref), stop)
     status = 0
     try:
-        host.run()
-    except SystemExit as exc:
-        log.error("%s", exc)
-        status = 1
+        while not stop.wait(0.2):
+            if not ref.is_alive():
+                log.error("the %s actor stopped", service)
+                status = 1
+                break
     finally:
-        stopped.set()
+        stop.set()
         if stop_extra:
             stop_extra()
+        host.stop()
         pykka.ActorRegistry.stop_all(timeout=5)
         calls.close()
         remove_pid(config.pid_path(service))
     return status
+
+
+def host_of(ref: pykka.ActorRef[Any]) -> Host:
+    """The Host inbox of a started ActorBase."""
+    inbox = ref.actor_inbox
+    assert isinstance(inbox, Host)
+    return inbox
 
 
 def _answers(ref: pykka.ActorRef[Any]) -> bool:

@@ -1,13 +1,12 @@
-"""systemd's notify protocol, for roles run as Type=notify units (gunicorn's sender)."""
+"""systemd's notify protocol, for roles run as Type=notify units."""
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 from collections.abc import Callable
-
-from gunicorn.systemd import sd_notify
 
 log = logging.getLogger("pouch.systemd")
 
@@ -17,8 +16,20 @@ SYSTEMD_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "
 
 
 def notify(state: str) -> None:
-    """Tell systemd `state` ("READY=1", "STOPPING=1", ...); nothing outside systemd."""
-    sd_notify(state, log)
+    """Tell systemd `state` ("READY=1", "STOPPING=1", ...); nothing outside systemd.
+
+    Never blocks: a reader that stopped reading must not stall a shutdown (gunicorn's
+    own sd_notify, for one, waits while the datagram queue is full)."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]  # an abstract socket
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.sendto(state.encode(), socket.MSG_DONTWAIT, address)
+    except OSError as exc:
+        log.debug("systemd notification %r not sent: %s", state, exc)
 
 
 def watchdog_interval() -> float | None:

@@ -14,15 +14,16 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pouch.actors.containerd.client import Containerd
 from pouch.actors.contract import method
 from pouch.actors.host import ActorBase, ActorContext, Reply
-from pouch.actors.metrics import merge
 from pouch.broker.client import Client
 from pouch.broker.filters import matches
 from pouch.proto.envelope import PouchError, invalid
+
+if TYPE_CHECKING:
+    from pouch.actors.containerd.client import Containerd
 
 log = logging.getLogger("pouch.system")
 HISTORY = 1000  # events kept for `since`
@@ -82,7 +83,7 @@ class SystemActor(ActorBase):
 
     def __init__(self, ctx: ActorContext) -> None:
         super().__init__(ctx)
-        self._ctrd = Containerd(ctx.config.containerd_socket)
+        self._ctrd: Containerd | None = None  # made on first use: grpc costs ~9 MiB
         self._engine_id = self._load_engine_id()
         self._runc = _runc_version()
         self._history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
@@ -96,7 +97,15 @@ class SystemActor(ActorBase):
         self._stopping.set()
         for listener in self._listeners:
             listener.reply.send(None)
-        self._ctrd.close()
+        if self._ctrd is not None:
+            self._ctrd.close()
+
+    def _containerd(self) -> Containerd:
+        if self._ctrd is None:
+            from pouch.actors.containerd.client import Containerd
+
+            self._ctrd = Containerd(self.ctx.config.containerd_socket)
+        return self._ctrd
 
     # -- events --------------------------------------------------------------
 
@@ -170,9 +179,14 @@ class SystemActor(ActorBase):
     # -- metrics -------------------------------------------------------------
 
     @method(idempotent=True)
-    def all_metrics(self) -> str:
+    def all_metrics(self, reply: Reply) -> None:
         """The metrics of every live actor process, merged, in Prometheus's text format."""
-        texts = [self.ctx.metrics.exposition()]
+        reply.run_in_thread(self._all_metrics, self.ctx.metrics.snapshot())
+
+    def _all_metrics(self, own: list[dict[str, Any]]) -> str:
+        from pouch.actors.exposition import render  # prometheus_client: this process only
+
+        snapshots = [own]
         calls = self.ctx.calls
         try:
             services = calls.call("broker", "services", timeout=2.0)
@@ -182,10 +196,10 @@ class SystemActor(ActorBase):
             if name == self.service or not status.get("workers"):
                 continue
             try:
-                texts.append(calls.call(name, "metrics", timeout=2.0))
+                snapshots.append(calls.call(name, "metrics", timeout=2.0))
             except PouchError as exc:
                 log.debug("no metrics from %s: %s", name, exc.message)
-        return merge(texts)
+        return render(snapshots)
 
     def _load_engine_id(self) -> str:
         path = self.ctx.config.home_dir / "engine-id"
@@ -199,10 +213,13 @@ class SystemActor(ActorBase):
             return engine_id
 
     @method(idempotent=True)
-    def version(self) -> dict[str, Any]:
+    def version(self, reply: Reply) -> None:
         """The engine's version and its components' (containerd, runc), as /version shows."""
+        reply.run_in_thread(self._version)
+
+    def _version(self) -> dict[str, Any]:
         try:
-            containerd = self._ctrd.version(timeout=2)
+            containerd = self._containerd().version(timeout=2)
         except PouchError:
             containerd = "unavailable"
         uname = platform.uname()
@@ -223,8 +240,11 @@ class SystemActor(ActorBase):
         }
 
     @method(idempotent=True)
-    def info(self) -> dict[str, Any]:
+    def info(self, reply: Reply) -> None:
         """System-wide information, as /info shows; degraded actors are named in Warnings."""
+        reply.run_in_thread(self._info)
+
+    def _info(self) -> dict[str, Any]:
         calls = self.ctx.calls
         warnings: list[str] = []
         counts = self._ask(calls, "container", "counts", {}, warnings) or {}

@@ -16,10 +16,9 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from pouch.proto import envelope as env
 from pouch.proto.envelope import PouchError
@@ -112,8 +111,8 @@ class Client:
 
     def _forget_old_disconnects(self) -> None:
         # A disconnect noticed before this request was sent cannot have lost it.
-        while self._monitor.poll(0):
-            recv_monitor_message(self._monitor)
+        while cast(int, self._monitor.get(zmq.EVENTS)) & zmq.POLLIN:
+            self._monitor.recv_multipart()  # which event does not matter: one kind is watched
 
     def _send_cancel(self, service: str, rid: int) -> None:
         self._sock.send_multipart([env.CLIENT, env.CANCEL, service.encode(), env.pack(rid)])
@@ -129,7 +128,7 @@ class Client:
             else:
                 events = dict(self._poller.poll())
             if self._monitor in events:
-                recv_monitor_message(self._monitor)
+                self._monitor.recv_multipart()
                 return _LOST
             if self._sock in events:
                 frames = self._sock.recv_multipart()

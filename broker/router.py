@@ -7,6 +7,7 @@ it needs to track what is in flight. See `pouch.proto.envelope` for the frames.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -87,6 +88,7 @@ class Broker:
             "services": self._describe_services,
             "contract": self._contract,
             "mark_down": self._mark_down,
+            "worker_gone": self._worker_gone,
         }
 
     # -- lifecycle -----------------------------------------------------------
@@ -117,14 +119,14 @@ class Broker:
             self.bind()
         sock = self._sock
         assert sock is not None
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
+        # A blocking receive with a timeout, not poll + receive: one system call less
+        # per message, and the timeout still wakes the loop for heartbeats.
+        sock.setsockopt(zmq.RCVTIMEO, max(1, int(self.heartbeat * 1000)))
         next_beat = time.monotonic() + self.heartbeat
         try:
             while not self._stopping:
-                timeout = max(0.0, next_beat - time.monotonic())
-                if poller.poll(int(timeout * 1000)):
-                    self._drain(sock)
+                with contextlib.suppress(zmq.Again):
+                    self._handle(sock.recv_multipart())
                 now = time.monotonic()
                 if now >= next_beat:
                     self._beat(now)
@@ -135,22 +137,17 @@ class Broker:
             sock.close(linger=0)
             self._sock = None
 
-    def _drain(self, sock: zmq.Socket) -> None:
-        while True:
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            if len(frames) < 3:
-                continue
-            sender, header, command, *rest = frames
-            try:
-                if header == env.CLIENT:
-                    self._from_client(sender, command, rest)
-                elif header == env.ACTOR:
-                    self._from_actor(sender, command, rest)
-            except Exception:  # a malformed message must never take the broker down
-                log.exception("dropped a malformed message from %r", sender)
+    def _handle(self, frames: list[bytes]) -> None:
+        if len(frames) < 3:
+            return
+        sender, header, command, *rest = frames
+        try:
+            if header == env.CLIENT:
+                self._from_client(sender, command, rest)
+            elif header == env.ACTOR:
+                self._from_actor(sender, command, rest)
+        except Exception:  # a malformed message must never take the broker down
+            log.exception("dropped a malformed message from %r", sender)
 
     # -- clients -------------------------------------------------------------
 
@@ -182,11 +179,16 @@ class Broker:
             service.queue.append(req)
 
     def _dispatch(self, service: Service, req: Queued) -> None:
-        worker = min(service.workers, key=lambda w: len(w.inflight))
-        declared = service.contract.get(req.method) or {}
-        worker.inflight[(req.client, req.rid)] = InFlight(
-            req.method, req.deadline, bool(declared.get("stream")))
-        self._send(worker.identity, env.ACTOR, env.REQ, req.client, req.body)
+        while service.workers:
+            worker = min(service.workers, key=lambda w: len(w.inflight))
+            if self._send(worker.identity, env.ACTOR, env.REQ, req.client, req.body):
+                declared = service.contract.get(req.method) or {}
+                worker.inflight[(req.client, req.rid)] = InFlight(
+                    req.method, req.deadline, bool(declared.get("stream")))
+                return
+            # Its connection is gone (the process died): no need to wait for heartbeats.
+            self._remove(worker, "its connection is gone")
+        self._route(req, service.name)
 
     def _cancel(self, client: bytes, service_name: str, rid: int) -> None:
         self._subs.pop((client, rid), None)
@@ -344,6 +346,14 @@ class Broker:
         if known is None or not known.contract:
             raise env.not_found(f"no contract known for service '{service}'")
         return known.contract
+
+    def _worker_gone(self, service: str, pid: int) -> bool:
+        """The supervisor saw an actor process exit: drop it now, not after its heartbeats."""
+        for worker in list(self._workers.values()):
+            if worker.service == service and worker.pid == pid:
+                self._remove(worker, "its process exited")
+                return True
+        return False
 
     def _mark_down(self, service: str, reason: str | None) -> None:
         """Fail requests at once while the supervisor has given up on a service."""

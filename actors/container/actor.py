@@ -142,26 +142,32 @@ class ContainerActor(ActorBase):
             log.warning("closing the stdin of %s: %s", cid, exc.message)
 
     def _watch_exits(self, ready: threading.Event) -> None:
+        """Follow containerd's task exits; after an outage, have every worker check its task."""
         me = self.actor_ref
-        first = True
+        lost, pause = False, 0.2
         while not self._events_stop.is_set():
             try:
+                self._ctrd.version(timeout=2)  # containerd answers: a subscription will hold
                 stream = self._ctrd.subscribe(['topic=="/tasks/exit"'])
                 ready.set()
-                if not first:
+                if lost:
+                    log.info("containerd events are back; checking every container's task")
                     me.tell(EventsResumed())
-                first = False
+                lost, pause = False, 0.2
                 for event in stream:
                     exit_ = event.payload
                     if exit_.container_id == exit_.id:  # the init process, not an exec
                         me.tell(TaskExit(exit_.container_id, exit_.exit_status,
                                          rfc3339(exit_.exited_at)))
             except PouchError as exc:
-                if not self._events_stop.is_set():
-                    log.warning("containerd events: %s; subscribing again", exc.message)
+                if not lost and not self._events_stop.is_set():
+                    log.warning("containerd events lost (%s); subscribing again", exc.message)
+                lost = True
             except Exception:
                 log.exception("containerd events failed; subscribing again")
-            self._events_stop.wait(0.2)
+                lost = True
+            self._events_stop.wait(pause)
+            pause = min(2.0, pause * 2)
 
     def on_message(self, message: Any) -> Any:
         if isinstance(message, Updated):

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 from pouch.actors.container.jsonlog import Entry, LogWriter, Selection, read_entries
 from pouch.proto import stdstream
@@ -109,6 +109,7 @@ class IOHub:
         self._sel.register(self._wake, selectors.EVENT_READ, self._on_wake)
         self._queue: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._streams: dict[str, Streams] = {}
+        self._runs: dict[str, int] = {}  # per container: how many times it was opened
         self._lingering: list[Consumer] = []
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="iohub", daemon=True)
@@ -143,13 +144,21 @@ class IOHub:
                 return 0
         return self._call(offset)
 
-    def follow(self, cid: str, consumer: Consumer, offset: int) -> bool:
-        """Send log lines written from `offset` on, live; False if nothing runs."""
-        return self._call(lambda: self._follow(cid, consumer, offset))
+    def runs(self, cid: str) -> int:
+        """How many times the container's output was opened (it started): see follow()."""
+        return self._call(lambda: self._runs.get(cid, 0))
+
+    def follow(self, cid: str, consumer: Consumer, log: BinaryIO, offset: int,
+               runs_seen: int | None) -> None:
+        """Take over a client that was sent the log up to `offset`: send it what was
+        logged since, then the output live while the container runs. If it does not run,
+        the client waits for its start when `runs_seen` (see runs()) says it has not
+        started since; otherwise the client is done."""
+        self._call(lambda: self._follow(cid, consumer, log, offset, runs_seen))
 
     def forget(self, cid: str) -> None:
         """Drop a container's streams and consumers (it is being removed)."""
-        self._call(lambda: self._finish(cid, forced=True))
+        self._call(lambda: self._forget(cid))
 
     def stop(self) -> None:
         self._stopping = True
@@ -205,6 +214,7 @@ class IOHub:
             old = None
         streams = old or Streams(cid)
         self._streams[cid] = streams
+        self._runs[cid] = self._runs.get(cid, 0) + 1
         streams.tty, streams.stdin_once, streams.opened = tty, stdin_once, True
         streams.task_ready = restore
         streams.drained.clear()
@@ -248,16 +258,25 @@ class IOHub:
         streams.consumers.append(consumer)
         self._watch(consumer)
 
-    def _follow(self, cid: str, consumer: Consumer, offset: int) -> bool:
+    def _follow(self, cid: str, consumer: Consumer, log: BinaryIO, offset: int,
+                runs_seen: int | None) -> None:
         streams = self._streams.get(cid)
-        if streams is None or not streams.opened or streams.log is None:
-            return False
+        running = streams is not None and streams.opened and streams.log is not None
+        end = streams.log.size() if running and streams and streams.log else None
+        # On this thread no line is written meanwhile: nothing is lost or sent twice.
         selection = consumer.selection or Selection()
-        for entry in read_entries(streams.log.path, offset, streams.log.size()):
-            if selection.wants(entry):
+        for entry in read_entries(log, offset, end):
+            if consumer.wants(entry.stream) and selection.wants(entry):
                 consumer.out += consumer.encode_entry(entry)
-        self._attach(cid, consumer)
-        return True
+        if running or (runs_seen is not None and self._runs.get(cid, 0) == runs_seen):
+            self._attach(cid, consumer)
+        else:
+            consumer.closing = True
+            self._watch(consumer)
+
+    def _forget(self, cid: str) -> None:
+        self._finish(cid, forced=True)
+        self._runs.pop(cid, None)
 
     def _reader(self, streams: Streams, fd: int) -> Callable[[int], None]:
         def on_readable(_mask: int) -> None:

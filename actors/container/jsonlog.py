@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from pouch.actors.timefmt import parse_rfc3339, rfc3339_nano
 
@@ -78,25 +79,29 @@ class LogWriter:
             self._file.write(b"".join(e.encode() for e in entries))
 
 
-def read_entries(path: Path, start: int = 0, end: int | None = None) -> Iterator[Entry]:
-    """Entries of a log file between two byte offsets."""
-    try:
-        f = open(path, "rb")  # noqa: SIM115 - closed by the with below
-    except FileNotFoundError:
+def read_entries(log: Path | BinaryIO, start: int = 0,
+                 end: int | None = None) -> Iterator[Entry]:
+    """Entries of a log between two byte offsets. Given an open file (which it leaves
+    open), it reads on even after the container's removal unlinked the file."""
+    if isinstance(log, Path):
+        try:
+            with open(log, "rb") as f:
+                yield from read_entries(f, start, end)
+        except FileNotFoundError:
+            pass
         return
-    with f:
-        f.seek(start)
-        remaining = None if end is None else end - start
-        for raw in f:
-            if remaining is not None:
-                if remaining <= 0:
-                    break
-                remaining -= len(raw)
-            try:
-                record = json.loads(raw)
-                yield Entry(record["stream"], record["log"].encode(), record["time"])
-            except (ValueError, KeyError):
-                continue  # a torn last line of a crashed writer
+    log.seek(start)
+    remaining = None if end is None else end - start
+    for raw in log:
+        if remaining is not None:
+            if remaining <= 0:
+                break
+            remaining -= len(raw)
+        try:
+            record = json.loads(raw)
+            yield Entry(record["stream"], record["log"].encode(), record["time"])
+        except (ValueError, KeyError):
+            continue  # a torn last line of a crashed writer
 
 
 @dataclass(frozen=True)

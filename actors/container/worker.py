@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import json
 import logging
 import signal as signals
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pykka
 
@@ -49,6 +51,7 @@ OWNER_LABEL = "io.pouch.container"
 CGROUP_PARENT = "/pouch"
 DEFAULT_STOP_TIMEOUT = 10
 DRAIN_TIMEOUT = 5.0
+HEAD_SETTLE = 0.02
 RESTART_FIRST = 0.1
 RESTART_CAP = 60.0
 RESTART_STABLE = 10.0
@@ -539,7 +542,7 @@ class ContainerWorker(pykka.ThreadingActor):
         if opts["logs"]:
             self._replay(consumer, Selection(opts["stdout"], opts["stderr"]), live)
         elif live:
-            self.env.hub.attach(self.cid, consumer)
+            self.env.hub.attach(self.cid, consumer)  # this thread serializes starts: no race
         else:
             conn.close()
 
@@ -564,21 +567,32 @@ class ContainerWorker(pykka.ThreadingActor):
     def _replay(self, consumer: Consumer, selection: Selection, live: bool) -> None:
         """Send the log so far and then, if `live`, what comes; in a thread of its own."""
         hub, cid, path = self.env.hub, self.cid, Path(self.record["LogPath"])
+        # Not started yet: the client waits for the start, unless one happens meanwhile.
+        runs_seen = hub.runs(cid) if live and self._state["Status"] == "created" else None
+        # Opened now, on this thread: a removal of the container, which this thread also
+        # does, unlinks the file but cannot take it from the reader.
+        try:
+            log_file: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed after the replay
+        except FileNotFoundError:
+            log_file = io.BytesIO()
 
         def run() -> None:
             conn = consumer.conn
             try:
                 offset = hub.log_offset(cid, path)
-                for entry in selection.pick(read_entries(path, 0, offset)):
+                # The head went out just now. docker-py reads what follows it from the raw
+                # socket, losing whatever arrived together with the head (its HTTP layer
+                # buffered it): let the head arrive alone.
+                time.sleep(HEAD_SETTLE)
+                for entry in selection.pick(read_entries(log_file, 0, offset)):
                     conn.sendall(consumer.encode_entry(entry))
                 if live:
-                    if not consumer.lines:
-                        hub.attach(cid, consumer)
-                        return
-                    if hub.follow(cid, consumer, offset):
-                        return
+                    hub.follow(cid, consumer, log_file, offset, runs_seen)
+                    return
             except OSError:
                 pass
+            finally:
+                log_file.close()
             conn.close()
 
         threading.Thread(target=run, name=f"logs-{cid[:12]}", daemon=True).start()

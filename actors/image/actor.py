@@ -10,7 +10,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
-import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -121,13 +120,8 @@ class ImageActor(ActorBase):
     @method(idempotent=True)
     def load(self, path: str, reply: Reply) -> None:
         """Import every image of a docker-save archive at `path`. Errors: invalid."""
-        archive = Path(path)
-
-        def work() -> None:
-            reply.run(self._import_archive, archive)
-
         # A load takes seconds: it runs beside the actor, which keeps answering.
-        threading.Thread(target=work, name="load", daemon=True).start()
+        reply.run_in_thread(self._import_archive, Path(path))
 
     def _import_archive(self, archive: Path) -> dict[str, list[str]]:
         if not archive.is_file():

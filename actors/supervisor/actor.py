@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import Counter, Gauge
-
 from pouch.actors.contract import method
 from pouch.actors.host import ActorBase, ActorContext
 from pouch.actors.supervisor.children import (
@@ -64,11 +62,10 @@ class SupervisorActor(ActorBase):
         self._on_fatal = on_fatal
         self._on_started = on_started
         self._stopping = False
-        registry = ctx.metrics.registry
-        self._restarts = Counter("pouch_child_restarts", "Restarts of a supervised child",
-                                 ["child"], registry=registry)
-        self._up = Gauge("pouch_child_up", "1 while a supervised child runs", ["child"],
-                         registry=registry)
+        self._restarts = ctx.metrics.counter("pouch_child_restarts",
+                                             "Restarts of a supervised child", ("child",))
+        self._up = ctx.metrics.gauge("pouch_child_up", "1 while a supervised child runs",
+                                     ("child",))
 
     # -- the contract --------------------------------------------------------
 
@@ -98,7 +95,7 @@ class SupervisorActor(ActorBase):
                 raise PouchError("unavailable", f"{name} {why} within "
                                                 f"{child.spec.ready_timeout:.0f} s")
             child.state = "running"
-            self._up.labels(name).set(1)
+            self._up.set(name, value=1)
             log.info("%s ready (pid %s)", name, child.pid)
 
     def stop_all(self) -> None:
@@ -141,7 +138,9 @@ class SupervisorActor(ActorBase):
         if child.pid != event.pid or self._stopping or child.state == "starting":
             return  # start_all (or stop_all) deals with it
         child.last_exit = describe_exit(event.status)
-        self._up.labels(event.name).set(0)
+        self._up.set(event.name, value=0)
+        if child.spec.service:
+            self._tell_broker("worker_gone", {"service": child.spec.service, "pid": event.pid})
         now = time.monotonic()
         if now - child.started_at > STABLE_AFTER:
             child.policy.reset()
@@ -166,12 +165,12 @@ class SupervisorActor(ActorBase):
         if self._stopping or child.state != "backoff":
             return
         child.restarts += 1
-        self._restarts.labels(name).inc()
+        self._restarts.inc(name)
         self._start(child)
         # Readiness is not awaited here: the broker queues requests until the
         # actor says READY, and a child that fails again comes back as Exited.
         child.state = "running"
-        self._up.labels(name).set(1)
+        self._up.set(name, value=1)
 
     def _unresponsive(self, event: Unresponsive) -> None:
         child = self._children.get(event.service)
@@ -183,8 +182,10 @@ class SupervisorActor(ActorBase):
             child.proc.kill()
 
     def _mark_down(self, service: str, reason: str | None) -> None:
+        self._tell_broker("mark_down", {"service": service, "reason": reason})
+
+    def _tell_broker(self, method: str, args: dict[str, Any]) -> None:
         try:
-            self.ctx.calls.call("broker", "mark_down", {"service": service, "reason": reason},
-                                timeout=1.0)
+            self.ctx.calls.call("broker", method, args, timeout=1.0)
         except PouchError as exc:
-            log.warning("could not tell the broker that %s is down: %s", service, exc.message)
+            log.warning("could not tell the broker %s %s: %s", method, args, exc.message)

@@ -8,18 +8,19 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from pouch.actors.containerd.client import Containerd
+import pykka
+
 from pouch.actors.containerd.config import (
     allowed_oom_score_adj,
     render_config,
     write_config,
 )
 from pouch.actors.faults import Faults
-from pouch.actors.host import ActorContext, Host, remove_pid, write_pid
+from pouch.actors.host import ActorContext, host_of, remove_pid, write_pid
 from pouch.actors.metrics import ActorMetrics
 from pouch.actors.sdnotify import notify, start_watchdog
 from pouch.actors.supervisor.actor import SupervisorActor, Unresponsive
-from pouch.actors.supervisor.children import build_specs, kill_stale
+from pouch.actors.supervisor.children import build_specs, kill_stale, listening
 from pouch.broker.client import Client, ClientPool
 from pouch.proto.config import DaemonConfig
 from pouch.proto.envelope import PouchError
@@ -42,65 +43,62 @@ def run_supervisor(config: DaemonConfig, only: tuple[str, ...] | None = None) ->
     write_config(containerd_config, render_config(
         root=config.home_dir / "containerd", state=config.exec_root_dir / "containerd",
         address=config.containerd_socket, oom_score=oom, debug=config.debug))
-    ctrd = Containerd(config.containerd_socket)
 
     def containerd_ready() -> bool:
-        ctrd.version(timeout=0.5)
-        return True
+        # Its gRPC server listens once its plugins are loaded. A socket probe keeps
+        # grpc out of this process; the actors wait for containerd's answers themselves.
+        return listening(f"unix://{config.containerd_socket}")
 
     calls = ClientPool(config.broker_endpoint, timeout=5.0)
     specs = [spec for spec in build_specs(config, calls, containerd_config, containerd_ready)
              if only is None or spec.name in only]
     stop_requested = threading.Event()
     fatal = threading.Event()
-    host_box: list[Host] = []
 
     def request_stop(why: str) -> None:
         if not stop_requested.is_set():
             log.info("stopping: %s", why)
             notify("STOPPING=1")
         stop_requested.set()
-        if host_box:
-            host_box[0].stop()
 
     def on_started(name: str, pid: int) -> None:
         if name == "containerd":
             write_pid(config.pid_path("containerd"), pid)
 
     metrics = ActorMetrics("supervisor")
-    ctx = ActorContext("supervisor", config, calls, lambda event: None, metrics,
-                       Faults(config.debug))
+    ctx = ActorContext("supervisor", config, calls, metrics, Faults(config.debug))
+
     def give_up(why: str) -> None:
         fatal.set()
         request_stop(why)
 
     ref = SupervisorActor.start(ctx, specs, on_fatal=give_up, on_started=on_started)
-    host = Host(ref, "supervisor", SupervisorActor.contract, config.broker_endpoint,
-                metrics=metrics)
-    host_box.append(host)
+    host = host_of(ref)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda s, _f: request_stop(signal.Signals(s).name))
 
     status = 0
     try:
+        # Starting takes seconds on the actor's thread: it serves the broker only after.
         ref.proxy().start_all(stop_requested).get()
+        host.attach(ref, "supervisor", SupervisorActor.contract, config.broker_endpoint,
+                    metrics=metrics)
         threading.Thread(target=watch_heartbeats, args=(config, ref, stop_requested),
                          name="heartbeats", daemon=True).start()
         notify("READY=1")
         start_watchdog(lambda: _answers(ref), stop_requested)
         if only is None:
             log.info("pouchd is ready; serving %s", ", ".join(config.listen))
-        if not stop_requested.is_set():
-            host.run()
+        stop_requested.wait()
     except PouchError as exc:
         log.error("pouchd could not start: %s", exc.message)
         status = 1
     finally:
         stop_requested.set()
+        host.stop()
         ref.proxy().stop_all().get()
         ref.stop()
         calls.close()
-        ctrd.close()
         remove_pid(config.pid_path("containerd"), any_owner=True)
         remove_pid(config.pidfile_path)
         log.info("pouchd stopped")
@@ -139,6 +137,8 @@ def watch_heartbeats(config: DaemonConfig, ref: Any, stop: threading.Event) -> N
                     actor = event.get("Actor") or {}
                     pid = int((actor.get("Attributes") or {}).get("pid") or 0)
                     ref.tell(Unresponsive(str(actor.get("ID", "")), pid))
+        except pykka.ActorDeadError:
+            return  # pouchd is stopping
         except PouchError:
             pass  # the broker restarted: subscribe again
         finally:

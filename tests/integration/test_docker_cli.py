@@ -142,3 +142,21 @@ def _member(tarball: Path, name: str) -> bytes:
         member = tar.extractfile(name)
         assert member is not None
         return member.read()
+
+
+def test_metrics_count_what_the_actors_answered(docker, daemon: PouchDaemon):
+    import socket
+
+    docker("ps")
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(daemon.socket))
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: pouch\r\nConnection: close\r\n\r\n")
+        raw = b""
+        while chunk := s.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    text = body.decode()
+    assert 'pouch_requests_total{method="list",service="container"}' in text
+    assert 'pouch_child_up{child="container"} 1.0' in text
+    assert "pouch_request_seconds_bucket" in text

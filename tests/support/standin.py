@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import signal
 import sys
-import time
+import threading
 
 from pouch.actors.contract import method
 from pouch.actors.faults import Faults
-from pouch.actors.host import ActorBase, ActorContext, Host, Reply
+from pouch.actors.host import ActorBase, ActorContext, Reply, host_of
 from pouch.actors.metrics import ActorMetrics
 from pouch.proto.envelope import not_found
+
+
+def later(seconds: float, reply: Reply, answer: str) -> None:
+    # Off the actor's thread, as any handler that waits must be: it serves heartbeats.
+    timer = threading.Timer(seconds, reply.send, args=(answer,))
+    timer.daemon = True
+    timer.start()
 
 
 class EchoActor(ActorBase):
@@ -27,16 +34,14 @@ class EchoActor(ActorBase):
         raise not_found("nothing here")
 
     @method(idempotent=False)
-    def slow(self, seconds: float) -> str:
+    def slow(self, seconds: float, reply: Reply) -> None:
         """Answer after a while; not safe to retry."""
-        time.sleep(seconds)
-        return "slow done"
+        later(seconds, reply, "slow done")
 
     @method(idempotent=True)
-    def slow_safe(self, seconds: float) -> str:
+    def slow_safe(self, seconds: float, reply: Reply) -> None:
         """Answer after a while; safe to retry."""
-        time.sleep(seconds)
-        return "safe done"
+        later(seconds, reply, "safe done")
 
     @method(idempotent=True, stream=True)
     def count(self, n: int, reply: Reply) -> None:
@@ -48,14 +53,17 @@ class EchoActor(ActorBase):
 
 def main() -> None:
     endpoint = sys.argv[1]
-    ctx = ActorContext("echo", None, None, lambda e: None,  # type: ignore[arg-type]
+    ctx = ActorContext("echo", None, None,  # type: ignore[arg-type]
                        ActorMetrics("echo"), Faults(False))
     ref = EchoActor.start(ctx)
-    host = Host(ref, "echo", EchoActor.contract, endpoint)
-    signal.signal(signal.SIGTERM, lambda *_: host.stop())
+    host_of(ref).attach(ref, "echo", EchoActor.contract, endpoint)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        host.run()
+        while not stop.wait(0.5):
+            pass
     finally:
+        host_of(ref).stop()
         ref.stop()
 
 
