@@ -187,7 +187,7 @@ class Broker:
                     req.method, req.deadline, bool(declared.get("stream")))
                 return
             # Its connection is gone (the process died): no need to wait for heartbeats.
-            self._remove(worker, "its connection is gone")
+            self._remove(worker, "its connection is gone", "disconnected")
         self._route(req, service.name)
 
     def _cancel(self, client: bytes, service_name: str, rid: int) -> None:
@@ -236,19 +236,23 @@ class Broker:
         elif command == env.PUB and len(rest) == 2:
             self._publish(rest[1])
         elif command == env.BYE:
-            self._remove(worker, "it said goodbye")
+            self._remove(worker, "it said goodbye", "goodbye")
 
     def _register(self, identity: bytes, service_name: str, hello: dict[str, Any]) -> None:
-        old = self._workers.get(identity)
-        if old is not None:
-            self._remove(old, "it registered again")
         service = self._services.setdefault(service_name, Service(service_name))
-        worker = Worker(identity, service_name, int(hello.get("pid", 0)),
-                        time.monotonic() + self.heartbeat * self.liveness)
-        self._workers[identity] = worker
-        service.workers.append(worker)
         service.contract = dict(hello.get("methods") or {})
         service.down = None
+        expiry = time.monotonic() + self.heartbeat * self.liveness
+        worker = self._workers.get(identity)
+        if worker is not None and worker.service == service_name:
+            # Said again (one READY per BYE it got, say): the same actor, nothing lost.
+            worker.expiry = expiry
+            return
+        if worker is not None:
+            self._remove(worker, "it registered for another service", "reregistered")
+        worker = Worker(identity, service_name, int(hello.get("pid", 0)), expiry)
+        self._workers[identity] = worker
+        service.workers.append(worker)
         log.info("%s actor ready (pid %s)", service_name, worker.pid)
         now = time.time()
         while service.queue:
@@ -259,7 +263,9 @@ class Broker:
                 self._dispatch(service, req)
         self._publish_daemon("actor-ready", service_name, worker.pid)
 
-    def _remove(self, worker: Worker, why: str) -> None:
+    def _remove(self, worker: Worker, why: str, reason: str) -> None:
+        """Forget an actor and fail what it was doing; `reason` goes into the actor-lost
+        event: "heartbeats" (it may be alive but hung), "goodbye", "exited", "disconnected"."""
         self._workers.pop(worker.identity, None)
         service = self._services.get(worker.service)
         if service is not None and worker in service.workers:
@@ -271,12 +277,12 @@ class Broker:
                 f"the {worker.service} actor stopped while handling '{flight.method}'"
                 " (the outcome is unknown)"), retry=True)
         worker.inflight.clear()
-        self._publish_daemon("actor-lost", worker.service, worker.pid)
+        self._publish_daemon("actor-lost", worker.service, worker.pid, reason)
 
     def _beat(self, now_mono: float) -> None:
         for worker in list(self._workers.values()):
             if worker.expiry < now_mono:
-                self._remove(worker, "missed its heartbeats")
+                self._remove(worker, "missed its heartbeats", "heartbeats")
             else:
                 self._send(worker.identity, env.ACTOR, env.HEARTBEAT)
         now = time.time()
@@ -307,13 +313,16 @@ class Broker:
                 if not self._send(sub.client, env.CLIENT, env.REP, b"events", reply):
                     self._subs.pop(key, None)
 
-    def _publish_daemon(self, action: str, service: str, pid: int) -> None:
+    def _publish_daemon(self, action: str, service: str, pid: int, reason: str = "") -> None:
         if not self._subs:
             return
         now = time.time()
+        attributes = {"name": service, "pid": str(pid)}
+        if reason:
+            attributes["reason"] = reason
         self._publish(env.pack({
             "Type": "daemon", "Action": action, "scope": "local",
-            "Actor": {"ID": service, "Attributes": {"name": service, "pid": str(pid)}},
+            "Actor": {"ID": service, "Attributes": attributes},
             "time": int(now), "timeNano": int(now * 1e9),
         }))
 
@@ -351,7 +360,7 @@ class Broker:
         """The supervisor saw an actor process exit: drop it now, not after its heartbeats."""
         for worker in list(self._workers.values()):
             if worker.service == service and worker.pid == pid:
-                self._remove(worker, "its process exited")
+                self._remove(worker, "its process exited", "exited")
                 return True
         return False
 

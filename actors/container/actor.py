@@ -269,7 +269,9 @@ class ContainerActor(ActorBase):
                 "paused": sum(1 for s in states if s["Paused"]),
                 "stopped": sum(1 for s in states if not s["Running"])}
 
-    @method(idempotent=True, name="start")
+    # Not idempotent: a start retried after a lost answer would run a short-lived
+    # container a second time.
+    @method(idempotent=False, name="start")
     def start_(self, id: str, reply: Reply) -> None:
         """Start a container; False if it already ran. Errors: not_found, conflict, invalid."""
         self._worker(id).start_container(reply)

@@ -209,7 +209,17 @@ class ContainerWorker(pykka.ThreadingActor):
                 log.warning("container %s is gone from containerd: marked dead", self.cid)
             self._save()
             return
-        if task is not None and task.status in ("RUNNING", "PAUSED", "PAUSING", "CREATED"):
+        if task is not None and task.status == "CREATED":
+            # A start interrupted between creating the task and starting it: the process
+            # never ran. Drop the task; the container is as it was before the start.
+            with contextlib.suppress(PouchError):
+                self.env.ctrd.kill_task(self.cid, signals.SIGKILL)
+            with contextlib.suppress(PouchError):
+                self.env.ctrd.delete_task(self.cid)
+            log.warning("container %s: dropped a task that was never started", self.cid)
+            self._save()
+            return
+        if task is not None and task.status in ("RUNNING", "PAUSED", "PAUSING"):
             self._open_io(restore=True)
             if not self._state["Running"]:
                 rec.set_running(self.record, task.pid, rfc3339_nano())

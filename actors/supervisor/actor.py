@@ -7,7 +7,9 @@ all decisions about children are taken on the actor's one thread.
 
 from __future__ import annotations
 
+import functools
 import logging
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -50,6 +52,10 @@ class Unresponsive:
     pid: int
 
 
+def _running(proc: subprocess.Popen[bytes]) -> bool:
+    return proc.poll() is None
+
+
 class SupervisorActor(ActorBase):
     service = "supervisor"
 
@@ -80,7 +86,9 @@ class SupervisorActor(ActorBase):
     # -- driven by pouchd's main thread ---------------------------------------
 
     def start_all(self, cancelled: threading.Event) -> None:
-        """Start every child in order, each ready before the next; raises on failure."""
+        """Start every child in order, each ready before the next. An actor that fails
+        to start is left to the restart policy (pouchd then runs degraded); the broker,
+        containerd or the gateway failing to start is fatal: raises."""
         for name in self._order:
             if cancelled.is_set():
                 raise PouchError("unavailable", "start-up interrupted")
@@ -88,15 +96,20 @@ class SupervisorActor(ActorBase):
             self._start(child)
             proc = child.proc
             assert proc is not None
-            if not wait_until(child.spec.ready, child.spec.ready_timeout,
-                              lambda p=proc: p.poll() is None):  # type: ignore[misc]
-                status = proc.poll()
-                why = describe_exit(status) if status is not None else "did not become ready"
+            ready = wait_until(child.spec.ready, child.spec.ready_timeout,
+                               functools.partial(_running, proc))
+            # From here an exit of this child is handled as any other: restart or give up.
+            child.state = "running"
+            if ready:
+                self._up.set(name, value=1)
+                log.info("%s ready (pid %s)", name, child.pid)
+                continue
+            status = proc.poll()
+            why = describe_exit(status) if status is not None else "did not become ready"
+            if not child.spec.service:
                 raise PouchError("unavailable", f"{name} {why} within "
                                                 f"{child.spec.ready_timeout:.0f} s")
-            child.state = "running"
-            self._up.set(name, value=1)
-            log.info("%s ready (pid %s)", name, child.pid)
+            log.error("%s %s at start-up; going on without it for now", name, why)
 
     def stop_all(self) -> None:
         """Stop every child in reverse order."""

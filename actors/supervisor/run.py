@@ -132,7 +132,10 @@ def watch_heartbeats(config: DaemonConfig, ref: Any, stop: threading.Event) -> N
     while not stop.is_set():
         client = Client(config.broker_endpoint)
         try:
-            with client.subscribe({"type": ["daemon"], "event": ["actor-lost"]}) as events:
+            # Only an actor that missed its heartbeats may still run, hung: one that said
+            # goodbye, exited or disconnected is dealt with (or restarted) already.
+            lost = {"type": ["daemon"], "event": ["actor-lost"], "label": ["reason=heartbeats"]}
+            with client.subscribe(lost) as events:
                 for event in events:
                     actor = event.get("Actor") or {}
                     pid = int((actor.get("Attributes") or {}).get("pid") or 0)

@@ -1,0 +1,95 @@
+"""The container actor crashing in the middle of an operation, at a named fault point:
+the caller is told the outcome is unknown, and what the restarted actor finds is
+either the whole container or nothing of it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import docker
+import pytest
+from docker.errors import APIError
+
+from pouch.tests.faults.checks import check_invariants, docker_api, settled, wait_restored
+from pouch.tests.faults.tree import BrokerView, broker, watch_replacement
+from pouch.tests.support.daemon import PouchDaemon
+
+RUN_WITHIN = 10.0
+
+
+def arm(daemon: PouchDaemon, point: str) -> None:
+    client = broker(daemon)
+    try:
+        client.call("container", "debug_fault", {"point": point, "action": "crash"})
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def api(pouchd: PouchDaemon) -> Iterator[docker.APIClient]:
+    client = docker_api(pouchd)
+    yield client
+    client.close()
+
+
+def test_a_crash_after_the_snapshot_is_prepared_leaves_nothing(pouchd: PouchDaemon, api):
+    view = BrokerView(pouchd)
+    old = pouchd.pid_of("container")
+    arm(pouchd, "container.create.prepared")
+    sent = time.monotonic()
+    try:
+        with pytest.raises(APIError) as failed:
+            api.create_container("busybox", ["echo", "never"], name="half-made")
+        took = time.monotonic() - sent
+        recovery = watch_replacement(view, pouchd, "container", old, sent)
+    finally:
+        view.close()
+
+    assert failed.value.status_code == 503
+    assert "outcome is unknown" in str(failed.value.explanation), failed.value
+    state = check_invariants(pouchd, [])
+    assert state.listed == {} and state.meta == {} and state.containers == {}
+    assert state.snapshots == set() and state.leases == []
+    assert list((pouchd.home / "containers").iterdir()) == []
+    restored = wait_restored(pouchd, sent)
+    cid = api.create_container("busybox", ["echo", "made"], name="half-made")["Id"]
+    api.start(cid)
+    assert api.wait(cid)["StatusCode"] == 0 and api.logs(cid) == b"made\n"
+    print(f"create.prepared: the create failed after {took:.3f} s, the actor was back after "
+          f"{recovery.back_after:.3f} s, the service after {restored:.3f} s")
+
+
+def test_a_crash_between_task_create_and_start_leaves_a_container_that_starts(
+        pouchd: PouchDaemon, api):
+    cid = api.create_container("busybox", ["echo", "ran"], name="half-started")["Id"]
+    view = BrokerView(pouchd)
+    old = pouchd.pid_of("container")
+    arm(pouchd, "container.start.task_created")
+    sent = time.monotonic()
+    try:
+        try:
+            api.start(cid)
+            answer = "ok"
+        except APIError as exc:
+            answer = f"{exc.status_code} {exc.explanation}"
+        recovery = watch_replacement(view, pouchd, "container", old, sent)
+    finally:
+        view.close()
+
+    # start is retried across the restart (it is declared idempotent), or fails clearly.
+    assert answer == "ok" or (answer.startswith("503") and "container actor" in answer), answer
+    wait_restored(pouchd, sent)
+    state = settled(pouchd)  # the container, its task and its record agree
+    assert list(state.listed) == [cid]
+    if answer != "ok":
+        api.start(cid)
+    # Whichever it was, the container then runs its command, once, and exits.
+    deadline = time.monotonic() + RUN_WITHIN
+    while (status := api.inspect_container(cid)["State"])["Status"] != "exited":
+        assert time.monotonic() < deadline, f"the container never ran: {status}"
+        time.sleep(0.1)
+    assert api.wait(cid)["StatusCode"] == 0 and api.logs(cid) == b"ran\n"
+    check_invariants(pouchd, [])
+    print(f"start.task_created: start answered {answer!r}, the actor was back after "
+          f"{recovery.back_after:.3f} s")

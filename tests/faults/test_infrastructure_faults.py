@@ -1,0 +1,201 @@
+"""containerd, the broker or a gateway worker killed while a user works: each is
+replaced, the rest of the tree reconnects by itself, running containers run on."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import docker
+import zmq
+
+from pouch.actors.containerd.client import Containerd
+from pouch.proto import envelope as env
+from pouch.tests.faults.checks import (
+    check_failures_clear,
+    check_invariants,
+    docker_api,
+    quiet_call,
+    wait_restored,
+)
+from pouch.tests.faults.tree import (
+    BrokerView,
+    alive,
+    children_of,
+    kill,
+    kill_while_busy,
+    until,
+)
+from pouch.tests.faults.workload import Request, Workload
+from pouch.tests.support.daemon import PouchDaemon
+
+ACTORS = ("system", "image", "container")
+BACK_WITHIN = 15.0
+
+
+def brief(failed: list[Request]) -> list[str]:
+    return [f"{r.what} {r.outcome} {r.status or ''} {r.message[:70]!r}" for r in failed]
+
+
+def test_containerd_killed_is_restarted_and_running_containers_run_on(pouchd: PouchDaemon):
+    cid = pouchd.docker("run", "-d", "--name", "sleeper", "busybox", "sleep", "300")
+    before = pouchd.inspect(cid)["State"]
+    old = pouchd.pid_of("containerd")
+    actors = {name: pouchd.pid_of(name) for name in ACTORS}
+    with Containerd(pouchd.containerd_socket) as ctrd, Workload(pouchd.host).running() as load:
+        load.wait_for_cycles(3)
+        fault = kill(old)
+        new, back = until(lambda: (pid := pouchd.pid_of("containerd")) != old and alive(pid)
+                          and quiet_call(lambda: ctrd.version(timeout=0.5)) and pid,
+                          BACK_WITHIN, "a new containerd answering")
+        restored = wait_restored(pouchd, fault)
+        load.wait_for_cycles(3)
+
+    after = pouchd.inspect("sleeper")["State"]
+    assert (after["Status"], after["Pid"], after["StartedAt"]) == \
+        ("running", before["Pid"], before["StartedAt"])
+    assert alive(before["Pid"])
+    # The actors waited for containerd and reconnected: none of them was restarted.
+    assert {name: pouchd.pid_of(name) for name in ACTORS} == actors
+    requests = load.requests
+
+    def clear(r: Request) -> bool:
+        return r.status == 503 and ("containerd" in r.message or "container actor" in r.message
+                                    or r.outcome_unknown)
+
+    failed = check_failures_clear(requests, fault, fault + restored, clear)
+    check_invariants(pouchd, requests)
+    pouchd.docker("rm", "-f", "sleeper")
+    print(f"containerd: pid {old} -> {new}, answering after {back - fault:.3f} s, service back "
+          f"after {restored:.3f} s; {len(requests)} requests, "
+          f"failed: {brief(failed)}")
+
+
+def test_broker_killed_is_restarted_and_everyone_reconnects(pouchd: PouchDaemon):
+    actors = {name: pouchd.pid_of(name) for name in ACTORS}
+    view = BrokerView(pouchd)
+    try:
+        with Workload(pouchd.host).running() as load:
+            load.wait_for_cycles(3)
+            old = pouchd.pid_of("broker")
+            _, fault = kill_while_busy(view, load, "container", "create", pid=old)
+
+            def all_back() -> dict[str, object] | None:
+                services = view.services()
+                if services and all((services.get(a) or {}).get("workers") for a in ACTORS):
+                    return services
+                return None
+
+            _, back = until(all_back, BACK_WITHIN, "every actor registered with a new broker")
+            restored = wait_restored(pouchd, fault)
+            load.wait_for_cycles(3)
+    finally:
+        view.close()
+
+    new = pouchd.pid_of("broker")
+    assert new != old and alive(new) and not alive(old)
+    requests = load.requests
+
+    def clear(r: Request) -> bool:
+        return r.status == 503 and ("broker" in r.message or r.outcome_unknown)
+
+    failed = check_failures_clear(requests, fault, fault + restored, clear)
+    # The create the broker took with it cannot be retried (it may have run).
+    assert failed and failed[0].what == "create" and failed[0].outcome_unknown, failed
+    assert failed[0].took < 1.0, failed[0]  # the gateway saw the broker go at once
+    check_invariants(pouchd, requests)
+    # Not asserted, since it happens at random: see the test below.
+    killed = [name for name, pid in actors.items() if pouchd.pid_of(name) != pid]
+    print(f"broker: pid {old} -> {new}, every actor back after {back - fault:.3f} s, service "
+          f"back after {restored:.3f} s; actors restarted meanwhile: {killed}; "
+          f"{len(requests)} requests, failed: {brief(failed)}")
+
+
+def test_an_actor_saying_ready_again_is_not_reported_lost(pouchd: PouchDaemon):
+    """What every actor does after a broker restart: the new broker answers each of the
+    messages the actor had queued with BYE, and the actor says READY for each."""
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+    events, actor = ctx.socket(zmq.DEALER), ctx.socket(zmq.DEALER)
+    try:
+        for sock in (events, actor):
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(f"ipc://{pouchd.run_dir}/broker.sock")
+        events.send_multipart([env.CLIENT, env.SUB, b"", env.pack(
+            {"id": 1, "filters": {"type": ["daemon"], "event": ["actor-lost"]}})])
+        # The broker handles one peer's messages in order: once this is answered, the
+        # subscription is in place.
+        events.send_multipart([env.CLIENT, env.REQ, b"broker", env.request(2, "ping", {}, 0)])
+        assert events.poll(2000) and env.unpack(events.recv_multipart()[3])["result"] == "pong"
+        hello = env.pack({"pid": os.getpid(), "methods": {}})
+        for _ in range(2):
+            actor.send_multipart([env.ACTOR, env.READY, b"faultprobe", hello])
+        lost = []
+        for _ in range(3):  # heartbeating, as a live actor does
+            actor.send_multipart([env.ACTOR, env.HEARTBEAT])
+            while events.poll(150):
+                lost.append(env.unpack(events.recv_multipart()[3])["result"])
+        view = BrokerView(pouchd)
+        try:
+            assert view.pids("faultprobe") == {os.getpid()}
+        finally:
+            view.close()
+        assert lost == [], f"a live actor was reported lost: {lost}"
+    finally:
+        actor.send_multipart([env.ACTOR, env.BYE])
+        events.close(linger=0)
+        actor.close(linger=0)
+
+
+def test_a_start_interrupted_by_a_broker_restart_runs_the_container_once(pouchd: PouchDaemon):
+    api = docker_api(pouchd)
+    view = BrokerView(pouchd)
+    try:
+        cid = api.create_container("busybox", ["echo", "once"])["Id"]
+        outcome: list[object] = []
+
+        def start() -> None:
+            try:
+                outcome.append(api.start(cid))
+            except docker.errors.APIError as exc:
+                outcome.append(exc)
+
+        starting = threading.Thread(target=start)
+        starting.start()
+        until(lambda: view.busy("container"), 5.0, "the start reaching the container actor")
+        fault = kill(pouchd.pid_of("broker"))
+        starting.join(30)
+        wait_restored(pouchd, fault)
+        # Either it answered, or it said honestly that the outcome is unknown: never retried.
+        [answer] = outcome
+        if isinstance(answer, docker.errors.APIError):
+            assert answer.status_code == 503 and "outcome is unknown" in str(answer)
+        assert api.wait(cid)["StatusCode"] == 0
+        assert api.logs(cid) == b"once\n"
+    finally:
+        view.close()
+        api.close()
+
+
+def test_a_killed_gateway_worker_is_replaced(pouchd: PouchDaemon):
+    master = pouchd.pid_of("gateway")
+    [old] = children_of(master)
+    view = BrokerView(pouchd)
+    try:
+        with Workload(pouchd.host).running() as load:
+            load.wait_for_cycles(3)
+            # While the worker waits for the container actor to start a container.
+            _, fault = kill_while_busy(view, load, "container", "start", pid=old)
+            [new], forked = until(lambda: [p for p in children_of(master) if p != old] or None,
+                                  BACK_WITHIN, "gunicorn forking a new worker")
+            restored = wait_restored(pouchd, fault)
+            load.wait_for_cycles(3)
+    finally:
+        view.close()
+    assert children_of(master) == [new] and not alive(old)
+    requests = load.requests
+    # The worker that died held the connection: it ends without an answer.
+    failed = check_failures_clear(requests, fault, fault + restored, lambda r: r.outcome == "cut")
+    assert [r.what for r in failed] == ["start"], failed
+    check_invariants(pouchd, requests)
+    print(f"gateway worker: pid {old} -> {new} after {forked - fault:.3f} s, service back after "
+          f"{restored:.3f} s; {len(requests)} requests, failed: {brief(failed)}")

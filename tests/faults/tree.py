@@ -1,0 +1,149 @@
+"""pouchd's process tree as the fault tests see it: pids, the broker's view, timings."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pouch.broker.client import Client
+from pouch.proto.envelope import PouchError
+from pouch.tests.faults.workload import Workload
+from pouch.tests.support.daemon import PouchDaemon
+
+T = TypeVar("T")
+POLL = 0.01
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def stopped(pid: int) -> bool:
+    """Whether `pid` is stopped by a signal (state T)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+    except OSError:
+        return False
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def until(check: Callable[[], T | None], timeout: float, what: str) -> tuple[T, float]:
+    """The first truthy value of `check` and when (monotonic) it came; fails at `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value, time.monotonic()
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what}: not within {timeout:.1f} s")
+        time.sleep(POLL)
+
+
+def kill(pid: int, signum: int = signal.SIGKILL) -> float:
+    """Send the signal; when (monotonic) it was sent."""
+    at = time.monotonic()
+    os.kill(pid, signum)
+    return at
+
+
+def broker(daemon: PouchDaemon, timeout: float = 2.0) -> Client:
+    return Client(f"ipc://{daemon.run_dir}/broker.sock", timeout=timeout)
+
+
+class BrokerView:
+    """The broker's routing table, asked often; None while the broker cannot answer."""
+
+    def __init__(self, daemon: PouchDaemon) -> None:
+        self._client = broker(daemon, timeout=0.5)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def services(self) -> dict[str, Any] | None:
+        try:
+            return dict(self._client.call("broker", "services", timeout=0.5))
+        except PouchError:
+            return None
+
+    def workers(self, service: str) -> list[dict[str, Any]]:
+        return list(((self.services() or {}).get(service) or {}).get("workers") or [])
+
+    def pids(self, service: str) -> set[int]:
+        return {int(w["pid"]) for w in self.workers(service)}
+
+    def busy(self, service: str) -> bool:
+        return any(w["inflight"] for w in self.workers(service))
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """When the broker dropped a killed actor and when its successor said READY."""
+
+    fault: float
+    lost: float
+    ready: float
+    new_pid: int
+
+    @property
+    def detected_after(self) -> float:
+        return self.lost - self.fault
+
+    @property
+    def back_after(self) -> float:
+        return self.ready - self.fault
+
+
+def watch_replacement(view: BrokerView, daemon: PouchDaemon, service: str, old_pid: int,
+                      fault: float, timeout: float = 10.0) -> Recovery:
+    """Follow the broker until `old_pid` is gone from `service` and a new pid serves it."""
+    lost = ready = 0.0
+    new_pid = 0
+    deadline = time.monotonic() + timeout
+    while not (lost and ready):
+        pids = view.pids(service)
+        now = time.monotonic()
+        if not lost and old_pid not in pids:
+            lost = now
+        if not ready and pids - {old_pid}:
+            ready, new_pid = now, next(iter(pids - {old_pid}))
+        if now >= deadline:
+            raise AssertionError(f"{service}: old pid {old_pid} gone at {lost or '-'}, new one "
+                                 f"ready at {ready or '-'}; not both within {timeout:.0f} s\n"
+                                 f"{daemon.log_tail()}")
+        time.sleep(POLL)
+    assert daemon.pid_of(service) == new_pid, "the pid file does not name the new actor"
+    return Recovery(fault, lost, ready, new_pid)
+
+
+def kill_while_busy(view: BrokerView, load: Workload, actor: str, what: str,
+                    signum: int = signal.SIGKILL, pid: int = 0) -> tuple[int, float]:
+    """Signal `actor` (or `pid`) while the workload's `what` request is in the actor's
+    hands: the pid and when (monotonic)."""
+    pid = pid or view.pids(actor).pop()
+    load.wait_sending(what)
+    with contextlib.suppress(AssertionError):
+        until(lambda: view.busy(actor), 2.0, f"{what} reaching the {actor} actor")
+    return pid, kill(pid, signum)
