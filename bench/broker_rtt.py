@@ -9,42 +9,40 @@ and, from `pouch.bench.peers`, a minimal ROUTER forwarder, a minimal DEALER
 echo and a bare actor that speaks pouch's frames on one thread. Four paths
 run in alternating blocks:
 
-    raw                  RawClient  -> forwarder -> echo          the baseline
-    pouch                Client     -> broker    -> actor host    the figure (target <= 1.5x raw)
-    client+bare actor    Client     -> broker    -> bare actor    without the host's thread hop
-    bare both            BareClient -> broker    -> bare actor    broker and msgpack alone
-    simple inbox (exp.)  Client     -> broker 2  -> actor host    pykka's inbox a SimpleQueue
+    raw                RawClient  -> forwarder -> echo          the baseline
+    pouch              Client     -> broker    -> actor host    the figure (target <= 1.5x raw)
+    client+bare actor  Client     -> broker    -> bare actor    without pykka and the contract
+    bare both          BareClient -> broker    -> bare actor    broker and msgpack alone
 
-so the differences of their medians say where pouch's extra time goes (the
-last is an experiment: see `pouch.bench.peers`; it has a broker of its own
-so that its actor, also called "echo", gets only its own requests).
+so the differences of their medians say where pouch's extra time goes. The
+actor host serves a request on the service actor's own thread (its pykka
+inbox polls the broker socket, see `pouch.actors.host.Host`), as the bare
+actor does, so what separates the two is pykka's envelope and dispatch,
+contract validation, the Reply and the metrics, not a thread hop.
 Besides wall time, each path's CPU time per call is read from every
 process's schedstat: one call at a time, that CPU is the critical path.
-Then each path's server side is driven pipelined (a window of requests in
-flight) for messages/s. `--profile DIR` also samples broker, actor host and
-client with py-spy (not a dependency: `pip install py-spy` into .venv).
+What msgpack costs per round trip is timed alone in this process. Then each
+path's server side is driven pipelined (a window of requests in flight) for
+messages/s. `--profile DIR` also samples broker, actor host and client with
+py-spy (not a dependency: `pip install py-spy` into .venv).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pykka
 import zmq
 
-from pouch.actors.host import Outbox
 from pouch.bench import peers
 from pouch.bench.common import (
     US,
@@ -72,7 +70,6 @@ START_TIMEOUT = 20.0
 @dataclass
 class Topology:
     broker: str            # pouch's broker endpoint
-    broker2: str           # the experiment's broker
     raw: str               # the raw forwarder's endpoint
     pids: dict[str, int]   # role -> pid, for the profiler
 
@@ -86,7 +83,6 @@ def topology() -> Iterator[Topology]:
     base = Path(tempfile.mkdtemp(prefix="pb-", dir="/tmp"))
     run_dir = base / "run"
     broker_ep = f"ipc://{run_dir / 'broker.sock'}"
-    broker2_ep = f"ipc://{base / 'run2' / 'broker.sock'}"
     raw_ep = f"ipc://{base / 'raw.sock'}"
     log = open(base / "peers.log", "ab")  # noqa: SIM115 - the children keep it
     try:
@@ -98,23 +94,18 @@ def topology() -> Iterator[Topology]:
 
             pids = {
                 "broker": start(broker_argv(base, run_dir)),
-                "broker 2": start(broker_argv(base, base / "run2")),
                 "forwarder": start(python_module(
                     "pouch.bench.peers", "forwarder", raw_ep)),
             }
             wait_for_broker(broker_ep)
-            wait_for_broker(broker2_ep)
             pids["actor host"] = start(python_module(
                 "pouch.tests.support.standin", broker_ep))
             pids["bare actor"] = start(python_module(
                 "pouch.bench.peers", "bare-actor", broker_ep))
             pids["echo"] = start(python_module("pouch.bench.peers", "echo", raw_ep))
-            pids["actor host 2"] = start(python_module(
-                "pouch.bench.peers", "simple-inbox", broker2_ep))
             wait_for_services(broker_ep, ("echo", peers.BARE_SERVICE), procs)
-            wait_for_services(broker2_ep, ("echo",), procs)
             wait_for_raw(raw_ep)
-            yield Topology(broker_ep, broker2_ep, raw_ep, pids)
+            yield Topology(broker_ep, raw_ep, pids)
     finally:
         log.close()
         shutil.rmtree(base, ignore_errors=True)
@@ -183,17 +174,14 @@ class Route:
 
 def paths(top: Topology) -> tuple[dict[str, Route], list[Callable[[], None]]]:
     pouch_client = Client(top.broker)
-    experiment = Client(top.broker2)
     raw = peers.RawClient(top.raw)
     bare_to_host = peers.BareClient(top.broker, "echo")
     bare_to_bare = peers.BareClient(top.broker, peers.BARE_SERVICE)
-    closers = [pouch_client.close, experiment.close, raw.close, bare_to_host.close,
-               bare_to_bare.close]
+    closers = [pouch_client.close, raw.close, bare_to_host.close, bare_to_bare.close]
     for name, result in (("pouch", pouch_client.call("echo", "echo", {"text": TEXT})),
                          ("client+bare actor",
                           pouch_client.call(peers.BARE_SERVICE, "echo", {"text": TEXT})),
-                         ("bare both", bare_to_bare.call(TEXT)), ("raw", raw.call(PAYLOAD)),
-                         ("simple inbox", experiment.call("echo", "echo", {"text": TEXT}))):
+                         ("bare both", bare_to_bare.call(TEXT)), ("raw", raw.call(PAYLOAD))):
         if result not in (TEXT, PAYLOAD):
             raise RuntimeError(f"{name}: echo answered {result!r}")
     found = {
@@ -204,7 +192,6 @@ def paths(top: Topology) -> tuple[dict[str, Route], list[Callable[[], None]]]:
             lambda: pouch_client.call(peers.BARE_SERVICE, "echo", {"text": TEXT})),
         "bare both": Route(lambda: bare_to_bare.call(TEXT), lambda: bare_to_bare.send(TEXT),
                            bare_to_bare.receive),
-        "simple inbox (exp.)": Route(lambda: experiment.call("echo", "echo", {"text": TEXT})),
     }
     return found, closers
 
@@ -270,66 +257,14 @@ def pipelined(send: Callable[[], None], receive: Callable[[], Any], total: int,
     return block
 
 
-class _Bounce(pykka.ThreadingActor):
-    """Hands each message back through an Outbox, as the actor host's service actor does."""
-
-    def __init__(self, outbox: Outbox) -> None:
-        super().__init__()
-        self.outbox = outbox
-
-    def on_receive(self, message: Any) -> None:
-        self.outbox.put([message])
-
-
-class _BounceSimpleInbox(_Bounce):
-    """The same with a C SimpleQueue as inbox (pykka's documented hook), for contrast."""
-
-    @staticmethod
-    def _create_actor_inbox() -> Any:
-        return queue.SimpleQueue()
-
-
-@contextlib.contextmanager
-def in_process_parts(n: int) -> Iterator[dict[str, Callable[[], list[float]]]]:
-    """The host's thread hop (pykka, and a bare queue for contrast) and msgpack, each alone."""
-    outbox = Outbox()
-    poller = zmq.Poller()
-    poller.register(outbox.fd, zmq.POLLIN)
-    ref = _Bounce.start(outbox)
-    simple_ref = _BounceSimpleInbox.start(outbox)
-    inbox: queue.SimpleQueue[bytes] = queue.SimpleQueue()
-
-    def bare_thread() -> None:
-        while (item := inbox.get()) != b"":
-            outbox.put([item])
-    threading.Thread(target=bare_thread, daemon=True).start()
-
-    def hop(handoff: Callable[[bytes], None]) -> Callable[[], None]:
-        def once() -> None:
-            handoff(b"x")
-            poller.poll(1000)
-            outbox.drain()
-        return once
-
-    def codec() -> None:
-        # What one round trip encodes and decodes: request and reply, each at three peers.
-        body = env.request(1, "echo", {"text": TEXT}, time.time() + 30)
-        env.unpack(body)
-        env.unpack(body)
-        reply = env.ok_reply(1, TEXT)
-        env.unpack(reply)
-        env.unpack(reply)
-
-    try:
-        yield {"pykka tell -> Outbox -> poll wakes": sequential(hop(ref.tell), n),
-               "same, pykka inbox = SimpleQueue": sequential(hop(simple_ref.tell), n),
-               "bare thread (SimpleQueue) -> Outbox": sequential(hop(inbox.put), n),
-               "msgpack: 2 packs + 4 unpacks": sequential(codec, n)}
-    finally:
-        ref.stop()
-        simple_ref.stop()
-        inbox.put(b"")
-        outbox.close()
+def codec() -> None:
+    """What one round trip encodes and decodes: request and reply, each at three peers."""
+    body = env.request(1, "echo", {"text": TEXT}, time.time() + 30)
+    env.unpack(body)
+    env.unpack(body)
+    reply = env.ok_reply(1, TEXT)
+    env.unpack(reply)
+    env.unpack(reply)
 
 
 def per_block_rate(samples: list[float], block: int) -> list[float]:
@@ -349,8 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             meter = CpuMeter({**top.pids, "client (this process)": os.getpid()})
             rtt = alternate(args.runs, {name: meter.around(name, sequential(path.call, args.block))
                                         for name, path in found.items()})
-            with in_process_parts(args.block) as cases:
-                parts = alternate(args.runs, cases)
+            codec_times = alternate(args.runs, {"codec": sequential(codec, args.block)})["codec"]
             rates = alternate(args.runs, {
                 name: pipelined(path.send, path.receive, args.block * 4, WINDOW)
                 for name, path in found.items() if path.send and path.receive})
@@ -362,11 +296,11 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for close in closers:
                 close()
-    return report(args, rtt, rates, meter, parts, profile)
+    return report(args, rtt, rates, meter, codec_times, profile)
 
 
 def report(args: Any, rtt: dict[str, list[float]], rates: dict[str, list[float]],
-           meter: CpuMeter, parts: dict[str, list[float]], profile: dict[str, Any] | None) -> int:
+           meter: CpuMeter, codec_times: list[float], profile: dict[str, Any] | None) -> int:
     raw = summarize(rtt["raw"])
     raw_rate = summarize(per_block_rate(rtt["raw"], args.block))
     results: dict[str, Any] = {"round_trip": {}, "pipelined": {}}
@@ -390,9 +324,11 @@ def report(args: Any, rtt: dict[str, list[float]], rates: dict[str, list[float]]
     print(table(["part", "us", "share"], [
         [name, value, ratio(value, med["pouch"] - med["raw"])]
         for name, value in (
-            ("actor host (thread hop, pykka, validation)", med["pouch"] - med["client+bare actor"]),
+            ("actor host (pykka, validation, Reply, metrics)",
+             med["pouch"] - med["client+bare actor"]),
             ("Client extras (monitor poll, retries)", med["client+bare actor"] - med["bare both"]),
-            ("broker + msgpack over a bare forwarder", med["bare both"] - med["raw"]))]))
+            ("broker, and pouch's frames and msgpack at all three peers",
+             med["bare both"] - med["raw"]))]))
 
     cpu = meter.per_call_us()
     switches = meter.switches_per_call()
@@ -408,14 +344,10 @@ def report(args: Any, rtt: dict[str, list[float]], rates: dict[str, list[float]]
     results["cpu_us_per_call"] = cpu
     results["context_switches_per_call"] = switches
 
-    print("\nparts of the actor host's path, alone in this process:")
-    rows = []
-    results["parts"] = {}
-    for name, values in parts.items():
-        s = summarize(values)
-        results["parts"][name] = s
-        rows.append([name, s["median"] * US, s["p99"] * US])
-    print(table(["part", "median us", "p99 us"], rows))
+    codec_s = summarize(codec_times)
+    results["msgpack_per_round_trip"] = codec_s
+    print(f"\nmsgpack per round trip (2 packs + 4 unpacks), alone in this process: "
+          f"median {codec_s['median'] * US:.1f} us, p99 {codec_s['p99'] * US:.1f} us")
 
     raw_pipe = summarize(rates["raw"])
     rows = []

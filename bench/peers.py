@@ -3,17 +3,13 @@
     python -m pouch.bench.peers forwarder ENDPOINT     ROUTER: client <-> echo, nothing else
     python -m pouch.bench.peers echo ENDPOINT          DEALER: says each message back
     python -m pouch.bench.peers bare-actor ENDPOINT    pouch's actor frames, no pykka, no threads
-    python -m pouch.bench.peers simple-inbox ENDPOINT  the stand-in echo actor, pykka inbox swapped
 
 The first two are the raw baseline: the least a DEALER -> ROUTER -> DEALER
 round trip costs in Python with pyzmq. The bare actor speaks pouch's
-protocol (READY, heartbeats, REP) on one thread, answering on the socket
-thread itself; set against the real actor host it shows what the host's
-thread hop and pykka cost. The simple-inbox actor is an experiment: the
-test suite's stand-in under the real host, with pykka's inbox (a
-queue.Queue, whose Condition costs two futex wake-ups) replaced in this
-process only by a C SimpleQueue through pykka's `_create_actor_inbox` hook.
-The clients live in the benchmark process.
+protocol (READY, heartbeats, REP) on one thread and answers straight from
+its receive loop; the real actor host also answers on the thread that owns
+the socket, so set against it the bare actor shows what pykka, the contract
+and the host's bookkeeping cost. The clients live in the benchmark process.
 """
 
 from __future__ import annotations
@@ -136,20 +132,7 @@ class BareClient:
         self._sock.close(linger=0)
 
 
-def simple_inbox(endpoint: str) -> None:
-    import queue
-
-    import pykka
-
-    from pouch.tests.support import standin
-
-    pykka.ThreadingActor._create_actor_inbox = staticmethod(queue.SimpleQueue)  # type: ignore[assignment]
-    sys.argv = [sys.argv[0], endpoint]
-    standin.main()
-
-
-ROLES = {"forwarder": forwarder, "echo": echo, "bare-actor": bare_actor,
-         "simple-inbox": simple_inbox}
+ROLES = {"forwarder": forwarder, "echo": echo, "bare-actor": bare_actor}
 
 
 def main(argv: list[str]) -> int:

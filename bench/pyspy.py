@@ -26,7 +26,7 @@ CATEGORIES = (
     ("zmq poll", ("Poller.poll", "Socket.poll", "zmq/sugar/poll.py")),
     ("zmq send", ("Socket.send",)),
     ("zmq recv (and Again)", ("Socket.recv", "zmq/error.py")),
-    ("thread hop (pykka, queue, locks)", ("pykka/", "threading.py", "queue.py", "Outbox.")),
+    ("pykka and locks", ("pykka/", "threading.py", "queue.py")),
     ("msgpack", ("msgpack/", "proto/envelope.py")),
     ("metrics", ("prometheus_client/", "actors/metrics.py")),
     ("contract validation", ("actors/contract.py", "typing.py")),
