@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import pykka
 import zmq
@@ -29,6 +29,7 @@ from pouch.actors.contract import Declaration, collect, method
 from pouch.actors.faults import Faults
 from pouch.actors.metrics import ActorMetrics
 from pouch.actors.sdnotify import notify, start_watchdog
+from pouch.broker import wire
 from pouch.broker.client import ClientPool
 from pouch.broker.router import HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS
 from pouch.proto import envelope as env
@@ -48,7 +49,7 @@ class Reply:
         self.rid = rid
         self.what = what
         self._on_done = on_done
-        self.cancelled = threading.Event()
+        self.cancelled = False  # the caller gave up (set from the socket's thread)
         self._lock = threading.Lock()
         self._done = False
 
@@ -65,7 +66,7 @@ class Reply:
     def more(self, item: Any) -> bool:
         """Send one item of a stream; False once the caller is gone or it has ended."""
         with self._lock:
-            if self._done or self.cancelled.is_set():
+            if self._done or self.cancelled:
                 return False
             self._deliver(env.ok_reply(self.rid, item, more=True), False, self.rid)
             return True
@@ -317,7 +318,7 @@ class Host:
             self._receive(sock)
         now = time.monotonic()
         if now >= self._next_beat:
-            sock.send_multipart([env.ACTOR, env.HEARTBEAT])
+            wire.send(sock, [env.ACTOR, env.HEARTBEAT])
             self._next_beat = now + self.heartbeat
         if now > self._broker_expiry:
             log.warning("%s: the broker went silent; reconnecting", self.service)
@@ -351,23 +352,23 @@ class Host:
         if self._sock is not None:
             while self._frames:
                 self._send_now(*self._frames.popleft())
-            self._sock.send_multipart([env.ACTOR, env.BYE])
+            wire.send(self._sock, [env.ACTOR, env.BYE])
             self._disconnect()
 
     def _send_now(self, frames: list[bytes], done: Any) -> None:
         if done is not None:
             self._inflight.pop(done, None)
         if self._sock is not None:
-            self._sock.send_multipart(frames)
+            wire.send(self._sock, frames)
 
     def _say_ready(self, sock: zmq.Socket) -> None:
         methods = {name: d.to_wire() for name, d in self.contract.items()}
         hello = {"pid": os.getpid(), "methods": methods}
-        sock.send_multipart([env.ACTOR, env.READY, self.service.encode(), env.pack(hello)])
+        wire.send(sock, [env.ACTOR, env.READY, self.service.encode(), env.pack(hello)])
 
     def _receive(self, sock: zmq.Socket) -> None:
-        while cast(int, sock.get(zmq.EVENTS)) & zmq.POLLIN:
-            frames = sock.recv_multipart(zmq.NOBLOCK)
+        while wire.readable(sock):
+            frames = wire.recv(sock, wire.NOBLOCK)
             if len(frames) < 2 or frames[0] != env.ACTOR:
                 continue
             command = frames[1]
@@ -376,7 +377,7 @@ class Host:
             elif command == env.CANCEL and len(frames) == 4:
                 reply = self._inflight.get((frames[2], int(env.unpack(frames[3]))))
                 if reply is not None:
-                    reply.cancelled.set()
+                    reply.cancelled = True
             elif command == env.BYE:
                 # The broker does not know us (it restarted): register again.
                 self._abandon_inflight()
@@ -415,7 +416,7 @@ class Host:
     def _abandon_inflight(self) -> None:
         # The broker that routed these has failed them to their callers already.
         for reply in self._inflight.values():
-            reply.cancelled.set()
+            reply.cancelled = True
         self._inflight.clear()
 
 

@@ -139,7 +139,7 @@ class SystemActor(ActorBase):
                 continue
             if matches(event, listener.filters) and not listener.reply.more(event):
                 continue  # the caller is gone
-            if not listener.reply.cancelled.is_set():
+            if not listener.reply.cancelled:
                 keep.append(listener)
         self._listeners = keep
 

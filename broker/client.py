@@ -16,10 +16,11 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import Any
 
 import zmq
 
+from pouch.broker import wire
 from pouch.proto import envelope as env
 from pouch.proto.envelope import PouchError
 
@@ -95,7 +96,7 @@ class Client:
     def subscribe(self, filters: dict[str, list[str]] | None = None) -> Stream:
         """Receive events published from now on that pass the filters."""
         rid = next(self._ids)
-        self._sock.send_multipart([env.CLIENT, env.SUB, b"",
+        wire.send(self._sock, [env.CLIENT, env.SUB, b"",
                                    env.pack({"id": rid, "filters": filters or {}})])
         return Stream(self, "", rid, 0.0)
 
@@ -105,17 +106,17 @@ class Client:
                       deadline: float) -> int:
         self._forget_old_disconnects()
         rid = next(self._ids)
-        self._sock.send_multipart([env.CLIENT, env.REQ, service.encode(),
+        wire.send(self._sock, [env.CLIENT, env.REQ, service.encode(),
                                    env.request(rid, method, args, deadline)])
         return rid
 
     def _forget_old_disconnects(self) -> None:
         # A disconnect noticed before this request was sent cannot have lost it.
-        while cast(int, self._monitor.get(zmq.EVENTS)) & zmq.POLLIN:
+        while wire.readable(self._monitor):
             self._monitor.recv_multipart()  # which event does not matter: one kind is watched
 
     def _send_cancel(self, service: str, rid: int) -> None:
-        self._sock.send_multipart([env.CLIENT, env.CANCEL, service.encode(), env.pack(rid)])
+        wire.send(self._sock, [env.CLIENT, env.CANCEL, service.encode(), env.pack(rid)])
 
     def _await(self, rid: int, deadline: float) -> Any:
         """The reply body for `rid`; None at the deadline (0: none); _LOST on disconnect."""
@@ -131,7 +132,7 @@ class Client:
                 self._monitor.recv_multipart()
                 return _LOST
             if self._sock in events:
-                frames = self._sock.recv_multipart()
+                frames = wire.recv(self._sock)
                 if len(frames) == 4 and frames[1] == env.REP:
                     body = env.unpack(frames[3])
                     if body.get("id") == rid:

@@ -18,6 +18,7 @@ from typing import Any
 
 import zmq
 
+from pouch.broker import wire
 from pouch.broker.filters import matches
 from pouch.proto import envelope as env
 from pouch.proto.envelope import PouchError
@@ -126,7 +127,7 @@ class Broker:
         try:
             while not self._stopping:
                 with contextlib.suppress(zmq.Again):
-                    self._handle(sock.recv_multipart())
+                    self._handle(wire.recv(sock))
                 now = time.monotonic()
                 if now >= next_beat:
                     self._beat(now)
@@ -379,7 +380,7 @@ class Broker:
     def _send(self, identity: bytes, *frames: bytes) -> bool:
         assert self._sock is not None
         try:
-            self._sock.send_multipart([identity, *frames], zmq.NOBLOCK)
+            wire.send(self._sock, [identity, *frames], wire.NOBLOCK)
             return True
         except zmq.ZMQError as exc:
             if exc.errno not in (zmq.EHOSTUNREACH, zmq.EAGAIN):

@@ -16,16 +16,13 @@ from typing import Any
 
 from pouch.actors.sdnotify import SYSTEMD_ENV
 from pouch.actors.supervisor.policy import RestartPolicy
+from pouch.actors.supervisor.roles import ACTORS, PARENT_ENV
 from pouch.broker.client import ClientPool
 from pouch.proto.config import DaemonConfig
 from pouch.proto.envelope import PouchError
 
 log = logging.getLogger("pouch.supervisor")
 
-# The actor processes, in start order, after the broker and containerd.
-ACTORS = ("system", "image", "container")
-# The environment variable that tells a child who its supervisor is.
-PARENT_ENV = "POUCH_SUPERVISOR_PID"
 
 
 @dataclass

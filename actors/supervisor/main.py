@@ -19,16 +19,8 @@ import os
 import signal
 import sys
 
-from pouch.actors.supervisor.children import ACTORS, PARENT_ENV
+from pouch.actors.supervisor.roles import ACTOR_CLASSES, PARENT_ENV
 from pouch.proto.config import DaemonConfig, add_flags, resolve
-
-# Actor name -> "module:class", imported only by the process that hosts it.
-ACTOR_CLASSES = {
-    "system": "pouch.actors.system:SystemActor",
-    "image": "pouch.actors.image.actor:ImageActor",
-    "container": "pouch.actors.container.actor:ContainerActor",
-}
-assert set(ACTOR_CLASSES) == set(ACTORS)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,12 @@
+"""The roles pouchd runs, kept free of imports: every role's process reads this first."""
+
+# The actor processes, in start order, after the broker and containerd;
+# name -> "module:class", imported only by the process that hosts it.
+ACTOR_CLASSES = {
+    "system": "pouch.actors.system:SystemActor",
+    "image": "pouch.actors.image.actor:ImageActor",
+    "container": "pouch.actors.container.actor:ContainerActor",
+}
+ACTORS = tuple(ACTOR_CLASSES)
+# The environment variable that tells a child who its supervisor is.
+PARENT_ENV = "POUCH_SUPERVISOR_PID"
