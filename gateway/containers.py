@@ -95,7 +95,7 @@ class Attach:
         hijack(req, self.handoff_dir, "container", "attach", {
             "id": id, "stream": flag(req, "stream"), "logs": flag(req, "logs"),
             "stdin": flag(req, "stdin"), "stdout": flag(req, "stdout"),
-            "stderr": flag(req, "stderr"), "preamble": head})
+            "stderr": flag(req, "stderr"), "preamble": head, "chunked": not upgrade})
 
 
 class Wait:
@@ -112,7 +112,8 @@ class Wait:
         if condition not in self.CONDITIONS:
             raise falcon.HTTPBadRequest(description=f"invalid condition: {condition!r}")
         hijack(req, self.handoff_dir, "container", "wait", {
-            "id": id, "condition": condition, "preamble": stream_head(falcon.MEDIA_JSON)})
+            "id": id, "condition": condition, "preamble": stream_head(falcon.MEDIA_JSON),
+            "chunked": True})
 
 
 class Logs:
@@ -128,7 +129,7 @@ class Logs:
             "id": id, "follow": flag(req, "follow"), "stdout": stdout, "stderr": stderr,
             "timestamps": flag(req, "timestamps"), "tail": req.get_param("tail") or "all",
             "since": req.get_param("since") or "", "until": req.get_param("until") or "",
-            "preamble": stream_head(RAW_STREAM)})
+            "preamble": stream_head(RAW_STREAM), "chunked": True})
 
 
 def add_routes(app: falcon.App, calls: ClientPool, config: DaemonConfig) -> None:

@@ -34,10 +34,10 @@ def upgrade_head(content_type: str) -> bytes:
 
 
 def stream_head(content_type: str) -> bytes:
-    # No length: the body ends when the actor closes the connection.
+    # Chunked (see pouch.proto.handoff): the actor ends the body, then the connection.
     return ("HTTP/1.1 200 OK\r\n"
-            f"Content-Type: {content_type}\r\nConnection: close\r\n"
-            f"{API_HEADERS}\r\n").encode()
+            f"Content-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n"
+            f"Connection: close\r\n{API_HEADERS}\r\n").encode()
 
 
 def hijack(req: falcon.Request, handoff_dir: Path, service: str, method: str,

@@ -20,6 +20,13 @@ from pouch.proto import envelope as env
 from pouch.proto.envelope import PouchError
 
 MAX_MESSAGE = 64 * 1024
+# A response the actor writes without an upgrade is chunked (HTTP/1.1), so that a
+# client can tell a stream that ended from one cut short by a crash.
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data) if data else b""
 
 
 def socket_path(handoff_dir: Path, service: str) -> Path:

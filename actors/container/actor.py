@@ -295,30 +295,32 @@ class ContainerActor(ActorBase):
     @method(idempotent=False)
     def attach(self, id: str, conn: socket.socket, reply: Reply, preamble: bytes,
                stream: bool = True, logs: bool = False, stdin: bool = False,
-               stdout: bool = True, stderr: bool = True) -> None:
-        """Stream a container's output to a handed-over connection. Errors: not_found."""
+               stdout: bool = True, stderr: bool = True, chunked: bool = False) -> None:
+        """Stream a container's output to a handed-over connection (after `preamble`, in
+        HTTP chunks if `chunked`). Errors: not_found."""
         self._worker(id).attach_container(reply, conn, {
             "preamble": preamble, "stream": stream, "logs": logs, "stdin": stdin,
-            "stdout": stdout, "stderr": stderr})
+            "stdout": stdout, "stderr": stderr, "chunked": chunked})
 
     @method(idempotent=False)
     def wait(self, id: str, conn: socket.socket, reply: Reply, preamble: bytes,
-             condition: str = "not-running") -> None:
+             condition: str = "not-running", chunked: bool = False) -> None:
         """Write the exit status to a handed-over connection when the condition holds.
         Errors: not_found, invalid."""
         if condition not in ("not-running", "next-exit", "removed"):
             raise invalid(f"invalid condition: {condition!r}")
-        self._worker(id).wait_container(reply, conn, condition, preamble)
+        self._worker(id).wait_container(reply, conn, condition, preamble, chunked)
 
     @method(idempotent=False)
     def logs(self, id: str, conn: socket.socket, reply: Reply, preamble: bytes,
              follow: bool = False, stdout: bool = True, stderr: bool = True,
              timestamps: bool = False, tail: str = "all", since: str = "",
-             until: str = "") -> None:
+             until: str = "", chunked: bool = False) -> None:
         """Write a container's log to a handed-over connection. Errors: not_found, invalid."""
         self._worker(id).logs_container(reply, conn, {
             "preamble": preamble, "follow": follow, "stdout": stdout, "stderr": stderr,
-            "timestamps": timestamps, "tail": tail, "since": since, "until": until})
+            "timestamps": timestamps, "tail": tail, "since": since, "until": until,
+            "chunked": chunked})
 
 
 STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")

@@ -34,6 +34,7 @@ from typing import BinaryIO, TypeVar
 
 from pouch.actors.container.jsonlog import Entry, LogWriter, Selection, read_entries
 from pouch.proto import stdstream
+from pouch.proto.handoff import LAST_CHUNK, chunk
 
 log = logging.getLogger("pouch.iohub")
 T = TypeVar("T")
@@ -56,6 +57,7 @@ class Consumer:
     timestamps: bool = False
     stdin: bool = False        # what it sends goes to the container's stdin
     selection: Selection | None = None
+    chunked: bool = False      # HTTP chunks around what it is sent (pouch.proto.handoff)
     out: bytearray = field(default_factory=bytearray)
     reading: bool = True
     closing: bool = False      # close once `out` is flushed
@@ -66,7 +68,14 @@ class Consumer:
         return self.stdout if stream == "stdout" else self.stderr
 
     def encode(self, stream: str, data: bytes) -> bytes:
-        return data if self.tty else stdstream.frame(stdstream.STREAMS[stream], data)
+        data = data if self.tty else stdstream.frame(stdstream.STREAMS[stream], data)
+        return chunk(data) if self.chunked else data
+
+    def end(self) -> None:
+        """Nothing more comes: close once what is queued is sent."""
+        if not self.closing and self.chunked:
+            self.out += LAST_CHUNK
+        self.closing = True
 
     def encode_entry(self, entry: Entry) -> bytes:
         data = entry.data
@@ -271,7 +280,7 @@ class IOHub:
         if running or (runs_seen is not None and self._runs.get(cid, 0) == runs_seen):
             self._attach(cid, consumer)
         else:
-            consumer.closing = True
+            consumer.end()
             self._watch(consumer)
 
     def _forget(self, cid: str) -> None:
@@ -323,10 +332,10 @@ class IOHub:
         if streams.log is not None:
             streams.log.close()
         for consumer in streams.consumers:
-            consumer.closing = True
             consumer.streams = None
             if forced:
                 consumer.out.clear()
+            consumer.end()
             self._flush(consumer)
         streams.consumers.clear()
         streams.drained.set()

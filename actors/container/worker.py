@@ -44,6 +44,7 @@ from pouch.actors.host import Reply
 from pouch.actors.timefmt import parse_rfc3339, parse_timestamp, rfc3339_nano
 from pouch.broker.client import ClientPool
 from pouch.proto.envelope import PouchError, conflict, invalid, not_found
+from pouch.proto.handoff import LAST_CHUNK, chunk
 
 log = logging.getLogger("pouch.container")
 
@@ -57,6 +58,15 @@ RESTART_CAP = 60.0
 RESTART_STABLE = 10.0
 # The record keeps this private part beside what inspect shows.
 PRIVATE = "Pouch"
+
+
+@dataclass(frozen=True)
+class Waiter:
+    """A handed-over connection waiting for the container to exit (or go)."""
+
+    conn: socket.socket
+    condition: str
+    chunked: bool
 
 
 @dataclass(frozen=True)
@@ -99,7 +109,7 @@ class ContainerWorker(pykka.ThreadingActor):
         self._drained: threading.Event | None = None
         self._stop_waiters: list[Reply] = []
         self._remove_after_exit: Reply | None = None
-        self._wait_conns: list[tuple[socket.socket, str]] = []
+        self._wait_conns: list[Waiter] = []
         self._restart_timer: threading.Timer | None = None
 
     # -- helpers -------------------------------------------------------------
@@ -513,40 +523,41 @@ class ContainerWorker(pykka.ThreadingActor):
         return True
 
     def wait_container(self, reply: Reply, conn: socket.socket, condition: str,
-                       preamble: bytes) -> None:
+                       preamble: bytes, chunked: bool) -> None:
         if not self._take(reply, conn, preamble):
             return
+        waiter = Waiter(conn, condition, chunked)
         if condition == "not-running" and not self._state["Running"] \
                 and not self._state.get("Restarting"):
-            self._answer(conn)
+            self._answer(waiter)
             return
-        self._wait_conns.append((conn, condition))
+        self._wait_conns.append(waiter)
 
     def _answer_waits(self, conditions: tuple[str, ...]) -> None:
         keep = []
-        for conn, condition in self._wait_conns:
-            if condition in conditions:
-                self._answer(conn)
+        for waiter in self._wait_conns:
+            if waiter.condition in conditions:
+                self._answer(waiter)
             else:
-                keep.append((conn, condition))
+                keep.append(waiter)
         self._wait_conns = keep
 
-    def _answer(self, conn: socket.socket) -> None:
+    def _answer(self, waiter: Waiter) -> None:
         error = self._state.get("Error") or None
-        body = {"StatusCode": self._state["ExitCode"],
-                "Error": {"Message": error} if error else None}
+        body = json.dumps({"StatusCode": self._state["ExitCode"],
+                           "Error": {"Message": error} if error else None}).encode() + b"\n"
         try:
-            conn.sendall(json.dumps(body).encode() + b"\n")
+            waiter.conn.sendall(chunk(body) + LAST_CHUNK if waiter.chunked else body)
         except OSError:
             pass
         finally:
-            conn.close()
+            waiter.conn.close()
 
     def attach_container(self, reply: Reply, conn: socket.socket, opts: dict[str, Any]) -> None:
         if not self._take(reply, conn, opts["preamble"]):
             return
         consumer = Consumer(conn, bool(self.record["Config"].get("Tty")), stdout=opts["stdout"],
-                            stderr=opts["stderr"], stdin=opts["stdin"])
+                            stderr=opts["stderr"], stdin=opts["stdin"], chunked=opts["chunked"])
         # A created container's output is still to come: attaching waits for its start.
         live = opts["stream"] and self._state["Status"] not in ("exited", "dead")
         if opts["logs"]:
@@ -554,6 +565,8 @@ class ContainerWorker(pykka.ThreadingActor):
         elif live:
             self.env.hub.attach(self.cid, consumer)  # this thread serializes starts: no race
         else:
+            with contextlib.suppress(OSError):
+                conn.sendall(LAST_CHUNK if consumer.chunked else b"")
             conn.close()
 
     def logs_container(self, reply: Reply, conn: socket.socket, opts: dict[str, Any]) -> None:
@@ -570,7 +583,8 @@ class ContainerWorker(pykka.ThreadingActor):
         streams = (opts["stdout"], opts["stderr"])
         consumer = Consumer(conn, bool(self.record["Config"].get("Tty")), stdout=streams[0],
                             stderr=streams[1], lines=True, timestamps=opts["timestamps"],
-                            selection=Selection(*streams, since, until))
+                            selection=Selection(*streams, since, until),
+                            chunked=opts["chunked"])
         self._replay(consumer, Selection(*streams, since, until, int(tail)),
                      opts["follow"] and self._state["Running"])
 
@@ -599,6 +613,8 @@ class ContainerWorker(pykka.ThreadingActor):
                 if live:
                     hub.follow(cid, consumer, log_file, offset, runs_seen)
                     return
+                if consumer.chunked:
+                    conn.sendall(LAST_CHUNK)
             except OSError:
                 pass
             finally:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import io
+import itertools
 import os
+import queue
 import secrets
 import signal
 import tarfile
@@ -142,13 +145,6 @@ class FifoReader:
         os.close(self._fd)
 
 
-def next_exit(events: Any, container_id: str) -> Event:
-    for event in events:
-        if event.payload.container_id == container_id:
-            return event
-    raise AssertionError("the event stream ended before the task exited")
-
-
 def test_version_is_the_installed_daemon(ctrd: Containerd) -> None:
     assert ctrd.version().startswith("1.")
 
@@ -269,10 +265,24 @@ def test_task_runs_echo_and_reports_its_exit(ctrd: Containerd, tmp_path: Path) -
     ctrd.create_container(
         container_id, "busybox", runc_spec(["/bin/busybox", "echo", "hi"]), container_id
     )
-    stdout, stderr = FifoReader(tmp_path / "stdout"), FifoReader(tmp_path / "stderr")
-    events = ctrd.subscribe(['topic=="/tasks/exit"'])
+    # containerd registers a subscriber some time after the call: label updates are
+    # made until one comes back, which shows the subscription is live (no exit missed).
+    events = ctrd.subscribe(['topic=="/tasks/exit"', 'topic=="/containers/update"'])
     watchdog = threading.Timer(60, events.cancel)
     watchdog.start()
+    seen: queue.SimpleQueue[Event] = queue.SimpleQueue()
+
+    def collect() -> None:
+        for event in events:
+            seen.put(event)
+
+    threading.Thread(target=collect, daemon=True).start()
+    for attempt in itertools.count():
+        ctrd.update_container_labels(container_id, {"probe": str(attempt)})
+        with contextlib.suppress(queue.Empty):
+            if seen.get(timeout=0.2).topic == "/containers/update":
+                break
+    stdout, stderr = FifoReader(tmp_path / "stdout"), FifoReader(tmp_path / "stderr")
     try:
         pid = ctrd.create_task(
             container_id,
@@ -286,7 +296,8 @@ def test_task_runs_echo_and_reports_its_exit(ctrd: Containerd, tmp_path: Path) -
         assert ctrd.get_task(container_id) == (pid, "CREATED", 0)
         ctrd.start_task(container_id)
 
-        event = next_exit(events, container_id)
+        event = next(e for e in iter(lambda: seen.get(timeout=30), None)
+                     if e.topic == "/tasks/exit" and e.payload.container_id == container_id)
         assert event.topic == "/tasks/exit" and event.namespace == "pouch"
         assert isinstance(event.payload, task_events.TaskExit)
         assert event.payload.exit_status == 0
