@@ -12,9 +12,7 @@ import queue
 import secrets
 import signal
 import tarfile
-import tempfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,23 +22,9 @@ from google.protobuf import timestamp_pb2
 from pouch.actors.containerd.client import Containerd, Descriptor, Event, rfc3339
 from pouch.proto.containerd.api.events import task_pb2 as task_events
 from pouch.proto.envelope import PouchError
-from pouch.tests.support.containerd import ContainerdHandle, run_containerd
 
 BUSYBOX = Path("/bin/busybox")
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
-
-
-@pytest.fixture(scope="module")
-def containerd() -> Iterator[ContainerdHandle]:
-    with run_containerd(Path(tempfile.mkdtemp(prefix="pc-", dir="/tmp"))) as handle:
-        yield handle
-
-
-@pytest.fixture
-def ctrd(containerd: ContainerdHandle) -> Containerd:
-    client = containerd.client()
-    client.ensure_namespace()
-    return client
 
 
 def unique(prefix: str) -> str:

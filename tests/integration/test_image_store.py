@@ -7,7 +7,6 @@ import hashlib
 import json
 import secrets
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,22 +24,9 @@ from pouch.actors.image.store import (
 )
 from pouch.proto.envelope import PouchError
 from pouch.tests.images import BUSYBOX, build_busybox_tarball
-from pouch.tests.support.containerd import ContainerdHandle, ContainerdProcess, run_containerd
+from pouch.tests.support.containerd import ContainerdProcess
 
 BUSYBOX_NAME = "docker.io/library/busybox:latest"
-
-
-@pytest.fixture(scope="module")
-def containerd() -> Iterator[ContainerdHandle]:
-    with run_containerd(Path(tempfile.mkdtemp(prefix="pc-", dir="/tmp"))) as handle:
-        yield handle
-
-
-@pytest.fixture
-def ctrd(containerd: ContainerdHandle) -> Containerd:
-    client = containerd.client()
-    client.ensure_namespace()
-    return client
 
 
 def busybox_archive(where: Path, tag: str = "busybox:latest") -> tuple[Path, SavedImage]:
