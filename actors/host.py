@@ -73,15 +73,20 @@ class Reply:
 
     def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """Answer with what fn returns, or with the error it raises."""
+        ok, result = self.attempt(fn, *args, **kwargs)
+        if ok:
+            self.send(result)
+
+    def attempt(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[bool, Any]:
+        """Call fn; if it raises, answer with the error. (True, its result) otherwise."""
         try:
-            result = fn(*args, **kwargs)
+            return True, fn(*args, **kwargs)
         except PouchError as exc:
             self.fail(exc)
         except Exception as exc:
             log.exception("%s failed", self.what)
             self.fail(PouchError("internal", f"{self.what}: {type(exc).__name__}: {exc}"))
-        else:
-            self.send(result)
+        return False, None
 
     def run_in_thread(self, fn: Callable[..., Any], *args: Any) -> None:
         """Answer with what fn returns, computed on a thread of its own: for handlers
@@ -126,13 +131,7 @@ def invoke(target: object, call: Call) -> None:
     """Run a declared handler and route its outcome to the reply."""
     handler = getattr(target, call.decl.attr)
     if call.decl.deferred:
-        try:
-            handler(reply=call.reply, **call.args)
-        except PouchError as exc:
-            call.reply.fail(exc)
-        except Exception as exc:
-            log.exception("%s failed", call.reply.what)
-            call.reply.fail(PouchError("internal", f"{call.reply.what}: {exc}"))
+        call.reply.attempt(handler, reply=call.reply, **call.args)  # it answers itself
     else:
         call.reply.run(handler, **call.args)
 

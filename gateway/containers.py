@@ -83,6 +83,15 @@ class Kill:
         resp.status = falcon.HTTP_204
 
 
+class Resize:
+    def __init__(self, calls: ClientPool) -> None:
+        self.calls = calls
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
+        self.calls.container.resize(id=id, height=integer(req, "h", 0), width=integer(req, "w", 0))
+        resp.status = falcon.HTTP_200
+
+
 class Attach:
     """Upgraded to a raw stream; the container actor takes the connection."""
 
@@ -140,6 +149,7 @@ def add_routes(app: falcon.App, calls: ClientPool, config: DaemonConfig) -> None
     app.add_route("/containers/{id}/start", Start(calls))
     app.add_route("/containers/{id}/stop", Stop(calls))
     app.add_route("/containers/{id}/kill", Kill(calls))
+    app.add_route("/containers/{id}/resize", Resize(calls))
     app.add_route("/containers/{id}/attach", Attach(config.handoff_dir))
     app.add_route("/containers/{id}/wait", Wait(config.handoff_dir))
     app.add_route("/containers/{id}/logs", Logs(config.handoff_dir))

@@ -282,6 +282,13 @@ class ContainerActor(ActorBase):
         running. Errors: not_found."""
         self._worker(id).stop_container(reply, timeout)
 
+    @method(idempotent=True)
+    def resize(self, id: str, reply: Reply, height: int = 0, width: int = 0) -> None:
+        """Resize a container's terminal. Errors: not_found, conflict (not running)."""
+        if height < 0 or width < 0 or height > 65535 or width > 65535:
+            raise invalid(f"invalid terminal size {height}x{width}")
+        self._worker(id).resize_container(reply, height, width)
+
     @method(idempotent=False)
     def kill(self, id: str, reply: Reply, signal: str = "SIGKILL") -> None:
         """Send a signal to a container's process. Errors: not_found, conflict, invalid."""

@@ -343,6 +343,17 @@ class ContainerWorker(pykka.ThreadingActor):
             except PouchError as exc:
                 log.warning("killing %s: %s", self.cid, exc.message)
 
+    def resize_container(self, reply: Reply, height: int, width: int) -> None:
+        reply.run(self._resize, height, width)
+
+    def _resize(self, height: int, width: int) -> None:
+        self._check_alive()
+        if not self._state["Running"]:
+            raise conflict(f"Container {self.cid} is not running")
+        if not self.record["Config"].get("Tty"):
+            return  # as dockerd: no terminal, nothing to resize
+        self.env.ctrd.resize_pty(self.cid, width, height)
+
     def kill_container(self, reply: Reply, signal: str) -> None:
         reply.run(self._kill, signal)
 

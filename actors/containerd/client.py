@@ -954,6 +954,12 @@ class Containerd:
         )
         self._call(self._tasks.Kill, request, timeout)
 
+    def resize_pty(self, container_id: str, width: int, height: int, exec_id: str = "",
+                   timeout: float | None = DEFAULT_TIMEOUT) -> None:
+        request = tasks_pb2.ResizePtyRequest(container_id=container_id, exec_id=exec_id,
+                                             width=width, height=height)
+        self._call(self._tasks.ResizePty, request, timeout)
+
     def close_stdin(
         self, container_id: str, exec_id: str = "", timeout: float | None = DEFAULT_TIMEOUT
     ) -> None:

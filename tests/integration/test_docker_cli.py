@@ -160,3 +160,21 @@ def test_metrics_count_what_the_actors_answered(docker, daemon: PouchDaemon):
     assert 'pouch_requests_total{method="list",service="container"}' in text
     assert 'pouch_child_up{child="container"} 1.0' in text
     assert "pouch_request_seconds_bucket" in text
+
+
+def test_an_interactive_terminal_works(daemon: PouchDaemon):
+    import os
+    import shutil
+    import subprocess
+
+    script, docker = shutil.which("script"), shutil.which("docker")
+    if script is None or docker is None:
+        pytest.skip("needs script (util-linux) for a terminal, and the docker CLI")
+    env = {**os.environ, "DOCKER_HOST": daemon.host, "DOCKER_CONFIG": str(daemon.docker_config)}
+    # script gives the CLI a terminal; the shell reads its commands from it.
+    result = subprocess.run(
+        [script, "-qec", f"{docker} run -it --rm busybox sh", "/dev/null"],
+        input="tty; stty size; exit 5\n", capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 5, result.stdout + result.stderr
+    assert "/dev/pts/0" in result.stdout
+    assert "failed to resize" not in result.stdout + result.stderr
