@@ -253,14 +253,16 @@ class Host:
 
     def get(self) -> Any:
         self._owner = threading.get_ident()
-        while not self._envelopes:
+        while True:
+            if self._stopping:
+                self._leave()  # before anything else: the broker stops routing here
+            if self._envelopes:
+                return self._envelopes.popleft()
             if self.actor_ref is not None and not self._stopping:
                 self._pump()
             else:
-                self._leave()
                 select.select([self.fd], [], [])
                 self._read_fd()
-        return self._envelopes.popleft()
 
     # -- any thread ----------------------------------------------------------
 
@@ -427,6 +429,7 @@ def serve(actor_cls: type[ActorBase], config: DaemonConfig,
     returns a function that stops them.
     """
     service = actor_cls.service
+    write_pid(config.pid_path(service))  # before READY: who reads the event may look it up
     calls = ClientPool(config.broker_endpoint)
     metrics = ActorMetrics(service)
     ref = actor_cls.start(ActorContext(service, config, calls, metrics, Faults(config.debug)))
@@ -435,7 +438,6 @@ def serve(actor_cls: type[ActorBase], config: DaemonConfig,
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    write_pid(config.pid_path(service))
     stop_extra = extra(host) if extra else None
     threading.Thread(target=_notify_when_ready, args=(ref,), daemon=True).start()
     start_watchdog(lambda: _answers(ref), stop)

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import docker
 import pytest
 
 from pouch.actors.containerd.client import Containerd
@@ -90,6 +91,15 @@ def test_a_running_container_outlives_the_container_actor(pouchd: PouchDaemon):
     finally:
         follow.kill()
         follow.wait()
+
+    # attach works again: the live output reaches a newly attached client.
+    client = docker.APIClient(base_url=pouchd.host, version="1.41")
+    try:
+        attached = client.attach(name, stream=True, logs=False, demux=True)
+        out, _ = next(attached)
+        assert out is not None and out.startswith(b"line ")
+    finally:
+        client.close()
 
     # wait works again: it answers when the container stops.
     waiter = subprocess.Popen(

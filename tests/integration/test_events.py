@@ -1,0 +1,81 @@
+"""The events service, as a ZeroMQ client of the broker reads it (pouch.proto PROTOCOL.md)."""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pouch.broker.client import Client
+from pouch.proto.envelope import PouchError
+from pouch.tests.images import build_busybox_tarball
+from pouch.tests.support.daemon import PouchDaemon
+
+
+@pytest.fixture
+def calls(daemon: PouchDaemon) -> Iterator[Client]:
+    client = Client(f"ipc://{daemon.run_dir}/broker.sock", timeout=20)
+    yield client
+    client.close()
+
+
+def actions(events: list[dict], cid: str) -> list[str]:
+    return [e["Action"] for e in events if e["Actor"]["ID"] == cid]
+
+
+def test_a_containers_life_is_told_in_events_kept_for_since(docker, calls: Client):
+    started = time.time()
+    name = f"ev-{uuid.uuid4().hex[:8]}"
+    docker("run", "--name", name, "--label", "team=a", "busybox", "true")
+    cid = docker("inspect", "-f", "{{.Id}}", name)
+    docker("rm", name)
+    until = time.time() + 0.5
+    time.sleep(0.6)
+    with calls.stream("system", "events", {"since": started, "until": until,
+                                           "filters": {"type": ["container"]}},
+                      timeout=20) as stream:
+        history = list(stream)
+    assert actions(history, cid) == ["create", "start", "die", "destroy"]
+    die = next(e for e in history if e["Actor"]["ID"] == cid and e["Action"] == "die")
+    assert die["Actor"]["Attributes"]["exitCode"] == "0"
+    assert die["Actor"]["Attributes"]["name"] == name
+    assert die["Actor"]["Attributes"]["team"] == "a"
+    assert die["timeNano"] // 1_000_000_000 == die["time"] >= int(started)
+
+
+def test_live_events_pass_the_filters(docker, calls: Client):
+    name = f"ev-{uuid.uuid4().hex[:8]}"
+    with calls.stream("system", "events", {"filters": {"event": ["die"], "label": ["team=b"]}},
+                      timeout=None) as stream:
+        docker("run", "--rm", "--name", f"{name}-other", "busybox", "true")
+        docker("run", "--rm", "--name", name, "--label", "team=b", "busybox", "true")
+        first = next(iter(stream))
+    assert (first["Action"], first["Actor"]["Attributes"]["name"]) == ("die", name)
+
+
+def test_the_broker_fans_out_actor_events_to_subscribers(daemon: PouchDaemon, calls: Client):
+    with calls.subscribe({"type": ["daemon"], "event": ["actor-ready"]}) as events:
+        # A debug-only fault: the image actor crashes, the supervisor restarts it.
+        calls.call("image", "debug_fault", {"point": "image.load.unpacked", "action": "crash"})
+        daemon.docker_result("load", "-i", str(daemon_tarball(daemon)))
+        ready = next(itertools.islice(events, 1))
+    assert ready["Actor"]["ID"] == "image"
+    assert int(ready["Actor"]["Attributes"]["pid"]) == daemon.pid_of("image")
+
+
+def test_bad_filters_are_refused(calls: Client):
+    with pytest.raises(PouchError) as err, calls.stream(
+            "system", "events", {"filters": {"colour": ["red"]}}, timeout=5) as stream:
+        list(stream)
+    assert err.value.code == "invalid" and "colour" in err.value.message
+
+
+def daemon_tarball(daemon: PouchDaemon) -> Path:
+    path = daemon.base / "ev-image.tar"
+    if not path.exists():
+        build_busybox_tarball(path, tag="ev-image:1", extra_files={"etc/ev": b"x"})
+    return path
