@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pouch.tests.images import build_busybox_tarball
-from pouch.tests.support.daemon import PouchDaemon
+from pouch.tests.support.daemon import PouchDaemon, running
 
 
 @pytest.fixture(scope="session")
@@ -21,13 +21,15 @@ def busybox_tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def daemon(busybox_tarball: Path) -> Iterator[PouchDaemon]:
     """One pouchd for the session, with busybox loaded."""
-    pouchd = PouchDaemon()
-    try:
-        pouchd.start()
-        pouchd.docker("load", "-i", str(busybox_tarball))
+    with running(busybox_tarball) as pouchd:
         yield pouchd
-    finally:
-        pouchd.stop()
+
+
+@pytest.fixture
+def pouchd(busybox_tarball: Path) -> Iterator[PouchDaemon]:
+    """A pouchd of the test's own (--debug: fault points are honoured), busybox loaded."""
+    with running(busybox_tarball) as daemon:
+        yield daemon
 
 
 @pytest.fixture

@@ -1,15 +1,12 @@
-"""Fixtures of the fault tests: a pouchd of each test's own, and a time box."""
+"""Fixtures of the fault tests: a time box (each test's own pouchd: tests/conftest.py)."""
 
 from __future__ import annotations
 
 import signal
 from collections.abc import Iterator
-from pathlib import Path
 from types import FrameType
 
 import pytest
-
-from pouch.tests.support.daemon import PouchDaemon
 
 # No fault test may run longer than this, hung or not; its daemon is stopped anyway.
 TIME_BOX = 120
@@ -28,18 +25,3 @@ def time_box() -> Iterator[None]:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
 
-
-def start_with_busybox(daemon: PouchDaemon, tarball: Path) -> PouchDaemon:
-    daemon.start()
-    daemon.docker("load", "-i", str(tarball))
-    return daemon
-
-
-@pytest.fixture
-def pouchd(busybox_tarball: Path) -> Iterator[PouchDaemon]:
-    """A pouchd (--debug, so fault points are honoured) for this test alone."""
-    daemon = PouchDaemon()
-    try:
-        yield start_with_busybox(daemon, busybox_tarball)
-    finally:
-        daemon.stop()

@@ -12,9 +12,8 @@ from docker.errors import APIError
 
 from pouch.actors.supervisor.policy import MAX_RESTARTS, WINDOW
 from pouch.tests.faults.checks import docker_api
-from pouch.tests.faults.conftest import start_with_busybox
 from pouch.tests.faults.tree import BrokerView, alive, broker, kill, until
-from pouch.tests.support.daemon import PouchDaemon
+from pouch.tests.support.daemon import PouchDaemon, running
 
 GIVE_UP_WITHIN = 20.0
 AT_ONCE = 1.0
@@ -101,13 +100,9 @@ def test_an_actor_that_keeps_dying_is_left_down_and_the_rest_serves(pouchd: Pouc
 
 
 def test_pouchd_serves_degraded_when_an_actor_crashes_at_every_start(busybox_tarball: Path):
-    daemon = FaultyDaemon("container.restore=crash")
-    try:
-        start_with_busybox(daemon, busybox_tarball)
+    with running(busybox_tarball, FaultyDaemon("container.restore=crash")) as daemon:
         container, _ = wait_given_up(daemon, "container")
         assert "status 70" in str(container["last_exit"]), container
         crashes = re.findall(r"container\[\d+\] ERROR pouch\.faults", daemon.log_tail(10_000))
         assert len(crashes) == MAX_RESTARTS + 1
         check_left_down_and_the_rest_serves(daemon)
-    finally:
-        daemon.stop()

@@ -8,28 +8,16 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import docker
-import pytest
 
 from pouch.actors.containerd.client import Containerd
 from pouch.actors.image.store import image_rootfs_chain
 from pouch.tests.support.daemon import PouchDaemon
 
 COUNTER = "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.1; done"
-
-
-@pytest.fixture
-def pouchd(busybox_tarball: Path) -> Iterator[PouchDaemon]:
-    daemon = PouchDaemon()
-    try:
-        daemon.start()
-        daemon.docker("load", "-i", str(busybox_tarball))
-        yield daemon
-    finally:
-        daemon.stop()
 
 
 def unique(prefix: str) -> str:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,18 @@ class DockerError(Exception):
         self.code = code
         self.stdout = stdout
         self.stderr = stderr
+
+
+@contextlib.contextmanager
+def running(tarball: Path, daemon: PouchDaemon | None = None) -> Iterator[PouchDaemon]:
+    """A started pouchd with the image of `tarball` loaded; stopped (and cleaned) after."""
+    daemon = daemon or PouchDaemon()
+    try:
+        daemon.start()
+        daemon.docker("load", "-i", str(tarball))
+        yield daemon
+    finally:
+        daemon.stop()
 
 
 class PouchDaemon:
