@@ -8,7 +8,11 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(containerd runc iptables busybox-static ca-certificates)
 PYTHON=${PYTHON:-python3}
 extras=""
-[ "${1:-}" = "--test" ] && extras="[test]"
+if [ "${1:-}" = "--test" ]; then
+  extras="[test]"
+  # The tests verify the systemd units (systemd-analyze) and drive a terminal (script).
+  APT_PACKAGES+=(systemd bsdutils)
+fi
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
