@@ -4,42 +4,37 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 KIB = 1024
 MIB = 1024 * 1024
 
 
-def cpu_ns(pid: int) -> int:
-    """CPU time of every thread of `pid` so far, in ns (schedstat, not 10 ms ticks)."""
-    total = 0
+def _sum_over_threads(pid: int, read: Callable[[Path], int]) -> int:
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
         return 0
+    total = 0
     for task in tasks:
         try:
-            total += int((task / "schedstat").read_text().split()[0])
+            total += read(task)
         except (OSError, ValueError, IndexError):
             continue  # a thread that ended meanwhile
     return total
 
 
+def cpu_ns(pid: int) -> int:
+    """CPU time of every thread of `pid` so far, in ns (schedstat, not 10 ms ticks)."""
+    return _sum_over_threads(pid, lambda task: int((task / "schedstat").read_text().split()[0]))
+
+
 def context_switches(pid: int) -> int:
     """Voluntary and involuntary context switches of every thread of `pid` so far."""
-    total = 0
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except OSError:
-        return 0
-    for task in tasks:
-        try:
-            for line in (task / "status").read_text().splitlines():
-                if "ctxt_switches:" in line:
-                    total += int(line.split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-    return total
+    return _sum_over_threads(pid, lambda task: sum(
+        int(line.split()[1]) for line in (task / "status").read_text().splitlines()
+        if "ctxt_switches:" in line))
 
 
 def cmdline(pid: int) -> list[str]:
