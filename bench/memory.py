@@ -28,8 +28,9 @@ from typing import Any
 from pouch.bench.common import MS, parser, ratio, run_main, summarize, table, write_json
 from pouch.bench.importprobe import ROLES
 from pouch.bench.pouchd import load_busybox, pouchd
-from pouch.bench.procfs import MIB, children_of, cmdline, descendants, mappings, memory
+from pouch.bench.procfs import MIB, children_of, descendants, mappings, memory
 from pouch.tests.support.daemon import PouchDaemon
+from pouch.tests.support.procs import cmdline
 
 TARGET_MIB = 150
 DOCKERD_IDLE_MIB = 75  # dockerd 20.10 idle, from the issue

@@ -37,14 +37,6 @@ def context_switches(pid: int) -> int:
         if "ctxt_switches:" in line))
 
 
-def cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-
-
 def children_of(pid: int) -> list[int]:
     """Direct children, from every thread's children list."""
     found: list[int] = []

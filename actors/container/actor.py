@@ -324,6 +324,8 @@ class ContainerActor(ActorBase):
              timestamps: bool = False, tail: str = "all", since: str = "",
              until: str = "", chunked: bool = False) -> None:
         """Write a container's log to a handed-over connection. Errors: not_found, invalid."""
+        if not (stdout or stderr):
+            raise invalid("Bad parameters: you must choose at least one stream")
         self._worker(id).logs_container(reply, conn, {
             "preamble": preamble, "follow": follow, "stdout": stdout, "stderr": stderr,
             "timestamps": timestamps, "tail": tail, "since": since, "until": until,

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import pykka
 
@@ -47,6 +47,7 @@ from pouch.proto.envelope import PouchError, conflict, invalid, not_found
 from pouch.proto.handoff import LAST_CHUNK, chunk
 
 log = logging.getLogger("pouch.container")
+T = TypeVar("T")
 
 OWNER_LABEL = "io.pouch.container"
 CGROUP_PARENT = "/pouch"
@@ -97,6 +98,16 @@ def parse_signal(value: str | int) -> int:
         if hasattr(signals.Signals, name):
             return int(signals.Signals[name])
     raise invalid(f"Invalid signal: {value}")
+
+
+def unless_gone(step: Callable[[], T]) -> T | None:
+    """What `step` returns, or None when what it acts on is gone already (not_found)."""
+    try:
+        return step()
+    except PouchError as exc:
+        if exc.code != "not_found":
+            raise
+        return None
 
 
 class ContainerWorker(pykka.ThreadingActor):
@@ -189,10 +200,9 @@ class ContainerWorker(pykka.ThreadingActor):
         for undo in (lambda: self.env.ctrd.delete_container(self.cid),
                      lambda: self.env.ctrd.remove(self.cid)):
             try:
-                undo()
+                unless_gone(undo)
             except PouchError as exc:
-                if exc.code != "not_found":
-                    log.warning("cleaning up a failed create of %s: %s", self.cid, exc.message)
+                log.warning("cleaning up a failed create of %s: %s", self.cid, exc.message)
         self.env.meta.remove(self.cid)
         self._abandon()
 
@@ -269,11 +279,7 @@ class ContainerWorker(pykka.ThreadingActor):
             raise conflict(f"container {self.cid} is dead: {state['Error']}; remove it")
         ctrd = self.env.ctrd
         self._cancel_restart()
-        try:
-            ctrd.delete_task(self.cid)  # a stopped task of an earlier run
-        except PouchError as exc:
-            if exc.code != "not_found":
-                raise
+        unless_gone(lambda: ctrd.delete_task(self.cid))  # a stopped task of an earlier run
         fifos = self._open_io()
         try:
             mounts = ctrd.mounts(self.cid)
@@ -389,11 +395,11 @@ class ContainerWorker(pykka.ThreadingActor):
     def _handle_exit(self, status: int, exited_at: str) -> None:
         try:
             # Deleting the task makes the shim flush the rest of the output first.
-            exit_info = self.env.ctrd.delete_task(self.cid)
-            status, exited_at = exit_info.exit_status, exit_info.exited_at or exited_at
+            exit_info = unless_gone(lambda: self.env.ctrd.delete_task(self.cid))
+            if exit_info is not None:
+                status, exited_at = exit_info.exit_status, exit_info.exited_at or exited_at
         except PouchError as exc:
-            if exc.code != "not_found":
-                log.warning("deleting the task of %s: %s", self.cid, exc.message)
+            log.warning("deleting the task of %s: %s", self.cid, exc.message)
         if self._drained is not None and not self._drained.wait(DRAIN_TIMEOUT):
             log.warning("output of %s did not end within %.0f s", self.cid, DRAIN_TIMEOUT)
             self.env.hub.forget(self.cid)
@@ -494,11 +500,7 @@ class ContainerWorker(pykka.ThreadingActor):
         for step in (lambda: ctrd.delete_task(self.cid),
                      lambda: self.env.faults.hit("container.remove.task_deleted"),
                      lambda: ctrd.delete_container(self.cid), lambda: ctrd.remove(self.cid)):
-            try:
-                step()
-            except PouchError as exc:
-                if exc.code != "not_found":
-                    raise
+            unless_gone(step)
         self.env.hub.forget(self.cid)
         fifo_dir = self.env.fifo_root / self.cid
         for fifo in fifo_dir.glob("*"):

@@ -382,6 +382,15 @@ class Containerd:
         except grpc.RpcError as err:
             raise self._error(err) from err
 
+    def _find(self, method: Any, request: Any, timeout: float | None) -> Any:
+        """A lookup's response, or None when containerd has no such thing."""
+        try:
+            return self._call(method, request, timeout)
+        except PouchError as err:
+            if err.code == "not_found":
+                return None
+            raise
+
     def _stream(self, method: Any, request: Any, timeout: float | None) -> Iterator[Any]:
         try:
             yield from method(request, timeout=timeout, metadata=self._metadata())
@@ -541,15 +550,8 @@ class Containerd:
         )
 
     def blob_info(self, digest: str, timeout: float | None = DEFAULT_TIMEOUT) -> BlobInfo | None:
-        try:
-            response = self._call(
-                self._content.Info, content_pb2.InfoRequest(digest=digest), timeout
-            )
-        except PouchError as err:
-            if err.code == "not_found":
-                return None
-            raise
-        return _blob_info(response.info)
+        response = self._find(self._content.Info, content_pb2.InfoRequest(digest=digest), timeout)
+        return None if response is None else _blob_info(response.info)
 
     def update_blob_labels(
         self,
@@ -614,13 +616,8 @@ class Containerd:
         return self.update_image(name, target, labels, timeout)
 
     def get_image(self, name: str, timeout: float | None = DEFAULT_TIMEOUT) -> ImageRecord | None:
-        try:
-            response = self._call(self._images.Get, images_pb2.GetImageRequest(name=name), timeout)
-        except PouchError as err:
-            if err.code == "not_found":
-                return None
-            raise
-        return _image_record(response.image)
+        response = self._find(self._images.Get, images_pb2.GetImageRequest(name=name), timeout)
+        return None if response is None else _image_record(response.image)
 
     def list_images(
         self, filters: Iterable[str] | None = None, timeout: float | None = DEFAULT_TIMEOUT
@@ -718,13 +715,8 @@ class Containerd:
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> SnapshotInfo | None:
         request = snapshots_pb2.StatSnapshotRequest(snapshotter=snapshotter, key=key)
-        try:
-            response = self._call(self._snapshots.Stat, request, timeout)
-        except PouchError as err:
-            if err.code == "not_found":
-                return None
-            raise
-        return _snapshot_info(response.info)
+        response = self._find(self._snapshots.Stat, request, timeout)
+        return None if response is None else _snapshot_info(response.info)
 
     def usage(
         self,
@@ -865,13 +857,8 @@ class Containerd:
     ) -> ContainerRecord | None:
         """The container, or None when containerd has no such container."""
         request = containers_pb2.GetContainerRequest(id=container_id)
-        try:
-            response = self._call(self._containers.Get, request, timeout)
-        except PouchError as err:
-            if err.code == "not_found":
-                return None
-            raise
-        return _container_record(response.container)
+        response = self._find(self._containers.Get, request, timeout)
+        return None if response is None else _container_record(response.container)
 
     def list_containers(
         self, filters: Iterable[str] | None = None, timeout: float | None = DEFAULT_TIMEOUT
@@ -977,12 +964,10 @@ class Containerd:
         self, container_id: str, timeout: float | None = DEFAULT_TIMEOUT
     ) -> TaskState | None:
         request = tasks_pb2.GetRequest(container_id=container_id)
-        try:
-            process = self._call(self._tasks.Get, request, timeout).process
-        except PouchError as err:
-            if err.code == "not_found":
-                return None
-            raise
+        response = self._find(self._tasks.Get, request, timeout)
+        if response is None:
+            return None
+        process = response.process
         return TaskState(
             int(process.pid), task_pb2.Status.Name(process.status), process.exit_status
         )

@@ -20,17 +20,10 @@ from pouch.tests.faults.checks import (
     names_actor,
     wait_restored,
 )
-from pouch.tests.faults.tree import (
-    BrokerView,
-    alive,
-    kill,
-    kill_while_busy,
-    stopped,
-    until,
-    watch_replacement,
-)
+from pouch.tests.faults.tree import BrokerView, kill, kill_while_busy, until, watch_replacement
 from pouch.tests.faults.workload import Workload
 from pouch.tests.support.daemon import PouchDaemon
+from pouch.tests.support.procs import alive, stopped
 
 # The broker drops an actor after 3 missed heartbeats of 250 ms (broker/router.py),
 # checked at each of its beats: within a second of the actor's last one.

@@ -18,16 +18,10 @@ from pouch.tests.faults.checks import (
     quiet_call,
     wait_restored,
 )
-from pouch.tests.faults.tree import (
-    BrokerView,
-    alive,
-    children_of,
-    kill,
-    kill_while_busy,
-    until,
-)
+from pouch.tests.faults.tree import BrokerView, kill, kill_while_busy, until
 from pouch.tests.faults.workload import Request, Workload
 from pouch.tests.support.daemon import PouchDaemon
+from pouch.tests.support.procs import alive, children_of
 
 ACTORS = ("system", "image", "container")
 BACK_WITHIN = 15.0

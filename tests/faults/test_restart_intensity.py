@@ -12,8 +12,9 @@ from docker.errors import APIError
 
 from pouch.actors.supervisor.policy import MAX_RESTARTS, WINDOW
 from pouch.tests.faults.checks import docker_api
-from pouch.tests.faults.tree import BrokerView, alive, broker, kill, until
+from pouch.tests.faults.tree import BrokerView, broker, kill, until
 from pouch.tests.support.daemon import PouchDaemon, running
+from pouch.tests.support.procs import alive
 
 GIVE_UP_WITHIN = 20.0
 AT_ONCE = 1.0

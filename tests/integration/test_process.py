@@ -11,35 +11,23 @@ from pathlib import Path
 
 from pouch.tests.support.containerd import shims_of
 from pouch.tests.support.daemon import PouchDaemon
+from pouch.tests.support.procs import alive, cmdline, pids
 
 STOP_WITHIN = 10.0
 CHILDREN = ("pouchd", "broker", "containerd", "system", "image", "container", "gateway")
 TICKER = "i=0; while true; do echo tick$i; i=$((i+1)); sleep 0.2; done"
 
 
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def containerds_under(base: Path) -> list[int]:
     """Pids of containerd daemons whose --config file lives under `base`."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = [a.decode() for a in (entry / "cmdline").read_bytes().split(b"\0") if a]
-        except OSError:
-            continue
+    for pid in pids():
+        argv = cmdline(pid)
         if not argv or Path(argv[0]).name != "containerd":
             continue
         for flag, value in itertools.pairwise(argv):
             if flag in ("--config", "-c") and Path(value).is_relative_to(base):
-                found.append(int(entry.name))
+                found.append(pid)
     return found
 
 

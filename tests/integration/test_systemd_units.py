@@ -34,6 +34,7 @@ import pytest
 
 from pouch.tests.support.containerd import mounts_under, require_containerd, shims_of
 from pouch.tests.support.daemon import CLOSED_PROXY, PouchDaemon
+from pouch.tests.support.procs import alive
 
 REPO = Path(__file__).resolve().parents[2]
 RENDER = REPO / "deploy" / "systemd" / "render.py"
@@ -461,14 +462,6 @@ def deployment(rendered_units: Path, base: Path, busybox_tarball: Path) -> Itera
             print(systemd.logs())  # pytest shows it when the test fails
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def test_units_run_the_daemon_and_stop_clean(deployment: Deployment):
     systemd, daemon = deployment.systemd, deployment.daemon
     assert daemon.docker("run", "--rm", "busybox", "echo", "hi") == "hi"
@@ -511,7 +504,7 @@ def test_containers_outlive_a_restart_of_the_supervisor_unit(deployment: Deploym
     # The actors Require= the supervisor: systemd restarts them with it.
     assert ended == dict.fromkeys(reversed(DESIGN_ORDER[1:5]), "clean"), systemd.logs()
     assert daemon.pid_of("containerd") != old_containerd
-    assert [pid for pid in shims if _alive(pid)] == shims
+    assert [pid for pid in shims if alive(pid)] == shims
     assert daemon.inspect("survivor")["State"]["Running"] is True
     daemon.docker("rm", "-f", "survivor")
     assert systemd.stop_all() == dict.fromkeys(reversed(DESIGN_ORDER), "clean"), systemd.logs()

@@ -28,6 +28,7 @@ import pytest
 from pouch.actors.containerd.client import Containerd
 from pouch.actors.containerd.config import render_config, write_config
 from pouch.proto.envelope import PouchError
+from pouch.tests.support.procs import alive, cmdline, pids
 
 CONTAINERD: Final = Path("/usr/bin/containerd")
 SHIM: Final = "containerd-shim-runc-v2"
@@ -50,27 +51,10 @@ def require_containerd() -> None:
         pytest.skip("runc is not installed")
 
 
-def _read_cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    # A zombie has exited; only its parent's wait is missing.
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def _wait_gone(pids: list[int], timeout: float) -> list[int]:
     deadline = time.monotonic() + timeout
     while pids and time.monotonic() < deadline:
-        pids = [pid for pid in pids if _alive(pid)]
+        pids = [pid for pid in pids if alive(pid)]
         if pids:
             time.sleep(0.05)
     return pids
@@ -79,15 +63,13 @@ def _wait_gone(pids: list[int], timeout: float) -> list[int]:
 def shims_of(address: Path) -> list[int]:
     """Pids of the runc shims that serve the containerd listening on `address`."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        argv = _read_cmdline(int(entry.name))
+    for pid in pids():
+        argv = cmdline(pid)
         if not argv or Path(argv[0]).name != SHIM:
             continue
         for flag, value in itertools.pairwise(argv):
             if flag in ("-address", "--address") and value == str(address):
-                found.append(int(entry.name))
+                found.append(pid)
                 break
     return found
 

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from pouch.tests.support.containerd import mounts_under, require_containerd, shims_of, unmount_all
+from pouch.tests.support.procs import cmdline, pids
 
 CLOSED_PROXY = "http://127.0.0.1:9"
 START_TIMEOUT = 60.0
@@ -152,17 +153,10 @@ class PouchDaemon:
 
     def leftovers(self) -> list[int]:
         """Pids of processes that still name this daemon's folder (shims aside)."""
-        mine = str(self.base).encode()
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) == os.getpid():
-                continue
-            try:
-                if mine in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-        return [p for p in found if p not in shims_of(self.containerd_socket)]
+        mine = str(self.base)
+        shims = shims_of(self.containerd_socket)
+        return [pid for pid in pids()
+                if pid not in shims and any(mine in arg for arg in cmdline(pid))]
 
     def cleanup(self) -> None:
         for pid in self.leftovers() + shims_of(self.containerd_socket):

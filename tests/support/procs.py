@@ -1,0 +1,50 @@
+"""What /proc says about processes, for tests and benchmarks that watch pouch's tree."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def pids() -> Iterator[int]:
+    """Every process but this one."""
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != me:
+            yield int(entry.name)
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first); None if gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def alive(pid: int) -> bool:
+    """Running or stopped; a zombie has exited (only its parent's wait is missing)."""
+    fields = _stat(pid)
+    return fields is not None and fields[0] not in ("Z", "X")
+
+
+def stopped(pid: int) -> bool:
+    """Stopped by a signal (state T)."""
+    fields = _stat(pid)
+    return fields is not None and fields[0] == "T"
+
+
+def children_of(parent: int) -> list[int]:
+    """Living direct children of `parent`."""
+    return sorted(pid for pid in pids()
+                  if (fields := _stat(pid)) and int(fields[1]) == parent
+                  and fields[0] not in ("Z", "X"))
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
