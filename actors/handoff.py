@@ -2,8 +2,9 @@
 
 One thread owns the listening socket. Each hand-off is validated against
 the method's declaration like a broker request, then runs on the service's
-actor with `conn` (the client's socket) and a reply that answers the
-gateway: ok once the actor has taken the connection, or an error.
+actor with `conn`, a `StreamSession` over the client's socket that writes the
+response the gateway described, and a reply that answers the gateway: ok
+once the actor has taken the connection, or an error.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from pouch.actors.host import Host, Reply
 from pouch.proto import envelope as env
 from pouch.proto.handoff import receive, socket_path
+from pouch.proto.stream import StreamSession, StreamSpec
 
 log = logging.getLogger("pouch.handoff")
 
@@ -79,11 +81,12 @@ class HandoffListener:
             args = dict(message.get("args") or {})
             try:
                 checked = decl.validate(self.host.service, args)
+                spec = StreamSpec.from_wire(message.get("stream"))
             except env.PouchError as exc:
                 conn.close()
                 reply.fail(exc)
                 return
-            self.host.dispatch_with_conn(decl, checked, conn, reply)
+            self.host.dispatch_with_conn(decl, checked, StreamSession(conn, spec), reply)
 
 
 def _answer_on(link: socket.socket) -> Callable[[bytes, bool, int], None]:

@@ -25,7 +25,6 @@ from typing import Any, ClassVar
 import pykka
 import zmq
 
-from pouch.actors.contract import Declaration, collect, method
 from pouch.actors.faults import Faults
 from pouch.actors.metrics import ActorMetrics
 from pouch.actors.sdnotify import notify, start_watchdog
@@ -34,7 +33,11 @@ from pouch.broker.client import ClientPool
 from pouch.broker.router import HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS
 from pouch.proto import envelope as env
 from pouch.proto.config import DaemonConfig
+from pouch.proto.contract import Declaration, collect, method
+from pouch.proto.docker import event
 from pouch.proto.envelope import PouchError
+from pouch.proto.shapes import MetricFamilies
+from pouch.proto.stubs import Calls
 
 log = logging.getLogger("pouch.host")
 
@@ -122,9 +125,32 @@ class ActorContext:
 
     service: str
     config: DaemonConfig
-    calls: ClientPool
+    pool: ClientPool  # for what the stubs cannot name (a service known only at run time)
+    calls: Calls      # the other services' methods, typed
     metrics: ActorMetrics
     faults: Faults
+
+
+@dataclass(frozen=True)
+class Job:
+    """A call on an ObjectActor whose handler answers `reply` itself, now or later."""
+
+    handler: Callable[..., None]  # an ObjectActor method taking (reply, *args)
+    reply: Reply
+    args: tuple[Any, ...] = ()
+
+
+class ObjectActor(pykka.ThreadingActor):
+    """A per-object actor (one per container, say): operations on one object run in
+    order on its thread while other objects proceed. Told Jobs, never asked: an
+    exception its handler raises answers the job's reply, so no answer is lost
+    in a future nobody reads."""
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Job):
+            message.reply.attempt(message.handler, self, message.reply, *message.args)
+            return None
+        return super().on_receive(message)
 
 
 def invoke(target: object, call: Call) -> None:
@@ -166,14 +192,14 @@ class ActorBase(pykka.ThreadingActor):
         log.warning("%s: unexpected message %r", self.service, message)
         return None
 
-    @method(idempotent=True)
-    def metrics(self) -> list[dict[str, Any]]:
+    @method(idempotent=True, timeout=2.0)
+    def metrics(self) -> MetricFamilies:
         """This actor process's figures (a snapshot: see pouch.actors.metrics)."""
         return self.ctx.metrics.snapshot()
 
-    @method(idempotent=False)
+    @method(idempotent=False, errors=("invalid",))
     def debug_fault(self, point: str, action: str = "crash", once: bool = True) -> None:
-        """Arm a fault (crash or hang) at a named point; pouchd --debug only. Errors: invalid."""
+        """Arm a fault (crash or hang) at a named point; pouchd --debug only."""
         if not self.ctx.faults.enabled:
             raise env.invalid("fault injection needs pouchd --debug")
         try:
@@ -184,12 +210,7 @@ class ActorBase(pykka.ThreadingActor):
     def publish(self, etype: str, action: str, actor_id: str,
                 attributes: dict[str, str] | None = None) -> None:
         """Publish one event in Docker's shape."""
-        now = time.time_ns()
-        host_of(self.actor_ref).publish({
-            "Type": etype, "Action": action, "scope": "local",
-            "Actor": {"ID": actor_id, "Attributes": attributes or {}},
-            "time": now // 1_000_000_000, "timeNano": now,
-        })
+        host_of(self.actor_ref).publish(dict(event(etype, action, actor_id, attributes)))
 
 
 class Host:
@@ -432,7 +453,8 @@ def serve(actor_cls: type[ActorBase], config: DaemonConfig,
     write_pid(config.pid_path(service))  # before READY: who reads the event may look it up
     calls = ClientPool(config.broker_endpoint)
     metrics = ActorMetrics(service)
-    ref = actor_cls.start(ActorContext(service, config, calls, metrics, Faults(config.debug)))
+    ref = actor_cls.start(ActorContext(service, config, calls, Calls(calls), metrics,
+                                       Faults(config.debug)))
     host = host_of(ref)
     host.attach(ref, service, actor_cls.contract, config.broker_endpoint, metrics=metrics)
     stop = threading.Event()

@@ -12,28 +12,43 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from pouch.actors.contract import method
 from pouch.actors.host import ActorBase, ActorContext, Reply
-from pouch.broker.client import Client
-from pouch.broker.filters import matches
+from pouch.broker.client import follow
+from pouch.proto.contract import method
+from pouch.proto.docker import (
+    API_VERSION,
+    EVENT_FILTERS,
+    MIN_API_VERSION,
+    SNAPSHOTTER,
+    check_filters,
+    event_matches,
+)
 from pouch.proto.envelope import PouchError, invalid
+from pouch.proto.shapes import Event, MetricFamilies, SystemInfo, VersionInfo
 
 if TYPE_CHECKING:
     from pouch.actors.containerd.client import Containerd
 
 log = logging.getLogger("pouch.system")
+T = TypeVar("T")
 HISTORY = 1000  # events kept for `since`
-EVENT_FILTERS = ("container", "daemon", "event", "image", "label", "network", "plugin",
-                 "scope", "type", "volume")
 
 
 @dataclass(frozen=True)
 class Seen:
     event: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Ended:
+    """A live stream's `until` has come."""
+
+    reply: Reply
 
 
 @dataclass
@@ -43,8 +58,6 @@ class Listener:
     until: float
 
 VERSION = "0.1.0"
-API_VERSION = "1.41"
-MIN_API_VERSION = "1.24"
 GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le",
            "s390x": "s390x", "i686": "386"}
 
@@ -112,91 +125,72 @@ class SystemActor(ActorBase):
     def _collect_events(self) -> None:
         """Every published event passes through here, into the history and to listeners."""
         me = self.actor_ref
-        while not self._stopping.is_set():
-            client = Client(self.ctx.config.broker_endpoint)
-            try:
-                with client.subscribe({}) as events:
-                    for event in events:
-                        me.tell(Seen(event))
-            except PouchError as exc:
-                log.debug("event subscription ended (%s); subscribing again", exc.message)
-            finally:
-                client.close()
-            self._stopping.wait(0.1)
+        follow(self.ctx.config.broker_endpoint, {}, lambda event: me.tell(Seen(event)),
+               self._stopping)
 
     def on_message(self, message: Any) -> Any:
         if isinstance(message, Seen):
             self._history.append(message.event)
             self._fan_out(message.event)
+        elif isinstance(message, Ended):
+            message.reply.send(None)  # its `until` has come
+            self._listeners = [x for x in self._listeners if x.reply is not message.reply]
         return None
 
     def _fan_out(self, event: dict[str, Any]) -> None:
-        now = time.time()
         keep = []
         for listener in self._listeners:
-            if listener.until and listener.until <= now:
-                listener.reply.send(None)
+            if listener.reply.cancelled or listener.reply.done:
                 continue
-            if matches(event, listener.filters) and not listener.reply.more(event):
+            if event_matches(event, listener.filters) and not listener.reply.more(event):
                 continue  # the caller is gone
-            if not listener.reply.cancelled:
-                keep.append(listener)
+            keep.append(listener)
         self._listeners = keep
 
-    def _end_listeners(self) -> None:
-        self._fan_out({"Type": "", "Action": "", "time": time.time()})
-
-    @method(idempotent=True, stream=True)
+    @method(idempotent=True, stream=True, returns=Event, errors=("invalid",), timeout=None)
     def events(self, reply: Reply, since: float = 0.0, until: float = 0.0,
                filters: dict[str, list[str]] | None = None) -> None:
         """Events in Docker's shape: those kept since `since` (Unix seconds), then live
-        ones until `until` (0: until the caller cancels). Errors: invalid (filters)."""
-        filters = filters or {}
-        for key in filters:
-            if key not in EVENT_FILTERS:
-                raise invalid(f"invalid filter '{key}'")
+        ones until `until` (0: until the caller cancels)."""
+        filters = check_filters(filters, EVENT_FILTERS)
         if until and since and until < since:
             raise invalid("since must not be after until")
         for event in list(self._history):
             when = event.get("timeNano", 0) / 1e9
             if (since and when < since) or (until and when > until):
                 continue
-            if matches(event, filters):
+            if event_matches(event, filters):
                 reply.more(event)
         if until and until <= time.time():
             reply.send(None)
             return
         self._listeners.append(Listener(reply, filters, until))
         if until:
-            timer = threading.Timer(until - time.time(), self.actor_ref.proxy().end_listeners)
+            timer = threading.Timer(until - time.time(), self.actor_ref.tell, args=(Ended(reply),))
             timer.daemon = True
             timer.start()
 
-    def end_listeners(self) -> None:
-        """Finish the live streams whose `until` has come (a timer calls this)."""
-        self._end_listeners()
-
     # -- metrics -------------------------------------------------------------
 
-    @method(idempotent=True)
+    @method(idempotent=True, returns=str)
     def all_metrics(self, reply: Reply) -> None:
         """The metrics of every live actor process, merged, in Prometheus's text format."""
         reply.run_in_thread(self._all_metrics, self.ctx.metrics.snapshot())
 
-    def _all_metrics(self, own: list[dict[str, Any]]) -> str:
+    def _all_metrics(self, own: MetricFamilies) -> str:
         from pouch.actors.exposition import render  # prometheus_client: this process only
 
         snapshots = [own]
-        calls = self.ctx.calls
+        pool = self.ctx.pool  # every live service, named at run time
         try:
-            services = calls.call("broker", "services", timeout=2.0)
+            services = self.ctx.calls.broker.services()
         except PouchError:
             services = {}
         for name, status in services.items():
-            if name == self.service or not status.get("workers"):
+            if name == self.service or not status["workers"]:
                 continue
             try:
-                snapshots.append(calls.call(name, "metrics", timeout=2.0))
+                snapshots.append(pool.call(name, "metrics", timeout=2.0))
             except PouchError as exc:
                 log.debug("no metrics from %s: %s", name, exc.message)
         return render(snapshots)
@@ -212,12 +206,12 @@ class SystemActor(ActorBase):
             os.replace(tmp, path)
             return engine_id
 
-    @method(idempotent=True)
+    @method(idempotent=True, returns=VersionInfo)
     def version(self, reply: Reply) -> None:
         """The engine's version and its components' (containerd, runc), as /version shows."""
         reply.run_in_thread(self._version)
 
-    def _version(self) -> dict[str, Any]:
+    def _version(self) -> VersionInfo:
         try:
             containerd = self._containerd().version(timeout=2)
         except PouchError:
@@ -239,27 +233,28 @@ class SystemActor(ActorBase):
             "Arch": arch, "KernelVersion": uname.release, "BuildTime": "",
         }
 
-    @method(idempotent=True)
+    @method(idempotent=True, returns=SystemInfo)
     def info(self, reply: Reply) -> None:
         """System-wide information, as /info shows; degraded actors are named in Warnings."""
         reply.run_in_thread(self._info)
 
-    def _info(self) -> dict[str, Any]:
+    def _info(self) -> SystemInfo:
         calls = self.ctx.calls
         warnings: list[str] = []
-        counts = self._ask(calls, "container", "counts", {}, warnings) or {}
-        images = self._ask(calls, "image", "count", {}, warnings) or 0
-        status = self._ask(calls, "supervisor", "status", {}, warnings) or {}
-        degraded = list(status.get("degraded") or [])
+        counts = _ask(calls.container.counts, "container", warnings)
+        images = _ask(calls.image.count, "image", warnings) or 0
+        status = _ask(calls.supervisor.status, "supervisor", warnings)
+        degraded = list(status["degraded"]) if status else []
         warnings += [f"WARNING: the {name} actor is down" for name in degraded]
+        counts = counts or {"total": 0, "running": 0, "paused": 0, "stopped": 0}
         uname = platform.uname()
         cfg = self.ctx.config
         return {
             "ID": self._engine_id, "Name": socket.gethostname(),
-            "Containers": counts.get("total", 0), "ContainersRunning": counts.get("running", 0),
-            "ContainersPaused": counts.get("paused", 0),
-            "ContainersStopped": counts.get("stopped", 0), "Images": images,
-            "Driver": "overlayfs", "DriverStatus": [], "DockerRootDir": str(cfg.home_dir),
+            "Containers": counts["total"], "ContainersRunning": counts["running"],
+            "ContainersPaused": counts["paused"], "ContainersStopped": counts["stopped"],
+            "Images": images,
+            "Driver": SNAPSHOTTER, "DriverStatus": [], "DockerRootDir": str(cfg.home_dir),
             "ServerVersion": VERSION, "OperatingSystem": _os_name(), "OSType": "linux",
             "OSVersion": "", "Architecture": uname.machine, "KernelVersion": uname.release,
             "NCPU": os.cpu_count() or 1, "MemTotal": _mem_total(),
@@ -280,11 +275,12 @@ class SystemActor(ActorBase):
             "Degraded": degraded, "Warnings": warnings,
         }
 
-    @staticmethod
-    def _ask(calls: Any, service: str, name: str, args: dict[str, Any],
-             warnings: list[str]) -> Any:
-        try:
-            return calls.call(service, name, args, timeout=2.0)
-        except PouchError as exc:
-            warnings.append(f"WARNING: {service}: {exc.message}")
-            return None
+
+
+def _ask(question: Callable[[], T], service: str, warnings: list[str]) -> T | None:
+    """The answer, or None with a warning naming the service that did not give one."""
+    try:
+        return question()
+    except PouchError as exc:
+        warnings.append(f"WARNING: {service}: {exc.message}")
+        return None

@@ -29,7 +29,7 @@ CATEGORIES = (
     ("pykka and locks", ("pykka/", "threading.py", "queue.py")),
     ("msgpack", ("msgpack/", "proto/envelope.py")),
     ("metrics", ("prometheus_client/", "actors/metrics.py")),
-    ("contract validation", ("actors/contract.py", "typing.py")),
+    ("contract validation", ("proto/contract.py", "typing.py")),
     ("enum (pyzmq flags)", ("enum.py",)),
     ("broker logic", ("broker/router.py",)),
     ("client logic", ("broker/client.py",)),

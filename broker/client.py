@@ -7,15 +7,18 @@ threads under the pool's lock (a full memory barrier, as ZeroMQ requires).
 Idempotent calls are retried across an actor or broker restart until their
 deadline; the others fail with `unavailable` saying the outcome is unknown.
 Which methods are idempotent is read from the contract the actor declared.
+Callers name methods through the typed stubs of `pouch.proto.stubs`
+(`Calls(pool).container.inspect(id=...)`), which both classes here serve.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import zmq
@@ -24,9 +27,13 @@ from pouch.broker import wire
 from pouch.proto import envelope as env
 from pouch.proto.envelope import PouchError
 
+log = logging.getLogger("pouch.client")
+
 DEFAULT_TIMEOUT = 30.0
 RETRY_PAUSE = 0.05
 _LOST = object()  # the broker connection dropped while waiting
+# `timeout` not given: the client's own default. None: no deadline at all.
+DEFAULT: Any = object()
 
 
 class Client:
@@ -49,11 +56,6 @@ class Client:
         self._ids = itertools.count(int.from_bytes(os.urandom(3), "big"))
         self._contracts: dict[str, dict[str, Any]] = {}
 
-    def __getattr__(self, service: str) -> ServiceProxy:
-        if service.startswith("_"):
-            raise AttributeError(service)
-        return ServiceProxy(self, service)
-
     def close(self) -> None:
         self._sock.disable_monitor()
         self._monitor.close(linger=0)
@@ -62,10 +64,10 @@ class Client:
     # -- calls ---------------------------------------------------------------
 
     def call(self, service: str, method: str, args: dict[str, Any] | None = None,
-             timeout: float | None = None) -> Any:
+             timeout: float | None = DEFAULT) -> Any:
         """Send one request and return its result, or raise PouchError."""
         args = args or {}
-        deadline = time.time() + (self.timeout if timeout is None else timeout)
+        deadline = self._deadline(timeout)
         while True:
             rid = self._send_request(service, method, args, deadline)
             body = self._await(rid, deadline)
@@ -82,25 +84,30 @@ class Client:
                 error = body["error"]
             if not (error.get("retry") and self._idempotent(service, method, deadline)):
                 raise PouchError.from_wire(error)
-            if time.time() + RETRY_PAUSE >= deadline:
+            if deadline and time.time() + RETRY_PAUSE >= deadline:
                 raise PouchError.from_wire(error)
             time.sleep(RETRY_PAUSE)
 
     def stream(self, service: str, method: str, args: dict[str, Any] | None = None,
                timeout: float | None = None) -> Stream:
         """Start a streaming request; iterate the result, close() to cancel it."""
-        deadline = 0.0 if timeout is None else time.time() + timeout
+        deadline = self._deadline(timeout)
         rid = self._send_request(service, method, args or {}, deadline)
         return Stream(self, service, rid, deadline)
 
-    def subscribe(self, filters: dict[str, list[str]] | None = None) -> Stream:
-        """Receive events published from now on that pass the filters."""
+    def subscribe(self, fields: dict[str, list[str]] | None = None) -> Stream:
+        """Receive events published from now on whose fields (paths such as `Type` or
+        `Actor.Attributes.name`) hold one of the values given."""
         rid = next(self._ids)
         wire.send(self._sock, [env.CLIENT, env.SUB, b"",
-                                   env.pack({"id": rid, "filters": filters or {}})])
+                                   env.pack({"id": rid, "fields": fields or {}})])
         return Stream(self, "", rid, 0.0)
 
     # -- internals -----------------------------------------------------------
+
+    def _deadline(self, timeout: float | None) -> float:
+        wait = self.timeout if timeout is DEFAULT else timeout
+        return 0.0 if wait is None else time.time() + wait
 
     def _send_request(self, service: str, method: str, args: dict[str, Any],
                       deadline: float) -> int:
@@ -140,14 +147,16 @@ class Client:
                 # Anything else answers a request we already gave up on.
 
     def _idempotent(self, service: str, method: str, deadline: float) -> bool:
+        """What the service declared, asked of the broker once per service."""
         contract = self._contracts.get(service)
-        while contract is None and time.time() < deadline:
+        until = deadline or time.time() + self.timeout
+        while contract is None and time.time() < until:
             try:
                 contract = self.call("broker", "contract", {"service": service},
-                                     timeout=max(0.05, min(1.0, deadline - time.time())))
+                                     timeout=max(0.05, min(1.0, until - time.time())))
                 self._contracts[service] = contract
             except PouchError:
-                # The restarted actor has not said READY yet: ask again shortly.
+                # A restarted broker knows it once the actor says READY again.
                 time.sleep(RETRY_PAUSE)
         return bool(((contract or {}).get(method) or {}).get("idempotent"))
 
@@ -196,19 +205,6 @@ class Stream:
         self.close()
 
 
-class ServiceProxy:
-    """`client.container.inspect(id=...)`: a call by attribute, as the gateway writes it."""
-
-    def __init__(self, caller: Client | ClientPool, service: str) -> None:
-        self._caller = caller
-        self._service = service
-
-    def __getattr__(self, method: str) -> Any:
-        def call(_timeout: float | None = None, **args: Any) -> Any:
-            return self._caller.call(self._service, method, args, timeout=_timeout)
-        return call
-
-
 class ClientPool:
     """Lends one Client per concurrent caller; sockets are reused, never shared at once."""
 
@@ -220,11 +216,6 @@ class ClientPool:
         self._idle: list[Client] = []
         self._lock = threading.Lock()
         self._closed = False
-
-    def __getattr__(self, service: str) -> ServiceProxy:
-        if service.startswith("_"):
-            raise AttributeError(service)
-        return ServiceProxy(self, service)
 
     def acquire(self) -> Client:
         with self._lock:
@@ -240,7 +231,7 @@ class ClientPool:
         client.close()
 
     def call(self, service: str, method: str, args: dict[str, Any] | None = None,
-             timeout: float | None = None) -> Any:
+             timeout: float | None = DEFAULT) -> Any:
         client = self.acquire()
         try:
             result = client.call(service, method, args, timeout)
@@ -253,9 +244,44 @@ class ClientPool:
         self.release(client)
         return result
 
+    def stream(self, service: str, method: str, args: dict[str, Any] | None = None,
+               timeout: float | None = None) -> Iterator[Any]:
+        """A streaming request on a lent client, given back when the stream ends or is closed."""
+        client = self.acquire()
+        broken = True
+        try:
+            with client.stream(service, method, args, timeout) as items:
+                yield from items
+                broken = False
+        except PouchError:
+            broken = False
+            raise
+        finally:
+            self.release(client, broken)
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
         for client in idle:
             client.close()
+
+
+def follow(endpoint: str, fields: dict[str, list[str]], on_event: Callable[[dict[str, Any]], None],
+           stop: threading.Event) -> None:
+    """Hand every published event that matches `fields` (see Client.subscribe) to
+    `on_event`, subscribing again whenever the broker goes away, until `stop` is set
+    and the next event comes. Blocks: run it on a thread of its own."""
+    while not stop.is_set():
+        client = Client(endpoint)
+        try:
+            with client.subscribe(fields) as events:
+                for event in events:
+                    on_event(event)
+                    if stop.is_set():
+                        return
+        except PouchError as exc:
+            log.debug("event subscription ended (%s); subscribing again", exc.message)
+        finally:
+            client.close()
+        stop.wait(RETRY_PAUSE)

@@ -12,15 +12,16 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
 
 from pouch.broker import wire
-from pouch.broker.filters import matches
+from pouch.broker.service import BrokerService
 from pouch.proto import envelope as env
+from pouch.proto.contract import collect
+from pouch.proto.docker import event
 from pouch.proto.envelope import PouchError
 
 log = logging.getLogger("pouch.broker")
@@ -65,9 +66,28 @@ class Service:
 
 @dataclass
 class Subscription:
+    """Events whose fields hold one of the values given, for every field given.
+
+    Fields are paths into the event map (`Type`, `Actor.Attributes.reason`): the
+    broker matches values, not meanings; Docker's event filters are the events
+    service's (the system actor).
+    """
+
     client: bytes
     rid: int
-    filters: dict[str, list[str]]
+    fields: dict[str, list[str]]
+
+    def wants(self, event: dict[str, Any]) -> bool:
+        for path, values in self.fields.items():
+            value: Any = event
+            for part in path.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            if values and value not in values:
+                return False
+        return True
+
+
+BROKER_CONTRACT = collect(BrokerService)
 
 
 class Broker:
@@ -84,13 +104,7 @@ class Broker:
         self._services: dict[str, Service] = {}
         self._subs: dict[tuple[bytes, int], Subscription] = {}
         self._stopping = False
-        self._internal: dict[str, Callable[..., Any]] = {
-            "ping": lambda: "pong",
-            "services": self._describe_services,
-            "contract": self._contract,
-            "mark_down": self._mark_down,
-            "worker_gone": self._worker_gone,
-        }
+        self._own = BrokerService(self)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -166,7 +180,7 @@ class Broker:
             self._cancel(client, rest[0].decode(), int(env.unpack(rest[1])))
         elif command == env.SUB and len(rest) == 2:
             msg = env.unpack(rest[1])
-            sub = Subscription(client, int(msg["id"]), dict(msg.get("filters") or {}))
+            sub = Subscription(client, int(msg["id"]), dict(msg.get("fields") or {}))
             self._subs[(client, sub.rid)] = sub
 
     def _route(self, req: Queued, service_name: str) -> None:
@@ -309,7 +323,7 @@ class Broker:
     def _publish(self, body: bytes) -> None:
         event = env.unpack(body)
         for key, sub in list(self._subs.items()):
-            if matches(event, sub.filters):
+            if sub.wants(event):
                 reply = env.pack({"id": sub.rid, "ok": True, "result": event, "more": True})
                 if not self._send(sub.client, env.CLIENT, env.REP, b"events", reply):
                     self._subs.pop(key, None)
@@ -317,56 +331,45 @@ class Broker:
     def _publish_daemon(self, action: str, service: str, pid: int, reason: str = "") -> None:
         if not self._subs:
             return
-        now = time.time()
         attributes = {"name": service, "pid": str(pid)}
         if reason:
             attributes["reason"] = reason
-        self._publish(env.pack({
-            "Type": "daemon", "Action": action, "scope": "local",
-            "Actor": {"ID": service, "Attributes": attributes},
-            "time": int(now), "timeNano": int(now * 1e9),
-        }))
+        self._publish(env.pack(event("daemon", action, service, attributes)))
 
     # -- the broker's own service --------------------------------------------
 
-    def _answer_internal(self, client: bytes, rid: int, method: str, args: dict[str, Any]) -> None:
-        handler = self._internal.get(method)
-        if handler is None:
-            self._fail(client, "broker", rid, env.invalid(f"the broker has no method '{method}'"))
-            return
+    def _answer_internal(self, client: bytes, rid: int, method: str, args: Any) -> None:
+        decl = BROKER_CONTRACT.get(method)
         try:
-            result = handler(**args)
-        except TypeError as exc:
-            self._fail(client, "broker", rid, env.invalid(f"broker.{method}: {exc}"))
-            return
+            if decl is None:
+                raise env.invalid(f"the broker has no method '{method}'")
+            result = getattr(self._own, decl.attr)(**decl.validate("broker", args))
         except PouchError as exc:
             self._fail(client, "broker", rid, exc)
             return
         self._send(client, env.CLIENT, env.REP, b"broker", env.ok_reply(rid, result))
 
-    def _describe_services(self) -> dict[str, Any]:
+    def describe_services(self) -> dict[str, Any]:
         return {
             name: {"workers": [{"pid": w.pid, "inflight": len(w.inflight)} for w in s.workers],
                    "queued": len(s.queue), "down": s.down}
             for name, s in self._services.items()
         }
 
-    def _contract(self, service: str) -> dict[str, Any]:
+    def contract_of(self, service: str) -> dict[str, Any]:
         known = self._services.get(service)
         if known is None or not known.contract:
             raise env.not_found(f"no contract known for service '{service}'")
         return known.contract
 
-    def _worker_gone(self, service: str, pid: int) -> bool:
-        """The supervisor saw an actor process exit: drop it now, not after its heartbeats."""
+    def worker_gone(self, service: str, pid: int) -> bool:
         for worker in list(self._workers.values()):
             if worker.service == service and worker.pid == pid:
                 self._remove(worker, "its process exited", "exited")
                 return True
         return False
 
-    def _mark_down(self, service: str, reason: str | None) -> None:
-        """Fail requests at once while the supervisor has given up on a service."""
+    def mark_down(self, service: str, reason: str | None) -> None:
         entry = self._services.setdefault(service, Service(service))
         entry.down = reason
         if reason:

@@ -13,7 +13,8 @@ keepalive = 30
 accesslog = None
 errorlog = "-"
 proc_name = "pouch-gateway"
-# Each worker builds its own app after the fork: ZeroMQ contexts must not cross a fork.
+# The app (and its ZeroMQ context) is built in the worker: a context must not cross
+# a fork. (With one worker, the default, the worker is the whole process.)
 preload_app = False
 # pouchd supervises the gateway itself; gunicorn's control socket would sit in $HOME.
 control_socket_disable = True

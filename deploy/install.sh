@@ -10,9 +10,26 @@ PYTHON=${PYTHON:-python3}
 extras=""
 if [ "${1:-}" = "--test" ]; then
   extras="[test]"
-  # The tests verify the systemd units (systemd-analyze) and drive a terminal (script).
-  APT_PACKAGES+=(systemd bsdutils)
+  # The tests verify the systemd units (systemd-analyze), drive a terminal (script)
+  # and tell their stories with the docker CLI, which Debian ships in docker.io.
+  APT_PACKAGES+=(systemd bsdutils docker.io)
 fi
+
+# docker.io's postinst would start its dockerd, which takes over the host's iptables
+# and /var/run/docker.sock: invoke-rc.d and deb-systemd-invoke ask policy-rc.d first,
+# and 101 means "not now". A policy-rc.d already there is put back afterwards.
+POLICY_RC=/usr/sbin/policy-rc.d
+forbid_service_starts() {
+  if [ -e "$POLICY_RC" ]; then mv "$POLICY_RC" "$POLICY_RC.pouch-saved"; fi
+  printf '#!/bin/sh\nexit 101\n' > "$POLICY_RC"
+  chmod 755 "$POLICY_RC"
+  trap allow_service_starts EXIT
+}
+allow_service_starts() {
+  rm -f "$POLICY_RC"
+  if [ -e "$POLICY_RC.pouch-saved" ]; then mv "$POLICY_RC.pouch-saved" "$POLICY_RC"; fi
+  trap - EXIT
+}
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -27,7 +44,9 @@ if [ ${#missing[@]} -gt 0 ] || ! apt-cache show golang-github-containerd-contain
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}"
+  forbid_service_starts
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  allow_service_starts
 fi
 
 if [ ! -x .venv/bin/python ]; then

@@ -10,9 +10,9 @@ import falcon
 from pouch.broker.client import ClientPool
 from pouch.gateway import containers, errors, images, system
 from pouch.proto.config import DaemonConfig
+from pouch.proto.docker import API_VERSION, MIN_API_VERSION
+from pouch.proto.stubs import Calls
 
-API_VERSION = "1.41"
-MIN_API_VERSION = "1.24"
 _VERSIONED = re.compile(r"^/v(\d+)\.(\d+)(/.*)$")
 
 
@@ -54,13 +54,13 @@ def _page_not_found(req: falcon.Request, resp: falcon.Response, **_: str) -> Non
 
 
 def create_app(config: DaemonConfig, calls: ClientPool | None = None) -> falcon.App:
-    calls = calls or ClientPool(config.broker_endpoint)
+    typed = Calls(calls or ClientPool(config.broker_endpoint))
     app = falcon.App(middleware=[ApiVersion()])
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.auto_parse_qs_csv = False
     errors.register(app)
     app.add_sink(_page_not_found, "/")
-    system.add_routes(app, calls)
-    images.add_routes(app, calls, config)
-    containers.add_routes(app, calls, config)
+    system.add_routes(app, typed)
+    images.add_routes(app, typed, config)
+    containers.add_routes(app, typed, config)
     return app

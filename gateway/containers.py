@@ -6,39 +6,35 @@ from pathlib import Path
 
 import falcon
 
-from pouch.broker.client import ClientPool
-from pouch.gateway.hijack import hijack, stream_head, upgrade_head
-from pouch.gateway.params import filters, flag, integer, json_body
+from pouch.gateway.hijack import Hijacker, StreamRequest
+from pouch.gateway.params import filters, flag, integer, json_body, text
 from pouch.proto.config import DaemonConfig
-
-RAW_STREAM = "application/vnd.docker.raw-stream"
-START_TIMEOUT = 60.0
-STOP_GRACE = 10
+from pouch.proto.stream import JSON, RAW_STREAM, StreamSpec
+from pouch.proto.stubs import Calls, Handoffs
 
 
 class Create:
-    def __init__(self, calls: ClientPool) -> None:
+    def __init__(self, calls: Calls) -> None:
         self.calls = calls
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        created = self.calls.container.create(name=req.get_param("name") or "",
-                                              config=json_body(req))
+        resp.media = self.calls.container.create(name=req.get_param("name") or "",
+                                                 config=json_body(req))
         resp.status = falcon.HTTP_201
-        resp.media = created
 
 
 class List:
-    def __init__(self, calls: ClientPool) -> None:
+    def __init__(self, calls: Calls) -> None:
         self.calls = calls
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = self.calls.container.list(
-            all=flag(req, "all"), limit=integer(req, "limit", -1), size=flag(req, "size"),
+            all=flag(req, "all"), limit=integer(req, "limit"), size=flag(req, "size"),
             filters=filters(req))
 
 
 class Inspect:
-    def __init__(self, calls: ClientPool) -> None:
+    def __init__(self, calls: Calls) -> None:
         self.calls = calls
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
@@ -46,7 +42,7 @@ class Inspect:
 
 
 class Item:
-    def __init__(self, calls: ClientPool) -> None:
+    def __init__(self, calls: Calls) -> None:
         self.calls = calls
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
@@ -55,40 +51,38 @@ class Item:
 
 
 class Start:
-    def __init__(self, calls: ClientPool) -> None:
+    def __init__(self, calls: Calls) -> None:
         self.calls = calls
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
-        changed = self.calls.container.start(id=id, _timeout=START_TIMEOUT)
+        changed = self.calls.container.start(id=id)
         resp.status = falcon.HTTP_204 if changed else falcon.HTTP_304
 
 
 class Stop:
-    def __init__(self, calls: ClientPool) -> None:
+    def __init__(self, calls: Calls) -> None:
         self.calls = calls
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
-        grace = integer(req, "t")
-        changed = self.calls.container.stop(
-            id=id, timeout=grace, _timeout=(grace if grace is not None else STOP_GRACE) + 30)
+        changed = self.calls.container.stop(id=id, timeout=integer(req, "t"))
         resp.status = falcon.HTTP_204 if changed else falcon.HTTP_304
 
 
 class Kill:
-    def __init__(self, calls: ClientPool) -> None:
+    def __init__(self, calls: Calls) -> None:
         self.calls = calls
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
-        self.calls.container.kill(id=id, signal=req.get_param("signal") or "SIGKILL")
+        self.calls.container.kill(id=id, signal=text(req, "signal"))
         resp.status = falcon.HTTP_204
 
 
 class Resize:
-    def __init__(self, calls: ClientPool) -> None:
+    def __init__(self, calls: Calls) -> None:
         self.calls = calls
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
-        self.calls.container.resize(id=id, height=integer(req, "h", 0), width=integer(req, "w", 0))
+        self.calls.container.resize(id=id, height=integer(req, "h"), width=integer(req, "w"))
         resp.status = falcon.HTTP_200
 
 
@@ -96,15 +90,15 @@ class Attach:
     """Upgraded to a raw stream; the container actor takes the connection."""
 
     def __init__(self, handoff_dir: Path) -> None:
-        self.handoff_dir = handoff_dir
+        self.handoffs = Handoffs(Hijacker(handoff_dir))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         upgrade = "upgrade" in (req.get_header("Connection") or "").lower()
-        head = upgrade_head(RAW_STREAM) if upgrade else stream_head(RAW_STREAM)
-        hijack(req, self.handoff_dir, "container", "attach", {
-            "id": id, "stream": flag(req, "stream"), "logs": flag(req, "logs"),
-            "stdin": flag(req, "stdin"), "stdout": flag(req, "stdout"),
-            "stderr": flag(req, "stderr"), "preamble": head, "chunked": not upgrade})
+        spec = StreamSpec("upgrade" if upgrade else "chunked", RAW_STREAM)
+        self.handoffs.container.attach(
+            StreamRequest(req, spec), id=id, stream=flag(req, "stream"),
+            logs=flag(req, "logs"), stdin=flag(req, "stdin"), stdout=flag(req, "stdout"),
+            stderr=flag(req, "stderr"))
 
 
 class Wait:
@@ -112,28 +106,27 @@ class Wait:
     status follows when the container exits, written by the container actor."""
 
     def __init__(self, handoff_dir: Path) -> None:
-        self.handoff_dir = handoff_dir
+        self.handoffs = Handoffs(Hijacker(handoff_dir))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
-        hijack(req, self.handoff_dir, "container", "wait", {
-            "id": id, "condition": req.get_param("condition") or "not-running",
-            "preamble": stream_head(falcon.MEDIA_JSON), "chunked": True})
+        self.handoffs.container.wait(
+            StreamRequest(req, StreamSpec("chunked", JSON)), id=id,
+            condition=text(req, "condition"))
 
 
 class Logs:
     def __init__(self, handoff_dir: Path) -> None:
-        self.handoff_dir = handoff_dir
+        self.handoffs = Handoffs(Hijacker(handoff_dir))
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
-        hijack(req, self.handoff_dir, "container", "logs", {
-            "id": id, "follow": flag(req, "follow"), "stdout": flag(req, "stdout"),
-            "stderr": flag(req, "stderr"),
-            "timestamps": flag(req, "timestamps"), "tail": req.get_param("tail") or "all",
-            "since": req.get_param("since") or "", "until": req.get_param("until") or "",
-            "preamble": stream_head(RAW_STREAM), "chunked": True})
+        self.handoffs.container.logs(
+            StreamRequest(req, StreamSpec("chunked", RAW_STREAM)), id=id,
+            follow=flag(req, "follow"), stdout=flag(req, "stdout"), stderr=flag(req, "stderr"),
+            timestamps=flag(req, "timestamps"), tail=text(req, "tail"),
+            since=text(req, "since"), until=text(req, "until"))
 
 
-def add_routes(app: falcon.App, calls: ClientPool, config: DaemonConfig) -> None:
+def add_routes(app: falcon.App, calls: Calls, config: DaemonConfig) -> None:
     app.add_route("/containers/create", Create(calls))
     app.add_route("/containers/json", List(calls))
     app.add_route("/containers/{id}/json", Inspect(calls))

@@ -10,17 +10,16 @@ from pathlib import Path
 
 import falcon
 
-from pouch.broker.client import ClientPool
 from pouch.gateway.params import filters, flag
 from pouch.proto.config import DaemonConfig
 from pouch.proto.envelope import PouchError
+from pouch.proto.stubs import Calls
 
-LOAD_TIMEOUT = 600.0
 CHUNK = 1 << 20
 
 
 class Load:
-    def __init__(self, calls: ClientPool, spool: Path) -> None:
+    def __init__(self, calls: Calls, spool: Path) -> None:
         self.calls = calls
         self.spool = spool
 
@@ -33,7 +32,7 @@ class Load:
             with os.fdopen(fd, "wb") as out:
                 while chunk := req.stream.read(CHUNK):
                     out.write(chunk)
-            loaded = self.calls.image.load(path=name, _timeout=LOAD_TIMEOUT)
+            loaded = self.calls.image.load(path=name)
         finally:
             Path(name).unlink(missing_ok=True)
         # `quiet` only silences progress, of which a local load has none.
@@ -56,7 +55,7 @@ class Create:
 
 
 class List:
-    def __init__(self, calls: ClientPool) -> None:
+    def __init__(self, calls: Calls) -> None:
         self.calls = calls
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -68,7 +67,7 @@ class Named:
 
     PATH = re.compile(r"^/images/(?P<name>.+)/json$")
 
-    def __init__(self, calls: ClientPool) -> None:
+    def __init__(self, calls: Calls) -> None:
         self.calls = calls
 
     def __call__(self, req: falcon.Request, resp: falcon.Response, **groups: str) -> None:
@@ -77,7 +76,7 @@ class Named:
         resp.media = self.calls.image.inspect(name=groups["name"])
 
 
-def add_routes(app: falcon.App, calls: ClientPool, config: DaemonConfig) -> None:
+def add_routes(app: falcon.App, calls: Calls, config: DaemonConfig) -> None:
     app.add_route("/images/load", Load(calls, config.home_dir / "tmp"))
     app.add_route("/images/json", List(calls))
     app.add_route("/images/create", Create())

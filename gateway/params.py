@@ -1,20 +1,26 @@
-"""Query and body parsing with Docker's conventions; errors name the parameter."""
+"""Query and body parsing with Docker's conventions; errors name the parameter.
+
+A parameter the client left out comes back as OMIT, so the service's declared
+default applies: the gateway restates no default of its own.
+"""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import falcon
+
+from pouch.proto.docker import Filters, parse_filters
+from pouch.proto.stubs import OMIT, Omitted
 
 _TRUE = {"1", "true", "True", "yes", "on", "t", "y"}
 _FALSE = {"0", "false", "False", "no", "off", "f", "n", ""}
 
 
-def flag(req: falcon.Request, name: str, default: bool = False) -> bool:
+def flag(req: falcon.Request, name: str) -> bool | Omitted:
     value = req.get_param(name)
     if value is None:
-        return default
+        return OMIT
     if value in _TRUE:
         return True
     if value in _FALSE:
@@ -22,10 +28,10 @@ def flag(req: falcon.Request, name: str, default: bool = False) -> bool:
     raise falcon.HTTPBadRequest(description=f"invalid value for {name}: {value!r} is not a boolean")
 
 
-def integer(req: falcon.Request, name: str, default: int | None = None) -> int | None:
+def integer(req: falcon.Request, name: str) -> int | Omitted:
     value = req.get_param(name)
     if value in (None, ""):
-        return default
+        return OMIT
     try:
         return int(value)
     except ValueError:
@@ -33,42 +39,26 @@ def integer(req: falcon.Request, name: str, default: int | None = None) -> int |
             description=f"invalid value for {name}: {value!r} is not an integer") from None
 
 
-def filters(req: falcon.Request) -> dict[str, list[str]]:
-    """The `filters` parameter: {"key": ["v", ...]}, or the older {"key": {"v": true}}."""
+def text(req: falcon.Request, name: str) -> str | Omitted:
+    value = req.get_param(name)
+    return OMIT if value in (None, "") else value
+
+
+def filters(req: falcon.Request) -> Filters | Omitted:
+    """The `filters` parameter, in Docker's form."""
     raw = req.get_param("filters")
-    if not raw:
-        return {}
-    try:
-        parsed = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise falcon.HTTPBadRequest(description=f"invalid filters: {exc}") from None
-    if not isinstance(parsed, dict):
-        raise falcon.HTTPBadRequest(description="invalid filters: must be a JSON object")
-    result: dict[str, list[str]] = {}
-    for key, values in parsed.items():
-        if isinstance(values, dict):
-            values = [v for v, on in values.items() if on]
-        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-            raise falcon.HTTPBadRequest(description=f"invalid filter '{key}'")
-        result[key] = values
-    return result
+    return parse_filters(raw) if raw else OMIT
 
 
-def json_body(req: falcon.Request, required: bool = True) -> dict[str, Any]:
+def json_body(req: falcon.Request) -> dict[str, Any]:
     """The request body as a JSON object."""
-    if not req.content_length and not required:
-        return {}
     try:
         body = req.get_media()
     except falcon.MediaNotFoundError:
-        if required:
-            raise falcon.HTTPBadRequest(description="a JSON body is required") from None
-        return {}
+        raise falcon.HTTPBadRequest(description="a JSON body is required") from None
     except falcon.MediaMalformedError as exc:
         raise falcon.HTTPBadRequest(
             description=f"malformed JSON body: {exc.description or exc.title}") from None
-    if body is None and not required:
-        return {}
     if not isinstance(body, dict):
         raise falcon.HTTPBadRequest(description="the JSON body must be an object")
     return body

@@ -1,12 +1,21 @@
-"""The gateway role: the Falcon app under gunicorn, bound to every --listen address."""
+"""The gateway role: the Falcon app under gunicorn, bound to every --listen address.
+
+With one worker (the default) the worker serves alone, with no gunicorn
+master above it: pouchd's supervisor (or systemd) already restarts the
+process, and the master would only hold ~25 MiB to supervise one worker.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import runpy
 from pathlib import Path
 from typing import Any
 
+from gunicorn import sock, systemd
 from gunicorn.app.base import BaseApplication
+from gunicorn.pidfile import Pidfile
 
 from pouch.proto.config import DaemonConfig
 
@@ -51,5 +60,36 @@ def run_gateway(config: DaemonConfig) -> int:
     for address in config.listen:
         if address.startswith("unix://"):
             Path(address[len("unix://"):]).parent.mkdir(parents=True, exist_ok=True)
-    Gateway(config).run()
+    gateway = Gateway(config)
+    if config.gateway_workers > 1:
+        gateway.run()  # gunicorn's master supervises the workers
+    else:
+        serve_alone(gateway)
     return 0
+
+
+def serve_alone(gateway: Gateway) -> None:
+    """One gunicorn worker as the whole process, set up as gunicorn's master would."""
+    cfg = gateway.cfg
+    log = cfg.logger_class(cfg)
+    # Socket activation (pouch-gateway.socket), as the master takes it.
+    activated = systemd.listen_fds()
+    fds = range(systemd.SD_LISTEN_FDS_START, systemd.SD_LISTEN_FDS_START + activated)
+    listeners = sock.create_sockets(cfg, log, fds if activated else None)
+    # The worker closes the listeners; the files of the unix ones we bound are ours to remove.
+    paths = [] if activated else [str(s.cfg_addr) for s in listeners
+                                  if isinstance(s, sock.UnixSocket)]
+    pidfile = Pidfile(cfg.pidfile)
+    pidfile.create(os.getpid())
+    worker = cfg.worker_class(1, os.getppid(), listeners, gateway, cfg.timeout / 2, cfg, log)
+    worker.pid = os.getpid()
+    log.info("Listening at: %s (%s)", ",".join(str(s) for s in listeners), worker.pid)
+    systemd.sd_notify("READY=1", log)
+    try:
+        worker.init_process()  # serves until SIGTERM (graceful) or SIGINT, SIGQUIT
+    finally:
+        worker.tmp.close()
+        pidfile.unlink()
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)

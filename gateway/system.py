@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import falcon
 
-from pouch.broker.client import ClientPool
+from pouch.proto.stubs import Calls
 
 
 class Ping:
@@ -24,7 +24,7 @@ class Ping:
 
 
 class Version:
-    def __init__(self, calls: ClientPool) -> None:
+    def __init__(self, calls: Calls) -> None:
         self.calls = calls
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -32,7 +32,7 @@ class Version:
 
 
 class Info:
-    def __init__(self, calls: ClientPool) -> None:
+    def __init__(self, calls: Calls) -> None:
         self.calls = calls
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -42,7 +42,7 @@ class Info:
 class Metrics:
     """Every actor process's metrics, gathered by the system actor (Prometheus text)."""
 
-    def __init__(self, calls: ClientPool) -> None:
+    def __init__(self, calls: Calls) -> None:
         self.calls = calls
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -50,7 +50,7 @@ class Metrics:
         resp.text = self.calls.system.all_metrics()
 
 
-def add_routes(app: falcon.App, calls: ClientPool) -> None:
+def add_routes(app: falcon.App, calls: Calls) -> None:
     app.add_route("/_ping", Ping())
     app.add_route("/metrics", Metrics(calls))
     app.add_route("/version", Version(calls))

@@ -4,7 +4,8 @@ A long stream (attach, wait, logs -f) must not hold a gunicorn thread for its
 whole life, so the gateway passes the client's socket to the actor that
 produces the stream, over a SOCK_SEQPACKET unix socket per service
 (`<exec-root>/handoff/<service>.sock`, SCM_RIGHTS). One message carries the
-descriptor and `{method, args}`; the actor answers with one reply body in
+descriptor and `{method, args, stream}`, `stream` describing the response
+(`pouch.proto.stream.StreamSpec`); the actor answers with one reply body in
 the broker's shape: ok once it has taken the connection, or an error the
 gateway turns into an HTTP status while it still owns the connection.
 """
@@ -18,15 +19,9 @@ from typing import Any
 
 from pouch.proto import envelope as env
 from pouch.proto.envelope import PouchError
+from pouch.proto.stream import StreamSpec
 
 MAX_MESSAGE = 64 * 1024
-# A response the actor writes without an upgrade is chunked (HTTP/1.1), so that a
-# client can tell a stream that ended from one cut short by a crash.
-LAST_CHUNK = b"0\r\n\r\n"
-
-
-def chunk(data: bytes) -> bytes:
-    return b"%x\r\n%s\r\n" % (len(data), data) if data else b""
 
 
 def socket_path(handoff_dir: Path, service: str) -> Path:
@@ -34,8 +29,9 @@ def socket_path(handoff_dir: Path, service: str) -> Path:
 
 
 def hand_over(handoff_dir: Path, service: str, method: str, args: dict[str, Any],
-              fd: int, timeout: float = 30.0) -> None:
-    """Pass `fd` to the service's actor for `method`; raises PouchError if it refuses."""
+              spec: StreamSpec, fd: int, timeout: float = 30.0) -> None:
+    """Pass `fd` to the service's actor for `method`, which answers on it as `spec`
+    says; raises PouchError if it refuses."""
     path = socket_path(handoff_dir, service)
     with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as link:
         link.settimeout(timeout)
@@ -45,7 +41,7 @@ def hand_over(handoff_dir: Path, service: str, method: str, args: dict[str, Any]
             raise env.unavailable(f"the {service} actor is not running "
                                   f"(nothing listens on {path})") from None
         fds = array.array("i", [fd])
-        link.sendmsg([env.pack({"method": method, "args": args})],
+        link.sendmsg([env.pack({"method": method, "args": args, "stream": spec.to_wire()})],
                      [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
         try:
             data = link.recv(MAX_MESSAGE)

@@ -1,15 +1,15 @@
 """Docker's multiplexed stream: each frame is an 8-byte header, then the payload.
 
-Header: one byte for the stream (0 stdin, 1 stdout, 2 stderr), three zero
-bytes, and the payload's length as a big-endian uint32. Used when the
-container has no TTY; with a TTY the bytes go unframed.
+Header: one byte for the stream (0 stdin, 1 stdout, 2 stderr, 3 the daemon's
+own errors), three zero bytes, and the payload's length as a big-endian
+uint32. Used when the container has no TTY; with a TTY the bytes go unframed.
 """
 
 from __future__ import annotations
 
 import struct
 
-STDIN, STDOUT, STDERR = 0, 1, 2
+STDIN, STDOUT, STDERR, SYSTEM_ERROR = 0, 1, 2, 3
 STREAMS = {"stdin": STDIN, "stdout": STDOUT, "stderr": STDERR}
 _HEADER = struct.Struct(">BxxxI")
 HEADER_SIZE = _HEADER.size

@@ -10,27 +10,34 @@ meta store does not know.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import copy
 import logging
 import re
-import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pykka
 
+from pouch.actors.backoff import Backoff
 from pouch.actors.container import record as rec
 from pouch.actors.container.iohub import IOHub
 from pouch.actors.container.meta import MetaStore
-from pouch.actors.container.worker import OWNER_LABEL, PRIVATE, ContainerWorker, WorkerEnv
-from pouch.actors.containerd.client import Containerd, rfc3339
-from pouch.actors.contract import method
-from pouch.actors.host import ActorBase, ActorContext, Reply
+from pouch.actors.container.worker import OWNER_LABEL, ContainerWorker, WorkerEnv
+from pouch.actors.containerd.client import Containerd
+from pouch.actors.containerd.types import rfc3339
+from pouch.actors.host import ActorBase, ActorContext, Job, Reply
+from pouch.proto.contract import method
+from pouch.proto.docker import check_filters, check_name, labels_match, resolve_id
 from pouch.proto.envelope import PouchError, conflict, invalid, not_found
+from pouch.proto.shapes import ContainerCounts, ContainerCreated, ContainerInspect, ContainerSummary
+from pouch.proto.stream import StreamSession
 
 log = logging.getLogger("pouch.container")
+RESUBSCRIBE = Backoff(first=0.2, cap=2.0)  # containerd's event stream broke: subscribe again
 
 
 @dataclass(frozen=True)
@@ -82,8 +89,8 @@ class ContainerActor(ActorBase):
 
     def on_start(self) -> None:
         self._ctrd.wait_ready(30)
-        self._ctrd.ensure_namespace()
-        for lease in self._ctrd.drop_stale_leases():
+        self._ctrd.namespaces.ensure()
+        for lease in self._ctrd.leases.drop_stale():
             log.warning("dropped lease %s of an interrupted create", lease)
         # Subscribe before restoring, so no exit falls between the two.
         ready = threading.Event()
@@ -115,21 +122,21 @@ class ContainerActor(ActorBase):
     def _clean_strays(self, known: set[str]) -> None:
         """containerd objects with our label that the meta store does not know."""
         try:
-            stray = [c.id for c in self._ctrd.list_containers([f"labels.\"{OWNER_LABEL}\""])
+            stray = [c.id for c in self._ctrd.containers.list([f"labels.\"{OWNER_LABEL}\""])
                      if c.id not in known]
             for cid in stray:
                 log.warning("containerd holds container %s that pouch does not know: removing it",
                             cid)
-                for step in (lambda i=cid: self._ctrd.kill_task(i, 9, all=True),
-                             lambda i=cid: self._ctrd.delete_task(i),
-                             lambda i=cid: self._ctrd.delete_container(i)):
+                for step in (lambda i=cid: self._ctrd.tasks.kill(i, 9, all=True),
+                             lambda i=cid: self._ctrd.tasks.delete(i),
+                             lambda i=cid: self._ctrd.containers.delete(i)):
                     with contextlib.suppress(PouchError):
                         step()
-            for snap in self._ctrd.list_snapshots():
+            for snap in self._ctrd.snapshots.list():
                 if OWNER_LABEL in snap.labels and snap.name not in known:
                     log.warning("removing snapshot %s that no container owns", snap.name)
                     try:
-                        self._ctrd.remove(snap.name)
+                        self._ctrd.snapshots.remove(snap.name)
                     except PouchError as exc:
                         log.warning("could not remove snapshot %s: %s", snap.name, exc.message)
         except PouchError as exc:
@@ -137,23 +144,23 @@ class ContainerActor(ActorBase):
 
     def _close_stdin(self, cid: str) -> None:
         try:
-            self._ctrd.close_stdin(cid)
+            self._ctrd.tasks.close_stdin(cid)
         except PouchError as exc:
             log.warning("closing the stdin of %s: %s", cid, exc.message)
 
     def _watch_exits(self, ready: threading.Event) -> None:
         """Follow containerd's task exits; after an outage, have every worker check its task."""
         me = self.actor_ref
-        lost, pause = False, 0.2
+        lost, failures = False, 0
         while not self._events_stop.is_set():
             try:
                 self._ctrd.version(timeout=2)  # containerd answers: a subscription will hold
-                stream = self._ctrd.subscribe(['topic=="/tasks/exit"'])
+                stream = self._ctrd.events.subscribe(['topic=="/tasks/exit"'])
                 ready.set()
                 if lost:
                     log.info("containerd events are back; checking every container's task")
                     me.tell(EventsResumed())
-                lost, pause = False, 0.2
+                lost, failures = False, 0
                 for event in stream:
                     exit_ = event.payload
                     if exit_.container_id == exit_.id:  # the init process, not an exec
@@ -166,13 +173,13 @@ class ContainerActor(ActorBase):
             except Exception:
                 log.exception("containerd events failed; subscribing again")
                 lost = True
-            self._events_stop.wait(pause)
-            pause = min(2.0, pause * 2)
+            failures += 1
+            self._events_stop.wait(RESUBSCRIBE.delay(failures))
 
     def on_message(self, message: Any) -> Any:
         if isinstance(message, Updated):
             record = message.record
-            record.pop(PRIVATE, None)
+            record.pop(rec.PRIVATE, None)
             if record["Id"] in self._workers:
                 self._records[record["Id"]] = record
         elif isinstance(message, Removed):
@@ -193,31 +200,24 @@ class ContainerActor(ActorBase):
     # -- lookups -------------------------------------------------------------
 
     def _resolve(self, ref: str) -> str:
-        """A container ID from a full ID, a name, or a unique ID prefix. Errors: not_found."""
-        if ref in self._workers:
-            return ref
-        by_name = self._names.get(ref.lstrip("/"))
-        if by_name is not None and by_name in self._workers:
-            return by_name
-        if ref:
-            found = [cid for cid in self._workers if cid.startswith(ref)]
-            if len(found) == 1:
-                return found[0]
-            if len(found) > 1:
-                raise invalid(f"multiple IDs found with provided prefix: {ref}")
-        raise not_found(f"No such container: {ref}")
+        """A container ID from a full ID, a name (with or without its slash), or a unique
+        ID prefix. Errors: not_found, invalid."""
+        return resolve_id(ref.lstrip("/"), self._workers, self._names, "container")
 
-    def _worker(self, ref: str) -> pykka.ActorProxy[ContainerWorker]:
-        return self._workers[self._resolve(ref)].proxy()
+    def _delegate(self, ref: str, handler: Callable[..., None], reply: Reply,
+                  *args: Any) -> None:
+        """Run an operation on the container's worker, which answers `reply`."""
+        self._workers[self._resolve(ref)].tell(Job(handler, reply, args))
 
     # -- the contract --------------------------------------------------------
 
-    @method(idempotent=False)
+    @method(idempotent=False, returns=ContainerCreated,
+            errors=("invalid", "conflict", "not_found"))
     def create(self, name: str, config: dict[str, Any], reply: Reply) -> None:
-        """Create a container from a Docker create body. Errors: invalid, conflict, not_found."""
+        """Create a container from a Docker create body (a random name if `name` is empty)."""
         warnings = rec.check_config(config)
         if name:
-            name = rec.check_name(name)
+            name = check_name(name, "container")
             if name in self._names:
                 raise conflict(f'Conflict. The container name "/{name}" is already in use by '
                                f'container "{self._names[name]}". You have to remove (or '
@@ -230,38 +230,36 @@ class ContainerActor(ActorBase):
         self._names[name] = cid
         ref = ContainerWorker.start(self._env, cid)
         self._workers[cid] = ref
-        ref.proxy().create_container(reply, name, copy.deepcopy(config), warnings)
+        ref.tell(Job(ContainerWorker.create_container, reply,
+                     (name, copy.deepcopy(config), warnings)))
 
-    @method(idempotent=True)
-    def list(self, all: bool = False, limit: int | None = -1, size: bool = False,
-             filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    @method(idempotent=True, errors=("invalid",))
+    def list(self, all: bool = False, limit: int = -1, size: bool = False,
+             filters: dict[str, list[str]] | None = None) -> builtins.list[ContainerSummary]:
         """Container summaries, newest first, as GET /containers/json shows them."""
-        filters = filters or {}
-        for key in filters:
-            if key not in ("id", "name", "label", "status", "ancestor", "exited"):
-                raise invalid(f"invalid filter '{key}'")
+        filters = check_filters(filters, LIST_FILTERS)
         for status in filters.get("status", []):
             if status not in STATUSES:
                 raise invalid(f"invalid filter 'status={status}'")
-        every = all or bool(limit and limit > 0) or bool(filters.get("status"))
+        every = all or limit > 0 or bool(filters.get("status"))
         rows = [r for r in self._records.values()
                 if (every or r["State"]["Running"]) and _passes(r, filters)]
         rows.sort(key=lambda r: r["Created"], reverse=True)
-        if limit is not None and limit > 0:
+        if limit > 0:
             rows = rows[:limit]
         return [rec.summary(r) for r in rows]
 
-    @method(idempotent=True)
-    def inspect(self, id: str, size: bool = False) -> dict[str, Any]:
-        """One container, as GET /containers/{id}/json shows it. Errors: not_found."""
+    @method(idempotent=True, errors=("not_found", "invalid"))
+    def inspect(self, id: str, size: bool = False) -> ContainerInspect:
+        """One container, as GET /containers/{id}/json shows it."""
         cid = self._resolve(id)
         record = self._records.get(cid)
         if record is None:
             raise not_found(f"No such container: {id}")
-        return record
+        return record  # type: ignore[return-value]
 
-    @method(idempotent=True)
-    def counts(self) -> dict[str, int]:
+    @method(idempotent=True, timeout=2.0)
+    def counts(self) -> ContainerCounts:
         """How many containers there are, by state."""
         states = [r["State"] for r in self._records.values()]
         return {"total": len(states),
@@ -271,68 +269,70 @@ class ContainerActor(ActorBase):
 
     # Not idempotent: a start retried after a lost answer would run a short-lived
     # container a second time.
-    @method(idempotent=False, name="start")
+    @method(idempotent=False, name="start", returns=bool, timeout=60.0,
+            errors=("not_found", "conflict", "invalid"))
     def start_(self, id: str, reply: Reply) -> None:
-        """Start a container; False if it already ran. Errors: not_found, conflict, invalid."""
-        self._worker(id).start_container(reply)
+        """Start a container; False if it already ran."""
+        self._delegate(id, ContainerWorker.start_container, reply)
 
-    @method(idempotent=True, name="stop")
+    # No deadline of its own: the worker bounds the wait by the stop timeout, then SIGKILL.
+    @method(idempotent=True, name="stop", returns=bool, timeout=None,
+            errors=("not_found", "invalid"))
     def stop_(self, id: str, reply: Reply, timeout: int | None = None) -> None:
-        """Stop a container (signal, then SIGKILL after `timeout` s); False if it was not
-        running. Errors: not_found."""
-        self._worker(id).stop_container(reply, timeout)
+        """Stop a container: its stop signal, then SIGKILL after `timeout` s (None: the
+        container's StopTimeout, else 10 s); False if it was not running."""
+        self._delegate(id, ContainerWorker.stop_container, reply, timeout)
 
-    @method(idempotent=True)
+    @method(idempotent=True, returns=None, errors=("not_found", "conflict", "invalid"))
     def resize(self, id: str, reply: Reply, height: int = 0, width: int = 0) -> None:
-        """Resize a container's terminal. Errors: not_found, conflict (not running)."""
+        """Resize a container's terminal (conflict: it is not running)."""
         if height < 0 or width < 0 or height > 65535 or width > 65535:
             raise invalid(f"invalid terminal size {height}x{width}")
-        self._worker(id).resize_container(reply, height, width)
+        self._delegate(id, ContainerWorker.resize_container, reply, height, width)
 
-    @method(idempotent=False)
+    @method(idempotent=False, returns=None, errors=("not_found", "conflict", "invalid"))
     def kill(self, id: str, reply: Reply, signal: str = "SIGKILL") -> None:
-        """Send a signal to a container's process. Errors: not_found, conflict, invalid."""
-        self._worker(id).kill_container(reply, signal)
+        """Send a signal to a container's process; for SIGKILL, answer once it has exited."""
+        self._delegate(id, ContainerWorker.kill_container, reply, signal)
 
-    @method(idempotent=False)
+    @method(idempotent=False, returns=None, errors=("not_found", "conflict"))
     def remove(self, id: str, reply: Reply, force: bool = False, volumes: bool = False) -> None:
-        """Remove a container (kill it first with force). Errors: not_found, conflict."""
-        self._worker(id).remove_container(reply, force)
+        """Remove a container (with force, kill it first)."""
+        self._delegate(id, ContainerWorker.remove_container, reply, force)
 
-    @method(idempotent=False)
-    def attach(self, id: str, conn: socket.socket, reply: Reply, preamble: bytes,
-               stream: bool = True, logs: bool = False, stdin: bool = False,
-               stdout: bool = True, stderr: bool = True, chunked: bool = False) -> None:
-        """Stream a container's output to a handed-over connection (after `preamble`, in
-        HTTP chunks if `chunked`). Errors: not_found."""
-        self._worker(id).attach_container(reply, conn, {
-            "preamble": preamble, "stream": stream, "logs": logs, "stdin": stdin,
-            "stdout": stdout, "stderr": stderr, "chunked": chunked})
+    @method(idempotent=False, returns=None, errors=("not_found",))
+    def attach(self, id: str, conn: StreamSession, reply: Reply,
+               stream: bool = False, logs: bool = False, stdin: bool = False,
+               stdout: bool = False, stderr: bool = False) -> None:
+        """Stream a container's output (what was logged, if `logs`; what comes, if `stream`)
+        to a handed-over connection, and its stdin from it. Defaults are Docker's: nothing."""
+        self._delegate(id, ContainerWorker.attach_container, reply, conn, {
+            "stream": stream, "logs": logs, "stdin": stdin,
+            "stdout": stdout, "stderr": stderr})
 
-    @method(idempotent=False)
-    def wait(self, id: str, conn: socket.socket, reply: Reply, preamble: bytes,
-             condition: str = "not-running", chunked: bool = False) -> None:
-        """Write the exit status to a handed-over connection when the condition holds.
-        Errors: not_found, invalid."""
+    @method(idempotent=False, returns=None, errors=("not_found", "invalid"))
+    def wait(self, id: str, conn: StreamSession, reply: Reply,
+             condition: str = "not-running") -> None:
+        """Write the exit status to a handed-over connection when the condition holds."""
         if condition not in ("not-running", "next-exit", "removed"):
             raise invalid(f"invalid condition: {condition!r}")
-        self._worker(id).wait_container(reply, conn, condition, preamble, chunked)
+        self._delegate(id, ContainerWorker.wait_container, reply, conn, condition)
 
-    @method(idempotent=False)
-    def logs(self, id: str, conn: socket.socket, reply: Reply, preamble: bytes,
-             follow: bool = False, stdout: bool = True, stderr: bool = True,
+    @method(idempotent=False, returns=None, errors=("not_found", "invalid"))
+    def logs(self, id: str, conn: StreamSession, reply: Reply,
+             follow: bool = False, stdout: bool = False, stderr: bool = False,
              timestamps: bool = False, tail: str = "all", since: str = "",
-             until: str = "", chunked: bool = False) -> None:
-        """Write a container's log to a handed-over connection. Errors: not_found, invalid."""
+             until: str = "") -> None:
+        """Write a container's log to a handed-over connection (choose at least one stream)."""
         if not (stdout or stderr):
             raise invalid("Bad parameters: you must choose at least one stream")
-        self._worker(id).logs_container(reply, conn, {
-            "preamble": preamble, "follow": follow, "stdout": stdout, "stderr": stderr,
-            "timestamps": timestamps, "tail": tail, "since": since, "until": until,
-            "chunked": chunked})
+        self._delegate(id, ContainerWorker.logs_container, reply, conn, {
+            "follow": follow, "stdout": stdout, "stderr": stderr,
+            "timestamps": timestamps, "tail": tail, "since": since, "until": until})
 
 
 STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+LIST_FILTERS = ("id", "name", "label", "status", "ancestor", "exited")
 
 
 def _search(pattern: str, name: str) -> bool:
@@ -343,7 +343,7 @@ def _search(pattern: str, name: str) -> bool:
         return pattern in name
 
 
-def _passes(record: dict[str, Any], filters: dict[str, Any]) -> bool:
+def _passes(record: dict[str, Any], filters: dict[str, list[str]]) -> bool:
     state = record["State"]
     for key, wanted in filters.items():
         if not wanted:
@@ -360,11 +360,6 @@ def _passes(record: dict[str, Any], filters: dict[str, Any]) -> bool:
         if key == "ancestor" and not any(w in (record["Config"].get("Image"), record["Image"])
                                          for w in wanted):
             return False
-        if key == "label":
-            labels = record["Config"].get("Labels") or {}
-            for item in wanted:
-                k, eq, v = item.partition("=")
-                if k not in labels or (eq and labels[k] != v):
-                    return False
+        if key == "label" and not labels_match(wanted, record["Config"].get("Labels") or {}):
+            return False
     return True
-

@@ -2,10 +2,11 @@
 
 containerd's shim writes a container's stdout and stderr into FIFOs; the hub
 reads them, appends each line to the container's json-file log, and writes
-the bytes to every attached client connection (handed over by the gateway)
-and the log lines to every `logs -f` follower. Input from an attached client
-goes to the container's stdin FIFO. One selector, one thread: it owns every
-descriptor involved, and other threads ask it for things through a queue.
+the bytes to every attached client connection (handed over by the gateway,
+framed by its stream session) and the log lines to every `logs -f` follower.
+Input from an attached client goes to the container's stdin FIFO. One
+selector, one thread: it owns every descriptor involved, and other threads
+ask it for things through a queue.
 
 FIFO trap: a FIFO read with no writer gives end-of-file at once. Before the
 shim has opened its ends, the hub holds a writer of its own (a placeholder),
@@ -33,8 +34,7 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 from pouch.actors.container.jsonlog import Entry, LogWriter, Selection, read_entries
-from pouch.proto import stdstream
-from pouch.proto.handoff import LAST_CHUNK, chunk
+from pouch.proto.stream import StreamSession
 
 log = logging.getLogger("pouch.iohub")
 T = TypeVar("T")
@@ -47,41 +47,40 @@ LINGER = 5.0              # how long a closed connection waits for its client's 
 
 @dataclass(eq=False)
 class Consumer:
-    """A client connection that receives a container's output."""
+    """A client connection that receives a container's output, framed by its session."""
 
-    conn: socket.socket
-    tty: bool
+    session: StreamSession
     stdout: bool = True
     stderr: bool = True
     lines: bool = False        # log entries (logs -f) rather than raw bytes (attach)
     timestamps: bool = False
     stdin: bool = False        # what it sends goes to the container's stdin
     selection: Selection | None = None
-    chunked: bool = False      # HTTP chunks around what it is sent (pouch.proto.handoff)
     out: bytearray = field(default_factory=bytearray)
     reading: bool = True
     closing: bool = False      # close once `out` is flushed
     linger_until: float = 0.0  # set once our side is shut: waiting for the client's
     streams: Streams | None = None
 
+    @property
+    def conn(self) -> socket.socket:
+        return self.session.conn
+
     def wants(self, stream: str) -> bool:
         return self.stdout if stream == "stdout" else self.stderr
 
-    def encode(self, stream: str, data: bytes) -> bytes:
-        data = data if self.tty else stdstream.frame(stdstream.STREAMS[stream], data)
-        return chunk(data) if self.chunked else data
-
     def end(self) -> None:
         """Nothing more comes: close once what is queued is sent."""
-        if not self.closing and self.chunked:
-            self.out += LAST_CHUNK
+        if not self.closing:
+            self.out += self.session.trailer()
         self.closing = True
 
+    def line(self, entry: Entry) -> bytes:
+        """A log entry's bytes as this client asked for them."""
+        return entry.time.encode() + b" " + entry.data if self.timestamps else entry.data
+
     def encode_entry(self, entry: Entry) -> bytes:
-        data = entry.data
-        if self.timestamps:
-            data = entry.time.encode() + b" " + data
-        return self.encode(entry.stream, data)
+        return self.session.encode(entry.stream, self.line(entry))
 
 
 @dataclass(eq=False)
@@ -89,7 +88,6 @@ class Streams:
     """One container's FIFOs, log and consumers, while its task runs."""
 
     cid: str
-    tty: bool = False
     stdin_once: bool = False
     log: LogWriter | None = None
     fifos: dict[int, str] = field(default_factory=dict)   # fd -> "stdout" | "stderr"
@@ -224,7 +222,7 @@ class IOHub:
         streams = old or Streams(cid)
         self._streams[cid] = streams
         self._runs[cid] = self._runs.get(cid, 0) + 1
-        streams.tty, streams.stdin_once, streams.opened = tty, stdin_once, True
+        streams.stdin_once, streams.opened = stdin_once, True
         streams.task_ready = restore
         streams.drained.clear()
         fifo_dir.mkdir(parents=True, exist_ok=True)
@@ -244,8 +242,6 @@ class IOHub:
             # Read-write, so opening never blocks and the shim's reader never sees EOF early.
             streams.stdin_fd = os.open(paths["stdin"], os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
             self._write_stdin(streams)  # what a client sent before the start
-        for consumer in streams.consumers:
-            consumer.tty = tty
         result = {"stdin": str(paths["stdin"]) if stdin else "", "stdout": str(paths["stdout"]),
                   "stderr": "" if tty else str(paths["stderr"])}
         return result, streams.drained
@@ -262,8 +258,6 @@ class IOHub:
     def _attach(self, cid: str, consumer: Consumer) -> None:
         streams = self._streams.setdefault(cid, Streams(cid))
         consumer.streams = streams
-        if streams.opened:
-            consumer.tty = streams.tty
         streams.consumers.append(consumer)
         self._watch(consumer)
 
@@ -314,7 +308,7 @@ class IOHub:
                     if selection.wants(entry):
                         consumer.out += consumer.encode_entry(entry)
             elif chunk:
-                consumer.out += consumer.encode(name, chunk)
+                consumer.out += consumer.session.encode(name, chunk)
             self._flush(consumer)
         self._apply_backpressure(streams)
 

@@ -3,17 +3,20 @@ and the pure rules that build and summarize it."""
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
 from typing import Any
 
+from pouch.actors.container import lifecycle as lc
 from pouch.actors.timefmt import ZERO_TIME, human_duration, parse_rfc3339, rfc3339_nano
+from pouch.proto.docker import SNAPSHOTTER
 from pouch.proto.envelope import invalid
+from pouch.proto.shapes import ContainerSummary, ResolvedImage
 
-NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 SUPPORTED_NETWORK_MODES = ("none", "host")
 RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
+# The record keeps this private part beside what inspect shows.
+PRIVATE = "Pouch"
 
 # Field of the create body -> the JSON types it may hold (None: null allowed).
 _CONFIG_TYPES: dict[str, tuple[type | None, ...]] = {
@@ -43,14 +46,6 @@ def random_name() -> str:
     return f"{secrets.choice(_LEFT)}_{secrets.choice(_RIGHT)}"
 
 
-def check_name(name: str) -> str:
-    """A user-given name, normalized without its leading slash. Errors: invalid."""
-    if not NAME.match(name):
-        raise invalid(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] "
-                      "are allowed")
-    return name.lstrip("/")
-
-
 def check_config(body: dict[str, Any]) -> list[str]:
     """Validate a create body's types; the warnings it earns. Errors: invalid."""
     for key, kinds in _CONFIG_TYPES.items():
@@ -72,6 +67,8 @@ def check_config(body: dict[str, Any]) -> list[str]:
     labels = body.get("Labels") or {}
     if not all(isinstance(v, str) for v in labels.values()):
         raise invalid("invalid field Config.Labels: values must be strings")
+    if body.get("StopSignal"):
+        lc.parse_signal(body["StopSignal"])
     host = body.get("HostConfig") or {}
     warnings: list[str] = []
     mode = host.get("NetworkMode") or "default"
@@ -104,7 +101,7 @@ def network_mode(body: dict[str, Any]) -> str:
     return "none" if mode == "default" else mode
 
 
-def new_record(cid: str, name: str, body: dict[str, Any], image: dict[str, Any],
+def new_record(cid: str, name: str, body: dict[str, Any], image: ResolvedImage,
                args: list[str], paths: dict[str, str]) -> dict[str, Any]:
     """The inspect document of a container just created."""
     host = dict(body.get("HostConfig") or {})
@@ -132,9 +129,9 @@ def new_record(cid: str, name: str, body: dict[str, Any], image: dict[str, Any],
         "Image": image["id"], "ResolvConfPath": paths["resolv.conf"],
         "HostnamePath": paths["hostname"], "HostsPath": paths["hosts"],
         "LogPath": paths["json.log"], "Name": "/" + name, "RestartCount": 0,
-        "Driver": "overlayfs", "Platform": "linux", "MountLabel": "", "ProcessLabel": "",
+        "Driver": SNAPSHOTTER, "Platform": "linux", "MountLabel": "", "ProcessLabel": "",
         "AppArmorProfile": "", "ExecIDs": None, "HostConfig": host,
-        "GraphDriver": {"Name": "overlayfs", "Data": None}, "Mounts": [], "Config": config,
+        "GraphDriver": {"Name": SNAPSHOTTER, "Data": None}, "Mounts": [], "Config": config,
         "NetworkSettings": {
             "Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
             "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "",
@@ -165,6 +162,33 @@ def set_dead(record: dict[str, Any], error: str) -> None:
                            Error=error, FinishedAt=rfc3339_nano())
 
 
+def lifecycle(record: dict[str, Any]) -> lc.State:
+    """The lifecycle state the record holds."""
+    state, private = record["State"], record.get(PRIVATE) or {}
+    try:
+        started = parse_rfc3339(state["StartedAt"])
+    except ValueError:
+        started = 0.0
+    return lc.State(
+        id=record["Id"], status=lc.Status(state["Status"]), started_at=started,
+        restart_count=record.get("RestartCount", 0), backoff=private.get("Backoff", 0),
+        manually_stopped=private.get("ManuallyStopped", False),
+        exit_requested=private.get("ExitRequested", False))
+
+
+def set_lifecycle(record: dict[str, Any], life: lc.State) -> None:
+    """Write a lifecycle state into the record (times, pid and exit code are set apart)."""
+    status = life.status
+    record["State"].update(Status=status.value, Running=life.live,
+                           Paused=status is lc.Status.PAUSED,
+                           Restarting=status is lc.Status.RESTARTING,
+                           Dead=status is lc.Status.DEAD)
+    record["RestartCount"] = life.restart_count
+    record.setdefault(PRIVATE, {}).update(Backoff=life.backoff,
+                                          ManuallyStopped=life.manually_stopped,
+                                          ExitRequested=life.exit_requested)
+
+
 def status_text(state: dict[str, Any], now: float | None = None) -> str:
     """The STATUS column of `docker ps`: 'Up 5 seconds', 'Exited (3) 2 minutes ago'."""
     now = time.time() if now is None else now
@@ -184,7 +208,7 @@ def status_text(state: dict[str, Any], now: float | None = None) -> str:
     return "Created"
 
 
-def summary(record: dict[str, Any]) -> dict[str, Any]:
+def summary(record: dict[str, Any]) -> ContainerSummary:
     """One row of GET /containers/json."""
     config = record["Config"]
     command = " ".join([record["Path"], *record["Args"]]).strip()

@@ -12,10 +12,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 import logging
 import signal as signals
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -25,49 +23,42 @@ from typing import Any, BinaryIO, TypeVar
 
 import pykka
 
+from pouch.actors.container import lifecycle as lc
 from pouch.actors.container import record as rec
 from pouch.actors.container.iohub import Consumer, IOHub
 from pouch.actors.container.jsonlog import Selection, read_entries
 from pouch.actors.container.meta import MetaStore
-from pouch.actors.container.spec import (
+from pouch.actors.container.spec.merge import effective_process
+from pouch.actors.container.spec.oci import (
     SpecInput,
     build_spec,
-    effective_process,
     grantable_capabilities,
     nofile_ceiling,
-    read_rootfs_file,
-    resolve_user,
 )
+from pouch.actors.container.spec.user import resolve_user
 from pouch.actors.containerd.client import Containerd
+from pouch.actors.containerd.rootfs import read_rootfs_file
 from pouch.actors.faults import Faults
-from pouch.actors.host import Reply
-from pouch.actors.timefmt import parse_rfc3339, parse_timestamp, rfc3339_nano
-from pouch.broker.client import ClientPool
+from pouch.actors.host import ObjectActor, Reply
+from pouch.actors.timefmt import parse_timestamp, rfc3339_nano
 from pouch.proto.envelope import PouchError, conflict, invalid, not_found
-from pouch.proto.handoff import LAST_CHUNK, chunk
+from pouch.proto.stream import StreamSession
+from pouch.proto.stubs import Calls
 
 log = logging.getLogger("pouch.container")
 T = TypeVar("T")
 
 OWNER_LABEL = "io.pouch.container"
 CGROUP_PARENT = "/pouch"
-DEFAULT_STOP_TIMEOUT = 10
 DRAIN_TIMEOUT = 5.0
-HEAD_SETTLE = 0.02
-RESTART_FIRST = 0.1
-RESTART_CAP = 60.0
-RESTART_STABLE = 10.0
-# The record keeps this private part beside what inspect shows.
-PRIVATE = "Pouch"
 
 
 @dataclass(frozen=True)
 class Waiter:
     """A handed-over connection waiting for the container to exit (or go)."""
 
-    conn: socket.socket
+    session: StreamSession
     condition: str
-    chunked: bool
 
 
 @dataclass(frozen=True)
@@ -77,27 +68,13 @@ class WorkerEnv:
     ctrd: Containerd
     hub: IOHub
     meta: MetaStore
-    calls: ClientPool
+    calls: Calls
     fifo_root: Path
     default_registry: str
     updated: Callable[[dict[str, Any]], None]
     removed: Callable[[str, str], None]
     publish: Callable[[str, str, dict[str, str]], None]
     faults: Faults
-
-
-def parse_signal(value: str | int) -> int:
-    """SIGTERM, TERM, 15 -> 15. Errors: invalid."""
-    text = str(value).strip().upper()
-    if text.isdigit():
-        number = int(text)
-        if 0 < number < signals.NSIG:
-            return number
-    else:
-        name = text if text.startswith("SIG") else "SIG" + text
-        if hasattr(signals.Signals, name):
-            return int(signals.Signals[name])
-    raise invalid(f"Invalid signal: {value}")
 
 
 def unless_gone(step: Callable[[], T]) -> T | None:
@@ -110,7 +87,7 @@ def unless_gone(step: Callable[[], T]) -> T | None:
         return None
 
 
-class ContainerWorker(pykka.ThreadingActor):
+class ContainerWorker(ObjectActor):
     def __init__(self, env: WorkerEnv, cid: str, record: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.env = env
@@ -118,8 +95,8 @@ class ContainerWorker(pykka.ThreadingActor):
         self.record: dict[str, Any] = record or {}
         self._gone = False
         self._drained: threading.Event | None = None
-        self._stop_waiters: list[Reply] = []
-        self._remove_after_exit: Reply | None = None
+        self._held: list[tuple[Reply, Any]] = []  # answered when the task exits
+        self._remover: Reply | None = None  # answered when the container is gone
         self._wait_conns: list[Waiter] = []
         self._restart_timer: threading.Timer | None = None
 
@@ -128,10 +105,6 @@ class ContainerWorker(pykka.ThreadingActor):
     @property
     def _state(self) -> dict[str, Any]:
         return self.record["State"]
-
-    @property
-    def _private(self) -> dict[str, Any]:
-        return self.record.setdefault(PRIVATE, {})
 
     @property
     def _name(self) -> str:
@@ -159,7 +132,7 @@ class ContainerWorker(pykka.ThreadingActor):
     def _create(self, name: str, body: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
         env, cid = self.env, self.cid
         try:
-            image = env.calls.call("image", "resolve", {"name": body["Image"]})
+            image = env.calls.image.resolve(name=body["Image"])
         except PouchError as exc:
             self._abandon()
             if exc.code == "not_found":
@@ -173,8 +146,9 @@ class ContainerWorker(pykka.ThreadingActor):
             env.meta.create(cid, hostname, mode)
             paths = env.meta.paths(cid)
             labels = {OWNER_LABEL: name}
-            with env.ctrd.lease() as lease:
-                mounts = env.ctrd.prepare(cid, image["chain_id"], labels=labels, lease=lease)
+            with env.ctrd.leases.hold() as lease:
+                mounts = env.ctrd.snapshots.prepare(cid, image["chain_id"], labels=labels,
+                                                    lease=lease)
                 env.faults.hit("container.create.prepared")
                 rootfs = [dict(m) for m in mounts]
                 user = resolve_user(process.user, read_rootfs_file(rootfs, "etc/passwd"),
@@ -186,8 +160,8 @@ class ContainerWorker(pykka.ThreadingActor):
                     cgroup_parent=CGROUP_PARENT, host_config=body.get("HostConfig") or {},
                     labels=dict(body.get("Labels") or {}),
                     grantable_caps=grantable_capabilities(), nofile_ceiling=nofile_ceiling()))
-                env.ctrd.create_container(cid, image["name"], spec, snapshot_key=cid,
-                                          labels=labels)
+                env.ctrd.containers.create(cid, image["name"], spec, snapshot_key=cid,
+                                           labels=labels)
         except BaseException:
             self._undo_create()
             raise
@@ -197,8 +171,8 @@ class ContainerWorker(pykka.ThreadingActor):
         return {"Id": cid, "Warnings": warnings}
 
     def _undo_create(self) -> None:
-        for undo in (lambda: self.env.ctrd.delete_container(self.cid),
-                     lambda: self.env.ctrd.remove(self.cid)):
+        for undo in (lambda: self.env.ctrd.containers.delete(self.cid),
+                     lambda: self.env.ctrd.snapshots.remove(self.cid)):
             try:
                 unless_gone(undo)
             except PouchError as exc:
@@ -217,8 +191,8 @@ class ContainerWorker(pykka.ThreadingActor):
         """Reconcile the record with containerd after the actor (or pouchd) restarted."""
         ctrd = self.env.ctrd
         try:
-            container = ctrd.get_container(self.cid)
-            task = ctrd.get_task(self.cid) if container is not None else None
+            container = ctrd.containers.get(self.cid)
+            task = ctrd.tasks.get(self.cid) if container is not None else None
         except PouchError as exc:
             log.error("restoring %s: %s", self.cid, exc.message)
             self.env.updated(copy.deepcopy(self.record))
@@ -233,9 +207,9 @@ class ContainerWorker(pykka.ThreadingActor):
             # A start interrupted between creating the task and starting it: the process
             # never ran. Drop the task; the container is as it was before the start.
             with contextlib.suppress(PouchError):
-                self.env.ctrd.kill_task(self.cid, signals.SIGKILL)
+                self.env.ctrd.tasks.kill(self.cid, signals.SIGKILL)
             with contextlib.suppress(PouchError):
-                self.env.ctrd.delete_task(self.cid)
+                self.env.ctrd.tasks.delete(self.cid)
             log.warning("container %s: dropped a task that was never started", self.cid)
             self._save()
             return
@@ -251,10 +225,9 @@ class ContainerWorker(pykka.ThreadingActor):
             self._handle_exit(task.exit_status, "")
             return
         if self._state["Running"]:
-            rec.set_exited(self.record, 255, "", "the task vanished while pouch was not running")
-            self._save()
-            self._after_exit()
+            self._record_exit(255, "", "the task vanished while pouch was not running")
             return
+        self._carry_out_all(lc.on_restore(self._life))
         self.env.updated(copy.deepcopy(self.record))
 
     def _open_io(self, restore: bool = False) -> dict[str, str]:
@@ -265,47 +238,147 @@ class ContainerWorker(pykka.ThreadingActor):
             stdin_once=bool(config.get("StdinOnce")), restore=restore)
         return paths
 
+    # -- the lifecycle: lifecycle.py decides, the worker carries it out -------
+
+    @property
+    def _life(self) -> lc.State:
+        return rec.lifecycle(self.record)
+
+    @property
+    def _restart_policy(self) -> lc.RestartPolicy:
+        return lc.RestartPolicy.of(self.record["HostConfig"])
+
+    def _stop_policy(self) -> lc.StopPolicy:
+        return lc.StopPolicy.of(self.record["Config"])
+
+    def _commit(self, life: lc.State) -> None:
+        rec.set_lifecycle(self.record, life)
+        self._save()
+
+    def _decide(self, decide: Callable[[lc.State], lc.Transition]) -> lc.Transition:
+        self._check_alive()
+        return decide(self._life)
+
+    def _serve(self, reply: Reply, decide: Callable[[lc.State], lc.Transition],
+               removal: bool = False) -> None:
+        """Answer a request as the lifecycle decides: at once, or when the exit it waits
+        for is recorded; a removal, when the container is gone. Every path answers."""
+        ok, transition = reply.attempt(self._decide, decide)
+        if not ok:
+            return
+        if removal:
+            self._remover = reply
+        elif transition.held:
+            self._held.append((reply, transition.result))
+        applied, _ = reply.attempt(self._apply, transition, reply)
+        if applied and not transition.held:
+            reply.send(transition.result)
+
+    def _apply(self, transition: lc.Transition, reply: Reply | None = None) -> None:
+        """The transition's state becomes the record's, then its effects follow; if one
+        fails (containerd refuses a signal), the state is put back as it was."""
+        before = self._life
+        if transition.state == before:
+            self._carry_out_all(transition, reply)
+            return
+        self._commit(transition.state)
+        try:
+            self._carry_out_all(transition, reply)
+        except BaseException:
+            self._commit(before)
+            raise
+
+    def _carry_out_all(self, transition: lc.Transition, reply: Reply | None = None) -> None:
+        for effect in transition.effects:
+            self._carry_out(effect, reply, transition.result)
+
+    def _carry_out(self, effect: lc.Effect, reply: Reply | None, result: Any) -> None:
+        match effect:
+            case lc.Signal(signum, every):
+                # Gone already: its exit is on the way, and answers what waits for it.
+                unless_gone(lambda: self.env.ctrd.tasks.kill(self.cid, signum, all=every))
+                self._event("kill", signal=str(signum))
+            case lc.KillAfter(seconds):
+                self._later(seconds, self._escalate_later, self._state["Pid"])
+            case lc.AnswerBy(seconds):
+                if reply is not None:
+                    self._later(seconds, self._answer_late, reply, result)
+            case lc.RestartAfter(seconds):
+                self._restart_timer = self._later(seconds, self._restart_later)
+            case lc.CancelRestart():
+                self._cancel_restart()
+            case lc.AnswerWaiters():
+                held, self._held = self._held, []
+                for waiting, answer in held:
+                    waiting.send(answer)
+                self._answer_waits(("not-running", "next-exit"))
+            case lc.Destroy():
+                remover, self._remover = self._remover, None
+                if remover is not None:
+                    remover.run(self._destroy)
+                    return
+                try:
+                    self._destroy()
+                except Exception:
+                    log.exception("removing %s after its exit", self.cid)
+
+    @staticmethod
+    def _later(seconds: float, action: Callable[..., None], *args: Any) -> threading.Timer:
+        timer = threading.Timer(seconds, action, args=args)
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    def _answer_late(self, reply: Reply, result: Any) -> None:
+        """On a timer's thread (a Reply is thread-safe): the exit did not come in time."""
+        if not reply.done:
+            log.warning("%s of %s: answered before the exit was recorded", reply.what, self.cid)
+            reply.send(result)
+
     # -- start / stop / kill -------------------------------------------------
 
     def start_container(self, reply: Reply) -> None:
         reply.run(self._start)
 
-    def _start(self) -> bool:
+    def _start(self, by_policy: bool = False) -> bool:
         self._check_alive()
-        state = self._state
-        if state["Running"]:
+        life = self._life
+        if not lc.on_start(life):
             return False
-        if state["Status"] == "dead":
-            raise conflict(f"container {self.cid} is dead: {state['Error']}; remove it")
         ctrd = self.env.ctrd
         self._cancel_restart()
-        unless_gone(lambda: ctrd.delete_task(self.cid))  # a stopped task of an earlier run
-        fifos = self._open_io()
         try:
-            mounts = ctrd.mounts(self.cid)
-            pid = ctrd.create_task(self.cid, mounts, fifos["stdin"], fifos["stdout"],
-                                   fifos["stderr"], terminal=bool(self.record["Config"].get("Tty")))
+            unless_gone(lambda: ctrd.tasks.delete(self.cid))  # a stopped task of an earlier run
+            fifos = self._open_io()
+            mounts = ctrd.snapshots.mounts(self.cid)
+            pid = ctrd.tasks.create(self.cid, mounts, fifos["stdin"], fifos["stdout"],
+                                    fifos["stderr"],
+                                    terminal=bool(self.record["Config"].get("Tty")))
             self.env.hub.writers_ready(self.cid)
             self.env.faults.hit("container.start.task_created")
             started_at = rfc3339_nano()  # before: a quick process may end before start returns
-            ctrd.start_task(self.cid)
+            ctrd.tasks.start(self.cid)
         except PouchError as exc:
-            self._start_failed(exc)
+            self._start_failed(life, exc.message, by_policy)
             raise self._explain_start_error(exc) from None
-        self._private["ManuallyStopped"] = False
+        except Exception as exc:
+            self._start_failed(life, f"{type(exc).__name__}: {exc}", by_policy)
+            raise
         rec.set_running(self.record, pid, started_at)
-        self._save()
+        self._commit(lc.on_started(self._life, time.time(), by_policy))
         self._event("start")
         return True
 
-    def _start_failed(self, exc: PouchError) -> None:
+    def _start_failed(self, life: lc.State, message: str, by_policy: bool) -> None:
         with contextlib.suppress(PouchError):
-            self.env.ctrd.delete_task(self.cid)
+            self.env.ctrd.tasks.delete(self.cid)
         self.env.hub.forget(self.cid)
-        code = 127 if ("not found" in exc.message or "no such file" in exc.message) else \
-            126 if "permission denied" in exc.message else 128
-        rec.set_exited(self.record, code, rfc3339_nano(), exc.message)
-        self._save()
+        code = 127 if ("not found" in message or "no such file" in message) else \
+            126 if "permission denied" in message else 128
+        transition = lc.on_start_failed(life, self._restart_policy, code, time.time(), by_policy)
+        rec.set_exited(self.record, code, rfc3339_nano(), message)
+        self._commit(transition.state)
+        self._carry_out_all(transition)
 
     @staticmethod
     def _explain_start_error(exc: PouchError) -> PouchError:
@@ -316,26 +389,9 @@ class ContainerWorker(pykka.ThreadingActor):
         return exc
 
     def stop_container(self, reply: Reply, timeout: int | None) -> None:
-        try:
-            self._check_alive()
-            if not self._state["Running"]:
-                self._cancel_restart()
-                reply.send(False)
-                return
-            self._private["ManuallyStopped"] = True
-            config = self.record["Config"]
-            signum = parse_signal(config.get("StopSignal") or "SIGTERM")
-            grace = timeout if timeout is not None else config.get("StopTimeout")
-            grace = DEFAULT_STOP_TIMEOUT if grace is None else grace
-            self._stop_waiters.append(reply)
-            if grace > 0:
-                self.env.ctrd.kill_task(self.cid, signum)
-            pid = self._state["Pid"]
-            timer = threading.Timer(max(0, grace), self._escalate_later, args=(pid,))
-            timer.daemon = True
-            timer.start()
-        except PouchError as exc:
-            reply.fail(exc)
+        """True once the task has exited (SIGKILL after the grace period); False if it
+        was not running."""
+        self._serve(reply, lambda life: lc.on_stop(life, self._stop_policy(), timeout))
 
     def _escalate_later(self, pid: int) -> None:
         with contextlib.suppress(pykka.ActorDeadError):
@@ -345,7 +401,7 @@ class ContainerWorker(pykka.ThreadingActor):
         """The grace period is over: kill what still runs."""
         if self._state["Running"] and self._state["Pid"] == pid:
             try:
-                self.env.ctrd.kill_task(self.cid, signals.SIGKILL, all=True)
+                self.env.ctrd.tasks.kill(self.cid, signals.SIGKILL, all=True)
             except PouchError as exc:
                 log.warning("killing %s: %s", self.cid, exc.message)
 
@@ -358,20 +414,12 @@ class ContainerWorker(pykka.ThreadingActor):
             raise conflict(f"Container {self.cid} is not running")
         if not self.record["Config"].get("Tty"):
             return  # as dockerd: no terminal, nothing to resize
-        self.env.ctrd.resize_pty(self.cid, width, height)
+        self.env.ctrd.tasks.resize_pty(self.cid, width, height)
 
     def kill_container(self, reply: Reply, signal: str) -> None:
-        reply.run(self._kill, signal)
-
-    def _kill(self, signal: str) -> None:
-        self._check_alive()
-        signum = parse_signal(signal)
-        if not self._state["Running"]:
-            raise conflict(f"Container {self.cid} is not running")
-        if signum == signals.SIGKILL:
-            self._private["ManuallyStopped"] = True
-        self.env.ctrd.kill_task(self.cid, signum)
-        self._event("kill", signal=str(signum))
+        """SIGKILL answers once the exit is recorded, as dockerd does."""
+        self._serve(reply, lambda life: lc.on_kill(life, self._stop_policy(),
+                                                   lc.parse_signal(signal)))
 
     # -- exit ----------------------------------------------------------------
 
@@ -386,7 +434,7 @@ class ContainerWorker(pykka.ThreadingActor):
         if self._gone or not self._state["Running"]:
             return
         try:
-            task = self.env.ctrd.get_task(self.cid)
+            task = self.env.ctrd.tasks.get(self.cid)
         except PouchError:
             return
         if task is None or task.status == "STOPPED":
@@ -395,7 +443,7 @@ class ContainerWorker(pykka.ThreadingActor):
     def _handle_exit(self, status: int, exited_at: str) -> None:
         try:
             # Deleting the task makes the shim flush the rest of the output first.
-            exit_info = unless_gone(lambda: self.env.ctrd.delete_task(self.cid))
+            exit_info = unless_gone(lambda: self.env.ctrd.tasks.delete(self.cid))
             if exit_info is not None:
                 status, exited_at = exit_info.exit_status, exit_info.exited_at or exited_at
         except PouchError as exc:
@@ -404,102 +452,47 @@ class ContainerWorker(pykka.ThreadingActor):
             log.warning("output of %s did not end within %.0f s", self.cid, DRAIN_TIMEOUT)
             self.env.hub.forget(self.cid)
         self._drained = None
-        rec.set_exited(self.record, status, exited_at)
-        self._save()
-        self._event("die", exitCode=str(status))
-        self._after_exit()
+        self._record_exit(status, exited_at)
 
-    def _after_exit(self) -> None:
-        for reply in self._stop_waiters:
-            reply.send(True)
-        self._stop_waiters.clear()
-        self._answer_waits(("not-running", "next-exit"))
-        if self._remove_after_exit is not None or self.record["HostConfig"].get("AutoRemove"):
-            waiting = self._remove_after_exit
-            self._remove_after_exit = None
-            self._destroy()
-            if waiting is not None:
-                waiting.send(None)
-            return
-        self._maybe_restart()
+    def _record_exit(self, status: int, exited_at: str, error: str = "") -> None:
+        transition = lc.on_exit(self._life, self._restart_policy, status, time.time())
+        rec.set_exited(self.record, status, exited_at, error)
+        self._commit(transition.state)
+        self._event("die", exitCode=str(status))
+        self._carry_out_all(transition)
 
     # -- restart policy ------------------------------------------------------
-
-    def _maybe_restart(self) -> None:
-        policy = self.record["HostConfig"].get("RestartPolicy") or {}
-        name = policy.get("Name") or "no"
-        code = self._state["ExitCode"]
-        manual = self._private.get("ManuallyStopped", False)
-        if name == "no" or (manual and name in ("always", "unless-stopped")):
-            return
-        if name == "on-failure":
-            limit = policy.get("MaximumRetryCount") or 0
-            if code == 0 or (limit and self.record["RestartCount"] >= limit):
-                return
-        delay = self._private.get("RestartDelay", 0.0)
-        ran = self._ran_for()
-        delay = RESTART_FIRST if ran > RESTART_STABLE or not delay else min(RESTART_CAP, delay * 2)
-        self._private["RestartDelay"] = delay
-        self._state.update(Status="restarting", Restarting=True)
-        self._save()
-        self._restart_timer = threading.Timer(delay, self._restart_later)
-        self._restart_timer.daemon = True
-        self._restart_timer.start()
-
-    def _ran_for(self) -> float:
-        try:
-            return (parse_rfc3339(self._state["FinishedAt"])
-                    - parse_rfc3339(self._state["StartedAt"]))
-        except ValueError:
-            return 0.0
 
     def _restart_later(self) -> None:
         with contextlib.suppress(pykka.ActorDeadError):
             self.actor_ref.proxy().restart_by_policy()
 
     def restart_by_policy(self) -> None:
-        if self._gone or not self._state.get("Restarting"):
+        """The restart timer fired."""
+        if self._gone or not lc.on_restart_due(self._life):
             return
-        self.record["RestartCount"] += 1
         try:
-            self._start()
+            self._start(by_policy=True)
             self._event("restart")
-        except PouchError as exc:
-            log.warning("restarting %s: %s", self.cid, exc.message)
-            self._maybe_restart()
+        except Exception as exc:  # the failed start is recorded; the policy decided what next
+            log.warning("restarting %s: %s", self.cid, exc)
 
     def _cancel_restart(self) -> None:
         if self._restart_timer is not None:
             self._restart_timer.cancel()
             self._restart_timer = None
-        if self._state.get("Restarting"):
-            self._state.update(Status="exited", Restarting=False)
 
     # -- remove --------------------------------------------------------------
 
     def remove_container(self, reply: Reply, force: bool) -> None:
-        try:
-            self._check_alive()
-            if self._state["Running"]:
-                if not force:
-                    raise conflict(
-                        f"You cannot remove a running container {self.cid}. Stop the container "
-                        "before attempting removal or force remove")
-                self._private["ManuallyStopped"] = True
-                self._remove_after_exit = reply
-                self.env.ctrd.kill_task(self.cid, signals.SIGKILL, all=True)
-                return
-            self._cancel_restart()
-            self._destroy()
-            reply.send(None)
-        except PouchError as exc:
-            reply.fail(exc)
+        self._serve(reply, lambda life: lc.on_remove(life, force), removal=True)
 
     def _destroy(self) -> None:
         ctrd = self.env.ctrd
-        for step in (lambda: ctrd.delete_task(self.cid),
+        for step in (lambda: ctrd.tasks.delete(self.cid),
                      lambda: self.env.faults.hit("container.remove.task_deleted"),
-                     lambda: ctrd.delete_container(self.cid), lambda: ctrd.remove(self.cid)):
+                     lambda: ctrd.containers.delete(self.cid),
+                     lambda: ctrd.snapshots.remove(self.cid)):
             unless_gone(step)
         self.env.hub.forget(self.cid)
         fifo_dir = self.env.fifo_root / self.cid
@@ -516,30 +509,24 @@ class ContainerWorker(pykka.ThreadingActor):
 
     # -- streams handed over by the gateway ----------------------------------
 
-    def _take(self, reply: Reply, conn: socket.socket, preamble: bytes,
+    def _take(self, reply: Reply, session: StreamSession,
               check: Callable[[], Any] = lambda: None) -> bool:
         """Accept a handed-over connection: answer the gateway (an error while it can
-        still shape it), then write the response head. False if the connection is done."""
+        still shape it), then start the response. False if the connection is done."""
         try:
             self._check_alive()
             check()
         except (PouchError, ValueError) as exc:
-            conn.close()
+            session.close()
             reply.fail(exc if isinstance(exc, PouchError) else invalid(str(exc)))
             return False
         reply.send(None)
-        try:
-            conn.sendall(preamble)
-        except OSError:
-            conn.close()
-            return False
-        return True
+        return session.start(multiplexed=not self.record["Config"].get("Tty"))
 
-    def wait_container(self, reply: Reply, conn: socket.socket, condition: str,
-                       preamble: bytes, chunked: bool) -> None:
-        if not self._take(reply, conn, preamble):
+    def wait_container(self, reply: Reply, conn: StreamSession, condition: str) -> None:
+        if not self._take(reply, conn):
             return
-        waiter = Waiter(conn, condition, chunked)
+        waiter = Waiter(conn, condition)
         if condition == "not-running" and not self._state["Running"] \
                 and not self._state.get("Restarting"):
             self._answer(waiter)
@@ -557,20 +544,15 @@ class ContainerWorker(pykka.ThreadingActor):
 
     def _answer(self, waiter: Waiter) -> None:
         error = self._state.get("Error") or None
-        body = json.dumps({"StatusCode": self._state["ExitCode"],
-                           "Error": {"Message": error} if error else None}).encode() + b"\n"
-        try:
-            waiter.conn.sendall(chunk(body) + LAST_CHUNK if waiter.chunked else body)
-        except OSError:
-            pass
-        finally:
-            waiter.conn.close()
+        waiter.session.write_json({"StatusCode": self._state["ExitCode"],
+                                   "Error": {"Message": error} if error else None})
+        waiter.session.end()
 
-    def attach_container(self, reply: Reply, conn: socket.socket, opts: dict[str, Any]) -> None:
-        if not self._take(reply, conn, opts["preamble"]):
+    def attach_container(self, reply: Reply, conn: StreamSession, opts: dict[str, Any]) -> None:
+        if not self._take(reply, conn):
             return
-        consumer = Consumer(conn, bool(self.record["Config"].get("Tty")), stdout=opts["stdout"],
-                            stderr=opts["stderr"], stdin=opts["stdin"], chunked=opts["chunked"])
+        consumer = Consumer(conn, stdout=opts["stdout"], stderr=opts["stderr"],
+                            stdin=opts["stdin"])
         # A created container's output is still to come: attaching waits for its start.
         live = opts["stream"] and self._state["Status"] not in ("exited", "dead")
         if opts["logs"]:
@@ -578,11 +560,9 @@ class ContainerWorker(pykka.ThreadingActor):
         elif live:
             self.env.hub.attach(self.cid, consumer)  # this thread serializes starts: no race
         else:
-            with contextlib.suppress(OSError):
-                conn.sendall(LAST_CHUNK if consumer.chunked else b"")
-            conn.close()
+            conn.end()
 
-    def logs_container(self, reply: Reply, conn: socket.socket, opts: dict[str, Any]) -> None:
+    def logs_container(self, reply: Reply, conn: StreamSession, opts: dict[str, Any]) -> None:
         window: list[float] = []
 
         def parse() -> None:
@@ -590,14 +570,13 @@ class ContainerWorker(pykka.ThreadingActor):
                           for key in ("since", "until"))
             window.append(-1 if opts["tail"] in ("all", "") else int(opts["tail"]))
 
-        if not self._take(reply, conn, opts["preamble"], parse):
+        if not self._take(reply, conn, parse):
             return
         since, until, tail = window
         streams = (opts["stdout"], opts["stderr"])
-        consumer = Consumer(conn, bool(self.record["Config"].get("Tty")), stdout=streams[0],
-                            stderr=streams[1], lines=True, timestamps=opts["timestamps"],
-                            selection=Selection(*streams, since, until),
-                            chunked=opts["chunked"])
+        consumer = Consumer(conn, stdout=streams[0], stderr=streams[1], lines=True,
+                            timestamps=opts["timestamps"],
+                            selection=Selection(*streams, since, until))
         self._replay(consumer, Selection(*streams, since, until, int(tail)),
                      opts["follow"] and self._state["Running"])
 
@@ -614,24 +593,20 @@ class ContainerWorker(pykka.ThreadingActor):
             log_file = io.BytesIO()
 
         def run() -> None:
-            conn = consumer.conn
+            session = consumer.session
             try:
                 offset = hub.log_offset(cid, path)
-                # The head went out just now. docker-py reads what follows it from the raw
-                # socket, losing whatever arrived together with the head (its HTTP layer
-                # buffered it): let the head arrive alone.
-                time.sleep(HEAD_SETTLE)
+                session.settle()
                 for entry in selection.pick(read_entries(log_file, 0, offset)):
-                    conn.sendall(consumer.encode_entry(entry))
+                    if not session.write(entry.stream, consumer.line(entry)):
+                        return
                 if live:
                     hub.follow(cid, consumer, log_file, offset, runs_seen)
                     return
-                if consumer.chunked:
-                    conn.sendall(LAST_CHUNK)
-            except OSError:
-                pass
+                session.end()
+            except OSError as exc:
+                session.fail(f"Error grabbing logs: {exc}")
             finally:
                 log_file.close()
-            conn.close()
 
         threading.Thread(target=run, name=f"logs-{cid[:12]}", daemon=True).start()

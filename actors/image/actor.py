@@ -7,6 +7,7 @@ rebuilds it from containerd whenever it starts.
 
 from __future__ import annotations
 
+import builtins
 import fnmatch
 import json
 import logging
@@ -16,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from pouch.actors.containerd.client import Containerd
-from pouch.actors.contract import method
 from pouch.actors.host import ActorBase, ActorContext, Reply
 from pouch.actors.image import reference
 from pouch.actors.image.dockersave import read_archive
@@ -26,10 +26,12 @@ from pouch.actors.image.store import (
     import_image,
     is_untagged_name,
 )
-from pouch.proto.envelope import PouchError, invalid, not_found
+from pouch.proto.contract import method
+from pouch.proto.docker import SNAPSHOTTER, check_filters, labels_match, resolve_id
+from pouch.proto.envelope import PouchError, invalid
+from pouch.proto.shapes import ImageInspect, ImagesLoaded, ImageSummary, ResolvedImage
 
 log = logging.getLogger("pouch.image")
-SNAPSHOTTER = "overlayfs"
 SIZE_LABEL = "io.pouch.image.size"
 
 
@@ -71,8 +73,8 @@ class ImageActor(ActorBase):
 
     def on_start(self) -> None:
         self._ctrd.wait_ready(30)
-        self._ctrd.ensure_namespace()
-        for lease in self._ctrd.drop_stale_leases():
+        self._ctrd.namespaces.ensure()
+        for lease in self._ctrd.leases.drop_stale():
             log.warning("dropped lease %s of an interrupted load", lease)
         self._rebuild()
 
@@ -80,13 +82,13 @@ class ImageActor(ActorBase):
         self._ctrd.close()
 
     def _rebuild(self) -> None:
-        for record in self._ctrd.list_images():
+        for record in self._ctrd.images.list():
             try:
-                manifest = json.loads(self._ctrd.read_blob(record.target["digest"]))
+                manifest = json.loads(self._ctrd.content.read(record.target["digest"]))
                 config_digest = manifest["config"]["digest"]
                 image = self._images.get(config_digest)
                 if image is None:
-                    config = json.loads(self._ctrd.read_blob(config_digest))
+                    config = json.loads(self._ctrd.content.read(config_digest))
                     image = Image(config_digest, config, image_rootfs_chain(config),
                                   int(record.labels.get(SIZE_LABEL, "0") or 0))
                     self._images[config_digest] = image
@@ -99,31 +101,25 @@ class ImageActor(ActorBase):
     # -- lookups -------------------------------------------------------------
 
     def _find(self, name: str) -> Image:
-        """An image by reference, full ID, or unique ID prefix. Errors: not_found."""
-        hexdigits = name.removeprefix("sha256:")
-        if len(hexdigits) >= 4 and all(c in "0123456789abcdef" for c in hexdigits):
-            found = [i for i in self._images.values()
-                     if i.id.removeprefix("sha256:").startswith(hexdigits)]
-            if len(found) == 1:
-                return found[0]
+        """An image by full ID, reference, or unique ID prefix. Errors: not_found, invalid."""
+        by_hex = {image_id.removeprefix("sha256:"): image_id for image_id in self._images}
         try:
-            ref = reference.parse(name, self._registry)
+            named = self._names.get(reference.parse(name, self._registry).full())
         except PouchError:
-            raise not_found(f"No such image: {name}") from None
-        image_id = self._names.get(ref.full())
-        if image_id is None:
-            raise not_found(f"No such image: {name}")
-        return self._images[image_id]
+            named = None
+        names = {name: named.removeprefix("sha256:")} if named else {}
+        found = resolve_id(name.removeprefix("sha256:"), by_hex, names, "image")
+        return self._images[by_hex[found]]
 
     # -- the contract --------------------------------------------------------
 
-    @method(idempotent=True)
+    @method(idempotent=True, returns=ImagesLoaded, errors=("invalid",), timeout=600.0)
     def load(self, path: str, reply: Reply) -> None:
-        """Import every image of a docker-save archive at `path`. Errors: invalid."""
+        """Import every image of a docker-save archive at `path`."""
         # A load takes seconds: it runs beside the actor, which keeps answering.
         reply.run_in_thread(self._import_archive, Path(path))
 
-    def _import_archive(self, archive: Path) -> dict[str, list[str]]:
+    def _import_archive(self, archive: Path) -> ImagesLoaded:
         if not archive.is_file():
             raise invalid(f"no archive at {archive}")
         names_out: list[str] = []
@@ -134,10 +130,10 @@ class ImageActor(ActorBase):
             self.ctx.faults.hit("image.load.unpacked")
             for name in names:
                 # Kept on the name, so a restarted actor knows it without walking snapshots.
-                record = self._ctrd.get_image(name)
+                record = self._ctrd.images.get(name)
                 if record is not None:
-                    self._ctrd.update_image(name, record.target,
-                                            {**record.labels, SIZE_LABEL: str(imported.size)})
+                    self._ctrd.images.update(name, record.target,
+                                             {**record.labels, SIZE_LABEL: str(imported.size)})
             self.actor_ref.proxy().record_loaded(imported, json.loads(saved.config)).get()
             if names:
                 names_out += [reference.familiar_name(n, self._registry) for n in names]
@@ -158,15 +154,12 @@ class ImageActor(ActorBase):
             image.names.add(name)
         self.publish("image", "load", imported.id)
 
-    @method(idempotent=True)
+    @method(idempotent=True, errors=("invalid",))
     def list(self, all: bool = False,
-             filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        """Image summaries, as GET /images/json shows them. Errors: invalid (filters)."""
-        filters = filters or {}
-        for key in filters:
-            if key not in ("reference", "label", "dangling"):
-                raise invalid(f"invalid filter '{key}'")
-        result: list[dict[str, Any]] = []
+             filters: dict[str, list[str]] | None = None) -> builtins.list[ImageSummary]:
+        """Image summaries, as GET /images/json shows them."""
+        filters = check_filters(filters, ("reference", "label", "dangling"))
+        result: builtins.list[ImageSummary] = []
         for image in self._images.values():
             if not self._passes(image, filters):
                 continue
@@ -194,17 +187,12 @@ class ImageActor(ActorBase):
             if not any(fnmatch.fnmatch(t, pat) or fnmatch.fnmatch(t.rpartition(":")[0], pat)
                        for t in tags for pat in filters["reference"]):
                 return False
-        if "label" in filters:
-            labels = (image.config.get("config") or {}).get("Labels") or {}
-            for item in filters["label"]:
-                key, eq, value = item.partition("=")
-                if key not in labels or (eq and labels[key] != value):
-                    return False
-        return True
+        labels = (image.config.get("config") or {}).get("Labels") or {}
+        return labels_match(filters.get("label", []), labels)
 
-    @method(idempotent=True)
-    def inspect(self, name: str) -> dict[str, Any]:
-        """One image, as GET /images/{name}/json shows it. Errors: not_found."""
+    @method(idempotent=True, errors=("not_found", "invalid"))
+    def inspect(self, name: str) -> ImageInspect:
+        """One image, as GET /images/{name}/json shows it."""
         image = self._find(name)
         config = image.config
         return {
@@ -223,9 +211,9 @@ class ImageActor(ActorBase):
             "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
         }
 
-    @method(idempotent=True)
-    def resolve(self, name: str) -> dict[str, Any]:
-        """What a container needs of its image: ID, config, top snapshot. Errors: not_found."""
+    @method(idempotent=True, errors=("not_found", "invalid"))
+    def resolve(self, name: str) -> ResolvedImage:
+        """What a container needs of its image: ID, config, top snapshot."""
         image = self._find(name)
         try:
             full = reference.parse(name, self._registry).full()
@@ -235,7 +223,7 @@ class ImageActor(ActorBase):
                 "config": image.config.get("config") or {}, "chain_id": image.chain_id,
                 "snapshotter": SNAPSHOTTER}
 
-    @method(idempotent=True)
+    @method(idempotent=True, timeout=2.0)
     def count(self) -> int:
         """How many images there are."""
         return len(self._images)

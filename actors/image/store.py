@@ -26,8 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from pouch.actors.containerd.client import DEFAULT_SNAPSHOTTER, Containerd, Descriptor
+from pouch.actors.containerd.client import Containerd
+from pouch.actors.containerd.types import Descriptor
 from pouch.actors.image.dockersave import SavedImage, SavedLayer, open_member
+from pouch.proto.docker import SNAPSHOTTER
 from pouch.proto.envelope import PouchError, invalid
 
 MANIFEST_MEDIA_TYPE: Final = "application/vnd.oci.image.manifest.v1+json"
@@ -119,7 +121,7 @@ def _write_layers(ctrd: Containerd, archive: Path, image: SavedImage, lease: str
     for layer in image.layers:
         # Writing a blob that is already stored costs one round trip and puts it under the lease.
         with open_member(archive, layer.member) as stream:
-            ctrd.write_blob(
+            ctrd.content.write(
                 f"pouch-import-{layer.digest}", stream, layer.size, layer.digest, lease=lease
             )
 
@@ -133,25 +135,27 @@ def _unpack_layer(
     lease: str,
 ) -> None:
     key = f"extract-{secrets.token_hex(8)}-{chain_id}"
-    mounts = ctrd.prepare(key, parent, snapshotter=snapshotter, lease=lease)
+    mounts = ctrd.snapshots.prepare(key, parent, snapshotter=snapshotter, lease=lease)
     try:
-        applied = ctrd.apply(_layer_descriptor(layer), mounts)
+        applied = ctrd.diff.apply(_layer_descriptor(layer), mounts)
         if applied["digest"] != layer.diff_id:
             raise invalid(
                 f"layer {layer.digest} unpacks to {applied['digest']}, "
                 f"but the image config says {layer.diff_id}"
             )
         try:
-            ctrd.commit(chain_id, key, snapshotter=snapshotter, lease=lease)
+            ctrd.snapshots.commit(chain_id, key, snapshotter=snapshotter, lease=lease)
         except PouchError as err:
             # Another import of the same layers may have committed it first: theirs is as good.
-            if err.code != "conflict" or ctrd.stat(chain_id, snapshotter=snapshotter) is None:
+            if err.code != "conflict":
                 raise
-            ctrd.remove(key, snapshotter=snapshotter)
+            if ctrd.snapshots.stat(chain_id, snapshotter=snapshotter) is None:
+                raise
+            ctrd.snapshots.remove(key, snapshotter=snapshotter)
     except BaseException:
         # Gone already, or else left to the lease: the first error is the one to tell.
         with contextlib.suppress(PouchError):
-            ctrd.remove(key, snapshotter=snapshotter)
+            ctrd.snapshots.remove(key, snapshotter=snapshotter)
         raise
 
 
@@ -162,12 +166,12 @@ def _unpack(
     size = 0
     parent = ""
     for layer, chain_id in zip(image.layers, chains, strict=True):
-        if ctrd.stat(chain_id, snapshotter=snapshotter) is None:
+        if ctrd.snapshots.stat(chain_id, snapshotter=snapshotter) is None:
             _unpack_layer(ctrd, layer, parent, chain_id, snapshotter, lease)
         else:
             # Unreferenced snapshots may be collected at any moment: hold this one.
-            ctrd.add_lease_resource(lease, chain_id, f"snapshots/{snapshotter}")
-        size += ctrd.usage(chain_id, snapshotter=snapshotter)[0]
+            ctrd.leases.add_resource(lease, chain_id, f"snapshots/{snapshotter}")
+        size += ctrd.snapshots.usage(chain_id, snapshotter=snapshotter)[0]
         parent = chain_id
     return size
 
@@ -175,15 +179,15 @@ def _unpack(
 def _register(ctrd: Containerd, image: SavedImage, names: list[str], target: Descriptor) -> None:
     id_name = untagged_name(image.config_digest)
     for name in names:
-        ctrd.put_image(name, target)
+        ctrd.images.put(name, target)
     if names:
         try:
-            ctrd.delete_image(id_name)
+            ctrd.images.delete(id_name)
         except PouchError as err:
             if err.code != "not_found":
                 raise
-    elif not ctrd.list_images([f'target.digest=="{target["digest"]}"']):
-        ctrd.put_image(id_name, target)
+    elif not ctrd.images.list([f'target.digest=="{target["digest"]}"']):
+        ctrd.images.put(id_name, target)
 
 
 def import_image(
@@ -191,7 +195,7 @@ def import_image(
     archive: Path,
     image: SavedImage,
     names: list[str],
-    snapshotter: str = DEFAULT_SNAPSHOTTER,
+    snapshotter: str = SNAPSHOTTER,
 ) -> ImportedImage:
     """Store, unpack and name one image of a docker-save archive. Errors: invalid.
 
@@ -213,16 +217,16 @@ def import_image(
         GC_REF_LAYER.format(index=index): layer.digest for index, layer in enumerate(image.layers)
     }
 
-    with ctrd.lease() as lease:
+    with ctrd.leases.hold() as lease:
         _write_layers(ctrd, archive, image, lease)
-        ctrd.write_blob(
+        ctrd.content.write(
             f"pouch-import-{image.config_digest}",
             image.config,
             len(image.config),
             image.config_digest,
             lease=lease,
         )
-        ctrd.write_blob(
+        ctrd.content.write(
             f"pouch-import-{manifest_digest}",
             manifest,
             len(manifest),
@@ -230,11 +234,11 @@ def import_image(
             lease=lease,
         )
         # Set even when the blob was already stored, since its labels may not be ours.
-        ctrd.update_blob_labels(manifest_digest, manifest_labels)
+        ctrd.content.update_labels(manifest_digest, manifest_labels)
         size = _unpack(ctrd, image, chains, snapshotter, lease)
         if chain_id:
             # Without this link containerd collects the unpacked layers.
-            ctrd.update_blob_labels(
+            ctrd.content.update_labels(
                 image.config_digest, {GC_REF_SNAPSHOT.format(snapshotter=snapshotter): chain_id}
             )
         target: Descriptor = {
@@ -255,4 +259,4 @@ def import_image(
 
 def remove_image(ctrd: Containerd, name: str, sync: bool = False) -> None:
     """Drop one name; what no name, lease or container holds is collected. Errors: not_found."""
-    ctrd.delete_image(name, sync=sync)
+    ctrd.images.delete(name, sync=sync)

@@ -9,24 +9,25 @@ from __future__ import annotations
 
 import functools
 import logging
-import subprocess
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pouch.actors.contract import method
 from pouch.actors.host import ActorBase, ActorContext
 from pouch.actors.supervisor.children import (
     Child,
     ChildSpec,
     describe_exit,
-    spawn,
     stop_process,
     wait_until,
 )
+from pouch.actors.supervisor.launch import Launcher, Process
+from pouch.proto.contract import method
 from pouch.proto.envelope import PouchError
+from pouch.proto.shapes import SupervisorStatus
+from pouch.proto.stubs import BrokerCalls
 
 log = logging.getLogger("pouch.supervisor")
 
@@ -52,17 +53,18 @@ class Unresponsive:
     pid: int
 
 
-def _running(proc: subprocess.Popen[bytes]) -> bool:
+def _running(proc: Process) -> bool:
     return proc.poll() is None
 
 
 class SupervisorActor(ActorBase):
     service = "supervisor"
 
-    def __init__(self, ctx: ActorContext, specs: list[ChildSpec],
+    def __init__(self, ctx: ActorContext, specs: list[ChildSpec], launcher: Launcher,
                  on_fatal: Callable[[str], None],
                  on_started: Callable[[str, int], None] | None = None) -> None:
         super().__init__(ctx)
+        self._launcher = launcher
         self._children = {spec.name: Child(spec) for spec in specs}
         self._order = [spec.name for spec in specs]
         self._on_fatal = on_fatal
@@ -75,8 +77,8 @@ class SupervisorActor(ActorBase):
 
     # -- the contract --------------------------------------------------------
 
-    @method(idempotent=True)
-    def status(self) -> dict[str, Any]:
+    @method(idempotent=True, timeout=2.0)
+    def status(self) -> SupervisorStatus:
         """Every child's pid, state and restarts, and which are degraded."""
         return {
             "children": {name: self._children[name].describe() for name in self._order},
@@ -135,14 +137,16 @@ class SupervisorActor(ActorBase):
     def _start(self, child: Child) -> None:
         child.state = "starting"
         child.started_at = time.monotonic()
-        proc = child.proc = spawn(child.spec)
+        spec = child.spec
+        proc = child.proc = self._launcher.launch(spec.name, spec.argv, spec.role)
         if self._on_started:
-            self._on_started(child.spec.name, proc.pid)
+            self._on_started(spec.name, proc.pid)
         ref = self.actor_ref
 
         def watch() -> None:
             status = proc.wait()
-            ref.tell(Exited(child.spec.name, proc.pid, status))
+            self._launcher.forget(proc.pid)
+            ref.tell(Exited(spec.name, proc.pid, status))
 
         threading.Thread(target=watch, name=f"watch-{child.spec.name}", daemon=True).start()
 
@@ -152,12 +156,21 @@ class SupervisorActor(ActorBase):
             return  # start_all (or stop_all) deals with it
         child.last_exit = describe_exit(event.status)
         self._up.set(event.name, value=0)
-        if child.spec.service:
-            self._tell_broker("worker_gone", {"service": child.spec.service, "pid": event.pid})
         now = time.monotonic()
         if now - child.started_at > STABLE_AFTER:
             child.policy.reset()
         delay = child.policy.next_delay(now)
+        if delay is not None:
+            child.state = "backoff"
+            log.warning("%s (pid %d) %s; restarting it in %.1f s",
+                        event.name, event.pid, child.last_exit, delay)
+            if delay:
+                threading.Timer(delay, self.actor_ref.tell, args=(Restart(event.name),)).start()
+            else:
+                self._restart(event.name)  # before a word to the broker: it is not on the way
+        service = child.spec.service
+        if service:
+            self._tell_broker(lambda b: b.worker_gone(service=service, pid=event.pid))
         if delay is None:
             child.state = "down"
             reason = (f"restarted {child.policy.max_restarts} times within "
@@ -167,11 +180,6 @@ class SupervisorActor(ActorBase):
                 self._mark_down(child.spec.service, reason)
             if event.name in ("containerd", "broker"):
                 self._on_fatal(f"{event.name} keeps crashing ({reason}): pouchd stops")
-            return
-        child.state = "backoff"
-        log.warning("%s (pid %d) %s; restarting it in %.1f s",
-                    event.name, event.pid, child.last_exit, delay)
-        threading.Timer(delay, self.actor_ref.tell, args=(Restart(event.name),)).start()
 
     def _restart(self, name: str) -> None:
         child = self._children[name]
@@ -195,10 +203,10 @@ class SupervisorActor(ActorBase):
             child.proc.kill()
 
     def _mark_down(self, service: str, reason: str | None) -> None:
-        self._tell_broker("mark_down", {"service": service, "reason": reason})
+        self._tell_broker(lambda b: b.mark_down(service=service, reason=reason))
 
-    def _tell_broker(self, method: str, args: dict[str, Any]) -> None:
+    def _tell_broker(self, report: Callable[[BrokerCalls], object]) -> None:
         try:
-            self.ctx.calls.call("broker", method, args, timeout=1.0)
+            report(self.ctx.calls.broker)
         except PouchError as exc:
-            log.warning("could not tell the broker %s %s: %s", method, args, exc.message)
+            log.warning("could not report to the broker: %s", exc.message)

@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pouch.actors.sdnotify import SYSTEMD_ENV
+from pouch.actors.supervisor.launch import ZYGOTE, Process
 from pouch.actors.supervisor.policy import RestartPolicy
-from pouch.actors.supervisor.roles import ACTORS, PARENT_ENV
+from pouch.actors.supervisor.roles import ACTORS
+from pouch.actors.supervisor.zygote import Zygote
 from pouch.broker.client import ClientPool
 from pouch.proto.config import DaemonConfig
 from pouch.proto.envelope import PouchError
+from pouch.proto.shapes import ChildStatus
 
 log = logging.getLogger("pouch.supervisor")
 
@@ -33,13 +35,13 @@ class ChildSpec:
     ready_timeout: float = 15.0
     stop_timeout: float = 3.0
     service: str | None = None   # the broker service it serves, if any
-    env: dict[str, str] = field(default_factory=dict)
+    role: list[str] | None = None  # pouchd's role arguments, if the zygote can fork it
 
 
 @dataclass
 class Child:
     spec: ChildSpec
-    proc: subprocess.Popen[bytes] | None = None
+    proc: Process | None = None
     state: str = "stopped"  # starting, running, backoff, down, stopped
     policy: RestartPolicy = field(default_factory=RestartPolicy)
     restarts: int = 0
@@ -50,17 +52,9 @@ class Child:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> ChildStatus:
         return {"pid": self.pid, "state": self.state, "restarts": self.restarts,
                 "last_exit": self.last_exit}
-
-
-def spawn(spec: ChildSpec) -> subprocess.Popen[bytes]:
-    inherited = {k: v for k, v in os.environ.items() if k not in SYSTEMD_ENV}
-    env = {**inherited, PARENT_ENV: str(os.getpid()), **spec.env}
-    # Its own session: a Ctrl-C at pouchd's terminal reaches pouchd alone,
-    # which then stops the children in order.
-    return subprocess.Popen(spec.argv, env=env, start_new_session=True)
 
 
 def describe_exit(status: int) -> str:
@@ -72,7 +66,7 @@ def describe_exit(status: int) -> str:
     return f"exited with status {status}"
 
 
-def stop_process(proc: subprocess.Popen[bytes], timeout: float, name: str) -> None:
+def stop_process(proc: Process, timeout: float, name: str) -> None:
     """SIGTERM, then SIGKILL after `timeout`; reaps it."""
     if proc.poll() is not None:
         return
@@ -103,9 +97,16 @@ def role_argv(config: DaemonConfig, *role: str) -> list[str]:
     return [sys.executable, "-m", "pouch.actors.supervisor.main", *config.to_args(), *role]
 
 
+def role_spec(config: DaemonConfig, name: str, ready: Callable[[], bool], *role: str,
+              **kwargs: Any) -> ChildSpec:
+    """A child running one of pouchd's roles: forked by the zygote, or exec'd without one."""
+    return ChildSpec(name, role_argv(config, *role), ready, role=list(role), **kwargs)
+
+
 def build_specs(config: DaemonConfig, calls: ClientPool, containerd_config: Path,
-                containerd_ready: Callable[[], bool]) -> list[ChildSpec]:
-    """Every child, in start order."""
+                containerd_ready: Callable[[], bool],
+                zygote: Zygote | None = None) -> list[ChildSpec]:
+    """Every child, in start order (the zygote first, if there is one)."""
 
     def broker_ready() -> bool:
         return calls.call("broker", "ping", timeout=0.5) == "pong"
@@ -116,15 +117,17 @@ def build_specs(config: DaemonConfig, calls: ClientPool, containerd_config: Path
             return bool((services.get(name) or {}).get("workers"))
         return probe
 
-    specs = [
-        ChildSpec("broker", role_argv(config, "broker"), broker_ready, stop_timeout=2.0),
+    specs = [ChildSpec(ZYGOTE, role_argv(config, ZYGOTE), zygote.ready, stop_timeout=1.0)
+             ] if zygote is not None else []
+    specs += [
+        role_spec(config, "broker", broker_ready, "broker", stop_timeout=2.0),
         ChildSpec("containerd", [config.containerd_path, "--config", str(containerd_config)],
                   containerd_ready, ready_timeout=20.0, stop_timeout=5.0),
     ]
-    specs += [ChildSpec(name, role_argv(config, "actor", name), service_ready(name),
-                        service=name) for name in ACTORS]
-    specs.append(ChildSpec("gateway", role_argv(config, "gateway"),
-                           lambda: all(listening(a) for a in config.listen), stop_timeout=4.0))
+    specs += [role_spec(config, name, service_ready(name), "actor", name, service=name)
+              for name in ACTORS]
+    specs.append(role_spec(config, "gateway", lambda: all(listening(a) for a in config.listen),
+                           "gateway", stop_timeout=4.0))
     return specs
 
 

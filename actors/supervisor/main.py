@@ -5,6 +5,7 @@
     pouchd [flags] containerd      containerd alone, supervised (systemd's supervisor unit)
     pouchd [flags] actor NAME      one actor process (system, image, container)
     pouchd [flags] gateway         the HTTP gateway under gunicorn
+    pouchd [flags] zygote          (pouchd's own) imports once, forks the roles above
 
 Each role runs the same code under pouchd's own supervisor and under systemd.
 """
@@ -27,24 +28,40 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pouchd", description=__doc__.splitlines()[0])
     add_flags(parser)
     parser.add_argument("role", nargs="*",
-                        help="broker | containerd | actor NAME | gateway (default: all)")
+                        help="broker | containerd | actor NAME | gateway | zygote "
+                             "(default: all)")
     opts = parser.parse_args(argv)
     try:
         config = resolve(opts)
     except ValueError as exc:
         parser.error(str(exc))
     role = opts.role
-    name = role[0] if role else "pouchd"
-    if role[:1] == ["actor"] and len(role) == 2:
-        name = role[1]
-    setup_logging(config, name)
+    setup_logging(config, role_name(role))
     die_with_supervisor()
+    status = run_role(config, role)
+    if status is None:
+        parser.error(f"unknown role {' '.join(role)!r}; actors: {', '.join(ACTOR_CLASSES)}")
+    return status
+
+
+def role_name(role: list[str]) -> str:
+    """How a role's process names itself (in log lines, its process name)."""
+    if role[:1] == ["actor"] and len(role) == 2:
+        return role[1]
+    return role[0] if role else "pouchd"
+
+
+def run_role(config: DaemonConfig, role: list[str]) -> int | None:
+    """Run one role of pouchd to its end: its exit status; None: no such role."""
     if not role:
         from pouch.actors.supervisor.run import run_supervisor
         return run_supervisor(config)
     if role == ["containerd"]:
         from pouch.actors.supervisor.run import run_supervisor
         return run_supervisor(config, only=("containerd",))
+    if role == ["zygote"]:
+        from pouch.actors.supervisor.zygote import run_zygote
+        return run_zygote(config)
     if role == ["broker"]:
         return run_broker(config)
     if role[0] == "actor" and len(role) == 2 and role[1] in ACTOR_CLASSES:
@@ -52,12 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     if role == ["gateway"]:
         from pouch.gateway.server import run_gateway
         return run_gateway(config)
-    parser.error(f"unknown role {' '.join(role)!r}; actors: {', '.join(ACTOR_CLASSES)}")
-    return 2
+    return None
 
 
 def setup_logging(config: DaemonConfig, name: str) -> None:
     logging.basicConfig(
+        force=True,  # a forked role replaces the zygote's set-up
         level=logging.DEBUG if config.debug else logging.INFO,
         format=f"%(asctime)s {name}[%(process)d] %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -21,9 +22,12 @@ from pouch.actors.metrics import ActorMetrics
 from pouch.actors.sdnotify import notify, start_watchdog
 from pouch.actors.supervisor.actor import SupervisorActor, Unresponsive
 from pouch.actors.supervisor.children import build_specs, kill_stale, listening
-from pouch.broker.client import Client, ClientPool
+from pouch.actors.supervisor.launch import Launcher
+from pouch.actors.supervisor.zygote import Zygote
+from pouch.broker.client import ClientPool, follow
 from pouch.proto.config import DaemonConfig
 from pouch.proto.envelope import PouchError
+from pouch.proto.stubs import Calls
 
 log = logging.getLogger("pouch.supervisor")
 
@@ -50,7 +54,11 @@ def run_supervisor(config: DaemonConfig, only: tuple[str, ...] | None = None) ->
         return listening(f"unix://{config.containerd_socket}")
 
     calls = ClientPool(config.broker_endpoint, timeout=5.0)
-    specs = [spec for spec in build_specs(config, calls, containerd_config, containerd_ready)
+    # The whole tree forks its roles from a zygote; systemd's containerd unit has none.
+    zygote = Zygote() if only is None else None
+    launcher = Launcher(zygote)
+    specs = [spec for spec in build_specs(config, calls, containerd_config, containerd_ready,
+                                          zygote)
              if only is None or spec.name in only]
     stop_requested = threading.Event()
     fatal = threading.Event()
@@ -66,13 +74,13 @@ def run_supervisor(config: DaemonConfig, only: tuple[str, ...] | None = None) ->
             write_pid(config.pid_path("containerd"), pid)
 
     metrics = ActorMetrics("supervisor")
-    ctx = ActorContext("supervisor", config, calls, metrics, Faults(config.debug))
+    ctx = ActorContext("supervisor", config, calls, Calls(calls), metrics, Faults(config.debug))
 
     def give_up(why: str) -> None:
         fatal.set()
         request_stop(why)
 
-    ref = SupervisorActor.start(ctx, specs, on_fatal=give_up, on_started=on_started)
+    ref = SupervisorActor.start(ctx, specs, launcher, on_fatal=give_up, on_started=on_started)
     host = host_of(ref)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda s, _f: request_stop(signal.Signals(s).name))
@@ -85,6 +93,9 @@ def run_supervisor(config: DaemonConfig, only: tuple[str, ...] | None = None) ->
                     metrics=metrics)
         threading.Thread(target=watch_heartbeats, args=(config, ref, stop_requested),
                          name="heartbeats", daemon=True).start()
+        if zygote is not None:
+            threading.Thread(target=launcher.reap_orphans, args=(stop_requested,),
+                             name="orphans", daemon=True).start()
         notify("READY=1")
         start_watchdog(lambda: _answers(ref), stop_requested)
         if only is None:
@@ -99,6 +110,8 @@ def run_supervisor(config: DaemonConfig, only: tuple[str, ...] | None = None) ->
         ref.proxy().stop_all().get()
         ref.stop()
         calls.close()
+        if zygote is not None:
+            zygote.close()
         remove_pid(config.pid_path("containerd"), any_owner=True)
         remove_pid(config.pidfile_path)
         log.info("pouchd stopped")
@@ -129,22 +142,15 @@ def set_oom_score_adj(wanted: int) -> int:
 
 def watch_heartbeats(config: DaemonConfig, ref: Any, stop: threading.Event) -> None:
     """Kill an actor the broker found unresponsive (hung, not dead), so it restarts."""
-    while not stop.is_set():
-        client = Client(config.broker_endpoint)
-        try:
-            # Only an actor that missed its heartbeats may still run, hung: one that said
-            # goodbye, exited or disconnected is dealt with (or restarted) already.
-            lost = {"type": ["daemon"], "event": ["actor-lost"], "label": ["reason=heartbeats"]}
-            with client.subscribe(lost) as events:
-                for event in events:
-                    actor = event.get("Actor") or {}
-                    pid = int((actor.get("Attributes") or {}).get("pid") or 0)
-                    ref.tell(Unresponsive(str(actor.get("ID", "")), pid))
-        except pykka.ActorDeadError:
-            return  # pouchd is stopping
-        except PouchError:
-            pass  # the broker restarted: subscribe again
-        finally:
-            client.close()
-        stop.wait(0.1)
+    def on_lost(event: dict[str, Any]) -> None:
+        actor = event.get("Actor") or {}
+        pid = int((actor.get("Attributes") or {}).get("pid") or 0)
+        ref.tell(Unresponsive(str(actor.get("ID", "")), pid))
+
+    # Only an actor that missed its heartbeats may still run, hung: one that said
+    # goodbye, exited or disconnected is dealt with (or restarted) already.
+    lost = {"Type": ["daemon"], "Action": ["actor-lost"],
+            "Actor.Attributes.reason": ["heartbeats"]}
+    with contextlib.suppress(pykka.ActorDeadError):  # pouchd is stopping
+        follow(config.broker_endpoint, lost, on_lost, stop)
 

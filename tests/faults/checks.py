@@ -22,7 +22,8 @@ import docker
 import grpc
 
 from pouch.actors.container.worker import OWNER_LABEL
-from pouch.actors.containerd.client import Containerd, TaskState
+from pouch.actors.containerd.client import Containerd
+from pouch.actors.containerd.tasks import TaskState
 from pouch.proto.containerd.api.services.leases.v1 import leases_pb2, leases_pb2_grpc
 from pouch.proto.envelope import PouchError
 from pouch.tests.faults.workload import CLIENT_TIMEOUT, Request
@@ -95,9 +96,9 @@ def observe(daemon: PouchDaemon) -> State:
         except FileNotFoundError:
             without.append(folder.name)
     with Containerd(daemon.containerd_socket, NAMESPACE) as ctrd:
-        containers = {c.id: c.labels for c in ctrd.list_containers([f'labels."{OWNER_LABEL}"'])}
-        tasks = ctrd.list_tasks()
-        snapshots = {s.name for s in ctrd.list_snapshots() if OWNER_LABEL in s.labels}
+        containers = {c.id: c.labels for c in ctrd.containers.list([f'labels."{OWNER_LABEL}"'])}
+        tasks = ctrd.tasks.list()
+        snapshots = {s.name for s in ctrd.snapshots.list() if OWNER_LABEL in s.labels}
     return State(listed, meta, without, containers, tasks, snapshots,
                  list_leases(daemon.containerd_socket), daemon.mounts())
 

@@ -14,6 +14,7 @@ from docker.errors import APIError
 from pouch.tests.faults.checks import check_invariants, docker_api, settled, wait_restored
 from pouch.tests.faults.tree import BrokerView, broker, watch_replacement
 from pouch.tests.support.daemon import PouchDaemon
+from pouch.tests.support.wait import wait_for
 
 RUN_WITHIN = 10.0
 
@@ -85,10 +86,8 @@ def test_a_crash_between_task_create_and_start_leaves_a_container_that_starts(
     if answer != "ok":
         api.start(cid)
     # Whichever it was, the container then runs its command, once, and exits.
-    deadline = time.monotonic() + RUN_WITHIN
-    while (status := api.inspect_container(cid)["State"])["Status"] != "exited":
-        assert time.monotonic() < deadline, f"the container never ran: {status}"
-        time.sleep(0.1)
+    wait_for(lambda: api.inspect_container(cid)["State"]["Status"] == "exited", RUN_WITHIN,
+             "the container running its command and exiting")
     assert api.wait(cid)["StatusCode"] == 0 and api.logs(cid) == b"ran\n"
     check_invariants(pouchd, [])
     print(f"start.task_created: start answered {answer!r}, the actor was back after "

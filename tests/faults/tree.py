@@ -14,21 +14,14 @@ from pouch.broker.client import Client
 from pouch.proto.envelope import PouchError
 from pouch.tests.faults.workload import Workload
 from pouch.tests.support.daemon import PouchDaemon
+from pouch.tests.support.wait import POLL, wait_for
 
 T = TypeVar("T")
-POLL = 0.01
 
 
 def until(check: Callable[[], T | None], timeout: float, what: str) -> tuple[T, float]:
     """The first truthy value of `check` and when (monotonic) it came; fails at `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value, time.monotonic()
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what}: not within {timeout:.1f} s")
-        time.sleep(POLL)
+    return wait_for(check, timeout, what), time.monotonic()
 
 
 def kill(pid: int, signum: int = signal.SIGKILL) -> float:

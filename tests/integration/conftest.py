@@ -21,5 +21,5 @@ def containerd() -> Iterator[ContainerdHandle]:
 @pytest.fixture
 def ctrd(containerd: ContainerdHandle) -> Containerd:
     client = containerd.client()
-    client.ensure_namespace()
+    client.namespaces.ensure()
     return client

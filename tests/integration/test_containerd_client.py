@@ -6,7 +6,6 @@ import contextlib
 import fcntl
 import hashlib
 import io
-import itertools
 import os
 import queue
 import secrets
@@ -19,9 +18,12 @@ from typing import Any
 import pytest
 from google.protobuf import timestamp_pb2
 
-from pouch.actors.containerd.client import Containerd, Descriptor, Event, rfc3339
+from pouch.actors.containerd.client import Containerd
+from pouch.actors.containerd.events import Event
+from pouch.actors.containerd.types import Descriptor, rfc3339
 from pouch.proto.containerd.api.events import task_pb2 as task_events
 from pouch.proto.envelope import PouchError
+from pouch.tests.support.tools import require_file
 
 BUSYBOX = Path("/bin/busybox")
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
@@ -37,12 +39,11 @@ def blob(data: bytes) -> tuple[bytes, str]:
 
 def collect_garbage(ctrd: Containerd) -> None:
     """containerd collects garbage synchronously when a lease is deleted with sync."""
-    ctrd.delete_lease(ctrd.create_lease(), sync=True)
+    ctrd.leases.delete(ctrd.leases.create(), sync=True)
 
 
 def busybox_layer() -> bytes:
-    if not BUSYBOX.is_file():
-        pytest.skip(f"{BUSYBOX} is missing (apt-get install busybox-static)")
+    require_file(BUSYBOX, "busybox-static")
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         folder = tarfile.TarInfo("bin")
@@ -56,14 +57,14 @@ def busybox_snapshot(ctrd: Containerd) -> str:
     """A committed snapshot holding /bin/busybox, made through the differ."""
     layer, digest = blob(busybox_layer())
     name = unique("busybox")
-    with ctrd.lease() as lease:
-        ctrd.write_blob(unique("layer"), layer, len(layer), digest, lease=lease)
+    with ctrd.leases.hold() as lease:
+        ctrd.content.write(unique("layer"), layer, len(layer), digest, lease=lease)
         key = unique("extract")
-        mounts = ctrd.prepare(key, lease=lease)
+        mounts = ctrd.snapshots.prepare(key, lease=lease)
         descriptor: Descriptor = {"media_type": LAYER_TAR, "digest": digest, "size": len(layer)}
-        applied = ctrd.apply(descriptor, mounts)
+        applied = ctrd.diff.apply(descriptor, mounts)
         assert applied["digest"] == digest  # an uncompressed layer is its own diff id
-        ctrd.commit(name, key, {"containerd.io/gc.root": "true"}, lease=lease)
+        ctrd.snapshots.commit(name, key, {"containerd.io/gc.root": "true"}, lease=lease)
     return name
 
 
@@ -134,124 +135,120 @@ def test_version_is_the_installed_daemon(ctrd: Containerd) -> None:
 
 
 def test_ensure_namespace_is_idempotent(ctrd: Containerd) -> None:
-    ctrd.ensure_namespace()
-    ctrd.ensure_namespace()
+    ctrd.namespaces.ensure()
+    ctrd.namespaces.ensure()
 
 
 def test_blob_write_read_and_rewrite(ctrd: Containerd) -> None:
     data, digest = blob(secrets.token_bytes(3 * 1024 * 1024 + 17))
-    with ctrd.lease() as lease:
-        ctrd.write_blob(unique("ref"), io.BytesIO(data), len(data), digest, {"a": "1"}, lease=lease)
+    with ctrd.leases.hold() as lease:
+        ctrd.content.write(
+            unique("ref"), io.BytesIO(data), len(data), digest, {"a": "1"}, lease=lease
+        )
         # The same blob again, under another ref: already there, so a success.
-        ctrd.write_blob(unique("ref"), data, len(data), digest, lease=lease)
-        assert ctrd.read_blob(digest) == data
-        info = ctrd.blob_info(digest)
+        ctrd.content.write(unique("ref"), data, len(data), digest, lease=lease)
+        assert ctrd.content.read(digest) == data
+        info = ctrd.content.info(digest)
         assert info is not None and info.size == len(data) and info.labels == {"a": "1"}
 
-        updated = ctrd.update_blob_labels(digest, {"b": "2", "a": None})
+        updated = ctrd.content.update_labels(digest, {"b": "2", "a": None})
         assert updated.labels == {"b": "2"}
-
-        ctrd.delete_blob(digest)
-    assert ctrd.blob_info(digest) is None
 
 
 def test_blob_with_wrong_digest_is_refused(ctrd: Containerd) -> None:
     data = b"not what the digest says"
     _, digest = blob(b"something else")
-    with ctrd.lease() as lease, pytest.raises(PouchError) as raised:
-        ctrd.write_blob(unique("ref"), data, len(data), digest, lease=lease)
+    with ctrd.leases.hold() as lease, pytest.raises(PouchError) as raised:
+        ctrd.content.write(unique("ref"), data, len(data), digest, lease=lease)
     assert raised.value.code == "invalid"
-    assert ctrd.blob_info(digest) is None
+    assert ctrd.content.info(digest) is None
 
 
 def test_lease_keeps_content_until_it_ends(ctrd: Containerd) -> None:
     data, digest = blob(secrets.token_bytes(1000))
-    with ctrd.lease() as lease:
-        ctrd.write_blob(unique("ref"), data, len(data), digest, lease=lease)
+    with ctrd.leases.hold() as lease:
+        ctrd.content.write(unique("ref"), data, len(data), digest, lease=lease)
         collect_garbage(ctrd)
-        assert ctrd.blob_info(digest) is not None
+        assert ctrd.content.info(digest) is not None
     collect_garbage(ctrd)
-    assert ctrd.blob_info(digest) is None
+    assert ctrd.content.info(digest) is None
 
 
 def test_lease_ends_when_the_block_fails(ctrd: Containerd) -> None:
     data, digest = blob(secrets.token_bytes(1000))
-    with pytest.raises(RuntimeError), ctrd.lease() as lease:
-        ctrd.write_blob(unique("ref"), data, len(data), digest, lease=lease)
+    with pytest.raises(RuntimeError), ctrd.leases.hold() as lease:
+        ctrd.content.write(unique("ref"), data, len(data), digest, lease=lease)
         raise RuntimeError("import failed")
     collect_garbage(ctrd)
-    assert ctrd.blob_info(digest) is None
+    assert ctrd.content.info(digest) is None
 
 
 def test_snapshot_prepare_commit_and_remove(ctrd: Containerd) -> None:
     parent, child = unique("parent"), unique("child")
-    with ctrd.lease() as lease:
-        mounts = ctrd.prepare(unique("active"), lease=lease)
+    with ctrd.leases.hold() as lease:
+        mounts = ctrd.snapshots.prepare(unique("active"), lease=lease)
         assert mounts and mounts[0]["type"] == "bind"
         key = unique("active")
-        mounts = ctrd.prepare(key, labels={"purpose": "test"}, lease=lease)
-        assert ctrd.mounts(key) == mounts
-        active = ctrd.stat(key)
+        mounts = ctrd.snapshots.prepare(key, labels={"purpose": "test"}, lease=lease)
+        assert ctrd.snapshots.mounts(key) == mounts
+        active = ctrd.snapshots.stat(key)
         assert active is not None and active.kind == "active"
         assert active.labels == {"purpose": "test"}
 
-        ctrd.commit(parent, key, lease=lease)
-        committed = ctrd.stat(parent)
+        ctrd.snapshots.commit(parent, key, lease=lease)
+        committed = ctrd.snapshots.stat(parent)
         assert committed is not None and committed.kind == "committed"
-        assert ctrd.stat(key) is None
+        assert ctrd.snapshots.stat(key) is None
 
-        layered = ctrd.prepare(child, parent, lease=lease)
+        layered = ctrd.snapshots.prepare(child, parent, lease=lease)
         assert layered[0]["type"] == "overlay"
-        assert ctrd.stat(child).parent == parent  # type: ignore[union-attr]
-        assert {parent, child} <= {info.name for info in ctrd.list_snapshots()}
+        assert ctrd.snapshots.stat(child).parent == parent  # type: ignore[union-attr]
+        assert {parent, child} <= {info.name for info in ctrd.snapshots.list()}
 
         with pytest.raises(PouchError) as raised:
-            ctrd.remove(parent)
+            ctrd.snapshots.remove(parent)
         assert raised.value.code == "conflict"  # it still has a child
 
-        ctrd.remove(child)
-        ctrd.remove(parent)
-    assert ctrd.stat(parent) is None and ctrd.stat(child) is None
+        ctrd.snapshots.remove(child)
+        ctrd.snapshots.remove(parent)
+    assert ctrd.snapshots.stat(parent) is None and ctrd.snapshots.stat(child) is None
 
 
 def test_container_keeps_its_spec_and_labels(ctrd: Containerd) -> None:
     container_id = unique("spec")
     spec = runc_spec(["/bin/busybox", "true"])
-    created = ctrd.create_container(
+    created = ctrd.containers.create(
         container_id, "docker.io/library/busybox:latest", spec, container_id, {"role": "test"}
     )
     assert created.spec == spec
     try:
-        assert ctrd.container_spec(container_id) == spec
-        found = ctrd.get_container(container_id)
-        assert found is not None
+        found = ctrd.containers.get(container_id)
+        assert found is not None and found.spec == spec and found.labels == {"role": "test"}
         assert found.image == "docker.io/library/busybox:latest"
         assert found.runtime == "io.containerd.runc.v2"
         assert found.snapshotter == "overlayfs" and found.snapshot_key == container_id
 
-        updated = ctrd.update_container_labels(container_id, {"state": "made", "role": None})
-        assert updated.labels == {"state": "made"}
-        listed = ctrd.list_containers([f"labels.state==made,id=={container_id}"])
+        listed = ctrd.containers.list([f"labels.role==test,id=={container_id}"])
         assert [container.id for container in listed] == [container_id]
 
         with pytest.raises(PouchError) as raised:
-            ctrd.create_container(container_id, "busybox", spec, container_id)
+            ctrd.containers.create(container_id, "busybox", spec, container_id)
         assert raised.value.code == "conflict"
     finally:
-        ctrd.delete_container(container_id)
-    assert ctrd.get_container(container_id) is None
+        ctrd.containers.delete(container_id)
+    assert ctrd.containers.get(container_id) is None
 
 
 def test_task_runs_echo_and_reports_its_exit(ctrd: Containerd, tmp_path: Path) -> None:
     base = busybox_snapshot(ctrd)
     container_id = unique("echo")
-    ctrd.prepare(container_id, base)
-    ctrd.create_container(
+    ctrd.snapshots.prepare(container_id, base)
+    ctrd.containers.create(
         container_id, "busybox", runc_spec(["/bin/busybox", "echo", "hi"]), container_id
     )
-    # containerd registers a subscriber some time after the call: label updates are
-    # made until one comes back, which shows the subscription is live (no exit missed).
-    events = ctrd.subscribe(['topic=="/tasks/exit"', 'topic=="/containers/update"'])
+    # containerd registers a subscriber some time after the call: snapshots are made
+    # until one's event comes back, which shows the subscription is live (no exit missed).
+    events = ctrd.events.subscribe(['topic=="/tasks/exit"', 'topic=="/snapshot/prepare"'])
     watchdog = threading.Timer(60, events.cancel)
     watchdog.start()
     seen: queue.SimpleQueue[Event] = queue.SimpleQueue()
@@ -261,92 +258,94 @@ def test_task_runs_echo_and_reports_its_exit(ctrd: Containerd, tmp_path: Path) -
             seen.put(event)
 
     threading.Thread(target=collect, daemon=True).start()
-    for attempt in itertools.count():
-        ctrd.update_container_labels(container_id, {"probe": str(attempt)})
+    while True:
+        probe = unique("probe")
+        ctrd.snapshots.prepare(probe)
+        ctrd.snapshots.remove(probe)
         with contextlib.suppress(queue.Empty):
-            if seen.get(timeout=0.2).topic == "/containers/update":
+            if seen.get(timeout=0.2).topic == "/snapshot/prepare":
                 break
     stdout, stderr = FifoReader(tmp_path / "stdout"), FifoReader(tmp_path / "stderr")
     try:
-        pid = ctrd.create_task(
+        pid = ctrd.tasks.create(
             container_id,
-            ctrd.mounts(container_id),
+            ctrd.snapshots.mounts(container_id),
             stdout=str(stdout.path),
             stderr=str(stderr.path),
         )
         assert pid > 0
         stdout.start()
         stderr.start()
-        assert ctrd.get_task(container_id) == (pid, "CREATED", 0)
-        ctrd.start_task(container_id)
+        assert ctrd.tasks.get(container_id) == (pid, "CREATED", 0)
+        ctrd.tasks.start(container_id)
 
         event = next(e for e in iter(lambda: seen.get(timeout=30), None)
                      if e.topic == "/tasks/exit" and e.payload.container_id == container_id)
         assert event.topic == "/tasks/exit" and event.namespace == "pouch"
         assert isinstance(event.payload, task_events.TaskExit)
         assert event.payload.exit_status == 0
-        assert ctrd.get_task(container_id) == (pid, "STOPPED", 0)
+        assert ctrd.tasks.get(container_id) == (pid, "STOPPED", 0)
 
-        exit_status, exited_at = ctrd.delete_task(container_id)
+        exit_status, exited_at = ctrd.tasks.delete(container_id)
         assert exit_status == 0 and exited_at.endswith("Z")
         assert stdout.output(timeout=10) == b"hi\n"
         assert stderr.output(timeout=10) == b""
-        assert ctrd.get_task(container_id) is None
+        assert ctrd.tasks.get(container_id) is None
     finally:
         watchdog.cancel()
         events.cancel()
         stdout.close()
         stderr.close()
-        ctrd.delete_container(container_id)
-        ctrd.remove(container_id)
-        ctrd.remove(base)
-    assert ctrd.stat(container_id) is None
+        ctrd.containers.delete(container_id)
+        ctrd.snapshots.remove(container_id)
+        ctrd.snapshots.remove(base)
+    assert ctrd.snapshots.stat(container_id) is None
 
 
 def test_task_killed_by_a_signal(ctrd: Containerd) -> None:
     base = busybox_snapshot(ctrd)
     container_id = unique("sleep")
-    ctrd.prepare(container_id, base)
-    ctrd.create_container(
+    ctrd.snapshots.prepare(container_id, base)
+    ctrd.containers.create(
         container_id, "busybox", runc_spec(["/bin/busybox", "sleep", "600"]), container_id
     )
     try:
-        ctrd.create_task(container_id, ctrd.mounts(container_id))
-        ctrd.start_task(container_id)
-        state = ctrd.get_task(container_id)
+        ctrd.tasks.create(container_id, ctrd.snapshots.mounts(container_id))
+        ctrd.tasks.start(container_id)
+        state = ctrd.tasks.get(container_id)
         assert state is not None and state.status == "RUNNING"
-        assert container_id in ctrd.list_tasks()
+        assert container_id in ctrd.tasks.list()
 
-        ctrd.kill_task(container_id, signal.SIGKILL, all=True)
-        exit_status, _ = ctrd.wait_task(container_id, timeout=30)
+        ctrd.tasks.kill(container_id, signal.SIGKILL, all=True)
+        exit_status, _ = ctrd.tasks.wait(container_id, timeout=30)
         assert exit_status == 128 + signal.SIGKILL
-        assert ctrd.delete_task(container_id).exit_status == 128 + signal.SIGKILL
+        assert ctrd.tasks.delete(container_id).exit_status == 128 + signal.SIGKILL
     finally:
-        if ctrd.get_task(container_id) is not None:
-            ctrd.kill_task(container_id, signal.SIGKILL, all=True)
-            ctrd.wait_task(container_id, timeout=30)
-            ctrd.delete_task(container_id)
-        ctrd.delete_container(container_id)
-        ctrd.remove(container_id)
-        ctrd.remove(base)
+        if ctrd.tasks.get(container_id) is not None:
+            ctrd.tasks.kill(container_id, signal.SIGKILL, all=True)
+            ctrd.tasks.wait(container_id, timeout=30)
+            ctrd.tasks.delete(container_id)
+        ctrd.containers.delete(container_id)
+        ctrd.snapshots.remove(container_id)
+        ctrd.snapshots.remove(base)
 
 
 def test_errors_map_to_pouch_codes(ctrd: Containerd) -> None:
     with pytest.raises(PouchError) as raised:
-        ctrd.delete_container("no-such-container")
+        ctrd.containers.delete("no-such-container")
     assert raised.value.code == "not_found"
     assert "no-such-container" in raised.value.message
 
     with pytest.raises(PouchError) as raised:
-        ctrd.delete_task("no-such-container")
+        ctrd.tasks.delete("no-such-container")
     assert raised.value.code == "not_found"
 
     with pytest.raises(PouchError) as raised:
-        ctrd.create_container("bad/id", "busybox", {}, "bad")
+        ctrd.containers.create("bad/id", "busybox", {}, "bad")
     assert raised.value.code == "invalid"
 
-    assert ctrd.get_image("docker.io/library/none:latest") is None
-    assert ctrd.get_task("no-such-container") is None
+    assert ctrd.images.get("docker.io/library/none:latest") is None
+    assert ctrd.tasks.get("no-such-container") is None
 
 
 def test_unreachable_daemon_is_unavailable(tmp_path: Path) -> None:
@@ -361,7 +360,7 @@ def test_unreachable_daemon_is_unavailable(tmp_path: Path) -> None:
 
 
 def test_subscription_can_be_cancelled_from_another_thread(ctrd: Containerd) -> None:
-    events = ctrd.subscribe()
+    events = ctrd.events.subscribe()
     threading.Timer(0.2, events.cancel).start()
     assert list(events) == []
 
@@ -382,15 +381,15 @@ def test_two_writers_of_one_blob_both_succeed(ctrd: Containerd) -> None:
 
     def write(lease: str) -> None:
         try:
-            ctrd.write_blob(ref, data, len(data), digest, lease=lease)
+            ctrd.content.write(ref, data, len(data), digest, lease=lease)
         except BaseException as err:
             errors.append(err)
 
-    with ctrd.lease() as first, ctrd.lease() as second:
+    with ctrd.leases.hold() as first, ctrd.leases.hold() as second:
         writers = [threading.Thread(target=write, args=(lease,)) for lease in (first, second)]
         for writer in writers:
             writer.start()
         for writer in writers:
             writer.join(60)
         assert errors == []
-        assert ctrd.read_blob(digest) == data
+        assert ctrd.content.read(digest) == data

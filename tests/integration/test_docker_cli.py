@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pouch.tests.support.daemon import DockerError, PouchDaemon
+from pouch.tests.support.tools import require
 
 
 def unique(prefix: str) -> str:
@@ -164,12 +165,9 @@ def test_metrics_count_what_the_actors_answered(docker, daemon: PouchDaemon):
 
 def test_an_interactive_terminal_works(daemon: PouchDaemon):
     import os
-    import shutil
     import subprocess
 
-    script, docker = shutil.which("script"), shutil.which("docker")
-    if script is None or docker is None:
-        pytest.skip("needs script (util-linux) for a terminal, and the docker CLI")
+    script, docker = require("script", "bsdutils"), require("docker", "docker.io")
     env = {**os.environ, "DOCKER_HOST": daemon.host, "DOCKER_CONFIG": str(daemon.docker_config)}
     # script gives the CLI a terminal; the shell reads its commands from it.
     result = subprocess.run(

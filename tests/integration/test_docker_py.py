@@ -17,6 +17,7 @@ from docker.models.containers import Container
 from docker.utils.socket import frames_iter
 
 from pouch.tests.support.daemon import PouchDaemon
+from pouch.tests.support.wait import wait_for
 
 # Lines printed over about a second, to watch them arrive one by one.
 TICKER = ["sh", "-c", "for i in 1 2 3 4 5; do echo line$i; sleep 0.25; done"]
@@ -280,11 +281,69 @@ def test_a_running_container_needs_force_to_be_removed(client, new_name):
 
 def test_kill_with_a_signal(client, new_name):
     container = client.containers.run(
-        "busybox", ["sh", "-c", "trap 'exit 7' USR1; while true; do sleep 0.1; done"],
+        "busybox",
+        ["sh", "-c", "trap 'exit 7' USR1; echo trapped; while true; do sleep 0.1; done"],
         detach=True, name=new_name())
-    time.sleep(0.3)  # let the shell set its trap
+    wait_for(lambda: b"trapped" in container.logs(), 10, "the shell setting its trap")
     container.kill(signal="SIGUSR1")
     assert container.wait(timeout=30)["StatusCode"] == 7
+
+
+def test_kill_answers_once_the_exit_is_recorded(client, new_name):
+    container = client.containers.run("busybox", "sleep 300", detach=True, name=new_name())
+    client.api.kill(container.id)
+    state = client.api.inspect_container(container.id)["State"]
+    assert (state["Status"], state["Running"], state["ExitCode"]) == ("exited", False, 137)
+
+
+def test_a_remove_that_fails_on_disk_answers_at_once_and_can_be_retried(
+        client, daemon, new_name):
+    container = client.containers.run("busybox", "true", detach=True, name=new_name())
+    assert container.wait(timeout=30)["StatusCode"] == 0
+    # Something else left a folder among the container's FIFOs: removing them fails.
+    stray = daemon.run_dir / "fifo" / container.id / "stray"
+    stray.mkdir(parents=True)
+    asked = time.monotonic()
+    with pytest.raises(APIError) as err:
+        container.remove()
+    assert err.value.status_code == 500
+    assert "IsADirectoryError" in str(err.value.explanation)
+    assert time.monotonic() - asked < 5  # answered, not left to the call's deadline
+    stray.rmdir()
+    container.remove()
+    assert gone(client, container.name)
+
+
+def test_on_failure_3_restarts_a_failing_container_three_times(client, new_name):
+    container = client.containers.run(
+        "busybox", ["sh", "-c", "exit 3"], detach=True, name=new_name(),
+        restart_policy={"Name": "on-failure", "MaximumRetryCount": 3})
+
+    def rested() -> dict | None:
+        container.reload()
+        state = container.attrs["State"]
+        return container.attrs if state["Status"] == "exited" and \
+            container.attrs["RestartCount"] == 3 else None
+
+    attrs = wait_for(rested, 20, "three restarts, then rest")
+    assert attrs["State"]["ExitCode"] == 3
+
+
+def test_a_restarting_container_is_removed_only_with_force(client, new_name):
+    container = client.containers.run("busybox", ["sh", "-c", "exit 1"], detach=True,
+                                      name=new_name(), restart_policy={"Name": "always"})
+
+    def restarting() -> bool:
+        container.reload()
+        return container.status == "restarting" and container.attrs["RestartCount"] >= 4
+
+    wait_for(restarting, 20, "a container waiting to restart")
+    with pytest.raises(APIError) as err:
+        container.remove()
+    assert err.value.status_code == 409
+    assert "Stop the container before attempting removal" in str(err.value.explanation)
+    container.remove(force=True)
+    assert gone(client, container.name)
 
 
 # -- streams -------------------------------------------------------------------------

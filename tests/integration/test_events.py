@@ -14,6 +14,7 @@ from pouch.broker.client import Client
 from pouch.proto.envelope import PouchError
 from pouch.tests.images import build_busybox_tarball
 from pouch.tests.support.daemon import PouchDaemon
+from pouch.tests.support.wait import wait_for
 
 
 @pytest.fixture
@@ -33,12 +34,16 @@ def test_a_containers_life_is_told_in_events_kept_for_since(docker, calls: Clien
     docker("run", "--name", name, "--label", "team=a", "busybox", "true")
     cid = docker("inspect", "-f", "{{.Id}}", name)
     docker("rm", name)
-    until = time.time() + 0.5
-    time.sleep(0.6)
-    with calls.stream("system", "events", {"since": started, "until": until,
-                                           "filters": {"type": ["container"]}},
-                      timeout=20) as stream:
-        history = list(stream)
+
+    def told() -> list[dict]:
+        """The history up to now, once it tells the container's end."""
+        with calls.stream("system", "events", {"since": started, "until": time.time(),
+                                               "filters": {"type": ["container"]}},
+                          timeout=20) as stream:
+            history = list(stream)
+        return history if "destroy" in actions(history, cid) else []
+
+    history = wait_for(told, 10, f"the destroy of {name} in the events' history")
     assert actions(history, cid) == ["create", "start", "die", "destroy"]
     die = next(e for e in history if e["Actor"]["ID"] == cid and e["Action"] == "die")
     assert die["Actor"]["Attributes"]["exitCode"] == "0"
@@ -58,7 +63,7 @@ def test_live_events_pass_the_filters(docker, calls: Client):
 
 
 def test_the_broker_fans_out_actor_events_to_subscribers(daemon: PouchDaemon, calls: Client):
-    with calls.subscribe({"type": ["daemon"], "event": ["actor-ready"]}) as events:
+    with calls.subscribe({"Type": ["daemon"], "Action": ["actor-ready"]}) as events:
         # A debug-only fault: the image actor crashes, the supervisor restarts it.
         calls.call("image", "debug_fault", {"point": "image.load.unpacked", "action": "crash"})
         daemon.docker_result("load", "-i", str(daemon_tarball(daemon)))
@@ -79,3 +84,15 @@ def daemon_tarball(daemon: PouchDaemon) -> Path:
     if not path.exists():
         build_busybox_tarball(path, tag="ev-image:1", extra_files={"etc/ev": b"x"})
     return path
+
+
+def test_a_listener_whose_until_comes_ends_without_a_dummy_event(docker, calls: Client):
+    """Another stream reaching its `until` sends nothing to a live one."""
+    now = time.time()
+    with calls.stream("system", "events", {"since": now}, timeout=None) as forever, \
+            calls.stream("system", "events", {"since": now, "until": now + 0.3},
+                         timeout=None) as short:
+        assert list(short) == []  # it ends at its `until`, with nothing to say
+        docker("run", "--rm", "busybox", "true")
+        first = next(iter(forever))
+    assert (first["Type"], first["Action"]) == ("container", "create")

@@ -25,14 +25,14 @@ from pouch.actors.image.store import (
 from pouch.proto.envelope import PouchError
 from pouch.tests.images import BUSYBOX, build_busybox_tarball
 from pouch.tests.support.containerd import ContainerdProcess
+from pouch.tests.support.tools import require_file
 
 BUSYBOX_NAME = "docker.io/library/busybox:latest"
 
 
 def busybox_archive(where: Path, tag: str = "busybox:latest") -> tuple[Path, SavedImage]:
     """A busybox image of its own (an extra file makes its layer unique to the test)."""
-    if not BUSYBOX.is_file():
-        pytest.skip(f"{BUSYBOX} is missing (apt-get install busybox-static)")
+    require_file(BUSYBOX, "busybox-static")
     archive = where / "image.tar"
     marker = secrets.token_hex(8).encode()
     build_busybox_tarball(archive, tag=tag, extra_files={"etc/marker": marker})
@@ -42,11 +42,11 @@ def busybox_archive(where: Path, tag: str = "busybox:latest") -> tuple[Path, Sav
 
 def collect_garbage(ctrd: Containerd) -> None:
     """containerd collects garbage synchronously when a lease is deleted with sync."""
-    ctrd.delete_lease(ctrd.create_lease(), sync=True)
+    ctrd.leases.delete(ctrd.leases.create(), sync=True)
 
 
 def snapshot_names(ctrd: Containerd) -> set[str]:
-    return {info.name for info in ctrd.list_snapshots()}
+    return {info.name for info in ctrd.snapshots.list()}
 
 
 def test_chain_ids_follow_the_oci_rule() -> None:
@@ -67,12 +67,12 @@ def test_loaded_image_is_named_stored_and_unpacked(ctrd: Containerd, tmp_path: P
     assert imported.names == [name]
     assert imported.chain_id == image_rootfs_chain(json.loads(image.config))
     assert imported.size > 1_000_000  # busybox itself
-    record = ctrd.get_image(name)
+    record = ctrd.images.get(name)
     assert record is not None
     assert record.target["digest"] == imported.manifest_digest
     assert record.target["media_type"] == MANIFEST_MEDIA_TYPE
 
-    manifest = json.loads(ctrd.read_blob(imported.manifest_digest))
+    manifest = json.loads(ctrd.content.read(imported.manifest_digest))
     assert manifest["config"] == {
         "mediaType": CONFIG_MEDIA_TYPE,
         "digest": image.config_digest,
@@ -81,15 +81,15 @@ def test_loaded_image_is_named_stored_and_unpacked(ctrd: Containerd, tmp_path: P
     assert [layer["digest"] for layer in manifest["layers"]] == [
         layer.digest for layer in image.layers
     ]
-    assert ctrd.read_blob(image.config_digest) == image.config
-    manifest_info = ctrd.blob_info(imported.manifest_digest)
+    assert ctrd.content.read(image.config_digest) == image.config
+    manifest_info = ctrd.content.info(imported.manifest_digest)
     assert manifest_info is not None
     assert manifest_info.labels[GC_REF_CONFIG] == image.config_digest
-    config_info = ctrd.blob_info(image.config_digest)
+    config_info = ctrd.content.info(image.config_digest)
     assert config_info is not None
     assert config_info.labels["containerd.io/gc.ref.snapshot.overlayfs"] == imported.chain_id
 
-    top = ctrd.stat(imported.chain_id)
+    top = ctrd.snapshots.stat(imported.chain_id)
     assert top is not None and top.kind == "committed"
     assert not any(key.startswith("extract-") for key in snapshot_names(ctrd))
 
@@ -100,22 +100,22 @@ def test_unpacked_image_survives_garbage_collection(ctrd: Containerd, tmp_path: 
     imported = import_image(ctrd, archive, image, [name])
 
     # First show that a collection really runs: an unreferenced snapshot goes.
-    with ctrd.lease() as lease:
+    with ctrd.leases.hold() as lease:
         key = f"scratch-{secrets.token_hex(4)}"
-        ctrd.prepare(f"{key}-active", lease=lease)
-        ctrd.commit(key, f"{key}-active", lease=lease)
+        ctrd.snapshots.prepare(f"{key}-active", lease=lease)
+        ctrd.snapshots.commit(key, f"{key}-active", lease=lease)
     collect_garbage(ctrd)
-    assert ctrd.stat(key) is None
+    assert ctrd.snapshots.stat(key) is None
 
-    assert ctrd.stat(imported.chain_id) is not None
+    assert ctrd.snapshots.stat(imported.chain_id) is not None
     for digest in (imported.manifest_digest, image.config_digest, image.layers[0].digest):
-        assert ctrd.blob_info(digest) is not None
+        assert ctrd.content.info(digest) is not None
 
     remove_image(ctrd, name, sync=True)
-    assert ctrd.get_image(name) is None
-    assert ctrd.stat(imported.chain_id) is None
-    assert ctrd.blob_info(imported.manifest_digest) is None
-    assert ctrd.blob_info(image.layers[0].digest) is None
+    assert ctrd.images.get(name) is None
+    assert ctrd.snapshots.stat(imported.chain_id) is None
+    assert ctrd.content.info(imported.manifest_digest) is None
+    assert ctrd.content.info(image.layers[0].digest) is None
 
 
 def test_image_survives_a_containerd_restart(tmp_path: Path) -> None:
@@ -130,9 +130,9 @@ def test_image_survives_a_containerd_restart(tmp_path: Path) -> None:
         ctrd.wait_ready(timeout=10)
         collect_garbage(ctrd)
 
-        record = ctrd.get_image(BUSYBOX_NAME)
+        record = ctrd.images.get(BUSYBOX_NAME)
         assert record is not None and record.target["digest"] == imported.manifest_digest
-        assert ctrd.stat(imported.chain_id) is not None
+        assert ctrd.snapshots.stat(imported.chain_id) is not None
     finally:
         process.stop()
 
@@ -147,7 +147,7 @@ def test_importing_twice_changes_nothing(ctrd: Containerd, tmp_path: Path) -> No
 
     assert second == first
     assert snapshot_names(ctrd) == snapshots
-    record = ctrd.get_image(name)
+    record = ctrd.images.get(name)
     assert record is not None and record.target["digest"] == first.manifest_digest
 
 
@@ -158,15 +158,15 @@ def test_untagged_image_is_kept_under_its_id(ctrd: Containerd, tmp_path: Path) -
     imported = import_image(ctrd, archive, image, [])
 
     assert imported.names == []
-    assert ctrd.get_image(image.config_digest) is not None
+    assert ctrd.images.get(image.config_digest) is not None
     collect_garbage(ctrd)
-    assert ctrd.stat(imported.chain_id) is not None
+    assert ctrd.snapshots.stat(imported.chain_id) is not None
 
     # Once it has a name, the ID stands in for one no longer.
     name = f"docker.io/library/named-{secrets.token_hex(4)}:v1"
     import_image(ctrd, archive, image, [name])
-    assert ctrd.get_image(image.config_digest) is None
-    assert ctrd.get_image(name) is not None
+    assert ctrd.images.get(image.config_digest) is None
+    assert ctrd.images.get(name) is not None
 
 
 def test_layer_that_does_not_match_its_diff_id_is_refused(ctrd: Containerd, tmp_path: Path) -> None:
@@ -188,5 +188,5 @@ def test_layer_that_does_not_match_its_diff_id_is_refused(ctrd: Containerd, tmp_
 
     assert raised.value.code == "invalid"
     assert wrong in raised.value.message
-    assert ctrd.get_image("docker.io/library/forged:latest") is None
+    assert ctrd.images.get("docker.io/library/forged:latest") is None
     assert snapshot_names(ctrd) == before

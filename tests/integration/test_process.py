@@ -12,6 +12,7 @@ from pathlib import Path
 from pouch.tests.support.containerd import shims_of
 from pouch.tests.support.daemon import PouchDaemon
 from pouch.tests.support.procs import alive, cmdline, pids
+from pouch.tests.support.wait import wait_for
 
 STOP_WITHIN = 10.0
 CHILDREN = ("pouchd", "broker", "containerd", "system", "image", "container", "gateway")
@@ -99,10 +100,12 @@ def test_a_running_container_outlives_pouchd_and_a_new_pouchd_finds_it(busybox_t
         assert (after["Status"], after["Pid"]) == ("running", before["Pid"])
         assert after["StartedAt"] == before["StartedAt"]
         # What it printed while no pouchd read its output waited in the pipe.
-        time.sleep(0.5)
-        ticks = second.docker("logs", "survivor").split()
+        def more_ticks() -> list[str] | None:
+            ticks = second.docker("logs", "survivor").split()
+            return ticks if len(ticks) > ticks_before + 2 else None
+
+        ticks = wait_for(more_ticks, 10, "ticks logged since the restart")
         assert ticks == [f"tick{i}" for i in range(len(ticks))]
-        assert len(ticks) > ticks_before + 2
 
         second.docker("rm", "-f", "survivor")
         deadline = time.monotonic() + STOP_WITHIN

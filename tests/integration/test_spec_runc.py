@@ -16,22 +16,26 @@ from typing import Any
 
 import pytest
 
-from pouch.actors.container.spec import (
+from pouch.actors.container.spec.merge import effective_process
+from pouch.actors.container.spec.oci import (
     ALL_CAPABILITIES,
     DEFAULT_CAPABILITIES,
     SpecInput,
     build_spec,
-    effective_process,
-    resolve_user,
 )
+from pouch.actors.container.spec.user import resolve_user
+from pouch.tests.support.tools import require
 
 RUNC = shutil.which("runc")
 BUSYBOX = shutil.which("busybox")
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or RUNC is None or BUSYBOX is None,
-    reason="needs root, runc and busybox",
-)
+
+@pytest.fixture(autouse=True)
+def _tools() -> None:
+    """runc runs the bundles, busybox fills them; the tests run as root (make test)."""
+    assert os.geteuid() == 0, "these tests run runc: run them as root"
+    require("runc", "runc")
+    require("busybox", "busybox-static")
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 

@@ -35,6 +35,7 @@ import pytest
 from pouch.tests.support.containerd import mounts_under, require_containerd, shims_of
 from pouch.tests.support.daemon import CLOSED_PROXY, PouchDaemon
 from pouch.tests.support.procs import alive
+from pouch.tests.support.tools import require
 
 REPO = Path(__file__).resolve().parents[2]
 RENDER = REPO / "deploy" / "systemd" / "render.py"
@@ -395,9 +396,7 @@ def test_render_refuses_a_checkout_without_pouchd(tmp_path: Path):
 
 
 def test_systemd_analyze_verify_accepts_every_unit(rendered_units: Path):
-    analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        pytest.skip("systemd-analyze is not installed")
+    analyze = require("systemd-analyze", "systemd")
     names = [TARGET, *target_units(rendered_units)]
     done = subprocess.run([analyze, "verify", "--man=no",
                            *(str(rendered_units / name) for name in names)],
@@ -409,9 +408,7 @@ def test_systemd_analyze_verify_accepts_every_unit(rendered_units: Path):
 
 
 def test_enabling_the_target_is_the_one_step(rendered_units: Path, tmp_path: Path):
-    systemctl = shutil.which("systemctl")
-    if systemctl is None:
-        pytest.skip("systemctl is not installed")
+    systemctl = require("systemctl", "systemd")
     unit_dir = tmp_path / "etc" / "systemd" / "system"
     shutil.copytree(rendered_units, unit_dir)
     done = subprocess.run([systemctl, f"--root={tmp_path}", "enable", TARGET],

@@ -23,15 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-import pytest
-
 from pouch.actors.containerd.client import Containerd
 from pouch.actors.containerd.config import render_config, write_config
 from pouch.proto.envelope import PouchError
 from pouch.tests.support.procs import alive, cmdline, pids
+from pouch.tests.support.tools import require, require_file
 
 CONTAINERD: Final = Path("/usr/bin/containerd")
 SHIM: Final = "containerd-shim-runc-v2"
+RUNC: Final = Path("/usr/sbin/runc")
 # The runc shim keeps runc's state here whatever containerd's state dir is.
 RUNC_ROOT: Final = Path("/run/containerd/runc")
 TASKS_DIR: Final = "io.containerd.runtime.v2.task"
@@ -42,16 +42,16 @@ STOP_GRACE: Final = 5.0
 
 
 def require_containerd() -> None:
-    """Skip the calling test where containerd or runc is not installed."""
-    if not CONTAINERD.exists():
-        pytest.skip(f"{CONTAINERD} is not installed")
-    if shutil.which(SHIM) is None:
-        pytest.skip(f"{SHIM} is not installed")
-    if shutil.which("runc") is None and not Path("/usr/sbin/runc").exists():
-        pytest.skip("runc is not installed")
+    """Fail the calling test where containerd, its runc shim or runc is not installed."""
+    require_file(CONTAINERD, "containerd")
+    require(SHIM, "containerd")
+    # containerd is given a PATH with /usr/sbin, where Debian puts runc; ours may lack it.
+    if shutil.which("runc") is None:
+        require_file(RUNC, "runc")
 
 
-def _wait_gone(pids: list[int], timeout: float) -> list[int]:
+def wait_gone(pids: list[int], timeout: float) -> list[int]:
+    """Wait for the processes to end; those still alive at `timeout`."""
     deadline = time.monotonic() + timeout
     while pids and time.monotonic() < deadline:
         pids = [pid for pid in pids if alive(pid)]
@@ -240,13 +240,13 @@ class ContainerdProcess:
             with Containerd(handle.address, namespace) as client:
                 tasks = {}
                 with contextlib.suppress(PouchError):
-                    tasks = client.list_tasks(timeout=5)
+                    tasks = client.tasks.list(timeout=5)
                 for container_id, task in tasks.items():
                     with contextlib.suppress(PouchError):
                         if task.status != "STOPPED":
-                            client.kill_task(container_id, signal.SIGKILL, all=True, timeout=5)
-                            client.wait_task(container_id, timeout=10)
-                        client.delete_task(container_id, timeout=10)
+                            client.tasks.kill(container_id, signal.SIGKILL, all=True, timeout=5)
+                            client.tasks.wait(container_id, timeout=10)
+                        client.tasks.delete(container_id, timeout=10)
 
     def _force_end_tasks(self) -> None:
         # Left over when the graceful way failed: runc itself kills and forgets them.
@@ -263,7 +263,7 @@ class ContainerdProcess:
         for pid in shims:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        _wait_gone(shims, STOP_GRACE)
+        wait_gone(shims, STOP_GRACE)
         # A killed shim leaves its socket behind; the bundle says where it is.
         for _, _, bundle in self._task_dirs():
             with contextlib.suppress(OSError):

@@ -20,10 +20,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from pouch.tests.support.containerd import mounts_under, require_containerd, shims_of, unmount_all
+from pouch.tests.support.containerd import (
+    mounts_under,
+    require_containerd,
+    shims_of,
+    unmount_all,
+    wait_gone,
+)
 from pouch.tests.support.procs import cmdline, pids
+from pouch.tests.support.tools import require
 
 CLOSED_PROXY = "http://127.0.0.1:9"
 START_TIMEOUT = 60.0
@@ -130,9 +135,7 @@ class PouchDaemon:
 
     def docker_result(self, *args: str, input: str | None = None,
                       timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        docker = shutil.which("docker")
-        if docker is None:
-            pytest.skip("the docker CLI is not installed")
+        docker = require("docker", "docker.io")
         env = {**os.environ, "DOCKER_HOST": self.host, "DOCKER_CONFIG": str(self.docker_config)}
         return subprocess.run([docker, *args], input=input, capture_output=True, text=True,
                               env=env, timeout=timeout)
@@ -159,10 +162,11 @@ class PouchDaemon:
                 if pid not in shims and any(mine in arg for arg in cmdline(pid))]
 
     def cleanup(self) -> None:
-        for pid in self.leftovers() + shims_of(self.containerd_socket):
+        killed = self.leftovers() + shims_of(self.containerd_socket)
+        for pid in killed:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        time.sleep(0.1)
+        wait_gone(killed, STOP_TIMEOUT)  # a dead shim no longer holds the mounts
         unmount_all(self.base)
         shutil.rmtree(self.base, ignore_errors=True)
 

@@ -6,10 +6,10 @@ import signal
 import sys
 import threading
 
-from pouch.actors.contract import method
 from pouch.actors.faults import Faults
 from pouch.actors.host import ActorBase, ActorContext, Reply, host_of
 from pouch.actors.metrics import ActorMetrics
+from pouch.proto.contract import method
 from pouch.proto.envelope import not_found
 
 
@@ -33,17 +33,17 @@ class EchoActor(ActorBase):
         """Always fails, as a value."""
         raise not_found("nothing here")
 
-    @method(idempotent=False)
+    @method(idempotent=False, returns=str)
     def slow(self, seconds: float, reply: Reply) -> None:
         """Answer after a while; not safe to retry."""
         later(seconds, reply, "slow done")
 
-    @method(idempotent=True)
+    @method(idempotent=True, returns=str)
     def slow_safe(self, seconds: float, reply: Reply) -> None:
         """Answer after a while; safe to retry."""
         later(seconds, reply, "safe done")
 
-    @method(idempotent=True, stream=True)
+    @method(idempotent=True, stream=True, returns=int)
     def count(self, n: int, reply: Reply) -> None:
         """Stream 0..n-1."""
         for i in range(n):
@@ -53,7 +53,7 @@ class EchoActor(ActorBase):
 
 def main() -> None:
     endpoint = sys.argv[1]
-    ctx = ActorContext("echo", None, None,  # type: ignore[arg-type]
+    ctx = ActorContext("echo", None, None, None,  # type: ignore[arg-type]
                        ActorMetrics("echo"), Faults(False))
     ref = EchoActor.start(ctx)
     host_of(ref).attach(ref, "echo", EchoActor.contract, endpoint)

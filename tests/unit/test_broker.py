@@ -16,6 +16,7 @@ import pytest
 from pouch.broker.client import Client
 from pouch.broker.router import Broker
 from pouch.proto.envelope import PouchError
+from pouch.proto.stubs import Calls
 
 
 @pytest.fixture
@@ -68,14 +69,14 @@ def wait_ready(client: Client) -> None:
 
 def test_a_request_reaches_the_actor_and_comes_back(actors, client):
     actors.start()
-    assert client.echo.echo(text="hi") == "hi"
+    assert client.call("echo", "echo", {"text": "hi"}) == "hi"
 
 
 def test_errors_travel_as_values(actors, client):
     actors.start()
     wait_ready(client)
     with pytest.raises(PouchError) as err:
-        client.echo.missing()
+        client.call("echo", "missing")
     assert (err.value.code, err.value.message) == ("not_found", "nothing here")
 
 
@@ -83,13 +84,13 @@ def test_bad_arguments_are_named(actors, client):
     actors.start()
     wait_ready(client)
     with pytest.raises(PouchError) as err:
-        client.echo.echo(txt="x")
+        client.call("echo", "echo", {"txt": "x"})
     assert err.value.code == "invalid" and "'txt'" in err.value.message
     with pytest.raises(PouchError) as err:
-        client.echo.echo(text=3)
+        client.call("echo", "echo", {"text": 3})
     assert err.value.code == "invalid" and "'text' must be str" in err.value.message
     with pytest.raises(PouchError) as err:
-        client.echo.nosuch()
+        client.call("echo", "nosuch")
     assert err.value.code == "invalid" and "no method 'nosuch'" in err.value.message
 
 
@@ -141,9 +142,9 @@ def test_an_idempotent_request_is_retried_on_a_restarted_actor(actors, client):
 def test_the_broker_lists_live_actors_and_their_contracts(actors, client):
     actors.start()
     wait_ready(client)
-    services = client.broker.services()
+    services = Calls(client).broker.services()
     assert services["echo"]["workers"][0]["pid"] == actors.procs[0].pid
-    contract = client.broker.contract(service="echo")
+    contract = Calls(client).broker.contract(service="echo")
     assert contract["echo"]["idempotent"] is True
     assert contract["slow"]["idempotent"] is False
     assert contract["echo"]["args"] == {"text": {"type": "str", "required": True}}

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from pouch.proto.config import DEFAULT_CONFIG_FILE, DaemonConfig, add_flags, resolve
+from pouch.proto import config as config_module
+from pouch.proto.config import DaemonConfig, add_flags, resolve
 
 
 def parse(*argv: str) -> DaemonConfig:
@@ -57,10 +58,23 @@ def test_no_flags_and_no_file_give_the_defaults(tmp_path):
     assert parse("--config-file", "") == DaemonConfig()
 
 
-def test_a_missing_default_config_file_is_fine():
-    if Path(DEFAULT_CONFIG_FILE).exists():
-        pytest.skip(f"{DEFAULT_CONFIG_FILE} exists on this machine")
+@pytest.fixture
+def default_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where pouchd looks for its config file unless told, moved off this machine's /etc."""
+    path = tmp_path / "etc" / "config.json"
+    monkeypatch.setattr(config_module, "DEFAULT_CONFIG_FILE", str(path))
+    return path
+
+
+def test_a_missing_default_config_file_is_fine(default_config_file: Path):
+    assert not default_config_file.exists()
     assert parse() == DaemonConfig()
+
+
+def test_the_default_config_file_is_read_when_present(default_config_file: Path):
+    default_config_file.parent.mkdir()
+    default_config_file.write_text(json.dumps({"debug": True}))
+    assert parse() == DaemonConfig(debug=True)
 
 
 # -- flags and file ------------------------------------------------------------

@@ -8,19 +8,19 @@ from typing import Any, Literal
 
 import pytest
 
-from pouch.actors.contract import Declaration, collect, method
 from pouch.actors.host import Reply
+from pouch.proto.contract import Declaration, collect, method
 from pouch.proto.envelope import PouchError
 
 
 class Volumes:
     """A stand-in actor class: `method` and `collect` need nothing of pykka."""
 
-    @method(idempotent=True)
+    @method(idempotent=True, errors=("not_found",))
     def inspect(self, name: str) -> dict[str, Any]:
         """Describe one volume.
 
-        Errors: not_found.
+        More words that callers need not see.
         """
         return {"Name": name}
 
@@ -28,15 +28,15 @@ class Volumes:
     def remove(self, name: str, force: bool = False, timeout: int | None = None) -> None:
         """Remove a volume."""
 
-    @method(idempotent=True, name="start")
+    @method(idempotent=True, name="start", returns=bool, timeout=None)
     def start_(self, id: str, reply: Reply) -> None:
         """Start something; answers later."""
 
-    @method(idempotent=True, stream=True)
+    @method(idempotent=True, stream=True, returns=str)
     def watch(self, filters: dict[str, Any], reply: Reply, since: float = 0.0) -> None:
         """Stream changes."""
 
-    @method(idempotent=False)
+    @method(idempotent=False, returns=None)
     def attach(self, id: str, conn: socket.socket, reply: Reply,
                mode: Literal["r", "rw"] = "r", names: list[str] | None = None) -> None:
         """Take a handed-over connection."""
@@ -86,6 +86,26 @@ def test_a_declaration_records_the_signature_and_the_docstrings_first_line(contr
     assert (inspect.stream, inspect.deferred, inspect.handoff) == (False, False, False)
 
 
+def test_the_result_type_errors_and_deadline_are_declared(contract):
+    inspect, start, watch = contract["inspect"], contract["start"], contract["watch"]
+    assert (inspect.result, inspect.errors, inspect.timeout) == (dict[str, Any], ("not_found",),
+                                                                  30.0)
+    assert (start.result, start.timeout) == (bool, None)
+    assert watch.result is str and watch.to_wire()["result"] == "str"
+
+
+def test_a_handler_that_answers_later_must_name_its_result():
+    with pytest.raises(TypeError, match="returns="):
+        @method(idempotent=True)
+        def later(self: Any, reply: Reply) -> None:
+            """Answers later."""
+
+
+def test_an_unknown_error_code_is_refused_at_declaration():
+    with pytest.raises(ValueError, match="unknown error code"):
+        method(idempotent=True, errors=("teapot",))  # type: ignore[arg-type]
+
+
 def test_defaults_make_arguments_optional(contract):
     params = {p.name: p for p in contract["remove"].params}
     assert params["name"].required and params["name"].default is None
@@ -119,9 +139,10 @@ def test_the_wire_form_names_types_and_requirements(contract):
     wire = contract["remove"].to_wire()
     assert wire == {
         "doc": "Remove a volume.", "idempotent": False, "stream": False, "handoff": False,
+        "timeout": 30.0, "errors": [], "result": "None",
         "args": {"name": {"type": "str", "required": True},
-                 "force": {"type": "bool", "required": False},
-                 "timeout": {"type": "int | None", "required": False}},
+                 "force": {"type": "bool", "required": False, "default": False},
+                 "timeout": {"type": "int | None", "required": False, "default": None}},
     }
     assert contract["watch"].to_wire()["stream"] is True
     assert contract["attach"].to_wire()["handoff"] is True
@@ -199,7 +220,7 @@ def test_a_dict_argument_takes_any_map_and_nothing_else(contract):
     check(contract, "watch", {"filters": {"label": ["a=b"], "n": 1}})
     check(contract, "watch", {"filters": {}})
     message = invalid_message(contract, "watch", {"filters": [["label", "a"]]})
-    assert message == "volume.watch: argument 'filters' must be dict, not list"
+    assert message == "volume.watch: argument 'filters' must be dict[str, Any], not list"
 
 
 def test_a_list_argument_takes_a_list_or_a_tuple(contract):

@@ -1,23 +1,25 @@
-"""When the supervisor restarts a child: backoff from 100 ms doubling to 5 s, and
+"""When the supervisor restarts a child: at once the first time, then a backoff from
+100 ms doubling to 5 s, and
 giving up after more than 5 restarts within 30 s."""
 
 from __future__ import annotations
 
 import pytest
 
+from pouch.actors.backoff import Backoff
 from pouch.actors.supervisor.policy import RestartPolicy
 
 
-def test_the_backoff_starts_at_100_ms_and_doubles():
+def test_the_first_restart_is_at_once_then_the_backoff_starts_at_100_ms_and_doubles():
     policy = RestartPolicy()
     assert [policy.next_delay(t) for t in (0.0, 1.0, 2.0, 3.0, 4.0)] == \
-        pytest.approx([0.1, 0.2, 0.4, 0.8, 1.6])
+        pytest.approx([0.0, 0.1, 0.2, 0.4, 0.8])
 
 
 def test_the_backoff_stops_growing_at_5_s():
     policy = RestartPolicy(max_restarts=100)
-    delays = [policy.next_delay(float(t)) for t in range(9)]
-    assert delays == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0])
+    delays = [policy.next_delay(float(t)) for t in range(10)]
+    assert delays == pytest.approx([0.0, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0])
 
 
 def test_a_sixth_exit_within_30_s_gives_up():
@@ -33,14 +35,14 @@ def test_exits_older_than_the_window_no_longer_count():
     for t in (0.0, 1.0, 2.0, 3.0, 4.0):
         policy.next_delay(t)
     # At 31 s the exits at 0 s and 1 s have left the window: four remain.
-    assert policy.next_delay(31.0) == pytest.approx(0.8)
+    assert policy.next_delay(31.0) == pytest.approx(0.4)
     assert policy.recent == 4
 
 
 def test_an_exit_exactly_one_window_ago_has_left_it():
     policy = RestartPolicy()
     policy.next_delay(0.0)
-    assert policy.next_delay(30.0) == pytest.approx(0.1)
+    assert policy.next_delay(30.0) == 0.0
     assert policy.recent == 1
 
 
@@ -54,7 +56,7 @@ def test_after_giving_up_time_brings_it_back():
     for t in range(6):
         policy.next_delay(float(t))
     assert policy.next_delay(6.0) is None
-    assert policy.next_delay(100.0) == pytest.approx(0.1)
+    assert policy.next_delay(100.0) == 0.0
 
 
 def test_reset_starts_the_backoff_afresh():
@@ -63,12 +65,13 @@ def test_reset_starts_the_backoff_afresh():
         policy.next_delay(float(t))
     policy.reset()
     assert policy.recent == 0
-    assert policy.next_delay(5.0) == pytest.approx(0.1)
+    assert policy.next_delay(5.0) == 0.0
 
 
 def test_the_limits_can_be_chosen():
-    policy = RestartPolicy(first=1.0, cap=3.0, max_restarts=2, window=10.0)
-    assert policy.next_delay(0.0) == 1.0
-    assert policy.next_delay(1.0) == 2.0
-    assert policy.next_delay(2.0) is None
+    policy = RestartPolicy(Backoff(first=1.0, cap=3.0), max_restarts=3, window=10.0)
+    assert policy.next_delay(0.0) == 0.0
+    assert policy.next_delay(1.0) == 1.0
+    assert policy.next_delay(2.0) == 2.0
+    assert policy.next_delay(3.0) is None
     assert policy.next_delay(12.5) == 1.0

@@ -3,16 +3,20 @@ and the one-line summaries `docker ps` prints."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from pouch.actors.container import lifecycle as lc
 from pouch.actors.container import record as rec
 from pouch.actors.timefmt import ZERO_TIME, parse_rfc3339, rfc3339_nano
 from pouch.proto.envelope import PouchError
+from pouch.proto.shapes import ResolvedImage
 
-IMAGE = {"id": "sha256:" + "ab" * 32, "name": "docker.io/library/busybox:latest",
-         "config": {"Cmd": ["sh"], "Entrypoint": None, "Labels": {"from": "image"}}}
+IMAGE = ResolvedImage(id="sha256:" + "ab" * 32, name="docker.io/library/busybox:latest",
+                      config={"Cmd": ["sh"], "Entrypoint": None, "Labels": {"from": "image"}},
+                      chain_id="sha256:" + "cd" * 32, snapshotter="overlayfs")
 PATHS = {name: f"/var/lib/pouch/containers/c1/{name}"
          for name in ("hostname", "hosts", "resolv.conf", "json.log")}
 NOW = 1_700_000_000.0
@@ -54,21 +58,6 @@ def test_new_ids_are_64_hex_and_unique():
 def test_random_names_are_adjective_underscore_animal():
     left, _, right = rec.random_name().partition("_")
     assert left.isalpha() and right.isalpha()
-
-
-@pytest.mark.parametrize(("given", "kept"), [("web", "web"), ("/web", "web"),
-                                             ("a.b_c-1", "a.b_c-1"), ("9lives", "9lives")])
-def test_valid_names_lose_their_slash(given, kept):
-    assert rec.check_name(given) == kept
-
-
-@pytest.mark.parametrize("name", ["a", "-web", "_web", "we b", "web!", "", "//web", "w/eb"])
-def test_invalid_names_are_refused_with_dockers_words(name):
-    with pytest.raises(PouchError) as err:
-        rec.check_name(name)
-    assert err.value.code == "invalid"
-    assert err.value.message == (f"Invalid container name ({name}), only "
-                                 "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
 
 
 # -- check_config: types -----------------------------------------------------------
@@ -115,6 +104,15 @@ def test_lists_hold_strings_only(field):
 def test_label_values_are_strings():
     assert refused(body(Labels={"a": 1})) == "invalid field Config.Labels: values must be strings"
     rec.check_config(body(Labels={"a": "1"}))
+
+
+@pytest.mark.parametrize("signal", ["SIGTERM", "TERM", "SIGUSR1", "9"])
+def test_a_stop_signal_is_checked_when_created(signal):
+    rec.check_config(body(StopSignal=signal))
+
+
+def test_an_unknown_stop_signal_is_refused_when_created():
+    assert refused(body(StopSignal="SIGNOPE")) == "Invalid signal: SIGNOPE"
 
 
 def test_fields_it_does_not_know_are_left_alone():
@@ -289,6 +287,35 @@ def test_an_exit_without_a_time_is_stamped_now():
     record = new()
     rec.set_exited(record, 0, "")
     assert record["State"]["FinishedAt"] != ZERO_TIME
+
+
+def test_the_lifecycle_is_read_from_the_record_and_written_back():
+    record = new()
+    rec.set_running(record, 4242, at(0))
+    life = rec.lifecycle(record)
+    assert (life.id, life.status, life.started_at) == ("c" * 64, lc.Status.RUNNING, NOW)
+    assert (life.restart_count, life.backoff, life.manually_stopped) == (0, 0, False)
+    rec.set_lifecycle(record, replace(life, status=lc.Status.RESTARTING, restart_count=2,
+                                      backoff=2, manually_stopped=True))
+    state = record["State"]
+    assert (state["Status"], state["Running"], state["Restarting"]) == \
+        ("restarting", False, True)
+    assert record["RestartCount"] == 2
+    assert rec.lifecycle(record) == replace(life, status=lc.Status.RESTARTING,
+                                            restart_count=2, backoff=2,
+                                            manually_stopped=True)
+
+
+def test_a_container_being_removed_with_its_task_alive_still_runs():
+    record = new()
+    rec.set_running(record, 4242, at(0))
+    rec.set_lifecycle(record, replace(rec.lifecycle(record), status=lc.Status.REMOVING))
+    assert (record["State"]["Status"], record["State"]["Running"]) == ("removing", True)
+
+
+def test_a_new_record_is_at_the_start_of_its_lifecycle():
+    assert rec.lifecycle(new()) == lc.State(id="c" * 64, status=lc.Status.CREATED,
+                                            started_at=parse_rfc3339(ZERO_TIME))
 
 
 # -- summary --------------------------------------------------------------------------------

@@ -1,45 +1,25 @@
-"""The OCI runtime spec of a container, as dockerd 20.10 would have runc run it.
-
-Pure logic: a Docker Engine API create request (``Config`` + ``HostConfig``)
-and the image's config go in, a ``config.json`` dict for runc 1.1 comes out.
-The only I/O is :func:`read_rootfs_file`, which reads ``/etc/passwd`` and
-``/etc/group`` out of a snapshot's layer directories without mounting them.
-
-Docker's rules followed here, each where it applies: the create-time merge of
-the request over the image (entrypoint, cmd, env, workdir, user), the
-environment dockerd adds (PATH, HOSTNAME, TERM), user resolution as
-runc's libcontainer/user does it, the default capabilities, mounts, masked
-and read-only paths, device rules and namespace-scoped sysctls.
-
-Not here yet: seccomp (Docker's default profile is future work, so containers
-run without a syscall filter), AppArmor/SELinux labels, HostConfig.Devices,
-the host's devices for privileged containers, GroupAdd, Binds and volumes,
-blkio limits, and the init process (HostConfig.Init is ignored).
-"""
+"""The OCI spec itself: process, capabilities, rlimits, mounts, cgroups, sysctls."""
 
 from __future__ import annotations
 
-import errno
-import os
 import posixpath
 import re
 import resource
-import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pouch.proto.envelope import PouchError, invalid
+from pouch.actors.container.spec.merge import Process, clean_abs
+from pouch.actors.container.spec.user import User
+from pouch.proto.envelope import invalid
 
 OCI_VERSION = "1.0.2-dev"
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_SHM_SIZE = 64 * 1024 * 1024
 # dockerd sets no rlimit itself: its containers inherit the shim's, which is
 # 1048576 under docker.service (LimitNOFILE=infinity). We say it explicitly.
 DEFAULT_NOFILE = 1048576
 MIN_MEMORY = 6 * 1024 * 1024
-_MAX_ID = 2147483647
 RLIM_INFINITY = 2**64 - 1
 
 # The kernel's capabilities in number order (include/uapi/linux/capability.h,
@@ -102,470 +82,7 @@ _IPC_SYSCTLS = frozenset(
 )  # fmt: skip
 
 _CPUSET_RE = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*")
-_INT_RE = re.compile(r"[+-]?\d+")
 _CONTAINER_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-
-
-# --------------------------------------------------------------------------
-# The process: Docker's merge of the request over the image
-# --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Process:
-    """The process a container runs, after Docker's merge rules."""
-
-    args: list[str]
-    env: list[str]
-    cwd: str
-    user: str
-    tty: bool
-    open_stdin: bool
-
-
-def effective_process(image_config: dict, config: dict) -> Process:
-    """Merge a create request's ``Config`` over the image's ``config`` as dockerd does.
-
-    The caller fills ``Config.Hostname`` first (dockerd uses the short container
-    id, or the host's name for host networking): it becomes ``HOSTNAME``.
-    Errors: invalid (no command, a malformed Env entry, a relative WorkingDir).
-    """
-    image_config = image_config or {}
-    entrypoint = _str_slice(config.get("Entrypoint"), "Config.Entrypoint")
-    cmd = _str_slice(config.get("Cmd"), "Config.Cmd")
-    # An empty (not absent) Entrypoint still keeps the image's Cmd but drops
-    # its Entrypoint; any Entrypoint given drops the image's Cmd.
-    if not entrypoint:
-        if not cmd:
-            cmd = _str_slice(image_config.get("Cmd"), "image Cmd")
-        if entrypoint is None:
-            entrypoint = _str_slice(image_config.get("Entrypoint"), "image Entrypoint")
-    # `--entrypoint ""` arrives as [""]: it means "no entrypoint", after the merge.
-    if entrypoint == [""]:
-        entrypoint = None
-    args = (entrypoint or []) + (cmd or [])
-    if not args:
-        raise invalid("No command specified")
-
-    request_env = _str_slice(config.get("Env"), "Config.Env") or []
-    for entry in request_env:
-        if entry.partition("=")[0] == "":
-            raise invalid(f"invalid environment variable: {entry}")
-    image_env = _str_slice(image_config.get("Env"), "image Env") or []
-    tty = bool(config.get("Tty"))
-    defaults = [f"PATH={DEFAULT_PATH}"]
-    hostname = config.get("Hostname") or ""
-    if hostname:
-        defaults.append(f"HOSTNAME={hostname}")
-    if tty:
-        defaults.append("TERM=xterm")
-    env = _replace_or_append_env(defaults, _merge_env(request_env, image_env))
-
-    workdir = config.get("WorkingDir") or image_config.get("WorkingDir") or "/"
-    if not isinstance(workdir, str) or not workdir.startswith("/"):
-        raise invalid(
-            f"the working directory '{workdir}' is invalid, it needs to be an absolute path"
-        )
-    user = config.get("User") or image_config.get("User") or ""
-    if not isinstance(user, str):
-        raise invalid(f"invalid Config.User {user!r}: must be a string")
-    return Process(
-        args=args,
-        env=env,
-        cwd=_clean_abs(workdir),
-        user=user,
-        tty=tty,
-        open_stdin=bool(config.get("OpenStdin")),
-    )
-
-
-def _str_slice(value: Any, field: str) -> list[str] | None:
-    """Docker's strslice: null, one string, or a list of strings."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise invalid(f"invalid {field}: must be a list of strings")
-    for v in value:
-        if "\0" in v:
-            raise invalid(f"invalid {field}: {v!r} contains a NUL byte")
-    return list(value)
-
-
-def _merge_env(request: list[str], image: list[str]) -> list[str]:
-    """Request entries first, then the image's whose key the request does not name."""
-    keys = {entry.split("=", 1)[0] for entry in request}
-    return request + [entry for entry in image if entry.split("=", 1)[0] not in keys]
-
-
-def _replace_or_append_env(defaults: list[str], overrides: list[str]) -> list[str]:
-    """dockerd's ReplaceOrAppendEnvValues: an override replaces a default with its key
-    in place, or is appended; a bare ``KEY`` unsets it."""
-    result: list[str | None] = list(defaults)
-    index = {entry.split("=", 1)[0]: i for i, entry in enumerate(defaults)}
-    for entry in overrides:
-        key, sep, _ = entry.partition("=")
-        if not sep:
-            if key in index:
-                result[index[key]] = None
-            continue
-        if key in index:
-            result[index[key]] = entry
-        else:
-            result.append(entry)
-    return [entry for entry in result if entry is not None]
-
-
-def _clean_abs(path: str) -> str:
-    cleaned = posixpath.normpath(path)
-    # normpath keeps a leading "//" (POSIX allows it a meaning); Go's Clean does not.
-    return "/" + cleaned.lstrip("/")
-
-
-# --------------------------------------------------------------------------
-# The user: libcontainer/user's rules over the container's passwd and group
-# --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class User:
-    """A resolved user: ids, supplementary groups from /etc/group, home dir."""
-
-    uid: int
-    gid: int
-    additional_gids: list[int]
-    home: str
-
-
-@dataclass(frozen=True)
-class _PasswdEntry:
-    name: str
-    uid: int
-    gid: int
-    home: str
-
-
-@dataclass(frozen=True)
-class _GroupEntry:
-    name: str
-    gid: int
-    members: tuple[str, ...]
-
-
-def resolve_user(user: str, passwd: str | None, group: str | None) -> User:
-    """Resolve ``user``, ``uid``, ``user:group``, ``uid:gid`` (and mixes) against the
-    text of the container's /etc/passwd and /etc/group (None when absent).
-
-    As in runc's libcontainer: a numeric user absent from passwd is allowed
-    (gid 0 then); supplementary groups come from /etc/group only when the
-    group is not given explicitly. Errors: invalid (unknown name, id out of range).
-    """
-    parts = user.split(":")
-    user_arg = parts[0]
-    group_arg = parts[1] if len(parts) > 1 else ""
-    uid_arg = _atoi(user_arg)
-
-    uid, gid, home = 0, 0, "/"
-    matched_name = ""
-    entries = _passwd_entries(passwd) if passwd is not None else []
-    for entry in entries:
-        if user_arg == "":
-            found = entry.uid == 0
-        elif uid_arg is not None:
-            found = entry.uid == uid_arg
-        else:
-            found = entry.name == user_arg
-        if found:
-            matched_name, uid, gid, home = entry.name, entry.uid, entry.gid, entry.home or "/"
-            break
-    else:
-        if user_arg != "":
-            if uid_arg is None:
-                raise invalid(f"unable to find user {user_arg}: no matching entries in passwd file")
-            uid = _check_id_range(uid_arg)
-
-    additional: list[int] = []
-    if group_arg or matched_name:
-        groups = _group_entries(group) if group is not None else []
-        if group_arg:
-            gid_arg = _atoi(group_arg)
-            for g in groups:
-                if (g.gid == gid_arg) if gid_arg is not None else (g.name == group_arg):
-                    gid = g.gid
-                    break
-            else:
-                if gid_arg is None:
-                    raise invalid(
-                        f"unable to find group {group_arg}: no matching entries in group file"
-                    )
-                gid = _check_id_range(gid_arg)
-        else:
-            additional = [g.gid for g in groups if matched_name in g.members]
-    return User(uid=uid, gid=gid, additional_gids=additional, home=home)
-
-
-def _atoi(text: str) -> int | None:
-    return int(text) if _INT_RE.fullmatch(text) else None
-
-
-def _check_id_range(value: int) -> int:
-    if not 0 <= value <= _MAX_ID:
-        raise invalid(f"uids and gids must be in range 0-{_MAX_ID}")
-    return value
-
-
-def _colon_lines(text: str) -> Iterable[list[str]]:
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line and not line.startswith("#"):
-            yield line.split(":")
-
-
-def _passwd_entries(text: str) -> list[_PasswdEntry]:
-    out = []
-    for fields in _colon_lines(text):
-        # Go's parser reads a malformed id as 0, i.e. root; we skip the line instead.
-        if len(fields) < 4 or _atoi(fields[2]) is None or _atoi(fields[3]) is None:
-            continue
-        home = fields[5] if len(fields) > 5 else ""
-        out.append(_PasswdEntry(fields[0], int(fields[2]), int(fields[3]), home))
-    return out
-
-
-def _group_entries(text: str) -> list[_GroupEntry]:
-    out = []
-    for fields in _colon_lines(text):
-        if len(fields) < 3 or _atoi(fields[2]) is None:
-            continue
-        members = fields[3].split(",") if len(fields) > 3 else []
-        out.append(
-            _GroupEntry(fields[0], int(fields[2]), tuple(m.strip() for m in members if m.strip()))
-        )
-    return out
-
-
-# --------------------------------------------------------------------------
-# Reading a file out of snapshot layers, without mounting them
-# --------------------------------------------------------------------------
-
-_MAX_FILE_BYTES = 8 * 1024 * 1024
-_MAX_SYMLINKS = 40  # the kernel's limit on links followed in one lookup
-_OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
-
-
-class _Miss:
-    """What a layer says about a path it does not hold."""
-
-    def __init__(self, stops_lookup: bool) -> None:
-        # True when this layer hides the path in every layer below it.
-        self.stops_lookup = stops_lookup
-
-
-_ABSENT = _Miss(stops_lookup=False)
-_HIDDEN = _Miss(stops_lookup=True)
-
-
-def read_rootfs_file(mounts: list[dict], path: str) -> str | None:
-    """Read a small text file (``etc/passwd``) from the root filesystem that
-    containerd's snapshot ``mounts`` describe, as the merged view would show it.
-
-    Overlay layers are searched top-down (upperdir, then each lowerdir in
-    order), honouring whiteouts (char device 0/0) and opaque directories.
-    Symlinks are followed as inside a chroot: absolute targets and ``..``
-    stay within the rootfs. Returns None when the path is absent or is not a
-    regular file. Errors: internal (a mount type we cannot read without
-    mounting it), invalid (the file is larger than 8 MiB).
-    """
-    layers = _layers(mounts)
-    found = _resolve(layers, _components(path))
-    if found is None:
-        return None
-    layer, comps, st = found
-    if not stat.S_ISREG(st.st_mode):
-        return None
-    parent = _open_dir(layer, comps[:-1])
-    if parent is None:
-        return None
-    try:
-        try:
-            fd = os.open(
-                comps[-1],
-                os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                dir_fd=parent,
-            )
-        except OSError as e:
-            if e.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
-                return None  # it changed under us; the merged view no longer has it
-            raise
-    finally:
-        os.close(parent)
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            return None
-        data = f.read(_MAX_FILE_BYTES + 1)
-    if len(data) > _MAX_FILE_BYTES:
-        raise invalid(f"/{'/'.join(comps)} in the container is larger than 8 MiB")
-    return data.decode("utf-8", errors="replace")
-
-
-def _layers(mounts: list[dict]) -> list[str]:
-    """Layer directories, top-most first. A later mount covers an earlier one."""
-    if not mounts:
-        raise PouchError("internal", "the container has no root filesystem mounts")
-    layers: list[str] = []
-    for m in mounts:
-        kind = m.get("type")
-        options = list(m.get("options") or [])
-        if kind == "overlay":
-            opts = dict(o.split("=", 1) for o in options if "=" in o)
-            upper = [opts["upperdir"]] if opts.get("upperdir") else []
-            lowers = [p for p in re.split(r"(?<!\\):", opts.get("lowerdir", "")) if p]
-            layers = upper + [p.replace("\\:", ":") for p in lowers] + layers
-        elif kind in ("bind", "rbind") or "bind" in options or "rbind" in options:
-            layers = [m["source"], *layers]
-        else:
-            raise PouchError(
-                "internal", f"cannot read files from a {kind} root filesystem without mounting it"
-            )
-    return layers
-
-
-def _components(path: str) -> list[str]:
-    return [c for c in path.split("/") if c not in ("", ".")]
-
-
-def _resolve(layers: list[str], pending: list[str]) -> tuple[str, list[str], os.stat_result] | None:
-    """Walk ``pending`` through the merged view, following symlinks chroot-style."""
-    resolved: list[str] = []
-    found: tuple[str, list[str], os.stat_result] | None = None
-    links = 0
-    while pending:
-        name = pending.pop(0)
-        if name == "..":
-            if resolved:
-                resolved.pop()
-            found = None
-            continue
-        comps = [*resolved, name]
-        hit = _lookup(layers, comps)
-        if hit is None:
-            return None
-        layer, st = hit
-        if stat.S_ISLNK(st.st_mode):
-            links += 1
-            if links > _MAX_SYMLINKS:
-                return None
-            target = _readlink(layer, comps)
-            if target is None:
-                return None
-            if target.startswith("/"):
-                resolved = []
-            pending = _components(target) + pending
-            found = None
-            continue
-        if pending and not stat.S_ISDIR(st.st_mode):
-            return None
-        resolved = comps
-        found = (layer, comps, st)
-    return found
-
-
-def _lookup(layers: list[str], comps: list[str]) -> tuple[str, os.stat_result] | None:
-    """The top-most entry for ``comps`` across the layers, as overlayfs finds it."""
-    for layer in layers:
-        probe = _probe(layer, comps)
-        if isinstance(probe, _Miss):
-            if probe.stops_lookup:
-                return None
-            continue
-        return layer, probe
-    return None
-
-
-def _probe(layer: str, comps: list[str]) -> os.stat_result | _Miss:
-    """What one layer holds at ``comps``, never following a symlink on the way."""
-    try:
-        fd = os.open(layer, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return _ABSENT
-    opaque = False
-    try:
-        for i, name in enumerate(comps):
-            try:
-                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-            except (FileNotFoundError, NotADirectoryError):
-                return _HIDDEN if opaque else _ABSENT
-            if _is_whiteout(st):
-                return _HIDDEN
-            if i == len(comps) - 1:
-                return st
-            if not stat.S_ISDIR(st.st_mode):
-                # A higher layer made this a directory; a non-directory here
-                # ends overlayfs's search, like an opaque directory.
-                return _HIDDEN
-            try:
-                child = os.open(
-                    name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd
-                )
-            except OSError:
-                return _HIDDEN
-            os.close(fd)
-            fd = child
-            opaque = opaque or _is_opaque(fd)
-        return _ABSENT  # an empty path names the root, a directory we never read
-    finally:
-        os.close(fd)
-
-
-def _open_dir(layer: str, comps: list[str]) -> int | None:
-    """An fd on ``layer/comps``, each step refusing symlinks so we stay in the layer."""
-    try:
-        fd = os.open(layer, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    for name in comps:
-        try:
-            child = os.open(
-                name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd
-            )
-        except OSError:
-            os.close(fd)
-            return None
-        os.close(fd)
-        fd = child
-    return fd
-
-
-def _readlink(layer: str, comps: list[str]) -> str | None:
-    parent = _open_dir(layer, comps[:-1])
-    if parent is None:
-        return None
-    try:
-        return os.readlink(comps[-1], dir_fd=parent)
-    except OSError:
-        return None
-    finally:
-        os.close(parent)
-
-
-def _is_whiteout(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def _is_opaque(fd: int) -> bool:
-    for name in _OPAQUE_XATTRS:
-        try:
-            if os.getxattr(fd, name) == b"y":
-                return True
-        except OSError:
-            continue
-    return False
-
-
-# --------------------------------------------------------------------------
-# The spec
-# --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -828,8 +345,9 @@ def _mounts(
     tmpfs = _tmpfs_mounts(hc)
     tmpfs_targets = {m["destination"] for m in tmpfs}
     added = [m for m in added if m["destination"] not in tmpfs_targets] + tmpfs
-    # Parents before children, as dockerd sorts its own mounts (stable, by depth).
-    added.sort(key=lambda m: len(_components(m["destination"])))
+    # Parents before children, as dockerd sorts its own mounts (stable, by depth;
+    # every destination is a clean absolute path, so its slashes count its depth).
+    added.sort(key=lambda m: m["destination"].count("/"))
 
     # A mount the caller adds replaces a default one at the same place; a /dev
     # of its own replaces everything Docker would put under /dev.
@@ -893,7 +411,7 @@ def _tmpfs_mounts(hc: Mapping[str, Any]) -> list[dict[str, Any]]:
                 f'invalid HostConfig.Tmpfs: invalid mount config for type "tmpfs": '
                 f"invalid mount path: '{target}' mount path must be absolute"
             )
-        destination = _clean_abs(target)
+        destination = clean_abs(target)
         if destination == "/":
             raise invalid("invalid HostConfig.Tmpfs: destination can't be '/'")
         if not isinstance(data, str):
@@ -930,7 +448,7 @@ def _merge_tmpfs_options(options: list[str], target: str) -> list[str]:
 
 def _cgroups_path(parent: str, container_id: str) -> str:
     # Always absolute: a relative path would land under containerd's own cgroup.
-    return _clean_abs(posixpath.join("/", parent or "/", container_id))
+    return clean_abs(posixpath.join("/", parent or "/", container_id))
 
 
 def _resources(hc: Mapping[str, Any], privileged: bool) -> dict[str, Any]:

@@ -1,17 +1,23 @@
-"""How an actor declares the methods it serves: the contract beside the handler.
+"""How a service declares the methods it serves: the contract beside the handler.
 
     class VolumeActor(ActorBase):
         service = "volume"
 
-        @method(idempotent=True)
-        def inspect(self, name: str) -> dict:
-            \"\"\"Describe one volume. Errors: not_found.\"\"\"
+        @method(idempotent=True, errors=("not_found",))
+        def inspect(self, name: str) -> VolumeInfo:
+            \"\"\"Describe one volume.\"\"\"
 
 A handler that takes a `reply` parameter answers later (or several times, when
-declared `stream=True`); one that takes `conn` is given a client connection
-handed over by the gateway (see `pouch.actors.handoff`). Neither appears in
-the contract: callers only see the arguments, their types, the docstring and
-whether a retry is safe.
+declared `stream=True`) and names its result type with `returns=`; one that
+takes `conn` is given the stream session of a client connection the gateway
+handed over (see `pouch.proto.handoff` and `pouch.proto.stream`). Neither
+appears in the contract: callers see the arguments with their types and
+defaults, the result type, the errors, the docstring's first paragraph, the
+call's deadline and whether a retry is safe.
+
+This one table is the source of the typed client stubs (`pouch.proto.stubs`)
+and of the reference (`proto/REFERENCE.md`), both written by
+`python -m pouch.actors.reference` and kept current by a test.
 """
 
 from __future__ import annotations
@@ -23,9 +29,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pouch.proto.envelope import invalid
+from pouch.proto.envelope import ERROR_CODES, ErrorCode, invalid
 
 F = TypeVar("F", bound=Callable[..., Any])
+# How long a caller waits for an answer unless the method declares otherwise.
+DEFAULT_TIMEOUT = 30.0
 _HIDDEN = ("self", "reply", "conn")
 _MARK = "__pouch_declaration__"
 
@@ -38,25 +46,45 @@ class Param:
     default: Any = None
 
     def type_name(self) -> str:
-        return getattr(self.hint, "__name__", None) or str(self.hint).replace("typing.", "")
+        return type_name(self.hint)
+
+
+def type_name(hint: Any) -> str:
+    """A type as a reader writes it: `int | None`, `dict[str, Any]`, `ContainerSummary`."""
+    if hint is None or hint is type(None):
+        return "None"
+    if typing.get_origin(hint) is None and isinstance(hint, type):
+        return hint.__name__
+    text = str(hint).replace("typing.", "").replace("NoneType", "None")
+    for module in ("pouch.proto.shapes.", "socket."):
+        text = text.replace(module, "")
+    return text
 
 
 @dataclass(frozen=True)
 class Declaration:
     name: str
     attr: str          # the handler's attribute name (differs when `name` would clash)
-    doc: str
+    doc: str           # the docstring's first paragraph
     idempotent: bool
     params: tuple[Param, ...]
     stream: bool       # answers with several items
     deferred: bool     # takes `reply` and answers when it is ready
-    handoff: bool      # takes `conn`, a client socket handed over by the gateway
+    handoff: bool      # takes `conn`, the stream of a client connection the gateway handed over
+    result: Any = None                 # the type of the answer (of each item, for a stream)
+    errors: tuple[ErrorCode, ...] = ()  # the error codes it may answer besides the common ones
+    # The caller's deadline, in seconds from the call; None: as long as the method takes
+    # (its handler bounds the wait itself, as stop does with the container's stop timeout).
+    timeout: float | None = DEFAULT_TIMEOUT
+    handler: str = ""  # where the handler is: module.Class.function, for readers
 
     def to_wire(self) -> dict[str, Any]:
         return {
             "doc": self.doc, "idempotent": self.idempotent, "stream": self.stream,
-            "handoff": self.handoff,
-            "args": {p.name: {"type": p.type_name(), "required": p.required} for p in self.params},
+            "handoff": self.handoff, "timeout": self.timeout, "errors": list(self.errors),
+            "result": type_name(self.result),
+            "args": {p.name: {"type": p.type_name(), "required": p.required}
+                     | ({} if p.required else {"default": p.default}) for p in self.params},
         }
 
     def validate(self, service: str, args: Any) -> dict[str, Any]:
@@ -78,10 +106,21 @@ class Declaration:
         return args
 
 
-def method(*, idempotent: bool, stream: bool = False,
+_UNSET: Any = object()
+
+
+def method(*, idempotent: bool, errors: tuple[ErrorCode, ...] = (), stream: bool = False,
+           returns: Any = _UNSET, timeout: float | None = DEFAULT_TIMEOUT,
            name: str | None = None) -> Callable[[F], F]:
-    """Declare a handler as a method of its actor's contract, under `name` if given
-    (for names such as `start` that pykka's actors use themselves)."""
+    """Declare a handler as a method of its service's contract, under `name` if given
+    (for names such as `start` that pykka's actors use themselves).
+
+    `returns` names the result type of a handler that answers through `reply`
+    (for others it is the return annotation); `errors` the codes it may answer.
+    """
+    for code in errors:
+        if code not in ERROR_CODES:
+            raise ValueError(f"unknown error code {code!r}")
 
     def mark(fn: F) -> F:
         sig = inspect.signature(fn)
@@ -91,12 +130,20 @@ def method(*, idempotent: bool, stream: bool = False,
                   None if p.default is inspect.Parameter.empty else p.default)
             for arg, p in sig.parameters.items() if arg not in _HIDDEN
         )
+        deferred = "reply" in sig.parameters
+        if returns is not _UNSET:
+            result = returns
+        elif deferred:
+            raise TypeError(f"{fn.__qualname__} answers through `reply`: declare `returns=`")
+        else:
+            result = hints.get("return")
         doc = inspect.getdoc(fn) or ""
         setattr(fn, _MARK, Declaration(
             name=name or fn.__name__, attr=fn.__name__,
-            doc=doc.splitlines()[0] if doc else "", idempotent=idempotent,
-            params=params, stream=stream, deferred="reply" in sig.parameters,
-            handoff="conn" in sig.parameters))
+            doc=" ".join(doc.split("\n\n")[0].split()), idempotent=idempotent,
+            params=params, stream=stream, deferred=deferred,
+            handoff="conn" in sig.parameters, result=result, errors=tuple(errors),
+            timeout=timeout, handler=f"{fn.__module__}.{fn.__qualname__}"))
         return fn
 
     return mark

@@ -1,10 +1,15 @@
-"""Event filters as `docker events --filter` applies them."""
+"""Docker's vocabulary: names, references to objects, filters, and events as
+`docker events --filter` applies them."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pouch.broker.filters import matches
+import pytest
+
+from pouch.proto.docker import check_filters, check_name, parse_filters, resolve_id
+from pouch.proto.docker import event_matches as matches
+from pouch.proto.envelope import PouchError
 
 CID = "4f2b" + "0" * 56 + "beef"
 IMAGE_ID = "sha256:" + "ab" * 32
@@ -129,3 +134,71 @@ def test_an_event_without_actor_or_attributes_is_handled():
     assert matches(bare, {"type": ["container"]})
     assert not matches(bare, {"container": ["web"]})
     assert not matches(bare, {"label": ["a"]})
+
+
+# -- names and references ----------------------------------------------------
+
+
+@pytest.mark.parametrize(("given", "kept"), [("web", "web"), ("/web", "web"),
+                                             ("a.b_c-1", "a.b_c-1"), ("9lives", "9lives")])
+def test_valid_names_lose_their_slash(given, kept):
+    assert check_name(given, "container") == kept
+
+
+@pytest.mark.parametrize("name", ["a", "-web", "_web", "we b", "web!", "", "//web", "w/eb",
+                                  "web\n"])
+def test_invalid_names_are_refused_with_dockers_words(name):
+    with pytest.raises(PouchError) as err:
+        check_name(name, "container")
+    assert err.value.code == "invalid"
+    assert err.value.message == (f"Invalid container name ({name}), only "
+                                 "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+
+
+IDS = {"abc123" + "0" * 58, "abd456" + "0" * 58}
+NAMES = {"web": "abd456" + "0" * 58, "abc": "abd456" + "0" * 58}
+
+
+def test_a_full_id_a_name_and_a_unique_prefix_each_resolve():
+    assert resolve_id("abc123" + "0" * 58, IDS, NAMES, "container").startswith("abc123")
+    assert resolve_id("web", IDS, NAMES, "container").startswith("abd456")
+    assert resolve_id("abc1", IDS, NAMES, "container").startswith("abc123")
+
+
+def test_a_name_wins_over_an_id_prefix():
+    assert resolve_id("abc", IDS, NAMES, "container").startswith("abd456")
+
+
+def test_an_ambiguous_prefix_is_refused_not_guessed():
+    with pytest.raises(PouchError) as err:
+        resolve_id("ab", IDS, NAMES, "image")
+    assert (err.value.code, err.value.message) == (
+        "invalid", "multiple IDs found with provided prefix: ab")
+
+
+def test_nothing_found_names_the_kind():
+    with pytest.raises(PouchError) as err:
+        resolve_id("zz", IDS, NAMES, "image")
+    assert (err.value.code, err.value.message) == ("not_found", "No such image: zz")
+
+
+# -- filters -------------------------------------------------------------------
+
+
+def test_filters_parse_in_both_of_dockers_forms():
+    assert parse_filters('{"label": ["a=b"]}') == {"label": ["a=b"]}
+    assert parse_filters('{"label": {"a=b": true, "c": false}}') == {"label": ["a=b"]}
+    assert parse_filters("") == {}
+
+
+@pytest.mark.parametrize("raw", ["[1]", "{", '{"label": "a"}', '{"label": [1]}'])
+def test_malformed_filters_are_invalid(raw):
+    with pytest.raises(PouchError) as err:
+        parse_filters(raw)
+    assert err.value.code == "invalid"
+
+
+def test_an_unknown_filter_key_is_named():
+    with pytest.raises(PouchError) as err:
+        check_filters({"colour": ["red"]}, ("label",))
+    assert err.value.message == "invalid filter 'colour'"

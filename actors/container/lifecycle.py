@@ -1,0 +1,286 @@
+"""A container's lifecycle as a pure state machine: its states, what each request and
+each exit of its task does to it, the restart policy and its backoff.
+
+No I/O and no clock of its own: every function takes plain values (the state, the
+policy, the exit code, the time) and returns what follows, a Transition (the new state
+and the effects the worker applies: signals, timers, removal, answers). The rules are
+dockerd's, so that a container behaves here as it would there.
+"""
+
+from __future__ import annotations
+
+import signal as signals
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+from pouch.actors.backoff import Backoff
+from pouch.proto.envelope import conflict, invalid
+
+DEFAULT_STOP_SIGNAL = "SIGTERM"
+DEFAULT_STOP_TIMEOUT = 10
+# dockerd's restart delay: 100 ms, doubling up to a minute; a run of 10 s or more
+# starts the series again.
+RESTART_BACKOFF = Backoff(first=0.1, cap=60.0)
+STABLE_RUN = 10.0
+# A SIGKILL answers once the exit is recorded, or after this long (dockerd waits as long
+# before it kills the process directly).
+KILL_WAIT = 10.0
+
+
+class Status(StrEnum):
+    CREATED = "created"
+    RUNNING = "running"
+    PAUSED = "paused"
+    RESTARTING = "restarting"
+    REMOVING = "removing"
+    EXITED = "exited"
+    DEAD = "dead"
+
+
+# The task lives: a signal reaches it and its exit is to come.
+LIVE = frozenset({Status.RUNNING, Status.PAUSED, Status.REMOVING})
+
+
+def parse_signal(value: str | int) -> int:
+    """SIGTERM, TERM, 15 -> 15. Errors: invalid."""
+    text = str(value).strip().upper()
+    if text.isdigit():
+        number = int(text)
+        if 0 < number < signals.NSIG:
+            return number
+    else:
+        name = text if text.startswith("SIG") else "SIG" + text
+        if hasattr(signals.Signals, name):
+            return int(signals.Signals[name])
+    raise invalid(f"Invalid signal: {value}")
+
+
+@dataclass(frozen=True)
+class State:
+    id: str
+    status: Status
+    started_at: float = 0.0  # when the last run started, in seconds since the epoch
+    restart_count: int = 0  # restarts by policy since the last start by hand
+    backoff: int = 0  # restarts in a row, each after a run shorter than STABLE_RUN
+    manually_stopped: bool = False  # a user stopped or signalled it: unless-stopped rests
+    exit_requested: bool = False  # the coming exit was asked for: no restart (ExitOnNext)
+
+    @property
+    def live(self) -> bool:
+        return self.status in LIVE
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """HostConfig's RestartPolicy and AutoRemove: what follows an exit."""
+
+    name: str = "no"
+    maximum_retry_count: int = 0
+    auto_remove: bool = False
+
+    @classmethod
+    def of(cls, host_config: Mapping[str, Any]) -> RestartPolicy:
+        policy = host_config.get("RestartPolicy") or {}
+        return cls(policy.get("Name") or "no", policy.get("MaximumRetryCount") or 0,
+                   bool(host_config.get("AutoRemove")))
+
+
+@dataclass(frozen=True)
+class StopPolicy:
+    """Config's StopSignal and StopTimeout: how a stop ends the task."""
+
+    signal: int = signals.SIGTERM
+    timeout: int = DEFAULT_STOP_TIMEOUT
+    signal_given: bool = False  # the container names its own stop signal
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any]) -> StopPolicy:
+        """Errors: invalid (a stop signal that is none)."""
+        given = config.get("StopSignal")
+        timeout = config.get("StopTimeout")
+        return cls(parse_signal(given or DEFAULT_STOP_SIGNAL),
+                   DEFAULT_STOP_TIMEOUT if timeout is None else timeout, bool(given))
+
+
+# -- effects: what the worker does for a transition, in order ----------------------
+
+
+@dataclass(frozen=True)
+class Signal:
+    """Send `signum` to the task's process (to all its processes with `all`)."""
+
+    signum: int
+    all: bool = False
+
+
+@dataclass(frozen=True)
+class KillAfter:
+    """SIGKILL every process of this run after `seconds`, unless it has ended."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class AnswerBy:
+    """Answer the held request after `seconds` even if the exit has not come."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RestartAfter:
+    """Start the task again after `seconds` (the restart is due)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class CancelRestart:
+    """Forget a pending restart."""
+
+
+@dataclass(frozen=True)
+class AnswerWaiters:
+    """Answer what waited for this exit: held stops and kills, wait requests."""
+
+
+@dataclass(frozen=True)
+class Destroy:
+    """Remove the container and all it holds; answer the remove request with the outcome."""
+
+
+Effect = Signal | KillAfter | AnswerBy | RestartAfter | CancelRestart | AnswerWaiters | Destroy
+
+
+@dataclass(frozen=True)
+class Transition:
+    state: State
+    effects: tuple[Effect, ...] = ()
+    result: Any = None  # the answer to the request
+    held: bool = False  # the answer waits for the task's exit
+
+
+# -- the requests ----------------------------------------------------------------
+
+
+def on_start(state: State) -> bool:
+    """Whether a start request starts the task (False: it runs already). Errors: conflict."""
+    if state.status in (Status.RUNNING, Status.PAUSED):
+        return False
+    if state.status in (Status.REMOVING, Status.DEAD):
+        raise conflict(f"container {state.id} is marked for removal and cannot be started")
+    return True
+
+
+def on_started(state: State, now: float, by_policy: bool = False) -> State:
+    """The task runs since `now`. A start by hand begins the restart count again."""
+    running = replace(state, status=Status.RUNNING, started_at=now, exit_requested=False)
+    if by_policy:
+        return running
+    return replace(running, restart_count=0, backoff=0, manually_stopped=False)
+
+
+def on_start_failed(state: State, policy: RestartPolicy, exit_code: int, now: float,
+                    by_policy: bool = False) -> Transition:
+    """The task could not start. A restart that fails counts as a run that ended at once;
+    a start by hand leaves the container exited, the error told to the user."""
+    if by_policy:
+        return on_exit(replace(state, status=Status.RUNNING, started_at=now), policy,
+                       exit_code, now)
+    return Transition(replace(state, status=Status.EXITED))
+
+
+def on_stop(state: State, stop: StopPolicy, timeout: int | None) -> Transition:
+    """A stop request, with the grace period it gives (None: the container's own).
+    Answers True once the task has exited; False if it was not running."""
+    grace = max(0, stop.timeout if timeout is None else timeout)
+    if state.live:
+        stopping = replace(state, manually_stopped=True, exit_requested=True)
+        signal = (Signal(stop.signal),) if grace > 0 else ()
+        return Transition(stopping, (*signal, KillAfter(grace), AnswerBy(grace + KILL_WAIT)),
+                          result=True, held=True)
+    if state.status is Status.RESTARTING:
+        return Transition(replace(state, status=Status.EXITED, manually_stopped=True),
+                          (CancelRestart(),), result=True)
+    return Transition(state, result=False)
+
+
+def on_kill(state: State, stop: StopPolicy, signum: int) -> Transition:
+    """A kill request. SIGKILL answers once the exit is recorded (within KILL_WAIT);
+    SIGKILL, the stop signal, or any signal when the container names none, means the
+    coming exit is wanted and brings no restart. Errors: conflict (not running)."""
+    ends = signum == signals.SIGKILL or not stop.signal_given or signum == stop.signal
+    if state.status is Status.RESTARTING:
+        if ends:
+            return Transition(replace(state, status=Status.EXITED, manually_stopped=True),
+                              (CancelRestart(),))
+        return Transition(replace(state, manually_stopped=True))
+    if not state.live:
+        raise conflict(f"Container {state.id} is not running")
+    killed = replace(state, manually_stopped=True, exit_requested=state.exit_requested or ends)
+    if signum == signals.SIGKILL:
+        return Transition(killed, (Signal(signum), AnswerBy(KILL_WAIT)), held=True)
+    return Transition(killed, (Signal(signum),))
+
+
+def on_remove(state: State, force: bool) -> Transition:
+    """A remove request; with force, a live task is killed and the removal follows its
+    exit. Errors: conflict."""
+    if state.status is Status.REMOVING:
+        raise conflict(f"removal of container {state.id} is already in progress")
+    if not force and state.status in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
+        advice = "Unpause and then stop" if state.status is Status.PAUSED else "Stop"
+        raise conflict(f"You cannot remove a {state.status.value} container {state.id}. "
+                       f"{advice} the container before attempting removal or force remove")
+    if state.live:
+        removing = replace(state, status=Status.REMOVING, manually_stopped=True,
+                           exit_requested=True)
+        return Transition(removing, (Signal(signals.SIGKILL, all=True),), held=True)
+    if state.status is Status.RESTARTING:
+        return Transition(replace(state, status=Status.EXITED), (CancelRestart(), Destroy()))
+    return Transition(state, (Destroy(),))
+
+
+# -- the task's exit and the restart policy -----------------------------------------
+
+
+def restarts(policy: RestartPolicy, state: State, exit_code: int) -> bool:
+    """Whether the policy restarts a container whose run ended with `exit_code`."""
+    if state.exit_requested:
+        return False
+    if policy.name == "always":
+        return True
+    if policy.name == "unless-stopped":
+        return not state.manually_stopped
+    if policy.name == "on-failure":
+        limit = policy.maximum_retry_count
+        return exit_code != 0 and (limit == 0 or state.restart_count < limit)
+    return False
+
+
+def on_exit(state: State, policy: RestartPolicy, exit_code: int, now: float) -> Transition:
+    """The task exited with `exit_code` at `now`."""
+    ended = replace(state, status=Status.EXITED, exit_requested=False)
+    if state.status is Status.REMOVING or policy.auto_remove:
+        return Transition(ended, (AnswerWaiters(), Destroy()))
+    if not restarts(policy, state, exit_code):
+        return Transition(ended, (AnswerWaiters(),))
+    step = 1 if now - state.started_at >= STABLE_RUN else state.backoff + 1
+    restarting = replace(ended, status=Status.RESTARTING, restart_count=state.restart_count + 1,
+                         backoff=step)
+    return Transition(restarting, (AnswerWaiters(), RestartAfter(RESTART_BACKOFF.delay(step))))
+
+
+def on_restart_due(state: State) -> bool:
+    """The restart timer fired: whether the restart still stands (not cancelled meanwhile)."""
+    return state.status is Status.RESTARTING
+
+
+def on_restore(state: State) -> Transition:
+    """The worker starts again (the actor or pouchd restarted) with no task: a restart
+    that was pending is scheduled again."""
+    if state.status is Status.RESTARTING:
+        return Transition(state, (RestartAfter(RESTART_BACKOFF.delay(max(1, state.backoff))),))
+    return Transition(state)

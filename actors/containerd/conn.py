@@ -1,0 +1,111 @@
+"""The gRPC plumbing every containerd service shares.
+
+One `Conn` holds one gRPC channel to the daemon's unix socket and the
+containerd namespace every call is scoped to. gRPC channels are thread-safe,
+so a `Conn` may be shared by every thread (and pykka actor) of a process.
+Every call takes a `timeout` in seconds (None: no deadline) and raises
+`PouchError` with containerd's own message; `Conn.error` is the one place
+where gRPC status codes become pouch error codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar, Final
+
+import grpc
+
+from pouch.proto.envelope import ErrorCode, PouchError
+
+DEFAULT_TIMEOUT: Final = 30.0
+# Moving or unpacking a whole layer takes longer than a metadata call.
+STREAM_TIMEOUT: Final = 600.0
+MAX_MESSAGE_SIZE: Final = 16 * 1024 * 1024
+
+_CODES: Final[dict[grpc.StatusCode, ErrorCode]] = {
+    grpc.StatusCode.NOT_FOUND: "not_found",
+    grpc.StatusCode.ALREADY_EXISTS: "conflict",
+    grpc.StatusCode.FAILED_PRECONDITION: "conflict",
+    grpc.StatusCode.INVALID_ARGUMENT: "invalid",
+    grpc.StatusCode.UNAVAILABLE: "unavailable",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "timeout",
+}
+
+
+def status_code(err: grpc.RpcError) -> grpc.StatusCode | None:
+    code = getattr(err, "code", None)
+    return code() if callable(code) else None
+
+
+def status_details(err: grpc.RpcError) -> str:
+    details = getattr(err, "details", None)
+    return (details() if callable(details) else None) or str(err)
+
+
+class Conn:
+    """A channel to containerd and the namespace its calls are scoped to."""
+
+    def __init__(self, address: str | Path, namespace: str) -> None:
+        self.address = str(Path(str(address).removeprefix("unix://")).absolute())
+        self.namespace = namespace
+        options = [
+            ("grpc.max_receive_message_length", MAX_MESSAGE_SIZE),
+            ("grpc.max_send_message_length", MAX_MESSAGE_SIZE),
+            # The peer is a local socket: after containerd restarts, come back
+            # within a second rather than after gRPC's default backoff of minutes.
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1000),
+        ]
+        self.channel = grpc.insecure_channel(f"unix://{self.address}", options=options)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def error(self, err: grpc.RpcError) -> PouchError:
+        code, details = status_code(err), status_details(err)
+        if code == grpc.StatusCode.UNAVAILABLE:
+            return PouchError(
+                "unavailable", f"containerd is not reachable at {self.address}: {details}"
+            )
+        return PouchError(_CODES.get(code, "internal") if code else "internal", details)
+
+    def metadata(self, lease: str | None = None) -> list[tuple[str, str]]:
+        metadata = [("containerd-namespace", self.namespace)]
+        if lease:
+            metadata.append(("containerd-lease", lease))
+        return metadata
+
+    def call(
+        self, method: Any, request: Any, timeout: float | None, lease: str | None = None
+    ) -> Any:
+        try:
+            return method(request, timeout=timeout, metadata=self.metadata(lease))
+        except grpc.RpcError as err:
+            raise self.error(err) from err
+
+    def find(self, method: Any, request: Any, timeout: float | None) -> Any:
+        """A lookup's response, or None when containerd has no such thing."""
+        try:
+            return self.call(method, request, timeout)
+        except PouchError as err:
+            if err.code == "not_found":
+                return None
+            raise
+
+    def stream(self, method: Any, request: Any, timeout: float | None) -> Iterator[Any]:
+        try:
+            yield from method(request, timeout=timeout, metadata=self.metadata())
+        except grpc.RpcError as err:
+            raise self.error(err) from err
+
+
+class Service:
+    """One of containerd's gRPC services, over a shared `Conn`."""
+
+    stub: ClassVar[type[Any]]  # the generated stub class, made on the shared channel
+
+    def __init__(self, conn: Conn) -> None:
+        self._conn = conn
+        self._stub = self.stub(conn.channel)

@@ -1,0 +1,95 @@
+"""containerd's containers service: a container's metadata (spec, snapshot, runtime)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from google.protobuf import any_pb2
+
+from pouch.actors.containerd.conn import DEFAULT_TIMEOUT, Service
+from pouch.actors.containerd.types import to_datetime
+from pouch.proto.containerd.api.services.containers.v1 import containers_pb2, containers_pb2_grpc
+from pouch.proto.docker import SNAPSHOTTER
+
+DEFAULT_RUNTIME: Final = "io.containerd.runc.v2"
+SPEC_TYPE_URL: Final = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
+
+
+@dataclass(frozen=True)
+class ContainerRecord:
+    id: str
+    image: str
+    labels: dict[str, str]
+    snapshotter: str
+    snapshot_key: str
+    runtime: str
+    spec: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+def _container_record(container: Any) -> ContainerRecord:
+    spec = json.loads(container.spec.value) if container.spec.value else {}
+    return ContainerRecord(
+        id=container.id,
+        image=container.image,
+        labels=dict(container.labels),
+        snapshotter=container.snapshotter,
+        snapshot_key=container.snapshot_key,
+        runtime=container.runtime.name,
+        spec=spec,
+        created_at=to_datetime(container.created_at),
+        updated_at=to_datetime(container.updated_at),
+    )
+
+
+class Containers(Service):
+    stub = containers_pb2_grpc.ContainersStub
+
+    def create(
+        self,
+        container_id: str,
+        image: str,
+        spec: Mapping[str, Any],
+        snapshot_key: str,
+        labels: Mapping[str, str] | None = None,
+        *,
+        snapshotter: str = SNAPSHOTTER,
+        runtime: str = DEFAULT_RUNTIME,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> ContainerRecord:
+        spec_any = any_pb2.Any(type_url=SPEC_TYPE_URL, value=json.dumps(spec).encode())
+        container = containers_pb2.Container(
+            id=container_id,
+            image=image,
+            labels=dict(labels or {}),
+            runtime=containers_pb2.Container.Runtime(name=runtime),
+            spec=spec_any,
+            snapshotter=snapshotter,
+            snapshot_key=snapshot_key,
+        )
+        request = containers_pb2.CreateContainerRequest(container=container)
+        return _container_record(self._conn.call(self._stub.Create, request, timeout).container)
+
+    def get(
+        self, container_id: str, timeout: float | None = DEFAULT_TIMEOUT
+    ) -> ContainerRecord | None:
+        """The container, or None when containerd has no such container."""
+        request = containers_pb2.GetContainerRequest(id=container_id)
+        response = self._conn.find(self._stub.Get, request, timeout)
+        return None if response is None else _container_record(response.container)
+
+    def list(
+        self, filters: Iterable[str] | None = None, timeout: float | None = DEFAULT_TIMEOUT
+    ) -> list[ContainerRecord]:
+        request = containers_pb2.ListContainersRequest(filters=list(filters or []))
+        response = self._conn.call(self._stub.List, request, timeout)
+        return [_container_record(container) for container in response.containers]
+
+    def delete(self, container_id: str, timeout: float | None = DEFAULT_TIMEOUT) -> None:
+        request = containers_pb2.DeleteContainerRequest(id=container_id)
+        self._conn.call(self._stub.Delete, request, timeout)

@@ -1,0 +1,210 @@
+"""The shapes of what services answer: the result types their declarations name.
+
+Actors build these and callers (the gateway, the CRI actor, ZeroMQ clients)
+read them; both sides import them from here, so neither crosses into the
+other's layer. Where a shape is Docker's, its fields keep Docker's names. A
+shape that mirrors a large Docker document (inspect's Config, HostConfig)
+types its outer fields and leaves the Docker-defined inner ones as maps.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+# -- events ------------------------------------------------------------------
+
+
+class EventActor(TypedDict):
+    ID: str
+    Attributes: dict[str, str]
+
+
+class Event(TypedDict):
+    Type: str
+    Action: str
+    scope: str
+    Actor: EventActor
+    time: int
+    timeNano: int
+
+
+# -- containers --------------------------------------------------------------
+
+
+class ContainerCreated(TypedDict):
+    Id: str
+    Warnings: list[str]
+
+
+class ContainerState(TypedDict):
+    Status: str
+    Running: bool
+    Paused: bool
+    Restarting: bool
+    OOMKilled: bool
+    Dead: bool
+    Pid: int
+    ExitCode: int
+    Error: str
+    StartedAt: str
+    FinishedAt: str
+
+
+class ContainerInspect(TypedDict):
+    Id: str
+    Created: str
+    Path: str
+    Args: list[str]
+    State: ContainerState
+    Image: str
+    ResolvConfPath: str
+    HostnamePath: str
+    HostsPath: str
+    LogPath: str
+    Name: str
+    RestartCount: int
+    Driver: str
+    Platform: str
+    MountLabel: str
+    ProcessLabel: str
+    AppArmorProfile: str
+    ExecIDs: list[str] | None
+    HostConfig: dict[str, Any]
+    GraphDriver: dict[str, Any]
+    Mounts: list[dict[str, Any]]
+    Config: dict[str, Any]
+    NetworkSettings: dict[str, Any]
+
+
+class ContainerSummary(TypedDict):
+    Id: str
+    Names: list[str]
+    Image: str
+    ImageID: str
+    Command: str
+    Created: int
+    Ports: list[dict[str, Any]]
+    Labels: dict[str, str]
+    State: str
+    Status: str
+    HostConfig: dict[str, str]
+    NetworkSettings: dict[str, Any]
+    Mounts: list[dict[str, Any]]
+
+
+class ContainerCounts(TypedDict):
+    total: int
+    running: int
+    paused: int
+    stopped: int
+
+
+# -- images ------------------------------------------------------------------
+
+
+class ImagesLoaded(TypedDict):
+    names: list[str]       # the tags loaded, as the user would type them
+    untagged: list[str]    # IDs of images loaded without a tag
+
+
+class ImageSummary(TypedDict):
+    Id: str
+    ParentId: str
+    RepoTags: list[str]
+    RepoDigests: list[str]
+    Created: int
+    Size: int
+    VirtualSize: int
+    SharedSize: int
+    Labels: dict[str, str]
+    Containers: int
+
+
+class ImageInspect(TypedDict):
+    Id: str
+    RepoTags: list[str]
+    RepoDigests: list[str]
+    Parent: str
+    Comment: str
+    Created: str
+    Container: str
+    ContainerConfig: dict[str, Any]
+    DockerVersion: str
+    Author: str
+    Config: dict[str, Any]
+    Architecture: str
+    Os: str
+    Size: int
+    VirtualSize: int
+    GraphDriver: dict[str, Any]
+    RootFS: dict[str, Any]
+    Metadata: dict[str, Any]
+
+
+class ResolvedImage(TypedDict):
+    """What a container needs of its image."""
+
+    id: str
+    name: str            # the full reference it was found by, or its ID
+    config: dict[str, Any]
+    chain_id: str        # the snapshot its rootfs is prepared from
+    snapshotter: str
+
+
+# -- system ------------------------------------------------------------------
+
+
+class VersionComponent(TypedDict):
+    Name: str
+    Version: str
+    Details: dict[str, str]
+
+
+class VersionInfo(TypedDict):
+    Platform: dict[str, str]
+    Components: list[VersionComponent]
+    Version: str
+    ApiVersion: str
+    MinAPIVersion: str
+    GitCommit: str
+    GoVersion: str
+    Os: str
+    Arch: str
+    KernelVersion: str
+    BuildTime: str
+
+
+# /info has some sixty fields of Docker's; typed at the top, they are Docker's to define.
+SystemInfo = dict[str, Any]
+
+
+class ChildStatus(TypedDict):
+    pid: int | None
+    state: str
+    restarts: int
+    last_exit: str
+
+
+class SupervisorStatus(TypedDict):
+    children: dict[str, ChildStatus]
+    degraded: list[str]
+
+
+# -- the broker --------------------------------------------------------------
+
+
+class WorkerStatus(TypedDict):
+    pid: int
+    inflight: int
+
+
+class ServiceStatus(TypedDict):
+    workers: list[WorkerStatus]
+    queued: int
+    down: str | None
+
+
+# One service's contract as the broker hands it out: {method: declaration's wire form}.
+Contract = dict[str, dict[str, Any]]
+# One actor process's figures (see pouch.actors.metrics).
+MetricFamilies = list[dict[str, Any]]

@@ -1,0 +1,112 @@
+"""Handing a client's connection to an actor (SCM_RIGHTS over a unix socket): the
+gateway's side (`hand_over`) against a real listener in front of a hosted actor."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pouch.actors.handoff import HandoffListener
+from pouch.actors.host import host_of
+from pouch.gateway.errors import HTTP_STATUS
+from pouch.proto import envelope as env
+from pouch.proto.envelope import PouchError
+from pouch.proto.handoff import MAX_MESSAGE, hand_over, socket_path
+from pouch.proto.stream import JSON, StreamSpec
+from pouch.tests.support.probe import ANSWER_WITHIN, hosted
+
+CHUNKED_JSON = StreamSpec("chunked", JSON)
+
+
+@pytest.fixture
+def handoff_dir() -> Iterator[Path]:
+    """A probe actor listening for hand-offs in the folder yielded."""
+    folder = Path(tempfile.mkdtemp(prefix="ph-", dir="/tmp"))  # unix paths must be short
+    try:
+        with hosted(folder) as (ref, _broker):
+            stop = HandoffListener(host_of(ref), folder / "handoff").start()
+            try:
+                yield folder / "handoff"
+            finally:
+                stop()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def client_conn() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A client's connection: (the client's end, the end the gateway accepted)."""
+    client, accepted = socket.socketpair()
+    client.settimeout(ANSWER_WITHIN)
+    yield client, accepted
+    client.close()
+    accepted.close()
+
+
+def read_all(conn: socket.socket) -> bytes:
+    data = b""
+    while part := conn.recv(65536):
+        data += part
+    return data
+
+
+def test_a_handed_over_connection_is_answered_by_the_actor(handoff_dir, client_conn):
+    client, accepted = client_conn
+    hand_over(handoff_dir, "probe", "greet", {"name": "ann"}, CHUNKED_JSON, accepted.fileno())
+    accepted.close()  # the gateway lets go; the actor holds its own copy
+
+    head, _, body = read_all(client).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"Transfer-Encoding: chunked" in head
+    assert body == b'11\r\n{"hello": "ann"}\n\r\n0\r\n\r\n'
+
+
+def test_a_refused_hand_off_leaves_the_gateway_an_error_to_answer(handoff_dir, client_conn):
+    client, accepted = client_conn
+    with pytest.raises(PouchError) as refused:
+        hand_over(handoff_dir, "probe", "greet", {"name": 5}, CHUNKED_JSON, accepted.fileno())
+    assert refused.value.code == "invalid" and "'name'" in refused.value.message
+    assert HTTP_STATUS[refused.value.code] == 400
+    # The gateway still owns the connection and answers on it.
+    accepted.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+    accepted.close()
+    assert read_all(client).startswith(b"HTTP/1.1 400 ")
+
+
+def test_a_method_that_takes_no_connection_is_refused(handoff_dir, client_conn):
+    _, accepted = client_conn
+    with pytest.raises(PouchError) as refused:
+        hand_over(handoff_dir, "probe", "echo", {"text": "hi"}, CHUNKED_JSON, accepted.fileno())
+    assert refused.value.code == "invalid"
+    assert "probe.echo does not take a connection" in refused.value.message
+
+
+def test_an_unknown_method_is_refused(handoff_dir, client_conn):
+    _, accepted = client_conn
+    with pytest.raises(PouchError) as refused:
+        hand_over(handoff_dir, "probe", "nothing", {}, CHUNKED_JSON, accepted.fileno())
+    assert refused.value.code == "invalid"
+
+
+def test_a_hand_off_without_a_connection_is_refused(handoff_dir):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as link:
+        link.settimeout(ANSWER_WITHIN)
+        link.connect(str(socket_path(handoff_dir, "probe")))
+        link.send(env.pack({"method": "greet", "args": {"name": "ann"},
+                            "stream": CHUNKED_JSON.to_wire()}))
+        answer = env.unpack(link.recv(MAX_MESSAGE))
+    assert answer["ok"] is False
+    assert answer["error"]["code"] == "invalid" and "connection" in answer["error"]["message"]
+
+
+def test_no_actor_listening_is_unavailable(tmp_path, client_conn):
+    _, accepted = client_conn
+    with pytest.raises(PouchError) as refused:
+        hand_over(tmp_path, "probe", "greet", {"name": "ann"}, CHUNKED_JSON, accepted.fileno())
+    assert refused.value.code == "unavailable"
+    assert HTTP_STATUS[refused.value.code] == 503

@@ -1,0 +1,324 @@
+"""A container's lifecycle with plain values: what each request and each exit does,
+the restart policy as dockerd applies it, and its backoff."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from pouch.actors.backoff import Backoff
+from pouch.actors.container import lifecycle as lc
+from pouch.actors.container.lifecycle import (
+    AnswerBy,
+    AnswerWaiters,
+    CancelRestart,
+    Destroy,
+    KillAfter,
+    RestartAfter,
+    RestartPolicy,
+    Signal,
+    State,
+    Status,
+    StopPolicy,
+)
+from pouch.proto.envelope import PouchError
+
+T0 = 1_700_000_000.0
+QUICK = 1.0  # a run this long is too short to reset the backoff
+
+
+def running(**fields: Any) -> State:
+    return replace(State(id="c1", status=Status.RUNNING, started_at=T0), **fields)
+
+
+def refused(call: Callable[[], object]) -> str:
+    with pytest.raises(PouchError) as err:
+        call()
+    assert err.value.code == "conflict"
+    return err.value.message
+
+
+def crash_loop(policy: RestartPolicy, exits: int, code: int = 1,
+               ran: float = QUICK) -> list[lc.Transition]:
+    """Start, exit after `ran` s with `code`, restart when told: `exits` times at most."""
+    state, now, seen = running(), T0, []
+    for _ in range(exits):
+        now += ran
+        transition = lc.on_exit(state, policy, code, now)
+        seen.append(transition)
+        if not lc.on_restart_due(transition.state):
+            break
+        delay = next(e.seconds for e in transition.effects if isinstance(e, RestartAfter))
+        now += delay
+        state = lc.on_started(transition.state, now, by_policy=True)
+    return seen
+
+
+def delays(transitions: list[lc.Transition]) -> list[float]:
+    return [e.seconds for t in transitions for e in t.effects if isinstance(e, RestartAfter)]
+
+
+# -- backoff -----------------------------------------------------------------------
+
+
+def test_backoff_doubles_from_its_first_delay_up_to_its_cap():
+    backoff = Backoff(first=0.1, cap=1.0)
+    assert [backoff.delay(n) for n in range(1, 7)] == pytest.approx(
+        [0.1, 0.2, 0.4, 0.8, 1.0, 1.0])
+    assert backoff.delay(10_000) == 1.0
+
+
+def test_backoff_counts_attempts_from_one():
+    with pytest.raises(ValueError):
+        Backoff(first=0.1, cap=1.0).delay(0)
+
+
+# -- the restart policy ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("policy", "code", "manually_stopped", "restarts"), [
+    ("no", 1, False, False),
+    ("always", 0, False, True),
+    ("always", 1, False, True),
+    ("always", 137, True, True),  # signalled by a user, not stopped: always restarts
+    ("unless-stopped", 0, False, True),
+    ("unless-stopped", 1, True, False),
+    ("on-failure", 0, False, False),
+    ("on-failure", 1, False, True),
+    ("on-failure", 1, True, True),
+])
+def test_the_restart_policy_table(policy, code, manually_stopped, restarts):
+    state = running(manually_stopped=manually_stopped)
+    transition = lc.on_exit(state, RestartPolicy(policy), code, T0 + QUICK)
+    assert lc.on_restart_due(transition.state) is restarts
+    assert transition.state.status is (Status.RESTARTING if restarts else Status.EXITED)
+
+
+@pytest.mark.parametrize("policy", ["always", "unless-stopped", "on-failure"])
+def test_an_exit_that_was_asked_for_is_never_restarted(policy):
+    transition = lc.on_exit(running(exit_requested=True), RestartPolicy(policy), 143, T0 + 1)
+    assert transition.state.status is Status.EXITED
+    assert not transition.state.exit_requested  # spent: the next run starts afresh
+
+
+def test_on_failure_3_restarts_three_times_then_rests():
+    seen = crash_loop(RestartPolicy("on-failure", maximum_retry_count=3), exits=10)
+    assert len(seen) == 4
+    assert [t.state.restart_count for t in seen] == [1, 2, 3, 3]
+    assert [t.state.status for t in seen] == [Status.RESTARTING] * 3 + [Status.EXITED]
+
+
+def test_on_failure_without_a_count_restarts_as_long_as_it_fails():
+    seen = crash_loop(RestartPolicy("on-failure"), exits=20)
+    assert len(seen) == 20 and seen[-1].state.restart_count == 20
+
+
+def test_unless_stopped_rests_after_a_manual_stop():
+    policy = RestartPolicy("unless-stopped")
+    stop = lc.on_stop(running(), StopPolicy(), timeout=None)
+    after = lc.on_exit(stop.state, policy, 143, T0 + 5)
+    assert after.state.status is Status.EXITED and after.state.manually_stopped
+    # A kill with another signal than the stop one, when it names one: still a user's doing.
+    stop_policy = StopPolicy(signal=signal.SIGQUIT, signal_given=True)
+    killed = lc.on_kill(running(), stop_policy, signal.SIGUSR1)
+    assert not killed.state.exit_requested
+    assert lc.on_exit(killed.state, policy, 1, T0 + 5).state.status is Status.EXITED
+    # A start by hand makes it a candidate again.
+    restarted = lc.on_started(after.state, T0 + 60)
+    assert not restarted.manually_stopped
+    assert lc.on_exit(restarted, policy, 1, T0 + 61).state.status is Status.RESTARTING
+
+
+def test_auto_remove_destroys_after_the_exit():
+    transition = lc.on_exit(running(), RestartPolicy(auto_remove=True), 0, T0 + 1)
+    assert transition.effects == (AnswerWaiters(), Destroy())
+
+
+# -- the backoff between restarts --------------------------------------------------
+
+
+def test_quick_crashes_wait_100_ms_then_twice_as_long_each_time_up_to_a_minute():
+    waits = delays(crash_loop(RestartPolicy("always"), exits=12))
+    assert waits == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 51.2, 60, 60])
+
+
+def test_a_run_of_ten_seconds_starts_the_backoff_again():
+    policy = RestartPolicy("always")
+    quick = crash_loop(policy, exits=5)
+    state = lc.on_started(quick[-1].state, T0 + 100, by_policy=True)
+    assert state.backoff == 5
+    assert delays([lc.on_exit(state, policy, 1, T0 + 100 + lc.STABLE_RUN)]) == [0.1]
+    assert delays([lc.on_exit(state, policy, 1, T0 + 109.9)]) == pytest.approx([3.2])
+
+
+def test_a_start_by_hand_resets_the_count_and_the_backoff():
+    quick = crash_loop(RestartPolicy("always"), exits=4)
+    started = lc.on_started(quick[-1].state, T0 + 100)
+    assert (started.restart_count, started.backoff, started.status) == (0, 0, Status.RUNNING)
+
+
+def test_a_restart_that_cannot_start_counts_as_a_quick_exit():
+    policy = RestartPolicy("on-failure", maximum_retry_count=2)
+    first = lc.on_exit(running(), policy, 1, T0 + QUICK)
+    failed = lc.on_start_failed(first.state, policy, 127, T0 + 2, by_policy=True)
+    assert failed.state.status is Status.RESTARTING and failed.state.restart_count == 2
+    assert delays([failed]) == pytest.approx([0.2])
+    by_hand = lc.on_start_failed(State(id="c1", status=Status.CREATED), policy, 127, T0)
+    assert by_hand == lc.Transition(State(id="c1", status=Status.EXITED))
+
+
+def test_a_pending_restart_is_scheduled_again_after_a_restore():
+    waiting = lc.on_exit(running(backoff=2), RestartPolicy("always"), 1, T0 + QUICK)
+    assert lc.on_restore(waiting.state).effects == (RestartAfter(0.4),)
+    assert lc.on_restore(running()).effects == ()
+
+
+# -- start ---------------------------------------------------------------------------
+
+
+def test_start_starts_what_does_not_run():
+    for status in (Status.CREATED, Status.EXITED, Status.RESTARTING):
+        assert lc.on_start(State(id="c1", status=status)) is True
+    assert lc.on_start(running()) is False
+
+
+@pytest.mark.parametrize("status", [Status.REMOVING, Status.DEAD])
+def test_start_refuses_a_container_on_its_way_out(status):
+    assert refused(lambda: lc.on_start(State(id="c1", status=status))) == \
+        "container c1 is marked for removal and cannot be started"
+
+
+def test_a_restart_timer_that_fires_after_a_cancel_does_nothing():
+    stopped = lc.on_stop(State(id="c1", status=Status.RESTARTING), StopPolicy(), None)
+    assert not lc.on_restart_due(stopped.state)
+
+
+# -- stop ----------------------------------------------------------------------------
+
+
+def test_stop_signals_then_kills_after_the_grace_and_answers_on_the_exit():
+    transition = lc.on_stop(running(), StopPolicy(), timeout=None)
+    assert transition.effects == (Signal(signal.SIGTERM), KillAfter(lc.DEFAULT_STOP_TIMEOUT),
+                                  AnswerBy(lc.DEFAULT_STOP_TIMEOUT + lc.KILL_WAIT))
+    assert transition.held and transition.result is True
+    assert transition.state.exit_requested and transition.state.manually_stopped
+
+
+def test_stop_uses_the_containers_signal_and_timeout_unless_the_request_gives_one():
+    config = StopPolicy.of({"StopSignal": "SIGQUIT", "StopTimeout": 60})
+    assert lc.on_stop(running(), config, None).effects[:2] == \
+        (Signal(signal.SIGQUIT), KillAfter(60))
+    assert lc.on_stop(running(), config, 2).effects[:2] == (Signal(signal.SIGQUIT), KillAfter(2))
+
+
+def test_stop_with_no_grace_kills_at_once():
+    assert lc.on_stop(running(), StopPolicy(), 0).effects == (KillAfter(0), AnswerBy(lc.KILL_WAIT))
+
+
+def test_stop_of_a_restarting_container_cancels_the_restart():
+    transition = lc.on_stop(State(id="c1", status=Status.RESTARTING), StopPolicy(), None)
+    assert transition.effects == (CancelRestart(),)
+    assert transition.state.status is Status.EXITED and transition.result is True
+    assert not transition.held
+
+
+def test_stop_of_what_does_not_run_answers_false():
+    for status in (Status.CREATED, Status.EXITED, Status.DEAD):
+        transition = lc.on_stop(State(id="c1", status=status), StopPolicy(), None)
+        assert (transition.result, transition.effects, transition.held) == (False, (), False)
+
+
+def test_the_stop_defaults_live_in_one_place():
+    assert StopPolicy.of({}) == StopPolicy(signal=signal.SIGTERM,
+                                           timeout=lc.DEFAULT_STOP_TIMEOUT, signal_given=False)
+    assert StopPolicy.of({"StopSignal": None, "StopTimeout": None}) == StopPolicy()
+    assert StopPolicy.of({"StopTimeout": 0}).timeout == 0
+
+
+# -- kill ----------------------------------------------------------------------------
+
+
+def test_sigkill_answers_once_the_exit_is_recorded_within_a_bound():
+    transition = lc.on_kill(running(), StopPolicy(), signal.SIGKILL)
+    assert transition.held
+    assert transition.effects == (Signal(signal.SIGKILL), AnswerBy(lc.KILL_WAIT))
+    assert transition.state.exit_requested and transition.state.manually_stopped
+
+
+def test_another_signal_answers_at_once():
+    transition = lc.on_kill(running(), StopPolicy(), signal.SIGHUP)
+    assert not transition.held and transition.effects == (Signal(signal.SIGHUP),)
+
+
+def test_which_kills_mean_the_exit_is_wanted():
+    own = StopPolicy(signal=signal.SIGQUIT, signal_given=True)
+    assert lc.on_kill(running(), own, signal.SIGQUIT).state.exit_requested
+    assert lc.on_kill(running(), own, signal.SIGKILL).state.exit_requested
+    assert not lc.on_kill(running(), own, signal.SIGTERM).state.exit_requested
+    # A container that names no stop signal: any kill is meant to end it (as dockerd has it).
+    assert lc.on_kill(running(), StopPolicy(), signal.SIGUSR1).state.exit_requested
+
+
+def test_kill_of_a_restarting_container_cancels_the_restart():
+    transition = lc.on_kill(State(id="c1", status=Status.RESTARTING), StopPolicy(), 9)
+    assert transition.effects == (CancelRestart(),)
+    assert transition.state.status is Status.EXITED
+
+
+@pytest.mark.parametrize("status", [Status.CREATED, Status.EXITED, Status.DEAD])
+def test_kill_refuses_what_does_not_run(status):
+    assert refused(lambda: lc.on_kill(State(id="c1", status=status), StopPolicy(), 9)) == \
+        "Container c1 is not running"
+
+
+def test_signals_are_read_as_docker_takes_them():
+    assert lc.parse_signal("SIGTERM") == lc.parse_signal("term") == lc.parse_signal("15") == 15
+    assert lc.parse_signal(9) == signal.SIGKILL
+    for bad in ("SIGNOPE", "0", "999", ""):
+        with pytest.raises(PouchError) as err:
+            lc.parse_signal(bad)
+        assert err.value.code == "invalid"
+
+
+# -- remove --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("status", "words"), [
+    (Status.RUNNING, "You cannot remove a running container c1. Stop the container"),
+    (Status.RESTARTING, "You cannot remove a restarting container c1. Stop the container"),
+    (Status.PAUSED, "You cannot remove a paused container c1. Unpause and then stop"),
+])
+def test_remove_without_force_refuses_what_runs_or_restarts(status, words):
+    message = refused(lambda: lc.on_remove(State(id="c1", status=status), force=False))
+    assert message.startswith(words)
+    assert message.endswith("before attempting removal or force remove")
+
+
+def test_force_remove_of_a_restarting_container_cancels_and_destroys():
+    transition = lc.on_remove(State(id="c1", status=Status.RESTARTING), force=True)
+    assert transition.effects == (CancelRestart(), Destroy())
+
+
+def test_force_remove_of_a_running_container_kills_it_and_removes_on_the_exit():
+    transition = lc.on_remove(running(), force=True)
+    assert transition.effects == (Signal(signal.SIGKILL, all=True),)
+    assert transition.held and transition.state.status is Status.REMOVING
+    assert transition.state.live  # its task still runs until the exit comes
+    after = lc.on_exit(transition.state, RestartPolicy("always"), 137, T0 + QUICK)
+    assert after.effects == (AnswerWaiters(), Destroy())
+
+
+def test_a_second_remove_while_one_is_under_way_is_refused():
+    removing = lc.on_remove(running(), force=True).state
+    assert refused(lambda: lc.on_remove(removing, force=True)) == \
+        "removal of container c1 is already in progress"
+
+
+def test_remove_of_a_stopped_container_destroys_it_at_once():
+    for status in (Status.CREATED, Status.EXITED, Status.DEAD):
+        transition = lc.on_remove(State(id="c1", status=status), force=False)
+        assert transition.effects == (Destroy(),) and not transition.held
