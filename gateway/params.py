@@ -6,11 +6,13 @@ default applies: the gateway restates no default of its own.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import falcon
 
 from pouch.proto.docker import Filters, parse_filters
+from pouch.proto.limits import MAX_JSON_BODY, check_int, check_value
 from pouch.proto.stubs import OMIT, Omitted
 
 _TRUE = {"1", "true", "True", "yes", "on", "t", "y"}
@@ -33,10 +35,11 @@ def integer(req: falcon.Request, name: str) -> int | Omitted:
     if value in (None, ""):
         return OMIT
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise falcon.HTTPBadRequest(
             description=f"invalid value for {name}: {value!r} is not an integer") from None
+    return check_int(number, f"invalid value for {name}")
 
 
 def text(req: falcon.Request, name: str) -> str | Omitted:
@@ -51,14 +54,29 @@ def filters(req: falcon.Request) -> Filters | Omitted:
 
 
 def json_body(req: falcon.Request) -> dict[str, Any]:
-    """The request body as a JSON object."""
+    """The request body as a JSON object: at most MAX_JSON_BODY bytes, with a length or
+    chunked (as the docker CLI and docker-py send some bodies), and only values the
+    wire can carry."""
+    if req.content_length is not None and req.content_length > MAX_JSON_BODY:
+        raise _too_large()
+    # falcon's bounded stream reads nothing of a chunked body; gunicorn's own input
+    # decodes the chunks and ends with them.
+    stream = req.bounded_stream if req.content_length is not None else req.stream
+    data = stream.read(MAX_JSON_BODY + 1)
+    if len(data) > MAX_JSON_BODY:
+        raise _too_large()
+    if not data.strip():
+        raise falcon.HTTPBadRequest(description="a JSON body is required")
     try:
-        body = req.get_media()
-    except falcon.MediaNotFoundError:
-        raise falcon.HTTPBadRequest(description="a JSON body is required") from None
-    except falcon.MediaMalformedError as exc:
-        raise falcon.HTTPBadRequest(
-            description=f"malformed JSON body: {exc.description or exc.title}") from None
+        body = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise falcon.HTTPBadRequest(description=f"malformed JSON body: {exc}") from None
     if not isinstance(body, dict):
         raise falcon.HTTPBadRequest(description="the JSON body must be an object")
+    check_value(body, "body")
     return body
+
+
+def _too_large() -> falcon.HTTPError:
+    return falcon.HTTPPayloadTooLarge(
+        description=f"the JSON body is larger than {MAX_JSON_BODY // (1024 * 1024)} MiB")
