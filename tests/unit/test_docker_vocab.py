@@ -7,7 +7,13 @@ from typing import Any
 
 import pytest
 
-from pouch.proto.docker import check_filters, check_name, parse_filters, resolve_id
+from pouch.proto.docker import (
+    check_filters,
+    check_name,
+    parse_filters,
+    pattern_matches,
+    resolve_id,
+)
 from pouch.proto.docker import event_matches as matches
 from pouch.proto.envelope import PouchError
 
@@ -202,3 +208,17 @@ def test_an_unknown_filter_key_is_named():
     with pytest.raises(PouchError) as err:
         check_filters({"colour": ["red"]}, ("label",))
     assert err.value.message == "invalid filter 'colour'"
+
+
+def test_a_name_pattern_matches_as_a_regular_expression():
+    assert pattern_matches("^/we", "/web")
+    assert not pattern_matches("^/db", "/web")
+
+
+def test_a_catastrophic_pattern_answers():
+    # A backtracking engine would not finish this in the lifetime of the machine.
+    assert not pattern_matches("(a+)+b", "/" + "a" * 5000)
+
+
+def test_a_pattern_re2_cannot_read_matches_nothing():
+    assert not pattern_matches("(?=web)", "/web")
