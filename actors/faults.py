@@ -31,6 +31,7 @@ CRASH_STATUS = 70
 POINTS = (
     "container.restore",            # the container actor restores its containers at start
     "container.create.prepared",    # snapshot prepared, containerd container not yet created
+    "container.create.container_made",  # the containerd container exists, no meta.json yet
     "container.start.task_created",  # the task exists in containerd, not yet started
     "container.remove.task_deleted",  # the task is gone, the container and snapshot not yet
     "image.load.unpacked",          # layers unpacked, the image not yet in the index

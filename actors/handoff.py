@@ -4,7 +4,8 @@ One thread owns the listening socket. Each hand-off is validated against
 the method's declaration like a broker request, then runs on the service's
 actor with `conn`, a `StreamSession` over the client's socket that writes the
 response the gateway described, and a reply that answers the gateway: ok
-once the actor has taken the connection, or an error.
+once the actor has taken the connection, or an error. After an ok the link
+stays open: the session tells the gateway on it how the stream goes.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from pouch.actors.host import Host, Reply
 from pouch.proto import envelope as env
-from pouch.proto.handoff import receive, socket_path
+from pouch.proto.handoff import LinkWatch, receive, socket_path
 from pouch.proto.stream import StreamSession, StreamSpec
 
 log = logging.getLogger("pouch.handoff")
@@ -86,16 +87,17 @@ class HandoffListener:
                 conn.close()
                 reply.fail(exc)
                 return
-            self.host.dispatch_with_conn(decl, checked, StreamSession(conn, spec), reply)
+            session = StreamSession(conn, spec, watch=LinkWatch(link, decl.resumable is True),
+                                    resumed_at=float(message.get("resumed_at") or 0.0))
+            self.host.dispatch_with_conn(decl, checked, session, reply)
 
 
 def _answer_on(link: socket.socket) -> Callable[[bytes, bool, int], None]:
     def deliver(body: bytes, final: bool, _rid: int) -> None:
-        if final:
-            try:
-                link.send(body)
-            except OSError:
-                pass  # the gateway gave up waiting; the actor owns the connection anyway
-            finally:
-                link.close()
+        if not final:
+            return
+        with contextlib.suppress(OSError):  # the gateway gave up waiting: the actor owns it
+            link.send(body)
+        if not env.unpack(body).get("ok"):
+            link.close()  # refused: no stream follows; else the session's watch owns the link
     return deliver

@@ -248,6 +248,7 @@ class Host:
         self._ctx: zmq.Context | None = None
         self._next_beat = 0.0
         self._broker_expiry = 0.0
+        self._broker_silent_since = 0.0  # monotonic; 0: it is not
 
     def attach(self, actor_ref: pykka.ActorRef[Any], service: str,
                contract: dict[str, Declaration], endpoint: str, *,
@@ -336,15 +337,26 @@ class Host:
             while self._frames:
                 self._send_now(*self._frames.popleft())
         if sock in ready:
-            self._broker_expiry = time.monotonic() + self.heartbeat * self.liveness
+            self._heard_broker()
             self._receive(sock)
         now = time.monotonic()
         if now >= self._next_beat:
             wire.send(sock, [env.ACTOR, env.HEARTBEAT])
             self._next_beat = now + self.heartbeat
-        if now > self._broker_expiry:
-            log.warning("%s: the broker went silent; reconnecting", self.service)
-            self._disconnect()
+        if not self._broker_silent_since and now > self._broker_expiry:
+            # Nothing to do but wait: the socket reconnects by itself to a broker that
+            # restarts (which then says BYE, and we READY), and one that was paused
+            # still holds our requests. A new connection would only lose them.
+            self._broker_silent_since = now - self.heartbeat * self.liveness
+            log.warning("%s: the broker is silent; waiting for it", self.service)
+
+    def _heard_broker(self) -> None:
+        now = time.monotonic()
+        if self._broker_silent_since:
+            log.warning("%s: the broker answers again after %.1f s of silence",
+                        self.service, now - self._broker_silent_since)
+            self._broker_silent_since = 0.0
+        self._broker_expiry = now + self.heartbeat * self.liveness
 
     def _connect(self) -> zmq.Socket:
         assert self._ctx is not None

@@ -17,7 +17,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from pouch.proto.contract import Declaration, Param, collect, type_name
+from pouch.proto.contract import Declaration, Param, Resumption, collect, type_name
 
 ROOT = Path(__file__).resolve().parent.parent
 STUBS = ROOT / "proto" / "stubs.py"
@@ -223,6 +223,13 @@ def render_reference(table: dict[str, dict[str, Declaration]]) -> str:
                 for p in decl.params)
             kind = "hand-off (call through the hand-off socket)" if decl.handoff else \
                 "stream" if decl.stream else "request"
+            if isinstance(decl.resumable, Resumption):
+                how = decl.resumable
+                kind += (f", resumed after an actor restart (the caller sends it again with "
+                         f"`{how.arg}` = the last item's `{how.field}` * {how.scale:g}"
+                         f" less {how.overlap:g}, and skips the items it had)")
+            elif decl.resumable:
+                kind += ", resumed after an actor restart (the gateway hands it over again)"
             deadline = "none (the method bounds itself)" if decl.timeout is None else \
                 f"{decl.timeout:g} s"
             out += [f"### {service}.{name}({params}) -> {type_name(decl.result)}", "",

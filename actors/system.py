@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pouch.actors.host import ActorBase, ActorContext, Reply
 from pouch.broker.client import follow
-from pouch.proto.contract import method
+from pouch.proto.contract import Resumption, method
 from pouch.proto.docker import (
     API_VERSION,
     EVENT_FILTERS,
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("pouch.system")
 T = TypeVar("T")
 HISTORY = 1000  # events kept for `since`
+RESUME_OVERLAP = 1.0  # s: how far apart in time events from several actors may arrive
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,9 @@ class SystemActor(ActorBase):
             keep.append(listener)
         self._listeners = keep
 
-    @method(idempotent=True, stream=True, returns=Event, errors=("invalid",), timeout=None)
+    # A caller whose stream this actor's restart cut asks again from its last event's time.
+    @method(idempotent=True, stream=True, returns=Event, errors=("invalid",), timeout=None,
+            resumable=Resumption("timeNano", "since", scale=1e-9, overlap=RESUME_OVERLAP))
     def events(self, reply: Reply, since: float = 0.0, until: float = 0.0,
                filters: dict[str, list[str]] | None = None) -> None:
         """Events in Docker's shape: those kept since `since` (Unix seconds), then live
@@ -245,7 +248,10 @@ class SystemActor(ActorBase):
         images = _ask(calls.image.count, "image", warnings) or 0
         status = _ask(calls.supervisor.status, "supervisor", warnings)
         degraded = list(status["degraded"]) if status else []
-        warnings += [f"WARNING: the {name} actor is down" for name in degraded]
+        children = status["children"] if status else {}
+        warnings += [f"WARNING: the {name} actor is down" + (
+            f" (cooling down; tried again at {retry})"
+            if (retry := children[name].get("retry_at")) else "") for name in degraded]
         counts = counts or {"total": 0, "running": 0, "paused": 0, "stopped": 0}
         uname = platform.uname()
         cfg = self.ctx.config

@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -31,6 +32,8 @@ log = logging.getLogger("pouch.client")
 
 DEFAULT_TIMEOUT = 30.0
 RETRY_PAUSE = 0.05
+CONTRACT_WAIT = 1.0    # how long a new stream waits to learn whether it is resumable
+RESUME_WITHIN = 60.0   # how long a resumable stream waits for its actor to come back
 _LOST = object()  # the broker connection dropped while waiting
 # `timeout` not given: the client's own default. None: no deadline at all.
 DEFAULT: Any = object()
@@ -90,10 +93,15 @@ class Client:
 
     def stream(self, service: str, method: str, args: dict[str, Any] | None = None,
                timeout: float | None = None) -> Stream:
-        """Start a streaming request; iterate the result, close() to cancel it."""
+        """Start a streaming request; iterate the result, close() to cancel it. A stream
+        its actor declared resumable goes on across the actor's restart (see Resumed)."""
         deadline = self._deadline(timeout)
-        rid = self._send_request(service, method, args or {}, deadline)
-        return Stream(self, service, rid, deadline)
+        declared = self._declared(service, method, time.time() + CONTRACT_WAIT)
+        resumable = declared.get("resumable")
+        args = args or {}
+        rid = self._send_request(service, method, args, deadline)
+        return Stream(self, service, rid, deadline, Resumed(method, args, resumable)
+                      if isinstance(resumable, dict) else None)
 
     def subscribe(self, fields: dict[str, list[str]] | None = None) -> Stream:
         """Receive events published from now on whose fields (paths such as `Type` or
@@ -147,9 +155,12 @@ class Client:
                 # Anything else answers a request we already gave up on.
 
     def _idempotent(self, service: str, method: str, deadline: float) -> bool:
-        """What the service declared, asked of the broker once per service."""
+        return bool(self._declared(service, method, deadline or time.time() + self.timeout)
+                    .get("idempotent"))
+
+    def _declared(self, service: str, method: str, until: float) -> dict[str, Any]:
+        """What the service declared of `method`, asked of the broker once per service."""
         contract = self._contracts.get(service)
-        until = deadline or time.time() + self.timeout
         while contract is None and time.time() < until:
             try:
                 contract = self.call("broker", "contract", {"service": service},
@@ -158,17 +169,59 @@ class Client:
             except PouchError:
                 # A restarted broker knows it once the actor says READY again.
                 time.sleep(RETRY_PAUSE)
-        return bool(((contract or {}).get(method) or {}).get("idempotent"))
+        return dict((contract or {}).get(method) or {})
+
+
+class Resumed:
+    """A stream's way across its actor's restart, as the actor declared it
+    (`pouch.proto.contract.Resumption`): the request again, from the latest item's
+    position less an overlap, and the items of that overlap it had are skipped."""
+
+    def __init__(self, method: str, args: dict[str, Any], declared: dict[str, Any]) -> None:
+        self.method = method
+        self._args = args
+        self._field = str(declared.get("field"))
+        self._arg = str(declared.get("arg"))
+        self._scale = float(declared.get("scale") or 1.0)
+        self._overlap = float(declared.get("overlap") or 0.0)
+        self._latest: float | None = None
+        self._recent: deque[tuple[float, bytes]] = deque()  # (position, item) in the overlap
+        self.cut_at = 0.0  # when the stream was last cut with no item since
+
+    def had(self, item: Any) -> bool:
+        """Whether `item` came before the cut; remembers it if not."""
+        self.cut_at = 0.0
+        if not isinstance(item, dict) or not isinstance(item.get(self._field), int | float):
+            return False
+        at, packed = item[self._field] * self._scale, env.pack(item)
+        if any(seen == packed for _, seen in self._recent):
+            return True
+        self._latest = at if self._latest is None else max(self._latest, at)
+        self._recent.append((at, packed))
+        while self._recent and self._recent[0][0] < self._latest - self._overlap:
+            self._recent.popleft()
+        return False
+
+    def args(self) -> dict[str, Any]:
+        """The request's arguments to take the stream up again."""
+        if self._latest is None:
+            return self._args
+        asked = self._args.get(self._arg)
+        start = self._latest - self._overlap
+        return {**self._args, self._arg: max(start, asked) if isinstance(asked, int | float)
+                else start}
 
 
 class Stream:
     """The items of a streaming reply, in order; closing it cancels the request."""
 
-    def __init__(self, client: Client, service: str, rid: int, deadline: float) -> None:
+    def __init__(self, client: Client, service: str, rid: int, deadline: float,
+                 resumed: Resumed | None = None) -> None:
         self._client = client
         self._service = service
         self._rid = rid
         self._deadline = deadline
+        self._resumed = resumed
         self._done = False
 
     def __iter__(self) -> Iterator[Any]:
@@ -180,6 +233,9 @@ class Stream:
             if body is None:
                 self.close()
                 raise PouchError("timeout", "the stream did not finish in time")
+            if (body is _LOST or (not body["ok"] and body["error"].get("retry"))) \
+                    and self._take_up():
+                continue
             if body is _LOST:
                 self._done = True
                 raise env.unavailable("the broker went away during the stream")
@@ -190,8 +246,25 @@ class Stream:
                 self._done = True
                 if body.get("result") is None:
                     break
+            if self._resumed is not None and self._resumed.had(body.get("result")):
+                continue
             return body.get("result")
         raise StopIteration
+
+    def _take_up(self) -> bool:
+        """The actor (or the broker) went away mid-stream: ask again, if the stream is
+        resumable and has not been cut for longer than RESUME_WITHIN without an item."""
+        resumed = self._resumed
+        if resumed is None:
+            return False
+        now = time.monotonic()
+        resumed.cut_at = resumed.cut_at or now
+        if now - resumed.cut_at > RESUME_WITHIN:
+            return False
+        time.sleep(RETRY_PAUSE)
+        self._rid = self._client._send_request(self._service, resumed.method, resumed.args(),
+                                               self._deadline)
+        return True
 
     def close(self) -> None:
         if not self._done:

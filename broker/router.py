@@ -137,12 +137,16 @@ class Broker:
         # A blocking receive with a timeout, not poll + receive: one system call less
         # per message, and the timeout still wakes the loop for heartbeats.
         sock.setsockopt(zmq.RCVTIMEO, max(1, int(self.heartbeat * 1000)))
-        next_beat = time.monotonic() + self.heartbeat
+        last_turn = time.monotonic()
+        next_beat = last_turn + self.heartbeat
         try:
             while not self._stopping:
                 with contextlib.suppress(zmq.Again):
                     self._handle(wire.recv(sock))
                 now = time.monotonic()
+                if now - last_turn > self.window:
+                    self._resumed(now - last_turn)
+                last_turn = now
                 if now >= next_beat:
                     self._beat(now)
                     next_beat = now + self.heartbeat
@@ -151,6 +155,20 @@ class Broker:
                 self._send(worker.identity, env.ACTOR, env.BYE)
             sock.close(linger=0)
             self._sock = None
+
+    @property
+    def window(self) -> float:
+        """Seconds of silence after which an actor counts as dead."""
+        return self.heartbeat * self.liveness
+
+    def _resumed(self, gap: float) -> None:
+        """The loop itself did not turn for `gap` s (the broker was stopped, or starved):
+        the actors' silence over that time is the broker's own, so each gets a full
+        window again, from now, before it is judged."""
+        log.warning("the broker's loop stalled %.1f s; judging no actor for that time", gap)
+        expiry = time.monotonic() + self.window
+        for worker in self._workers.values():
+            worker.expiry = max(worker.expiry, expiry)
 
     def _handle(self, frames: list[bytes]) -> None:
         if len(frames) < 3:
@@ -236,7 +254,7 @@ class Broker:
             if command != env.BYE:
                 self._send(identity, env.ACTOR, env.BYE)
             return
-        worker.expiry = time.monotonic() + self.heartbeat * self.liveness
+        worker.expiry = time.monotonic() + self.window
         if command == env.REP and len(rest) == 2:
             client, body = rest
             msg = env.unpack(body)
@@ -257,7 +275,8 @@ class Broker:
         service = self._services.setdefault(service_name, Service(service_name))
         service.contract = dict(hello.get("methods") or {})
         service.down = None
-        expiry = time.monotonic() + self.heartbeat * self.liveness
+        expiry = time.monotonic() + self.window
+        pid = int(hello.get("pid", 0))
         worker = self._workers.get(identity)
         if worker is not None and worker.service == service_name:
             # Said again (one READY per BYE it got, say): the same actor, nothing lost.
@@ -265,22 +284,29 @@ class Broker:
             return
         if worker is not None:
             self._remove(worker, "it registered for another service", "reregistered")
-        worker = Worker(identity, service_name, int(hello.get("pid", 0)), expiry)
+        for former in [w for w in service.workers if pid and w.pid == pid]:
+            # The same process on a new connection: the old one is gone, the process is not.
+            self._remove(former, "it connected again", "reconnected")
+        worker = Worker(identity, service_name, pid, expiry)
         self._workers[identity] = worker
         service.workers.append(worker)
         log.info("%s actor ready (pid %s)", service_name, worker.pid)
+        # Each waiting request is routed once: if this actor's connection is gone already
+        # (its READY was read after it closed), routing queues the request again, and a
+        # loop until the queue is empty would never end (the broker's 18 s wedge).
         now = time.time()
-        while service.queue:
-            req = service.queue.popleft()
+        waiting, service.queue = service.queue, deque()
+        for req in waiting:
             if req.deadline and req.deadline <= now:
                 self._fail_late(req, service_name)
             else:
-                self._dispatch(service, req)
+                self._route(req, service_name)
         self._publish_daemon("actor-ready", service_name, worker.pid)
 
     def _remove(self, worker: Worker, why: str, reason: str) -> None:
         """Forget an actor and fail what it was doing; `reason` goes into the actor-lost
-        event: "heartbeats" (it may be alive but hung), "goodbye", "exited", "disconnected"."""
+        event: "heartbeats" (it may be alive but hung), "goodbye", "exited", "disconnected",
+        "reconnected", "reregistered"."""
         self._workers.pop(worker.identity, None)
         service = self._services.get(worker.service)
         if service is not None and worker in service.workers:
@@ -298,8 +324,8 @@ class Broker:
         for worker in list(self._workers.values()):
             if worker.expiry < now_mono:
                 self._remove(worker, "missed its heartbeats", "heartbeats")
-            else:
-                self._send(worker.identity, env.ACTOR, env.HEARTBEAT)
+            elif not self._send(worker.identity, env.ACTOR, env.HEARTBEAT):
+                self._remove(worker, "its connection is gone", "disconnected")
         now = time.time()
         for service in self._services.values():
             late = [q for q in service.queue if q.deadline and q.deadline <= now]

@@ -14,16 +14,34 @@ A TLS connection cannot move: its session state lives in this process. The
 actor gets one end of a socket pair instead, and the request's thread relays
 between the other end and the TLS socket until the stream is over (the slow
 path: that thread is taken for the stream's life).
+
+The gateway keeps a duplicate of every connection it handed over, and the
+hand-off link, on which the actor says when the response began and when the
+stream is over (`pouch.proto.handoff`). One keeper thread per process watches
+those links. A link that ends without the stream being over means the actor
+died: a stream the actor said could be taken up (a wait; a `logs -f` that
+follows live) is handed over again to the restarted actor, marked resumed;
+any other (an attach: its input and terminal state died with the actor; a log
+replay cut midway) is ended with the reason, on the system-error stream when
+multiplexed, and with the last chunk when chunked, so that the client reads a
+complete response that says what happened. A stream that could be taken up
+whose actor does not come back in time is cut without a last chunk: a client
+waiting for a result (wait's exit status) must not read one that was made up.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
+import queue
 import select
+import selectors
 import socket
 import ssl
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +50,19 @@ from typing import Any
 import falcon
 
 from pouch.proto.envelope import PouchError
-from pouch.proto.handoff import hand_over
-from pouch.proto.stream import StreamSpec
+from pouch.proto.handoff import hand_over, read_notice
+from pouch.proto.stream import StreamSession, StreamSpec
+
+log = logging.getLogger("pouch.hijack")
 
 READ_SIZE = 64 * 1024
 RELAY_BUFFER = 1 << 20  # stop reading a side while this much waits for the other
 TLS_CLOSE_TIMEOUT = 2.0  # how long a client may take to answer our close_notify
+# How long a new stream waits for its actor while it restarts (a gunicorn thread waits).
+FIRST_HANDOFF_WAIT = 10.0
+# How long a stream cut by its actor's death waits for the actor to come back.
+RESUME_WITHIN = 60.0
+RESUME_RETRY = 0.2
 
 
 @dataclass(frozen=True)
@@ -57,17 +82,139 @@ class Hijacker:
 
     def hand_over(self, conn: StreamRequest, service: str, method: str,
                   args: dict[str, Any]) -> None:
-        hijack(conn.req, self.handoff_dir, service, method, args, conn.spec)
+        hijack(conn.req, Handoff(self.handoff_dir, service, method, args, conn.spec))
 
 
-def hijack(req: falcon.Request, handoff_dir: Path, service: str, method: str,
-           args: dict[str, Any], spec: StreamSpec) -> None:
-    """Hand the request's connection to `service.method`, which answers as `spec` says;
-    raises PouchError if refused."""
+@dataclass(frozen=True)
+class Handoff:
+    """What a stream's connection is handed over for: enough to hand it over again."""
+
+    handoff_dir: Path
+    service: str
+    method: str
+    args: dict[str, Any]
+    spec: StreamSpec
+
+    def give(self, fd: int, *, resumed_at: float = 0.0,
+             wait_for_actor: float = FIRST_HANDOFF_WAIT) -> socket.socket:
+        return hand_over(self.handoff_dir, self.service, self.method, self.args, self.spec,
+                         fd, resumed_at=resumed_at, wait_for_actor=wait_for_actor)
+
+
+@dataclass(eq=False)
+class Kept:
+    """A handed-over stream the keeper watches."""
+
+    handoff: Handoff
+    conn: socket.socket  # our duplicate of the client's connection
+    link: socket.socket
+    head_out: bool = False     # the response has begun: a new hand-off must not write a head
+    multiplexed: bool = False
+    resumable: bool = False    # the current hand-off can be taken up again
+    resumed_at: float = 0.0    # when the actor's death last cut the stream after it began
+    started: bool = False      # the current hand-off has begun writing
+
+
+class StreamKeeper:
+    """One thread that watches the links of every stream this process handed over."""
+
+    def __init__(self) -> None:
+        self._sel = selectors.DefaultSelector()
+        self._new: queue.SimpleQueue[Kept] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        threading.Thread(target=self._run, name="stream-keeper", daemon=True).start()
+
+    def hand_over(self, handoff: Handoff, fd: int) -> None:
+        """Hand `fd` over and keep watch; raises PouchError if the actor refuses."""
+        link = handoff.give(fd)
+        self.keep(Kept(handoff, socket.socket(fileno=os.dup(fd)), link))
+
+    def keep(self, kept: Kept) -> None:
+        self._new.put(kept)
+        self._wake_w.send(b"\0")
+
+    def _run(self) -> None:
+        while True:
+            for key, _mask in self._sel.select():
+                if key.data is None:
+                    self._take_new()
+                else:
+                    self._on_notice(key.data)
+
+    def _take_new(self) -> None:
+        self._wake_r.recv(READ_SIZE)
+        while not self._new.empty():
+            kept = self._new.get()
+            self._sel.register(kept.link, selectors.EVENT_READ, kept)
+
+    def _on_notice(self, kept: Kept) -> None:
+        notice = read_notice(kept.link)
+        if notice is not None and not notice.get("done"):
+            if notice.get("started"):
+                kept.head_out = kept.started = True
+                kept.multiplexed = bool(notice.get("multiplexed"))
+            kept.resumable = kept.resumable or bool(notice.get("resumable"))
+            return
+        self._sel.unregister(kept.link)
+        kept.link.close()
+        if notice is None:  # the link ended before the stream: the actor died
+            threading.Thread(target=take_up, args=(self, kept), name="stream-resume",
+                             daemon=True).start()
+        else:
+            kept.conn.close()
+
+
+def take_up(keeper: StreamKeeper, kept: Kept) -> None:
+    """A stream whose actor died: hand it to the restarted actor, or end it with why."""
+    handoff = kept.handoff
+    what = f"{handoff.service}.{handoff.method}"
+    if kept.head_out and not kept.resumable:
+        log.info("%s cut by its actor's death: ending it", what)
+        _end(kept, f"the {handoff.service} actor restarted during {handoff.method}; "
+                   f"{handoff.method} again")
+        return
+    if kept.started:
+        kept.resumed_at = time.time()
+    kept.started = kept.resumable = False
+    # The dead actor may have left it non-blocking (the flag is shared by every duplicate).
+    kept.conn.setblocking(True)
+    deadline = time.monotonic() + RESUME_WITHIN
+    while True:
+        try:
+            kept.link = handoff.give(kept.conn.fileno(), resumed_at=kept.resumed_at,
+                                     wait_for_actor=max(0.0, deadline - time.monotonic()))
+            log.info("%s handed over again after its actor restarted", what)
+            keeper.keep(kept)
+            return
+        except PouchError as exc:
+            if exc.code != "unavailable" or time.monotonic() >= deadline:
+                log.warning("%s cannot go on after its actor restarted: %s", what, exc.message)
+                kept.conn.close()  # cut: see the module's docstring
+                return
+        time.sleep(RESUME_RETRY)
+
+
+def _end(kept: Kept, reason: str) -> None:
+    kept.conn.setblocking(True)
+    session = StreamSession(kept.conn, kept.handoff.spec, resumed_at=time.time())
+    session.start(multiplexed=kept.multiplexed)
+    session.fail(reason)
+
+
+@functools.cache
+def keeper() -> StreamKeeper:
+    """This process's keeper, started on first use (in the gunicorn worker, not before)."""
+    return StreamKeeper()
+
+
+def hijack(req: falcon.Request, handoff: Handoff) -> None:
+    """Hand the request's connection over as `handoff` says, and keep watch over the
+    stream; raises PouchError if refused."""
     sock = req.env.get("gunicorn.socket")
     if not isinstance(sock, socket.socket):
         raise PouchError("internal", "this server cannot hand connections over")
-    give = functools.partial(hand_over, handoff_dir, service, method, args, spec)
+    give = functools.partial(keeper().hand_over, handoff)
     if isinstance(sock, ssl.SSLSocket):
         hand_over_relayed(sock, give)
         _end_tls(sock)

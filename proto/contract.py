@@ -62,6 +62,23 @@ def type_name(hint: Any) -> str:
 
 
 @dataclass(frozen=True)
+class Resumption:
+    """How a caller takes a stream up again after its actor restarted: it sends the
+    request again with the argument `arg` set to the latest item's `field` times
+    `scale`, less `overlap` (items from several publishers may arrive a little out of
+    order), and skips the items of that overlap it was sent already."""
+
+    field: str
+    arg: str
+    scale: float = 1.0
+    overlap: float = 0.0
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"field": self.field, "arg": self.arg, "scale": self.scale,
+                "overlap": self.overlap}
+
+
+@dataclass(frozen=True)
 class Declaration:
     name: str
     attr: str          # the handler's attribute name (differs when `name` would clash)
@@ -71,6 +88,10 @@ class Declaration:
     stream: bool       # answers with several items
     deferred: bool     # takes `reply` and answers when it is ready
     handoff: bool      # takes `conn`, the stream of a client connection the gateway handed over
+    # A stream that outlives its actor's restart. True for a hand-off: the gateway hands
+    # the connection over anew, marked as resumed (pouch.proto.handoff), and the restarted
+    # actor takes it up. A Resumption for a broker stream: the caller sends it again.
+    resumable: bool | Resumption = False
     result: Any = None                 # the type of the answer (of each item, for a stream)
     errors: tuple[ErrorCode, ...] = ()  # the error codes it may answer besides the common ones
     # The caller's deadline, in seconds from the call; None: as long as the method takes
@@ -81,7 +102,10 @@ class Declaration:
     def to_wire(self) -> dict[str, Any]:
         return {
             "doc": self.doc, "idempotent": self.idempotent, "stream": self.stream,
-            "handoff": self.handoff, "timeout": self.timeout, "errors": list(self.errors),
+            "handoff": self.handoff, "timeout": self.timeout,
+            "resumable": self.resumable.to_wire() if isinstance(self.resumable, Resumption)
+            else self.resumable,
+            "errors": list(self.errors),
             "result": type_name(self.result),
             "args": {p.name: {"type": p.type_name(), "required": p.required}
                      | ({} if p.required else {"default": p.default}) for p in self.params},
@@ -111,12 +135,14 @@ _UNSET: Any = object()
 
 def method(*, idempotent: bool, errors: tuple[ErrorCode, ...] = (), stream: bool = False,
            returns: Any = _UNSET, timeout: float | None = DEFAULT_TIMEOUT,
-           name: str | None = None) -> Callable[[F], F]:
+           name: str | None = None,
+           resumable: bool | Resumption = False) -> Callable[[F], F]:
     """Declare a handler as a method of its service's contract, under `name` if given
     (for names such as `start` that pykka's actors use themselves).
 
     `returns` names the result type of a handler that answers through `reply`
-    (for others it is the return annotation); `errors` the codes it may answer.
+    (for others it is the return annotation); `errors` the codes it may answer;
+    `resumable` how its stream outlives the actor's restart (see Declaration).
     """
     for code in errors:
         if code not in ERROR_CODES:
@@ -142,8 +168,8 @@ def method(*, idempotent: bool, errors: tuple[ErrorCode, ...] = (), stream: bool
             name=name or fn.__name__, attr=fn.__name__,
             doc=" ".join(doc.split("\n\n")[0].split()), idempotent=idempotent,
             params=params, stream=stream, deferred=deferred,
-            handoff="conn" in sig.parameters, result=result, errors=tuple(errors),
-            timeout=timeout, handler=f"{fn.__module__}.{fn.__qualname__}"))
+            handoff="conn" in sig.parameters, resumable=resumable, result=result,
+            errors=tuple(errors), timeout=timeout, handler=f"{fn.__module__}.{fn.__qualname__}"))
         return fn
 
     return mark

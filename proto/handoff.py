@@ -4,16 +4,27 @@ A long stream (attach, wait, logs -f) must not hold a gunicorn thread for its
 whole life, so the gateway passes the client's socket to the actor that
 produces the stream, over a SOCK_SEQPACKET unix socket per service
 (`<exec-root>/handoff/<service>.sock`, SCM_RIGHTS). One message carries the
-descriptor and `{method, args, stream}`, `stream` describing the response
-(`pouch.proto.stream.StreamSpec`); the actor answers with one reply body in
-the broker's shape: ok once it has taken the connection, or an error the
-gateway turns into an HTTP status while it still owns the connection.
+descriptor and `{method, args, stream, resumed_at}`, `stream` describing the
+response (`pouch.proto.stream.StreamSpec`) and `resumed_at` (Unix seconds)
+saying, when not 0, that this continues a stream an actor's death cut then.
+The actor answers with one reply body in the broker's shape: ok once it has
+taken the connection, or an error the gateway turns into an HTTP status while
+it still owns the connection.
+
+After an ok the link stays open for the stream's life, and the actor sends
+notices on it (`LinkWatch`): `started` as the response begins (with whether
+it is multiplexed and whether a restarted actor could take the stream up from
+there), `resumable` once it could if it could not at first (only ever for a
+method declared resumable), `done` once the stream is over. A link that ends
+without `done` means the actor died.
 """
 
 from __future__ import annotations
 
 import array
+import contextlib
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +33,7 @@ from pouch.proto.envelope import PouchError
 from pouch.proto.stream import StreamSpec
 
 MAX_MESSAGE = 64 * 1024
+CONNECT_RETRY = 0.1  # how often to look again for an actor that is not listening yet
 
 
 def socket_path(handoff_dir: Path, service: str) -> Path:
@@ -29,29 +41,50 @@ def socket_path(handoff_dir: Path, service: str) -> Path:
 
 
 def hand_over(handoff_dir: Path, service: str, method: str, args: dict[str, Any],
-              spec: StreamSpec, fd: int, timeout: float = 30.0) -> None:
+              spec: StreamSpec, fd: int, *, timeout: float = 30.0, resumed_at: float = 0.0,
+              wait_for_actor: float = 0.0) -> socket.socket:
     """Pass `fd` to the service's actor for `method`, which answers on it as `spec`
-    says; raises PouchError if it refuses."""
+    says; the link, on which the actor's notices follow. Raises PouchError if the
+    actor refuses, or if none listens within `wait_for_actor` seconds (it restarts)."""
     path = socket_path(handoff_dir, service)
-    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as link:
+    link = _connect(path, service, time.monotonic() + wait_for_actor)
+    try:
         link.settimeout(timeout)
-        try:
-            link.connect(str(path))
-        except OSError:
-            raise env.unavailable(f"the {service} actor is not running "
-                                  f"(nothing listens on {path})") from None
         fds = array.array("i", [fd])
-        link.sendmsg([env.pack({"method": method, "args": args, "stream": spec.to_wire()})],
+        link.sendmsg([env.pack({"method": method, "args": args, "stream": spec.to_wire(),
+                                "resumed_at": resumed_at})],
                      [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
         try:
             data = link.recv(MAX_MESSAGE)
         except TimeoutError:
-            raise PouchError("timeout", f"{service}.{method} did not take the connection") from None
-    if not data:
-        raise env.unavailable(f"the {service} actor went away while taking the connection")
-    body = env.unpack(data)
-    if not body.get("ok"):
-        raise PouchError.from_wire(body.get("error") or {})
+            raise PouchError("timeout", f"{service}.{method} did not take the connection") \
+                from None
+        except OSError:
+            data = b""  # reset: an actor that was dying as we connected
+        if not data:
+            raise env.unavailable(f"the {service} actor went away while taking the connection")
+        body = env.unpack(data)
+        if not body.get("ok"):
+            raise PouchError.from_wire(body.get("error") or {})
+    except BaseException:
+        link.close()
+        raise
+    link.settimeout(None)
+    return link
+
+
+def _connect(path: Path, service: str, until: float) -> socket.socket:
+    while True:
+        link = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            link.connect(str(path))
+            return link
+        except OSError:
+            link.close()
+            if time.monotonic() >= until:
+                raise env.unavailable(f"the {service} actor is not running "
+                                      f"(nothing listens on {path})") from None
+        time.sleep(CONNECT_RETRY)
 
 
 def receive(link: socket.socket) -> tuple[dict[str, Any], socket.socket | None]:
@@ -67,3 +100,39 @@ def receive(link: socket.socket) -> tuple[dict[str, Any], socket.socket | None]:
         extra.close()
     message = env.unpack(data) if data else {}
     return message, (conns[0] if conns else None)
+
+
+class LinkWatch:
+    """The actor's end of an open link: a `pouch.proto.stream.Watch` that tells the
+    gateway how the stream goes."""
+
+    def __init__(self, link: socket.socket, resumable: bool) -> None:
+        self.link = link
+        self.resumable = resumable
+
+    def started(self, multiplexed: bool, resumable: bool) -> None:
+        self._tell({"started": True, "multiplexed": multiplexed,
+                    "resumable": resumable and self.resumable})
+
+    def may_resume(self) -> None:
+        if self.resumable:
+            self._tell({"resumable": True})
+
+    def done(self) -> None:
+        self._tell({"done": True})
+        self.link.close()
+
+    def _tell(self, notice: dict[str, Any]) -> None:
+        # Never blocks the writer (the IO hub serves every stream on one thread): a
+        # notice is tiny and the gateway reads them at once.
+        with contextlib.suppress(OSError):
+            self.link.send(env.pack(notice), socket.MSG_DONTWAIT)
+
+
+def read_notice(link: socket.socket) -> dict[str, Any] | None:
+    """The next notice on a link the gateway keeps; None once the link has ended."""
+    try:
+        data = link.recv(MAX_MESSAGE)
+    except OSError:
+        return None
+    return env.unpack(data) if data else None

@@ -180,9 +180,10 @@ SystemInfo = dict[str, Any]
 
 class ChildStatus(TypedDict):
     pid: int | None
-    state: str
+    state: str  # starting, running, backoff, cooling-down, down, stopped
     restarts: int
     last_exit: str
+    retry_at: str  # RFC 3339, while it cools down; else ""
 
 
 class SupervisorStatus(TypedDict):

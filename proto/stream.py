@@ -14,6 +14,12 @@ wants (`StreamSpec`) and hands the client's socket over with it
 
 Without a TTY a container's output is multiplexed (`pouch.proto.stdstream`);
 whether it has one is the actor's to say, when it starts the session.
+
+The gateway keeps watch over every stream it handed over (`pouch.gateway.hijack`):
+the session tells it, through a `Watch`, when the response began and when the
+stream is over. A stream cut by the actor's death is handed over again to the
+restarted actor, as resumed (the head is out already), if its method is
+resumable; otherwise the gateway ends it with the reason.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import json
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pouch.proto import stdstream
 from pouch.proto.docker import API_VERSION
@@ -69,32 +75,59 @@ class StreamSpec:
         return cls(data["kind"], data["content_type"])
 
 
+class Watch(Protocol):
+    """Who hears of a stream's progress: the gateway that handed it over."""
+
+    def started(self, multiplexed: bool, resumable: bool) -> None: ...
+
+    def may_resume(self) -> None: ...
+
+    def done(self) -> None: ...
+
+
 class StreamSession:
     """A handed-over connection and the response written on it.
 
     Blocking writers use write(), write_json() and end(); the IO hub, which
     buffers for many clients on one thread, takes encode() and trailer() bytes
-    and sends them itself on `conn`.
+    and sends them itself on `conn`. A `resumed_at` session continues a stream
+    that an actor's death cut at that time (Unix seconds): its head is out already.
     """
 
-    def __init__(self, conn: socket.socket, spec: StreamSpec) -> None:
+    def __init__(self, conn: socket.socket, spec: StreamSpec, *, watch: Watch | None = None,
+                 resumed_at: float = 0.0) -> None:
         self.conn = conn
         self.spec = spec
+        self.resumed_at = resumed_at
         self.multiplexed = False
+        self._watch = watch
         self._settled_at = 0.0
 
-    def start(self, *, multiplexed: bool = False) -> bool:
+    def start(self, *, multiplexed: bool = False, resumable: bool = False) -> bool:
         """Send the head: the response begins. False (and closed) if the client is gone.
-        `multiplexed`: the container has no TTY, so its streams are framed."""
+        `multiplexed`: the container has no TTY, so its streams are framed;
+        `resumable`: a restarted actor could take it up from the start (see may_resume)."""
         self.multiplexed = multiplexed
-        try:
-            self.conn.sendall(self.spec.head())
-        except OSError:
-            self.close()
-            return False
-        if self.spec.kind == "upgrade":
-            self._settled_at = time.monotonic() + HEAD_SETTLE
+        # Told before the head goes out: a client that saw the head (and a fault that
+        # follows it) must never get a second one from a restarted actor.
+        if self._watch is not None:
+            self._watch.started(multiplexed, resumable)
+        if not self.resumed_at:
+            try:
+                self.conn.sendall(self.spec.head())
+            except OSError:
+                self.close()
+                return False
+            if self.spec.kind == "upgrade":
+                self._settled_at = time.monotonic() + HEAD_SETTLE
         return True
+
+    def may_resume(self) -> None:
+        """From here on, should this actor die, a restarted one can take the stream up
+        from the time of the cut (if its method is declared resumable): a wait at once,
+        a `logs -f` once it follows live (a replay cut midway cannot tell where it was)."""
+        if self._watch is not None:
+            self._watch.may_resume()
 
     def settle(self) -> None:
         """Wait until data may follow the head (see HEAD_SETTLE); a writer about to send
@@ -134,7 +167,11 @@ class StreamSession:
         self.end()
 
     def close(self) -> None:
+        """The stream is over, whether ended or abandoned by its client (not to resume)."""
         self.conn.close()
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.done()
 
     def _chunk(self, data: bytes) -> bytes:
         if self.spec.kind == "chunked" and data:

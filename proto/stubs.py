@@ -114,7 +114,7 @@ class SupervisorCalls:
         return self._caller.call('supervisor', 'metrics', _args(), 2.0)
 
     def status(self) -> SupervisorStatus:
-        """Every child's pid, state and restarts, and which are degraded.
+        """Every child's pid, state and restarts, and which are degraded (given up on for a cool-down, or stopped for good).
 
         Served by pouch.actors.supervisor.actor.SupervisorActor.status."""
         return self._caller.call('supervisor', 'status', _args(), 2.0)

@@ -5,16 +5,15 @@ List and inspect are answered here, from copies each worker sends after every
 change; everything that changes a container runs on its worker. At start the
 actor restores every container from the meta store, reconciles it with
 containerd (live restore), and cleans what containerd holds for us that the
-meta store does not know.
+meta store does not know; it sweeps again every SWEEP_EVERY s (what a start or a
+create cut by a crash left behind: shims above all), and once more at a clean stop.
 """
 
 from __future__ import annotations
 
 import builtins
-import contextlib
 import copy
 import logging
-import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,18 +25,29 @@ from pouch.actors.backoff import Backoff
 from pouch.actors.container import record as rec
 from pouch.actors.container.iohub import IOHub
 from pouch.actors.container.meta import MetaStore
+from pouch.actors.container.sweep import Sweeper
 from pouch.actors.container.worker import OWNER_LABEL, ContainerWorker, WorkerEnv
 from pouch.actors.containerd.client import Containerd
 from pouch.actors.containerd.types import rfc3339
 from pouch.actors.host import ActorBase, ActorContext, Job, Reply
 from pouch.proto.contract import method
-from pouch.proto.docker import check_filters, check_name, labels_match, resolve_id
+from pouch.proto.docker import (
+    check_filters,
+    check_name,
+    labels_match,
+    pattern_matches,
+    resolve_id,
+)
 from pouch.proto.envelope import PouchError, conflict, invalid, not_found
 from pouch.proto.shapes import ContainerCounts, ContainerCreated, ContainerInspect, ContainerSummary
 from pouch.proto.stream import StreamSession
 
 log = logging.getLogger("pouch.container")
 RESUBSCRIBE = Backoff(first=0.2, cap=2.0)  # containerd's event stream broke: subscribe again
+# The first sweep after a restore waits for what a dead actor's calls still do in
+# containerd (a task create runs on after its caller died); then one every so often.
+SWEEP_FIRST = 5.0
+SWEEP_EVERY = 30.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,13 @@ class EventsResumed:
     """containerd's event stream broke and is back: exits may have been missed."""
 
 
+@dataclass(frozen=True)
+class Swept:
+    """A sweep found tasks or shims of these containers: their workers judge them."""
+
+    ids: frozenset[str]
+
+
 class ContainerActor(ActorBase):
     service = "container"
 
@@ -72,6 +89,7 @@ class ContainerActor(ActorBase):
         self._ctrd = Containerd(cfg.containerd_socket, lease_owner=self.service)
         self._hub = IOHub(close_stdin=self._close_stdin)
         self._meta = MetaStore(cfg.home_dir / "containers")
+        self._sweeper = Sweeper(self._ctrd, self._meta, OWNER_LABEL)
         self._records: dict[str, dict[str, Any]] = {}
         self._workers: dict[str, pykka.ActorRef[ContainerWorker]] = {}
         self._names: dict[str, str] = {}  # name (no slash) -> ID; reserved during create
@@ -98,11 +116,16 @@ class ContainerActor(ActorBase):
                          daemon=True).start()
         ready.wait(10)
         self._restore()
+        threading.Thread(target=self._sweep_every, name="sweep", daemon=True).start()
 
     def on_stop(self) -> None:
         self._events_stop.set()
         for ref in list(self._workers.values()):
             ref.stop(block=False)
+        try:  # a clean stop leaves no shim that serves no task
+            self._sweeper.end_taskless_shims()
+        except PouchError as exc:
+            log.warning("could not sweep shims at stop: %s", exc.message)
         self._hub.stop()
         self._ctrd.close()
 
@@ -117,30 +140,27 @@ class ContainerActor(ActorBase):
             ref = ContainerWorker.start(self._env, cid, record)
             self._workers[cid] = ref
             ref.proxy().restore()
-        self._clean_strays(known)
-
-    def _clean_strays(self, known: set[str]) -> None:
-        """containerd objects with our label that the meta store does not know."""
-        try:
-            stray = [c.id for c in self._ctrd.containers.list([f"labels.\"{OWNER_LABEL}\""])
-                     if c.id not in known]
-            for cid in stray:
-                log.warning("containerd holds container %s that pouch does not know: removing it",
-                            cid)
-                for step in (lambda i=cid: self._ctrd.tasks.kill(i, 9, all=True),
-                             lambda i=cid: self._ctrd.tasks.delete(i),
-                             lambda i=cid: self._ctrd.containers.delete(i)):
-                    with contextlib.suppress(PouchError):
-                        step()
-            for snap in self._ctrd.snapshots.list():
-                if OWNER_LABEL in snap.labels and snap.name not in known:
-                    log.warning("removing snapshot %s that no container owns", snap.name)
-                    try:
-                        self._ctrd.snapshots.remove(snap.name)
-                    except PouchError as exc:
-                        log.warning("could not remove snapshot %s: %s", snap.name, exc.message)
+        try:  # the workers' restores judge their own tasks and shims
+            self._sweeper.sweep(known)
         except PouchError as exc:
             log.error("could not reconcile with containerd: %s", exc.message)
+
+    def _sweep_every(self) -> None:
+        """On a thread of its own (it reads /proc and waits on containerd)."""
+        me = self.actor_ref
+        wait = SWEEP_FIRST
+        while not self._events_stop.wait(wait):
+            wait = SWEEP_EVERY
+            try:
+                owned = self._sweeper.sweep()
+            except PouchError as exc:
+                log.warning("sweeping containerd's leftovers: %s", exc.message)
+                continue
+            except Exception:
+                log.exception("sweeping containerd's leftovers failed")
+                continue
+            if owned:
+                me.tell(Swept(frozenset(owned)))
 
     def _close_stdin(self, cid: str) -> None:
         try:
@@ -195,6 +215,10 @@ class ContainerActor(ActorBase):
         elif isinstance(message, EventsResumed):
             for ref in self._workers.values():
                 ref.proxy().check_task()
+        elif isinstance(message, Swept):
+            for cid in message.ids:
+                if (ref := self._workers.get(cid)) is not None:
+                    ref.proxy().sweep()
         return None
 
     # -- lookups -------------------------------------------------------------
@@ -310,7 +334,7 @@ class ContainerActor(ActorBase):
             "stream": stream, "logs": logs, "stdin": stdin,
             "stdout": stdout, "stderr": stderr})
 
-    @method(idempotent=False, returns=None, errors=("not_found", "invalid"))
+    @method(idempotent=False, returns=None, errors=("not_found", "invalid"), resumable=True)
     def wait(self, id: str, conn: StreamSession, reply: Reply,
              condition: str = "not-running") -> None:
         """Write the exit status to a handed-over connection when the condition holds."""
@@ -318,7 +342,7 @@ class ContainerActor(ActorBase):
             raise invalid(f"invalid condition: {condition!r}")
         self._delegate(id, ContainerWorker.wait_container, reply, conn, condition)
 
-    @method(idempotent=False, returns=None, errors=("not_found", "invalid"))
+    @method(idempotent=False, returns=None, errors=("not_found", "invalid"), resumable=True)
     def logs(self, id: str, conn: StreamSession, reply: Reply,
              follow: bool = False, stdout: bool = False, stderr: bool = False,
              timestamps: bool = False, tail: str = "all", since: str = "",
@@ -335,13 +359,6 @@ STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", 
 LIST_FILTERS = ("id", "name", "label", "status", "ancestor", "exited")
 
 
-def _search(pattern: str, name: str) -> bool:
-    """Docker matches the name filter as a regular expression against "/name"."""
-    try:
-        return re.search(pattern, name) is not None
-    except re.error:
-        return pattern in name
-
 
 def _passes(record: dict[str, Any], filters: dict[str, list[str]]) -> bool:
     state = record["State"]
@@ -350,7 +367,8 @@ def _passes(record: dict[str, Any], filters: dict[str, list[str]]) -> bool:
             continue
         if key == "id" and not any(record["Id"].startswith(w) for w in wanted):
             return False
-        if key == "name" and not any(_search(w, record["Name"]) for w in wanted):
+        # Docker matches the name filter as a regular expression against "/name".
+        if key == "name" and not any(pattern_matches(w, record["Name"]) for w in wanted):
             return False
         if key == "status" and state["Status"] not in wanted:
             return False

@@ -467,7 +467,7 @@ class IOHub:
         if consumer.conn.fileno() >= 0:
             with contextlib.suppress(KeyError, ValueError):
                 self._sel.unregister(consumer.conn)
-            consumer.conn.close()
+            consumer.session.close()
         if consumer in self._lingering:
             self._lingering.remove(consumer)
         streams = consumer.streams

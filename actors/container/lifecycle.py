@@ -66,6 +66,10 @@ class State:
     backoff: int = 0  # restarts in a row, each after a run shorter than STABLE_RUN
     manually_stopped: bool = False  # a user stopped or signalled it: unless-stopped rests
     exit_requested: bool = False  # the coming exit was asked for: no restart (ExitOnNext)
+    # Intents, written before the operation's first effect: a restore finds what an
+    # actor's death cut halfway and finishes it.
+    start_pending: bool = False  # a start creates the task; it has not answered yet
+    removal_pending: bool = False  # a removal began: it ends with the container gone
 
     @property
     def live(self) -> bool:
@@ -169,14 +173,20 @@ def on_start(state: State) -> bool:
     """Whether a start request starts the task (False: it runs already). Errors: conflict."""
     if state.status in (Status.RUNNING, Status.PAUSED):
         return False
-    if state.status in (Status.REMOVING, Status.DEAD):
+    if state.status in (Status.REMOVING, Status.DEAD) or state.removal_pending:
         raise conflict(f"container {state.id} is marked for removal and cannot be started")
     return True
 
 
+def on_starting(state: State) -> State:
+    """The start's intent, saved before the task is created."""
+    return replace(state, start_pending=True)
+
+
 def on_started(state: State, now: float, by_policy: bool = False) -> State:
     """The task runs since `now`. A start by hand begins the restart count again."""
-    running = replace(state, status=Status.RUNNING, started_at=now, exit_requested=False)
+    running = replace(state, status=Status.RUNNING, started_at=now, exit_requested=False,
+                      start_pending=False)
     if by_policy:
         return running
     return replace(running, restart_count=0, backoff=0, manually_stopped=False)
@@ -185,10 +195,15 @@ def on_started(state: State, now: float, by_policy: bool = False) -> State:
 def on_start_failed(state: State, policy: RestartPolicy, exit_code: int, now: float,
                     by_policy: bool = False) -> Transition:
     """The task could not start. A restart that fails counts as a run that ended at once;
-    a start by hand leaves the container exited, the error told to the user."""
+    a start by hand leaves the container exited, the error told to the user, or removes
+    it with AutoRemove (as dockerd does)."""
+    state = replace(state, start_pending=False)
     if by_policy:
         return on_exit(replace(state, status=Status.RUNNING, started_at=now), policy,
                        exit_code, now)
+    if policy.auto_remove:
+        return Transition(replace(state, status=Status.EXITED, removal_pending=True),
+                          (Destroy(),))
     return Transition(replace(state, status=Status.EXITED))
 
 
@@ -239,8 +254,9 @@ def on_remove(state: State, force: bool) -> Transition:
                            exit_requested=True)
         return Transition(removing, (Signal(signals.SIGKILL, all=True),), held=True)
     if state.status is Status.RESTARTING:
-        return Transition(replace(state, status=Status.EXITED), (CancelRestart(), Destroy()))
-    return Transition(state, (Destroy(),))
+        return Transition(replace(state, status=Status.EXITED, removal_pending=True),
+                          (CancelRestart(), Destroy()))
+    return Transition(replace(state, removal_pending=True), (Destroy(),))
 
 
 # -- the task's exit and the restart policy -----------------------------------------
@@ -262,9 +278,9 @@ def restarts(policy: RestartPolicy, state: State, exit_code: int) -> bool:
 
 def on_exit(state: State, policy: RestartPolicy, exit_code: int, now: float) -> Transition:
     """The task exited with `exit_code` at `now`."""
-    ended = replace(state, status=Status.EXITED, exit_requested=False)
+    ended = replace(state, status=Status.EXITED, exit_requested=False, start_pending=False)
     if state.status is Status.REMOVING or policy.auto_remove:
-        return Transition(ended, (AnswerWaiters(), Destroy()))
+        return Transition(replace(ended, removal_pending=True), (AnswerWaiters(), Destroy()))
     if not restarts(policy, state, exit_code):
         return Transition(ended, (AnswerWaiters(),))
     step = 1 if now - state.started_at >= STABLE_RUN else state.backoff + 1
@@ -278,9 +294,25 @@ def on_restart_due(state: State) -> bool:
     return state.status is Status.RESTARTING
 
 
-def on_restore(state: State) -> Transition:
-    """The worker starts again (the actor or pouchd restarted) with no task: a restart
-    that was pending is scheduled again."""
+def on_restore(state: State, policy: RestartPolicy | None = None) -> Transition:
+    """The worker starts again (the actor or pouchd restarted) with no task: a removal
+    that was cut is finished, and so is the auto-removal of an exited container or of
+    one whose start was cut (a failed start); a pending restart is scheduled again."""
+    auto_remove = policy is not None and policy.auto_remove
+    if state.removal_pending or (auto_remove and (state.status is Status.EXITED
+                                                  or state.start_pending)):
+        return Transition(replace(state, start_pending=False, removal_pending=True),
+                          (Destroy(),))
+    state = replace(state, start_pending=False)  # a start that was cut: it never ran
     if state.status is Status.RESTARTING:
         return Transition(state, (RestartAfter(RESTART_BACKOFF.delay(max(1, state.backoff))),))
+    return Transition(state)
+
+
+def on_restore_live(state: State) -> Transition:
+    """The worker starts again and finds the task alive: a start that was cut went
+    through; a forced removal whose kill may not have been sent sends it again."""
+    state = replace(state, start_pending=False)
+    if state.status is Status.REMOVING:
+        return Transition(state, (Signal(signals.SIGKILL, all=True),))
     return Transition(state)

@@ -72,6 +72,11 @@ class MetaStore:
                 log.error("cannot read %s: %s; leaving it", meta, exc)
         return records
 
+    def ids(self) -> set[str]:
+        """Every container this store has a folder for: one is made before a create asks
+        containerd for anything, and removed after a removal is done with it."""
+        return {folder.name for folder in self.root.iterdir() if ID.fullmatch(folder.name)}
+
     def remove(self, cid: str) -> None:
         shutil.rmtree(self.folder(cid), ignore_errors=True)
 

@@ -173,7 +173,9 @@ def lifecycle(record: dict[str, Any]) -> lc.State:
         id=record["Id"], status=lc.Status(state["Status"]), started_at=started,
         restart_count=record.get("RestartCount", 0), backoff=private.get("Backoff", 0),
         manually_stopped=private.get("ManuallyStopped", False),
-        exit_requested=private.get("ExitRequested", False))
+        exit_requested=private.get("ExitRequested", False),
+        start_pending=private.get("StartPending", False),
+        removal_pending=private.get("RemovalPending", False))
 
 
 def set_lifecycle(record: dict[str, Any], life: lc.State) -> None:
@@ -186,7 +188,9 @@ def set_lifecycle(record: dict[str, Any], life: lc.State) -> None:
     record["RestartCount"] = life.restart_count
     record.setdefault(PRIVATE, {}).update(Backoff=life.backoff,
                                           ManuallyStopped=life.manually_stopped,
-                                          ExitRequested=life.exit_requested)
+                                          ExitRequested=life.exit_requested,
+                                          StartPending=life.start_pending,
+                                          RemovalPending=life.removal_pending)
 
 
 def status_text(state: dict[str, Any], now: float | None = None) -> str:

@@ -36,11 +36,12 @@ from pouch.actors.container.spec.oci import (
     nofile_ceiling,
 )
 from pouch.actors.container.spec.user import resolve_user
+from pouch.actors.containerd import shims
 from pouch.actors.containerd.client import Containerd
 from pouch.actors.containerd.rootfs import read_rootfs_file
 from pouch.actors.faults import Faults
 from pouch.actors.host import ObjectActor, Reply
-from pouch.actors.timefmt import parse_timestamp, rfc3339_nano
+from pouch.actors.timefmt import ZERO_TIME, parse_timestamp, rfc3339_nano
 from pouch.proto.envelope import PouchError, conflict, invalid, not_found
 from pouch.proto.stream import StreamSession
 from pouch.proto.stubs import Calls
@@ -127,9 +128,10 @@ class ContainerWorker(ObjectActor):
 
     def create_container(self, reply: Reply, name: str, body: dict[str, Any],
                          warnings: list[str]) -> None:
-        reply.run(self._create, name, body, warnings)
+        reply.run(self._create, reply, name, body, warnings)
 
-    def _create(self, name: str, body: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
+    def _create(self, reply: Reply, name: str, body: dict[str, Any],
+                warnings: list[str]) -> dict[str, Any]:
         env, cid = self.env, self.cid
         try:
             image = env.calls.image.resolve(name=body["Image"])
@@ -162,6 +164,9 @@ class ContainerWorker(ObjectActor):
                     grantable_caps=grantable_capabilities(), nofile_ceiling=nofile_ceiling()))
                 env.ctrd.containers.create(cid, image["name"], spec, snapshot_key=cid,
                                            labels=labels)
+                env.faults.hit("container.create.container_made")
+                if reply.cancelled:  # the caller gave up: it was told the create failed
+                    raise PouchError("timeout", f"the create of {name} was given up on")
         except BaseException:
             self._undo_create()
             raise
@@ -197,7 +202,7 @@ class ContainerWorker(ObjectActor):
             log.error("restoring %s: %s", self.cid, exc.message)
             self.env.updated(copy.deepcopy(self.record))
             return
-        if container is None:
+        if container is None and not self._life.removal_pending:
             if self._state["Status"] != "dead":
                 rec.set_dead(self.record, "its containerd container is gone")
                 log.warning("container %s is gone from containerd: marked dead", self.cid)
@@ -205,20 +210,15 @@ class ContainerWorker(ObjectActor):
             return
         if task is not None and task.status == "CREATED":
             # A start interrupted between creating the task and starting it: the process
-            # never ran. Drop the task; the container is as it was before the start.
-            with contextlib.suppress(PouchError):
-                self.env.ctrd.tasks.kill(self.cid, signals.SIGKILL)
-            with contextlib.suppress(PouchError):
-                self.env.ctrd.tasks.delete(self.cid)
-            log.warning("container %s: dropped a task that was never started", self.cid)
-            self._save()
-            return
+            # never ran. Drop the task; the start failed, as on_restore decides below.
+            self._drop_unstarted_task()
+            task = None
         if task is not None and task.status in ("RUNNING", "PAUSED", "PAUSING"):
             self._open_io(restore=True)
             if not self._state["Running"]:
                 rec.set_running(self.record, task.pid, rfc3339_nano())
             self._state["Pid"] = task.pid
-            self._save()
+            self._restore_as(lc.on_restore_live(self._life), save=True)
             return
         if task is not None:  # stopped while nobody watched
             self._open_io(restore=True)
@@ -227,8 +227,54 @@ class ContainerWorker(ObjectActor):
         if self._state["Running"]:
             self._record_exit(255, "", "the task vanished while pouch was not running")
             return
-        self._carry_out_all(lc.on_restore(self._life))
-        self.env.updated(copy.deepcopy(self.record))
+        self._restore_as(lc.on_restore(self._life, self._restart_policy))
+
+    def _restore_as(self, transition: lc.Transition, save: bool = False) -> None:
+        """Record what restore found (saved if it changed), then carry out what the
+        lifecycle makes of it."""
+        if save or transition.state != self._life:
+            self._commit(transition.state)
+        else:
+            self.env.updated(copy.deepcopy(self.record))
+        try:
+            self._carry_out_all(transition)
+        except PouchError as exc:
+            log.warning("restoring %s: %s", self.cid, exc.message)
+
+    def _drop_unstarted_task(self) -> None:
+        """Kill and delete a task that was created and never started: containerd then
+        shuts its shim down."""
+        with contextlib.suppress(PouchError):
+            self.env.ctrd.tasks.kill(self.cid, signals.SIGKILL)
+        with contextlib.suppress(PouchError):
+            self.env.ctrd.tasks.delete(self.cid)
+        log.warning("container %s: dropped a task that was never started", self.cid)
+
+    def sweep(self) -> None:
+        """The actor's sweep found a task or a shim of this container. Told to this
+        worker, it runs between operations, so no start of its own is half-way: a task
+        created and never started, or a shim with no task, belongs to a start that was
+        cut (by the actor's death, or a deadline) and is ended."""
+        if self._gone:
+            return
+        try:
+            task = self.env.ctrd.tasks.get(self.cid)
+        except PouchError as exc:
+            log.warning("sweeping %s: %s", self.cid, exc.message)
+            return
+        if task is not None and task.status == "CREATED" and not self._state["Running"]:
+            self._drop_unstarted_task()
+            task = None
+        if task is None:
+            self._end_shims()
+
+    def _end_shims(self) -> None:
+        """The last resort for shims of this container that containerd lost track of."""
+        address, namespace = self.env.ctrd.address, self.env.ctrd.namespace
+        for shim in shims.find(address, namespace, (self.cid,)):
+            if shims.end(shim, address, namespace):
+                log.warning("ended shim %d of container %s: it served no task", shim.pid,
+                            self.cid)
 
     def _open_io(self, restore: bool = False) -> dict[str, str]:
         config = self.record["Config"]
@@ -349,6 +395,7 @@ class ContainerWorker(ObjectActor):
         self._cancel_restart()
         try:
             unless_gone(lambda: ctrd.tasks.delete(self.cid))  # a stopped task of an earlier run
+            self._commit(lc.on_starting(life))
             fifos = self._open_io()
             mounts = ctrd.snapshots.mounts(self.cid)
             pid = ctrd.tasks.create(self.cid, mounts, fifos["stdin"], fifos["stdout"],
@@ -494,6 +541,7 @@ class ContainerWorker(ObjectActor):
                      lambda: ctrd.containers.delete(self.cid),
                      lambda: ctrd.snapshots.remove(self.cid)):
             unless_gone(step)
+        self._end_shims()
         self.env.hub.forget(self.cid)
         fifo_dir = self.env.fifo_root / self.cid
         for fifo in fifo_dir.glob("*"):
@@ -510,28 +558,37 @@ class ContainerWorker(ObjectActor):
     # -- streams handed over by the gateway ----------------------------------
 
     def _take(self, reply: Reply, session: StreamSession,
-              check: Callable[[], Any] = lambda: None) -> bool:
+              check: Callable[[], Any] = lambda: None, resumable: bool = False) -> bool:
         """Accept a handed-over connection: answer the gateway (an error while it can
-        still shape it), then start the response. False if the connection is done."""
+        still shape it), then start the response. False if the connection is done.
+        `resumable`: a restarted actor could take the stream up from the start."""
         try:
             self._check_alive()
             check()
         except (PouchError, ValueError) as exc:
-            session.close()
+            # The refusal first: closing the session tells the gateway the stream is over.
             reply.fail(exc if isinstance(exc, PouchError) else invalid(str(exc)))
+            session.close()
             return False
         reply.send(None)
-        return session.start(multiplexed=not self.record["Config"].get("Tty"))
+        return session.start(multiplexed=not self.record["Config"].get("Tty"),
+                             resumable=resumable)
 
     def wait_container(self, reply: Reply, conn: StreamSession, condition: str) -> None:
-        if not self._take(reply, conn):
+        if not self._take(reply, conn, resumable=True):
             return
         waiter = Waiter(conn, condition)
-        if condition == "not-running" and not self._state["Running"] \
-                and not self._state.get("Restarting"):
+        if not self._state["Running"] and not self._state.get("Restarting") and (
+                condition == "not-running" or self._exited_since(conn.resumed_at)):
             self._answer(waiter)
             return
         self._wait_conns.append(waiter)
+
+    def _exited_since(self, cut_at: float) -> bool:
+        """A wait for the next exit, resumed after this actor restarted: did the exit
+        come while no actor was there to see it?"""
+        finished = self._state.get("FinishedAt") or ZERO_TIME
+        return bool(cut_at) and finished != ZERO_TIME and parse_timestamp(finished) >= cut_at
 
     def _answer_waits(self, conditions: tuple[str, ...]) -> None:
         keep = []
@@ -573,6 +630,9 @@ class ContainerWorker(ObjectActor):
         if not self._take(reply, conn, parse):
             return
         since, until, tail = window
+        if conn.resumed_at:
+            # Taken up after this actor restarted: what was logged since the cut follows.
+            since, tail = max(since, conn.resumed_at), -1
         streams = (opts["stdout"], opts["stderr"])
         consumer = Consumer(conn, stdout=streams[0], stderr=streams[1], lines=True,
                             timestamps=opts["timestamps"],
@@ -601,6 +661,7 @@ class ContainerWorker(ObjectActor):
                     if not session.write(entry.stream, consumer.line(entry)):
                         return
                 if live:
+                    session.may_resume()
                     hub.follow(cid, consumer, log_file, offset, runs_seen)
                     return
                 session.end()

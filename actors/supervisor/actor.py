@@ -2,7 +2,12 @@
 stops it all in reverse.
 
 Every child gets a thread that waits for it to exit and tells the actor, so
-all decisions about children are taken on the actor's one thread.
+all decisions about children are taken on the actor's one thread. Past its
+restart intensity an actor cools down and is tried again; the broker,
+containerd and the gateway (without which nothing is served) escalate
+instead: pouchd exits non-zero, for systemd's Restart= (or whoever started
+it) to start it afresh. Every change of a child's state is written to the
+status file, which `pouchd status` reads without the broker or the gateway.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pouch.actors.host import ActorBase, ActorContext
@@ -24,6 +30,7 @@ from pouch.actors.supervisor.children import (
     wait_until,
 )
 from pouch.actors.supervisor.launch import Launcher, Process
+from pouch.actors.supervisor.status import write_status
 from pouch.proto.contract import method
 from pouch.proto.envelope import PouchError
 from pouch.proto.shapes import SupervisorStatus
@@ -33,6 +40,8 @@ log = logging.getLogger("pouch.supervisor")
 
 # A child that ran this long without crashing starts its backoff afresh.
 STABLE_AFTER = 30.0
+# Without these nothing is served: past their intensity pouchd escalates.
+ESSENTIAL = ("broker", "containerd", "gateway")
 
 
 @dataclass(frozen=True)
@@ -62,7 +71,8 @@ class SupervisorActor(ActorBase):
 
     def __init__(self, ctx: ActorContext, specs: list[ChildSpec], launcher: Launcher,
                  on_fatal: Callable[[str], None],
-                 on_started: Callable[[str, int], None] | None = None) -> None:
+                 on_started: Callable[[str, int], None] | None = None,
+                 status_file: Path | None = None) -> None:
         super().__init__(ctx)
         self._launcher = launcher
         self._children = {spec.name: Child(spec) for spec in specs}
@@ -70,19 +80,25 @@ class SupervisorActor(ActorBase):
         self._on_fatal = on_fatal
         self._on_started = on_started
         self._stopping = False
+        self._status_file = status_file
         self._restarts = ctx.metrics.counter("pouch_child_restarts",
                                              "Restarts of a supervised child", ("child",))
         self._up = ctx.metrics.gauge("pouch_child_up", "1 while a supervised child runs",
                                      ("child",))
+        self._retry_at = ctx.metrics.gauge(
+            "pouch_child_retry_at_seconds",
+            "When (Unix time) a child given up on is tried again; 0 while it is not",
+            ("child",))
 
     # -- the contract --------------------------------------------------------
 
     @method(idempotent=True, timeout=2.0)
     def status(self) -> SupervisorStatus:
-        """Every child's pid, state and restarts, and which are degraded."""
+        """Every child's pid, state and restarts, and which are degraded (given up on
+        for a cool-down, or stopped for good)."""
         return {
             "children": {name: self._children[name].describe() for name in self._order},
-            "degraded": [n for n in self._order if self._children[n].state == "down"],
+            "degraded": [n for n in self._order if self._children[n].degraded],
         }
 
     # -- driven by pouchd's main thread ---------------------------------------
@@ -101,7 +117,7 @@ class SupervisorActor(ActorBase):
             ready = wait_until(child.spec.ready, child.spec.ready_timeout,
                                functools.partial(_running, proc))
             # From here an exit of this child is handled as any other: restart or give up.
-            child.state = "running"
+            self._set_state(child, "running")
             if ready:
                 self._up.set(name, value=1)
                 log.info("%s ready (pid %s)", name, child.pid)
@@ -121,7 +137,7 @@ class SupervisorActor(ActorBase):
             if child.proc is not None:
                 stop_process(child.proc, child.spec.stop_timeout, name)
                 log.info("%s stopped", name)
-            child.state = "stopped"
+            self._set_state(child, "stopped")
 
     # -- messages from the watcher threads -----------------------------------
 
@@ -135,10 +151,10 @@ class SupervisorActor(ActorBase):
         return None
 
     def _start(self, child: Child) -> None:
-        child.state = "starting"
         child.started_at = time.monotonic()
         spec = child.spec
         proc = child.proc = self._launcher.launch(spec.name, spec.argv, spec.role)
+        self._set_state(child, "starting")
         if self._on_started:
             self._on_started(spec.name, proc.pid)
         ref = self.actor_ref
@@ -161,37 +177,74 @@ class SupervisorActor(ActorBase):
             child.policy.reset()
         delay = child.policy.next_delay(now)
         if delay is not None:
-            child.state = "backoff"
+            self._set_state(child, "backoff")
             log.warning("%s (pid %d) %s; restarting it in %.1f s",
                         event.name, event.pid, child.last_exit, delay)
             if delay:
-                threading.Timer(delay, self.actor_ref.tell, args=(Restart(event.name),)).start()
+                self._restart_in(delay, event.name)
             else:
                 self._restart(event.name)  # before a word to the broker: it is not on the way
         service = child.spec.service
         if service:
             self._tell_broker(lambda b: b.worker_gone(service=service, pid=event.pid))
         if delay is None:
-            child.state = "down"
-            reason = (f"restarted {child.policy.max_restarts} times within "
-                      f"{child.policy.window:.0f} s; last {child.last_exit}")
-            log.error("%s %s; giving up on it: %s", event.name, child.last_exit, reason)
-            if child.spec.service:
-                self._mark_down(child.spec.service, reason)
-            if event.name in ("containerd", "broker"):
-                self._on_fatal(f"{event.name} keeps crashing ({reason}): pouchd stops")
+            self._give_up(child)
+
+    def _give_up(self, child: Child) -> None:
+        name = child.spec.name
+        reason = (f"restarted {child.policy.max_restarts} times within "
+                  f"{child.policy.window:.0f} s; last {child.last_exit}")
+        if name in ESSENTIAL:
+            self._set_state(child, "down")
+            log.error("%s %s; giving up on it: %s", name, child.last_exit, reason)
+            self._on_fatal(f"{name} keeps crashing ({reason}): pouchd exits for its own "
+                           "supervisor (systemd) to start it afresh")
+            return
+        cool_down = child.policy.give_up()
+        child.retry_at = time.time() + cool_down
+        self._set_state(child, "cooling-down")
+        reason += f"; tried again at {child.retry_at_text}"
+        log.error("%s %s; giving up on it for %.0f s: %s", name, child.last_exit,
+                  cool_down, reason)
+        if child.spec.service:
+            self._mark_down(child.spec.service, reason)
+        self._restart_in(cool_down, name)
+
+    def _restart_in(self, delay: float, name: str) -> None:
+        # A daemon thread: a pending restart must not hold up pouchd's exit.
+        timer = threading.Timer(delay, self.actor_ref.tell, args=(Restart(name),))
+        timer.daemon = True
+        timer.start()
 
     def _restart(self, name: str) -> None:
         child = self._children[name]
-        if self._stopping or child.state != "backoff":
+        if self._stopping or child.state not in ("backoff", "cooling-down"):
             return
+        if child.state == "cooling-down":
+            log.info("%s: its cool-down is over; starting it again", name)
+            if child.spec.service:
+                # Requests wait for its READY again rather than fail at once.
+                self._mark_down(child.spec.service, None)
         child.restarts += 1
         self._restarts.inc(name)
         self._start(child)
         # Readiness is not awaited here: the broker queues requests until the
         # actor says READY, and a child that fails again comes back as Exited.
-        child.state = "running"
+        self._set_state(child, "running")
         self._up.set(name, value=1)
+
+    def _set_state(self, child: Child, state: str) -> None:
+        """Every change of a child's state goes through here, into the status file."""
+        child.state = state
+        if state != "cooling-down":
+            child.retry_at = 0.0
+        self._retry_at.set(child.spec.name, value=child.retry_at)
+        if self._status_file is not None:
+            try:
+                write_status(self._status_file, {n: self._children[n].describe()
+                                                 for n in self._order})
+            except OSError as exc:
+                log.warning("could not write %s: %s", self._status_file, exc)
 
     def _unresponsive(self, event: Unresponsive) -> None:
         child = self._children.get(event.service)

@@ -17,7 +17,9 @@ from typing import Any
 from pouch.actors.supervisor.launch import ZYGOTE, Process
 from pouch.actors.supervisor.policy import RestartPolicy
 from pouch.actors.supervisor.roles import ACTORS
+from pouch.actors.supervisor.status import DEGRADED
 from pouch.actors.supervisor.zygote import Zygote
+from pouch.actors.timefmt import rfc3339_nano
 from pouch.broker.client import ClientPool
 from pouch.proto.config import DaemonConfig
 from pouch.proto.envelope import PouchError
@@ -42,19 +44,28 @@ class ChildSpec:
 class Child:
     spec: ChildSpec
     proc: Process | None = None
-    state: str = "stopped"  # starting, running, backoff, down, stopped
+    state: str = "stopped"  # starting, running, backoff, cooling-down, down, stopped
     policy: RestartPolicy = field(default_factory=RestartPolicy)
     restarts: int = 0
     last_exit: str = ""
     started_at: float = 0.0
+    retry_at: float = 0.0  # Unix time the cool-down ends, while it cools down
 
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
+    @property
+    def degraded(self) -> bool:
+        return self.state in DEGRADED
+
+    @property
+    def retry_at_text(self) -> str:
+        return rfc3339_nano(int(self.retry_at) * 1_000_000_000) if self.retry_at else ""
+
     def describe(self) -> ChildStatus:
         return {"pid": self.pid, "state": self.state, "restarts": self.restarts,
-                "last_exit": self.last_exit}
+                "last_exit": self.last_exit, "retry_at": self.retry_at_text}
 
 
 def describe_exit(status: int) -> str:

@@ -6,6 +6,8 @@
     pouchd [flags] actor NAME      one actor process (system, image, container)
     pouchd [flags] gateway         the HTTP gateway under gunicorn
     pouchd [flags] zygote          (pouchd's own) imports once, forks the roles above
+    pouchd [flags] status [--json] every child's state, from the status file (no broker
+                                   needed); exits 1 if degraded, 3 if pouchd is not running
 
 Each role runs the same code under pouchd's own supervisor and under systemd.
 """
@@ -28,14 +30,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pouchd", description=__doc__.splitlines()[0])
     add_flags(parser)
     parser.add_argument("role", nargs="*",
-                        help="broker | containerd | actor NAME | gateway | zygote "
+                        help="broker | containerd | actor NAME | gateway | zygote | status "
                              "(default: all)")
+    parser.add_argument("--json", action="store_true", help="status: print JSON, not a table")
     opts = parser.parse_args(argv)
     try:
         config = resolve(opts)
     except ValueError as exc:
         parser.error(str(exc))
     role = opts.role
+    if role == ["status"]:
+        from pouch.actors.supervisor.status import show_status
+        return show_status(config.exec_root_dir, opts.json)
     setup_logging(config, role_name(role))
     die_with_supervisor()
     status = run_role(config, role)

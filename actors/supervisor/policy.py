@@ -1,6 +1,6 @@
 """When to restart a child that exited: as Erlang/OTP supervisors do, at once the first
-time, then with a growing backoff, and past the restart intensity (too many restarts
-in a window) not at all."""
+time, then with a growing backoff; past the restart intensity (too many restarts in a
+window) not for a cool-down, which grows each time the child is given up on again."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ BACKOFF_CAP = 5.0
 MAX_RESTARTS = 5
 WINDOW = 30.0
 BACKOFF = Backoff(BACKOFF_FIRST, BACKOFF_CAP)  # frozen: one for every policy
+COOL_DOWN = Backoff(30.0, 300.0)
 
 
 @dataclass
@@ -21,7 +22,9 @@ class RestartPolicy:
     backoff: Backoff = BACKOFF
     max_restarts: int = MAX_RESTARTS
     window: float = WINDOW
+    cool_down: Backoff = COOL_DOWN
     _exits: deque[float] = field(default_factory=deque)
+    _given_up: int = 0
 
     def next_delay(self, now: float) -> float | None:
         """Seconds to wait before restarting after an exit at `now`; None: give up."""
@@ -34,8 +37,17 @@ class RestartPolicy:
         # The first exit in the window is restarted at once; a second one backs off.
         return self.backoff.delay(recent - 1) if recent > 1 else 0.0
 
-    def reset(self) -> None:
+    def give_up(self) -> float:
+        """The child exceeded its intensity: seconds to leave it down before a new try,
+        which then starts with a fresh intensity."""
+        self._given_up += 1
         self._exits.clear()
+        return self.cool_down.delay(self._given_up)
+
+    def reset(self) -> None:
+        """The child ran long enough to count as stable again."""
+        self._exits.clear()
+        self._given_up = 0
 
     @property
     def recent(self) -> int:

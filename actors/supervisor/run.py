@@ -23,6 +23,7 @@ from pouch.actors.sdnotify import notify, start_watchdog
 from pouch.actors.supervisor.actor import SupervisorActor, Unresponsive
 from pouch.actors.supervisor.children import build_specs, kill_stale, listening
 from pouch.actors.supervisor.launch import Launcher
+from pouch.actors.supervisor.status import STATUS_FILE
 from pouch.actors.supervisor.zygote import Zygote
 from pouch.broker.client import ClientPool, follow
 from pouch.proto.config import DaemonConfig
@@ -80,7 +81,8 @@ def run_supervisor(config: DaemonConfig, only: tuple[str, ...] | None = None) ->
         fatal.set()
         request_stop(why)
 
-    ref = SupervisorActor.start(ctx, specs, launcher, on_fatal=give_up, on_started=on_started)
+    ref = SupervisorActor.start(ctx, specs, launcher, on_fatal=give_up, on_started=on_started,
+                                status_file=config.exec_root_dir / STATUS_FILE)
     host = host_of(ref)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda s, _f: request_stop(signal.Signals(s).name))

@@ -4,13 +4,15 @@
    until its remove succeeded; one whose create or remove had an unknown
    outcome exists everywhere or nowhere;
 2. nothing leaked: the API's list, the meta store and containerd (containers,
-   tasks, snapshots, leases) agree, and only running containers have mounts;
+   tasks, snapshots, leases) agree, only running containers have mounts, and
+   every live shim serves one of containerd's tasks;
 3. no request hung past its deadline;
 4. the service answers: `docker ps`, and `docker run --rm busybox echo hi`.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -27,8 +29,9 @@ from pouch.actors.containerd.tasks import TaskState
 from pouch.proto.containerd.api.services.leases.v1 import leases_pb2, leases_pb2_grpc
 from pouch.proto.envelope import PouchError
 from pouch.tests.faults.workload import CLIENT_TIMEOUT, Request
-from pouch.tests.support.containerd import TASKS_DIR
+from pouch.tests.support.containerd import TASKS_DIR, shims_of
 from pouch.tests.support.daemon import DockerError, PouchDaemon
+from pouch.tests.support.procs import cmdline
 
 NAMESPACE = "pouch"
 # Slack over a request's deadline, for the gateway's and the client's own work.
@@ -50,6 +53,12 @@ class State:
     snapshots: set[str]                   # keys of snapshots labelled as a container's
     leases: list[str]
     mounts: list[Path]
+    shims: dict[int, str]                 # pid -> the task ID, of the live shims
+
+    @property
+    def taskless_shims(self) -> dict[int, str]:
+        """Shims that serve no task of containerd's: nothing will ever end them."""
+        return {pid: tid for pid, tid in self.shims.items() if tid not in self.tasks}
 
     @property
     def running(self) -> set[str]:
@@ -71,6 +80,16 @@ def list_leases(address: Path) -> list[str]:
         reply = stub.List(leases_pb2.ListRequest(), timeout=5,
                           metadata=[("containerd-namespace", NAMESPACE)])
         return sorted(lease.id for lease in reply.leases)
+
+
+def live_shims(daemon: PouchDaemon) -> dict[int, str]:
+    """pid -> task ID of every live runc shim serving the daemon's containerd."""
+    found = {}
+    for pid in shims_of(daemon.containerd_socket):
+        argv = cmdline(pid)
+        if argv and argv[-1] not in ("start", "delete"):  # the shim run as a command
+            found[pid] = dict(itertools.pairwise(argv)).get("-id", "")
+    return found
 
 
 def rootfs_of(daemon: PouchDaemon, cid: str) -> Path:
@@ -95,12 +114,13 @@ def observe(daemon: PouchDaemon) -> State:
             meta[folder.name] = json.loads((folder / "meta.json").read_text())
         except FileNotFoundError:
             without.append(folder.name)
+    shims = live_shims(daemon)  # before the tasks: a shim of a task just made is not taskless
     with Containerd(daemon.containerd_socket, NAMESPACE) as ctrd:
         containers = {c.id: c.labels for c in ctrd.containers.list([f'labels."{OWNER_LABEL}"'])}
         tasks = ctrd.tasks.list()
         snapshots = {s.name for s in ctrd.snapshots.list() if OWNER_LABEL in s.labels}
     return State(listed, meta, without, containers, tasks, snapshots,
-                 list_leases(daemon.containerd_socket), daemon.mounts())
+                 list_leases(daemon.containerd_socket), daemon.mounts(), shims)
 
 
 def leaks(daemon: PouchDaemon, state: State) -> list[str]:
@@ -128,6 +148,8 @@ def leaks(daemon: PouchDaemon, state: State) -> list[str]:
                          f"is {task}")
     if state.leases:
         found.append(f"leases left while idle: {state.leases}")
+    if state.taskless_shims:
+        found.append(f"shims that serve no task: {state.taskless_shims}")
     allowed = {rootfs_of(daemon, cid) for cid in running}
     stray = [m for m in state.mounts if m.resolve() not in allowed]
     if stray:

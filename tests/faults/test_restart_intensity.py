@@ -1,5 +1,6 @@
 """An actor that keeps dying: after more than 5 restarts within 30 s the supervisor
-leaves it down and says so, and the rest of the daemon serves on."""
+leaves it down for a cool-down and says so, and the rest of the daemon serves on
+(test_supervision.py follows it through the cool-down)."""
 
 from __future__ import annotations
 
@@ -41,10 +42,10 @@ def supervised(daemon: PouchDaemon) -> dict[str, dict[str, object]]:
 
 
 def wait_given_up(daemon: PouchDaemon, actor: str) -> tuple[dict[str, object], float]:
-    """The supervisor's entry of `actor` once it is down, and when that was seen."""
+    """The supervisor's entry of `actor` once it cools down, and when that was seen."""
     def given_up() -> dict[str, object] | None:
         child = supervised(daemon)[actor]
-        return child if child["state"] == "down" else None
+        return child if child["state"] == "cooling-down" else None
     return until(given_up, GIVE_UP_WITHIN, f"the supervisor giving up on the {actor} actor")
 
 
@@ -53,7 +54,8 @@ def check_left_down_and_the_rest_serves(daemon: PouchDaemon) -> str:
     fail at once, naming it. The message they fail with."""
     time.sleep(1.0)  # time for a restart it should not get
     container = supervised(daemon)["container"]
-    assert (container["state"], container["restarts"]) == ("down", MAX_RESTARTS), container
+    assert (container["state"], container["restarts"]) == ("cooling-down", MAX_RESTARTS), \
+        container
     assert not alive(daemon.pid_of("container"))
 
     api = docker_api(daemon)

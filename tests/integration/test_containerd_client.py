@@ -242,10 +242,13 @@ def test_container_keeps_its_spec_and_labels(ctrd: Containerd) -> None:
 def test_task_runs_echo_and_reports_its_exit(ctrd: Containerd, tmp_path: Path) -> None:
     base = busybox_snapshot(ctrd)
     container_id = unique("echo")
-    ctrd.snapshots.prepare(container_id, base)
-    ctrd.containers.create(
-        container_id, "busybox", runc_spec(["/bin/busybox", "echo", "hi"]), container_id
-    )
+    # Under a lease, as pouch creates them: containerd's collector may run between the
+    # two calls, and takes a snapshot that nothing holds.
+    with ctrd.leases.hold() as lease:
+        ctrd.snapshots.prepare(container_id, base, lease=lease)
+        ctrd.containers.create(
+            container_id, "busybox", runc_spec(["/bin/busybox", "echo", "hi"]), container_id
+        )
     # containerd registers a subscriber some time after the call: snapshots are made
     # until one's event comes back, which shows the subscription is live (no exit missed).
     events = ctrd.events.subscribe(['topic=="/tasks/exit"', 'topic=="/snapshot/prepare"'])
@@ -305,10 +308,13 @@ def test_task_runs_echo_and_reports_its_exit(ctrd: Containerd, tmp_path: Path) -
 def test_task_killed_by_a_signal(ctrd: Containerd) -> None:
     base = busybox_snapshot(ctrd)
     container_id = unique("sleep")
-    ctrd.snapshots.prepare(container_id, base)
-    ctrd.containers.create(
-        container_id, "busybox", runc_spec(["/bin/busybox", "sleep", "600"]), container_id
-    )
+    # Under a lease, as pouch creates them: containerd's collector may run between the
+    # two calls, and takes a snapshot that nothing holds.
+    with ctrd.leases.hold() as lease:
+        ctrd.snapshots.prepare(container_id, base, lease=lease)
+        ctrd.containers.create(
+            container_id, "busybox", runc_spec(["/bin/busybox", "sleep", "600"]), container_id
+        )
     try:
         ctrd.tasks.create(container_id, ctrd.snapshots.mounts(container_id))
         ctrd.tasks.start(container_id)

@@ -23,7 +23,7 @@ import pytest
 from pouch.gateway.hijack import Hijacker, StreamRequest
 from pouch.proto import envelope as env
 from pouch.proto import stdstream
-from pouch.proto.handoff import receive, socket_path
+from pouch.proto.handoff import LinkWatch, receive, socket_path
 from pouch.proto.stream import RAW_STREAM, StreamSession, StreamSpec
 from pouch.tests.support.tools import require
 
@@ -79,15 +79,17 @@ def actor(tmp_path: Path) -> Iterator[Callable[[Actor | env.PouchError], Path]]:
         def serve() -> None:
             with listener:
                 link, _ = listener.accept()
-            with link:
-                message, conn = receive(link)
-                assert conn is not None
-                if isinstance(story, env.PouchError):
-                    conn.close()
-                    link.send(env.error_reply(0, story))
-                    return
-                link.send(env.ok_reply(0, None))
-            story(StreamSession(conn, StreamSpec.from_wire(message["stream"])))
+            message, conn = receive(link)
+            assert conn is not None
+            if isinstance(story, env.PouchError):
+                conn.close()
+                link.send(env.error_reply(0, story))
+                link.close()
+                return
+            link.send(env.ok_reply(0, None))
+            # The link stays open: the session tells the gateway when the stream is over.
+            story(StreamSession(conn, StreamSpec.from_wire(message["stream"]),
+                                watch=LinkWatch(link, resumable=False)))
 
         thread = threading.Thread(target=serve, daemon=True)
         thread.start()

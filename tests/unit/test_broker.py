@@ -12,11 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import zmq
 
 from pouch.broker.client import Client
 from pouch.broker.router import Broker
+from pouch.proto import envelope as env
 from pouch.proto.envelope import PouchError
 from pouch.proto.stubs import Calls
+from pouch.tests.support.wait import wait_for
 
 
 @pytest.fixture
@@ -148,3 +151,51 @@ def test_the_broker_lists_live_actors_and_their_contracts(actors, client):
     assert contract["echo"]["idempotent"] is True
     assert contract["slow"]["idempotent"] is False
     assert contract["echo"]["args"] == {"text": {"type": "str", "required": True}}
+
+
+@pytest.fixture
+def broker_process(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A broker in a process of its own, for a test to stop (SIGSTOP) and resume."""
+    address = f"ipc://{tmp_path}/broker.sock"
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from pouch.broker.router "
+                             "import Broker; Broker(sys.argv[1]).run()", address])
+    yield address, proc
+    os.kill(proc.pid, signal.SIGCONT)
+    proc.kill()
+    proc.wait()
+
+
+def test_actors_that_die_unseen_while_requests_wait_do_not_wedge_the_broker(broker_process):
+    """The chaos soak's 18 s wedge: requests wait for an actor; it says READY and dies
+    while the broker is stopped; on resuming, the broker reads the READY of a
+    connection that is gone. It must still answer everybody. (Whether the broker
+    sees the connection gone before it routes to it is a race: thirty such actors.)"""
+    address, proc = broker_process
+    services = [f"echo{i}" for i in range(30)]
+    client = Client(address, timeout=10)
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+    waiting = ctx.socket(zmq.DEALER)  # a client whose requests are sent, never awaited
+    actors = [ctx.socket(zmq.DEALER) for _ in services]
+    try:
+        for sock in (waiting, *actors):
+            # Connected: the broker answered it.
+            sock.connect(address)
+            sock.send_multipart([env.CLIENT, env.REQ, b"broker", env.request(1, "ping", {}, 0)])
+            assert sock.poll(5000)
+            sock.recv_multipart()
+        for service in services:
+            waiting.send_multipart([env.CLIENT, env.REQ, service.encode(), env.request(
+                2, "echo", {"text": "hi"}, time.time() + 60)])
+        wait_for(lambda: all((client.call("broker", "services").get(s) or {}).get("queued")
+                             for s in services), 5.0, "the requests queued")
+        os.kill(proc.pid, signal.SIGSTOP)
+        for service, actor in zip(services, actors, strict=True):
+            actor.send_multipart([env.ACTOR, env.READY, service.encode(),
+                                  env.pack({"pid": os.getpid(), "methods": {}})])
+            actor.close(linger=100)  # time for the READY to reach the broker's socket buffer
+        os.kill(proc.pid, signal.SIGCONT)
+        assert client.call("broker", "ping", timeout=2.0) == "pong"
+    finally:
+        for sock in (waiting, *actors):
+            sock.close(linger=0)
+        client.close()

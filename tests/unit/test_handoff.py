@@ -16,7 +16,7 @@ from pouch.actors.host import host_of
 from pouch.gateway.errors import HTTP_STATUS
 from pouch.proto import envelope as env
 from pouch.proto.envelope import PouchError
-from pouch.proto.handoff import MAX_MESSAGE, hand_over, socket_path
+from pouch.proto.handoff import MAX_MESSAGE, hand_over, read_notice, socket_path
 from pouch.proto.stream import JSON, StreamSpec
 from pouch.tests.support.probe import ANSWER_WITHIN, hosted
 
@@ -64,6 +64,31 @@ def test_a_handed_over_connection_is_answered_by_the_actor(handoff_dir, client_c
     assert head.startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"Transfer-Encoding: chunked" in head
     assert body == b'11\r\n{"hello": "ann"}\n\r\n0\r\n\r\n'
+
+
+def test_the_actor_tells_the_gateway_when_the_stream_begins_and_when_it_is_over(
+        handoff_dir, client_conn):
+    client, accepted = client_conn
+    link = hand_over(handoff_dir, "probe", "greet", {"name": "ann"}, CHUNKED_JSON,
+                     accepted.fileno())
+    accepted.close()
+    link.settimeout(ANSWER_WITHIN)
+
+    assert read_notice(link) == {"started": True, "multiplexed": False, "resumable": False}
+    assert read_notice(link) == {"done": True}
+    assert read_notice(link) is None  # then the link ends: the actor did not die midway
+    assert read_all(client).endswith(b"0\r\n\r\n")
+    link.close()
+
+
+def test_a_resumed_stream_goes_on_without_a_second_head(handoff_dir, client_conn):
+    client, accepted = client_conn
+    link = hand_over(handoff_dir, "probe", "greet", {"name": "ann"}, CHUNKED_JSON,
+                     accepted.fileno(), resumed_at=1.0)
+    accepted.close()
+    link.close()
+
+    assert read_all(client) == b'11\r\n{"hello": "ann"}\n\r\n0\r\n\r\n'
 
 
 def test_a_refused_hand_off_leaves_the_gateway_an_error_to_answer(handoff_dir, client_conn):

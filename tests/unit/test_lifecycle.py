@@ -177,6 +177,50 @@ def test_a_pending_restart_is_scheduled_again_after_a_restore():
     assert lc.on_restore(running()).effects == ()
 
 
+def test_a_removal_cut_by_a_restart_is_finished_at_the_restore():
+    for state in (lc.on_remove(State(id="c1", status=Status.EXITED), force=False).state,
+                  lc.on_exit(running(), RestartPolicy(auto_remove=True), 0, T0).state,
+                  lc.on_exit(lc.on_remove(running(), force=True).state, RestartPolicy(),
+                             137, T0).state):
+        assert state.removal_pending
+        assert lc.on_restore(state, RestartPolicy()).effects == (Destroy(),)
+
+
+def test_an_exited_auto_removed_container_is_removed_at_the_restore():
+    exited = State(id="c1", status=Status.EXITED)
+    assert lc.on_restore(exited, RestartPolicy(auto_remove=True)).effects == (Destroy(),)
+    assert lc.on_restore(exited, RestartPolicy()).effects == ()
+    created = State(id="c1", status=Status.CREATED)  # never started: it stays
+    assert lc.on_restore(created, RestartPolicy(auto_remove=True)).effects == ()
+
+
+def test_a_start_cut_by_a_restart_failed_and_so_removes_an_auto_removed_container():
+    starting = lc.on_starting(State(id="c1", status=Status.CREATED))
+    assert starting.start_pending
+    assert lc.on_restore(starting, RestartPolicy(auto_remove=True)).effects == (Destroy(),)
+    kept = lc.on_restore(starting, RestartPolicy())
+    assert kept.effects == () and not kept.state.start_pending
+    assert not lc.on_started(starting, T0).start_pending
+
+
+def test_a_failed_start_removes_an_auto_removed_container_as_dockerd_does():
+    created = State(id="c1", status=Status.CREATED)
+    failed = lc.on_start_failed(created, RestartPolicy(auto_remove=True), 127, T0)
+    assert failed.effects == (Destroy(),) and failed.state.removal_pending
+
+
+def test_a_forced_removal_whose_task_lives_at_the_restore_kills_it_again():
+    removing = lc.on_remove(running(), force=True).state
+    assert lc.on_restore_live(removing).effects == (Signal(signal.SIGKILL, all=True),)
+    assert lc.on_restore_live(running(start_pending=True)) == lc.Transition(running())
+
+
+def test_a_container_whose_removal_is_pending_cannot_start():
+    assert refused(lambda: lc.on_start(State(id="c1", status=Status.EXITED,
+                                             removal_pending=True))) == \
+        "container c1 is marked for removal and cannot be started"
+
+
 # -- start ---------------------------------------------------------------------------
 
 

@@ -1,6 +1,7 @@
 """When the supervisor restarts a child: at once the first time, then a backoff from
 100 ms doubling to 5 s, and
-giving up after more than 5 restarts within 30 s."""
+giving up after more than 5 restarts within 30 s, for a cool-down of 30 s doubling to
+5 min."""
 
 from __future__ import annotations
 
@@ -75,3 +76,22 @@ def test_the_limits_can_be_chosen():
     assert policy.next_delay(2.0) == 2.0
     assert policy.next_delay(3.0) is None
     assert policy.next_delay(12.5) == 1.0
+
+
+def test_a_child_given_up_on_is_retried_after_a_cool_down_that_grows_to_5_minutes():
+    policy = RestartPolicy()
+    cool_downs = []
+    for _ in range(6):
+        for t in range(6):
+            policy.next_delay(float(t))
+        assert policy.next_delay(6.0) is None
+        cool_downs.append(policy.give_up())
+        assert policy.recent == 0  # the retry starts with a fresh intensity
+    assert cool_downs == [30.0, 60.0, 120.0, 240.0, 300.0, 300.0]
+
+
+def test_a_stable_run_starts_the_cool_down_afresh():
+    policy = RestartPolicy()
+    assert (policy.give_up(), policy.give_up()) == (30.0, 60.0)
+    policy.reset()
+    assert policy.give_up() == 30.0

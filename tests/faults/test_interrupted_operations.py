@@ -1,0 +1,127 @@
+"""Operations the container actor's death cut halfway are finished when it comes back:
+a removal (its intent is in the record before it begins), an auto-removal (of a
+container that exited while the actor was down, or whose removal was cut), a start
+of an auto-removed container (a failed start removes it, as dockerd does); and a
+create cut before its record was written leaves nothing."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+from collections.abc import Callable, Iterator
+
+import docker
+import pytest
+from docker.errors import APIError
+
+from pouch.actors.containerd.client import Containerd
+from pouch.tests.faults.checks import NAMESPACE, docker_api, settled, wait_restored
+from pouch.tests.faults.test_fault_points import arm
+from pouch.tests.faults.tree import BrokerView, kill, watch_replacement
+from pouch.tests.support.daemon import PouchDaemon
+from pouch.tests.support.wait import wait_for
+
+EXIT_WITHIN = 10.0
+
+
+@pytest.fixture
+def api(pouchd: PouchDaemon) -> Iterator[docker.APIClient]:
+    client = docker_api(pouchd)
+    yield client
+    client.close()
+
+
+def crash_during(pouchd: PouchDaemon, point: str, request: Callable[[], object]) -> str:
+    """Arm a crash at `point`, make the request, wait for the actor's successor;
+    how the request ended."""
+    view = BrokerView(pouchd)
+    old = pouchd.pid_of("container")
+    arm(pouchd, point)
+    sent = time.monotonic()
+    try:
+        try:
+            request()
+            answer = "ok"
+        except APIError as exc:
+            answer = f"{exc.status_code} {exc.explanation}"
+        watch_replacement(view, pouchd, "container", old, sent)
+    finally:
+        view.close()
+    wait_restored(pouchd, sent)
+    return answer
+
+
+def auto_removed(api: docker.APIClient, name: str, *command: str) -> str:
+    """A container created as `docker run --rm` creates it; its ID."""
+    return str(api.create_container("busybox", list(command), name=name,
+                                    host_config=api.create_host_config(auto_remove=True))["Id"])
+
+
+def removed(pouchd: PouchDaemon, api: docker.APIClient, cid: str, what: str) -> None:
+    """Wait until `cid` is no longer listed; then nothing of it may be left."""
+    wait_for(lambda: cid not in [c["Id"] for c in api.containers(all=True)], EXIT_WITHIN, what)
+    settled(pouchd)
+
+
+def test_a_remove_cut_halfway_is_finished_at_restore(pouchd: PouchDaemon, api):
+    cid = api.create_container("busybox", ["true"], name="half-removed")["Id"]
+
+    answer = crash_during(pouchd, "container.remove.task_deleted",
+                          lambda: api.remove_container(cid))
+
+    assert answer.startswith("503") and "outcome is unknown" in answer, answer
+    state = settled(pouchd)
+    assert cid not in state.listed and cid not in state.containers
+
+
+def test_an_auto_removal_cut_halfway_is_finished_at_restore(pouchd: PouchDaemon, api):
+    cid = auto_removed(api, "rm-cut", "true")
+
+    # The start answers; the container's exit then removes it, and that is cut.
+    crash_during(pouchd, "container.remove.task_deleted", lambda: api.start(cid))
+
+    removed(pouchd, api, cid, "the auto-removal being finished")
+
+
+def test_a_container_that_exits_while_the_actor_is_down_is_auto_removed(
+        pouchd: PouchDaemon, api):
+    cid = auto_removed(api, "rm-while-down", "sleep", "1")
+    api.start(cid)
+    view = BrokerView(pouchd)
+    old = pouchd.pid_of("container")
+    try:
+        stopped_at = kill(old, signal.SIGSTOP)  # down: it sees no exit
+        with Containerd(pouchd.containerd_socket, NAMESPACE) as ctrd:
+            wait_for(lambda: ctrd.tasks.list()[cid].status == "STOPPED", EXIT_WITHIN,
+                     "the container's exit")
+        with contextlib.suppress(ProcessLookupError):  # unless its supervisor did already
+            kill(old)
+        watch_replacement(view, pouchd, "container", old, stopped_at)
+    finally:
+        view.close()
+
+    removed(pouchd, api, cid, "the auto-removal at restore")
+
+
+def test_a_start_of_an_auto_removed_container_cut_by_the_actors_death_removes_it(
+        pouchd: PouchDaemon, api):
+    cid = auto_removed(api, "rm-start-cut", "echo", "never")
+
+    answer = crash_during(pouchd, "container.start.task_created", lambda: api.start(cid))
+
+    # The start failed (as a start that cannot create its task fails in dockerd, the
+    # container is removed), or was retried and ran: either way it is gone after.
+    assert answer == "ok" or answer.startswith("503"), answer
+    removed(pouchd, api, cid, "the failed start's auto-removal")
+
+
+def test_a_create_cut_after_containerd_made_the_container_leaves_nothing(
+        pouchd: PouchDaemon, api):
+    answer = crash_during(pouchd, "container.create.container_made",
+                          lambda: api.create_container("busybox", ["true"], name="cut"))
+
+    assert answer.startswith("503") and "outcome is unknown" in answer, answer
+    state = settled(pouchd)
+    assert state.listed == {} and state.containers == {} and state.snapshots == set()
+    assert list((pouchd.home / "containers").iterdir()) == []

@@ -1,0 +1,107 @@
+"""The container actor killed while containerd starts a task's shim: containerd, its
+caller gone, kills `containerd-shim-runc-v2 start` after it forked the shim's daemon and
+forgets it; the shim then serves no task and nobody ends it. The actor finds such shims
+(at a removal, by its sweep, at a clean stop) and ends them."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+
+import docker
+import pytest
+from docker.errors import APIError
+
+from pouch.actors.container.actor import SWEEP_FIRST
+from pouch.tests.faults.checks import docker_api, live_shims, observe, settled, wait_restored
+from pouch.tests.faults.tree import BrokerView, kill, watch_replacement
+from pouch.tests.support.daemon import STOP_TIMEOUT, PouchDaemon
+from pouch.tests.support.wait import POLL, wait_for
+
+TRIES = 4
+SHIM_WITHIN = 10.0
+# The sweep after a restore, with room for the restore itself and the shims' ends.
+SWEPT_WITHIN = SWEEP_FIRST + 10.0
+
+
+@pytest.fixture
+def api(pouchd: PouchDaemon) -> Iterator[docker.APIClient]:
+    client = docker_api(pouchd)
+    yield client
+    client.close()
+
+
+def cut_start(pouchd: PouchDaemon, api: docker.APIClient, name: str) -> str:
+    """Create a container, start it, and kill the container actor the moment the
+    task's shim appears; once the actor is back, the container's ID."""
+    cid = api.create_container("busybox", ["sleep", "1"], name=name)["Id"]
+    view = BrokerView(pouchd)
+    old = pouchd.pid_of("container")
+    answers: list[str] = []
+
+    def start() -> None:
+        try:
+            api.start(cid)
+            answers.append("ok")
+        except APIError as exc:
+            answers.append(f"{exc.status_code} {exc.explanation}")
+
+    starting = threading.Thread(target=start)
+    starting.start()
+    try:
+        deadline = time.monotonic() + SHIM_WITHIN
+        while cid not in live_shims(pouchd).values() and time.monotonic() < deadline:
+            time.sleep(POLL / 10)
+        killed_at = kill(old)
+        watch_replacement(view, pouchd, "container", old, killed_at)
+    finally:
+        starting.join()
+        view.close()
+    assert answers and (answers[0] == "ok" or answers[0].startswith("503")), answers
+    return cid
+
+
+def taskless(pouchd: PouchDaemon) -> dict[int, str]:
+    return observe(pouchd).taskless_shims
+
+
+def test_a_start_cut_by_the_actors_death_leaves_no_shim_once_removed(pouchd: PouchDaemon, api):
+    cids = [cut_start(pouchd, api, f"cut-{i}") for i in range(TRIES)]
+    left = taskless(pouchd)
+    wait_restored(pouchd, time.monotonic())
+
+    pouchd.docker("rm", "-f", *cids)
+
+    wait_for(lambda: not live_shims(pouchd), SHIM_WITHIN, "no shim left")
+    settled(pouchd)
+    print(f"{len(left)} of {TRIES} cut starts left a shim serving no task; none after rm -f")
+
+
+def test_a_shim_a_cut_start_left_is_swept_while_its_container_stays(pouchd: PouchDaemon, api):
+    cids = [cut_start(pouchd, api, f"kept-{i}") for i in range(TRIES)]
+    left = taskless(pouchd)
+
+    wait_for(lambda: not taskless(pouchd), SWEPT_WITHIN, "the sweep ending taskless shims")
+
+    listed = {c["Id"] for c in api.containers(all=True)}
+    assert set(cids) <= listed
+    for cid in cids:  # each container still starts and runs its command, once
+        if api.inspect_container(cid)["State"]["Status"] != "running":
+            api.start(cid)
+        assert api.wait(cid, timeout=SHIM_WITHIN)["StatusCode"] == 0
+    settled(pouchd)
+    print(f"{len(left)} of {TRIES} cut starts left a shim serving no task; swept")
+
+
+def test_a_clean_stop_leaves_no_shim_that_serves_no_task(pouchd: PouchDaemon, api):
+    for i in range(TRIES):
+        cut_start(pouchd, api, f"stop-{i}")
+    # A running container's shim outlives pouchd by design (live restore): none runs.
+    wait_for(lambda: not api.containers(), SHIM_WITHIN, "the containers' commands ending")
+    assert pouchd.proc is not None
+    pouchd.proc.send_signal(signal.SIGTERM)
+    pouchd.proc.wait(STOP_TIMEOUT)
+
+    assert live_shims(pouchd) == {}

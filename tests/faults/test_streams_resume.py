@@ -1,0 +1,216 @@
+"""Streams that outlive an actor's restart: a `wait` or a `logs -f` goes on with the
+restarted container actor, an events stream with the restarted system actor; an
+attach, which cannot, ends saying why instead of a bare end of file."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pouch.proto import stdstream
+from pouch.tests.faults.checks import docker_api
+from pouch.tests.faults.tree import BrokerView, broker, kill, until, watch_replacement
+from pouch.tests.support.daemon import PouchDaemon
+from pouch.tests.support.procs import alive
+from pouch.tests.support.tools import require
+
+ANSWER_WITHIN = 20.0
+# A container that runs until `docker kill -s TERM`, then exits with this status.
+EXIT_ON_TERM = 7
+WAITS_FOR_TERM = ["sh", "-c", f"trap 'exit {EXIT_ON_TERM}' TERM; while true; do sleep 0.1; done"]
+TICKING = ["sh", "-c", "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.1; done"]
+LIVE_AFTER = 10  # lines: a second of ticks
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path) -> None:
+        super().__init__("pouch", timeout=ANSWER_WITHIN)
+        self._path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(ANSWER_WITHIN)
+        self.sock.connect(str(self._path))
+
+
+def sockets_of(pid: int) -> int:
+    """How many sockets a process holds."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):  # closed meanwhile
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+    return count
+
+
+def restart_container_actor(daemon: PouchDaemon, view: BrokerView) -> None:
+    """kill -9 the container actor and wait for its successor."""
+    pid = daemon.pid_of("container")
+    watch_replacement(view, daemon, "container", pid, kill(pid))
+
+
+def docker_in_background(daemon: PouchDaemon, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "DOCKER_HOST": daemon.host, "DOCKER_CONFIG": str(daemon.docker_config)}
+    return subprocess.Popen([require("docker", "docker.io"), *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def waiting(daemon: PouchDaemon, condition: str) -> http.client.HTTPResponse:
+    """A container that runs until told, and a wait on it whose head is out (so the
+    container actor holds its connection)."""
+    daemon.docker("run", "-d", "--name", "waited", "busybox", *WAITS_FOR_TERM)
+    conn = UnixHTTPConnection(daemon.socket)
+    conn.request("POST", f"/containers/waited/wait?condition={condition}")
+    answer = conn.getresponse()
+    assert answer.status == 200
+    return answer
+
+
+def test_a_wait_outlives_a_restart_of_the_container_actor(pouchd):
+    answer = waiting(pouchd, "not-running")
+    view = BrokerView(pouchd)
+
+    restart_container_actor(pouchd, view)
+    pouchd.docker("kill", "-s", "TERM", "waited")
+
+    assert json.loads(answer.read()) == {"StatusCode": EXIT_ON_TERM, "Error": None}
+    view.close()
+
+
+def test_docker_wait_and_docker_py_wait_outlive_a_restart_of_the_container_actor(pouchd):
+    pouchd.docker("run", "-d", "--name", "waited", "busybox", *WAITS_FOR_TERM)
+    view = BrokerView(pouchd)
+    actor = pouchd.pid_of("container")
+    before = sockets_of(actor)
+    cli = docker_in_background(pouchd, "wait", "waited")
+    api = docker_api(pouchd)
+    from_py: dict[str, Any] = {}
+    py = threading.Thread(target=lambda: from_py.update(api.wait("waited", timeout=60)))
+    py.start()
+    # Each wait's connection and the link that goes with it.
+    until(lambda: sockets_of(actor) >= before + 4, ANSWER_WITHIN, "both waits handed over")
+
+    restart_container_actor(pouchd, view)
+    pouchd.docker("kill", "-s", "TERM", "waited")
+
+    out, err = cli.communicate(timeout=ANSWER_WITHIN)
+    assert (cli.returncode, out.strip()) == (0, str(EXIT_ON_TERM)), err
+    py.join(ANSWER_WITHIN)
+    assert from_py["StatusCode"] == EXIT_ON_TERM
+    api.close()
+    view.close()
+
+
+def test_a_wait_for_the_next_exit_sees_an_exit_while_the_actor_was_down(pouchd):
+    answer = waiting(pouchd, "next-exit")
+    view = BrokerView(pouchd)
+    shell = pouchd.inspect("waited")["State"]["Pid"]
+    pid = pouchd.pid_of("container")
+    fault = kill(pid)
+    until(lambda: not alive(pid), ANSWER_WITHIN, "the container actor gone")
+    # The container exits while no container actor is there to see it.
+    os.kill(shell, signal.SIGTERM)
+    watch_replacement(view, pouchd, "container", pid, fault)
+
+    assert json.loads(answer.read()) == {"StatusCode": EXIT_ON_TERM, "Error": None}
+    view.close()
+
+
+def log_lines(proc: subprocess.Popen[str]) -> Iterator[int]:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        yield int(line.split()[1])
+
+
+def test_docker_logs_follow_outlives_a_restart_of_the_container_actor(pouchd):
+    pouchd.docker("run", "-d", "--name", "ticking", "busybox", *TICKING)
+    view = BrokerView(pouchd)
+    logged = len(pouchd.docker("logs", "ticking").splitlines())
+    follow = docker_in_background(pouchd, "logs", "-f", "ticking")
+    lines = log_lines(follow)
+    # Past what was logged when it began: it follows live (a replay cut midway ends
+    # with an error instead, as it cannot tell where it was).
+    seen = [next(lines)]
+    while seen[-1] < logged + LIVE_AFTER:
+        seen.append(next(lines))
+    at_fault = seen[-1]
+
+    restart_container_actor(pouchd, view)
+    deadline = time.monotonic() + ANSWER_WITHIN
+    while seen[-1] < at_fault + 30 and time.monotonic() < deadline:
+        seen.append(next(lines))
+    follow.kill()
+    follow.wait()
+
+    assert seen[-1] >= at_fault + 30, "the log stopped at the restart"
+    assert seen == list(range(seen[0], seen[0] + len(seen))), "lines lost or repeated"
+    view.close()
+
+
+def read_frames(sock: socket.socket) -> Iterator[tuple[int, bytes]]:
+    """The multiplexed frames of an attach until the end of the stream."""
+    data = b""
+    while True:
+        while len(data) >= 8 and len(data) >= 8 + int.from_bytes(data[4:8], "big"):
+            size = int.from_bytes(data[4:8], "big")
+            yield data[0], data[8:8 + size]
+            data = data[8 + size:]
+        part = sock.recv(65536)
+        if not part:
+            return
+        data += part
+
+
+def test_an_attach_cut_by_a_restart_ends_saying_why(pouchd):
+    pouchd.docker("run", "-d", "--name", "attached", "busybox", *TICKING)
+    view = BrokerView(pouchd)
+    sock = socket.socket(socket.AF_UNIX)
+    sock.settimeout(ANSWER_WITHIN)
+    sock.connect(str(pouchd.socket))
+    sock.sendall(b"POST /containers/attached/attach?stream=1&stdout=1 HTTP/1.1\r\nHost: pouch\r\n"
+                 b"Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101")
+    frames = read_frames(sock)
+    assert next(frames)[0] == stdstream.STREAMS["stdout"]
+
+    restart_container_actor(pouchd, view)
+    rest = list(frames)
+
+    assert rest, "the attach ended without a word"
+    stream, text = rest[-1]
+    assert stream == stdstream.SYSTEM_ERROR
+    assert b"container actor restarted" in text and b"attach again" in text
+    sock.close()
+    view.close()
+
+
+def test_an_events_stream_outlives_a_restart_of_the_system_actor(pouchd):
+    view = BrokerView(pouchd)
+    client = broker(pouchd, timeout=ANSWER_WITHIN)
+    events = client.stream("system", "events", {"since": time.time(),
+                                                "filters": {"event": ["create"]}})
+    pouchd.docker("create", "--name", "before", "busybox")
+    assert next(events)["Actor"]["Attributes"]["name"] == "before"
+
+    pid = pouchd.pid_of("system")
+    watch_replacement(view, pouchd, "system", pid, kill(pid))
+    pouchd.docker("create", "--name", "after", "busybox")
+    pouchd.docker("create", "--name", "later", "busybox")
+
+    names = [next(events)["Actor"]["Attributes"]["name"] for _ in range(2)]
+    assert names == ["after", "later"]
+    events.close()
+    client.close()
+    view.close()
