@@ -94,7 +94,8 @@ class Launcher:
 
     def _start(self, name: str, argv: list[str], role: list[str] | None) -> Process:
         if self.zygote is not None and name == ZYGOTE:
-            return self.zygote.start(argv, child_env())
+            preforked = self.zygote.take_preforked()
+            return Forked(preforked) if preforked else self.zygote.start(argv, child_env())
         if self.zygote is not None and role is not None:
             try:
                 return Forked(self.zygote.fork(role))

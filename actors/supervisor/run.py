@@ -22,7 +22,7 @@ from pouch.actors.metrics import ActorMetrics
 from pouch.actors.sdnotify import notify, start_watchdog
 from pouch.actors.supervisor.actor import SupervisorActor, Unresponsive
 from pouch.actors.supervisor.children import build_specs, kill_stale, listening
-from pouch.actors.supervisor.launch import Launcher
+from pouch.actors.supervisor.launch import Launcher, child_env
 from pouch.actors.supervisor.status import STATUS_FILE
 from pouch.actors.supervisor.zygote import Zygote
 from pouch.broker.client import ClientPool, follow
@@ -54,10 +54,13 @@ def run_supervisor(config: DaemonConfig, only: tuple[str, ...] | None = None) ->
         # grpc out of this process; the actors wait for containerd's answers themselves.
         return listening(f"unix://{config.containerd_socket}")
 
-    calls = ClientPool(config.broker_endpoint, timeout=5.0)
     # The whole tree forks its roles from a zygote; systemd's containerd unit has none.
+    # The first zygote is forked from here, before any thread or ZeroMQ context exists.
     zygote = Zygote() if only is None else None
     launcher = Launcher(zygote)
+    if zygote is not None:
+        zygote.prefork(config, child_env())
+    calls = ClientPool(config.broker_endpoint, timeout=5.0)
     specs = [spec for spec in build_specs(config, calls, containerd_config, containerd_ready,
                                           zygote)
              if only is None or spec.name in only]

@@ -12,6 +12,10 @@ pouchd's supervisor, a subreaper: the supervisor reaps it and reads its exit
 status itself, it dies with the supervisor (not with the zygote), and the
 zygote can die and be restarted while the roles it forked keep running.
 
+The first zygote is forked from pouchd's own process before it starts any
+thread (`Zygote.prefork`), so pouchd, the zygote and every role share one copy
+of what they imported; one that replaces it later is exec'd (`pouchd zygote`).
+
 The supervisor talks to it over a SOCK_SEQPACKET socketpair, in JSON: once
 its imports are done the zygote says {"ready": true}; then each request
 {"role": [...]} gets {"pid": N} (or {"error": "..."}).
@@ -64,6 +68,47 @@ class Zygote:
         self._ready = False
         self._lock = threading.Lock()
         self._timeout = fork_timeout
+        self._preforked: int | None = None
+
+    def prefork(self, config: DaemonConfig, env: dict[str, str]) -> None:
+        """Fork the first zygote from pouchd's own process, which must have no thread,
+        ZeroMQ context or gRPC channel yet: pouchd imports what the roles share once
+        for itself, the zygote and every role (their pages counted once), instead of
+        a zygote interpreter importing it all again. A zygote started later (after
+        this one died) is exec'd: by then pouchd runs threads, and a fork keeps only
+        the thread that forks."""
+        _preload()
+        # Frozen here too: a collection in pouchd would otherwise write to (and so copy)
+        # the pages it shares with the zygote and every role.
+        gc.collect()
+        gc.freeze()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                ours.close()
+                os.setsid()
+                os.environ.clear()
+                os.environ.update(env)
+                from pouch.actors.supervisor.main import die_with_supervisor, setup_logging
+                setup_logging(config, "zygote")
+                die_with_supervisor()
+                ctypes.CDLL(None).prctl(PR_SET_NAME, b"pouch-zygote")
+                status = serve_forks(config, theirs)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(status)
+        theirs.close()
+        with self._lock:
+            self._sock, self._ready, self._preforked = ours, False, pid
+
+    def take_preforked(self) -> int | None:
+        """The pid of the zygote prefork() made, once: the first start is that one."""
+        with self._lock:
+            pid, self._preforked = self._preforked, None
+        return pid
 
     def start(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -144,11 +189,21 @@ class Zygote:
 # -- the zygote's side ---------------------------------------------------------------
 
 
-def run_zygote(config: DaemonConfig) -> int:
-    """Import, freeze, then fork a role per request until the supervisor closes the socket."""
-    control = socket.socket(fileno=int(os.environ.pop(CONTROL_FD_ENV)))
+def _preload() -> None:
     for module in PRELOAD:
         importlib.import_module(module)
+
+
+def run_zygote(config: DaemonConfig) -> int:
+    """The exec'd zygote: import, then serve forks (see serve_forks)."""
+    control = socket.socket(fileno=int(os.environ.pop(CONTROL_FD_ENV)))
+    _preload()
+    return serve_forks(config, control)
+
+
+def serve_forks(config: DaemonConfig, control: socket.socket) -> int:
+    """Freeze the heap, then fork a role per request until the supervisor closes the
+    socket."""
     gc.collect()
     gc.freeze()
     log.info("imported %d modules; forking on request", len(sys.modules))

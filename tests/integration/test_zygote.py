@@ -34,9 +34,12 @@ def zygote_pid(daemon: PouchDaemon) -> int:
 
 
 def forked_for(daemon: PouchDaemon, pid: int) -> bool:
-    """`pid` runs an actor the zygote forked, and pouchd's supervisor is its parent."""
+    """`pid` runs an actor the zygote forked (a fork keeps the zygote's command line; an
+    exec'd role has its own), and pouchd's supervisor is its parent."""
     assert daemon.proc is not None
-    return cmdline(pid)[-1:] == ["zygote"] and parent_of(pid) == daemon.proc.pid
+    zygote = zygote_pid(daemon)
+    return bool(zygote) and cmdline(pid) == cmdline(zygote) \
+        and parent_of(pid) == daemon.proc.pid
 
 
 def test_a_killed_actor_comes_back_forked_from_the_zygote_at_once(pouchd: PouchDaemon):
