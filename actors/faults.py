@@ -32,8 +32,11 @@ POINTS = (
     "container.restore",            # the container actor restores its containers at start
     "container.create.prepared",    # snapshot prepared, containerd container not yet created
     "container.create.container_made",  # the containerd container exists, no meta.json yet
+    "container.create.recorded",    # meta.json written, the create not yet answered
     "container.start.task_created",  # the task exists in containerd, not yet started
+    "container.start.task_started",  # the task runs, the start not yet recorded nor answered
     "container.remove.task_deleted",  # the task is gone, the container and snapshot not yet
+    "container.exit.task_deleted",  # an exited task is deleted, its exit not yet recorded
     "image.load.unpacked",          # layers unpacked, the image not yet in the index
 )
 

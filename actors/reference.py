@@ -52,6 +52,7 @@ the declaration's alone. Methods that take a client connection are under
 from __future__ import annotations
 
 import builtins
+import uuid
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -110,8 +111,11 @@ def _class_name(service: str, suffix: str) -> str:
 
 
 def _stub_method(service: str, decl: Declaration) -> list[str]:
-    params = ", ".join(f"{p.name}: {_annotation(p)}" for p in decl.params)
-    args = ", ".join(f"{p.name}={p.name}" for p in decl.params)
+    # A method done once per call gets a fresh token from its stub, never from its caller.
+    shown = [p for p in decl.params if not (decl.once and p.name == "token")]
+    params = ", ".join(f"{p.name}: {_annotation(p)}" for p in shown)
+    args = ", ".join([f"{p.name}={p.name}" for p in shown]
+                     + (["token=uuid.uuid4().hex"] if decl.once else []))
     result = _stub_type(decl.result)
     if decl.handoff:
         head = f"    def {decl.name}(self, conn: Any" + \
@@ -235,7 +239,8 @@ def render_reference(table: dict[str, dict[str, Declaration]]) -> str:
             out += [f"### {service}.{name}({params}) -> {type_name(decl.result)}", "",
                     decl.doc, "",
                     f"- handler: `{decl.handler}`",
-                    f"- kind: {kind}; idempotent: {'yes' if decl.idempotent else 'no'}; "
+                    f"- kind: {kind}; idempotent: "
+                    f"{'yes' if decl.idempotent else 'once per token' if decl.once else 'no'}; "
                     f"deadline: {deadline}",
                     f"- errors: {', '.join(decl.errors) or 'only the common ones'}", "",
                     "```json",

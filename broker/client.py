@@ -155,8 +155,9 @@ class Client:
                 # Anything else answers a request we already gave up on.
 
     def _idempotent(self, service: str, method: str, deadline: float) -> bool:
-        return bool(self._declared(service, method, deadline or time.time() + self.timeout)
-                    .get("idempotent"))
+        """Safe to send again: idempotent, or done once per call (its token goes again)."""
+        declared = self._declared(service, method, deadline or time.time() + self.timeout)
+        return bool(declared.get("idempotent") or declared.get("once"))
 
     def _declared(self, service: str, method: str, until: float) -> dict[str, Any]:
         """What the service declared of `method`, asked of the broker once per service."""

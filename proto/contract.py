@@ -92,6 +92,10 @@ class Declaration:
     # the connection over anew, marked as resumed (pouch.proto.handoff), and the restarted
     # actor takes it up. A Resumption for a broker stream: the caller sends it again.
     resumable: bool | Resumption = False
+    # Done at most once per call: the caller sends a fresh `token` with each call and the
+    # same one with its retries, and the service answers a retry of a call it did with
+    # that call's outcome. A call whose actor died is then retried like an idempotent one.
+    once: bool = False
     result: Any = None                 # the type of the answer (of each item, for a stream)
     errors: tuple[ErrorCode, ...] = ()  # the error codes it may answer besides the common ones
     # The caller's deadline, in seconds from the call; None: as long as the method takes
@@ -102,7 +106,7 @@ class Declaration:
     def to_wire(self) -> dict[str, Any]:
         return {
             "doc": self.doc, "idempotent": self.idempotent, "stream": self.stream,
-            "handoff": self.handoff, "timeout": self.timeout,
+            "handoff": self.handoff, "timeout": self.timeout, "once": self.once,
             "resumable": self.resumable.to_wire() if isinstance(self.resumable, Resumption)
             else self.resumable,
             "errors": list(self.errors),
@@ -136,13 +140,14 @@ _UNSET: Any = object()
 def method(*, idempotent: bool, errors: tuple[ErrorCode, ...] = (), stream: bool = False,
            returns: Any = _UNSET, timeout: float | None = DEFAULT_TIMEOUT,
            name: str | None = None,
-           resumable: bool | Resumption = False) -> Callable[[F], F]:
+           resumable: bool | Resumption = False, once: bool = False) -> Callable[[F], F]:
     """Declare a handler as a method of its service's contract, under `name` if given
     (for names such as `start` that pykka's actors use themselves).
 
     `returns` names the result type of a handler that answers through `reply`
     (for others it is the return annotation); `errors` the codes it may answer;
-    `resumable` how its stream outlives the actor's restart (see Declaration).
+    `resumable` how its stream outlives the actor's restart, `once` that it takes a
+    `token` and does each call at most once (see Declaration).
     """
     for code in errors:
         if code not in ERROR_CODES:
@@ -157,6 +162,8 @@ def method(*, idempotent: bool, errors: tuple[ErrorCode, ...] = (), stream: bool
             for arg, p in sig.parameters.items() if arg not in _HIDDEN
         )
         deferred = "reply" in sig.parameters
+        if once and "token" not in sig.parameters:
+            raise TypeError(f"{fn.__qualname__} is done once per call: it takes a `token`")
         if returns is not _UNSET:
             result = returns
         elif deferred:
@@ -168,7 +175,7 @@ def method(*, idempotent: bool, errors: tuple[ErrorCode, ...] = (), stream: bool
             name=name or fn.__name__, attr=fn.__name__,
             doc=" ".join(doc.split("\n\n")[0].split()), idempotent=idempotent,
             params=params, stream=stream, deferred=deferred,
-            handoff="conn" in sig.parameters, resumable=resumable, result=result,
+            handoff="conn" in sig.parameters, resumable=resumable, once=once, result=result,
             errors=tuple(errors), timeout=timeout, handler=f"{fn.__module__}.{fn.__qualname__}"))
         return fn
 

@@ -10,6 +10,7 @@ the declaration's alone. Methods that take a client connection are under
 from __future__ import annotations
 
 import builtins
+import uuid
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -228,7 +229,7 @@ class ContainerCalls:
         """Create a container from a Docker create body (a random name if `name` is empty). Errors: invalid, conflict, not_found.
 
         Served by pouch.actors.container.actor.ContainerActor.create."""
-        return self._caller.call('container', 'create', _args(name=name, config=config), 30.0)
+        return self._caller.call('container', 'create', _args(name=name, config=config, token=uuid.uuid4().hex), 30.0)
 
     def debug_fault(self, *, point: str, action: str | Omitted = OMIT, once: bool | Omitted = OMIT) -> None:
         """Arm a fault (crash or hang) at a named point; pouchd --debug only. Errors: invalid.
@@ -276,7 +277,7 @@ class ContainerCalls:
         """Start a container; False if it already ran. Errors: not_found, conflict, invalid.
 
         Served by pouch.actors.container.actor.ContainerActor.start_."""
-        return self._caller.call('container', 'start', _args(id=id), 60.0)
+        return self._caller.call('container', 'start', _args(id=id, token=uuid.uuid4().hex), 60.0)
 
     def stop(self, *, id: str, timeout: int | Omitted | None = OMIT) -> bool:
         """Stop a container: its stop signal, then SIGKILL after `timeout` s (None: the container's StopTimeout, else 10 s); False if it was not running. Errors: not_found, invalid.

@@ -53,6 +53,7 @@ SWEEP_EVERY = 30.0
 @dataclass(frozen=True)
 class TaskExit:
     cid: str
+    pid: int
     status: int
     exited_at: str
 
@@ -93,6 +94,7 @@ class ContainerActor(ActorBase):
         self._records: dict[str, dict[str, Any]] = {}
         self._workers: dict[str, pykka.ActorRef[ContainerWorker]] = {}
         self._names: dict[str, str] = {}  # name (no slash) -> ID; reserved during create
+        self._tokens: dict[str, str] = {}  # token of a create or start done -> container ID
         self._events_stop = threading.Event()
         me = self.actor_ref
         self._env = WorkerEnv(
@@ -137,6 +139,7 @@ class ContainerActor(ActorBase):
             known.add(cid)
             self._records[cid] = record
             self._names[record["Name"].lstrip("/")] = cid
+            self._tokens.update(dict.fromkeys(rec.tokens(record), cid))
             ref = ContainerWorker.start(self._env, cid, record)
             self._workers[cid] = ref
             ref.proxy().restore()
@@ -184,7 +187,7 @@ class ContainerActor(ActorBase):
                 for event in stream:
                     exit_ = event.payload
                     if exit_.container_id == exit_.id:  # the init process, not an exec
-                        me.tell(TaskExit(exit_.container_id, exit_.exit_status,
+                        me.tell(TaskExit(exit_.container_id, exit_.pid, exit_.exit_status,
                                          rfc3339(exit_.exited_at)))
             except PouchError as exc:
                 if not lost and not self._events_stop.is_set():
@@ -199,10 +202,12 @@ class ContainerActor(ActorBase):
     def on_message(self, message: Any) -> Any:
         if isinstance(message, Updated):
             record = message.record
+            self._tokens.update(dict.fromkeys(rec.tokens(record), record["Id"]))
             record.pop(rec.PRIVATE, None)
             if record["Id"] in self._workers:
                 self._records[record["Id"]] = record
         elif isinstance(message, Removed):
+            self._tokens = {t: c for t, c in self._tokens.items() if c != message.cid}
             self._records.pop(message.cid, None)
             self._workers.pop(message.cid, None)
             for name, cid in list(self._names.items()):
@@ -211,7 +216,7 @@ class ContainerActor(ActorBase):
         elif isinstance(message, TaskExit):
             ref = self._workers.get(message.cid)
             if ref is not None:
-                ref.proxy().task_exited(message.status, message.exited_at)
+                ref.proxy().task_exited(message.pid, message.status, message.exited_at)
         elif isinstance(message, EventsResumed):
             for ref in self._workers.values():
                 ref.proxy().check_task()
@@ -235,10 +240,14 @@ class ContainerActor(ActorBase):
 
     # -- the contract --------------------------------------------------------
 
-    @method(idempotent=False, returns=ContainerCreated,
+    @method(idempotent=False, once=True, returns=ContainerCreated,
             errors=("invalid", "conflict", "not_found"))
-    def create(self, name: str, config: dict[str, Any], reply: Reply) -> None:
+    def create(self, name: str, config: dict[str, Any], reply: Reply, token: str = "") -> None:
         """Create a container from a Docker create body (a random name if `name` is empty)."""
+        done = self._tokens.get(token) if token else None
+        if done is not None and done in self._records:
+            reply.send({"Id": done, "Warnings": []})  # a retry of a create that went through
+            return
         warnings = rec.check_config(config)
         if name:
             name = check_name(name, "container")
@@ -255,7 +264,7 @@ class ContainerActor(ActorBase):
         ref = ContainerWorker.start(self._env, cid)
         self._workers[cid] = ref
         ref.tell(Job(ContainerWorker.create_container, reply,
-                     (name, copy.deepcopy(config), warnings)))
+                     (name, copy.deepcopy(config), warnings, token)))
 
     @method(idempotent=True, errors=("invalid",))
     def list(self, all: bool = False, limit: int = -1, size: bool = False,
@@ -291,13 +300,13 @@ class ContainerActor(ActorBase):
                 "paused": sum(1 for s in states if s["Paused"]),
                 "stopped": sum(1 for s in states if not s["Running"])}
 
-    # Not idempotent: a start retried after a lost answer would run a short-lived
-    # container a second time.
-    @method(idempotent=False, name="start", returns=bool, timeout=60.0,
+    # Once per token, not idempotent: a start sent again after a lost answer would run a
+    # short-lived container a second time; its token tells the worker it ran.
+    @method(idempotent=False, once=True, name="start", returns=bool, timeout=60.0,
             errors=("not_found", "conflict", "invalid"))
-    def start_(self, id: str, reply: Reply) -> None:
+    def start_(self, id: str, reply: Reply, token: str = "") -> None:
         """Start a container; False if it already ran."""
-        self._delegate(id, ContainerWorker.start_container, reply)
+        self._delegate(id, ContainerWorker.start_container, reply, token)
 
     # No deadline of its own: the worker bounds the wait by the stop timeout, then SIGKILL.
     @method(idempotent=True, name="stop", returns=bool, timeout=None,

@@ -155,11 +155,52 @@ def set_running(record: dict[str, Any], pid: int, started_at: str) -> None:
 def set_exited(record: dict[str, Any], code: int, finished_at: str, error: str = "") -> None:
     record["State"].update(Status="exited", Running=False, Restarting=False, Pid=0,
                            ExitCode=code, Error=error, FinishedAt=finished_at or rfc3339_nano())
+    (record.get(PRIVATE) or {}).pop("ExitPending", None)
 
 
 def set_dead(record: dict[str, Any], error: str) -> None:
     record["State"].update(Status="dead", Running=False, Restarting=False, Dead=True, Pid=0,
                            Error=error, FinishedAt=rfc3339_nano())
+
+
+# How many calls done once per token (pouch.proto.contract: `once`) a record remembers.
+TOKENS_KEPT = 8
+
+
+def remember_token(record: dict[str, Any], token: str) -> None:
+    """A create or start done for a call: a retry of that call finds its token here."""
+    if token:
+        kept = record.setdefault(PRIVATE, {}).setdefault("Tokens", [])
+        kept.append(token)
+        del kept[:-TOKENS_KEPT]
+
+
+def tokens(record: dict[str, Any]) -> list[str]:
+    return list((record.get(PRIVATE) or {}).get("Tokens") or [])
+
+
+def begin_start(record: dict[str, Any], token: str) -> None:
+    """A start is about to create the task: its token waits to be known done or cut."""
+    record.setdefault(PRIVATE, {})["StartingToken"] = token
+
+
+def settle_start(record: dict[str, Any], went_through: bool) -> None:
+    """The start begun last ran (its token is remembered) or was cut (forgotten)."""
+    token = (record.get(PRIVATE) or {}).pop("StartingToken", "")
+    if went_through:
+        remember_token(record, token)
+
+
+def note_exit(record: dict[str, Any], code: int, exited_at: str) -> None:
+    """Keep an exit that is about to be recorded: deleting the task loses its status, so
+    an actor that dies in between finds it here at restore."""
+    record.setdefault(PRIVATE, {})["ExitPending"] = [code, exited_at]
+
+
+def noted_exit(record: dict[str, Any]) -> tuple[int, str] | None:
+    """The exit note_exit kept, if the record has one still to record."""
+    pending = (record.get(PRIVATE) or {}).get("ExitPending")
+    return (int(pending[0]), str(pending[1])) if pending else None
 
 
 def lifecycle(record: dict[str, Any]) -> lc.State:

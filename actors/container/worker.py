@@ -52,6 +52,7 @@ T = TypeVar("T")
 OWNER_LABEL = "io.pouch.container"
 CGROUP_PARENT = "/pouch"
 DRAIN_TIMEOUT = 5.0
+TASK_CREATE_WAIT = 10.0
 
 
 @dataclass(frozen=True)
@@ -127,11 +128,11 @@ class ContainerWorker(ObjectActor):
     # -- create --------------------------------------------------------------
 
     def create_container(self, reply: Reply, name: str, body: dict[str, Any],
-                         warnings: list[str]) -> None:
-        reply.run(self._create, reply, name, body, warnings)
+                         warnings: list[str], token: str) -> None:
+        reply.run(self._create, reply, name, body, warnings, token)
 
     def _create(self, reply: Reply, name: str, body: dict[str, Any],
-                warnings: list[str]) -> dict[str, Any]:
+                warnings: list[str], token: str) -> dict[str, Any]:
         env, cid = self.env, self.cid
         try:
             image = env.calls.image.resolve(name=body["Image"])
@@ -171,7 +172,9 @@ class ContainerWorker(ObjectActor):
             self._undo_create()
             raise
         self.record = rec.new_record(cid, name, body, image, process.args, paths)
+        rec.remember_token(self.record, token)
         self._save()
+        self.env.faults.hit("container.create.recorded")
         self._event("create")
         return {"Id": cid, "Warnings": warnings}
 
@@ -213,6 +216,9 @@ class ContainerWorker(ObjectActor):
             # never ran. Drop the task; the start failed, as on_restore decides below.
             self._drop_unstarted_task()
             task = None
+        # A start cut by the last actor's death ran if a task (or its exit) is left: a
+        # retry of it (the same token) must not run the container again.
+        rec.settle_start(self.record, went_through=task is not None or self._state["Running"])
         if task is not None and task.status in ("RUNNING", "PAUSED", "PAUSING"):
             self._open_io(restore=True)
             if not self._state["Running"]:
@@ -224,10 +230,15 @@ class ContainerWorker(ObjectActor):
             self._open_io(restore=True)
             self._handle_exit(task.exit_status, "")
             return
+        noted = rec.noted_exit(self.record)
+        if noted is not None and self._state["Running"]:
+            # The last actor deleted the task, then died before it recorded the exit.
+            self._record_exit(*noted)
+            return
         if self._state["Running"]:
             self._record_exit(255, "", "the task vanished while pouch was not running")
             return
-        self._restore_as(lc.on_restore(self._life, self._restart_policy))
+        self._restore_as(lc.on_restore(self._life, self._restart_policy), save=True)
 
     def _restore_as(self, transition: lc.Transition, save: bool = False) -> None:
         """Record what restore found (saved if it changed), then carry out what the
@@ -383,11 +394,13 @@ class ContainerWorker(ObjectActor):
 
     # -- start / stop / kill -------------------------------------------------
 
-    def start_container(self, reply: Reply) -> None:
-        reply.run(self._start)
+    def start_container(self, reply: Reply, token: str) -> None:
+        reply.run(self._start, False, token)
 
-    def _start(self, by_policy: bool = False) -> bool:
+    def _start(self, by_policy: bool = False, token: str = "") -> bool:
         self._check_alive()
+        if token and token in rec.tokens(self.record):
+            return True  # a retry of a start that ran: it answered True then
         life = self._life
         if not lc.on_start(life):
             return False
@@ -395,16 +408,16 @@ class ContainerWorker(ObjectActor):
         self._cancel_restart()
         try:
             unless_gone(lambda: ctrd.tasks.delete(self.cid))  # a stopped task of an earlier run
+            rec.begin_start(self.record, token)
             self._commit(lc.on_starting(life))
             fifos = self._open_io()
             mounts = ctrd.snapshots.mounts(self.cid)
-            pid = ctrd.tasks.create(self.cid, mounts, fifos["stdin"], fifos["stdout"],
-                                    fifos["stderr"],
-                                    terminal=bool(self.record["Config"].get("Tty")))
+            pid = self._create_task(mounts, fifos)
             self.env.hub.writers_ready(self.cid)
             self.env.faults.hit("container.start.task_created")
             started_at = rfc3339_nano()  # before: a quick process may end before start returns
             ctrd.tasks.start(self.cid)
+            self.env.faults.hit("container.start.task_started")
         except PouchError as exc:
             self._start_failed(life, exc.message, by_policy)
             raise self._explain_start_error(exc) from None
@@ -412,9 +425,28 @@ class ContainerWorker(ObjectActor):
             self._start_failed(life, f"{type(exc).__name__}: {exc}", by_policy)
             raise
         rec.set_running(self.record, pid, started_at)
+        rec.settle_start(self.record, went_through=True)
         self._commit(lc.on_started(self._life, time.time(), by_policy))
         self._event("start")
         return True
+
+    def _create_task(self, mounts: list[Any], fifos: dict[str, str]) -> int:
+        """The task's pid. A start cut by the last actor's death may still be creating its
+        task inside containerd (its shim's folder exists): that task is waited for and
+        dropped, and this one created, within TASK_CREATE_WAIT."""
+        ctrd, deadline = self.env.ctrd, time.monotonic() + TASK_CREATE_WAIT
+        while True:
+            try:
+                return ctrd.tasks.create(self.cid, mounts, fifos["stdin"], fifos["stdout"],
+                                         fifos["stderr"],
+                                         terminal=bool(self.record["Config"].get("Tty")))
+            except PouchError as exc:
+                if "exists" not in exc.message or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.1)
+            task = ctrd.tasks.get(self.cid)
+            if task is not None and task.status == "CREATED":
+                self._drop_unstarted_task()
 
     def _start_failed(self, life: lc.State, message: str, by_policy: bool) -> None:
         with contextlib.suppress(PouchError):
@@ -423,6 +455,7 @@ class ContainerWorker(ObjectActor):
         code = 127 if ("not found" in message or "no such file" in message) else \
             126 if "permission denied" in message else 128
         transition = lc.on_start_failed(life, self._restart_policy, code, time.time(), by_policy)
+        rec.settle_start(self.record, went_through=False)
         rec.set_exited(self.record, code, rfc3339_nano(), message)
         self._commit(transition.state)
         self._carry_out_all(transition)
@@ -470,10 +503,12 @@ class ContainerWorker(ObjectActor):
 
     # -- exit ----------------------------------------------------------------
 
-    def task_exited(self, status: int, exited_at: str) -> None:
+    def task_exited(self, pid: int, status: int, exited_at: str) -> None:
         """containerd says the init process exited."""
         if self._gone or not self._state["Running"]:
             return
+        if pid and self._state["Pid"] and pid != self._state["Pid"]:
+            return  # a task this run replaced (a start cut by the last actor's death)
         self._handle_exit(status, exited_at)
 
     def check_task(self) -> None:
@@ -488,6 +523,8 @@ class ContainerWorker(ObjectActor):
             self._handle_exit(task.exit_status if task else 255, "")
 
     def _handle_exit(self, status: int, exited_at: str) -> None:
+        rec.note_exit(self.record, status, exited_at)
+        self.env.meta.save(self.record)
         try:
             # Deleting the task makes the shim flush the rest of the output first.
             exit_info = unless_gone(lambda: self.env.ctrd.tasks.delete(self.cid))
@@ -495,6 +532,7 @@ class ContainerWorker(ObjectActor):
                 status, exited_at = exit_info.exit_status, exit_info.exited_at or exited_at
         except PouchError as exc:
             log.warning("deleting the task of %s: %s", self.cid, exc.message)
+        self.env.faults.hit("container.exit.task_deleted")
         if self._drained is not None and not self._drained.wait(DRAIN_TIMEOUT):
             log.warning("output of %s did not end within %.0f s", self.cid, DRAIN_TIMEOUT)
             self.env.hub.forget(self.cid)

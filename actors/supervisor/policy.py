@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pouch.actors.backoff import Backoff
 
 BACKOFF_FIRST = 0.1
-BACKOFF_CAP = 5.0
-MAX_RESTARTS = 5
+BACKOFF_CAP = 2.0
+MAX_RESTARTS = 10
 WINDOW = 30.0
 BACKOFF = Backoff(BACKOFF_FIRST, BACKOFF_CAP)  # frozen: one for every policy
 COOL_DOWN = Backoff(30.0, 300.0)

@@ -1,4 +1,4 @@
-"""An actor that keeps dying: after more than 5 restarts within 30 s the supervisor
+"""An actor that keeps dying: after more than 10 restarts within 30 s the supervisor
 leaves it down for a cool-down and says so, and the rest of the daemon serves on
 (test_supervision.py follows it through the cool-down)."""
 
@@ -17,7 +17,7 @@ from pouch.tests.faults.tree import BrokerView, broker, kill, until
 from pouch.tests.support.daemon import PouchDaemon, running
 from pouch.tests.support.procs import alive
 
-GIVE_UP_WITHIN = 20.0
+GIVE_UP_WITHIN = 30.0
 AT_ONCE = 1.0
 
 
@@ -86,7 +86,7 @@ def test_an_actor_that_keeps_dying_is_left_down_and_the_rest_serves(pouchd: Pouc
     try:
         first = time.monotonic()
         killed: list[int] = []
-        for _ in range(MAX_RESTARTS + 1):  # the 6th exit within 30 s is one too many
+        for _ in range(MAX_RESTARTS + 1):  # one exit more than the intensity within 30 s
             fresh, _ = until(lambda: (view.pids("container") - set(killed)) or None, 10.0,
                              "a new container actor")
             pid = fresh.pop()

@@ -104,4 +104,4 @@ def test_a_clean_stop_leaves_no_shim_that_serves_no_task(pouchd: PouchDaemon, ap
     pouchd.proc.send_signal(signal.SIGTERM)
     pouchd.proc.wait(STOP_TIMEOUT)
 
-    assert live_shims(pouchd) == {}
+    assert live_shims(pouchd) == {}, pouchd.log_tail(400)

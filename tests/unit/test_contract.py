@@ -139,7 +139,7 @@ def test_the_wire_form_names_types_and_requirements(contract):
     wire = contract["remove"].to_wire()
     assert wire == {
         "doc": "Remove a volume.", "idempotent": False, "stream": False, "handoff": False,
-        "resumable": False, "timeout": 30.0, "errors": [], "result": "None",
+        "resumable": False, "timeout": 30.0, "once": False, "errors": [], "result": "None",
         "args": {"name": {"type": "str", "required": True},
                  "force": {"type": "bool", "required": False, "default": False},
                  "timeout": {"type": "int | None", "required": False, "default": None}},
