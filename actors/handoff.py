@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from pouch.actors.host import Host, Reply
+from pouch.broker.trust import umask
 from pouch.proto import envelope as env
 from pouch.proto.handoff import LinkWatch, receive, socket_path
 from pouch.proto.stream import StreamSession, StreamSpec
@@ -38,8 +38,8 @@ class HandoffListener:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists():
             self.path.unlink()
-        self._sock.bind(str(self.path))
-        os.chmod(self.path, 0o600)
+        with umask(0o177):  # mode 0600 from the moment the socket exists
+            self._sock.bind(str(self.path))
         self._sock.listen(64)
         self._thread.start()
         return self.stop

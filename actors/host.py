@@ -28,9 +28,11 @@ import zmq
 from pouch.actors.faults import Faults
 from pouch.actors.metrics import ActorMetrics
 from pouch.actors.sdnotify import notify, start_watchdog
-from pouch.broker import wire
+from pouch.broker import frames, wire
 from pouch.broker.client import ClientPool
+from pouch.broker.frames import Malformed
 from pouch.broker.router import HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS
+from pouch.broker.trust import read_token
 from pouch.proto import envelope as env
 from pouch.proto.config import DaemonConfig
 from pouch.proto.contract import Declaration, collect, method
@@ -226,6 +228,8 @@ class Host:
 
     Everything a handler does on the actor's thread delays the heartbeats:
     handlers must not block (what waits goes to a worker actor or a thread).
+    Heartbeats leave from that thread alone, so an actor whose serving thread
+    hangs or dies goes silent and is restarted, whatever its other threads do.
     """
 
     def __init__(self) -> None:
@@ -234,6 +238,7 @@ class Host:
         self._envelopes: deque[Any] = deque()
         self._frames: deque[tuple[list[bytes], Any]] = deque()
         self._owner: int | None = None  # the actor's thread, once it asks for a message
+        self._serving: threading.Thread | None = None
         self._inflight: dict[tuple[bytes, int], Reply] = {}
         self._sock: zmq.Socket | None = None
         self._poller = zmq.Poller()
@@ -275,6 +280,7 @@ class Host:
 
     def get(self) -> Any:
         self._owner = threading.get_ident()
+        self._serving = threading.current_thread()
         while True:
             if self._stopping:
                 self._leave()  # before anything else: the broker stops routing here
@@ -287,6 +293,11 @@ class Host:
                 self._read_fd()
 
     # -- any thread ----------------------------------------------------------
+
+    def serving(self) -> bool:
+        """The actor's thread has not died (an exception that escaped pykka's loop
+        ends the thread but not the actor's `is_alive`)."""
+        return self._serving is None or self._serving.is_alive()
 
     def stop(self) -> None:
         """Say goodbye to the broker (the actor itself is stopped through pykka)."""
@@ -397,29 +408,42 @@ class Host:
 
     def _say_ready(self, sock: zmq.Socket) -> None:
         methods = {name: d.to_wire() for name, d in self.contract.items()}
-        hello = {"pid": os.getpid(), "methods": methods}
+        # Read at each READY: a broker that restarted wrote a new token.
+        hello = {"pid": os.getpid(), "token": read_token(self.endpoint), "methods": methods}
         wire.send(sock, [env.ACTOR, env.READY, self.service.encode(), env.pack(hello)])
 
     def _receive(self, sock: zmq.Socket) -> None:
         while wire.readable(sock):
-            frames = wire.recv(sock, wire.NOBLOCK)
-            if len(frames) < 2 or frames[0] != env.ACTOR:
-                continue
-            command = frames[1]
-            if command == env.REQ and len(frames) == 4:
-                self._on_request(frames[2], frames[3])
-            elif command == env.CANCEL and len(frames) == 4:
-                reply = self._inflight.get((frames[2], int(env.unpack(frames[3]))))
-                if reply is not None:
-                    reply.cancelled = True
-            elif command == env.BYE:
-                # The broker does not know us (it restarted): register again.
-                self._abandon_inflight()
-                self._say_ready(sock)
+            message = wire.recv(sock, wire.NOBLOCK)
+            try:
+                self._handle(sock, message)
+            except Malformed as exc:  # the serving thread must outlive any message
+                log.warning("%s: dropped a malformed message: %s", self.service, exc)
+
+    def _handle(self, sock: zmq.Socket, message: list[bytes]) -> None:
+        if len(message) < 2 or message[0] != env.ACTOR:
+            return
+        command = message[1]
+        if command == env.REQ and len(message) == 4:
+            self._on_request(message[2], message[3])
+        elif command == env.CANCEL and len(message) == 4:
+            reply = self._inflight.get((message[2], frames.cancel_id(message[3])))
+            if reply is not None:
+                reply.cancelled = True
+        elif command == env.BYE:
+            # The broker does not know us (it restarted): register again.
+            self._abandon_inflight()
+            self._say_ready(sock)
 
     def _on_request(self, client: bytes, body: bytes) -> None:
-        msg = env.unpack(body)
-        rid, name = int(msg["id"]), str(msg.get("method", ""))
+        try:
+            msg = frames.request(body)
+        except Malformed as exc:
+            if exc.rid is not None:
+                Reply(self._deliverer(client), exc.rid, self.service).fail(
+                    env.invalid(str(exc)))
+            return
+        rid, name = msg.rid, msg.method
         reply = Reply(self._deliverer(client), rid, f"{self.service}.{name}",
                       self.observer(name))
         decl = self.contract.get(name)
@@ -430,11 +454,10 @@ class Host:
             reply.fail(env.invalid(f"{self.service}.{name} takes a client connection: "
                                    "call it through the hand-off socket"))
             return
-        deadline = float(msg.get("deadline") or 0)
-        if deadline and deadline <= time.time():
+        if msg.deadline and msg.deadline <= time.time():
             return  # its caller has given up already
         try:
-            args = decl.validate(self.service, msg.get("args") or {})
+            args = decl.validate(self.service, msg.args)
         except PouchError as exc:
             reply.fail(exc)
             return
@@ -463,12 +486,12 @@ def serve(actor_cls: type[ActorBase], config: DaemonConfig,
     """
     service = actor_cls.service
     write_pid(config.pid_path(service))  # before READY: who reads the event may look it up
-    calls = ClientPool(config.broker_endpoint)
+    calls = ClientPool(config.broker_endpoint)  # as a client: what any client may call
     metrics = ActorMetrics(service)
     ref = actor_cls.start(ActorContext(service, config, calls, Calls(calls), metrics,
                                        Faults(config.debug)))
     host = host_of(ref)
-    host.attach(ref, service, actor_cls.contract, config.broker_endpoint, metrics=metrics)
+    host.attach(ref, service, actor_cls.contract, config.actor_endpoint, metrics=metrics)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -478,7 +501,7 @@ def serve(actor_cls: type[ActorBase], config: DaemonConfig,
     status = 0
     try:
         while not stop.wait(0.2):
-            if not ref.is_alive():
+            if not ref.is_alive() or not host.serving():
                 log.error("the %s actor stopped", service)
                 status = 1
                 break

@@ -1,23 +1,28 @@
 """The broker: routes requests from clients to live actors, and events to subscribers.
 
-One thread owns the ROUTER socket. It knows frames and service names, not
-containers: bodies are decoded only for the request id, method and deadline
-it needs to track what is in flight. See `pouch.proto.envelope` for the frames.
+One thread owns two ROUTER sockets: the client endpoint, where any process
+with access sends requests, cancels and subscriptions, and the actors'
+endpoint in a private directory (`pouch.broker.trust`), where pouchd's own
+processes register, reply, heartbeat, publish, and call what clients may not
+(the supervisor's reports, fault points). It knows frames and service names,
+not containers: bodies are decoded only for what it checks and tracks (see
+`pouch.broker.frames`), and no message, however malformed, stops it.
+See `pouch.proto.envelope` for the frames.
 """
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import logging
-import os
 import time
-from collections import deque
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
 
-from pouch.broker import wire
+from pouch.broker import frames, trust, wire
+from pouch.broker.frames import Malformed
 from pouch.broker.service import BrokerService
 from pouch.proto import envelope as env
 from pouch.proto.contract import collect
@@ -28,12 +33,29 @@ log = logging.getLogger("pouch.broker")
 
 HEARTBEAT_INTERVAL = 0.25
 HEARTBEAT_LIVENESS = 3  # intervals of silence before an actor counts as dead
+# How long a request may wait for an actor when neither its client nor a known
+# contract gives a deadline (a service no actor declared yet, or none at all).
+QUEUE_WAIT = 30.0
+MAX_QUEUED = 1000        # requests waiting for one service's actor
+MAX_PER_CLIENT = 256     # requests one client has queued or in flight
+MAX_SUBS_PER_CLIENT = 16
+MAX_SUBS = 4096
+MAX_SERVICES = 64        # names known at once: a client cannot grow the table at will
+# A request in flight on an actor that died twice within POISON_WINDOW s is refused.
+POISON_KILLS = 2
+POISON_WINDOW = 120.0
+POISON_REMEMBERED = 1024
+DEATHS = ("heartbeats", "exited", "disconnected")  # removal reasons an actor died of
+# What only pouchd's own processes may call (on the actors' endpoint).
+INTERNAL = {("broker", "mark_down"), ("broker", "worker_gone")}
+SUPERVISOR_PUBLIC = ("status",)
 
 
 @dataclass
 class InFlight:
     method: str
     deadline: float
+    fingerprint: bytes
     stream: bool = False
 
 
@@ -51,8 +73,10 @@ class Queued:
     client: bytes
     rid: int
     method: str
-    deadline: float
+    deadline: float      # the client's; 0: none given
     body: bytes
+    fingerprint: bytes   # service, method and arguments: what a poison request is known by
+    wait_until: float    # when it fails if no actor took it
 
 
 @dataclass
@@ -88,18 +112,33 @@ class Subscription:
 
 
 BROKER_CONTRACT = collect(BrokerService)
+# The broker knows a peer by its socket's mark and the id ZeroMQ gave it there.
+PUBLIC, PRIVATE = b"c", b"a"
+TURN = 256                   # messages read from one socket before looking at the other
+MAX_MESSAGE = 64 * 1024 * 1024
+CLIENT_BACKLOG = 100         # messages from one client waiting to be read
 
 
 class Broker:
     """Routing table of live actors; nothing persistent."""
 
-    def __init__(self, endpoint: str, *, heartbeat: float = HEARTBEAT_INTERVAL,
-                 liveness: int = HEARTBEAT_LIVENESS, context: zmq.Context | None = None) -> None:
+    def __init__(self, endpoint: str, actor_endpoint: str | None = None, *,
+                 heartbeat: float = HEARTBEAT_INTERVAL, liveness: int = HEARTBEAT_LIVENESS,
+                 queue_wait: float = QUEUE_WAIT, context: zmq.Context | None = None) -> None:
+        """`endpoint` for clients; `actor_endpoint` (default: beside it, in `private/`)
+        for pouchd's own processes."""
         self.endpoint = endpoint
+        self.actor_endpoint = actor_endpoint or trust.private_endpoint(endpoint)
         self.heartbeat = heartbeat
         self.liveness = liveness
+        self.queue_wait = queue_wait
         self._ctx = context or zmq.Context.instance()
-        self._sock: zmq.Socket | None = None
+        self._sock: zmq.Socket | None = None       # clients
+        self._private: zmq.Socket | None = None    # actors
+        self._token = ""
+        self._per_client: Counter[bytes] = Counter()
+        self._subs_of: Counter[bytes] = Counter()
+        self._kills: OrderedDict[bytes, tuple[int, float]] = OrderedDict()
         self._workers: dict[bytes, Worker] = {}
         self._services: dict[str, Service] = {}
         self._subs: dict[tuple[bytes, int], Subscription] = {}
@@ -109,21 +148,29 @@ class Broker:
     # -- lifecycle -----------------------------------------------------------
 
     def bind(self) -> None:
+        private = trust.ipc_path(self.actor_endpoint)
+        if private is None:
+            raise ValueError(f"actors register on an ipc endpoint, not {self.actor_endpoint}")
+        trust.make_private_dir(private.parent)
+        self._token = trust.write_token(self.actor_endpoint)
+        self._private = self._router(self.actor_endpoint, 0o177, 0)
+        # A client sending faster than the broker reads waits, per peer, rather than
+        # grow the broker's buffers.
+        self._sock = self._router(self.endpoint, 0o117, CLIENT_BACKLOG)
+
+    def _router(self, endpoint: str, mask: int, backlog: int) -> zmq.Socket:
         sock = self._ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
         # An unroutable reply (its client went away) raises instead of vanishing,
         # so dead subscribers are noticed and dropped.
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         sock.setsockopt(zmq.SNDHWM, 0)
-        sock.setsockopt(zmq.RCVHWM, 0)
-        if self.endpoint.startswith("ipc://"):
-            path = self.endpoint[len("ipc://"):]
-            if os.path.exists(path):
-                os.unlink(path)  # a stale socket of a broker that died
-        sock.bind(self.endpoint)
-        if self.endpoint.startswith("ipc://"):
-            os.chmod(self.endpoint[len("ipc://"):], 0o660)
-        self._sock = sock
+        sock.setsockopt(zmq.RCVHWM, backlog)
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
+        trust.prepare_ipc(endpoint)
+        with trust.umask(mask):  # the socket file has its mode from the moment it exists
+            sock.bind(endpoint)
+        return sock
 
     def stop(self) -> None:
         self._stopping = True
@@ -132,17 +179,23 @@ class Broker:
         """Serve until stop() is called from a signal handler."""
         if self._sock is None:
             self.bind()
-        sock = self._sock
-        assert sock is not None
-        # A blocking receive with a timeout, not poll + receive: one system call less
-        # per message, and the timeout still wakes the loop for heartbeats.
-        sock.setsockopt(zmq.RCVTIMEO, max(1, int(self.heartbeat * 1000)))
+        sock, private = self._sock, self._private
+        assert sock is not None and private is not None
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(private, zmq.POLLIN)
+        wait = max(1, int(self.heartbeat * 1000))
         last_turn = time.monotonic()
         next_beat = last_turn + self.heartbeat
         try:
             while not self._stopping:
-                with contextlib.suppress(zmq.Again):
-                    self._handle(wire.recv(sock))
+                ready = dict(poller.poll(wait))
+                # A bounded turn on each socket: a flood on one starves neither the
+                # other nor the heartbeats.
+                if private in ready:
+                    self._drain(private, True)
+                if sock in ready:
+                    self._drain(sock, False)
                 now = time.monotonic()
                 if now - last_turn > self.window:
                     self._resumed(now - last_turn)
@@ -154,7 +207,8 @@ class Broker:
             for worker in list(self._workers.values()):
                 self._send(worker.identity, env.ACTOR, env.BYE)
             sock.close(linger=0)
-            self._sock = None
+            private.close(linger=0)
+            self._sock = self._private = None
 
     @property
     def window(self) -> float:
@@ -170,42 +224,117 @@ class Broker:
         for worker in self._workers.values():
             worker.expiry = max(worker.expiry, expiry)
 
-    def _handle(self, frames: list[bytes]) -> None:
-        if len(frames) < 3:
+    def _drain(self, sock: zmq.Socket, trusted: bool) -> None:
+        for _ in range(TURN):
+            try:
+                message = wire.recv(sock, wire.NOBLOCK)
+            except zmq.Again:
+                return
+            self._handle(message, trusted)
+
+    def _handle(self, message: list[bytes], trusted: bool = True) -> None:
+        if len(message) < 3:
             return
-        sender, header, command, *rest = frames
+        sender, header, command, *rest = message
+        # The sockets' identities of peers overlap: an actor's is told apart by its endpoint.
+        sender = (PRIVATE if trusted else PUBLIC) + sender
         try:
             if header == env.CLIENT:
-                self._from_client(sender, command, rest)
-            elif header == env.ACTOR:
+                self._from_client(sender, command, rest, trusted)
+            elif header == env.ACTOR and trusted:
                 self._from_actor(sender, command, rest)
-        except Exception:  # a malformed message must never take the broker down
-            log.exception("dropped a malformed message from %r", sender)
+        except Malformed as exc:
+            log.debug("dropped a malformed message from %r: %s", sender, exc)
+        except Exception:  # a message must never take the broker down
+            log.exception("dropped a message from %r", sender)
 
     # -- clients -------------------------------------------------------------
 
-    def _from_client(self, client: bytes, command: bytes, rest: list[bytes]) -> None:
+    def _from_client(self, client: bytes, command: bytes, rest: list[bytes],
+                     trusted: bool) -> None:
         if command == env.REQ and len(rest) == 2:
-            service_name, body = rest[0].decode(), rest[1]
-            msg = env.unpack(body)
-            rid, method = int(msg["id"]), str(msg["method"])
-            deadline = float(msg.get("deadline") or 0)
-            if service_name == "broker":
-                self._answer_internal(client, rid, method, msg.get("args") or {})
-                return
-            self._route(Queued(client, rid, method, deadline, body), service_name)
+            service_name = rest[0][:80].decode("ascii", "replace")
+            try:
+                self._request(client, rest[0], rest[1], trusted)
+            except Malformed as exc:
+                if exc.rid is not None:
+                    self._fail(client, service_name, exc.rid, env.invalid(str(exc)))
         elif command == env.CANCEL and len(rest) == 2:
-            self._cancel(client, rest[0].decode(), int(env.unpack(rest[1])))
+            self._cancel(client, rest[0].decode("ascii", "replace"), frames.cancel_id(rest[1]))
         elif command == env.SUB and len(rest) == 2:
-            msg = env.unpack(rest[1])
-            sub = Subscription(client, int(msg["id"]), dict(msg.get("fields") or {}))
-            self._subs[(client, sub.rid)] = sub
+            try:
+                rid, fields = frames.subscription(rest[1])
+            except Malformed as exc:
+                if exc.rid is not None:
+                    self._fail(client, "events", exc.rid, env.invalid(str(exc)))
+                return
+            if (client, rid) not in self._subs and (self._subs_of[client] >= MAX_SUBS_PER_CLIENT
+                                                    or len(self._subs) >= MAX_SUBS):
+                self._fail(client, "events", rid, env.unavailable(
+                    f"at most {MAX_SUBS_PER_CLIENT} subscriptions per client, {MAX_SUBS} in all"))
+                return
+            if (client, rid) not in self._subs:
+                self._subs_of[client] += 1
+            self._subs[(client, rid)] = Subscription(client, rid, fields)
+
+    def _request(self, client: bytes, service_frame: bytes, body: bytes, trusted: bool) -> None:
+        req = frames.request(body)
+        try:
+            service_name = frames.name(service_frame, "the service")
+        except Malformed as exc:
+            raise Malformed(str(exc), req.rid) from None
+        try:
+            if not trusted:
+                check_public(service_name, req.method)
+            if service_name == "broker":
+                self._answer_internal(client, req.rid, req.method, req.args)
+                return
+            fingerprint = _fingerprint(service_name, req)
+            if self._poisonous(fingerprint):
+                raise env.invalid(f"{service_name}.{req.method} with these arguments took "
+                                  f"the actor down {POISON_KILLS} times: refused")
+            if self._per_client[client] >= MAX_PER_CLIENT:
+                raise env.unavailable(f"this client has {MAX_PER_CLIENT} requests in flight")
+            service = self._services.get(service_name)
+            if service is None and len(self._services) >= MAX_SERVICES:
+                raise env.not_found(f"no service '{service_name}'")
+            if service is not None and len(service.queue) >= MAX_QUEUED:
+                raise env.unavailable(f"{MAX_QUEUED} requests wait for the {service_name} "
+                                      "actor already")
+        except PouchError as exc:
+            self._fail(client, service_name, req.rid, exc)
+            return
+        now = time.time()
+        self._per_client[client] += 1
+        # A request waits for an actor until its deadline, or as long as its method's
+        # declaration gives a call, or (no deadline declared, no actor known) queue_wait.
+        wait = self._declared_timeout(service_name, req.method, 0.0) or self.queue_wait
+        self._route(Queued(client, req.rid, req.method, req.deadline, body, fingerprint,
+                           req.deadline or now + wait), service_name)
+
+    def _declared_timeout(self, service_name: str, method: str, unknown: float) -> float:
+        """Seconds the method's declaration gives a call (0: no deadline); `unknown` when
+        no actor declared it."""
+        service = self._services.get(service_name)
+        declared = service.contract.get(method) if service is not None else None
+        if not isinstance(declared, dict):
+            return unknown
+        return float(declared.get("timeout") or 0)
+
+    def _released(self, client: bytes) -> None:
+        """One of the client's requests ended (answered, failed, cancelled or forgotten)."""
+        left = self._per_client[client] - 1
+        if left > 0:
+            self._per_client[client] = left
+        else:
+            self._per_client.pop(client, None)
 
     def _route(self, req: Queued, service_name: str) -> None:
         service = self._services.setdefault(service_name, Service(service_name))
         if service.workers:
             self._dispatch(service, req)
         elif service.down:
+            self._released(req.client)
             self._fail(req.client, service_name, req.rid,
                        env.unavailable(f"the {service_name} actor is down: {service.down}"))
         else:
@@ -216,21 +345,33 @@ class Broker:
             worker = min(service.workers, key=lambda w: len(w.inflight))
             if self._send(worker.identity, env.ACTOR, env.REQ, req.client, req.body):
                 declared = service.contract.get(req.method) or {}
-                worker.inflight[(req.client, req.rid)] = InFlight(
-                    req.method, req.deadline, bool(declared.get("stream")))
+                timeout = self._declared_timeout(service.name, req.method, 0.0)
+                key = (req.client, req.rid)
+                if key in worker.inflight:  # the client reused an id in flight
+                    self._released(req.client)
+                worker.inflight[key] = InFlight(
+                    req.method, req.deadline or (time.time() + timeout if timeout else 0.0),
+                    req.fingerprint, bool(declared.get("stream")))
                 return
             # Its connection is gone (the process died): no need to wait for heartbeats.
             self._remove(worker, "its connection is gone", "disconnected")
         self._route(req, service.name)
 
     def _cancel(self, client: bytes, service_name: str, rid: int) -> None:
-        self._subs.pop((client, rid), None)
+        if self._subs.pop((client, rid), None) is not None:
+            self._subs_of[client] -= 1
+            if self._subs_of[client] <= 0:
+                del self._subs_of[client]
         service = self._services.get(service_name)
         if service is None:
             return
-        service.queue = deque(q for q in service.queue if (q.client, q.rid) != (client, rid))
+        kept = deque(q for q in service.queue if (q.client, q.rid) != (client, rid))
+        if len(kept) != len(service.queue):
+            self._released(client)
+        service.queue = kept
         for worker in service.workers:
             if worker.inflight.pop((client, rid), None) is not None:
+                self._released(client)
                 self._send(worker.identity, env.ACTOR, env.CANCEL, client, env.pack(rid))
 
     def _fail(self, client: bytes, service: str, rid: int, error: PouchError,
@@ -240,14 +381,14 @@ class Broker:
             # The request may or may not have run: an idempotent one is safe to resend.
             wire["retry"] = True
         body = env.pack({"id": rid, "ok": False, "error": wire})
-        self._send(client, env.CLIENT, env.REP, service.encode(), body)
+        self._send(client, env.CLIENT, env.REP, service.encode("ascii", "replace"), body)
 
     # -- actors --------------------------------------------------------------
 
     def _from_actor(self, identity: bytes, command: bytes, rest: list[bytes]) -> None:
         worker = self._workers.get(identity)
         if command == env.READY and len(rest) == 2:
-            self._register(identity, rest[0].decode(), env.unpack(rest[1]))
+            self._register(identity, frames.name(rest[0], "the service"), rest[1])
             return
         if worker is None:
             # Not (or no longer) registered, e.g. after a broker restart: make it say READY again.
@@ -257,26 +398,34 @@ class Broker:
         worker.expiry = time.monotonic() + self.window
         if command == env.REP and len(rest) == 2:
             client, body = rest
-            msg = env.unpack(body)
-            key = (client, int(msg["id"]))
-            if not msg.get("more"):
-                worker.inflight.pop(key, None)
-            elif key not in worker.inflight:
-                return  # a stream item for a cancelled request
+            rid, more = frames.reply_id(body)
+            key = (client, rid)
+            if key not in worker.inflight:
+                return  # an answer to a request cancelled or forgotten, or to none
+            if not more:
+                del worker.inflight[key]
+                self._released(client)
             delivered = self._send(client, env.CLIENT, env.REP, worker.service.encode(), body)
             if not delivered and worker.inflight.pop(key, None) is not None:
+                self._released(client)
                 self._send(identity, env.ACTOR, env.CANCEL, client, env.pack(key[1]))
         elif command == env.PUB and len(rest) == 2:
-            self._publish(rest[1])
+            self._publish(frames.unpack_map(rest[1], "an event"))
         elif command == env.BYE:
             self._remove(worker, "it said goodbye", "goodbye")
 
-    def _register(self, identity: bytes, service_name: str, hello: dict[str, Any]) -> None:
+    def _register(self, identity: bytes, service_name: str, body: bytes) -> None:
+        pid, token, methods = frames.hello(body)
+        if token != self._token:
+            log.warning("refused a READY for %s from pid %d: not this broker's token",
+                        service_name, pid)
+            return
+        if service_name == "broker":
+            raise Malformed("the broker's service is its own")
         service = self._services.setdefault(service_name, Service(service_name))
-        service.contract = dict(hello.get("methods") or {})
+        service.contract = methods
         service.down = None
         expiry = time.monotonic() + self.window
-        pid = int(hello.get("pid", 0))
         worker = self._workers.get(identity)
         if worker is not None and worker.service == service_name:
             # Said again (one READY per BYE it got, say): the same actor, nothing lost.
@@ -297,7 +446,7 @@ class Broker:
         now = time.time()
         waiting, service.queue = service.queue, deque()
         for req in waiting:
-            if req.deadline and req.deadline <= now:
+            if req.wait_until and req.wait_until <= now:
                 self._fail_late(req, service_name)
             else:
                 self._route(req, service_name)
@@ -314,6 +463,14 @@ class Broker:
         log.warning("%s actor (pid %s) removed: %s; failing %d request(s) in flight",
                     worker.service, worker.pid, why, len(worker.inflight))
         for (client, rid), flight in worker.inflight.items():
+            self._released(client)
+            if reason in DEATHS and self._suspect(flight.fingerprint):
+                log.error("%s.%s took the %s actor down %d times: refused from now on",
+                          worker.service, flight.method, worker.service, POISON_KILLS)
+                self._fail(client, worker.service, rid, env.invalid(
+                    f"this request took the {worker.service} actor down {POISON_KILLS} "
+                    "times: it is not tried again"))
+                continue
             self._fail(client, worker.service, rid, env.unavailable(
                 f"the {worker.service} actor stopped while handling '{flight.method}'"
                 " (the outcome is unknown)"), retry=True)
@@ -327,32 +484,37 @@ class Broker:
             elif not self._send(worker.identity, env.ACTOR, env.HEARTBEAT):
                 self._remove(worker, "its connection is gone", "disconnected")
         now = time.time()
-        for service in self._services.values():
-            late = [q for q in service.queue if q.deadline and q.deadline <= now]
-            for req in late:
-                service.queue.remove(req)
-                self._fail_late(req, service.name)
+        for service in list(self._services.values()):
+            if not (service.workers or service.queue or service.contract or service.down):
+                del self._services[service.name]  # a name only clients ever asked for
+                continue
+            if any(q.wait_until <= now for q in service.queue):
+                late = [q for q in service.queue if q.wait_until <= now]
+                service.queue = deque(q for q in service.queue if q.wait_until > now)
+                for req in late:
+                    self._fail_late(req, service.name)
             for worker in service.workers:
                 # The client gave up at its deadline: forget the request and tell the actor.
                 stale = [key for key, f in worker.inflight.items()
                          if f.deadline and f.deadline + 1.0 <= now and not f.stream]
                 for client, rid in stale:
                     del worker.inflight[(client, rid)]
+                    self._released(client)
                     self._send(worker.identity, env.ACTOR, env.CANCEL, client, env.pack(rid))
 
     def _fail_late(self, req: Queued, service_name: str) -> None:
+        self._released(req.client)
         self._fail(req.client, service_name, req.rid, env.unavailable(
             f"no {service_name} actor is available (waited until the request's deadline)"))
 
     # -- events --------------------------------------------------------------
 
-    def _publish(self, body: bytes) -> None:
-        event = env.unpack(body)
-        for key, sub in list(self._subs.items()):
+    def _publish(self, event: dict[str, Any]) -> None:
+        for sub in list(self._subs.values()):
             if sub.wants(event):
                 reply = env.pack({"id": sub.rid, "ok": True, "result": event, "more": True})
                 if not self._send(sub.client, env.CLIENT, env.REP, b"events", reply):
-                    self._subs.pop(key, None)
+                    self._cancel(sub.client, "", sub.rid)
 
     def _publish_daemon(self, action: str, service: str, pid: int, reason: str = "") -> None:
         if not self._subs:
@@ -360,7 +522,7 @@ class Broker:
         attributes = {"name": service, "pid": str(pid)}
         if reason:
             attributes["reason"] = reason
-        self._publish(env.pack(event("daemon", action, service, attributes)))
+        self._publish(dict(event("daemon", action, service, attributes)))
 
     # -- the broker's own service --------------------------------------------
 
@@ -401,17 +563,51 @@ class Broker:
         if reason:
             while entry.queue:
                 req = entry.queue.popleft()
+                self._released(req.client)
                 self._fail(req.client, service, req.rid,
                            env.unavailable(f"the {service} actor is down: {reason}"))
 
     # -- sending -------------------------------------------------------------
 
-    def _send(self, identity: bytes, *frames: bytes) -> bool:
-        assert self._sock is not None
+    # -- poison requests ------------------------------------------------------
+
+    def _suspect(self, fingerprint: bytes) -> bool:
+        """A request was in flight on an actor that died: whether it is now poison."""
+        now = time.monotonic()
+        count, since = self._kills.pop(fingerprint, (0, now))
+        if now - since > POISON_WINDOW:
+            count, since = 0, now
+        self._kills[fingerprint] = (count + 1, since)
+        while len(self._kills) > POISON_REMEMBERED:
+            self._kills.popitem(last=False)
+        return count + 1 >= POISON_KILLS
+
+    def _poisonous(self, fingerprint: bytes) -> bool:
+        count, since = self._kills.get(fingerprint, (0, 0.0))
+        return count >= POISON_KILLS and time.monotonic() - since <= POISON_WINDOW
+
+    # -- sending -------------------------------------------------------------
+
+    def _send(self, identity: bytes, *message: bytes) -> bool:
+        """Send to a peer named as the broker knows it: its socket's mark, then its id."""
+        sock = self._private if identity[:1] == PRIVATE else self._sock
+        assert sock is not None
         try:
-            wire.send(self._sock, [identity, *frames], wire.NOBLOCK)
+            wire.send(sock, [identity[1:], *message], wire.NOBLOCK)
             return True
         except zmq.ZMQError as exc:
             if exc.errno not in (zmq.EHOSTUNREACH, zmq.EAGAIN):
                 raise
             return False
+
+
+def check_public(service: str, method: str) -> None:
+    """Refuse on the client endpoint what only pouchd's own processes may call."""
+    if (service, method) in INTERNAL or method == "debug_fault" \
+            or (service == "supervisor" and method not in SUPERVISOR_PUBLIC):
+        raise env.invalid(f"{service}.{method} is not served on the client endpoint")
+
+
+def _fingerprint(service: str, req: frames.Request) -> bytes:
+    packed = env.pack([service, req.method, req.args])
+    return hashlib.blake2b(packed, digest_size=16).digest()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import runpy
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,9 @@ class Gateway(BaseApplication):
 
 
 def run_gateway(config: DaemonConfig) -> int:
+    # Up to worker_connections clients, each a descriptor: the usual soft limit (1024) is too low.
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     for address in config.listen:
         if address.startswith("unix://"):
             Path(address[len("unix://"):]).parent.mkdir(parents=True, exist_ok=True)

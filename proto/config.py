@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_CONFIG_FILE = "/etc/pouch/config.json"
+# Where pouchd's own processes register with the broker: see pouch.broker.trust.
+PRIVATE_DIR = "private"
+ACTOR_SOCKET = "actors.sock"
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,11 @@ class DaemonConfig:
     @property
     def broker_endpoint(self) -> str:
         return f"ipc://{self.exec_root_dir / 'broker.sock'}"
+
+    @property
+    def actor_endpoint(self) -> str:
+        """Where actors register and pouchd's own processes call (not for clients)."""
+        return f"ipc://{self.exec_root_dir / PRIVATE_DIR / ACTOR_SOCKET}"
 
     @property
     def handoff_dir(self) -> Path:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pouch.proto.envelope import ERROR_CODES, ErrorCode, invalid
+from pouch.proto.limits import DEFAULT_BOUNDS, Bounds, check_value
 
 F = TypeVar("F", bound=Callable[..., Any])
 # How long a caller waits for an answer unless the method declares otherwise.
@@ -44,6 +45,8 @@ class Param:
     hint: Any
     required: bool
     default: Any = None
+    # Declared with the type as `Annotated[int, Bounds(0, 65535)]`: see Bounds.
+    bounds: Bounds = DEFAULT_BOUNDS
 
     def type_name(self) -> str:
         return type_name(self.hint)
@@ -116,7 +119,9 @@ class Declaration:
         }
 
     def validate(self, service: str, args: Any) -> dict[str, Any]:
-        """The arguments checked against the declaration; invalid() names the offender."""
+        """The arguments checked against the declaration: their types (the items of a
+        list or a map too), what the wire carries (64-bit integers, valid Unicode,
+        bounded depth) and each argument's Bounds. Errors: invalid, naming the offender."""
         if not isinstance(args, dict):
             raise invalid(f"{service}.{self.name}: arguments must be a map")
         known = {p.name: p for p in self.params}
@@ -128,9 +133,13 @@ class Declaration:
                 if param.required:
                     raise invalid(f"{service}.{self.name}: missing argument '{param.name}'")
                 continue
-            if not _conforms(args[param.name], param.hint):
-                raise invalid(f"{service}.{self.name}: argument '{param.name}' must be "
-                              f"{param.type_name()}, not {type(args[param.name]).__name__}")
+            value = args[param.name]
+            where = f"{service}.{self.name}: argument '{param.name}'"
+            check_value(value, where)
+            if not _conforms(value, param.hint):
+                raise invalid(f"{where} must be {param.type_name()}, not "
+                              f"{type(value).__name__}")
+            param.bounds.check(value, where)
         return args
 
 
@@ -156,9 +165,11 @@ def method(*, idempotent: bool, errors: tuple[ErrorCode, ...] = (), stream: bool
     def mark(fn: F) -> F:
         sig = inspect.signature(fn)
         hints = typing.get_type_hints(fn)
+        annotated = typing.get_type_hints(fn, include_extras=True)
         params = tuple(
             Param(arg, hints.get(arg, Any), p.default is inspect.Parameter.empty,
-                  None if p.default is inspect.Parameter.empty else p.default)
+                  None if p.default is inspect.Parameter.empty else p.default,
+                  _bounds(annotated.get(arg)))
             for arg, p in sig.parameters.items() if arg not in _HIDDEN
         )
         deferred = "reply" in sig.parameters
@@ -192,6 +203,14 @@ def collect(cls: type) -> dict[str, Declaration]:
     return table
 
 
+def _bounds(hint: Any) -> Bounds:
+    if typing.get_origin(hint) is typing.Annotated:
+        for extra in hint.__metadata__:
+            if isinstance(extra, Bounds):
+                return extra
+    return DEFAULT_BOUNDS
+
+
 def _conforms(value: Any, hint: Any) -> bool:
     if hint is Any or hint is object:
         return True
@@ -207,8 +226,17 @@ def _conforms(value: Any, hint: Any) -> bool:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if target is int:
         return isinstance(value, int) and not isinstance(value, bool)
+    items = typing.get_args(hint)
     if target in (list, tuple):
-        return isinstance(value, list | tuple)
+        if not isinstance(value, list | tuple):
+            return False
+        # list[T] and tuple[T, ...]: every item a T (a fixed-length tuple is not declared).
+        return not items or all(_conforms(v, items[0]) for v in value)
+    if target is dict:
+        if not isinstance(value, dict):
+            return False
+        return len(items) != 2 or all(_conforms(k, items[0]) and _conforms(v, items[1])
+                                      for k, v in value.items())
     if isinstance(target, type):
         return isinstance(value, target)
     return True

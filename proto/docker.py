@@ -17,6 +17,7 @@ from typing import Any, Final
 import re2
 
 from pouch.proto.envelope import invalid, not_found
+from pouch.proto.limits import check_value
 from pouch.proto.shapes import Event
 
 API_VERSION: Final = "1.41"
@@ -40,10 +41,11 @@ def parse_filters(raw: str | None) -> Filters:
         return {}
     try:
         parsed = json.loads(raw)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:
         raise invalid(f"invalid filters: {exc}") from None
     if not isinstance(parsed, dict):
         raise invalid("invalid filters: must be a JSON object")
+    check_value(parsed, "filters")
     result: Filters = {}
     for key, values in parsed.items():
         if isinstance(values, dict):

@@ -5,6 +5,8 @@ or a string that is not UTF-8, would fail on it)."""
 from __future__ import annotations
 
 import math
+import re
+from dataclasses import dataclass
 from typing import Any, Final
 
 from pouch.proto.envelope import invalid
@@ -15,6 +17,11 @@ INT_MAX: Final = 2**63 - 1
 MAX_DEPTH: Final = 64
 # A JSON request body (as dockerd's API reads them; archives are streamed, not parsed).
 MAX_JSON_BODY: Final = 10 * 1024 * 1024
+# A string argument of a method that declares no length of its own (a name, an ID, a
+# path): far above any real one, far below what would cost a service to hold.
+MAX_TEXT: Final = 64 * 1024
+# A wait in seconds (a stop timeout): what a timer can hold, and 68 years.
+MAX_SECONDS: Final = 2**31 - 1
 
 
 def check_int(value: int, where: str) -> int:
@@ -45,8 +52,7 @@ def check_value(value: Any, where: str) -> None:
             _check_text(item, path)
         elif isinstance(item, dict):
             for key, sub in item.items():
-                if isinstance(key, str):
-                    _check_text(key, path)
+                pending.append((key, path, depth + 1))
                 pending.append((sub, f"{path}.{key}", depth + 1))
         elif isinstance(item, list | tuple):
             pending.extend((sub, f"{path}[{i}]", depth + 1) for i, sub in enumerate(item))
@@ -57,3 +63,43 @@ def _check_text(text: str, path: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise invalid(f"{path}: not valid Unicode (a lone surrogate?)") from None
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """A method argument's limits beyond its type, declared beside it:
+
+        def resize(self, id: str, height: Annotated[int, Bounds(0, 65535)] = 0): ...
+
+    a range for an integer; a length (MAX_TEXT unless given) and a full-match pattern
+    for a string. None passes: whether None is allowed is the type's business."""
+
+    low: int | None = None
+    high: int | None = None
+    max_len: int = MAX_TEXT
+    pattern: str | None = None
+
+    def check(self, value: Any, where: str) -> None:
+        """Errors: invalid, naming `where`."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            if self.low is not None and value < self.low:
+                raise invalid(f"{where}: {value} is below {self.low}")
+            if self.high is not None and value > self.high:
+                raise invalid(f"{where}: {value} is above {self.high}")
+        elif isinstance(value, str):
+            if len(value) > self.max_len:
+                raise invalid(f"{where}: longer than {self.max_len} characters")
+            if self.pattern is not None and not re.fullmatch(self.pattern, value):
+                raise invalid(f"{where}: {value!r} does not match {self.pattern}")
+
+    def to_wire(self) -> dict[str, Any]:
+        """What the reference shows of the bounds."""
+        shown = {"min": self.low, "max": self.high, "pattern": self.pattern}
+        wire = {k: v for k, v in shown.items() if v is not None}
+        if self.max_len != MAX_TEXT:
+            wire["max_length"] = self.max_len
+        return wire
+
+
+# What every argument gets when it declares no Bounds of its own.
+DEFAULT_BOUNDS: Final = Bounds()

@@ -280,7 +280,7 @@ class ContainerCalls:
         return self._caller.call('container', 'start', _args(id=id, token=uuid.uuid4().hex), 60.0)
 
     def stop(self, *, id: str, timeout: int | Omitted | None = OMIT) -> bool:
-        """Stop a container: its stop signal, then SIGKILL after `timeout` s (None: the container's StopTimeout, else 10 s); False if it was not running. Errors: not_found, invalid.
+        """Stop a container: its stop signal, then SIGKILL after `timeout` s (None: the container's StopTimeout, else 10 s; negative: no SIGKILL, as dockerd); False if it was not running. Errors: not_found, invalid.
 
         Served by pouch.actors.container.actor.ContainerActor.stop_."""
         return self._caller.call('container', 'stop', _args(id=id, timeout=timeout), None)

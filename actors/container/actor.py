@@ -17,7 +17,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import pykka
 
@@ -39,6 +39,7 @@ from pouch.proto.docker import (
     resolve_id,
 )
 from pouch.proto.envelope import PouchError, conflict, invalid, not_found
+from pouch.proto.limits import MAX_SECONDS, Bounds
 from pouch.proto.shapes import ContainerCounts, ContainerCreated, ContainerInspect, ContainerSummary
 from pouch.proto.stream import StreamSession
 
@@ -48,6 +49,12 @@ RESUBSCRIBE = Backoff(first=0.2, cap=2.0)  # containerd's event stream broke: su
 # containerd (a task create runs on after its caller died); then one every so often.
 SWEEP_FIRST = 5.0
 SWEEP_EVERY = 30.0
+
+
+# A terminal's rows or columns, as a tty's winsize holds them.
+TERMINAL_SIZE = Bounds(0, 65535)
+# How many lines of the log: all, or a count that fits 64 bits (negative: all, as dockerd).
+LOG_TAIL = Bounds(pattern=r"all|-?[0-9]{1,18}")
 
 
 @dataclass(frozen=True)
@@ -311,16 +318,17 @@ class ContainerActor(ActorBase):
     # No deadline of its own: the worker bounds the wait by the stop timeout, then SIGKILL.
     @method(idempotent=True, name="stop", returns=bool, timeout=None,
             errors=("not_found", "invalid"))
-    def stop_(self, id: str, reply: Reply, timeout: int | None = None) -> None:
+    def stop_(self, id: str, reply: Reply,
+              timeout: Annotated[int | None, Bounds(high=MAX_SECONDS)] = None) -> None:
         """Stop a container: its stop signal, then SIGKILL after `timeout` s (None: the
-        container's StopTimeout, else 10 s); False if it was not running."""
+        container's StopTimeout, else 10 s; negative: no SIGKILL, as dockerd); False if
+        it was not running."""
         self._delegate(id, ContainerWorker.stop_container, reply, timeout)
 
     @method(idempotent=True, returns=None, errors=("not_found", "conflict", "invalid"))
-    def resize(self, id: str, reply: Reply, height: int = 0, width: int = 0) -> None:
+    def resize(self, id: str, reply: Reply, height: Annotated[int, TERMINAL_SIZE] = 0,
+               width: Annotated[int, TERMINAL_SIZE] = 0) -> None:
         """Resize a container's terminal (conflict: it is not running)."""
-        if height < 0 or width < 0 or height > 65535 or width > 65535:
-            raise invalid(f"invalid terminal size {height}x{width}")
         self._delegate(id, ContainerWorker.resize_container, reply, height, width)
 
     @method(idempotent=False, returns=None, errors=("not_found", "conflict", "invalid"))
@@ -354,8 +362,8 @@ class ContainerActor(ActorBase):
     @method(idempotent=False, returns=None, errors=("not_found", "invalid"), resumable=True)
     def logs(self, id: str, conn: StreamSession, reply: Reply,
              follow: bool = False, stdout: bool = False, stderr: bool = False,
-             timestamps: bool = False, tail: str = "all", since: str = "",
-             until: str = "") -> None:
+             timestamps: bool = False, tail: Annotated[str, LOG_TAIL] = "all",
+             since: str = "", until: str = "") -> None:
         """Write a container's log to a handed-over connection (choose at least one stream)."""
         if not (stdout or stderr):
             raise invalid("Bad parameters: you must choose at least one stream")

@@ -209,10 +209,13 @@ def on_start_failed(state: State, policy: RestartPolicy, exit_code: int, now: fl
 
 def on_stop(state: State, stop: StopPolicy, timeout: int | None) -> Transition:
     """A stop request, with the grace period it gives (None: the container's own).
-    Answers True once the task has exited; False if it was not running."""
-    grace = max(0, stop.timeout if timeout is None else timeout)
+    Answers True once the task has exited; False if it was not running. A negative
+    grace period waits for the exit without end, as dockerd's does."""
+    grace = stop.timeout if timeout is None else timeout
     if state.live:
         stopping = replace(state, manually_stopped=True, exit_requested=True)
+        if grace < 0:
+            return Transition(stopping, (Signal(stop.signal),), result=True, held=True)
         signal = (Signal(stop.signal),) if grace > 0 else ()
         return Transition(stopping, (*signal, KillAfter(grace), AnswerBy(grace + KILL_WAIT)),
                           result=True, held=True)

@@ -11,6 +11,7 @@ from pouch.actors.container import lifecycle as lc
 from pouch.actors.timefmt import ZERO_TIME, human_duration, parse_rfc3339, rfc3339_nano
 from pouch.proto.docker import SNAPSHOTTER
 from pouch.proto.envelope import invalid
+from pouch.proto.limits import MAX_SECONDS
 from pouch.proto.shapes import ContainerSummary, ResolvedImage
 
 SUPPORTED_NETWORK_MODES = ("none", "host")
@@ -29,6 +30,34 @@ _CONFIG_TYPES: dict[str, tuple[type | None, ...]] = {
     "MacAddress": (str,), "Shell": (list, None), "Healthcheck": (dict, None),
     "HostConfig": (dict, None), "NetworkingConfig": (dict, None), "ArgsEscaped": (bool,),
 }
+
+# Fields that would change what a container sees or may do, which pouch does not give it
+# yet: refused rather than ignored, unless empty (the docker CLI sends every field, most
+# of them null, [], {}, false, "" or 0) or only values that every container gets anyway.
+_HOST_NOT_YET: dict[str, frozenset[str]] = {
+    key: frozenset() for key in (
+        "Binds", "Mounts", "VolumesFrom", "VolumeDriver", "Devices", "DeviceCgroupRules",
+        "DeviceRequests", "GroupAdd", "Links", "PortBindings", "PublishAllPorts", "Dns",
+        "DnsOptions", "DnsSearch", "ExtraHosts", "StorageOpt", "CgroupParent", "Cgroup",
+        "PidMode", "UTSMode", "Init", "BlkioWeight", "BlkioWeightDevice",
+        "BlkioDeviceReadBps", "BlkioDeviceWriteBps", "BlkioDeviceReadIOps",
+        "BlkioDeviceWriteIOps", "CpuRealtimePeriod", "CpuRealtimeRuntime", "CpuCount",
+        "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth", "KernelMemory",
+        "KernelMemoryTCP")
+} | {
+    "UsernsMode": frozenset({"host"}),
+    "IpcMode": frozenset({"private", "shareable"}),
+    "CgroupnsMode": frozenset({"host"}),
+    "Runtime": frozenset({"runc", "io.containerd.runc.v2"}),
+    "Isolation": frozenset({"default"}),
+    # Containers run without a syscall filter, AppArmor profile or SELinux label.
+    "SecurityOpt": frozenset({"seccomp=unconfined", "seccomp:unconfined",
+                              "apparmor=unconfined", "apparmor:unconfined",
+                              "label=disable", "label:disable"}),
+}
+_CONFIG_NOT_YET = ("Volumes", "Domainname", "MacAddress")
+# An empty list here unmasks every path: only null is what containers get.
+_HOST_NULL_ONLY = ("MaskedPaths", "ReadonlyPaths")
 
 _LEFT = ("brave", "calm", "clever", "cosmic", "eager", "fervent", "gentle", "happy", "jolly",
          "keen", "kind", "lucid", "mellow", "nimble", "proud", "quiet", "rapid", "serene",
@@ -69,8 +98,11 @@ def check_config(body: dict[str, Any]) -> list[str]:
         raise invalid("invalid field Config.Labels: values must be strings")
     if body.get("StopSignal"):
         lc.parse_signal(body["StopSignal"])
+    stop_timeout = body.get("StopTimeout")
+    if stop_timeout is not None and stop_timeout > MAX_SECONDS:
+        raise invalid(f"invalid field Config.StopTimeout: {stop_timeout} is above {MAX_SECONDS}")
     host = body.get("HostConfig") or {}
-    warnings: list[str] = []
+    warnings = check_not_yet(body)
     mode = host.get("NetworkMode") or "default"
     if not isinstance(mode, str):
         raise invalid("invalid field HostConfig.NetworkMode: must be a string")
@@ -94,6 +126,46 @@ def check_config(body: dict[str, Any]) -> list[str]:
     if host.get("AutoRemove") and policy.get("Name") not in ("", "no", None):
         raise invalid("conflicting options: AutoRemove and a restart policy")
     return warnings
+
+
+def check_not_yet(body: dict[str, Any]) -> list[str]:
+    """Refuse what a container would not get (see _HOST_NOT_YET); the warnings for what
+    it gets only in part. The body's types are checked already. Errors: invalid, naming
+    the field."""
+    host = body.get("HostConfig") or {}
+    for key in _CONFIG_NOT_YET:
+        if body.get(key):
+            raise _not_yet(f"Config.{key}")
+    health = body.get("Healthcheck") or {}
+    if health and health.get("Test") not in (None, [], ["NONE"]):
+        raise _not_yet("Config.Healthcheck")
+    for key, allowed in _HOST_NOT_YET.items():
+        value = host.get(key)
+        values = value if isinstance(value, list) else [value]
+        if value and not all(isinstance(v, str) and v in allowed for v in values):
+            raise _not_yet(f"HostConfig.{key}")
+    for key in _HOST_NULL_ONLY:
+        if host.get(key) is not None:
+            raise _not_yet(f"HostConfig.{key}")
+    log_config = host.get("LogConfig") or {}
+    if not isinstance(log_config, dict) or log_config.get("Type") not in (None, "", "json-file"):
+        raise _not_yet("HostConfig.LogConfig.Type (only json-file is)")
+    if log_config.get("Config"):
+        raise _not_yet("HostConfig.LogConfig.Config (json-file without options is)")
+    size = host.get("ConsoleSize")
+    if size is not None and not (isinstance(size, list) and len(size) == 2 and all(
+            isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 65535 for n in size)):
+        raise invalid("invalid field HostConfig.ConsoleSize: must be [height, width], "
+                      "each 0 to 65535")
+    if host.get("Privileged"):
+        return ["privileged: the host's devices are not in the container's /dev yet "
+                "(all capabilities and device access are given)"]
+    return []
+
+
+def _not_yet(field: str) -> Exception:
+    return invalid(f"invalid field {field}: not supported yet (the container would not get "
+                   "it); leave it out")
 
 
 def network_mode(body: dict[str, Any]) -> str:

@@ -104,7 +104,7 @@ def run_broker(config: DaemonConfig) -> int:
     from pouch.broker.router import Broker
 
     config.exec_root_dir.mkdir(parents=True, exist_ok=True)
-    broker = Broker(config.broker_endpoint)
+    broker = Broker(config.broker_endpoint, config.actor_endpoint)
     broker.bind()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: broker.stop())

@@ -60,7 +60,8 @@ def run_supervisor(config: DaemonConfig, only: tuple[str, ...] | None = None) ->
     launcher = Launcher(zygote)
     if zygote is not None:
         zygote.prefork(config, child_env())
-    calls = ClientPool(config.broker_endpoint, timeout=5.0)
+    # pouchd's own: its reports (mark_down, worker_gone) are refused on the client endpoint.
+    calls = ClientPool(config.actor_endpoint, timeout=5.0)
     specs = [spec for spec in build_specs(config, calls, containerd_config, containerd_ready,
                                           zygote)
              if only is None or spec.name in only]
@@ -94,7 +95,7 @@ def run_supervisor(config: DaemonConfig, only: tuple[str, ...] | None = None) ->
     try:
         # Starting takes seconds on the actor's thread: it serves the broker only after.
         ref.proxy().start_all(stop_requested).get()
-        host.attach(ref, "supervisor", SupervisorActor.contract, config.broker_endpoint,
+        host.attach(ref, "supervisor", SupervisorActor.contract, config.actor_endpoint,
                     metrics=metrics)
         threading.Thread(target=watch_heartbeats, args=(config, ref, stop_requested),
                          name="heartbeats", daemon=True).start()
@@ -157,5 +158,5 @@ def watch_heartbeats(config: DaemonConfig, ref: Any, stop: threading.Event) -> N
     lost = {"Type": ["daemon"], "Action": ["actor-lost"],
             "Actor.Attributes.reason": ["heartbeats"]}
     with contextlib.suppress(pykka.ActorDeadError):  # pouchd is stopping
-        follow(config.broker_endpoint, lost, on_lost, stop)
+        follow(config.actor_endpoint, lost, on_lost, stop)
 

@@ -12,7 +12,7 @@ import pytest
 from docker.errors import APIError
 
 from pouch.tests.faults.checks import check_invariants, docker_api, settled, wait_restored
-from pouch.tests.faults.tree import BrokerView, broker, watch_replacement
+from pouch.tests.faults.tree import BrokerView, internal, watch_replacement
 from pouch.tests.support.daemon import PouchDaemon
 from pouch.tests.support.wait import wait_for
 
@@ -20,7 +20,7 @@ RUN_WITHIN = 10.0
 
 
 def arm(daemon: PouchDaemon, point: str) -> None:
-    client = broker(daemon)
+    client = internal(daemon)
     try:
         client.call("container", "debug_fault", {"point": point, "action": "crash"})
     finally:

@@ -10,6 +10,7 @@ import docker
 import zmq
 
 from pouch.actors.containerd.client import Containerd
+from pouch.broker.trust import private_endpoint, read_token
 from pouch.proto import envelope as env
 from pouch.tests.faults.checks import (
     check_failures_clear,
@@ -113,16 +114,18 @@ def test_an_actor_saying_ready_again_is_not_reported_lost(pouchd: PouchDaemon):
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     events, actor = ctx.socket(zmq.DEALER), ctx.socket(zmq.DEALER)
     try:
-        for sock in (events, actor):
+        clients = f"ipc://{pouchd.run_dir}/broker.sock"
+        for sock, endpoint in ((events, clients), (actor, private_endpoint(clients))):
             sock.setsockopt(zmq.LINGER, 0)
-            sock.connect(f"ipc://{pouchd.run_dir}/broker.sock")
+            sock.connect(endpoint)
         events.send_multipart([env.CLIENT, env.SUB, b"", env.pack(
             {"id": 1, "fields": {"Type": ["daemon"], "Action": ["actor-lost"]}})])
         # The broker handles one peer's messages in order: once this is answered, the
         # subscription is in place.
         events.send_multipart([env.CLIENT, env.REQ, b"broker", env.request(2, "ping", {}, 0)])
         assert events.poll(2000) and env.unpack(events.recv_multipart()[3])["result"] == "pong"
-        hello = env.pack({"pid": os.getpid(), "methods": {}})
+        hello = env.pack({"pid": os.getpid(), "methods": {},
+                          "token": read_token(private_endpoint(clients))})
         for _ in range(2):
             actor.send_multipart([env.ACTOR, env.READY, b"faultprobe", hello])
         lost = []

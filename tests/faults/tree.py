@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pouch.broker.client import Client
+from pouch.broker.trust import private_endpoint
 from pouch.proto.envelope import PouchError
 from pouch.tests.faults.workload import Workload
 from pouch.tests.support.daemon import PouchDaemon
@@ -33,6 +34,12 @@ def kill(pid: int, signum: int = signal.SIGKILL) -> float:
 
 def broker(daemon: PouchDaemon, timeout: float = 2.0) -> Client:
     return Client(f"ipc://{daemon.run_dir}/broker.sock", timeout=timeout)
+
+
+def internal(daemon: PouchDaemon, timeout: float = 2.0) -> Client:
+    """A client on the actors' endpoint, as pouchd's own processes call: what the
+    client endpoint refuses (fault points, the supervisor's reports) is served there."""
+    return Client(private_endpoint(f"ipc://{daemon.run_dir}/broker.sock"), timeout=timeout)
 
 
 class BrokerView:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 import uuid
@@ -12,6 +13,7 @@ import pytest
 
 from pouch.broker.client import Client
 from pouch.proto.envelope import PouchError
+from pouch.tests.faults.tree import internal
 from pouch.tests.images import build_busybox_tarball
 from pouch.tests.support.daemon import PouchDaemon
 from pouch.tests.support.wait import wait_for
@@ -65,7 +67,8 @@ def test_live_events_pass_the_filters(docker, calls: Client):
 def test_the_broker_fans_out_actor_events_to_subscribers(daemon: PouchDaemon, calls: Client):
     with calls.subscribe({"Type": ["daemon"], "Action": ["actor-ready"]}) as events:
         # A debug-only fault: the image actor crashes, the supervisor restarts it.
-        calls.call("image", "debug_fault", {"point": "image.load.unpacked", "action": "crash"})
+        with contextlib.closing(internal(daemon)) as own:
+            own.call("image", "debug_fault", {"point": "image.load.unpacked", "action": "crash"})
         daemon.docker_result("load", "-i", str(daemon_tarball(daemon)))
         ready = next(itertools.islice(events, 1))
     assert ready["Actor"]["ID"] == "image"

@@ -3,10 +3,13 @@ problem, never a 500, and nothing is done with them."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import threading
 import uuid
 
+from pouch.gateway.worker import GATHER_LIMIT
 from pouch.tests.support.daemon import PouchDaemon
 
 
@@ -15,7 +18,7 @@ def request(daemon: PouchDaemon, method: str, path: str, body: bytes = b"",
     """One HTTP request over the API socket; the status and the JSON answer."""
     head = {"Host": "pouch", "Connection": "close", **(headers or {})}
     if body and "Transfer-Encoding" not in head:
-        head["Content-Length"] = str(len(body))
+        head.setdefault("Content-Length", str(len(body)))
     if body or "Transfer-Encoding" in head:
         head.setdefault("Content-Type", "application/json")
     lines = "".join(f"{k}: {v}\r\n" for k, v in head.items())
@@ -79,8 +82,9 @@ def test_deep_nesting_is_refused_without_exhausting_the_stack(daemon: PouchDaemo
 
 
 def test_a_body_over_the_limit_is_refused_with_413_before_it_is_read(daemon: PouchDaemon):
-    # Only the head is sent: the answer must not wait for 11 MiB it will not read.
-    status, answer = request(daemon, "POST", "/containers/create", b"",
+    # Only the beginning is sent (the gateway gathers up to 64 KiB of a body before
+    # a thread takes it): the answer must not wait for 11 MiB it will not read.
+    status, answer = request(daemon, "POST", "/containers/create", b" " * GATHER_LIMIT,
                              {"Content-Length": str(11 * 1024 * 1024),
                               "Content-Type": "application/json"})
     assert status == 413 and "larger than" in str(answer["message"])
@@ -99,3 +103,71 @@ def test_a_name_with_a_trailing_newline_is_refused(daemon: PouchDaemon):
     status, answer = request(daemon, "POST", "/containers/create?name=fuzznl%0A",
                              b'{"Image": "busybox"}')
     assert status == 400 and "Invalid container name" in str(answer["message"])
+
+
+def test_filters_too_deep_or_not_unicode_are_refused(daemon: PouchDaemon):
+    for raw in ("%5B" * 1300, '{"name":["\\ud800"]}'):
+        status, answer = request(daemon, "GET", f"/containers/json?filters={raw}")
+        assert status == 400 and "filters" in str(answer["message"]), answer
+
+
+def test_stop_with_a_negative_timeout_of_a_missing_container_is_not_found(daemon):
+    status, answer = request(daemon, "POST", "/containers/nosuch/stop?t=-100")
+    assert status == 404, answer
+
+
+def test_stop_with_a_negative_timeout_waits_for_the_exit_without_killing(daemon):
+    name = f"patient-{uuid.uuid4().hex[:8]}"
+    # The shell ignores SIGTERM until told to exit: only a SIGKILL could end it early.
+    daemon.docker("run", "-d", "--name", name, "busybox", "sh", "-c",
+                  "trap 'exit 7' USR1; trap '' TERM; while :; do sleep 0.1; done")
+    try:
+        stopper = threading.Thread(target=daemon.docker, args=("stop", "-t", "-1", name))
+        stopper.start()
+        stopper.join(3)
+        assert stopper.is_alive(), "stop -t -1 gave up waiting"
+        daemon.docker("kill", "-s", "USR1", name)
+        stopper.join(30)
+        assert daemon.docker("inspect", "-f", "{{.State.ExitCode}}", name) == "7"
+    finally:
+        daemon.docker("rm", "-f", name)
+
+
+def test_a_log_tail_beyond_64_bits_is_refused(daemon: PouchDaemon):
+    name = f"tail-{uuid.uuid4().hex[:8]}"
+    daemon.docker("create", "--name", name, "busybox", "true")
+    try:
+        status, answer = request(daemon, "GET",
+                                 f"/containers/{name}/logs?stdout=1&tail={'9' * 20}")
+        assert status == 400 and "tail" in str(answer["message"]), answer
+    finally:
+        daemon.docker("rm", name)
+
+
+def test_a_terminal_size_beyond_dockerds_is_refused(daemon: PouchDaemon):
+    status, answer = request(daemon, "POST", "/containers/nosuch/resize?h=70000&w=80")
+    assert status == 400 and "height" in str(answer["message"]), answer
+
+
+def test_a_field_the_container_would_not_get_is_refused_not_ignored(daemon: PouchDaemon):
+    for flags in (["-v", "/:/host"], ["--mount", "type=bind,src=/,dst=/host"],
+                  ["--device", "/dev/null:/dev/x"], ["--security-opt", "no-new-privileges"],
+                  ["--dns", "8.8.8.8"]):
+        result = daemon.docker_result("create", *flags, "busybox", "true")
+        assert result.returncode != 0 and "not supported yet" in result.stderr, (flags, result)
+
+
+def test_a_valid_50_mib_body_is_refused_with_413(daemon: PouchDaemon):
+    env = [f"V{i}={'x' * 1000}" for i in range(50_000)]
+    body = json.dumps({"Image": "busybox", "Env": env}).encode()
+    head = (f"POST /containers/create HTTP/1.1\r\nHost: pouch\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(30)
+        s.connect(str(daemon.socket))
+        s.sendall(head.encode())
+        # The answer may come (and the gateway close) before the body is all sent.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            s.sendall(body)
+        answer = s.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]

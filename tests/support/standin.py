@@ -1,7 +1,9 @@
-"""A stand-in actor for broker tests: `python -m pouch.tests.support.standin ENDPOINT`."""
+"""A stand-in actor for broker tests: `python -m pouch.tests.support.standin ENDPOINT`
+(the broker's client endpoint: it registers on the actors' endpoint beside it)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -9,6 +11,7 @@ import threading
 from pouch.actors.faults import Faults
 from pouch.actors.host import ActorBase, ActorContext, Reply, host_of
 from pouch.actors.metrics import ActorMetrics
+from pouch.broker.trust import private_endpoint
 from pouch.proto.contract import method
 from pouch.proto.envelope import not_found
 
@@ -43,6 +46,11 @@ class EchoActor(ActorBase):
         """Answer after a while; safe to retry."""
         later(seconds, reply, "safe done")
 
+    @method(idempotent=False)
+    def die(self, why: str) -> None:
+        """The process exits at once, as an actor a request takes down."""
+        os._exit(3)
+
     @method(idempotent=True, stream=True, returns=int)
     def count(self, n: int, reply: Reply) -> None:
         """Stream 0..n-1."""
@@ -56,7 +64,7 @@ def main() -> None:
     ctx = ActorContext("echo", None, None, None,  # type: ignore[arg-type]
                        ActorMetrics("echo"), Faults(False))
     ref = EchoActor.start(ctx)
-    host_of(ref).attach(ref, "echo", EchoActor.contract, endpoint)
+    host_of(ref).attach(ref, "echo", EchoActor.contract, private_endpoint(endpoint))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

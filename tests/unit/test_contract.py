@@ -4,13 +4,14 @@ arguments are checked against it before the handler runs."""
 from __future__ import annotations
 
 import socket
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pytest
 
 from pouch.actors.host import Reply
 from pouch.proto.contract import Declaration, collect, method
 from pouch.proto.envelope import PouchError
+from pouch.proto.limits import MAX_TEXT, Bounds
 
 
 class Volumes:
@@ -238,3 +239,69 @@ def test_a_literal_takes_only_its_values(contract):
 def test_any_takes_everything(contract):
     for value in (None, 1, "x", [1], {"a": 1}, True):
         check(contract, "anything", {"value": value})
+
+
+# -- validate: what the wire carries, items, bounds ----------------------------
+
+
+class Bounded:
+    @method(idempotent=True)
+    def resize(self, height: Annotated[int, Bounds(0, 65535)] = 0,
+               tail: Annotated[str, Bounds(pattern=r"all|[0-9]{1,3}")] = "all",
+               timeout: Annotated[int | None, Bounds(high=10)] = None) -> None:
+        """Bounded arguments."""
+
+    @method(idempotent=True)
+    def find(self, filters: dict[str, list[str]] | None = None, name: str = "") -> None:
+        """Typed items."""
+
+
+@pytest.fixture(scope="module")
+def bounded() -> dict[str, Declaration]:
+    return collect(Bounded)
+
+
+def refusal(contract: dict[str, Declaration], name: str, args: Any) -> str:
+    with pytest.raises(PouchError) as err:
+        contract[name].validate("box", args)
+    assert err.value.code == "invalid"
+    return err.value.message
+
+
+def test_an_integer_beyond_64_bits_is_refused_naming_the_argument(contract):
+    assert invalid_message(contract, "remove", {"name": "v", "timeout": 2**63}).startswith(
+        "volume.remove: argument 'timeout'")
+
+
+def test_a_lone_surrogate_in_an_argument_is_refused(contract):
+    assert "Unicode" in invalid_message(contract, "inspect", {"name": "\ud800"})
+
+
+def test_a_declared_range_is_checked(bounded):
+    bounded["resize"].validate("box", {"height": 65535, "timeout": -5})
+    assert "above 65535" in refusal(bounded, "resize", {"height": 65536})
+    assert "below 0" in refusal(bounded, "resize", {"height": -1})
+    assert "'timeout': 11 is above 10" in refusal(bounded, "resize", {"timeout": 11})
+    bounded["resize"].validate("box", {"timeout": None})
+
+
+def test_a_declared_pattern_is_matched_whole(bounded):
+    bounded["resize"].validate("box", {"tail": "12"})
+    assert "does not match" in refusal(bounded, "resize", {"tail": "1234"})
+    assert "does not match" in refusal(bounded, "resize", {"tail": "all\n"})
+
+
+def test_a_string_argument_is_bounded_even_undeclared(bounded):
+    assert "longer than" in refusal(bounded, "find", {"name": "x" * (MAX_TEXT + 1)})
+
+
+def test_the_items_of_lists_and_maps_are_checked(bounded):
+    bounded["find"].validate("box", {"filters": {"name": ["a", "b"]}})
+    assert "must be dict[str, list[str]]" in refusal(bounded, "find", {"filters": {"type": 5}})
+    assert "must be" in refusal(bounded, "find", {"filters": {"type": [5]}})
+    assert "must be" in refusal(bounded, "find", {"filters": {1: ["a"]}})
+
+
+def test_bounds_leave_the_wire_contract_as_it_was(bounded):
+    assert bounded["resize"].to_wire()["args"]["height"] == {
+        "type": "int", "required": False, "default": 0}

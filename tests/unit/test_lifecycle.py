@@ -259,6 +259,13 @@ def test_stop_uses_the_containers_signal_and_timeout_unless_the_request_gives_on
     assert lc.on_stop(running(), config, 2).effects[:2] == (Signal(signal.SIGQUIT), KillAfter(2))
 
 
+def test_a_negative_grace_waits_for_the_exit_without_end_as_dockerd():
+    for policy, timeout in ((StopPolicy(), -100), (StopPolicy.of({"StopTimeout": -1}), None)):
+        transition = lc.on_stop(running(), policy, timeout)
+        assert transition.effects == (Signal(signal.SIGTERM),)
+        assert transition.held and transition.result is True
+
+
 def test_stop_with_no_grace_kills_at_once():
     assert lc.on_stop(running(), StopPolicy(), 0).effects == (KillAfter(0), AnswerBy(lc.KILL_WAIT))
 

@@ -344,3 +344,85 @@ def test_the_summary_of_a_command_without_arguments():
     record = rec.new_record("d" * 64, "solo", body(), IMAGE, ["sh"], PATHS)
     assert rec.summary(record)["Command"] == "sh"
     assert rec.summary(record)["Status"] == "Created"
+
+
+# -- check_config: nothing silently ignored ------------------------------------------
+
+# What `docker run busybox` sends (docker CLI 28 at API 1.41), empty fields and all.
+CLI_HOST_CONFIG: dict[str, Any] = {
+    "Binds": None, "ContainerIDFile": "", "LogConfig": {"Type": "", "Config": {}},
+    "NetworkMode": "default", "PortBindings": {}, "RestartPolicy": {"Name": "no",
+    "MaximumRetryCount": 0}, "AutoRemove": False, "VolumeDriver": "", "VolumesFrom": None,
+    "ConsoleSize": [0, 0], "CapAdd": None, "CapDrop": None, "CgroupnsMode": "", "Dns": [],
+    "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None, "GroupAdd": None, "IpcMode": "",
+    "Cgroup": "", "Links": None, "OomScoreAdj": 0, "PidMode": "", "Privileged": False,
+    "PublishAllPorts": False, "ReadonlyRootfs": False, "SecurityOpt": None, "UTSMode": "",
+    "UsernsMode": "", "ShmSize": 0, "Isolation": "", "CpuShares": 0, "Memory": 0,
+    "NanoCpus": 0, "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": [],
+    "BlkioDeviceReadBps": [], "BlkioDeviceWriteBps": [], "BlkioDeviceReadIOps": [],
+    "BlkioDeviceWriteIOps": [], "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0,
+    "CpuRealtimeRuntime": 0, "CpusetCpus": "", "CpusetMems": "", "Devices": [],
+    "DeviceCgroupRules": None, "DeviceRequests": None, "MemoryReservation": 0,
+    "MemorySwap": 0, "MemorySwappiness": None, "OomKillDisable": False, "PidsLimit": None,
+    "Ulimits": None, "CpuCount": 0, "CpuPercent": 0, "IOMaximumIOps": 0,
+    "IOMaximumBandwidth": 0, "MaskedPaths": None, "ReadonlyPaths": None,
+}
+
+
+def test_the_empty_fields_the_docker_cli_sends_are_taken():
+    warnings = rec.check_config(body(HostConfig=CLI_HOST_CONFIG, Volumes={}, Domainname=""))
+    assert len(warnings) == 1 and "network" in warnings[0]
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("Binds", ["/:/host"]),
+    ("Mounts", [{"Type": "bind", "Source": "/", "Target": "/host"}]),
+    ("Devices", [{"PathOnHost": "/dev/sda", "PathInContainer": "/dev/sda"}]),
+    ("SecurityOpt", ["no-new-privileges"]),
+    ("SecurityOpt", ["seccomp=unconfined", "apparmor=docker-default"]),
+    ("PidMode", "host"),
+    ("IpcMode", "host"),
+    ("Dns", ["8.8.8.8"]),
+    ("PortBindings", {"80/tcp": [{"HostPort": "8080"}]}),
+    ("PublishAllPorts", True),
+    ("Init", True),
+    ("BlkioWeight", 500),
+    ("StorageOpt", {"size": "10G"}),
+    ("MaskedPaths", []),
+    ("Runtime", "kata"),
+])
+def test_a_field_the_container_would_not_get_is_refused_by_name(field, value):
+    message = refused(body(HostConfig={field: value}))
+    assert f"HostConfig.{field}" in message and "not supported yet" in message
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("Volumes", {"/data": {}}), ("Domainname", "example.org"),
+    ("Healthcheck", {"Test": ["CMD", "true"]}),
+])
+def test_a_config_field_the_container_would_not_get_is_refused_by_name(field, value):
+    assert f"Config.{field}" in refused(body(**{field: value}))
+
+
+def test_what_every_container_gets_anyway_may_be_asked_for():
+    rec.check_config(body(Healthcheck={"Test": ["NONE"]}, HostConfig={
+        "SecurityOpt": ["seccomp=unconfined", "label=disable"], "IpcMode": "private",
+        "UsernsMode": "host", "CgroupnsMode": "host", "Runtime": "runc",
+        "LogConfig": {"Type": "json-file"}}))
+
+
+def test_a_log_driver_or_its_options_are_refused_until_honoured():
+    assert "LogConfig.Type" in refused(body(HostConfig={"LogConfig": {"Type": "syslog"}}))
+    assert "LogConfig.Config" in refused(body(HostConfig={
+        "LogConfig": {"Type": "json-file", "Config": {"max-size": "10m"}}}))
+
+
+def test_privileged_is_taken_with_a_warning_of_what_it_lacks():
+    warnings = rec.check_config(body(HostConfig={"Privileged": True, "NetworkMode": "none"}))
+    assert len(warnings) == 1 and "devices" in warnings[0]
+
+
+def test_stop_timeout_and_console_size_are_bounded():
+    assert "Config.StopTimeout" in refused(body(StopTimeout=2**40))
+    assert "ConsoleSize" in refused(body(HostConfig={"ConsoleSize": [70000, 1]}))
+    assert "ConsoleSize" in refused(body(HostConfig={"ConsoleSize": [1]}))

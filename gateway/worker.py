@@ -1,0 +1,219 @@
+"""The gateway's gunicorn worker: gthread, but a connection takes a thread only
+once its request has arrived.
+
+gunicorn's gthread gives every new connection to a thread at once, which
+waits up to 5 s for a first byte and then as long as the client takes to send
+the rest of its head and body: 16 idle connections held every thread, 500 or
+40 unterminated chunked bodies froze the API. Here the worker's event loop
+reads each request itself, without blocking, until its head and body have
+arrived (only the head when the client waits for `100 Continue`; the first
+GATHER_LIMIT bytes of a larger request); then a thread parses and serves it
+from the bytes already read. An idle client, one that sends a byte a second,
+one that never ends its chunked body, costs a buffer and a descriptor, not a
+thread. The limits (README, "Gateway limits"):
+
+- a client has `keepalive` seconds (gunicorn.conf.py), from connecting or
+  from the first byte of its next request on a kept-alive connection, to send
+  that much; else the connection is closed. A kept-alive connection idle for
+  `keepalive` seconds is closed, as gunicorn does;
+- the rest of a larger request is read by its thread, and each read must bring
+  data within `keepalive` seconds (ClientStalled);
+- beyond `worker_connections` open connections, a new one is closed at once
+  (rather than left in the listen backlog to time out).
+
+TLS connections (a certificate in gunicorn.conf.py) keep gthread's way: their
+handshake and head are read by a thread, each read bounded as above.
+"""
+
+from __future__ import annotations
+
+import errno
+import select
+import selectors
+import socket
+import ssl
+import time
+from functools import partial
+from typing import Any
+
+from gunicorn.http.body import LengthReader
+from gunicorn.http.errors import NoMoreData
+from gunicorn.http.message import Request
+from gunicorn.http.unreader import SocketUnreader, Unreader
+from gunicorn.http2 import negotiation
+from gunicorn.workers import gthread
+
+# Enough for any head Docker's clients send and a JSON body; a larger body
+# (an image archive) comes at the pace of a client that is sending it.
+GATHER_LIMIT = 64 * 1024
+READ_SIZE = 64 * 1024
+
+
+class ClientStalled(NoMoreData):
+    """A client sent nothing for `keepalive` seconds in the middle of a request."""
+
+    def __str__(self) -> str:
+        return "the client sent nothing in time"
+
+
+class _Starved(Exception):
+    """The bytes gathered so far end before the request does."""
+
+
+class _Gathered(Unreader):
+    """What the event loop read so far, as gunicorn's parser reads a socket."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__()
+        self.data: bytes | None = data
+
+    def chunk(self, size_hint: int | None = None) -> bytes:
+        if self.data is None:
+            raise _Starved
+        data, self.data = self.data, None
+        return data
+
+
+def request_arrived(cfg: Any, data: bytes) -> bool:
+    """Whether `data` holds enough of a request for a thread: its head and body; or
+    its head, when the client waits for 100 Continue before the body; or a request
+    gunicorn refuses (the thread answers 400)."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return False
+    # Most requests have no body, or a plain length: said here at a glance. Any other
+    # framing (chunked, Expect, anything odd) is gunicorn's own parser's to judge.
+    framing = [(name.lower(), value.strip()) for name, _, value in
+               (line.partition(b":") for line in data[:end].split(b"\r\n")[1:])
+               if name.lower() in _FRAMING]
+    if not framing:
+        return True
+    if len(framing) == 1 and framing[0][0] == b"content-length" and framing[0][1].isdigit():
+        return len(data) - end - 4 >= int(framing[0][1])
+    return _parsed_whole(cfg, data)
+
+
+_FRAMING = (b"content-length", b"transfer-encoding", b"expect")
+
+
+def _parsed_whole(cfg: Any, data: bytes) -> bool:
+    try:
+        req = Request(cfg, _Gathered(data), ("", 0))
+        if any(name == "EXPECT" for name, _ in req.headers):
+            return True
+        reader = req.body.reader
+        if isinstance(reader, LengthReader):
+            length = reader.length
+            return len(reader.read(length)) == length
+        while reader.read(READ_SIZE):
+            pass
+        return True
+    except _Starved:
+        return False
+    except Exception:
+        return True
+
+
+class PatientUnreader(SocketUnreader):
+    """A socket reader that gives up on a client silent for `timeout` seconds, without
+    touching the socket's blocking mode (a hijacked connection's actor shares it)."""
+
+    def __init__(self, sock: socket.socket, timeout: float) -> None:
+        super().__init__(sock)
+        self.timeout = timeout
+
+    def chunk(self, size_hint: int | None = None) -> bytes:
+        if not (isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()):
+            poll = select.poll()  # select() cannot watch descriptors past 1023
+            poll.register(self.sock, select.POLLIN)
+            if not poll.poll(self.timeout * 1000):
+                raise ClientStalled()
+        data: bytes = super().chunk(size_hint)
+        return data
+
+
+class Conn(gthread.TConn):
+    """A connection with the bytes of its next request the event loop read."""
+
+    def __init__(self, cfg: Any, sock: socket.socket, client: Any, server: Any) -> None:
+        super().__init__(cfg, sock, client, server)
+        self.received = bytearray()
+
+    def init(self) -> None:
+        if self.initialized:
+            return
+        super().init()
+        unreader = getattr(self.parser, "unreader", None)
+        if isinstance(unreader, SocketUnreader):  # HTTP/1 (HTTP/2 reads on its own)
+            patient = PatientUnreader(self.sock, self.cfg.keepalive)
+            patient.unread(unreader.take_buffered())
+            self.parser.unreader = patient
+
+
+class Worker(gthread.ThreadWorker):
+    """gthread whose event loop gathers each request before a thread serves it."""
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        # Keep accepting while serving, also when full: accept() closes the excess.
+        super().set_accept_enabled(enabled or self.alive)
+
+    def accept(self, listener: socket.socket) -> None:
+        try:
+            client_sock, client_addr = listener.accept()
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        if self.nr_conns >= self.worker_connections:
+            client_sock.close()
+            return
+        self.nr_conns += 1
+        conn = Conn(self.cfg, client_sock, client_addr, listener.getsockname())
+        if self.cfg.is_ssl or negotiation.prior_knowledge_allowed(self.cfg, client_addr):
+            self.enqueue_req(conn)  # the thread reads the handshake or preface itself
+        else:
+            self.gather(conn)
+            self.on_request_bytes(conn, client_sock)  # often sent before we accepted
+
+    def on_client_socket_readable(self, conn: Conn, client: socket.socket) -> None:
+        """A kept-alive connection's next request begins."""
+        self.poller.unregister(client)
+        self.keepalived_conns.remove(conn)
+        if self.cfg.is_ssl:
+            self.enqueue_req(conn)
+            return
+        self.gather(conn)
+        self.on_request_bytes(conn, client)
+
+    def gather(self, conn: Conn) -> None:
+        """Read `conn`'s request in the event loop, for `keepalive` seconds at most."""
+        conn.sock.setblocking(False)
+        # Every deadline is now + keepalive: appended, the deque stays in order for
+        # murder_pending, which closes the connections that run out of time.
+        conn.timeout = time.monotonic() + self.cfg.keepalive
+        self.pending_conns.append(conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ,
+                             partial(self.on_request_bytes, conn))
+
+    def on_request_bytes(self, conn: Conn, client: socket.socket) -> None:
+        try:
+            data = conn.sock.recv(READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if data:
+            conn.received += data
+            if len(conn.received) < GATHER_LIMIT and not request_arrived(
+                    self.cfg, bytes(conn.received)):
+                return
+        self.poller.unregister(client)
+        self.pending_conns.remove(conn)
+        if not data:  # the client left
+            self.nr_conns -= 1
+            conn.close()
+            return
+        conn.init()
+        conn.parser.unreader.unread(bytes(conn.received))
+        conn.received.clear()
+        self.enqueue_req(conn)

@@ -1,0 +1,242 @@
+"""The broker against hostile clients: whatever reaches its client socket, it keeps
+serving, only pouchd's own processes serve services, and nothing it keeps grows
+without bound. One test per finding of issue 8 (7 to 12) and its poison requests."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zmq
+
+from pouch.broker.client import Client
+from pouch.broker.router import Broker
+from pouch.broker.trust import private_endpoint, read_token
+from pouch.proto import envelope as env
+from pouch.proto.envelope import PouchError
+from pouch.tests.support.probe import hosted
+from pouch.tests.support.wait import wait_for
+
+ANSWER_WITHIN = 5.0
+
+
+class Running:
+    def __init__(self, tmp_path: Path) -> None:
+        self.endpoint = f"ipc://{tmp_path}/broker.sock"
+        self.broker = Broker(self.endpoint, queue_wait=0.5)
+        self.broker.bind()
+        self.thread = threading.Thread(target=self.broker.run, daemon=True)
+        self.thread.start()
+        self.actors: list[subprocess.Popen[bytes]] = []
+        self.sockets: list[zmq.Socket[bytes]] = []
+
+    def actor(self) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen([sys.executable, "-m", "pouch.tests.support.standin",
+                                 self.endpoint])
+        self.actors.append(proc)
+        return proc
+
+    def raw(self, endpoint: str | None = None) -> zmq.Socket[bytes]:
+        sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(endpoint or self.endpoint)
+        self.sockets.append(sock)
+        return sock
+
+    def serving(self) -> bool:
+        """The broker thread runs and answers a fresh client."""
+        client = Client(self.endpoint, timeout=ANSWER_WITHIN)
+        try:
+            return self.thread.is_alive() and client.call("broker", "ping") == "pong"
+        finally:
+            client.close()
+
+    def close(self) -> None:
+        for proc in self.actors:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        for sock in self.sockets:
+            sock.close(linger=0)
+        self.broker.stop()
+        self.thread.join(timeout=2)
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[Running]:
+    r = Running(tmp_path)
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def client(running: Running) -> Iterator[Client]:
+    c = Client(running.endpoint, timeout=10)
+    yield c
+    c.close()
+
+
+def answer(sock: zmq.Socket[bytes], timeout: float = ANSWER_WITHIN) -> dict[str, Any]:
+    assert sock.poll(int(timeout * 1000)), "no answer"
+    return dict(env.unpack(sock.recv_multipart()[3]))
+
+
+def request(rid: Any, method: str, args: Any = None, deadline: Any = 0) -> bytes:
+    return env.pack({"id": rid, "method": method, "args": args or {}, "deadline": deadline})
+
+
+def wait_echo(client: Client) -> None:
+    client.call("echo", "echo", {"text": "ready?"}, timeout=15)
+
+
+# -- finding 7: ids that are not integers ------------------------------------------------
+
+@pytest.mark.parametrize("rid", [1e300, "7", None, -1, 2**64 - 1, True])
+def test_a_request_id_that_is_no_sane_integer_is_refused_and_the_broker_serves_on(
+        running: Running, client: Client, rid: Any):
+    running.actor()
+    wait_echo(client)
+    sock = running.raw()
+    for service in (b"nosuch", b"echo", b"supervisor"):
+        sock.send_multipart([env.CLIENT, env.REQ, service, request(rid, "echo", {"text": "x"})])
+    assert client.call("echo", "echo", {"text": "still"}) == "still"
+    assert running.serving()
+    assert [p.poll() for p in running.actors] == [None]
+
+
+def test_a_float_id_sent_to_an_actor_directly_leaves_its_serving_thread_alive(tmp_path):
+    with hosted(tmp_path) as (_ref, broker):
+        broker.sock.send_multipart([broker.actor, env.ACTOR, env.REQ, b"c1",
+                                    request(1e300, "echo", {"text": "x"}, time.time() + 30)])
+        broker.request("echo", {"text": "after"}, rid=2)
+        reply = broker.reply()
+        assert (reply["id"], reply["result"]) == (2, "after")
+
+
+# -- finding 8: subscription fields of the wrong type ---------------------------------
+
+def test_a_subscription_with_fields_of_the_wrong_type_is_refused_and_breaks_nothing(
+        running: Running, client: Client):
+    actor = running.actor()
+    wait_echo(client)
+    sock = running.raw()
+    sock.send_multipart([env.CLIENT, env.SUB, b"", env.pack({"id": 9, "fields": {"Type": 5}})])
+    refused = answer(sock)
+    assert (refused["id"], refused["ok"], refused["error"]["code"]) == (9, False, "invalid")
+    actor.kill()  # the broker publishes actor-lost to its subscribers
+    wait_for(lambda: not client.call("broker", "services").get("echo", {}).get("workers"),
+             5, "the broker to forget the killed actor")
+    assert running.serving()
+
+
+# -- finding 10: requests nobody will answer ------------------------------------------
+
+def test_a_request_without_deadline_for_a_service_nobody_serves_is_not_kept(
+        running: Running, client: Client):
+    sock = running.raw()
+    sock.send_multipart([env.CLIENT, env.REQ, b"nosuch", request(3, "anything")])
+    failed = answer(sock)
+    assert (failed["id"], failed["error"]["code"]) == (3, "unavailable")
+    sock.close(linger=0)
+    assert client.call("broker", "services").get("nosuch", {}).get("queued", 0) == 0
+
+
+def test_a_client_has_a_bounded_number_of_requests_waiting(running: Running):
+    sock = running.raw()
+    for rid in range(300):
+        sock.send_multipart([env.CLIENT, env.REQ, b"nosuch",
+                             request(rid, "anything", deadline=time.time() + 30)])
+    first = answer(sock)
+    assert first["error"]["code"] == "unavailable" and "in flight" in first["error"]["message"]
+
+
+# -- finding 11: clients cannot pose as actors or as the supervisor --------------------
+
+def test_the_client_endpoint_refuses_what_only_pouchds_processes_may_do(
+        running: Running, client: Client):
+    actor = running.actor()
+    wait_echo(client)
+    pid = actor.pid
+    with pytest.raises(PouchError) as gone:
+        client.call("broker", "worker_gone", {"service": "echo", "pid": pid})
+    assert gone.value.code == "invalid"
+    with pytest.raises(PouchError) as fault:
+        client.call("echo", "debug_fault", {"point": "x"})
+    assert fault.value.code == "invalid"
+    with pytest.raises(PouchError) as stop:
+        client.call("supervisor", "stop_all")
+    assert stop.value.code == "invalid"
+
+    fake = running.raw()
+    fake.send_multipart([env.ACTOR, env.READY, b"echo", env.pack(
+        {"pid": os.getpid(), "token": read_token(private_endpoint(running.endpoint)),
+         "methods": {}})])
+    fake.send_multipart([env.ACTOR, env.PUB, b"", env.pack({"Type": "daemon"})])
+    with client.subscribe({"Type": ["daemon"]}) as events:
+        fake.send_multipart([env.ACTOR, env.PUB, b"", env.pack({"Type": "daemon"})])
+        assert [w["pid"] for w in client.call("broker", "services")["echo"]["workers"]] == [pid]
+        for _ in range(20):
+            assert client.call("echo", "echo", {"text": "real"}) == "real"
+        assert not fake.poll(100)
+        client.call("broker", "ping")
+        assert not events._client._sock.poll(100)  # no forged event arrived
+
+
+def test_an_actor_without_the_brokers_token_is_not_registered(running: Running, client: Client):
+    fake = running.raw(private_endpoint(running.endpoint))
+    fake.send_multipart([env.ACTOR, env.READY, b"echo", env.pack(
+        {"pid": os.getpid(), "token": "guessed", "methods": {}})])
+    fake.send_multipart([env.ACTOR, env.HEARTBEAT])
+    assert fake.poll(2000)  # told BYE: it is not registered
+    assert "echo" not in client.call("broker", "services")
+
+
+# -- finding 12: sockets have their mode from the start --------------------------------
+
+def test_sockets_have_their_mode_from_the_moment_they_exist(tmp_path, monkeypatch):
+    modes: dict[str, int] = {}
+    bind = zmq.Socket.bind
+
+    def watched(sock: zmq.Socket[bytes], address: str) -> Any:
+        result = bind(sock, address)
+        path = address.removeprefix("ipc://")
+        modes[Path(path).name] = stat.S_IMODE(os.stat(path).st_mode)
+        return result
+
+    monkeypatch.setattr(zmq.Socket, "bind", watched)
+    broker = Broker(f"ipc://{tmp_path}/broker.sock")
+    broker.bind()
+    private = tmp_path / "private"
+    assert modes == {"broker.sock": 0o660, "actors.sock": 0o600}
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700
+    assert stat.S_IMODE((private / "token").stat().st_mode) == 0o600
+
+
+# -- poison requests ---------------------------------------------------------------
+
+def test_a_request_that_took_its_actor_down_twice_is_refused(running: Running, client: Client):
+    codes = []
+    for _ in range(2):
+        running.actor()
+        wait_echo(client)
+        with pytest.raises(PouchError) as died:
+            client.call("echo", "die", {"why": "poison"})
+        codes.append(died.value.code)
+    assert codes == ["unavailable", "invalid"]
+    survivor = running.actor()
+    wait_echo(client)
+    with pytest.raises(PouchError) as refused:
+        client.call("echo", "die", {"why": "poison"})
+    assert refused.value.code == "invalid" and "down 2 times" in refused.value.message
+    assert survivor.poll() is None
+    with pytest.raises(PouchError) as other:  # other arguments are another request
+        client.call("echo", "die", {"why": "other"})
+    assert other.value.code == "unavailable"
