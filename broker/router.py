@@ -45,10 +45,13 @@ MAX_SERVICES = 64        # names known at once: a client cannot grow the table a
 POISON_KILLS = 2
 POISON_WINDOW = 120.0
 POISON_REMEMBERED = 1024
-DEATHS = ("heartbeats", "exited", "disconnected")  # removal reasons an actor died of
+# Removal reasons that may be a request's doing: the actor hung, ended by itself, or its
+# connection went before the supervisor said why. Not "killed" (by a signal from outside,
+# as the supervisor reports it), which no request did.
+DEATHS = ("heartbeats", "exited", "disconnected")
 # What only pouchd's own processes may call (on the actors' endpoint).
 INTERNAL = {("broker", "mark_down"), ("broker", "worker_gone")}
-SUPERVISOR_PUBLIC = ("status",)
+SUPERVISOR_PUBLIC = ("status", "metrics")  # read-only: what /info and /metrics show
 
 
 @dataclass
@@ -454,8 +457,8 @@ class Broker:
 
     def _remove(self, worker: Worker, why: str, reason: str) -> None:
         """Forget an actor and fail what it was doing; `reason` goes into the actor-lost
-        event: "heartbeats" (it may be alive but hung), "goodbye", "exited", "disconnected",
-        "reconnected", "reregistered"."""
+        event: "heartbeats" (it may be alive but hung), "goodbye", "exited", "killed",
+        "disconnected", "reconnected", "reregistered"."""
         self._workers.pop(worker.identity, None)
         service = self._services.get(worker.service)
         if service is not None and worker in service.workers:
@@ -550,10 +553,13 @@ class Broker:
             raise env.not_found(f"no contract known for service '{service}'")
         return known.contract
 
-    def worker_gone(self, service: str, pid: int) -> bool:
+    def worker_gone(self, service: str, pid: int, killed: bool = False) -> bool:
         for worker in list(self._workers.values()):
             if worker.service == service and worker.pid == pid:
-                self._remove(worker, "its process exited", "exited")
+                if killed:
+                    self._remove(worker, "its process was killed", "killed")
+                else:
+                    self._remove(worker, "its process exited", "exited")
                 return True
         return False
 

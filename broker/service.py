@@ -42,7 +42,8 @@ class BrokerService:
         self._broker.mark_down(service, reason)
 
     @method(idempotent=True, timeout=2.0)
-    def worker_gone(self, service: str, pid: int) -> bool:
-        """The supervisor saw an actor's process exit: drop it now, not after its
-        heartbeats; False if no such actor was registered."""
-        return self._broker.worker_gone(service, pid)
+    def worker_gone(self, service: str, pid: int, killed: bool = False) -> bool:
+        """The supervisor saw an actor's process exit (`killed` from outside, by a signal
+        it did not choose: then not for a request it handled): drop it now, not after
+        its heartbeats; False if no such actor was registered."""
+        return self._broker.worker_gone(service, pid, killed)

@@ -33,6 +33,7 @@ import selectors
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -173,7 +174,6 @@ class Worker(gthread.ThreadWorker):
             self.enqueue_req(conn)  # the thread reads the handshake or preface itself
         else:
             self.gather(conn)
-            self.on_request_bytes(conn, client_sock)  # often sent before we accepted
 
     def on_client_socket_readable(self, conn: Conn, client: socket.socket) -> None:
         """A kept-alive connection's next request begins."""
@@ -183,11 +183,16 @@ class Worker(gthread.ThreadWorker):
             self.enqueue_req(conn)
             return
         self.gather(conn)
-        self.on_request_bytes(conn, client)
 
     def gather(self, conn: Conn) -> None:
-        """Read `conn`'s request in the event loop, for `keepalive` seconds at most."""
+        """Read `conn`'s request in the event loop, for `keepalive` seconds at most. A
+        request already there (a local client often sends it before it is accepted)
+        goes to a thread at once, without a turn of the loop."""
         conn.sock.setblocking(False)
+        finish = self.read_request(conn)
+        if finish is not None:
+            finish()
+            return
         # Every deadline is now + keepalive: appended, the deque stays in order for
         # murder_pending, which closes the connections that run out of time.
         conn.timeout = time.monotonic() + self.cfg.keepalive
@@ -196,24 +201,35 @@ class Worker(gthread.ThreadWorker):
                              partial(self.on_request_bytes, conn))
 
     def on_request_bytes(self, conn: Conn, client: socket.socket) -> None:
+        finish = self.read_request(conn)
+        if finish is not None:
+            self.poller.unregister(client)
+            self.pending_conns.remove(conn)
+            finish()
+
+    def read_request(self, conn: Conn) -> Callable[[], None] | None:
+        """Read what `conn` sent: what to do with it once it is all there (serve it, or
+        close a connection its client left), or None while more is to come."""
         try:
             data = conn.sock.recv(READ_SIZE)
         except (BlockingIOError, InterruptedError):
-            return
+            return None
         except OSError:
             data = b""
-        if data:
-            conn.received += data
-            if len(conn.received) < GATHER_LIMIT and not request_arrived(
-                    self.cfg, bytes(conn.received)):
-                return
-        self.poller.unregister(client)
-        self.pending_conns.remove(conn)
-        if not data:  # the client left
-            self.nr_conns -= 1
-            conn.close()
-            return
+        if not data:
+            return partial(self._left, conn)
+        conn.received += data
+        if len(conn.received) < GATHER_LIMIT and not request_arrived(self.cfg,
+                                                                      bytes(conn.received)):
+            return None
+        return partial(self._serve, conn)
+
+    def _serve(self, conn: Conn) -> None:
         conn.init()
         conn.parser.unreader.unread(bytes(conn.received))
         conn.received.clear()
         self.enqueue_req(conn)
+
+    def _left(self, conn: Conn) -> None:
+        self.nr_conns -= 1
+        conn.close()

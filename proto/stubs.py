@@ -89,11 +89,11 @@ class BrokerCalls:
         Served by pouch.broker.service.BrokerService.services."""
         return self._caller.call('broker', 'services', _args(), 2.0)
 
-    def worker_gone(self, *, service: str, pid: int) -> bool:
-        """The supervisor saw an actor's process exit: drop it now, not after its heartbeats; False if no such actor was registered.
+    def worker_gone(self, *, service: str, pid: int, killed: bool | Omitted = OMIT) -> bool:
+        """The supervisor saw an actor's process exit (`killed` from outside, by a signal it did not choose: then not for a request it handled): drop it now, not after its heartbeats; False if no such actor was registered.
 
         Served by pouch.broker.service.BrokerService.worker_gone."""
-        return self._caller.call('broker', 'worker_gone', _args(service=service, pid=pid), 2.0)
+        return self._caller.call('broker', 'worker_gone', _args(service=service, pid=pid, killed=killed), 2.0)
 
 
 class SupervisorCalls:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -186,7 +187,11 @@ class SupervisorActor(ActorBase):
                 self._restart(event.name)  # before a word to the broker: it is not on the way
         service = child.spec.service
         if service:
-            self._tell_broker(lambda b: b.worker_gone(service=service, pid=event.pid))
+            # Killed from outside (kill -9, SIGTERM): not a request's doing, so not
+            # counted against the requests it was handling (poison requests).
+            killed = -event.status in (signal.SIGKILL, signal.SIGTERM)
+            self._tell_broker(lambda b: b.worker_gone(service=service, pid=event.pid,
+                                                      killed=killed))
         if delay is None:
             self._give_up(child)
 
