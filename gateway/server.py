@@ -19,6 +19,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.pidfile import Pidfile
 
 from pouch.proto.config import DaemonConfig
+from pouch.proto.listeners import inherited
 
 GUNICORN_CONF = Path(__file__).resolve().parent.parent / "deploy" / "gunicorn.conf.py"
 
@@ -76,13 +77,15 @@ def serve_alone(gateway: Gateway) -> None:
     """One gunicorn worker as the whole process, set up as gunicorn's master would."""
     cfg = gateway.cfg
     log = cfg.logger_class(cfg)
-    # Socket activation (pouch-gateway.socket), as the master takes it.
+    # The sockets pouchd's supervisor holds for us, or systemd's (pouch-gateway.socket),
+    # as gunicorn's master takes them; else our own.
     activated = systemd.listen_fds()
-    fds = range(systemd.SD_LISTEN_FDS_START, systemd.SD_LISTEN_FDS_START + activated)
-    listeners = sock.create_sockets(cfg, log, fds if activated else None)
+    fds = inherited() or list(range(systemd.SD_LISTEN_FDS_START,
+                                    systemd.SD_LISTEN_FDS_START + activated))
+    listeners = sock.create_sockets(cfg, log, fds or None)
     # The worker closes the listeners; the files of the unix ones we bound are ours to remove.
-    paths = [] if activated else [str(s.cfg_addr) for s in listeners
-                                  if isinstance(s, sock.UnixSocket)]
+    paths = [] if fds else [str(s.cfg_addr) for s in listeners
+                            if isinstance(s, sock.UnixSocket)]
     pidfile = Pidfile(cfg.pidfile)
     pidfile.create(os.getpid())
     worker = cfg.worker_class(1, os.getppid(), listeners, gateway, cfg.timeout / 2, cfg, log)

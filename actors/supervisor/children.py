@@ -137,9 +137,34 @@ def build_specs(config: DaemonConfig, calls: ClientPool, containerd_config: Path
     ]
     specs += [role_spec(config, name, service_ready(name), "actor", name, service=name)
               for name in ACTORS]
-    specs.append(role_spec(config, "gateway", lambda: all(listening(a) for a in config.listen),
+    specs.append(role_spec(config, "gateway", lambda: all(answers(a) for a in config.listen),
                            "gateway", stop_timeout=4.0))
     return specs
+
+
+def answers(address: str) -> bool:
+    """Whether the gateway serves a --listen address: a connection alone does not tell
+    (the supervisor holds the listening socket), an answer to /_ping does."""
+    try:
+        with _connect(address) as conn:
+            conn.sendall(b"GET /_ping HTTP/1.0\r\nHost: pouch\r\n\r\n")
+            return conn.recv(16).startswith(b"HTTP/1.")
+    except OSError:
+        return False
+
+
+def _connect(address: str) -> socket.socket:
+    if address.startswith("unix://"):
+        conn = socket.socket(socket.AF_UNIX)
+        conn.settimeout(0.5)
+        try:
+            conn.connect(address[len("unix://"):])
+        except OSError:
+            conn.close()
+            raise
+        return conn
+    host, _, port = address.removeprefix("tcp://").rpartition(":")
+    return socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=0.5)
 
 
 def listening(address: str) -> bool:

@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import socket
 import subprocess
 import threading
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 from pouch.actors.sdnotify import SYSTEMD_ENV
 from pouch.actors.supervisor.roles import PARENT_ENV
 from pouch.actors.supervisor.zygote import Zygote
+from pouch.proto.listeners import env_for
 
 log = logging.getLogger("pouch.supervisor")
 
@@ -71,8 +73,12 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 class Launcher:
     """Starts children, forked by the zygote when it can, and reaps orphans pouchd adopts."""
 
-    def __init__(self, zygote: Zygote | None = None) -> None:
+    def __init__(self, zygote: Zygote | None = None,
+                 listeners: list[socket.socket] | None = None) -> None:
         self.zygote = zygote
+        # The API's listening sockets (see listeners.py): every child inherits them, so
+        # that whichever runs the gateway (forked or exec'd) finds them.
+        self._listeners = listeners or []
         # Held while a child starts, so that the orphan reaper never takes a new
         # child's exit status before the child is known.
         self._lock = threading.Lock()
@@ -95,7 +101,8 @@ class Launcher:
     def _start(self, name: str, argv: list[str], role: list[str] | None) -> Process:
         if self.zygote is not None and name == ZYGOTE:
             preforked = self.zygote.take_preforked()
-            return Forked(preforked) if preforked else self.zygote.start(argv, child_env())
+            return Forked(preforked) if preforked else self.zygote.start(
+                argv, self.env(), self.kept_fds())
         if self.zygote is not None and role is not None:
             try:
                 return Forked(self.zygote.fork(role))
@@ -103,7 +110,15 @@ class Launcher:
                 log.warning("%s: %s; starting a new interpreter instead", name, exc)
         # Its own session: a Ctrl-C at pouchd's terminal reaches pouchd alone,
         # which then stops the children in order.
-        return subprocess.Popen(argv, env=child_env(), start_new_session=True)
+        return subprocess.Popen(argv, env=self.env(), pass_fds=self.kept_fds(),
+                                start_new_session=True)
+
+    def env(self) -> dict[str, str]:
+        """A child's environment."""
+        return child_env(env_for(self._listeners))
+
+    def kept_fds(self) -> tuple[int, ...]:
+        return tuple(s.fileno() for s in self._listeners)
 
     def reap_orphans(self, stop: threading.Event) -> None:
         """Until `stop`: reap the zombies among pouchd's children that nobody waits for."""

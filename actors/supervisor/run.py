@@ -22,12 +22,13 @@ from pouch.actors.metrics import ActorMetrics
 from pouch.actors.sdnotify import notify, start_watchdog
 from pouch.actors.supervisor.actor import SupervisorActor, Unresponsive
 from pouch.actors.supervisor.children import build_specs, kill_stale, listening
-from pouch.actors.supervisor.launch import Launcher, child_env
+from pouch.actors.supervisor.launch import Launcher
 from pouch.actors.supervisor.status import STATUS_FILE
 from pouch.actors.supervisor.zygote import Zygote
 from pouch.broker.client import ClientPool, follow
 from pouch.proto.config import DaemonConfig
 from pouch.proto.envelope import PouchError
+from pouch.proto.listeners import bind_all, close_all
 from pouch.proto.stubs import Calls
 
 log = logging.getLogger("pouch.supervisor")
@@ -57,9 +58,11 @@ def run_supervisor(config: DaemonConfig, only: tuple[str, ...] | None = None) ->
     # The whole tree forks its roles from a zygote; systemd's containerd unit has none.
     # The first zygote is forked from here, before any thread or ZeroMQ context exists.
     zygote = Zygote() if only is None else None
-    launcher = Launcher(zygote)
+    # The whole tree holds the API's sockets itself (under systemd, the socket unit does).
+    api_listeners = bind_all(config.listen) if only is None else []
+    launcher = Launcher(zygote, api_listeners)
     if zygote is not None:
-        zygote.prefork(config, child_env())
+        zygote.prefork(config, launcher.env())
     # pouchd's own: its reports (mark_down, worker_gone) are refused on the client endpoint.
     calls = ClientPool(config.actor_endpoint, timeout=5.0)
     specs = [spec for spec in build_specs(config, calls, containerd_config, containerd_ready,
@@ -118,6 +121,7 @@ def run_supervisor(config: DaemonConfig, only: tuple[str, ...] | None = None) ->
         calls.close()
         if zygote is not None:
             zygote.close()
+        close_all(api_listeners)
         remove_pid(config.pid_path("containerd"), any_owner=True)
         remove_pid(config.pidfile_path)
         log.info("pouchd stopped")

@@ -110,11 +110,14 @@ class Zygote:
             pid, self._preforked = self._preforked, None
         return pid
 
-    def start(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def start(self, argv: list[str], env: dict[str, str],
+              keep_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
+        """Exec a zygote (`keep_fds` passed on to it, and so to what it forks)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             proc = subprocess.Popen(argv, env={**env, CONTROL_FD_ENV: str(theirs.fileno())},
-                                    pass_fds=(theirs.fileno(),), start_new_session=True)
+                                    pass_fds=(theirs.fileno(), *keep_fds),
+                                    start_new_session=True)
         finally:
             theirs.close()
         with self._lock:
