@@ -45,10 +45,10 @@ MAX_SERVICES = 64        # names known at once: a client cannot grow the table a
 POISON_KILLS = 2
 POISON_WINDOW = 120.0
 POISON_REMEMBERED = 1024
-# Removal reasons that may be a request's doing: the actor hung, ended by itself, or its
-# connection went before the supervisor said why. Not "killed" (by a signal from outside,
-# as the supervisor reports it), which no request did.
-DEATHS = ("heartbeats", "exited", "disconnected")
+# Removal reasons that may be a request's doing: the actor hung, or the supervisor saw it
+# end by itself. Not "killed" (by a signal from outside), nor "disconnected" (seen before
+# the supervisor said why: under kill -9 chaos that is most deaths, none a request's).
+DEATHS = ("heartbeats", "exited")
 # What only pouchd's own processes may call (on the actors' endpoint).
 INTERNAL = {("broker", "mark_down"), ("broker", "worker_gone")}
 SUPERVISOR_PUBLIC = ("status", "metrics")  # read-only: what /info and /metrics show

@@ -18,7 +18,7 @@ import pytest
 import zmq
 
 from pouch.broker.client import Client
-from pouch.broker.router import Broker
+from pouch.broker.router import HEARTBEAT_INTERVAL, Broker
 from pouch.broker.trust import private_endpoint, read_token
 from pouch.proto import envelope as env
 from pouch.proto.envelope import PouchError
@@ -29,9 +29,9 @@ ANSWER_WITHIN = 5.0
 
 
 class Running:
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, heartbeat: float = HEARTBEAT_INTERVAL) -> None:
         self.endpoint = f"ipc://{tmp_path}/broker.sock"
-        self.broker = Broker(self.endpoint, queue_wait=0.5)
+        self.broker = Broker(self.endpoint, queue_wait=0.5, heartbeat=heartbeat)
         self.broker.bind()
         self.thread = threading.Thread(target=self.broker.run, daemon=True)
         self.thread.start()
@@ -222,21 +222,54 @@ def test_sockets_have_their_mode_from_the_moment_they_exist(tmp_path, monkeypatc
 
 # -- poison requests ---------------------------------------------------------------
 
-def test_a_request_that_took_its_actor_down_twice_is_refused(running: Running, client: Client):
-    codes = []
-    for _ in range(2):
-        running.actor()
+def test_a_request_that_took_its_actor_down_twice_is_refused(tmp_path: Path):
+    # Slow heartbeats: the broker learns of each death from the supervisor's report (here,
+    # the test's), which says whether the process ended by itself or was killed.
+    running = Running(tmp_path, heartbeat=30.0)
+    client = Client(running.endpoint, timeout=10)
+    internal = Client(running.broker.actor_endpoint, timeout=10)
+    try:
+        for killed in (True, True):  # killed from outside: never counted
+            assert die_reported(running, client, internal, {"why": "x"}, killed) == \
+                "unavailable"
+        # Ended by itself while handling it: counted; the second time it is refused.
+        assert [die_reported(running, client, internal, {"why": "poison"})
+                for _ in range(2)] == ["unavailable", "invalid"]
+        survivor = running.actor()
         wait_echo(client)
-        with pytest.raises(PouchError) as died:
+        with pytest.raises(PouchError) as refused:
             client.call("echo", "die", {"why": "poison"})
-        codes.append(died.value.code)
-    assert codes == ["unavailable", "invalid"]
-    survivor = running.actor()
-    wait_echo(client)
-    with pytest.raises(PouchError) as refused:
-        client.call("echo", "die", {"why": "poison"})
-    assert refused.value.code == "invalid" and "down 2 times" in refused.value.message
-    assert survivor.poll() is None
-    with pytest.raises(PouchError) as other:  # other arguments are another request
-        client.call("echo", "die", {"why": "other"})
-    assert other.value.code == "unavailable"
+        assert refused.value.code == "invalid" and "down 2 times" in refused.value.message
+        assert survivor.poll() is None
+        # The same method with other arguments is another request.
+        assert die_reported(running, client, internal, {"why": "x"}, actor=survivor) == \
+            "unavailable"
+    finally:
+        client.close()
+        internal.close()
+        running.close()
+
+
+def die_reported(running: Running, client: Client, internal: Client, args: dict[str, Any],
+                 killed: bool = False, actor: subprocess.Popen[bytes] | None = None) -> str:
+    """The error code of an `echo.die` call on an actor (a new one unless given), its
+    death reported as the supervisor reports it."""
+    if actor is None:
+        actor = running.actor()
+        wait_echo(client)
+    codes: list[str] = []
+
+    def call() -> None:
+        try:
+            client.call("echo", "die", args)
+            codes.append("ok")
+        except PouchError as exc:
+            codes.append(exc.code)
+
+    dying = threading.Thread(target=call)
+    dying.start()
+    actor.wait()
+    internal.call("broker", "worker_gone",
+                  {"service": "echo", "pid": actor.pid, "killed": killed})
+    dying.join()
+    return codes[0]
