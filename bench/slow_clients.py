@@ -11,7 +11,8 @@ every round (the load is opened and closed each round). Target: loaded
 
 Overhead: GET /_ping and GET /containers/json (no containers), one connection
 each as the docker CLI makes, against this tree's pouchd and the one that
-`--base` runs (default /work/main's venv: the previous commit), both running,
+`--base PYTHON` runs (the interpreter of another checkout's venv, installed at
+the previous commit: `git worktree add DIR HEAD~1 && make -C DIR install`), both running,
 in alternating blocks. Target: no regression (ratio ~1 within the noise).
 """
 
@@ -34,7 +35,6 @@ SLOW = 50
 TARGET = 2.0
 BLOCK = 5        # samples per case per round (slow clients)
 OVERHEAD_BLOCK = 40  # requests per case per round (overhead)
-BASE_PYTHON = Path("/work/main/.venv/bin/python")
 
 
 class BaseDaemon(PouchDaemon):
@@ -112,8 +112,8 @@ def overhead(new: PouchDaemon, base: PouchDaemon, runs: int) -> dict[str, list[f
 
 def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__.splitlines()[0], default_runs=5)
-    p.add_argument("--base", type=Path, default=BASE_PYTHON,
-                   help=f"the previous commit's interpreter (default {BASE_PYTHON})")
+    p.add_argument("--base", type=Path, required=True,
+                   help="the interpreter of a venv installed at the previous commit")
     args = p.parse_args(argv)
     with fd_limit(IDLE + 2 * SLOW), contextlib.ExitStack() as stack:
         new = stack.enter_context(running(PouchDaemon(debug=False)))
