@@ -24,6 +24,7 @@ from typing import Any
 import zmq
 
 from pouch.broker.router import HEARTBEAT_INTERVAL
+from pouch.broker.trust import private_endpoint, read_token
 from pouch.proto import envelope as env
 
 HELLO = b"HELLO"
@@ -57,12 +58,15 @@ def echo(endpoint: str) -> None:
 
 
 def bare_actor(endpoint: str) -> None:
+    """`endpoint`: the broker's client endpoint; actors register on the private one."""
+    actors = private_endpoint(endpoint)
     sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(endpoint)
+    sock.connect(actors)
 
     def ready() -> None:
-        hello = {"pid": os.getpid(), "methods": {"echo": ECHO_DECLARATION}}
+        hello = {"pid": os.getpid(), "token": read_token(actors),
+                 "methods": {"echo": ECHO_DECLARATION}}
         sock.send_multipart([env.ACTOR, env.READY, BARE_SERVICE.encode(), env.pack(hello)])
 
     ready()
