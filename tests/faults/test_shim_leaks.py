@@ -51,9 +51,9 @@ def cut_start(pouchd: PouchDaemon, api: docker.APIClient, name: str) -> str:
     starting = threading.Thread(target=start)
     starting.start()
     try:
-        deadline = time.monotonic() + SHIM_WITHIN
-        while cid not in live_shims(pouchd).values() and time.monotonic() < deadline:
-            time.sleep(POLL / 10)
+        # Polled finely: the kill must land while containerd still starts the shim.
+        wait_for(lambda: cid in live_shims(pouchd).values(), SHIM_WITHIN,
+                 "the task's shim appearing", poll=POLL / 10)
         killed_at = kill(old)
         watch_replacement(view, pouchd, "container", old, killed_at)
     finally:

@@ -10,8 +10,10 @@ T = TypeVar("T")
 POLL = 0.01
 
 
-def wait_for(predicate: Callable[[], T | None], timeout: float, what: str) -> T:
-    """The first truthy value of `predicate`; fails naming `what` once `timeout` s pass."""
+def wait_for(predicate: Callable[[], T | None], timeout: float, what: str,
+             poll: float = POLL) -> T:
+    """The first truthy value of `predicate`, asked every `poll` s; fails naming `what`
+    once `timeout` s pass."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -19,4 +21,4 @@ def wait_for(predicate: Callable[[], T | None], timeout: float, what: str) -> T:
             return value
         if time.monotonic() >= deadline:
             raise AssertionError(f"{what}: not within {timeout:g} s (last: {value!r})")
-        time.sleep(POLL)
+        time.sleep(poll)
