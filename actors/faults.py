@@ -9,7 +9,8 @@ Honoured only when pouchd runs with --debug. Arm a fault in either of two ways:
                                          "action": "crash", "once": true}}
 
 Actions: `crash` ends the process at once (exit status 70, as a bug would,
-without cleaning up); `hang` stops the process with SIGSTOP, so it neither
+without cleaning up); `kill` sends it SIGKILL (as `kill -9`, the OOM killer or
+a chaos test would: not the request's doing); `hang` stops the process with SIGSTOP, so it neither
 works nor answers heartbeats, as a deadlock would. The points are the calls
 to `Faults.hit()` in the actors' code (POINTS lists them).
 """
@@ -23,7 +24,7 @@ import threading
 
 log = logging.getLogger("pouch.faults")
 
-ACTIONS = ("crash", "hang")
+ACTIONS = ("crash", "kill", "hang")
 ENV = "POUCH_FAULTS"
 CRASH_STATUS = 70
 
@@ -79,5 +80,5 @@ class Faults:
             handler.flush()
         if action == "crash":
             os._exit(CRASH_STATUS)
-        os.kill(os.getpid(), signal.SIGSTOP)
+        os.kill(os.getpid(), signal.SIGKILL if action == "kill" else signal.SIGSTOP)
 

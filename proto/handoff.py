@@ -45,32 +45,39 @@ def hand_over(handoff_dir: Path, service: str, method: str, args: dict[str, Any]
               wait_for_actor: float = 0.0) -> socket.socket:
     """Pass `fd` to the service's actor for `method`, which answers on it as `spec`
     says; the link, on which the actor's notices follow. Raises PouchError if the
-    actor refuses, or if none listens within `wait_for_actor` seconds (it restarts)."""
+    actor refuses, or if none takes it within `wait_for_actor` seconds (it restarts)."""
     path = socket_path(handoff_dir, service)
-    link = _connect(path, service, time.monotonic() + wait_for_actor)
-    try:
-        link.settimeout(timeout)
-        fds = array.array("i", [fd])
-        link.sendmsg([env.pack({"method": method, "args": args, "stream": spec.to_wire(),
-                                "resumed_at": resumed_at})],
-                     [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+    until = time.monotonic() + wait_for_actor
+    message = env.pack({"method": method, "args": args, "stream": spec.to_wire(),
+                        "resumed_at": resumed_at})
+    while True:
+        link = _connect(path, service, until)
         try:
-            data = link.recv(MAX_MESSAGE)
-        except TimeoutError:
-            raise PouchError("timeout", f"{service}.{method} did not take the connection") \
-                from None
-        except OSError:
-            data = b""  # reset: an actor that was dying as we connected
-        if not data:
-            raise env.unavailable(f"the {service} actor went away while taking the connection")
-        body = env.unpack(data)
-        if not body.get("ok"):
-            raise PouchError.from_wire(body.get("error") or {})
-    except BaseException:
+            link.settimeout(timeout)
+            link.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                      array.array("i", [fd]))])
+            try:
+                data = link.recv(MAX_MESSAGE)
+            except TimeoutError:
+                raise PouchError("timeout", f"{service}.{method} did not take the "
+                                 "connection") from None
+            except OSError:
+                data = b""  # reset: an actor that was dying as we connected
+            if data:
+                body = env.unpack(data)
+                if not body.get("ok"):
+                    raise PouchError.from_wire(body.get("error") or {})
+                link.settimeout(None)
+                return link
+        except BaseException:
+            link.close()
+            raise
+        # It died before it answered, so before it wrote to the client: its successor
+        # may take the connection as if nothing happened.
         link.close()
-        raise
-    link.settimeout(None)
-    return link
+        if time.monotonic() >= until:
+            raise env.unavailable(f"the {service} actor went away while taking the connection")
+        time.sleep(CONNECT_RETRY)
 
 
 def _connect(path: Path, service: str, until: float) -> socket.socket:

@@ -265,7 +265,7 @@ class ContainerCalls:
         """Remove a container (with force, kill it first). Errors: not_found, conflict.
 
         Served by pouch.actors.container.actor.ContainerActor.remove."""
-        return self._caller.call('container', 'remove', _args(id=id, force=force, volumes=volumes), 30.0)
+        return self._caller.call('container', 'remove', _args(id=id, force=force, volumes=volumes, token=uuid.uuid4().hex), 30.0)
 
     def resize(self, *, id: str, height: int | Omitted = OMIT, width: int | Omitted = OMIT) -> None:
         """Resize a container's terminal (conflict: it is not running). Errors: not_found, conflict, invalid.

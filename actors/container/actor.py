@@ -24,7 +24,7 @@ import pykka
 from pouch.actors.backoff import Backoff
 from pouch.actors.container import record as rec
 from pouch.actors.container.iohub import IOHub
-from pouch.actors.container.meta import MetaStore
+from pouch.actors.container.meta import TOMB_KEPT, MetaStore
 from pouch.actors.container.sweep import Sweeper
 from pouch.actors.container.worker import OWNER_LABEL, ContainerWorker, WorkerEnv
 from pouch.actors.containerd.client import Containerd
@@ -74,6 +74,7 @@ class Updated:
 class Removed:
     cid: str
     name: str
+    tomb: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -102,13 +103,14 @@ class ContainerActor(ActorBase):
         self._workers: dict[str, pykka.ActorRef[ContainerWorker]] = {}
         self._names: dict[str, str] = {}  # name (no slash) -> ID; reserved during create
         self._tokens: dict[str, str] = {}  # token of a create or start done -> container ID
+        self._tombs: dict[str, dict[str, Any]] = {}  # ID -> tomb (meta.py) of one removed
         self._events_stop = threading.Event()
         me = self.actor_ref
         self._env = WorkerEnv(
             ctrd=self._ctrd, hub=self._hub, meta=self._meta, calls=ctx.calls,
             fifo_root=cfg.exec_root_dir / "fifo", default_registry=cfg.default_registry,
             updated=lambda record: me.tell(Updated(record)),
-            removed=lambda cid, name: me.tell(Removed(cid, name)),
+            removed=lambda cid, name, tomb: me.tell(Removed(cid, name, tomb)),
             publish=lambda action, cid, attrs: self.publish("container", action, cid, attrs),
             faults=ctx.faults)
 
@@ -140,6 +142,7 @@ class ContainerActor(ActorBase):
 
     def _restore(self) -> None:
         self.ctx.faults.hit("container.restore")
+        self._tombs = self._meta.tombs()
         known = set()
         for record in self._meta.load_all():
             cid = record["Id"]
@@ -161,6 +164,7 @@ class ContainerActor(ActorBase):
         wait = SWEEP_FIRST
         while not self._events_stop.wait(wait):
             wait = SWEEP_EVERY
+            self._meta.tombs()  # drops the old ones
             try:
                 owned = self._sweeper.sweep()
             except PouchError as exc:
@@ -215,6 +219,10 @@ class ContainerActor(ActorBase):
                 self._records[record["Id"]] = record
         elif isinstance(message, Removed):
             self._tokens = {t: c for t, c in self._tokens.items() if c != message.cid}
+            if message.tomb is not None:
+                self._tombs[message.cid] = message.tomb
+                while next(iter(self._tombs.values()))["At"] < message.tomb["At"] - TOMB_KEPT:
+                    del self._tombs[next(iter(self._tombs))]  # the oldest: they come in order
             self._records.pop(message.cid, None)
             self._workers.pop(message.cid, None)
             for name, cid in list(self._names.items()):
@@ -239,6 +247,14 @@ class ContainerActor(ActorBase):
         """A container ID from a full ID, a name (with or without its slash), or a unique
         ID prefix. Errors: not_found, invalid."""
         return resolve_id(ref.lstrip("/"), self._workers, self._names, "container")
+
+    def _tomb_of(self, ref: str) -> dict[str, Any] | None:
+        """The tomb of a container no longer here, by full ID or name (the latest)."""
+        ref = ref.lstrip("/")
+        if ref in self._workers or ref in self._names:
+            return None
+        named = [tomb for tomb in self._tombs.values() if tomb["Name"] == ref]
+        return self._tombs.get(ref) or (named[-1] if named else None)
 
     def _delegate(self, ref: str, handler: Callable[..., None], reply: Reply,
                   *args: Any) -> None:
@@ -336,10 +352,15 @@ class ContainerActor(ActorBase):
         """Send a signal to a container's process; for SIGKILL, answer once it has exited."""
         self._delegate(id, ContainerWorker.kill_container, reply, signal)
 
-    @method(idempotent=False, returns=None, errors=("not_found", "conflict"))
-    def remove(self, id: str, reply: Reply, force: bool = False, volumes: bool = False) -> None:
+    @method(idempotent=False, once=True, returns=None, errors=("not_found", "conflict"))
+    def remove(self, id: str, reply: Reply, force: bool = False, volumes: bool = False,
+               token: str = "") -> None:
         """Remove a container (with force, kill it first)."""
-        self._delegate(id, ContainerWorker.remove_container, reply, force)
+        # Before the name is looked up: it may name a new container by now.
+        if token and any(tomb["Token"] == token for tomb in self._tombs.values()):
+            reply.send(None)  # a retry of a remove that went through
+            return
+        self._delegate(id, ContainerWorker.remove_container, reply, force, token)
 
     @method(idempotent=False, returns=None, errors=("not_found",))
     def attach(self, id: str, conn: StreamSession, reply: Reply,
@@ -357,6 +378,14 @@ class ContainerActor(ActorBase):
         """Write the exit status to a handed-over connection when the condition holds."""
         if condition not in ("not-running", "next-exit", "removed"):
             raise invalid(f"invalid condition: {condition!r}")
+        tomb = self._tomb_of(id) if conn.resumed_at else None
+        if tomb is not None:
+            # Taken up after this actor restarted, for a container removed meanwhile.
+            reply.send(None)
+            if conn.start():
+                conn.write_json(rec.wait_answer(tomb["ExitCode"], tomb["Error"]))
+                conn.end()
+            return
         self._delegate(id, ContainerWorker.wait_container, reply, conn, condition)
 
     @method(idempotent=False, returns=None, errors=("not_found", "invalid"), resumable=True)

@@ -27,6 +27,10 @@ STABLE_RUN = 10.0
 # A SIGKILL answers once the exit is recorded, or after this long (dockerd waits as long
 # before it kills the process directly).
 KILL_WAIT = 10.0
+# A start cut by an actor's death never ran, and its caller sends it again (once per
+# token) as soon as the actor is back: an AutoRemove container waits this long for that
+# start before it is removed, as the failed start would have removed it.
+START_RETRY_GRACE = 30.0
 
 
 class Status(StrEnum):
@@ -155,7 +159,15 @@ class Destroy:
     """Remove the container and all it holds; answer the remove request with the outcome."""
 
 
-Effect = Signal | KillAfter | AnswerBy | RestartAfter | CancelRestart | AnswerWaiters | Destroy
+@dataclass(frozen=True)
+class RemoveUnlessStarted:
+    """Remove the container after `seconds` unless a start came meanwhile."""
+
+    seconds: float
+
+
+Effect = (Signal | KillAfter | AnswerBy | RestartAfter | CancelRestart | AnswerWaiters
+          | Destroy | RemoveUnlessStarted)
 
 
 @dataclass(frozen=True)
@@ -299,16 +311,25 @@ def on_restart_due(state: State) -> bool:
 
 def on_restore(state: State, policy: RestartPolicy | None = None) -> Transition:
     """The worker starts again (the actor or pouchd restarted) with no task: a removal
-    that was cut is finished, and so is the auto-removal of an exited container or of
-    one whose start was cut (a failed start); a pending restart is scheduled again."""
+    that was cut is finished, and so is the auto-removal of an exited container; an
+    AutoRemove container whose start was cut waits START_RETRY_GRACE for that start to
+    be sent again; a pending restart is scheduled again."""
     auto_remove = policy is not None and policy.auto_remove
-    if state.removal_pending or (auto_remove and (state.status is Status.EXITED
-                                                  or state.start_pending)):
+    if state.removal_pending or (auto_remove and state.status is Status.EXITED):
         return Transition(replace(state, start_pending=False, removal_pending=True),
                           (Destroy(),))
-    state = replace(state, start_pending=False)  # a start that was cut: it never ran
+    cut_start, state = state.start_pending, replace(state, start_pending=False)  # never ran
+    if cut_start and auto_remove:
+        return Transition(state, (RemoveUnlessStarted(START_RETRY_GRACE),))
     if state.status is Status.RESTARTING:
         return Transition(state, (RestartAfter(RESTART_BACKOFF.delay(max(1, state.backoff))),))
+    return Transition(state)
+
+
+def on_start_retry_over(state: State) -> Transition:
+    """START_RETRY_GRACE is over: a container still never started is removed."""
+    if state.status is Status.CREATED and not state.start_pending:
+        return Transition(replace(state, removal_pending=True), (Destroy(),))
     return Transition(state)
 
 

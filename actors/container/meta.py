@@ -3,6 +3,12 @@
     containers/<id>/meta.json     the record (what inspect shows)
     containers/<id>/hostname, hosts, resolv.conf   bind-mounted into the container
     containers/<id>/json.log      its output, in the json-file format
+
+and one file per container removed within TOMB_KEPT seconds (its tomb):
+
+    removed-containers/<id>.json  its exit status and the token of the remove that ended
+                                  it: a call cut by an actor's death and sent again (a wait
+                                  for the removal, a remove) learns from it what became of it
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import logging
 import re
 import shutil
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +27,9 @@ from pouch.actors.fsutil import atomic_write, atomic_write_json
 log = logging.getLogger("pouch.container")
 FILES = ("hostname", "hosts", "resolv.conf", "json.log")
 ID = re.compile(r"[0-9a-f]{64}")
+# Long enough for any retry of a cut call (their deadlines are a minute at most).
+TOMB_KEPT = 600.0
+TOMB_KEYS = {"Name", "ExitCode", "Error", "Token", "At"}
 LOCALHOST_HOSTS = ("127.0.0.1\tlocalhost\n"
                    "::1\tlocalhost ip6-localhost ip6-loopback\n"
                    "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\n"
@@ -29,6 +39,7 @@ LOCALHOST_HOSTS = ("127.0.0.1\tlocalhost\n"
 class MetaStore:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._tombs = root.with_name("removed-containers")
         root.mkdir(parents=True, exist_ok=True)
 
     def folder(self, cid: str) -> Path:
@@ -79,6 +90,32 @@ class MetaStore:
 
     def remove(self, cid: str) -> None:
         shutil.rmtree(self.folder(cid), ignore_errors=True)
+
+    def bury(self, cid: str, tomb: dict[str, Any]) -> None:
+        """Keep what a removed container leaves to know (written before its folder goes)."""
+        self._tombs.mkdir(exist_ok=True)
+        atomic_write_json(self._tombs / f"{cid}.json", tomb)
+
+    def tombs(self) -> dict[str, dict[str, Any]]:
+        """The tombs of containers removed within TOMB_KEPT s, by ID, oldest first; older
+        ones are dropped."""
+        found: dict[str, dict[str, Any]] = {}
+        if not self._tombs.is_dir():
+            return found
+        oldest = time.time() - TOMB_KEPT
+        for path in self._tombs.glob("*.json"):
+            try:
+                if path.stat().st_mtime < oldest:
+                    path.unlink()
+                elif ID.fullmatch(path.stem):
+                    tomb = json.loads(path.read_text())
+                    if not tomb.keys() >= TOMB_KEYS:
+                        raise ValueError("not a tomb")
+                    found[path.stem] = tomb
+            except (OSError, ValueError, AttributeError) as exc:
+                log.warning("dropping the tomb %s: %s", path, exc)
+                path.unlink(missing_ok=True)
+        return dict(sorted(found.items(), key=lambda item: item[1]["At"]))
 
 
 def _read_host_file(path: str) -> str:

@@ -263,6 +263,28 @@ def settle_start(record: dict[str, Any], went_through: bool) -> None:
         remember_token(record, token)
 
 
+def begin_removal(record: dict[str, Any], token: str) -> None:
+    """A remove call is about to begin: its token goes into the container's tomb."""
+    record.setdefault(PRIVATE, {})["RemovingToken"] = token
+
+
+def removal_token(record: dict[str, Any]) -> str:
+    return str((record.get(PRIVATE) or {}).get("RemovingToken") or "")
+
+
+def tomb(record: dict[str, Any]) -> dict[str, Any]:
+    """What a removed container leaves behind (pouch.actors.container.meta)."""
+    state = record["State"]
+    return {"Name": record["Name"].lstrip("/"), "ExitCode": state["ExitCode"],
+            "Error": state.get("Error") or "", "Token": removal_token(record),
+            "At": time.time()}
+
+
+def wait_answer(exit_code: int, error: str) -> dict[str, Any]:
+    """The body of a wait's answer, as dockerd writes it."""
+    return {"StatusCode": exit_code, "Error": {"Message": error} if error else None}
+
+
 def note_exit(record: dict[str, Any], code: int, exited_at: str) -> None:
     """Keep an exit that is about to be recorded: deleting the task loses its status, so
     an actor that dies in between finds it here at restore."""

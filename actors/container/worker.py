@@ -74,7 +74,7 @@ class WorkerEnv:
     fifo_root: Path
     default_registry: str
     updated: Callable[[dict[str, Any]], None]
-    removed: Callable[[str, str], None]
+    removed: Callable[[str, str, dict[str, Any] | None], None]
     publish: Callable[[str, str, dict[str, str]], None]
     faults: Faults
 
@@ -190,7 +190,7 @@ class ContainerWorker(ObjectActor):
 
     def _abandon(self) -> None:
         self._gone = True
-        self.env.removed(self.cid, "")
+        self.env.removed(self.cid, "", None)
         self.actor_ref.stop(block=False)
 
     # -- restore (the actor restarted; the container may have run on) --------
@@ -361,9 +361,12 @@ class ContainerWorker(ObjectActor):
                 if reply is not None:
                     self._later(seconds, self._answer_late, reply, result)
             case lc.RestartAfter(seconds):
-                self._restart_timer = self._later(seconds, self._restart_later)
+                self._restart_timer = self._later(seconds, self._tell_self,
+                                                  ContainerWorker.restart_by_policy)
             case lc.CancelRestart():
                 self._cancel_restart()
+            case lc.RemoveUnlessStarted(seconds):
+                self._later(seconds, self._tell_self, ContainerWorker.start_retry_over)
             case lc.AnswerWaiters():
                 held, self._held = self._held, []
                 for waiting, answer in held:
@@ -548,9 +551,18 @@ class ContainerWorker(ObjectActor):
 
     # -- restart policy ------------------------------------------------------
 
-    def _restart_later(self) -> None:
+    def _tell_self(self, action: Callable[[ContainerWorker], None]) -> None:
+        """From a timer's thread: run `action` on this worker's own thread."""
         with contextlib.suppress(pykka.ActorDeadError):
-            self.actor_ref.proxy().restart_by_policy()
+            self.actor_ref.proxy().run(action)
+
+    def run(self, action: Callable[[ContainerWorker], None]) -> None:
+        action(self)
+
+    def start_retry_over(self) -> None:
+        """A start cut by the last actor's death was not sent again in time."""
+        if not self._gone:
+            self._apply(lc.on_start_retry_over(self._life))
 
     def restart_by_policy(self) -> None:
         """The restart timer fired."""
@@ -569,7 +581,15 @@ class ContainerWorker(ObjectActor):
 
     # -- remove --------------------------------------------------------------
 
-    def remove_container(self, reply: Reply, force: bool) -> None:
+    def remove_container(self, reply: Reply, force: bool, token: str) -> None:
+        if token and token == rec.removal_token(self.record):  # a retry of this removal
+            if self._gone:
+                reply.send(None)  # done at restore, before its tomb reached the actor
+                return
+            if self._life.status is lc.Status.REMOVING:
+                self._remover = reply  # answered when it ends
+                return
+        rec.begin_removal(self.record, token)
         self._serve(reply, lambda life: lc.on_remove(life, force), removal=True)
 
     def _destroy(self) -> None:
@@ -586,11 +606,13 @@ class ContainerWorker(ObjectActor):
             fifo.unlink(missing_ok=True)
         if fifo_dir.exists():
             fifo_dir.rmdir()
+        tomb = rec.tomb(self.record)
+        self.env.meta.bury(self.cid, tomb)  # first: a removal cut after it is done at restore
         self.env.meta.remove(self.cid)
         self._gone = True
         self._answer_waits(("removed", "not-running", "next-exit"))
         self._event("destroy")
-        self.env.removed(self.cid, self._name)
+        self.env.removed(self.cid, self._name, tomb)
         self.actor_ref.stop(block=False)
 
     # -- streams handed over by the gateway ----------------------------------
@@ -638,9 +660,8 @@ class ContainerWorker(ObjectActor):
         self._wait_conns = keep
 
     def _answer(self, waiter: Waiter) -> None:
-        error = self._state.get("Error") or None
-        waiter.session.write_json({"StatusCode": self._state["ExitCode"],
-                                   "Error": {"Message": error} if error else None})
+        waiter.session.write_json(rec.wait_answer(self._state["ExitCode"],
+                                                  self._state.get("Error") or ""))
         waiter.session.end()
 
     def attach_container(self, reply: Reply, conn: StreamSession, opts: dict[str, Any]) -> None:

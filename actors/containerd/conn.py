@@ -4,8 +4,11 @@ One `Conn` holds one gRPC channel to the daemon's unix socket and the
 containerd namespace every call is scoped to. gRPC channels are thread-safe,
 so a `Conn` may be shared by every thread (and pykka actor) of a process.
 Every call takes a `timeout` in seconds (None: no deadline) and raises
-`PouchError` with containerd's own message; `Conn.error` is the one place
-where gRPC status codes become pouch error codes.
+`PouchError` with containerd's own message. containerd is pouchd's child and
+comes back within a second when it dies, so a call made while it is away
+waits for it (within its deadline) instead of failing at once; a call that
+was on the way when it died still fails (it may or may not have been done).
+`Conn.error` is the one place where gRPC status codes become pouch error codes.
 """
 
 from __future__ import annotations
@@ -81,7 +84,8 @@ class Conn:
         self, method: Any, request: Any, timeout: float | None, lease: str | None = None
     ) -> Any:
         try:
-            return method(request, timeout=timeout, metadata=self.metadata(lease))
+            return method(request, timeout=timeout, metadata=self.metadata(lease),
+                          wait_for_ready=True)
         except grpc.RpcError as err:
             raise self.error(err) from err
 
@@ -96,7 +100,8 @@ class Conn:
 
     def stream(self, method: Any, request: Any, timeout: float | None) -> Iterator[Any]:
         try:
-            yield from method(request, timeout=timeout, metadata=self.metadata())
+            yield from method(request, timeout=timeout, metadata=self.metadata(),
+                              wait_for_ready=True)
         except grpc.RpcError as err:
             raise self.error(err) from err
 

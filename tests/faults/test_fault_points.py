@@ -19,10 +19,10 @@ from pouch.tests.support.wait import wait_for
 RUN_WITHIN = 10.0
 
 
-def arm(daemon: PouchDaemon, point: str) -> None:
+def arm(daemon: PouchDaemon, point: str, action: str = "crash") -> None:
     client = internal(daemon)
     try:
-        client.call("container", "debug_fault", {"point": point, "action": "crash"})
+        client.call("container", "debug_fault", {"point": point, "action": action})
     finally:
         client.close()
 

@@ -68,8 +68,13 @@ def waiting(daemon: PouchDaemon, condition: str) -> http.client.HTTPResponse:
     """A container that runs until told, and a wait on it whose head is out (so the
     container actor holds its connection)."""
     daemon.docker("run", "-d", "--name", "waited", "busybox", *WAITS_FOR_TERM)
+    return wait_request(daemon, "waited", condition)
+
+
+def wait_request(daemon: PouchDaemon, container: str, condition: str) -> http.client.HTTPResponse:
+    """A wait on `container` whose head is out (the container actor holds its connection)."""
     conn = UnixHTTPConnection(daemon.socket)
-    conn.request("POST", f"/containers/waited/wait?condition={condition}")
+    conn.request("POST", f"/containers/{container}/wait?condition={condition}")
     answer = conn.getresponse()
     assert answer.status == 200
     return answer
@@ -122,6 +127,27 @@ def test_a_wait_for_the_next_exit_sees_an_exit_while_the_actor_was_down(pouchd):
     watch_replacement(view, pouchd, "container", pid, fault)
 
     assert json.loads(answer.read()) == {"StatusCode": EXIT_ON_TERM, "Error": None}
+    view.close()
+
+
+def test_a_wait_for_a_removal_done_while_the_actor_was_down_gets_the_exit_status(pouchd):
+    """The container exits while no actor is there, and the new one's restore removes it
+    (AutoRemove): the wait, taken up by the new actor before or after that removal,
+    learns how the container ended (after: from its tomb), not a bare end of file."""
+    pouchd.docker("run", "-d", "--rm", "--name", "waited", "busybox", *WAITS_FOR_TERM)
+    # By name, as `docker wait` sends it; by ID, as `docker run --rm` does.
+    answers = [wait_request(pouchd, ref, "removed")
+               for ref in ("waited", pouchd.inspect("waited")["Id"])]
+    view = BrokerView(pouchd)
+    shell = pouchd.inspect("waited")["State"]["Pid"]
+    pid = pouchd.pid_of("container")
+    fault = kill(pid)
+    until(lambda: not alive(pid), ANSWER_WITHIN, "the container actor gone")
+    os.kill(shell, signal.SIGTERM)
+    watch_replacement(view, pouchd, "container", pid, fault)
+
+    for answer in answers:
+        assert json.loads(answer.read()) == {"StatusCode": EXIT_ON_TERM, "Error": None}
     view.close()
 
 

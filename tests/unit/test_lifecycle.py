@@ -194,10 +194,17 @@ def test_an_exited_auto_removed_container_is_removed_at_the_restore():
     assert lc.on_restore(created, RestartPolicy(auto_remove=True)).effects == ()
 
 
-def test_a_start_cut_by_a_restart_failed_and_so_removes_an_auto_removed_container():
+def test_a_start_cut_by_a_restart_leaves_an_auto_removed_container_time_for_its_retry():
     starting = lc.on_starting(State(id="c1", status=Status.CREATED))
     assert starting.start_pending
-    assert lc.on_restore(starting, RestartPolicy(auto_remove=True)).effects == (Destroy(),)
+    waiting = lc.on_restore(starting, RestartPolicy(auto_remove=True))
+    assert waiting.effects == (lc.RemoveUnlessStarted(lc.START_RETRY_GRACE),)
+    assert not waiting.state.start_pending and waiting.state.status is Status.CREATED
+    # The retry never came: removed, as the failed start would have removed it.
+    over = lc.on_start_retry_over(waiting.state)
+    assert over.effects == (Destroy(),) and over.state.removal_pending
+    # It came: the container runs (or ran) and stays until its exit removes it.
+    assert lc.on_start_retry_over(lc.on_started(waiting.state, T0)).effects == ()
     kept = lc.on_restore(starting, RestartPolicy())
     assert kept.effects == () and not kept.state.start_pending
     assert not lc.on_started(starting, T0).start_pending
