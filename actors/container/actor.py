@@ -362,7 +362,7 @@ class ContainerActor(ActorBase):
             return
         self._delegate(id, ContainerWorker.remove_container, reply, force, token)
 
-    @method(idempotent=False, returns=None, errors=("not_found",))
+    @method(idempotent=False, returns=None, errors=("not_found",), resumable=True)
     def attach(self, id: str, conn: StreamSession, reply: Reply,
                stream: bool = False, logs: bool = False, stdin: bool = False,
                stdout: bool = False, stderr: bool = False) -> None:

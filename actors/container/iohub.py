@@ -242,6 +242,12 @@ class IOHub:
             # Read-write, so opening never blocks and the shim's reader never sees EOF early.
             streams.stdin_fd = os.open(paths["stdin"], os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
             self._write_stdin(streams)  # what a client sent before the start
+        if restore:
+            # The shim may have closed its ends already (the process exited while no
+            # actor read): a FIFO opened after its last writer left never reports the
+            # hang-up, but a read says end of file at once.
+            for fd in list(streams.fifos):
+                self._reader(streams, fd)(selectors.EVENT_READ)
         result = {"stdin": str(paths["stdin"]) if stdin else "", "stdout": str(paths["stdout"]),
                   "stderr": "" if tty else str(paths["stderr"])}
         return result, streams.drained

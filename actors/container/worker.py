@@ -618,13 +618,13 @@ class ContainerWorker(ObjectActor):
     # -- streams handed over by the gateway ----------------------------------
 
     def _take(self, reply: Reply, session: StreamSession,
-              check: Callable[[], Any] = lambda: None, resumable: bool = False) -> bool:
+              check: Callable[[], Any] | None = None, resumable: bool = False) -> bool:
         """Accept a handed-over connection: answer the gateway (an error while it can
         still shape it), then start the response. False if the connection is done.
+        `check` (default: the container is still here) may refuse it;
         `resumable`: a restarted actor could take the stream up from the start."""
         try:
-            self._check_alive()
-            check()
+            (check or self._check_alive)()
         except (PouchError, ValueError) as exc:
             # The refusal first: closing the session tells the gateway the stream is over.
             reply.fail(exc if isinstance(exc, PouchError) else invalid(str(exc)))
@@ -635,11 +635,13 @@ class ContainerWorker(ObjectActor):
                              resumable=resumable)
 
     def wait_container(self, reply: Reply, conn: StreamSession, condition: str) -> None:
-        if not self._take(reply, conn, resumable=True):
+        # A container removed meanwhile (its actor has yet to hear) is past every condition.
+        if not self._take(reply, conn, lambda: None, resumable=True):
             return
         waiter = Waiter(conn, condition)
-        if not self._state["Running"] and not self._state.get("Restarting") and (
-                condition == "not-running" or self._exited_since(conn.resumed_at)):
+        ended = not self._state["Running"] and not self._state.get("Restarting") and (
+            condition == "not-running" or self._exited_since(conn.resumed_at))
+        if ended or self._gone:
             self._answer(waiter)
             return
         self._wait_conns.append(waiter)
@@ -665,14 +667,19 @@ class ContainerWorker(ObjectActor):
         waiter.session.end()
 
     def attach_container(self, reply: Reply, conn: StreamSession, opts: dict[str, Any]) -> None:
-        if not self._take(reply, conn):
+        # Without stdin, an attach that follows live is taken up as a `logs -f` is: the
+        # output logged since the cut, then what comes. What a client sent to stdin died
+        # with the actor: that attach ends saying so.
+        follows = opts["stream"] and not opts["stdin"]
+        if not self._take(reply, conn, resumable=follows and not opts["logs"]):
             return
         consumer = Consumer(conn, stdout=opts["stdout"], stderr=opts["stderr"],
                             stdin=opts["stdin"])
         # A created container's output is still to come: attaching waits for its start.
         live = opts["stream"] and self._state["Status"] not in ("exited", "dead")
-        if opts["logs"]:
-            self._replay(consumer, Selection(opts["stdout"], opts["stderr"]), live)
+        if conn.resumed_at or opts["logs"]:
+            self._replay(consumer, Selection(opts["stdout"], opts["stderr"], conn.resumed_at),
+                         live, resumable=follows)
         elif live:
             self.env.hub.attach(self.cid, consumer)  # this thread serializes starts: no race
         else:
@@ -682,6 +689,7 @@ class ContainerWorker(ObjectActor):
         window: list[float] = []
 
         def parse() -> None:
+            self._check_alive()
             window.extend(parse_timestamp(opts[key]) if opts[key] else 0.0
                           for key in ("since", "until"))
             window.append(-1 if opts["tail"] in ("all", "") else int(opts["tail"]))
@@ -699,8 +707,10 @@ class ContainerWorker(ObjectActor):
         self._replay(consumer, Selection(*streams, since, until, int(tail)),
                      opts["follow"] and self._state["Running"])
 
-    def _replay(self, consumer: Consumer, selection: Selection, live: bool) -> None:
-        """Send the log so far and then, if `live`, what comes; in a thread of its own."""
+    def _replay(self, consumer: Consumer, selection: Selection, live: bool,
+                resumable: bool = True) -> None:
+        """Send the log so far and then, if `live`, what comes; in a thread of its own.
+        `resumable`: once it follows live, a restarted actor could take it up."""
         hub, cid, path = self.env.hub, self.cid, Path(self.record["LogPath"])
         # Not started yet: the client waits for the start, unless one happens meanwhile.
         runs_seen = hub.runs(cid) if live and self._state["Status"] == "created" else None
@@ -720,7 +730,8 @@ class ContainerWorker(ObjectActor):
                     if not session.write(entry.stream, consumer.line(entry)):
                         return
                 if live:
-                    session.may_resume()
+                    if resumable:
+                        session.may_resume()
                     hub.follow(cid, consumer, log_file, offset, runs_seen)
                     return
                 session.end()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import itertools
 import json
 import os
 import signal
@@ -196,18 +197,48 @@ def read_frames(sock: socket.socket) -> Iterator[tuple[int, bytes]]:
         data += part
 
 
-def test_an_attach_cut_by_a_restart_ends_saying_why(pouchd):
-    pouchd.docker("run", "-d", "--name", "attached", "busybox", *TICKING)
-    view = BrokerView(pouchd)
+def attach_request(daemon: PouchDaemon, container: str, stdin: bool = False) -> socket.socket:
+    """An attach to `container`'s stdout (and stdin) whose head is out (the actor holds it)."""
     sock = socket.socket(socket.AF_UNIX)
     sock.settimeout(ANSWER_WITHIN)
-    sock.connect(str(pouchd.socket))
-    sock.sendall(b"POST /containers/attached/attach?stream=1&stdout=1 HTTP/1.1\r\nHost: pouch\r\n"
-                 b"Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+    sock.connect(str(daemon.socket))
+    sock.sendall(f"POST /containers/{container}/attach?stream=1&stdout=1&stdin={int(stdin)} "
+                 "HTTP/1.1\r\n"
+                 "Host: pouch\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n".encode())
     head = b""
     while b"\r\n\r\n" not in head:
         head += sock.recv(1)
     assert head.startswith(b"HTTP/1.1 101")
+    return sock
+
+
+def test_an_attach_without_stdin_outlives_a_restart_of_the_container_actor(pouchd):
+    """As `docker run` (without -i) attaches, then starts: the restarted actor takes the
+    attach up, before or after the start, and sends what was logged since the cut."""
+    pouchd.docker("create", "--name", "attached", "busybox", "echo", "hi")
+    before_start = attach_request(pouchd, "attached")
+    pouchd.docker("run", "-d", "--name", "ticking", "busybox", *TICKING)
+    running = attach_request(pouchd, "ticking")
+    ticks = read_frames(running)
+    assert next(ticks)[0] == stdstream.STREAMS["stdout"]
+    view = BrokerView(pouchd)
+
+    restart_container_actor(pouchd, view)
+    pouchd.docker("start", "attached")
+
+    assert list(read_frames(before_start)) == [(stdstream.STREAMS["stdout"], b"hi\n")]
+    seen = [int(text.split()[1]) for _, text in itertools.islice(ticks, 40)]
+    assert seen == list(range(seen[0], seen[0] + len(seen))), "lines lost or repeated"
+    for sock in (before_start, running):
+        sock.close()
+    view.close()
+
+
+def test_an_attach_with_stdin_cut_by_a_restart_ends_saying_why(pouchd):
+    """What was sent to the container's stdin died with the actor: no taking it up."""
+    pouchd.docker("run", "-d", "-i", "--name", "attached", "busybox", *TICKING)
+    view = BrokerView(pouchd)
+    sock = attach_request(pouchd, "attached", stdin=True)
     frames = read_frames(sock)
     assert next(frames)[0] == stdstream.STREAMS["stdout"]
 
