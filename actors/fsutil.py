@@ -9,19 +9,24 @@ from pathlib import Path
 from typing import Any
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write `data` so that readers see the old file or the new one, never a torn one."""
+def atomic_write(path: Path, data: bytes, mode: int = 0o644, durable: bool = True) -> None:
+    """Write `data` so that readers see the old file or the new one, never a torn one.
+    `durable`: on disk before this returns, so that it outlives the machine's crash
+    (not only the process's)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if not durable:
+        return
     dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dir_fd)  # the rename itself must survive a crash
@@ -29,5 +34,6 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
         os.close(dir_fd)
 
 
-def atomic_write_json(path: Path, value: Any) -> None:
-    atomic_write(path, json.dumps(value, indent=None, separators=(",", ":")).encode())
+def atomic_write_json(path: Path, value: Any, durable: bool = True) -> None:
+    atomic_write(path, json.dumps(value, indent=None, separators=(",", ":")).encode(),
+                 durable=durable)

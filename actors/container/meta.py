@@ -94,7 +94,8 @@ class MetaStore:
     def bury(self, cid: str, tomb: dict[str, Any]) -> None:
         """Keep what a removed container leaves to know (written before its folder goes)."""
         self._tombs.mkdir(exist_ok=True)
-        atomic_write_json(self._tombs / f"{cid}.json", tomb)
+        # Only this process's death need be outlived: the callers die with the machine.
+        atomic_write_json(self._tombs / f"{cid}.json", tomb, durable=False)
 
     def tombs(self) -> dict[str, dict[str, Any]]:
         """The tombs of containers removed within TOMB_KEPT s, by ID, oldest first; older
