@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
@@ -21,8 +22,9 @@ from typing import Any
 
 import zmq
 
-from pouch.broker import frames, trust, wire
+from pouch.broker import frames, procs, trust, wire
 from pouch.broker.frames import Malformed
+from pouch.broker.peercheck import DOMAIN, PeerCheck
 from pouch.broker.service import BrokerService
 from pouch.proto import envelope as env
 from pouch.proto.contract import collect
@@ -41,13 +43,14 @@ MAX_PER_CLIENT = 256     # requests one client has queued or in flight
 MAX_SUBS_PER_CLIENT = 16
 MAX_SUBS = 4096
 MAX_SERVICES = 64        # names known at once: a client cannot grow the table at will
-# A request in flight on an actor that died twice within POISON_WINDOW s is refused.
+# A request blamed for its actor's death twice within POISON_WINDOW s is refused.
 POISON_KILLS = 2
 POISON_WINDOW = 120.0
 POISON_REMEMBERED = 1024
 # Removal reasons that may be a request's doing: the actor hung, or the supervisor saw it
 # end by itself. Not "killed" (by a signal from outside), nor "disconnected" (seen before
 # the supervisor said why: under kill -9 chaos that is most deaths, none a request's).
+# Even then at most one request is blamed (see Broker._culprit).
 DEATHS = ("heartbeats", "exited")
 # What only pouchd's own processes may call (on the actors' endpoint).
 INTERNAL = {("broker", "mark_down"), ("broker", "worker_gone")}
@@ -127,15 +130,19 @@ class Broker:
 
     def __init__(self, endpoint: str, actor_endpoint: str | None = None, *,
                  heartbeat: float = HEARTBEAT_INTERVAL, liveness: int = HEARTBEAT_LIVENESS,
-                 queue_wait: float = QUEUE_WAIT, context: zmq.Context | None = None) -> None:
+                 queue_wait: float = QUEUE_WAIT, tree: int | None = None) -> None:
         """`endpoint` for clients; `actor_endpoint` (default: beside it, in `private/`)
-        for pouchd's own processes."""
+        for pouchd's own processes: those descending from pid `tree` (default: the
+        broker's parent, the supervisor)."""
         self.endpoint = endpoint
         self.actor_endpoint = actor_endpoint or trust.private_endpoint(endpoint)
         self.heartbeat = heartbeat
         self.liveness = liveness
         self.queue_wait = queue_wait
-        self._ctx = context or zmq.Context.instance()
+        self.tree = tree or os.getppid()
+        # A context of its own: libzmq finds the ZAP handler per context, one at most.
+        self._ctx = zmq.Context()
+        self._peers: PeerCheck | None = None
         self._sock: zmq.Socket | None = None       # clients
         self._private: zmq.Socket | None = None    # actors
         self._token = ""
@@ -156,14 +163,21 @@ class Broker:
             raise ValueError(f"actors register on an ipc endpoint, not {self.actor_endpoint}")
         trust.make_private_dir(private.parent)
         self._token = trust.write_token(self.actor_endpoint)
-        self._private = self._router(self.actor_endpoint, 0o177, 0)
+        trust.unpredictable_routing_ids()
+        # Before the actors' socket exists: no connection is ever let in unchecked.
+        self._peers = PeerCheck(self._ctx, self.tree)
+        self._peers.start()
+        self._private = self._router(self.actor_endpoint, 0o177, 0, DOMAIN)
         # A client sending faster than the broker reads waits, per peer, rather than
         # grow the broker's buffers.
         self._sock = self._router(self.endpoint, 0o117, CLIENT_BACKLOG)
 
-    def _router(self, endpoint: str, mask: int, backlog: int) -> zmq.Socket:
+    def _router(self, endpoint: str, mask: int, backlog: int,
+                zap_domain: bytes = b"") -> zmq.Socket:
         sock = self._ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
+        if zap_domain:
+            sock.setsockopt(zmq.ZAP_DOMAIN, zap_domain)
         # An unroutable reply (its client went away) raises instead of vanishing,
         # so dead subscribers are noticed and dropped.
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -212,6 +226,9 @@ class Broker:
             sock.close(linger=0)
             private.close(linger=0)
             self._sock = self._private = None
+            if self._peers is not None:
+                self._peers.stop()
+            self._ctx.term()
 
     @property
     def window(self) -> float:
@@ -465,9 +482,11 @@ class Broker:
             service.workers.remove(worker)
         log.warning("%s actor (pid %s) removed: %s; failing %d request(s) in flight",
                     worker.service, worker.pid, why, len(worker.inflight))
-        for (client, rid), flight in worker.inflight.items():
+        culprit = self._culprit(worker, reason)
+        for key, flight in worker.inflight.items():
+            client, rid = key
             self._released(client)
-            if reason in DEATHS and self._suspect(flight.fingerprint):
+            if key == culprit and self._suspect(flight.fingerprint):
                 log.error("%s.%s took the %s actor down %d times: refused from now on",
                           worker.service, flight.method, worker.service, POISON_KILLS)
                 self._fail(client, worker.service, rid, env.invalid(
@@ -479,6 +498,20 @@ class Broker:
                 " (the outcome is unknown)"), retry=True)
         worker.inflight.clear()
         self._publish_daemon("actor-lost", worker.service, worker.pid, reason)
+
+    @staticmethod
+    def _culprit(worker: Worker, reason: str) -> tuple[bytes, int] | None:
+        """The one request in flight that may have taken the actor down, if any.
+
+        An actor serves its requests in order on one thread: one that hung it or
+        made it exit is the oldest still in flight there (later ones waited behind
+        it). Streams are left out: they stay in flight on threads of their own. A
+        process found stopped (SIGSTOP, a debugger) went silent by no request's doing.
+        """
+        if reason not in DEATHS or (reason == "heartbeats" and procs.stopped(worker.pid)):
+            return None
+        # Dicts keep insertion order: the first is the first dispatched.
+        return next((key for key, f in worker.inflight.items() if not f.stream), None)
 
     def _beat(self, now_mono: float) -> None:
         for worker in list(self._workers.values()):

@@ -5,6 +5,8 @@ Clients connect to `<exec-root>/broker.sock` (mode 0660). Actors register on
 socket exists, and prove with each READY that they read this broker's token,
 a random value the broker writes (mode 0600) into that directory when it
 binds: a process that could not open the directory cannot serve a service.
+Beside the token, the kernel's word on who connects (`pouch.broker.peercheck`):
+only processes of pouchd's own tree are let in on that endpoint at all.
 Every socket is created under a umask that gives it its final mode at once,
 never a moment of whatever the umask allowed.
 """
@@ -12,6 +14,7 @@ never a moment of whatever the umask allowed.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import secrets
 from collections.abc import Iterator
@@ -20,6 +23,20 @@ from pathlib import Path
 from pouch.proto.config import ACTOR_SOCKET, PRIVATE_DIR
 
 TOKEN_FILE = "token"
+
+
+def unpredictable_routing_ids() -> None:
+    """Seed libc's rand() from `secrets`. Process-wide: call before any ROUTER socket exists.
+
+    libzmq (4.3.5) names a peer that gives no routing id 0x00 + a 32-bit counter that
+    starts from libc's rand(), which nothing seeds: every broker's first ids are the
+    same (0x006b8b4567, ...). A client that claims the next ones with ROUTING_ID makes
+    libzmq assert (add_out_pipe in socket_base.cpp) when an anonymous peer connects and
+    is given an id already taken: the broker aborts. Seeded, nobody knows where the
+    counter starts."""
+    libc = ctypes.CDLL(None)
+    libc.srand.argtypes = [ctypes.c_uint]
+    libc.srand(secrets.randbits(32))
 
 
 def private_endpoint(client_endpoint: str) -> str:

@@ -101,10 +101,15 @@ def die_with_supervisor() -> None:
 def run_broker(config: DaemonConfig) -> int:
     from pouch.actors.host import remove_pid, write_pid
     from pouch.actors.sdnotify import notify
+    from pouch.broker.procs import parent
     from pouch.broker.router import Broker
 
     config.exec_root_dir.mkdir(parents=True, exist_ok=True)
-    broker = Broker(config.broker_endpoint, config.actor_endpoint)
+    # Only the supervisor's tree serves on the actors' endpoint; under -D (fault points
+    # served) also the tree of what started pouchd: a test, a debugger.
+    supervisor = int(os.environ.get(PARENT_ENV) or os.getppid())
+    tree = (parent(supervisor) or supervisor) if config.debug else supervisor
+    broker = Broker(config.broker_endpoint, config.actor_endpoint, tree=tree)
     broker.bind()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: broker.stop())

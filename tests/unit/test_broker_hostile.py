@@ -4,7 +4,9 @@ without bound. One test per finding of issue 8 (7 to 12) and its poison requests
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -29,9 +31,10 @@ ANSWER_WITHIN = 5.0
 
 
 class Running:
-    def __init__(self, tmp_path: Path, heartbeat: float = HEARTBEAT_INTERVAL) -> None:
+    def __init__(self, tmp_path: Path, heartbeat: float = HEARTBEAT_INTERVAL,
+                 tree: int | None = None) -> None:
         self.endpoint = f"ipc://{tmp_path}/broker.sock"
-        self.broker = Broker(self.endpoint, queue_wait=0.5, heartbeat=heartbeat)
+        self.broker = Broker(self.endpoint, queue_wait=0.5, heartbeat=heartbeat, tree=tree)
         self.broker.bind()
         self.thread = threading.Thread(target=self.broker.run, daemon=True)
         self.thread.start()
@@ -207,8 +210,9 @@ def test_sockets_have_their_mode_from_the_moment_they_exist(tmp_path, monkeypatc
 
     def watched(sock: zmq.Socket[bytes], address: str) -> Any:
         result = bind(sock, address)
-        path = address.removeprefix("ipc://")
-        modes[Path(path).name] = stat.S_IMODE(os.stat(path).st_mode)
+        if address.startswith("ipc://"):
+            path = address.removeprefix("ipc://")
+            modes[Path(path).name] = stat.S_IMODE(os.stat(path).st_mode)
         return result
 
     monkeypatch.setattr(zmq.Socket, "bind", watched)
@@ -273,3 +277,115 @@ def die_reported(running: Running, client: Client, internal: Client, args: dict[
                   {"service": "echo", "pid": actor.pid, "killed": killed})
     dying.join()
     return codes[0]
+
+
+def test_requests_in_flight_on_an_actor_stopped_by_a_signal_are_not_poison(
+        running: Running, client: Client):
+    """The chaos soak's SIGSTOP of the image actor: its heartbeats expire while the same
+    request is in flight each time; the request is not to blame, and is served later."""
+    sock = running.raw()
+    for rid in (1, 2):
+        actor = running.actor()
+        wait_echo(client)
+        sock.send_multipart([env.CLIENT, env.REQ, b"echo", request(
+            rid, "slow_safe", {"seconds": 2}, time.time() + 30)])
+        wait_for(lambda: inflight(client) == 1, 5, "the request in flight")
+        os.kill(actor.pid, signal.SIGSTOP)
+        lost = answer(sock)  # the broker gave up on the silent actor
+        assert (lost["id"], lost["error"]["code"], lost["error"].get("retry")) == \
+            (rid, "unavailable", True)
+        actor.kill()
+        actor.wait()
+    running.actor()
+    assert client.call("echo", "slow_safe", {"seconds": 2}) == "safe done"
+
+
+def inflight(client: Client) -> int:
+    workers = client.call("broker", "services").get("echo", {}).get("workers") or []
+    return sum(w["inflight"] for w in workers)
+
+
+# -- finding 9: routing ids nobody can guess ------------------------------------------
+
+def unseeded_routing_ids(sockets: int, each: int) -> list[bytes]:
+    """The ids libzmq 4.3 gives the anonymous peers of the first ROUTER sockets of a
+    process that never seeded libc's rand(): 0x00, then a counter that starts, per
+    socket, at rand() | (the next rand() << 31), in 32 bits."""
+    libc = ctypes.CDLL(None)
+    libc.srand(1)  # what glibc's rand() starts from when nobody seeds it
+    ids = []
+    for _ in range(sockets):
+        low, high = libc.rand(), libc.rand()
+        start = (low | high << 31) % 2**32
+        ids += [b"\0" + ((start + i) % 2**32).to_bytes(4, "big") for i in range(each)]
+    return ids
+
+
+def test_a_client_claiming_the_next_routing_ids_does_not_abort_the_broker(tmp_path: Path):
+    endpoint = f"ipc://{tmp_path}/broker.sock"
+    broker = subprocess.Popen([sys.executable, "-c", "import sys; from pouch.broker.router "
+                               "import Broker; Broker(sys.argv[1]).run()", endpoint])
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+    claimed: list[zmq.Socket[bytes]] = []
+    try:
+        wait_for(lambda: Path(endpoint.removeprefix("ipc://")).exists(), 10, "the broker")
+        for routing_id in unseeded_routing_ids(3, 64):
+            sock = ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.ROUTING_ID, routing_id)
+            sock.connect(endpoint)
+            sock.send_multipart([env.CLIENT, env.REQ, b"broker", request(1, "ping")])
+            claimed.append(sock)
+        for sock in claimed:
+            sock.poll(int(ANSWER_WITHIN * 1000))  # connected: the broker has it
+        for _ in range(5):  # anonymous clients, as every Client is
+            fresh = Client(endpoint, timeout=ANSWER_WITHIN)
+            try:
+                assert fresh.call("broker", "ping") == "pong"
+            finally:
+                fresh.close()
+        assert broker.poll() is None
+    finally:
+        for sock in claimed:
+            sock.close(linger=0)
+        broker.kill()
+        broker.wait()
+
+
+# -- what must exist 4: only pouchd's tree on the actors' endpoint (SO_PEERCRED) -------
+
+# Says READY with the broker's token on the actors' endpoint; "served" once the broker
+# heartbeats it (it is registered), "refused" if nothing comes.
+REGISTER = """
+import os, sys, zmq
+from pouch.proto import envelope as env
+sock = zmq.Context.instance().socket(zmq.DEALER)
+sock.setsockopt(zmq.LINGER, 0)
+sock.connect(sys.argv[1])
+sock.send_multipart([env.ACTOR, env.READY, b"outsider",
+                     env.pack({"pid": os.getpid(), "token": sys.argv[2], "methods": {}})])
+print("served" if sock.poll(2000) else "refused", flush=True)
+"""
+
+
+def test_only_processes_of_the_brokers_tree_register_on_the_actors_endpoint(tmp_path: Path):
+    running = Running(tmp_path, tree=os.getpid())  # this test stands for the supervisor
+    actors = private_endpoint(running.endpoint)
+    argv = [sys.executable, "-c", REGISTER, actors, read_token(actors)]
+    try:
+        child = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
+        assert child.stdout.strip() == "served"
+        said = tmp_path / "outsider.out"
+        with said.open("w") as out:
+            # setsid -f: a process of its own session whose parent exits at once, so that
+            # it is no longer a descendant of this one when it connects.
+            subprocess.run(["setsid", "-f", *argv], stdout=out, check=True)
+        wait_for(lambda: said.read_text().strip() != "", 30, "the outsider's verdict")
+        assert said.read_text().strip() == "refused"
+        client = Client(running.endpoint, timeout=ANSWER_WITHIN)
+        try:
+            assert not client.call("broker", "services").get("outsider", {}).get("workers")
+        finally:
+            client.close()
+    finally:
+        running.close()
