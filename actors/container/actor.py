@@ -24,8 +24,9 @@ import pykka
 from pouch.actors.backoff import Backoff
 from pouch.actors.container import record as rec
 from pouch.actors.container.iohub import IOHub
-from pouch.actors.container.meta import TOMB_KEPT, MetaStore
+from pouch.actors.container.meta import MetaStore
 from pouch.actors.container.sweep import Sweeper
+from pouch.actors.container.tombs import Graveyard
 from pouch.actors.container.worker import OWNER_LABEL, ContainerWorker, WorkerEnv
 from pouch.actors.containerd.client import Containerd
 from pouch.actors.containerd.types import rfc3339
@@ -103,7 +104,7 @@ class ContainerActor(ActorBase):
         self._workers: dict[str, pykka.ActorRef[ContainerWorker]] = {}
         self._names: dict[str, str] = {}  # name (no slash) -> ID; reserved during create
         self._tokens: dict[str, str] = {}  # token of a create or start done -> container ID
-        self._tombs: dict[str, dict[str, Any]] = {}  # ID -> tomb (meta.py) of one removed
+        self._tombs = Graveyard({})
         self._events_stop = threading.Event()
         me = self.actor_ref
         self._env = WorkerEnv(
@@ -142,7 +143,7 @@ class ContainerActor(ActorBase):
 
     def _restore(self) -> None:
         self.ctx.faults.hit("container.restore")
-        self._tombs = self._meta.tombs()
+        self._tombs = Graveyard(self._meta.tombs())
         known = set()
         for record in self._meta.load_all():
             cid = record["Id"]
@@ -220,9 +221,7 @@ class ContainerActor(ActorBase):
         elif isinstance(message, Removed):
             self._tokens = {t: c for t, c in self._tokens.items() if c != message.cid}
             if message.tomb is not None:
-                self._tombs[message.cid] = message.tomb
-                while next(iter(self._tombs.values()))["At"] < message.tomb["At"] - TOMB_KEPT:
-                    del self._tombs[next(iter(self._tombs))]  # the oldest: they come in order
+                self._tombs.add(message.cid, message.tomb)
             self._records.pop(message.cid, None)
             self._workers.pop(message.cid, None)
             for name, cid in list(self._names.items()):
@@ -253,8 +252,7 @@ class ContainerActor(ActorBase):
         ref = ref.lstrip("/")
         if ref in self._workers or ref in self._names:
             return None
-        named = [tomb for tomb in self._tombs.values() if tomb["Name"] == ref]
-        return self._tombs.get(ref) or (named[-1] if named else None)
+        return self._tombs.find(ref)
 
     def _delegate(self, ref: str, handler: Callable[..., None], reply: Reply,
                   *args: Any) -> None:
@@ -268,7 +266,9 @@ class ContainerActor(ActorBase):
     def create(self, name: str, config: dict[str, Any], reply: Reply, token: str = "") -> None:
         """Create a container from a Docker create body (a random name if `name` is empty)."""
         done = self._tokens.get(token) if token else None
-        if done is not None and done in self._records:
+        if done not in self._records:
+            done = self._tombs.by_token(token)  # made, and removed since
+        if done is not None:
             reply.send({"Id": done, "Warnings": []})  # a retry of a create that went through
             return
         warnings = rec.check_config(config)
@@ -329,6 +329,9 @@ class ContainerActor(ActorBase):
             errors=("not_found", "conflict", "invalid"))
     def start_(self, id: str, reply: Reply, token: str = "") -> None:
         """Start a container; False if it already ran."""
+        if self._tombs.by_token(token):
+            reply.send(True)  # a retry of a start that ran, and the container is gone since
+            return
         self._delegate(id, ContainerWorker.start_container, reply, token)
 
     # No deadline of its own: the worker bounds the wait by the stop timeout, then SIGKILL.
@@ -357,7 +360,7 @@ class ContainerActor(ActorBase):
                token: str = "") -> None:
         """Remove a container (with force, kill it first)."""
         # Before the name is looked up: it may name a new container by now.
-        if token and any(tomb["Token"] == token for tomb in self._tombs.values()):
+        if self._tombs.by_token(token):
             reply.send(None)  # a retry of a remove that went through
             return
         self._delegate(id, ContainerWorker.remove_container, reply, force, token)

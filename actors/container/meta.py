@@ -6,9 +6,8 @@
 
 and one file per container removed within TOMB_KEPT seconds (its tomb):
 
-    removed-containers/<id>.json  its exit status and the token of the remove that ended
-                                  it: a call cut by an actor's death and sent again (a wait
-                                  for the removal, a remove) learns from it what became of it
+    removed-containers/<id>.json  its name, exit status and the once-tokens of the calls
+                                  that created, started and removed it (tombs.py)
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ FILES = ("hostname", "hosts", "resolv.conf", "json.log")
 ID = re.compile(r"[0-9a-f]{64}")
 # Long enough for any retry of a cut call (their deadlines are a minute at most).
 TOMB_KEPT = 600.0
-TOMB_KEYS = {"Name", "ExitCode", "Error", "Token", "At"}
+TOMB_KEYS = {"Name", "ExitCode", "Error", "Tokens", "At"}
 LOCALHOST_HOSTS = ("127.0.0.1\tlocalhost\n"
                    "::1\tlocalhost ip6-localhost ip6-loopback\n"
                    "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\n"

@@ -275,9 +275,10 @@ def removal_token(record: dict[str, Any]) -> str:
 def tomb(record: dict[str, Any]) -> dict[str, Any]:
     """What a removed container leaves behind (pouch.actors.container.meta)."""
     state = record["State"]
+    removal = removal_token(record)
     return {"Name": record["Name"].lstrip("/"), "ExitCode": state["ExitCode"],
-            "Error": state.get("Error") or "", "Token": removal_token(record),
-            "At": time.time()}
+            "Error": state.get("Error") or "",
+            "Tokens": tokens(record) + ([removal] if removal else []), "At": time.time()}
 
 
 def wait_answer(exit_code: int, error: str) -> dict[str, Any]:

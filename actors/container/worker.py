@@ -401,9 +401,9 @@ class ContainerWorker(ObjectActor):
         reply.run(self._start, False, token)
 
     def _start(self, by_policy: bool = False, token: str = "") -> bool:
-        self._check_alive()
         if token and token in rec.tokens(self.record):
-            return True  # a retry of a start that ran: it answered True then
+            return True  # a retry of a start that ran (it may be removed since): True then
+        self._check_alive()
         life = self._life
         if not lc.on_start(life):
             return False

@@ -126,6 +126,20 @@ def test_a_start_of_an_auto_removed_container_cut_by_the_actors_death_is_retried
     removed(pouchd, api, cid, "the auto-removal after its exit")
 
 
+def test_a_start_whose_container_ran_and_was_removed_before_its_retry_answers_ok(
+        pouchd: PouchDaemon, api):
+    """`docker run --rm` of a quick command, the actor killed right after the start: the
+    container runs, exits and is removed while the start is sent again, and that retry
+    answers as the start did (from the container's tomb), not 404."""
+    cid = auto_removed(api, "rm-ran", "echo", "hi")
+
+    answer = crash_during(pouchd, "container.start.task_started", lambda: api.start(cid),
+                          "kill")
+
+    assert answer == "ok", answer
+    removed(pouchd, api, cid, "the auto-removal after its exit")
+
+
 def test_a_create_cut_after_containerd_made_the_container_leaves_only_its_retry(
         pouchd: PouchDaemon, api):
     """The half-made create is undone at restore; the client's retry (the same token)
