@@ -419,7 +419,7 @@ class ContainerWorker(ObjectActor):
             self.env.hub.writers_ready(self.cid)
             self.env.faults.hit("container.start.task_created")
             started_at = rfc3339_nano()  # before: a quick process may end before start returns
-            ctrd.tasks.start(self.cid)
+            self._start_task()
             self.env.faults.hit("container.start.task_started")
         except PouchError as exc:
             self._start_failed(life, exc.message, by_policy)
@@ -435,8 +435,9 @@ class ContainerWorker(ObjectActor):
 
     def _create_task(self, mounts: list[Any], fifos: dict[str, str]) -> int:
         """The task's pid. A start cut by the last actor's death may still be creating its
-        task inside containerd (its shim's folder exists): that task is waited for and
-        dropped, and this one created, within TASK_CREATE_WAIT."""
+        task inside containerd (its shim's folder exists), and so may a create on the way
+        when containerd died: that task is waited for and dropped, and this one created,
+        within TASK_CREATE_WAIT."""
         ctrd, deadline = self.env.ctrd, time.monotonic() + TASK_CREATE_WAIT
         while True:
             try:
@@ -444,12 +445,28 @@ class ContainerWorker(ObjectActor):
                                          fifos["stderr"],
                                          terminal=bool(self.record["Config"].get("Tty")))
             except PouchError as exc:
-                if "exists" not in exc.message or time.monotonic() > deadline:
+                if not ("exists" in exc.message or exc.code == "unavailable") \
+                        or time.monotonic() > deadline:
                     raise
             time.sleep(0.1)
             task = ctrd.tasks.get(self.cid)
             if task is not None and task.status == "CREATED":
                 self._drop_unstarted_task()
+
+    def _start_task(self) -> None:
+        """Start the created task. When containerd died on the way (it comes back with
+        its tasks), the task says whether the start was done."""
+        ctrd = self.env.ctrd
+        try:
+            ctrd.tasks.start(self.cid)
+        except PouchError as exc:
+            if exc.code != "unavailable":
+                raise
+            task = ctrd.tasks.get(self.cid)
+            if task is None:
+                raise
+            if task.status == "CREATED":
+                ctrd.tasks.start(self.cid)
 
     def _start_failed(self, life: lc.State, message: str, by_policy: bool) -> None:
         with contextlib.suppress(PouchError):

@@ -6,13 +6,15 @@ so a `Conn` may be shared by every thread (and pykka actor) of a process.
 Every call takes a `timeout` in seconds (None: no deadline) and raises
 `PouchError` with containerd's own message. containerd is pouchd's child and
 comes back within a second when it dies, so a call made while it is away
-waits for it (within its deadline) instead of failing at once; a call that
-was on the way when it died still fails (it may or may not have been done).
+waits for it (RECONNECT_WAIT at most, within its deadline) instead of failing
+at once; a call that was on the way when it died still fails (it may or may
+not have been done).
 `Conn.error` is the one place where gRPC status codes become pouch error codes.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Final
@@ -25,6 +27,9 @@ DEFAULT_TIMEOUT: Final = 30.0
 # Moving or unpacking a whole layer takes longer than a metadata call.
 STREAM_TIMEOUT: Final = 600.0
 MAX_MESSAGE_SIZE: Final = 16 * 1024 * 1024
+RECONNECT_WAIT: Final = 5.0
+# gRPC's words for a call that found no connection, so never reached containerd.
+_NOT_CONNECTED: Final = "failed to connect to all addresses"
 
 _CODES: Final[dict[grpc.StatusCode, ErrorCode]] = {
     grpc.StatusCode.NOT_FOUND: "not_found",
@@ -83,11 +88,30 @@ class Conn:
     def call(
         self, method: Any, request: Any, timeout: float | None, lease: str | None = None
     ) -> Any:
+        began = time.monotonic()
         try:
-            return method(request, timeout=timeout, metadata=self.metadata(lease),
-                          wait_for_ready=True)
+            return method(request, timeout=timeout, metadata=self.metadata(lease))
+        except grpc.RpcError as err:
+            if not self._reconnected(err, timeout):
+                raise self.error(err) from err
+        if timeout is not None:
+            timeout = max(0.0, timeout - (time.monotonic() - began))
+        try:
+            return method(request, timeout=timeout, metadata=self.metadata(lease))
         except grpc.RpcError as err:
             raise self.error(err) from err
+
+    def _reconnected(self, err: grpc.RpcError, timeout: float | None) -> bool:
+        """The call found containerd away: whether it is back within RECONNECT_WAIT."""
+        if status_code(err) != grpc.StatusCode.UNAVAILABLE \
+                or _NOT_CONNECTED not in status_details(err):
+            return False
+        wait = RECONNECT_WAIT if timeout is None else min(RECONNECT_WAIT, timeout)
+        try:
+            grpc.channel_ready_future(self.channel).result(timeout=wait)
+        except grpc.FutureTimeoutError:
+            return False
+        return True
 
     def find(self, method: Any, request: Any, timeout: float | None) -> Any:
         """A lookup's response, or None when containerd has no such thing."""
@@ -100,8 +124,7 @@ class Conn:
 
     def stream(self, method: Any, request: Any, timeout: float | None) -> Iterator[Any]:
         try:
-            yield from method(request, timeout=timeout, metadata=self.metadata(),
-                              wait_for_ready=True)
+            yield from method(request, timeout=timeout, metadata=self.metadata())
         except grpc.RpcError as err:
             raise self.error(err) from err
 

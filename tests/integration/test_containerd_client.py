@@ -11,6 +11,7 @@ import queue
 import secrets
 import signal
 import tarfile
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ from pouch.actors.containerd.events import Event
 from pouch.actors.containerd.types import Descriptor, rfc3339
 from pouch.proto.containerd.api.events import task_pb2 as task_events
 from pouch.proto.envelope import PouchError
+from pouch.tests.support.containerd import ContainerdProcess
 from pouch.tests.support.tools import require_file
+from pouch.tests.support.wait import wait_for
 
 BUSYBOX = Path("/bin/busybox")
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
@@ -399,3 +402,21 @@ def test_two_writers_of_one_blob_both_succeed(ctrd: Containerd) -> None:
             writer.join(60)
         assert errors == []
         assert ctrd.content.read(digest) == data
+
+
+def test_a_call_made_while_containerd_restarts_waits_for_it(tmp_path: Path) -> None:
+    """containerd is pouchd's child, back within a second: a call that finds it away
+    waits for its successor (pouch.actors.containerd.conn.RECONNECT_WAIT)."""
+    process = ContainerdProcess(Path(tempfile.mkdtemp(prefix="pc-", dir="/tmp")))
+    try:
+        old = process.start()
+        ctrd = old.client()
+        ctrd.version(timeout=2)
+        restarting = threading.Thread(target=process.restart)
+        restarting.start()
+        wait_for(lambda: old.process.poll() is not None, 10, "the old containerd gone")
+
+        assert ctrd.version(timeout=10)  # made while no containerd listens
+        restarting.join()
+    finally:
+        process.stop()
