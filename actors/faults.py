@@ -10,7 +10,8 @@ Honoured only when pouchd runs with --debug. Arm a fault in either of two ways:
 
 Actions: `crash` ends the process at once (exit status 70, as a bug would,
 without cleaning up); `kill` sends it SIGKILL (as `kill -9`, the OOM killer or
-a chaos test would: not the request's doing); `hang` stops the process with SIGSTOP, so it neither
+a chaos test would: not the request's doing); `delay` holds the calling thread
+DELAY seconds (a slow disk or containerd); `hang` stops the process with SIGSTOP, so it neither
 works nor answers heartbeats, as a deadlock would. The points are the calls
 to `Faults.hit()` in the actors' code (POINTS lists them).
 """
@@ -21,10 +22,12 @@ import logging
 import os
 import signal
 import threading
+import time
 
 log = logging.getLogger("pouch.faults")
 
-ACTIONS = ("crash", "kill", "hang")
+ACTIONS = ("crash", "kill", "delay", "hang")
+DELAY = 2.0
 ENV = "POUCH_FAULTS"
 CRASH_STATUS = 70
 
@@ -80,5 +83,8 @@ class Faults:
             handler.flush()
         if action == "crash":
             os._exit(CRASH_STATUS)
+        if action == "delay":
+            time.sleep(DELAY)
+            return
         os.kill(os.getpid(), signal.SIGKILL if action == "kill" else signal.SIGSTOP)
 

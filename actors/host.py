@@ -55,6 +55,7 @@ class Reply:
         self.what = what
         self._on_done = on_done
         self.cancelled = False  # the caller gave up (set from the socket's thread)
+        self.once = False  # done once per token: a caller that lost the answer sends it again
         self._lock = threading.Lock()
         self._done = False
 
@@ -461,6 +462,7 @@ class Host:
         except PouchError as exc:
             reply.fail(exc)
             return
+        reply.once = decl.once
         self._inflight[(client, rid)] = reply
         assert self.actor_ref is not None
         self.actor_ref.tell(Call(decl, args, reply))
@@ -471,9 +473,11 @@ class Host:
         return deliver
 
     def _abandon_inflight(self) -> None:
-        # The broker that routed these has failed them to their callers already.
+        # The broker that routed these has failed them to their callers already. A call
+        # done once per token goes on: its caller sends it again, and the retry gets its
+        # outcome; its own answer has nowhere to go (a new broker drops it).
         for reply in self._inflight.values():
-            reply.cancelled = True
+            reply.cancelled = reply.cancelled or not reply.once
         self._inflight.clear()
 
 

@@ -54,9 +54,9 @@ def hand_over(handoff_dir: Path, service: str, method: str, args: dict[str, Any]
         link = _connect(path, service, until)
         try:
             link.settimeout(timeout)
-            link.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                      array.array("i", [fd]))])
             try:
+                link.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                          array.array("i", [fd]))])
                 data = link.recv(MAX_MESSAGE)
             except TimeoutError:
                 raise PouchError("timeout", f"{service}.{method} did not take the "

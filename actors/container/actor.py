@@ -266,6 +266,10 @@ class ContainerActor(ActorBase):
     def create(self, name: str, config: dict[str, Any], reply: Reply, token: str = "") -> None:
         """Create a container from a Docker create body (a random name if `name` is empty)."""
         done = self._tokens.get(token) if token else None
+        if done is not None and done not in self._records and done in self._workers:
+            # Sent again while the first attempt is still being made.
+            self._workers[done].tell(Job(ContainerWorker.answer_create, reply, ()))
+            return
         if done not in self._records:
             done = self._tombs.by_token(token)  # made, and removed since
         if done is not None:
@@ -284,6 +288,8 @@ class ContainerActor(ActorBase):
                 name = rec.random_name()
         cid = rec.new_id()
         self._names[name] = cid
+        if token:
+            self._tokens[token] = cid
         ref = ContainerWorker.start(self._env, cid)
         self._workers[cid] = ref
         ref.tell(Job(ContainerWorker.create_container, reply,

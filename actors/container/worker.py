@@ -101,6 +101,7 @@ class ContainerWorker(ObjectActor):
         self._remover: Reply | None = None  # answered when the container is gone
         self._wait_conns: list[Waiter] = []
         self._restart_timer: threading.Timer | None = None
+        self._created: dict[str, Any] | Exception = PouchError("internal", "no create ran here")
 
     # -- helpers -------------------------------------------------------------
 
@@ -129,7 +130,26 @@ class ContainerWorker(ObjectActor):
 
     def create_container(self, reply: Reply, name: str, body: dict[str, Any],
                          warnings: list[str], token: str) -> None:
-        reply.run(self._create, reply, name, body, warnings, token)
+        reply.run(self._create_kept, reply, name, body, warnings, token)
+
+    def _create_kept(self, *args: Any) -> dict[str, Any]:
+        try:
+            self._created = self._create(*args)
+        except Exception as exc:
+            self._created = exc
+            raise
+        return self._created
+
+    def answer_create(self, reply: Reply) -> None:
+        """A retry of the create that made this worker, sent while that create ran (its
+        caller lost the answer to a broker restart): the same answer, now that it is done
+        (a worker's jobs run in order)."""
+        reply.run(self._created_answer)
+
+    def _created_answer(self) -> dict[str, Any]:
+        if isinstance(self._created, Exception):
+            raise self._created
+        return self._created
 
     def _create(self, reply: Reply, name: str, body: dict[str, Any],
                 warnings: list[str], token: str) -> dict[str, Any]:

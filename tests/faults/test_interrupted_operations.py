@@ -12,6 +12,7 @@ import json
 import signal
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import docker
 import pytest
@@ -21,7 +22,7 @@ from pouch.actors.containerd.client import Containerd
 from pouch.tests.faults.checks import NAMESPACE, docker_api, settled, wait_restored
 from pouch.tests.faults.test_fault_points import arm
 from pouch.tests.faults.test_streams_resume import wait_request
-from pouch.tests.faults.tree import BrokerView, kill, watch_replacement
+from pouch.tests.faults.tree import BrokerView, kill, until, watch_replacement
 from pouch.tests.support.daemon import PouchDaemon
 from pouch.tests.support.wait import wait_for
 
@@ -138,6 +139,25 @@ def test_a_start_whose_container_ran_and_was_removed_before_its_retry_answers_ok
 
     assert answer == "ok", answer
     removed(pouchd, api, cid, "the auto-removal after its exit")
+
+
+def test_a_create_sent_again_while_it_is_still_being_made_gets_its_answer(
+        pouchd: PouchDaemon, api):
+    """The broker restarts while a slow create runs: the client's retry (the same token)
+    reaches the actor before that create is done, and gets its answer, not a conflict
+    with the name the first attempt holds."""
+    view = BrokerView(pouchd)
+    arm(pouchd, "container.create.prepared", "delay")
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            creating = pool.submit(api.create_container, "busybox", ["true"], name="slow")
+            until(lambda: view.busy("container"), 5.0, "the create reaching the container actor")
+            wait_restored(pouchd, kill(pouchd.pid_of("broker")))
+            created = creating.result(30)
+    finally:
+        view.close()
+
+    assert [c["Id"] for c in api.containers(all=True)] == [created["Id"]]
 
 
 def test_a_create_cut_after_containerd_made_the_container_leaves_only_its_retry(

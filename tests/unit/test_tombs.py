@@ -23,8 +23,8 @@ def test_a_name_finds_the_latest_container_of_that_name():
     yard = Graveyard({})
     yard.add("c1", tomb("web", 100.0, code=1))
     yard.add("c2", tomb("web", 101.0, code=2))
-    assert yard.find("web")["ExitCode"] == 2
-    assert yard.find("c1")["ExitCode"] == 1
+    assert yard.find("web") == tomb("web", 101.0, code=2)
+    assert yard.find("c1") == tomb("web", 100.0, code=1)
     assert yard.find("db") is None
 
 
