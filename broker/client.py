@@ -19,7 +19,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 import zmq
@@ -53,9 +53,7 @@ class Client:
         # is how we learn that at once instead of at the deadline.
         self._monitor = self._sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         self._sock.connect(endpoint)
-        self._poller = zmq.Poller()
-        self._poller.register(self._sock, zmq.POLLIN)
-        self._poller.register(self._monitor, zmq.POLLIN)
+        self._wake = wire.Wakeup((self._sock, self._monitor))
         self._ids = itertools.count(int.from_bytes(os.urandom(3), "big"))
         self._contracts: dict[str, dict[str, Any]] = {}
 
@@ -129,30 +127,34 @@ class Client:
         # A disconnect noticed before this request was sent cannot have lost it.
         while wire.readable(self._monitor):
             self._monitor.recv_multipart()  # which event does not matter: one kind is watched
+        # The monitor's ZMQ_FD is true from here on: it is touched only to drain it.
 
     def _send_cancel(self, service: str, rid: int) -> None:
         wire.send(self._sock, [env.CLIENT, env.CANCEL, service.encode(), env.pack(rid)])
 
     def _await(self, rid: int, deadline: float) -> Any:
         """The reply body for `rid`; None at the deadline (0: none); _LOST on disconnect."""
+        # The socket was sent on (see wire.Wakeup); the monitor was drained to its end.
+        ready: Collection[zmq.Socket] = (self._sock,)
         while True:
+            if self._sock in ready:
+                while wire.readable(self._sock):
+                    frames = wire.recv(self._sock, wire.NOBLOCK)
+                    if len(frames) == 4 and frames[1] == env.REP:
+                        body = env.unpack(frames[3])
+                        if body.get("id") == rid:
+                            return body
+                    # Anything else answers a request we already gave up on.
+            if self._monitor in ready and wire.readable(self._monitor):
+                self._forget_old_disconnects()
+                return _LOST
             if deadline:
                 left = deadline - time.time()
                 if left <= 0:
                     return None
-                events = dict(self._poller.poll(max(1, int(left * 1000))))
+                ready = self._wake.wait(max(1, int(left * 1000)))
             else:
-                events = dict(self._poller.poll())
-            if self._monitor in events:
-                self._monitor.recv_multipart()
-                return _LOST
-            if self._sock in events:
-                frames = wire.recv(self._sock)
-                if len(frames) == 4 and frames[1] == env.REP:
-                    body = env.unpack(frames[3])
-                    if body.get("id") == rid:
-                        return body
-                # Anything else answers a request we already gave up on.
+                ready = self._wake.wait(-1)
 
     def _idempotent(self, service: str, method: str, deadline: float) -> bool:
         """Safe to send again: idempotent, or done once per call (its token goes again)."""

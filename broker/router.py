@@ -17,6 +17,7 @@ import logging
 import os
 import time
 from collections import Counter, OrderedDict, deque
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,11 +58,11 @@ INTERNAL = {("broker", "mark_down"), ("broker", "worker_gone")}
 SUPERVISOR_PUBLIC = ("status", "metrics")  # read-only: what /info and /metrics show
 
 
-@dataclass
+@dataclass(slots=True)
 class InFlight:
     method: str
     deadline: float
-    fingerprint: bytes
+    body: bytes          # the request, for its fingerprint should the actor die
     stream: bool = False
 
 
@@ -72,16 +73,19 @@ class Worker:
     pid: int
     expiry: float
     inflight: dict[tuple[bytes, int], InFlight] = field(default_factory=dict)
+    service_frame: bytes = field(init=False)  # what its replies go to clients with
+
+    def __post_init__(self) -> None:
+        self.service_frame = self.service.encode()
 
 
-@dataclass
+@dataclass(slots=True)
 class Queued:
     client: bytes
     rid: int
     method: str
     deadline: float      # the client's; 0: none given
     body: bytes
-    fingerprint: bytes   # service, method and arguments: what a poison request is known by
     wait_until: float    # when it fails if no actor took it
 
 
@@ -120,7 +124,10 @@ class Subscription:
 BROKER_CONTRACT = collect(BrokerService)
 # The broker knows a peer by its socket's mark and the id ZeroMQ gave it there.
 PUBLIC, PRIVATE = b"c", b"a"
-TURN = 256                   # messages read from one socket before looking at the other
+# Messages read from one socket before looking at the other: the actors' may be
+# drained at length, the clients' (which anyone can flood) in short turns, so that
+# a flood delays an actor's reply by a few messages' handling, not hundreds.
+TURN = {True: 256, False: 32}  # by trust
 MAX_MESSAGE = 64 * 1024 * 1024
 CLIENT_BACKLOG = 100         # messages from one client waiting to be read
 
@@ -149,11 +156,15 @@ class Broker:
         self._per_client: Counter[bytes] = Counter()
         self._subs_of: Counter[bytes] = Counter()
         self._kills: OrderedDict[bytes, tuple[int, float]] = OrderedDict()
+        self._poison_until = 0.0  # monotonic time until which some request is poison
         self._workers: dict[bytes, Worker] = {}
         self._services: dict[str, Service] = {}
         self._subs: dict[tuple[bytes, int], Subscription] = {}
         self._stopping = False
         self._own = BrokerService(self)
+        # Sockets used since their last ZMQ_EVENTS: they may hold a message their
+        # ZMQ_FD does not show (see wire.Wakeup).
+        self._unchecked: set[zmq.Socket] = set()
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -198,20 +209,19 @@ class Broker:
             self.bind()
         sock, private = self._sock, self._private
         assert sock is not None and private is not None
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        poller.register(private, zmq.POLLIN)
+        wake = wire.Wakeup((private, sock))
         wait = max(1, int(self.heartbeat * 1000))
         last_turn = time.monotonic()
         next_beat = last_turn + self.heartbeat
+        self._unchecked = {private, sock}
+        look: Collection[zmq.Socket] = [private, sock]
         try:
             while not self._stopping:
-                ready = dict(poller.poll(wait))
                 # A bounded turn on each socket: a flood on one starves neither the
                 # other nor the heartbeats.
-                if private in ready:
+                if private in look:
                     self._drain(private, True)
-                if sock in ready:
+                if sock in look:
                     self._drain(sock, False)
                 now = time.monotonic()
                 if now - last_turn > self.window:
@@ -220,6 +230,9 @@ class Broker:
                 if now >= next_beat:
                     self._beat(now)
                     next_beat = now + self.heartbeat
+                # Sleep on the sockets' fds only when none may hold a message its fd
+                # does not show (see wire.Wakeup).
+                look = list(self._unchecked) or wake.wait(wait)
         finally:
             for worker in list(self._workers.values()):
                 self._send(worker.identity, env.ACTOR, env.BYE)
@@ -245,12 +258,14 @@ class Broker:
             worker.expiry = max(worker.expiry, expiry)
 
     def _drain(self, sock: zmq.Socket, trusted: bool) -> None:
-        for _ in range(TURN):
-            try:
-                message = wire.recv(sock, wire.NOBLOCK)
-            except zmq.Again:
+        """Handle the messages waiting on `sock`, at most a TURN."""
+        for _ in range(TURN[trusted]):
+            # ZMQ_EVENTS, not a receive until zmq.Again: no exception per drain.
+            if not wire.readable(sock):
+                self._unchecked.discard(sock)
                 return
-            self._handle(message, trusted)
+            self._handle(wire.recv(sock, wire.NOBLOCK), trusted)
+        self._unchecked.add(sock)  # more may wait
 
     def _handle(self, message: list[bytes], trusted: bool = True) -> None:
         if len(message) < 3:
@@ -273,12 +288,12 @@ class Broker:
     def _from_client(self, client: bytes, command: bytes, rest: list[bytes],
                      trusted: bool) -> None:
         if command == env.REQ and len(rest) == 2:
-            service_name = rest[0][:80].decode("ascii", "replace")
             try:
                 self._request(client, rest[0], rest[1], trusted)
             except Malformed as exc:
                 if exc.rid is not None:
-                    self._fail(client, service_name, exc.rid, env.invalid(str(exc)))
+                    self._fail(client, rest[0][:80].decode("ascii", "replace"), exc.rid,
+                               env.invalid(str(exc)))
         elif command == env.CANCEL and len(rest) == 2:
             self._cancel(client, rest[0].decode("ascii", "replace"), frames.cancel_id(rest[1]))
         elif command == env.SUB and len(rest) == 2:
@@ -309,8 +324,8 @@ class Broker:
             if service_name == "broker":
                 self._answer_internal(client, req.rid, req.method, req.args)
                 return
-            fingerprint = _fingerprint(service_name, req)
-            if self._poisonous(fingerprint):
+            # Hashed only while some request is poison: most of the time none is.
+            if self._poison_until and self._poisonous(_fingerprint(service_name, req)):
                 raise env.invalid(f"{service_name}.{req.method} with these arguments took "
                                   f"the actor down {POISON_KILLS} times: refused")
             if self._per_client[client] >= MAX_PER_CLIENT:
@@ -324,22 +339,19 @@ class Broker:
         except PouchError as exc:
             self._fail(client, service_name, req.rid, exc)
             return
-        now = time.time()
         self._per_client[client] += 1
         # A request waits for an actor until its deadline, or as long as its method's
         # declaration gives a call, or (no deadline declared, no actor known) queue_wait.
-        wait = self._declared_timeout(service_name, req.method, 0.0) or self.queue_wait
-        self._route(Queued(client, req.rid, req.method, req.deadline, body, fingerprint,
-                           req.deadline or now + wait), service_name)
+        wait_until = req.deadline or time.time() + (
+            self._declared_timeout(service, req.method) or self.queue_wait)
+        self._route(Queued(client, req.rid, req.method, req.deadline, body, wait_until),
+                    service_name, service)
 
-    def _declared_timeout(self, service_name: str, method: str, unknown: float) -> float:
-        """Seconds the method's declaration gives a call (0: no deadline); `unknown` when
-        no actor declared it."""
-        service = self._services.get(service_name)
+    @staticmethod
+    def _declared_timeout(service: Service | None, method: str) -> float:
+        """Seconds the method's declaration gives a call; 0: no deadline, or none declared."""
         declared = service.contract.get(method) if service is not None else None
-        if not isinstance(declared, dict):
-            return unknown
-        return float(declared.get("timeout") or 0)
+        return float(declared.get("timeout") or 0) if isinstance(declared, dict) else 0.0
 
     def _released(self, client: bytes) -> None:
         """One of the client's requests ended (answered, failed, cancelled or forgotten)."""
@@ -349,8 +361,13 @@ class Broker:
         else:
             self._per_client.pop(client, None)
 
-    def _route(self, req: Queued, service_name: str) -> None:
-        service = self._services.setdefault(service_name, Service(service_name))
+    def _route(self, req: Queued, service_name: str, service: Service | None = None) -> None:
+        """Send `req` to an actor of its service, or queue it; `service`: the entry
+        for `service_name`, if the caller has it."""
+        if service is None:
+            service = self._services.get(service_name)
+        if service is None:
+            service = self._services[service_name] = Service(service_name)
         if service.workers:
             self._dispatch(service, req)
         elif service.down:
@@ -362,16 +379,20 @@ class Broker:
 
     def _dispatch(self, service: Service, req: Queued) -> None:
         while service.workers:
-            worker = min(service.workers, key=lambda w: len(w.inflight))
+            workers = service.workers
+            worker = workers[0] if len(workers) == 1 else min(
+                workers, key=lambda w: len(w.inflight))
             if self._send(worker.identity, env.ACTOR, env.REQ, req.client, req.body):
                 declared = service.contract.get(req.method) or {}
-                timeout = self._declared_timeout(service.name, req.method, 0.0)
+                deadline = req.deadline
+                if not deadline:
+                    timeout = self._declared_timeout(service, req.method)
+                    deadline = time.time() + timeout if timeout else 0.0
                 key = (req.client, req.rid)
                 if key in worker.inflight:  # the client reused an id in flight
                     self._released(req.client)
-                worker.inflight[key] = InFlight(
-                    req.method, req.deadline or (time.time() + timeout if timeout else 0.0),
-                    req.fingerprint, bool(declared.get("stream")))
+                worker.inflight[key] = InFlight(req.method, deadline, req.body,
+                                                bool(declared.get("stream")))
                 return
             # Its connection is gone (the process died): no need to wait for heartbeats.
             self._remove(worker, "its connection is gone", "disconnected")
@@ -425,7 +446,7 @@ class Broker:
             if not more:
                 del worker.inflight[key]
                 self._released(client)
-            delivered = self._send(client, env.CLIENT, env.REP, worker.service.encode(), body)
+            delivered = self._send(client, env.CLIENT, env.REP, worker.service_frame, body)
             if not delivered and worker.inflight.pop(key, None) is not None:
                 self._released(client)
                 self._send(identity, env.ACTOR, env.CANCEL, client, env.pack(key[1]))
@@ -486,7 +507,8 @@ class Broker:
         for key, flight in worker.inflight.items():
             client, rid = key
             self._released(client)
-            if key == culprit and self._suspect(flight.fingerprint):
+            if key == culprit and self._suspect(
+                    _fingerprint(worker.service, frames.request(flight.body))):
                 log.error("%s.%s took the %s actor down %d times: refused from now on",
                           worker.service, flight.method, worker.service, POISON_KILLS)
                 self._fail(client, worker.service, rid, env.invalid(
@@ -514,6 +536,8 @@ class Broker:
         return next((key for key, f in worker.inflight.items() if not f.stream), None)
 
     def _beat(self, now_mono: float) -> None:
+        if self._poison_until < now_mono:
+            self._poison_until = 0.0
         for worker in list(self._workers.values()):
             if worker.expiry < now_mono:
                 self._remove(worker, "missed its heartbeats", "heartbeats")
@@ -619,7 +643,10 @@ class Broker:
         self._kills[fingerprint] = (count + 1, since)
         while len(self._kills) > POISON_REMEMBERED:
             self._kills.popitem(last=False)
-        return count + 1 >= POISON_KILLS
+        if count + 1 < POISON_KILLS:
+            return False
+        self._poison_until = max(self._poison_until, since + POISON_WINDOW)
+        return True
 
     def _poisonous(self, fingerprint: bytes) -> bool:
         count, since = self._kills.get(fingerprint, (0, 0.0))
@@ -631,6 +658,7 @@ class Broker:
         """Send to a peer named as the broker knows it: its socket's mark, then its id."""
         sock = self._private if identity[:1] == PRIVATE else self._sock
         assert sock is not None
+        self._unchecked.add(sock)  # libzmq may take in its wake-up while sending
         try:
             wire.send(sock, [identity[1:], *message], wire.NOBLOCK)
             return True

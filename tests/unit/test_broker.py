@@ -153,6 +153,45 @@ def test_the_broker_lists_live_actors_and_their_contracts(actors, client):
     assert contract["echo"]["args"] == {"text": {"type": "str", "required": True}}
 
 
+def test_pipelined_requests_of_many_clients_are_all_answered_between_heartbeats(tmp_path):
+    """The broker sleeps on its sockets' file descriptors, which stay quiet about a
+    message libzmq took in while sending: had it slept on such a message, the last
+    replies here would wait for its next heartbeat, 5 s away."""
+    address = f"ipc://{tmp_path}/broker.sock"
+    broker = Broker(address, heartbeat=5.0)
+    broker.bind()
+    thread = threading.Thread(target=broker.run, daemon=True)
+    thread.start()
+    running = Actors(address)
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+    clients = [ctx.socket(zmq.DEALER) for _ in range(8)]
+    try:
+        running.start()
+        first = Client(address, timeout=10)
+        wait_ready(first)
+        first.close()
+        for sock in clients:
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(address)
+        for rounds in range(3):
+            for rid in range(50):
+                for sock in clients:
+                    sock.send_multipart([env.CLIENT, env.REQ, b"echo", env.request(
+                        rid, "echo", {"text": f"{rounds}.{rid}"}, time.time() + 30)])
+            for sock in clients:
+                answered: list[str] = []
+                while len(answered) < 50:
+                    assert sock.poll(3000), f"{len(answered)} of 50 answered in round {rounds}"
+                    answered.append(env.unpack(sock.recv_multipart()[3])["result"])
+                assert sorted(answered) == sorted(f"{rounds}.{rid}" for rid in range(50))
+    finally:
+        for sock in clients:
+            sock.close(linger=0)
+        running.stop_all()
+        broker.stop()
+        thread.join(timeout=6)
+
+
 @pytest.fixture
 def broker_process(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """A broker in a process of its own, for a test to stop (SIGSTOP) and resume."""
