@@ -465,8 +465,10 @@ class ContainerWorker(ObjectActor):
                                          fifos["stderr"],
                                          terminal=bool(self.record["Config"].get("Tty")))
             except PouchError as exc:
-                if not ("exists" in exc.message or exc.code == "unavailable") \
-                        or time.monotonic() > deadline:
+                # "getwd": the bundle folder of the task just dropped went away under the
+                # new shim (the same container, the same folder).
+                if not ("exists" in exc.message or "getwd" in exc.message
+                        or exc.code == "unavailable") or time.monotonic() > deadline:
                     raise
             time.sleep(0.1)
             task = ctrd.tasks.get(self.cid)
