@@ -1,8 +1,11 @@
 """The gateway role: the Falcon app under gunicorn, bound to every --listen address.
 
-With one worker (the default) the worker serves alone, with no gunicorn
-master above it: pouchd's supervisor (or systemd) already restarts the
-process, and the master would only hold ~25 MiB to supervise one worker.
+With more than one worker (the default is two) gunicorn's master supervises
+them: a worker killed cuts only the requests it was serving, and the master
+killed cuts none (its workers finish what they serve, then exit, while pouchd
+starts another master on the same listening sockets). With one worker, the
+worker serves alone, with no master above it: pouchd's supervisor (or systemd)
+restarts the process, and every request in flight dies with it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from gunicorn import sock, systemd
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 from gunicorn.pidfile import Pidfile
 
 from pouch.proto.config import DaemonConfig
@@ -67,10 +71,22 @@ def run_gateway(config: DaemonConfig) -> int:
             Path(address[len("unix://"):]).parent.mkdir(parents=True, exist_ok=True)
     gateway = Gateway(config)
     if config.gateway_workers > 1:
-        gateway.run()  # gunicorn's master supervises the workers
+        serve_with_master(gateway)
     else:
         serve_alone(gateway)
     return 0
+
+
+def serve_with_master(gateway: Gateway) -> None:
+    """gunicorn's master and its workers, on the listening sockets pouchd's supervisor
+    holds for us: a master of its own would bind them again (refusing connections
+    meanwhile) and unlink them when it stops."""
+    arbiter = Arbiter(gateway)
+    fds = inherited()
+    if fds:
+        arbiter.LISTENERS = sock.create_sockets(gateway.cfg, arbiter.log, fds)
+        arbiter.systemd = True  # handed to it, as systemd's are: not its to unlink
+    arbiter.run()
 
 
 def serve_alone(gateway: Gateway) -> None:

@@ -31,7 +31,7 @@ class DaemonConfig:
     default_registry: str = "docker.io"
     debug: bool = False
     # Tests and benchmarks set these; users have no reason to.
-    gateway_workers: int = 1
+    gateway_workers: int = 2
     gateway_threads: int = 16
 
     @property

@@ -22,7 +22,7 @@ from pouch.tests.faults.checks import (
 from pouch.tests.faults.tree import BrokerView, kill, kill_while_busy, until
 from pouch.tests.faults.workload import Request, Workload
 from pouch.tests.support.daemon import PouchDaemon
-from pouch.tests.support.procs import alive
+from pouch.tests.support.procs import alive, children_of
 
 ACTORS = ("system", "image", "container")
 BACK_WITHIN = 15.0
@@ -175,14 +175,15 @@ def test_a_start_interrupted_by_a_broker_restart_runs_the_container_once(pouchd:
         api.close()
 
 
-def test_a_killed_gateway_is_restarted(pouchd: PouchDaemon):
-    # One gunicorn worker is the whole gateway process: pouchd restarts it (a fork).
+def test_a_killed_gateway_master_cuts_nothing_and_is_restarted(pouchd: PouchDaemon):
+    """gunicorn's master killed while a worker serves a start: the worker finishes it,
+    then exits; pouchd starts a new master on the listening sockets it holds, so no
+    connection is refused meanwhile and no request fails."""
     old = pouchd.pid_of("gateway")
     view = BrokerView(pouchd)
     try:
         with Workload(pouchd.host).running() as load:
             load.wait_for_cycles(3)
-            # While the gateway waits for the container actor to start a container.
             _, fault = kill_while_busy(view, load, "container", "start", pid=old)
             new, forked = until(lambda: alive(p := pouchd.pid_of("gateway")) and p != old and p,
                                 BACK_WITHIN, "pouchd restarting the gateway")
@@ -192,11 +193,35 @@ def test_a_killed_gateway_is_restarted(pouchd: PouchDaemon):
         view.close()
     assert not alive(old)
     requests = load.requests
-    # The gateway that died held the connection: it ends without an answer. Connections
-    # made before the new one serves wait for it (pouchd holds the listening socket), so
-    # none is refused.
+    failed = check_failures_clear(requests, fault, fault + restored, lambda r: False)
+    assert failed == []
+    check_invariants(pouchd, requests)
+    print(f"gateway master: pid {old} -> {new} after {forked - fault:.3f} s; "
+          f"{len(requests)} requests, none failed")
+
+
+def test_killed_gateway_workers_cut_only_what_they_served(pouchd: PouchDaemon):
+    """Every gateway worker killed while one serves a start: that start's connection
+    dies with it (no answer), the master starts new workers, nothing else fails."""
+    master = pouchd.pid_of("gateway")
+    workers = children_of(master)
+    view = BrokerView(pouchd)
+    try:
+        with Workload(pouchd.host).running() as load:
+            load.wait_for_cycles(3)
+            load.wait_sending("start")
+            until(lambda: view.busy("container"), 2.0, "start reaching the container actor")
+            fault = min(kill(pid) for pid in workers)
+            until(lambda: (kids := children_of(master)) and not set(kids) & set(workers),
+                  BACK_WITHIN, "gunicorn's master starting new workers")
+            restored = wait_restored(pouchd, fault)
+            load.wait_for_cycles(3)
+    finally:
+        view.close()
+    assert alive(master)
+    requests = load.requests
     failed = check_failures_clear(requests, fault, fault + restored, lambda r: r.outcome == "cut")
     assert [r.what for r in failed] == ["start"], failed
     check_invariants(pouchd, requests)
-    print(f"gateway: pid {old} -> {new} after {forked - fault:.3f} s, service back after "
-          f"{restored:.3f} s; {len(requests)} requests, failed: {brief(failed)}")
+    print(f"gateway workers {workers} killed: service back after {restored:.3f} s; "
+          f"{len(requests)} requests, failed: {brief(failed)}")
