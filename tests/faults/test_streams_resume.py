@@ -116,16 +116,21 @@ def test_docker_wait_and_docker_py_wait_outlive_a_restart_of_the_container_actor
     view.close()
 
 
+def exit_while_the_actor_is_down(daemon: PouchDaemon, view: BrokerView) -> None:
+    """kill -9 the container actor, end "waited" while no actor is there to see it, and
+    wait for the actor's successor."""
+    shell = daemon.inspect("waited")["State"]["Pid"]
+    pid = daemon.pid_of("container")
+    fault = kill(pid)
+    until(lambda: not alive(pid), ANSWER_WITHIN, "the container actor gone")
+    os.kill(shell, signal.SIGTERM)
+    watch_replacement(view, daemon, "container", pid, fault)
+
+
 def test_a_wait_for_the_next_exit_sees_an_exit_while_the_actor_was_down(pouchd):
     answer = waiting(pouchd, "next-exit")
     view = BrokerView(pouchd)
-    shell = pouchd.inspect("waited")["State"]["Pid"]
-    pid = pouchd.pid_of("container")
-    fault = kill(pid)
-    until(lambda: not alive(pid), ANSWER_WITHIN, "the container actor gone")
-    # The container exits while no container actor is there to see it.
-    os.kill(shell, signal.SIGTERM)
-    watch_replacement(view, pouchd, "container", pid, fault)
+    exit_while_the_actor_is_down(pouchd, view)
 
     assert json.loads(answer.read()) == {"StatusCode": EXIT_ON_TERM, "Error": None}
     view.close()
@@ -140,12 +145,7 @@ def test_a_wait_for_a_removal_done_while_the_actor_was_down_gets_the_exit_status
     answers = [wait_request(pouchd, ref, "removed")
                for ref in ("waited", pouchd.inspect("waited")["Id"])]
     view = BrokerView(pouchd)
-    shell = pouchd.inspect("waited")["State"]["Pid"]
-    pid = pouchd.pid_of("container")
-    fault = kill(pid)
-    until(lambda: not alive(pid), ANSWER_WITHIN, "the container actor gone")
-    os.kill(shell, signal.SIGTERM)
-    watch_replacement(view, pouchd, "container", pid, fault)
+    exit_while_the_actor_is_down(pouchd, view)
 
     for answer in answers:
         assert json.loads(answer.read()) == {"StatusCode": EXIT_ON_TERM, "Error": None}
