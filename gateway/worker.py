@@ -28,6 +28,7 @@ handshake and head are read by a thread, each read bounded as above.
 from __future__ import annotations
 
 import errno
+import os
 import select
 import selectors
 import socket
@@ -35,6 +36,7 @@ import ssl
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from gunicorn.http.body import LengthReader
@@ -48,6 +50,8 @@ from gunicorn.workers import gthread
 # (an image archive) comes at the pace of a client that is sending it.
 GATHER_LIMIT = 64 * 1024
 READ_SIZE = 64 * 1024
+# How long a worker whose master died accepts at most while no new master's worker does.
+ORPHAN_ACCEPTS = 10.0
 
 
 class ClientStalled(NoMoreData):
@@ -154,9 +158,45 @@ class Conn(gthread.TConn):
 class Worker(gthread.ThreadWorker):
     """gthread whose event loop gathers each request before a thread serves it."""
 
+    orphaned_at: float | None = None
+
     def set_accept_enabled(self, enabled: bool) -> None:
         # Keep accepting while serving, also when full: accept() closes the excess.
         super().set_accept_enabled(enabled or self.alive)
+
+    def run(self) -> None:
+        # Tell the workers of a master that died that this one serves in their stead.
+        serving = self._serving_path()
+        written = serving.with_name(f"{serving.name}.{os.getpid()}")
+        written.write_text(str(self.ppid))
+        written.replace(serving)
+        super().run()
+
+    def is_parent_alive(self) -> bool:
+        """Whether to go on accepting. When the master dies, pouchd starts another on
+        the same sockets, after a back-off if it died often: this orphan accepts until
+        a worker of the new master does (or ORPHAN_ACCEPTS seconds), then serves what
+        it took for its grace time. Accepting through that grace would leave what
+        arrives at its end to die unanswered with it."""
+        if os.getppid() == self.ppid:
+            return True
+        now = time.monotonic()
+        if self.orphaned_at is None:
+            self.orphaned_at = now
+            self.log.info("gateway master %s gone: serving until a new one does", self.ppid)
+        if self._successor_serving() or now - self.orphaned_at > ORPHAN_ACCEPTS:
+            self.alive = False  # set_accept_enabled keys on it
+            return False
+        return True
+
+    def _serving_path(self) -> Path:
+        return Path(self.cfg.pidfile).with_suffix(".serving")
+
+    def _successor_serving(self) -> bool:
+        try:
+            return self._serving_path().read_text() != str(self.ppid)
+        except OSError:
+            return False
 
     def accept(self, listener: socket.socket) -> None:
         try:

@@ -1,19 +1,25 @@
-"""The gateway killed while a `docker run --rm` is in its hands: the CLI sees its
-connection end at once (it does not wait out its timeout), and what the daemon
-started finishes there: the container runs to its end and is removed."""
+"""The gateway killed under `docker run --rm`: a single-process gateway's death
+ends the CLI's connection at once (it does not wait out its timeout), and what
+the daemon started finishes there (the container runs to its end and is
+removed); gunicorn's master killed again and again cuts no run at all."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
+from dataclasses import dataclass
 
 from pouch.tests.faults.tree import kill, until
 from pouch.tests.support.daemon import PouchDaemon
-from pouch.tests.support.procs import alive
+from pouch.tests.support.procs import alive, children_of
 
 CLI_TIMEOUT = 60.0
 ENDS_WITHIN = 10.0
+MASTER_KILLS = 8
+KILL_EVERY = 3.5
+RUN_LOOPS = 4
 
 
 def test_a_run_rm_cut_by_a_gateway_death_ends_at_once_and_leaves_nothing(pouchd: PouchDaemon):
@@ -39,3 +45,55 @@ def test_a_run_rm_cut_by_a_gateway_death_ends_at_once_and_leaves_nothing(pouchd:
           "the container auto-removed")
     print(f"gateway killed during `docker run --rm`: the CLI ended {ended - fault:.2f} s "
           f"later (exit {run.returncode}); the container was removed")
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    exit: int | None  # None: hung past CLI_TIMEOUT
+    stderr: str
+
+
+def test_gateway_masters_killed_again_and_again_cut_no_run(pouchd: PouchDaemon):
+    """Each killed master's workers serve on until a new master's worker does, then
+    serve what they took and exit: none accepts a connection it has no time left to
+    serve (once, the old workers accepted through their grace time and dropped what
+    arrived at its end: `docker run` saw EOF, or waited out its timeout)."""
+    env = {**os.environ, "DOCKER_HOST": pouchd.host, "DOCKER_CONFIG": str(pouchd.docker_config)}
+    runs: list[Run] = []
+    done = threading.Event()
+
+    def loop(index: int) -> None:
+        count = 0
+        while not done.is_set():
+            count += 1
+            name = f"loop{index}-{count}"
+            try:
+                cli = subprocess.run(["docker", "run", "--rm", "--name", name, "busybox", "true"],
+                                     env=env, capture_output=True, text=True,
+                                     timeout=CLI_TIMEOUT)
+                runs.append(Run(name, cli.returncode, cli.stderr.strip()))
+            except subprocess.TimeoutExpired:
+                runs.append(Run(name, None, ""))
+
+    loops = [threading.Thread(target=loop, args=(i,)) for i in range(RUN_LOOPS)]
+    for thread in loops:
+        thread.start()
+    orphans: list[int] = []
+    try:
+        for _ in range(MASTER_KILLS):
+            time.sleep(KILL_EVERY)
+            master = pouchd.pid_of("gateway")
+            orphans += children_of(master)
+            kill(master)
+    finally:
+        done.set()
+        for thread in loops:
+            thread.join(CLI_TIMEOUT + 5)
+    failed = [r for r in runs if r.exit != 0]
+    assert failed == [] and len(runs) > MASTER_KILLS
+    until(lambda: not any(alive(pid) for pid in orphans) or None, 10.0,
+          "the killed masters' workers exiting")
+    assert pouchd.docker("ps", "-aq") == ""
+    print(f"{MASTER_KILLS} gateway masters killed {KILL_EVERY} s apart: {len(runs)} "
+          f"`docker run --rm`, none failed")
