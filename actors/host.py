@@ -122,6 +122,14 @@ class Call:
     reply: Reply
 
 
+@dataclass(frozen=True)
+class Lost:
+    """The answer to a call done once per token reached nobody: its caller died."""
+
+    method: str
+    args: dict[str, Any]
+
+
 @dataclass
 class ActorContext:
     """What an actor gets from its host."""
@@ -187,6 +195,9 @@ class ActorBase(pykka.ThreadingActor):
         if isinstance(message, Call):
             invoke(self, message)
             return None
+        if isinstance(message, Lost):
+            self.on_answer_lost(message.method, message.args)
+            return None
         if message is READY_PROBE:
             return True  # on_start (restore) is done: messages are handled after it
         return self.on_message(message)
@@ -194,6 +205,10 @@ class ActorBase(pykka.ThreadingActor):
     def on_message(self, message: Any) -> Any:
         log.warning("%s: unexpected message %r", self.service, message)
         return None
+
+    def on_answer_lost(self, method: str, args: dict[str, Any]) -> None:
+        """The caller of `method` (done once per token) died before its answer reached
+        it: nobody will retry the call or learn its outcome. Nothing to do by default."""
 
     @method(idempotent=True, timeout=2.0)
     def metrics(self) -> MetricFamilies:
@@ -431,6 +446,11 @@ class Host:
             reply = self._inflight.get((message[2], frames.cancel_id(message[3])))
             if reply is not None:
                 reply.cancelled = True
+        elif command == env.LOST and len(message) == 4:
+            msg = frames.request(message[3])
+            decl = self.contract.get(msg.method)
+            if decl is not None and decl.once and self.actor_ref is not None:
+                self.actor_ref.tell(Lost(decl.name, msg.args))
         elif command == env.BYE:
             # The broker does not know us (it restarted): register again.
             self._abandon_inflight()

@@ -64,6 +64,7 @@ class InFlight:
     deadline: float
     body: bytes          # the request, for its fingerprint should the actor die
     stream: bool = False
+    once: bool = False   # done once per token: its actor hears when the answer is lost
 
 
 @dataclass
@@ -392,7 +393,8 @@ class Broker:
                 if key in worker.inflight:  # the client reused an id in flight
                     self._released(req.client)
                 worker.inflight[key] = InFlight(req.method, deadline, req.body,
-                                                bool(declared.get("stream")))
+                                                bool(declared.get("stream")),
+                                                bool(declared.get("once")))
                 return
             # Its connection is gone (the process died): no need to wait for heartbeats.
             self._remove(worker, "its connection is gone", "disconnected")
@@ -441,15 +443,20 @@ class Broker:
             client, body = rest
             rid, more = frames.reply_id(body)
             key = (client, rid)
-            if key not in worker.inflight:
+            request = worker.inflight.get(key)
+            if request is None:
                 return  # an answer to a request cancelled or forgotten, or to none
             if not more:
                 del worker.inflight[key]
                 self._released(client)
-            delivered = self._send(client, env.CLIENT, env.REP, worker.service_frame, body)
-            if not delivered and worker.inflight.pop(key, None) is not None:
+            if self._send(client, env.CLIENT, env.REP, worker.service_frame, body):
+                return
+            if more:
+                del worker.inflight[key]
                 self._released(client)
                 self._send(identity, env.ACTOR, env.CANCEL, client, env.pack(key[1]))
+            elif request.once:
+                self._send(identity, env.ACTOR, env.LOST, client, request.body)
         elif command == env.PUB and len(rest) == 2:
             self._publish(frames.unpack_map(rest[1], "an event"))
         elif command == env.BYE:

@@ -12,7 +12,11 @@ Frames (ZeroMQ multipart; DEALER peers send no empty delimiter):
                        [ACTOR, HB] / [ACTOR, BYE]
     broker -> actor    [ACTOR, REQ, client, body]
                        [ACTOR, CANCEL, client, id]
+                       [ACTOR, LOST, client, request body]
                        [ACTOR, HB] / [ACTOR, BYE]
+
+LOST: the final answer to a call done once per token (a create, say) reached no
+client (its process died meanwhile): nobody will retry it or learn its outcome.
 
 `deadline` is a Unix time in seconds. A reply with `more: true` is one item
 of a stream; the stream ends with a reply without it.
@@ -36,6 +40,7 @@ READY: Final = b"READY"
 PUB: Final = b"PUB"
 HEARTBEAT: Final = b"HB"
 BYE: Final = b"BYE"
+LOST: Final = b"LOST"
 
 ErrorCode = Literal["not_found", "conflict", "invalid", "unavailable", "timeout", "internal"]
 ERROR_CODES: Final[frozenset[str]] = frozenset(

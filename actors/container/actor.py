@@ -12,6 +12,7 @@ create cut by a crash left behind: shims above all), and once more at a clean st
 from __future__ import annotations
 
 import builtins
+import contextlib
 import copy
 import logging
 import threading
@@ -253,6 +254,14 @@ class ContainerActor(ActorBase):
         if ref in self._workers or ref in self._names:
             return None
         return self._tombs.find(ref)
+
+    def on_answer_lost(self, method: str, args: dict[str, Any]) -> None:
+        # A create whose caller died never reached anyone who could start the container
+        # (docker's `run` saw an error): it is removed, unless somebody started it since.
+        cid = self._tokens.get(args.get("token") or "") if method == "create" else None
+        if cid is not None and (ref := self._workers.get(cid)) is not None:
+            with contextlib.suppress(pykka.ActorDeadError):  # its create failed
+                ref.proxy().run(ContainerWorker.unclaimed)  # after the create if it still runs
 
     def _delegate(self, ref: str, handler: Callable[..., None], reply: Reply,
                   *args: Any) -> None:

@@ -326,8 +326,10 @@ def on_restore(state: State, policy: RestartPolicy | None = None) -> Transition:
     return Transition(state)
 
 
-def on_start_retry_over(state: State) -> Transition:
-    """START_RETRY_GRACE is over: a container still never started is removed."""
+def on_unclaimed(state: State) -> Transition:
+    """Nobody will start the container (a start cut by the actor's death was not sent
+    again within START_RETRY_GRACE, or its create's caller died before the answer
+    reached it): if it never started, it is removed."""
     if state.status is Status.CREATED and not state.start_pending:
         return Transition(replace(state, removal_pending=True), (Destroy(),))
     return Transition(state)

@@ -386,7 +386,7 @@ class ContainerWorker(ObjectActor):
             case lc.CancelRestart():
                 self._cancel_restart()
             case lc.RemoveUnlessStarted(seconds):
-                self._later(seconds, self._tell_self, ContainerWorker.start_retry_over)
+                self._later(seconds, self._tell_self, ContainerWorker.unclaimed)
             case lc.AnswerWaiters():
                 held, self._held = self._held, []
                 for waiting, answer in held:
@@ -598,10 +598,11 @@ class ContainerWorker(ObjectActor):
     def run(self, action: Callable[[ContainerWorker], None]) -> None:
         action(self)
 
-    def start_retry_over(self) -> None:
-        """A start cut by the last actor's death was not sent again in time."""
+    def unclaimed(self) -> None:
+        """Nobody will start this container: a start cut by the last actor's death was
+        not sent again in time, or its create's caller died before the answer reached it."""
         if not self._gone:
-            self._apply(lc.on_start_retry_over(self._life))
+            self._apply(lc.on_unclaimed(self._life))
 
     def restart_by_policy(self) -> None:
         """The restart timer fired."""

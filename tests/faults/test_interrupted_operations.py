@@ -3,7 +3,8 @@ a removal (its intent is in the record before it begins; the client's retry lear
 from the container's tomb that it went through), an auto-removal (of a container that
 exited while the actor was down, or whose removal was cut), a start of an auto-removed
 container (its retry runs it); and a create cut before its record was written leaves
-nothing. A wait for the removal outlives the actor's restart and gets the exit status."""
+nothing, as does one whose caller (a gateway worker) died before it was answered. A
+wait for the removal outlives the actor's restart and gets the exit status."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import docker
 import pytest
+import requests
 from docker.errors import APIError
 
 from pouch.actors.containerd.client import Containerd
@@ -24,6 +26,7 @@ from pouch.tests.faults.test_fault_points import arm
 from pouch.tests.faults.test_streams_resume import wait_request
 from pouch.tests.faults.tree import BrokerView, kill, until, watch_replacement
 from pouch.tests.support.daemon import PouchDaemon
+from pouch.tests.support.procs import alive, children_of
 from pouch.tests.support.wait import wait_for
 
 EXIT_WITHIN = 10.0
@@ -210,3 +213,29 @@ def test_a_start_whose_answer_was_lost_is_retried_and_runs_the_container_once(
     wait_for(lambda: api.inspect_container(cid)["State"]["Status"] == "exited", EXIT_WITHIN,
              "the exit being recorded")
     assert api.logs(cid).decode().splitlines() == ["ran"]
+
+
+def test_a_create_whose_gateway_worker_died_before_its_answer_leaves_nothing(
+        pouchd: PouchDaemon, api):
+    """The client's create fails (its connection ends): nobody knows the container it
+    made, so it must not be listed as if the create had gone through. The broker cannot
+    deliver the answer and tells the actor, which removes the container never started."""
+    view = BrokerView(pouchd)
+    workers = children_of(pouchd.pid_of("gateway"))
+    arm(pouchd, "container.create.prepared", "delay")
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            creating = pool.submit(api.create_container, "busybox", ["true"], name="orphan")
+            until(lambda: view.busy("container"), 5.0, "the create reaching the container actor")
+            for pid in workers:
+                kill(pid)
+            with pytest.raises(requests.ConnectionError):
+                creating.result(30)
+        until(lambda: not view.busy("container") or None, 10.0, "the create ending")
+    finally:
+        view.close()
+    assert not any(alive(pid) for pid in workers)
+
+    wait_for(lambda: api.containers(all=True) == [], 10.0, "the unclaimed container removed")
+    state = settled(pouchd)
+    assert not state.containers and not state.snapshots and not state.meta

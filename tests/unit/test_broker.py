@@ -16,6 +16,7 @@ import zmq
 
 from pouch.broker.client import Client
 from pouch.broker.router import Broker
+from pouch.broker.trust import private_endpoint, read_token
 from pouch.proto import envelope as env
 from pouch.proto.envelope import PouchError
 from pouch.proto.stubs import Calls
@@ -238,3 +239,42 @@ def test_actors_that_die_unseen_while_requests_wait_do_not_wedge_the_broker(brok
         for sock in (waiting, *actors):
             sock.close(linger=0)
         client.close()
+
+
+def test_the_lost_answer_of_a_call_done_once_goes_back_to_its_actor(endpoint):
+    """A caller gone before its answer came (its process died): for a call done once per
+    token the actor hears of it (LOST, with the request), as nobody will retry it."""
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+    actor = ctx.socket(zmq.DEALER)
+    actor.connect(private_endpoint(endpoint))
+    actor.send_multipart([env.ACTOR, env.READY, b"maker", env.pack(
+        {"pid": os.getpid(), "token": read_token(private_endpoint(endpoint)),
+         "methods": {"make": {"once": True}, "look": {"idempotent": True}}})])
+
+    def received(timeout: float) -> list[bytes] | None:
+        """The next frames for the actor other than heartbeats."""
+        end = time.monotonic() + timeout
+        while actor.poll(max(0, int((end - time.monotonic()) * 1000))):
+            frames = actor.recv_multipart()
+            if frames[1] != env.HEARTBEAT:
+                return frames
+            actor.send_multipart([env.ACTOR, env.HEARTBEAT])  # alive, as an actor says
+        return None
+
+    try:
+        for method in ("look", "make"):
+            caller = ctx.socket(zmq.DEALER)
+            caller.connect(endpoint)
+            body = env.request(1, method, {"token": "t"}, 0)
+            caller.send_multipart([env.CLIENT, env.REQ, b"maker", body])
+            _, command, client, routed = received(5.0) or []
+            assert (command, routed) == (env.REQ, body)
+            caller.close(linger=0)
+            assert received(0.3) is None  # meanwhile the broker sees the connection end
+            actor.send_multipart([env.ACTOR, env.REP, client, env.ok_reply(1, "made")])
+            if method == "look":
+                assert received(0.5) is None  # an idempotent call's caller may ask again
+            else:
+                assert received(5.0) == [env.ACTOR, env.LOST, client, body]
+    finally:
+        actor.close(linger=0)

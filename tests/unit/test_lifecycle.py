@@ -201,10 +201,10 @@ def test_a_start_cut_by_a_restart_leaves_an_auto_removed_container_time_for_its_
     assert waiting.effects == (lc.RemoveUnlessStarted(lc.START_RETRY_GRACE),)
     assert not waiting.state.start_pending and waiting.state.status is Status.CREATED
     # The retry never came: removed, as the failed start would have removed it.
-    over = lc.on_start_retry_over(waiting.state)
+    over = lc.on_unclaimed(waiting.state)
     assert over.effects == (Destroy(),) and over.state.removal_pending
     # It came: the container runs (or ran) and stays until its exit removes it.
-    assert lc.on_start_retry_over(lc.on_started(waiting.state, T0)).effects == ()
+    assert lc.on_unclaimed(lc.on_started(waiting.state, T0)).effects == ()
     kept = lc.on_restore(starting, RestartPolicy())
     assert kept.effects == () and not kept.state.start_pending
     assert not lc.on_started(starting, T0).start_pending
