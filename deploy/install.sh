@@ -5,14 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(containerd runc iptables busybox-static ca-certificates)
+# zstd: `docker save` of an image whose layers are zstd-compressed decompresses them.
+APT_PACKAGES=(containerd runc iptables busybox-static ca-certificates zstd)
 PYTHON=${PYTHON:-python3}
 extras=""
 if [ "${1:-}" = "--test" ]; then
   extras="[test]"
-  # The tests verify the systemd units (systemd-analyze), drive a terminal (script)
-  # and tell their stories with the docker CLI, which Debian ships in docker.io.
-  APT_PACKAGES+=(systemd bsdutils docker.io)
+  # The tests verify the systemd units (systemd-analyze), drive a terminal (script),
+  # tell their stories with the docker CLI, which Debian ships in docker.io, and pull
+  # from registries of their own (docker-registry, each on a free loopback port).
+  APT_PACKAGES+=(systemd bsdutils docker.io docker-registry)
 fi
 
 # docker.io's postinst would start its dockerd, which takes over the host's iptables
@@ -47,6 +49,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   forbid_service_starts
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
   allow_service_starts
+  # Nor at the next boot: a registry on :5000 for anyone is no part of a test setup.
+  if [[ " ${missing[*]} " == *" docker-registry "* ]]; then
+    systemctl disable docker-registry.service >/dev/null 2>&1 || true
+  fi
 fi
 
 if [ ! -x .venv/bin/python ]; then
