@@ -38,6 +38,7 @@ bench: install-test
 	$(PY) -m pouch.bench.broker_rtt
 	$(PY) -m pouch.bench.recovery
 	$(PY) -m pouch.bench.memory
+	$(PY) -m pouch.bench.pull
 
 clean:
 	rm -rf build .mypy_cache .ruff_cache proto/containerd proto/gogoproto

@@ -1,4 +1,4 @@
-"""/images: load, list, inspect."""
+"""/images: load, save, pull, push, list, inspect, history, tag, remove, prune."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import falcon
 
@@ -60,16 +61,80 @@ def spool(req: falcon.Request, out: BinaryIO) -> int:
     return received
 
 
+class Save:
+    """GET /images/get?names=a&names=b: several images in one docker-save archive."""
+
+    def __init__(self, calls: Calls, spool: Path) -> None:
+        self.calls = calls
+        self.spool = spool
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        send_archive(self.calls, self.spool, req.get_param_as_list("names") or [], resp)
+
+
+def send_archive(calls: Calls, spool: Path, names: list[str], resp: falcon.Response) -> None:
+    """Answer with the docker-save archive of `names`, which the image actor writes to a
+    spool file: an archive is as large as its images, too large for a message."""
+    spool.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix="save-", suffix=".tar", dir=spool)
+    os.close(fd)
+    try:
+        calls.image.save(names=names, path=name)
+        archive = open(name, "rb")  # noqa: SIM115 - the response closes it
+    finally:
+        # Open, it stays readable; gone from the folder, it leaves no file behind
+        # however the response ends (sent, or dropped by a client that left).
+        Path(name).unlink(missing_ok=True)
+    resp.content_type = "application/x-tar"
+    resp.content_length = os.fstat(archive.fileno()).st_size
+    resp.stream = archive
+
+
 class Create:
-    """POST /images/create (pull, import): not served yet, so the CLI's automatic pull
-    of a missing image ends in a clear 404 rather than a generic one."""
+    """POST /images/create?fromImage=: a pull, answered in Docker's progress messages."""
+
+    def __init__(self, calls: Calls) -> None:
+        self.calls = calls
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        image = req.get_param("fromImage") or req.get_param("fromSrc") or ""
-        tag = req.get_param("tag")
-        wanted = f"{image}:{tag}" if tag and "@" not in image else image
-        raise PouchError("not_found", f"No such image: {wanted} (pouch cannot pull images "
-                                      "yet: load them with docker load)")
+        image = req.get_param("fromImage")
+        if not image:
+            if req.get_param("fromSrc"):
+                raise PouchError("invalid", "pouch cannot import a root file system yet")
+            raise falcon.HTTPBadRequest(description="fromImage or fromSrc is required")
+        messages = iter(self.calls.image.pull(
+            image=image, tag=req.get_param("tag") or "",
+            platform=req.get_param("platform") or "",
+            auth=req.get_header("X-Registry-Auth") or ""))
+        # As dockerd: an error before the first message is the request's (404 for an
+        # unknown image); once the stream began, it is the stream's last message.
+        first = next(messages)
+        resp.content_type = falcon.MEDIA_JSON
+        resp.stream = progress_lines(first, messages)
+
+
+def progress_lines(first: Any, rest: Iterator[Any]) -> Iterator[bytes]:
+    """Docker's JSON message stream; an error ends it as an `errorDetail` message. Closed
+    early (the client left), it cancels the operation."""
+    try:
+        yield json.dumps(first).encode() + b"\n"
+        for message in rest:
+            yield json.dumps(message).encode() + b"\n"
+    except PouchError as exc:
+        yield json.dumps({"errorDetail": {"message": exc.message},
+                          "error": exc.message}).encode() + b"\n"
+    finally:
+        close = getattr(rest, "close", None)
+        if close is not None:
+            close()
+
+
+class Prune:
+    def __init__(self, calls: Calls) -> None:
+        self.calls = calls
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self.calls.image.prune(filters=filters(req))
 
 
 class List:
@@ -81,23 +146,64 @@ class List:
 
 
 class Named:
-    """/images/{name}/json, where the name may hold slashes (a sink, not a route)."""
+    """Paths that name an image. A name may hold slashes, which Falcon's templates do not
+    match, so one sink serves them all and picks by method and suffix, as dockerd's router
+    does (a DELETE of `a/json` removes the image `a/json`)."""
 
-    PATH = re.compile(r"^/images/(?P<name>.+)/json$")
-    TEMPLATE = "/images/{name}/json"  # as the OpenAPI document names it
-    METHODS = ("GET",)
+    PATH = re.compile(r"^/images/(?P<rest>.+)$")
+    # (method, suffix) -> handler; ROUTES names them as the OpenAPI document does.
+    SUFFIXES = {("GET", "/json"): "inspect", ("GET", "/history"): "history",
+                ("GET", "/get"): "save",
+                ("POST", "/tag"): "tag", ("POST", "/push"): "push", ("DELETE", ""): "remove"}
+    ROUTES = {f"/images/{{name}}{suffix}": method for method, suffix in SUFFIXES}
 
-    def __init__(self, calls: Calls) -> None:
+    def __init__(self, calls: Calls, spool: Path) -> None:
         self.calls = calls
+        self.spool = spool
 
     def __call__(self, req: falcon.Request, resp: falcon.Response, **groups: str) -> None:
-        if req.method not in self.METHODS:
-            raise falcon.HTTPMethodNotAllowed(list(self.METHODS))
-        resp.media = self.calls.image.inspect(name=groups["name"])
+        rest = groups["rest"]
+        for (method, suffix), handler in self.SUFFIXES.items():
+            if req.method == method and rest.endswith(suffix) and len(rest) > len(suffix):
+                getattr(self, handler)(req, resp, rest[:len(rest) - len(suffix)])
+                return
+        if any(rest.endswith(suffix) for _, suffix in self.SUFFIXES if suffix):
+            raise falcon.HTTPMethodNotAllowed(
+                [m for m, suffix in self.SUFFIXES if suffix and rest.endswith(suffix)])
+        raise falcon.HTTPNotFound(description="page not found")
+
+    def inspect(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        resp.media = self.calls.image.inspect(name=name)
+
+    def history(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        resp.media = self.calls.image.history(name=name)
+
+    def save(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        send_archive(self.calls, self.spool, [name], resp)
+
+    def tag(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        repo = req.get_param("repo")
+        if not repo:
+            raise falcon.HTTPBadRequest(description="repo is required")
+        self.calls.image.tag(name=name, repo=repo, tag=req.get_param("tag") or "")
+        resp.status = falcon.HTTP_201
+
+    def push(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        messages = iter(self.calls.image.push(name=name, tag=req.get_param("tag") or "",
+                                              auth=req.get_header("X-Registry-Auth") or ""))
+        first = next(messages)  # as a pull: an error before it is the request's
+        resp.content_type = falcon.MEDIA_JSON
+        resp.stream = progress_lines(first, messages)
+
+    def remove(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        resp.media = self.calls.image.remove(name=name, force=flag(req, "force"),
+                                             noprune=flag(req, "noprune"))
 
 
 def add_routes(app: falcon.App, calls: Calls, config: DaemonConfig) -> None:
     app.add_route("/images/load", Load(calls, config.home_dir / "tmp"))
     app.add_route("/images/json", List(calls))
-    app.add_route("/images/create", Create())
-    app.add_sink(Named(calls), Named.PATH)
+    app.add_route("/images/prune", Prune(calls))
+    app.add_route("/images/create", Create(calls))
+    app.add_route("/images/get", Save(calls, config.home_dir / "tmp"))
+    app.add_sink(Named(calls, config.home_dir / "tmp"), Named.PATH)

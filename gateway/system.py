@@ -1,9 +1,10 @@
-"""/_ping, /version, /info."""
+"""/_ping, /version, /info, /metrics, /auth."""
 
 from __future__ import annotations
 
 import falcon
 
+from pouch.gateway.params import json_body
 from pouch.proto.stubs import Calls
 
 
@@ -39,6 +40,22 @@ class Info:
         resp.media = self.calls.system.info()
 
 
+class Auth:
+    """docker login: the credentials checked against their registry; nothing is kept."""
+
+    def __init__(self, calls: Calls) -> None:
+        self.calls = calls
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = json_body(req)
+        fields = {key: body.get(key) or "" for key in
+                  ("serveraddress", "username", "password", "identitytoken")}
+        if not all(isinstance(value, str) for value in fields.values()):
+            raise falcon.HTTPBadRequest(description=(
+                "serveraddress, username, password and identitytoken must be strings"))
+        resp.media = self.calls.image.login(**fields)
+
+
 class Metrics:
     """Every actor process's metrics, gathered by the system actor (Prometheus text)."""
 
@@ -55,3 +72,4 @@ def add_routes(app: falcon.App, calls: Calls) -> None:
     app.add_route("/metrics", Metrics(calls))
     app.add_route("/version", Version(calls))
     app.add_route("/info", Info(calls))
+    app.add_route("/auth", Auth(calls))

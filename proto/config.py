@@ -29,6 +29,12 @@ class DaemonConfig:
     pidfile: str = ""     # default <exec-root-dir>/pouchd.pid
     oom_score_adj: int = -500
     default_registry: str = "docker.io"
+    # Registries: plain HTTP allowed (host[:port] or CIDR), mirrors of docker.io, a folder
+    # of <host>/hosts.toml as containerd reads them, the proxy pulls and pushes go through.
+    insecure_registries: tuple[str, ...] = ()
+    registry_mirrors: tuple[str, ...] = ()
+    registry_config_path: Path = Path("/etc/pouch/certs.d")
+    image_proxy: str = ""
     debug: bool = False
     # Tests and benchmarks set these; users have no reason to.
     gateway_workers: int = 2
@@ -65,6 +71,8 @@ class DaemonConfig:
             "--containerd-path", self.containerd_path, "--containerd", str(self.containerd_socket),
             "--oom-score-adj", str(self.oom_score_adj),
             "--default-registry", self.default_registry,
+            "--registry-config-path", str(self.registry_config_path),
+            "--image-proxy", self.image_proxy,
             "--gateway-workers", str(self.gateway_workers),
             "--gateway-threads", str(self.gateway_threads),
             "--config-file", "",
@@ -73,6 +81,10 @@ class DaemonConfig:
             args += ["--pidfile", self.pidfile]
         for address in self.listen:
             args += ["--listen", address]
+        for registry in self.insecure_registries:
+            args += ["--insecure-registry", registry]
+        for mirror in self.registry_mirrors:
+            args += ["--registry-mirror", mirror]
         if self.debug:
             args.append("--debug")
         return args
@@ -88,6 +100,10 @@ _FLAGS: dict[str, tuple[str, Any]] = {
     "pidfile": ("pidfile", str),
     "oom-score-adj": ("oom_score_adj", int),
     "default-registry": ("default_registry", str),
+    "insecure-registry": ("insecure_registries", list),
+    "registry-mirror": ("registry_mirrors", list),
+    "registry-config-path": ("registry_config_path", Path),
+    "image-proxy": ("image_proxy", str),
     "debug": ("debug", bool),
     "gateway-workers": ("gateway_workers", int),
     "gateway-threads": ("gateway_threads", int),
@@ -110,6 +126,16 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--oom-score-adj", type=int, default=s,
                         help="oom_score_adj of pouchd and containerd (default -500)")
     parser.add_argument("--default-registry", default=s, help="registry of short image names")
+    parser.add_argument("--insecure-registry", action="append", default=s,
+                        help="a registry (host[:port] or CIDR) reached over plain HTTP, "
+                             "repeatable (loopback always is)")
+    parser.add_argument("--registry-mirror", action="append", default=s,
+                        help="a mirror tried first for docker.io images, repeatable")
+    parser.add_argument("--registry-config-path", default=s,
+                        help="a folder of <host>/hosts.toml files, as containerd reads them "
+                             "(default /etc/pouch/certs.d)")
+    parser.add_argument("--image-proxy", default=s,
+                        help="the HTTP(S) proxy for pulls and pushes (default: the environment's)")
     parser.add_argument("--config-file", default=DEFAULT_CONFIG_FILE,
                         help="a JSON file of these settings; flags win "
                              f"(default {DEFAULT_CONFIG_FILE})")
@@ -128,9 +154,10 @@ def resolve(opts: argparse.Namespace) -> DaemonConfig:
         attr = flag.replace("-", "_")
         if hasattr(opts, attr):
             values[name] = getattr(opts, attr)
-    if "listen" in values:
-        values["listen"] = tuple(values["listen"])
-    for name in ("home_dir", "exec_root_dir"):
+    for name in ("listen", "insecure_registries", "registry_mirrors"):
+        if name in values:
+            values[name] = tuple(values[name])
+    for name in ("home_dir", "exec_root_dir", "registry_config_path"):
         if name in values:
             values[name] = Path(values[name]).absolute()
     known = {f.name for f in fields(DaemonConfig)}

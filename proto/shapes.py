@@ -102,6 +102,48 @@ class ContainerCounts(TypedDict):
 # -- images ------------------------------------------------------------------
 
 
+class ProgressDetail(TypedDict, total=False):
+    current: int
+    total: int
+
+
+class PullProgress(TypedDict, total=False):
+    """One of Docker's JSON progress messages (pull, push): a status line, or a layer's
+    (`id`: its digest's first 12 hex digits) with how far it got."""
+
+    status: str
+    id: str
+    progressDetail: ProgressDetail
+
+
+class ImageDeleted(TypedDict, total=False):
+    """One line of DELETE /images/{name}'s answer: a name dropped, or an image deleted."""
+
+    Untagged: str
+    Deleted: str
+
+
+class ImageHistoryItem(TypedDict):
+    Id: str             # the image's ID on its top line, "<missing>" below
+    Created: int
+    CreatedBy: str
+    Tags: list[str] | None
+    Size: int
+    Comment: str
+
+
+class ImagesPruned(TypedDict):
+    ImagesDeleted: list[ImageDeleted] | None
+    SpaceReclaimed: int
+
+
+class AuthStatus(TypedDict):
+    """POST /auth's answer."""
+
+    Status: str
+    IdentityToken: str
+
+
 class ImagesLoaded(TypedDict):
     names: list[str]       # the tags loaded, as the user would type them
     untagged: list[str]    # IDs of images loaded without a tag

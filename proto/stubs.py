@@ -15,14 +15,19 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 from pouch.proto.shapes import (
+    AuthStatus,
     ContainerCounts,
     ContainerCreated,
     ContainerInspect,
     ContainerSummary,
     Event,
+    ImageDeleted,
+    ImageHistoryItem,
     ImageInspect,
     ImagesLoaded,
+    ImagesPruned,
     ImageSummary,
+    PullProgress,
     ResolvedImage,
     ServiceStatus,
     SupervisorStatus,
@@ -182,6 +187,12 @@ class ImageCalls:
         Served by pouch.actors.host.ActorBase.debug_fault."""
         return self._caller.call('image', 'debug_fault', _args(point=point, action=action, once=once), 30.0)
 
+    def history(self, *, name: str) -> builtins.list[ImageHistoryItem]:
+        """An image's layers and how each was made, newest first. Errors: not_found, invalid.
+
+        Served by pouch.actors.image.actor.ImageActor.history."""
+        return self._caller.call('image', 'history', _args(name=name), 30.0)
+
     def inspect(self, *, name: str) -> ImageInspect:
         """One image, as GET /images/{name}/json shows it. Errors: not_found, invalid.
 
@@ -200,17 +211,59 @@ class ImageCalls:
         Served by pouch.actors.image.actor.ImageActor.load."""
         return self._caller.call('image', 'load', _args(path=path), 600.0)
 
+    def login(self, *, serveraddress: str | Omitted = OMIT, username: str | Omitted = OMIT, password: str | Omitted = OMIT, identitytoken: str | Omitted = OMIT) -> AuthStatus:
+        """Check credentials against a registry (default: Docker Hub), as `docker login`. Errors: invalid, unavailable.
+
+        Served by pouch.actors.image.actor.ImageActor.login."""
+        return self._caller.call('image', 'login', _args(serveraddress=serveraddress, username=username, password=password, identitytoken=identitytoken), 30.0)
+
     def metrics(self) -> builtins.list[builtins.dict[str, Any]]:
         """This actor process's figures (a snapshot: see pouch.actors.metrics).
 
         Served by pouch.actors.host.ActorBase.metrics."""
         return self._caller.call('image', 'metrics', _args(), 2.0)
 
+    def prune(self, *, filters: builtins.dict[str, builtins.list[str]] | Omitted | None = OMIT) -> ImagesPruned:
+        """Delete the images no container uses: only untagged ones unless `dangling=false`; filters `until` and `label` narrow it. Errors: invalid.
+
+        Served by pouch.actors.image.actor.ImageActor.prune."""
+        return self._caller.call('image', 'prune', _args(filters=filters), 30.0)
+
+    def pull(self, *, image: str, tag: str | Omitted = OMIT, platform: str | Omitted = OMIT, auth: str | Omitted = OMIT) -> Iterator[PullProgress]:
+        """Pull an image from its registry (`tag` may be a digest), in Docker's progress messages. `auth`: the client's X-Registry-Auth header. Errors before the first message: the reference or the registry's; later ones end the stream. Errors: invalid, not_found, unavailable.
+
+        Served by pouch.actors.image.actor.ImageActor.pull."""
+        return self._caller.stream('image', 'pull', _args(image=image, tag=tag, platform=platform, auth=auth), None)
+
+    def push(self, *, name: str, tag: str | Omitted = OMIT, auth: str | Omitted = OMIT) -> Iterator[PullProgress]:
+        """Push `name:tag` to its registry (every tag of the repository if `tag` is empty), in Docker's progress messages. `auth`: the client's X-Registry-Auth header. Errors: invalid, not_found, unavailable.
+
+        Served by pouch.actors.image.actor.ImageActor.push."""
+        return self._caller.stream('image', 'push', _args(name=name, tag=tag, auth=auth), None)
+
+    def remove(self, *, name: str, force: bool | Omitted = OMIT, noprune: bool | Omitted = OMIT) -> builtins.list[ImageDeleted]:
+        """Drop a name of an image; the image itself with its last name (or when named by ID). Errors: conflict while a container uses it, or for an ID with several names, unless `force` (never while a container runs it). Errors: not_found, conflict, invalid.
+
+        Served by pouch.actors.image.actor.ImageActor.remove."""
+        return self._caller.call('image', 'remove', _args(name=name, force=force, noprune=noprune), 30.0)
+
     def resolve(self, *, name: str) -> ResolvedImage:
         """What a container needs of its image: ID, config, top snapshot. Errors: not_found, invalid.
 
         Served by pouch.actors.image.actor.ImageActor.resolve."""
         return self._caller.call('image', 'resolve', _args(name=name), 30.0)
+
+    def save(self, *, names: builtins.list[str], path: str) -> None:
+        """Write the named images to the file at `path` as one docker-save archive. Errors: not_found, invalid.
+
+        Served by pouch.actors.image.actor.ImageActor.save."""
+        return self._caller.call('image', 'save', _args(names=names, path=path), 600.0)
+
+    def tag(self, *, name: str, repo: str, tag: str | Omitted = OMIT) -> None:
+        """Name an image `repo:tag` too (`tag` defaults to latest). Errors: not_found, invalid.
+
+        Served by pouch.actors.image.actor.ImageActor.tag."""
+        return self._caller.call('image', 'tag', _args(name=name, repo=repo, tag=tag), 30.0)
 
 
 class ContainerCalls:

@@ -26,6 +26,7 @@ from pouch.proto.containerd.api.services.content.v1 import content_pb2, content_
 from pouch.proto.envelope import PouchError, invalid
 
 CHUNK_SIZE: Final = 1024 * 1024
+READ_WINDOW: Final = 64 * CHUNK_SIZE
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,31 @@ class Content(Service):
         return b"".join(
             response.data for response in self._conn.stream(self._stub.Read, request, timeout)
         )
+
+    def read_stream(
+        self, digest: str, window: int = READ_WINDOW, timeout: float | None = STREAM_TIMEOUT
+    ) -> Iterator[bytes]:
+        """A blob's bytes in chunks, for layers. Errors: not_found.
+
+        Each Read asks for `window` bytes from where the last one ended, so a slow
+        reader of a large blob runs into no deadline: `timeout` bounds one window.
+        """
+        info = self.info(digest)
+        if info is None:
+            raise PouchError("not_found", f"content {digest} not found")
+        offset = 0
+        while offset < info.size:
+            request = content_pb2.ReadContentRequest(
+                digest=digest, offset=offset, size=min(window, info.size - offset)
+            )
+            before = offset
+            for response in self._conn.stream(self._stub.Read, request, timeout):
+                offset += len(response.data)
+                yield response.data
+            if offset == before:
+                raise PouchError(
+                    "internal", f"containerd ended {digest} after {offset} of {info.size} bytes"
+                )
 
     def info(self, digest: str, timeout: float | None = DEFAULT_TIMEOUT) -> BlobInfo | None:
         request = content_pb2.InfoRequest(digest=digest)

@@ -8,6 +8,7 @@ rebuilds it from containerd whenever it starts.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import fnmatch
 import json
 import logging
@@ -17,22 +18,41 @@ from pathlib import Path
 from typing import Any
 
 from pouch.actors.containerd.client import Containerd
+from pouch.actors.containerd.types import Descriptor
 from pouch.actors.host import ActorBase, ActorContext, Reply
 from pouch.actors.image import reference
+from pouch.actors.image.dockerexport import ImageToSave, write_archive
 from pouch.actors.image.dockersave import read_archive
+from pouch.actors.image.pull import Cancelled, Downloads, Pull
+from pouch.actors.image.push import Push, pushed_message
+from pouch.actors.image.registry import Credentials, Registry, RegistryConfig, login
 from pouch.actors.image.store import (
     ImportedImage,
+    chain_ids,
     image_rootfs_chain,
     import_image,
     is_untagged_name,
+    untagged_name,
 )
+from pouch.actors.timefmt import parse_timestamp
 from pouch.proto.contract import method
 from pouch.proto.docker import SNAPSHOTTER, check_filters, labels_match, resolve_id
-from pouch.proto.envelope import PouchError, invalid
-from pouch.proto.shapes import ImageInspect, ImagesLoaded, ImageSummary, ResolvedImage
+from pouch.proto.envelope import PouchError, conflict, invalid, not_found
+from pouch.proto.shapes import (
+    AuthStatus,
+    ImageDeleted,
+    ImageHistoryItem,
+    ImageInspect,
+    ImagesLoaded,
+    ImagesPruned,
+    ImageSummary,
+    PullProgress,
+    ResolvedImage,
+)
 
 log = logging.getLogger("pouch.image")
 SIZE_LABEL = "io.pouch.image.size"
+PLATFORM = "linux/amd64"  # what this daemon runs
 
 
 @dataclass
@@ -70,6 +90,11 @@ class ImageActor(ActorBase):
         self._registry = ctx.config.default_registry
         self._images: dict[str, Image] = {}   # by ID
         self._names: dict[str, str] = {}      # full reference -> ID
+        config = ctx.config
+        self._registry_config = RegistryConfig(
+            insecure=config.insecure_registries, mirrors=config.registry_mirrors,
+            hosts_dir=config.registry_config_path, proxy=config.image_proxy)
+        self._downloads = Downloads()
 
     def on_start(self) -> None:
         self._ctrd.wait_ready(30)
@@ -128,12 +153,7 @@ class ImageActor(ActorBase):
             names = [reference.parse(tag, self._registry).full() for tag in saved.repo_tags]
             imported = import_image(self._ctrd, archive, saved, names, SNAPSHOTTER)
             self.ctx.faults.hit("image.load.unpacked")
-            for name in names:
-                # Kept on the name, so a restarted actor knows it without walking snapshots.
-                record = self._ctrd.images.get(name)
-                if record is not None:
-                    self._ctrd.images.update(name, record.target,
-                                             {**record.labels, SIZE_LABEL: str(imported.size)})
+            self._label_size(imported)
             self.actor_ref.proxy().record_loaded(imported, json.loads(saved.config)).get()
             if names:
                 names_out += [reference.familiar_name(n, self._registry) for n in names]
@@ -141,8 +161,117 @@ class ImageActor(ActorBase):
                 untagged.append(imported.id)
         return {"names": names_out, "untagged": untagged}
 
-    def record_loaded(self, imported: ImportedImage, config: dict[str, Any]) -> None:
-        """Add a freshly imported image to the index (on the actor's thread)."""
+    @method(idempotent=True, stream=True, returns=PullProgress, timeout=None,
+            errors=("invalid", "not_found", "unavailable"))
+    def pull(self, reply: Reply, image: str, tag: str = "", platform: str = "",
+             auth: str = "") -> None:
+        """Pull an image from its registry (`tag` may be a digest), in Docker's progress
+        messages. `auth`: the client's X-Registry-Auth header. Errors before the first
+        message: the reference or the registry's; later ones end the stream."""
+        ref = reference.parse(f"{image}@{tag}" if tag.startswith("sha256:") else
+                              f"{image}:{tag}" if tag else image, self._registry)
+        credentials = Credentials.from_header(auth) if auth else None
+        reply.run_in_thread(self._pull, reply, ref, platform or PLATFORM, credentials)
+
+    def _pull(self, reply: Reply, ref: reference.Reference, platform: str,
+              credentials: Credentials | None) -> PullProgress | None:
+        registry = Registry(self._registry_config, ref, credentials)
+        try:
+            resolved = registry.resolve(platform)
+            # A name by tag also gets the digest it resolved to, as Docker's RepoDigests.
+            digest = resolved.index_digest or resolved.digest
+            names = [ref.full()] if ref.digest else [
+                ref.full(), f"{ref.name}@{digest}"]
+            current = self._ctrd.images.get(names[0])
+            pull = Pull(self._ctrd, registry, self._downloads, reply.more, SNAPSHOTTER)
+            pull.say({"status": f"Pulling from {ref.repository}",
+                      "id": ref.tag or ref.digest or ""})
+            pulled = pull.run(resolved, names, current.target["digest"] if current else None)
+        except Cancelled:
+            return None
+        finally:
+            registry.close()
+        imported = ImportedImage(pulled.id, resolved.digest, pulled.chain_id, pulled.size, names)
+        self._label_size(imported)
+        self.actor_ref.proxy().record_loaded(imported, pulled.config, "pull").get()
+        wanted = ref.familiar(self._registry)
+        reply.more({"status": f"Digest: {pulled.digest}"})
+        return {"status": f"Status: Downloaded newer image for {wanted}" if pulled.fresh
+                else f"Status: Image is up to date for {wanted}"}
+
+    def _label_size(self, imported: ImportedImage) -> None:
+        # Kept on the names, so a restarted actor knows it without walking snapshots.
+        for name in imported.names:
+            record = self._ctrd.images.get(name)
+            if record is not None:
+                self._ctrd.images.update(name, record.target,
+                                         {**record.labels, SIZE_LABEL: str(imported.size)})
+
+    @method(idempotent=True, stream=True, returns=PullProgress, timeout=None,
+            errors=("invalid", "not_found", "unavailable"))
+    def push(self, reply: Reply, name: str, tag: str = "", auth: str = "") -> None:
+        """Push `name:tag` to its registry (every tag of the repository if `tag` is empty),
+        in Docker's progress messages. `auth`: the client's X-Registry-Auth header."""
+        repository = reference.parse(name, self._registry, default_tag=None)
+        if repository.tag or repository.digest:
+            raise invalid(f"push takes a repository and a tag apart, not {name!r}")
+        prefix = repository.name + ":"
+        tags = sorted(n for n in self._names if n.startswith(prefix) and (
+            not tag or n == prefix + tag))
+        if not tags:
+            raise not_found(f"An image does not exist locally with the tag: "
+                            f"{reference.familiar_name(repository.name, self._registry)}"
+                            + (f":{tag}" if tag else ""))
+        # Layers may be mounted from the image's other repositories on that registry.
+        mount_from = {n: sorted({self._repository(o).partition("/")[2]
+                                 for o in self._images[self._names[n]].names
+                                 if self._repository(o) != repository.name
+                                 and self._repository(o).startswith(repository.registry + "/")})
+                      for n in tags}
+        credentials = Credentials.from_header(auth) if auth else None
+        reply.run_in_thread(self._push, reply, repository, tags, mount_from, credentials)
+
+    def _push(self, reply: Reply, repository: reference.Reference, tags: builtins.list[str],
+              mount_from: dict[str, builtins.list[str]],
+              credentials: Credentials | None) -> PullProgress | None:
+        registry = Registry(self._registry_config, repository, credentials)
+        try:
+            reply.more({"status": f"The push refers to repository [{repository.name}]"})
+            last: PullProgress | None = None
+            for name in tags:
+                if last is not None:
+                    reply.more(last)
+                record = self._ctrd.images.get(name)
+                if record is None:
+                    raise not_found(f"No such image: {name}")
+                target = record.target
+                digest = Push(self._ctrd, registry, reply.more).run(
+                    target, name.rpartition(":")[2], mount_from[name])
+                last = pushed_message(name.rpartition(":")[2], digest, target["size"])
+                self.publish("image", "push", name)
+            return last
+        except Cancelled:
+            return None
+        finally:
+            registry.close()
+
+    @method(idempotent=True, returns=AuthStatus, errors=("invalid", "unavailable"))
+    def login(self, reply: Reply, serveraddress: str = "", username: str = "",
+              password: str = "", identitytoken: str = "") -> None:
+        """Check credentials against a registry (default: Docker Hub), as `docker login`."""
+        registry = serveraddress.split("://", 1)[-1].split("/", 1)[0] or self._registry
+        if registry in ("index.docker.io", "registry-1.docker.io"):
+            registry = "docker.io"
+        credentials = Credentials(username, password, identitytoken)
+        reply.run_in_thread(self._login, registry, credentials)
+
+    def _login(self, registry: str, credentials: Credentials) -> AuthStatus:
+        return {"Status": login(self._registry_config, registry, credentials),
+                "IdentityToken": ""}
+
+    def record_loaded(self, imported: ImportedImage, config: dict[str, Any],
+                      action: str = "load") -> None:
+        """Add a freshly imported or pulled image to the index (on the actor's thread)."""
         image = self._images.setdefault(
             imported.id, Image(imported.id, config, imported.chain_id, imported.size))
         image.size = imported.size or image.size
@@ -152,7 +281,7 @@ class ImageActor(ActorBase):
                 self._images[previous].names.discard(name)
             self._names[name] = imported.id
             image.names.add(name)
-        self.publish("image", "load", imported.id)
+        self.publish("image", action, imported.id)
 
     @method(idempotent=True, errors=("invalid",))
     def list(self, all: bool = False,
@@ -210,6 +339,223 @@ class ImageActor(ActorBase):
                        "Layers": list((config.get("rootfs") or {}).get("diff_ids") or [])},
             "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
         }
+
+    @method(idempotent=True, returns=None, errors=("not_found", "invalid"))
+    def tag(self, reply: Reply, name: str, repo: str, tag: str = "") -> None:
+        """Name an image `repo:tag` too (`tag` defaults to latest)."""
+        image = self._find(name)
+        new = reference.parse(f"{repo}:{tag}" if tag else repo, self._registry)
+        if new.digest:
+            raise invalid("refusing to create a tag with a digest reference")
+        reply.run_in_thread(self._tag, image, new.full())
+
+    def _tag(self, image: Image, name: str) -> None:
+        target = self._target(image)
+        self._ctrd.images.put(name, target)
+        imported = ImportedImage(image.id, target["digest"], image.chain_id, image.size, [name])
+        self._label_size(imported)
+        with contextlib.suppress(PouchError):  # it had a name already
+            self._ctrd.images.delete(untagged_name(image.id))
+        self.actor_ref.proxy().record_loaded(imported, image.config, "tag").get()
+
+    def _target(self, image: Image) -> Descriptor:
+        """The manifest an image's names point at, as containerd holds it."""
+        for name in [*sorted(image.names), untagged_name(image.id)]:
+            record = self._ctrd.images.get(name)
+            if record is not None:
+                return record.target
+        raise not_found(f"No such image: {image.id}")
+
+    @method(idempotent=False, returns=builtins.list[ImageDeleted],
+            errors=("not_found", "conflict", "invalid"))
+    def remove(self, reply: Reply, name: str, force: bool = False,
+               noprune: bool = False) -> None:
+        """Drop a name of an image; the image itself with its last name (or when named by
+        ID). Errors: conflict while a container uses it, or for an ID with several
+        names, unless `force` (never while a container runs it)."""
+        image = self._find(name)
+        try:
+            named = reference.parse(name, self._registry).full()
+        except PouchError:
+            named = ""
+        if named not in image.names:
+            named = ""  # by ID
+        reply.run_in_thread(self._remove, image, named, force)
+
+    def _remove(self, image: Image, named: str, force: bool) -> builtins.list[ImageDeleted]:
+        short = image.id.removeprefix("sha256:")[:12]
+        dropped = self._names_dropped_with(image, named) if named else set(image.names)
+        if not named and len({self._repository(n) for n in image.names}) > 1 and not force:
+            raise conflict(f"conflict: unable to delete {short} (must be forced) - image is "
+                           "referenced in multiple repositories")
+        if dropped == image.names:  # the image goes with its last name
+            user = self._container_using(image.id)
+            if user is not None:
+                cid, running = user
+                if running and not named:
+                    raise conflict(f"conflict: unable to delete {short} (cannot be forced) - "
+                                   f"image is being used by running container {cid[:12]}")
+                if not force:
+                    raise conflict(
+                        f'conflict: unable to remove repository reference "{named}" (must '
+                        f"force) - container {cid[:12]} is using its referenced image {short}"
+                        if named else f"conflict: unable to delete {short} (must be forced) - "
+                        f"image is being used by stopped container {cid[:12]}")
+        deleted = dropped == image.names and (not named or self._container_using(image.id)
+                                              is None)
+        if not deleted and dropped == image.names:
+            # Kept for the container that uses it: by its ID, as an untagged image.
+            self._ctrd.images.put(untagged_name(image.id), self._target(image))
+        elif deleted:
+            with contextlib.suppress(PouchError):
+                self._ctrd.images.delete(untagged_name(image.id))
+        gone: set[str] = set()
+        try:
+            for name in sorted(dropped):
+                try:
+                    self._ctrd.images.delete(name)
+                except PouchError as exc:
+                    if exc.code != "not_found":
+                        raise
+                gone.add(name)
+        finally:
+            # What containerd dropped leaves the index too, even if the rest failed.
+            self.actor_ref.proxy().forget(image.id, gone, deleted and gone == dropped).get()
+        answer: builtins.list[ImageDeleted] = [
+            {"Untagged": reference.familiar_name(n, self._registry)} for n in sorted(dropped)]
+        return answer + ([{"Deleted": image.id}] if deleted else [])
+
+    def _names_dropped_with(self, image: Image, name: str) -> set[str]:
+        """`name`, and the digests of its repository once no tag of it is left, as dockerd."""
+        repository = self._repository(name)
+        same_repo = {n for n in image.names - {name} if self._repository(n) == repository}
+        if any("@" not in n for n in same_repo):
+            return {name}  # a tag of the repository is left: its digests stay with it
+        return {name} | same_repo
+
+    def _repository(self, name: str) -> str:
+        return reference.parse(name, self._registry).name
+
+    def _container_using(self, image_id: str) -> tuple[str, bool] | None:
+        """A container made from the image (running ones first): (its ID, running)."""
+        users = self.ctx.calls.container.list(all=True, filters={"ancestor": [image_id]})
+        users.sort(key=lambda c: c["State"] != "running")
+        return (users[0]["Id"], users[0]["State"] == "running") if users else None
+
+    def forget(self, image_id: str, names: set[str], deleted: bool) -> None:
+        """Drop names (and the image, if `deleted`) from the index (on the actor's thread)."""
+        image = self._images.get(image_id)
+        for name in names:
+            self._names.pop(name, None)
+            if image is not None:
+                image.names.discard(name)
+            self.publish("image", "untag", image_id, {"name": name})
+        if deleted:
+            self._images.pop(image_id, None)
+            self.publish("image", "delete", image_id)
+
+    @method(idempotent=False, returns=ImagesPruned, errors=("invalid",))
+    def prune(self, reply: Reply, filters: dict[str, builtins.list[str]] | None = None) -> None:
+        """Delete the images no container uses: only untagged ones unless `dangling=false`;
+        filters `until` and `label` narrow it."""
+        filters = check_filters(filters, ("dangling", "until", "label"))
+        dangling = filters.get("dangling", ["true"])
+        if any(value not in ("true", "false", "1", "0") for value in dangling):
+            raise invalid(f"invalid filter 'dangling={dangling[0]}'")
+        only_dangling = dangling[-1] in ("true", "1")
+        try:
+            until = [parse_timestamp(value) for value in filters.get("until", [])]
+        except ValueError as exc:
+            raise invalid(f"invalid filter 'until': {exc}") from None
+        candidates = [image for image in self._images.values()
+                      if (not only_dangling or not image.names)
+                      and all(_created_unix(image.config.get("created", "")) < t for t in until)
+                      and labels_match(filters.get("label", []),
+                                       (image.config.get("config") or {}).get("Labels") or {})]
+        reply.run_in_thread(self._prune, candidates)
+
+    def _prune(self, candidates: builtins.list[Image]) -> ImagesPruned:
+        used = {c["ImageID"] for c in self.ctx.calls.container.list(all=True)}
+        deleted: builtins.list[ImageDeleted] = []
+        reclaimed = 0
+        for image in candidates:
+            if image.id in used:
+                continue
+            try:
+                deleted += self._remove(image, "", force=True)
+            except PouchError as exc:  # made a container's meanwhile, say: kept
+                log.info("prune kept %s: %s", image.id, exc.message)
+                continue
+            reclaimed += image.size
+        return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+    @method(idempotent=True, returns=builtins.list[ImageHistoryItem],
+            errors=("not_found", "invalid"))
+    def history(self, reply: Reply, name: str) -> None:
+        """An image's layers and how each was made, newest first."""
+        reply.run_in_thread(self._history, self._find(name))
+
+    def _history(self, image: Image) -> builtins.list[ImageHistoryItem]:
+        config = image.config
+        diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
+        sizes = [self._ctrd.snapshots.usage(chain, snapshotter=SNAPSHOTTER)[0]
+                 for chain in chain_ids(diff_ids)]
+        steps = config.get("history") or [{"created": config.get("created", "")}
+                                         for _ in diff_ids]
+        rows: builtins.list[ImageHistoryItem] = []
+        for step in steps:
+            size = 0 if step.get("empty_layer") or not sizes else sizes.pop(0)
+            rows.append({"Id": "<missing>", "Created": _created_unix(step.get("created", "")),
+                         "CreatedBy": step.get("created_by", ""), "Tags": None,
+                         "Size": size, "Comment": step.get("comment", "")})
+        rows.reverse()
+        if rows:
+            rows[0]["Id"] = image.id
+            rows[0]["Tags"] = image.tags(self._registry) or None
+        return rows
+
+    @method(idempotent=True, returns=None, errors=("not_found", "invalid"), timeout=600.0)
+    def save(self, reply: Reply, names: builtins.list[str], path: str) -> None:
+        """Write the named images to the file at `path` as one docker-save archive."""
+        chosen: dict[str, tuple[Image, builtins.list[str]]] = {}  # by ID, in the order asked
+        for name in names:
+            for image, tag in self._to_save(name):
+                _, tags = chosen.setdefault(image.id, (image, []))
+                if tag and tag not in tags:
+                    tags.append(tag)
+        # Every name is known before a byte is written; the writing takes a while.
+        reply.run_in_thread(self._save, builtins.list(chosen.values()), Path(path))
+
+    def _to_save(self, name: str) -> builtins.list[tuple[Image, str]]:
+        """The images `name` stands for in a save, each with the full name to record
+        ("" for none). As dockerd: a repository without a tag stands for all its tags;
+        an ID or a digest records no name. Errors: not_found, invalid."""
+        try:
+            ref: reference.Reference | None = reference.parse(name, self._registry,
+                                                              default_tag=None)
+        except PouchError:
+            ref = None
+        if ref is not None and ref.tag is None and ref.digest is None:
+            tagged = [(self._images[image_id], tag) for tag, image_id in sorted(self._names.items())
+                      if "@" not in tag and self._repository(tag) == ref.name
+                      and image_id in self._images]
+            if tagged:
+                return tagged
+        image = self._find(name)
+        if ref is None or ref.digest:
+            return [(image, "")]
+        full = reference.parse(name, self._registry).full()
+        return [(image, full if full in image.names else "")]
+
+    def _save(self, chosen: builtins.list[tuple[Image, builtins.list[str]]], path: Path) -> None:
+        images = [ImageToSave(image.id, self._target(image),
+                              [reference.familiar_name(tag, self._registry) for tag in tags])
+                  for image, tags in chosen]
+        # Opened, never created: a caller that gave up has removed its file, and one made
+        # anew here would be left for nobody to remove.
+        with path.open("r+b") as out:
+            out.truncate()
+            write_archive(self._ctrd, images, out)
 
     @method(idempotent=True, errors=("not_found", "invalid"))
     def resolve(self, name: str) -> ResolvedImage:

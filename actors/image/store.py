@@ -21,14 +21,14 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from pouch.actors.containerd.client import Containerd
 from pouch.actors.containerd.types import Descriptor
-from pouch.actors.image.dockersave import SavedImage, SavedLayer, open_member
+from pouch.actors.image.dockersave import SavedImage, open_member
 from pouch.proto.docker import SNAPSHOTTER
 from pouch.proto.envelope import PouchError, invalid
 
@@ -84,7 +84,20 @@ def is_untagged_name(name: str) -> bool:
     return _ID_NAME.fullmatch(name) is not None
 
 
-def _layer_descriptor(layer: SavedLayer) -> Descriptor:
+class Layer(Protocol):
+    """A layer blob of an image, wherever it came from (an archive, a registry)."""
+
+    @property
+    def digest(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def media_type(self) -> str: ...
+    @property
+    def diff_id(self) -> str: ...
+
+
+def _layer_descriptor(layer: Layer) -> Descriptor:
     return {"media_type": layer.media_type, "digest": layer.digest, "size": layer.size}
 
 
@@ -128,7 +141,7 @@ def _write_layers(ctrd: Containerd, archive: Path, image: SavedImage, lease: str
 
 def _unpack_layer(
     ctrd: Containerd,
-    layer: SavedLayer,
+    layer: Layer,
     parent: str,
     chain_id: str,
     snapshotter: str,
@@ -159,25 +172,42 @@ def _unpack_layer(
         raise
 
 
-def _unpack(
-    ctrd: Containerd, image: SavedImage, chains: list[str], snapshotter: str, lease: str
+def unpack_layers(
+    ctrd: Containerd,
+    layers: Sequence[Layer],
+    snapshotter: str,
+    lease: str,
+    on_layer: Callable[[Layer, bool], None] | None = None,
 ) -> int:
-    """Make the snapshot chain; returns the bytes its layers take on disk."""
+    """Make the snapshot chain of stored layer blobs; returns the bytes its layers take on
+    disk. `on_layer(layer, unpacked)` follows each layer (False: its snapshot was there)."""
     size = 0
     parent = ""
-    for layer, chain_id in zip(image.layers, chains, strict=True):
-        if ctrd.snapshots.stat(chain_id, snapshotter=snapshotter) is None:
+    for layer, chain_id in zip(layers, chain_ids([x.diff_id for x in layers]), strict=True):
+        unpacked = ctrd.snapshots.stat(chain_id, snapshotter=snapshotter) is None
+        if unpacked:
             _unpack_layer(ctrd, layer, parent, chain_id, snapshotter, lease)
         else:
             # Unreferenced snapshots may be collected at any moment: hold this one.
             ctrd.leases.add_resource(lease, chain_id, f"snapshots/{snapshotter}")
         size += ctrd.snapshots.usage(chain_id, snapshotter=snapshotter)[0]
         parent = chain_id
+        if on_layer is not None:
+            on_layer(layer, unpacked)
     return size
 
 
-def _register(ctrd: Containerd, image: SavedImage, names: list[str], target: Descriptor) -> None:
-    id_name = untagged_name(image.config_digest)
+def link_config(ctrd: Containerd, config_digest: str, chain_id: str, snapshotter: str) -> None:
+    """Keep an image's unpacked layers: containerd collects a snapshot nothing leads to."""
+    if chain_id:
+        ctrd.content.update_labels(
+            config_digest, {GC_REF_SNAPSHOT.format(snapshotter=snapshotter): chain_id}
+        )
+
+
+def register(ctrd: Containerd, config_digest: str, names: list[str], target: Descriptor) -> None:
+    """Point `names` at an image's manifest; an image without names is kept by its ID."""
+    id_name = untagged_name(config_digest)
     for name in names:
         ctrd.images.put(name, target)
     if names:
@@ -235,18 +265,14 @@ def import_image(
         )
         # Set even when the blob was already stored, since its labels may not be ours.
         ctrd.content.update_labels(manifest_digest, manifest_labels)
-        size = _unpack(ctrd, image, chains, snapshotter, lease)
-        if chain_id:
-            # Without this link containerd collects the unpacked layers.
-            ctrd.content.update_labels(
-                image.config_digest, {GC_REF_SNAPSHOT.format(snapshotter=snapshotter): chain_id}
-            )
+        size = unpack_layers(ctrd, image.layers, snapshotter, lease)
+        link_config(ctrd, image.config_digest, chain_id, snapshotter)
         target: Descriptor = {
             "media_type": MANIFEST_MEDIA_TYPE,
             "digest": manifest_digest,
             "size": len(manifest),
         }
-        _register(ctrd, image, list(names), target)
+        register(ctrd, image.config_digest, list(names), target)
 
     return ImportedImage(
         id=image.config_digest,

@@ -111,9 +111,11 @@ def test_unknown_things_are_404_with_dockers_words(daemon):
     with pytest.raises(DockerError) as err:
         daemon.docker("logs", "no-such-thing")
     assert "No such container: no-such-thing" in err.value.stderr
+    # Not here, so pulled: the registry cannot be reached (the test's proxy is closed).
     with pytest.raises(DockerError) as err:
         daemon.docker("create", "no-such-image:1.0")
-    assert "No such image" in err.value.stderr or "pull" in err.value.stderr
+    assert "Unable to find image 'no-such-image:1.0' locally" in err.value.stderr
+    assert "cannot reach registry https://registry-1.docker.io through proxy" in err.value.stderr
 
 
 def test_a_taken_name_is_a_conflict(docker, daemon):

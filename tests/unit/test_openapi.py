@@ -28,10 +28,9 @@ def served() -> set[tuple[str, str]]:
             found |= {(node.uri_template, m) for m in METHODS
                       if hasattr(node.resource, f"on_{m}")}
     for _, sink, _ in app._sinks:
-        # A sink that serves a path of ours says which (the catch-all 404 one does not).
-        template: str | None = getattr(sink, "TEMPLATE", None)
-        if template is not None:
-            found |= {(template, m.lower()) for m in getattr(sink, "METHODS", ())}
+        # A sink that serves paths of ours says which (the catch-all 404 one does not).
+        routes: dict[str, str] = getattr(sink, "ROUTES", {})
+        found |= {(template, method.lower()) for template, method in routes.items()}
     return found
 
 
