@@ -93,15 +93,18 @@ def send_archive(calls: Calls, spool: Path, names: list[str], resp: falcon.Respo
 class Create:
     """POST /images/create?fromImage=: a pull, answered in Docker's progress messages."""
 
-    def __init__(self, calls: Calls) -> None:
+    def __init__(self, calls: Calls, spool: Path) -> None:
         self.calls = calls
+        self.spool = spool
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         image = req.get_param("fromImage")
         if not image:
-            if req.get_param("fromSrc"):
-                raise PouchError("invalid", "pouch cannot import a root file system yet")
-            raise falcon.HTTPBadRequest(description="fromImage or fromSrc is required")
+            source = req.get_param("fromSrc")
+            if not source:
+                raise falcon.HTTPBadRequest(description="fromImage or fromSrc is required")
+            self.import_rootfs(req, resp, source)
+            return
         messages = iter(self.calls.image.pull(
             image=image, tag=req.get_param("tag") or "",
             platform=req.get_param("platform") or "",
@@ -111,6 +114,26 @@ class Create:
         first = next(messages)
         resp.content_type = falcon.MEDIA_JSON
         resp.stream = progress_lines(first, messages)
+
+
+    def import_rootfs(self, req: falcon.Request, resp: falcon.Response, source: str) -> None:
+        """docker import: the tarball is the request's body (fromSrc=-)."""
+        if source != "-":
+            raise falcon.HTTPBadRequest(description=(
+                "pouch imports only the request's body (fromSrc=-), not from a URL"))
+        self.spool.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix="import-", suffix=".tar", dir=self.spool)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                spool(req, out)
+            image_id = self.calls.image.import_rootfs(
+                path=name, repo=req.get_param("repo") or "", tag=req.get_param("tag") or "",
+                changes=req.get_param_as_list("changes") or [],
+                message=req.get_param("message") or "")
+        finally:
+            Path(name).unlink(missing_ok=True)
+        resp.content_type = falcon.MEDIA_JSON
+        resp.text = json.dumps({"status": image_id}) + "\n"
 
 
 def progress_lines(first: Any, rest: Iterator[Any]) -> Iterator[bytes]:
@@ -204,6 +227,6 @@ def add_routes(app: falcon.App, calls: Calls, config: DaemonConfig) -> None:
     app.add_route("/images/load", Load(calls, config.home_dir / "tmp"))
     app.add_route("/images/json", List(calls))
     app.add_route("/images/prune", Prune(calls))
-    app.add_route("/images/create", Create(calls))
+    app.add_route("/images/create", Create(calls, config.home_dir / "tmp"))
     app.add_route("/images/get", Save(calls, config.home_dir / "tmp"))
     app.add_sink(Named(calls, config.home_dir / "tmp"), Named.PATH)

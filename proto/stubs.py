@@ -193,6 +193,12 @@ class ImageCalls:
         Served by pouch.actors.image.actor.ImageActor.history."""
         return self._caller.call('image', 'history', _args(name=name), 30.0)
 
+    def import_rootfs(self, *, path: str, repo: str | Omitted = OMIT, tag: str | Omitted = OMIT, changes: builtins.list[str] | Omitted | None = OMIT, message: str | Omitted = OMIT) -> str:
+        """Make a one-layer image of the root file system tarball at `path` (docker import), named `repo:tag` if given, with Dockerfile `changes`; its ID. Errors: invalid.
+
+        Served by pouch.actors.image.actor.ImageActor.import_rootfs."""
+        return self._caller.call('image', 'import_rootfs', _args(path=path, repo=repo, tag=tag, changes=changes, message=message), 600.0)
+
     def inspect(self, *, name: str) -> ImageInspect:
         """One image, as GET /images/{name}/json shows it. Errors: not_found, invalid.
 

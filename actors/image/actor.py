@@ -26,6 +26,7 @@ from pouch.actors.image.dockersave import read_archive
 from pouch.actors.image.pull import Cancelled, Downloads, Pull
 from pouch.actors.image.push import Push, pushed_message
 from pouch.actors.image.registry import Credentials, Registry, RegistryConfig, login
+from pouch.actors.image.rootfs_import import apply_changes, import_rootfs
 from pouch.actors.image.store import (
     ImportedImage,
     chain_ids,
@@ -269,6 +270,25 @@ class ImageActor(ActorBase):
         return {"Status": login(self._registry_config, registry, credentials),
                 "IdentityToken": ""}
 
+    @method(idempotent=False, returns=str, errors=("invalid",), timeout=600.0)
+    def import_rootfs(self, reply: Reply, path: str, repo: str = "", tag: str = "",
+                      changes: builtins.list[str] | None = None, message: str = "") -> None:
+        """Make a one-layer image of the root file system tarball at `path` (docker
+        import), named `repo:tag` if given, with Dockerfile `changes`; its ID."""
+        names = [reference.parse(f"{repo}:{tag}" if tag else repo, self._registry).full()] \
+            if repo else []
+        apply_changes(changes or [], {})  # refused at once, before the archive is read
+        reply.run_in_thread(self._import_rootfs, Path(path), changes or [], message, names)
+
+    def _import_rootfs(self, path: Path, changes: builtins.list[str], message: str,
+                       names: builtins.list[str]) -> str:
+        if not path.is_file():
+            raise invalid(f"no archive at {path}")
+        imported, config = import_rootfs(self._ctrd, path, changes, message, names)
+        self._label_size(imported)
+        self.actor_ref.proxy().record_loaded(imported, config, "import").get()
+        return imported.id
+
     def record_loaded(self, imported: ImportedImage, config: dict[str, Any],
                       action: str = "load") -> None:
         """Add a freshly imported or pulled image to the index (on the actor's thread)."""
@@ -287,10 +307,15 @@ class ImageActor(ActorBase):
     def list(self, all: bool = False,
              filters: dict[str, list[str]] | None = None) -> builtins.list[ImageSummary]:
         """Image summaries, as GET /images/json shows them."""
-        filters = check_filters(filters, ("reference", "label", "dangling"))
+        filters = check_filters(filters, ("reference", "label", "dangling", "before", "since"))
+        # before/since name images: those made earlier (later) than every one named.
+        bounds = {key: [_created_unix(self._find(name).config.get("created", ""))
+                        for name in filters.get(key, [])] for key in ("before", "since")}
         result: builtins.list[ImageSummary] = []
         for image in self._images.values():
-            if not self._passes(image, filters):
+            created = _created_unix(image.config.get("created", ""))
+            if not self._passes(image, filters) or any(created >= t for t in bounds["before"]) \
+                    or any(created <= t for t in bounds["since"]):
                 continue
             tags = image.tags(self._registry)
             digests = image.digests(self._registry)

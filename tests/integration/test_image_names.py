@@ -87,3 +87,4 @@ def test_prune_deletes_untagged_images_and_with_all_every_unused_one(pouchd: Pou
     assert pruned[-1].startswith("Total reclaimed space: ") and pruned[-1] != (
         "Total reclaimed space: 0B")
     assert pouchd.docker("images", "-aq") == ""
+

@@ -222,3 +222,19 @@ def test_a_pull_cut_by_the_registrys_death_leaves_nothing(pouchd: PouchDaemon,
         api.inspect_image(f"{registry.host}/demo/cut:v1")
     leases, names = leftovers(pouchd)
     assert leases == [] and not any("cut" in n for n in names)
+
+
+def test_images_listed_before_or_since_another(pouchd: PouchDaemon, open_registry: Registry):
+    layers = busybox_layers()
+    config = image_config(layers)
+    config["created"] = "2030-01-01T00:00:00Z"  # later than the offline busybox
+    publish(open_registry.url, "demo/later", "v1", layers, config)
+    later = f"{open_registry.host}/demo/later:v1"
+    pouchd.docker("pull", later)
+    busybox = pouchd.docker("images", "-q", "busybox")
+
+    assert pouchd.docker("images", "-q", "--filter", "since=busybox") == \
+        pouchd.docker("images", "-q", later)
+    assert pouchd.docker("images", "-q", "--filter", f"before={later}") == busybox
+    missing = pouchd.docker_result("images", "--filter", "before=no-such-image")
+    assert missing.returncode == 1 and "No such image: no-such-image" in missing.stderr

@@ -1,0 +1,180 @@
+"""`docker import`: a root file system tarball becomes a one-layer image.
+
+The tarball (plain or gzip'd) is stored as the layer blob as it came; containerd's diff
+service unpacks it and says its uncompressed digest, which is the layer's diff ID, so
+no tar is read here. `changes` are Dockerfile instructions applied to the new image's
+config, as dockerd takes them (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, WORKDIR,
+VOLUME, STOPSIGNAL).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import secrets
+import shlex
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from pouch.actors.containerd.client import Containerd
+from pouch.actors.containerd.types import Descriptor
+from pouch.actors.image.dockersave import MEDIA_TYPE_TAR, MEDIA_TYPE_TAR_GZIP
+from pouch.actors.image.store import (
+    CONFIG_MEDIA_TYPE,
+    GC_REF_CONFIG,
+    GC_REF_LAYER,
+    MANIFEST_MEDIA_TYPE,
+    ImportedImage,
+    link_config,
+    register,
+)
+from pouch.proto.docker import SNAPSHOTTER
+from pouch.proto.envelope import PouchError, invalid
+
+CHANGES: Final = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "USER", "WORKDIR",
+                  "VOLUME", "STOPSIGNAL")
+_CHUNK: Final = 1 << 20
+
+
+def apply_changes(changes: Sequence[str], config: dict[str, Any]) -> dict[str, Any]:
+    """The container config with Dockerfile instructions applied. Errors: invalid."""
+    config = dict(config)
+    for change in changes:
+        instruction, _, rest = change.strip().partition(" ")
+        keyword, rest = instruction.upper(), rest.strip()
+        if keyword not in CHANGES:
+            raise invalid(f"{instruction or change!r} is not a valid change command "
+                          f"(one of {', '.join(CHANGES)})")
+        if not rest:
+            raise invalid(f"{keyword} needs an argument")
+        if keyword in ("CMD", "ENTRYPOINT"):
+            config["Cmd" if keyword == "CMD" else "Entrypoint"] = _command(rest)
+        elif keyword in ("ENV", "LABEL"):
+            pairs = _pairs(keyword, rest)
+            if keyword == "ENV":
+                kept = [e for e in config.get("Env") or [] if e.partition("=")[0] not in pairs]
+                config["Env"] = kept + [f"{k}={v}" for k, v in pairs.items()]
+            else:
+                config["Labels"] = {**(config.get("Labels") or {}), **pairs}
+        elif keyword in ("EXPOSE", "VOLUME"):
+            field = "ExposedPorts" if keyword == "EXPOSE" else "Volumes"
+            items = _command(rest) if keyword == "VOLUME" and rest.startswith("[") \
+                else rest.split()
+            if keyword == "EXPOSE":
+                items = [p if "/" in p else f"{p}/tcp" for p in items]
+            config[field] = {**(config.get(field) or {}), **{item: {} for item in items}}
+        else:
+            config[{"USER": "User", "WORKDIR": "WorkingDir",
+                    "STOPSIGNAL": "StopSignal"}[keyword]] = rest
+    return config
+
+
+def _command(rest: str) -> list[str]:
+    """The JSON form as it is; the shell form run by /bin/sh -c, as Docker does."""
+    if rest.startswith("["):
+        try:
+            value = json.loads(rest)
+        except ValueError:
+            value = None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise invalid(f"{rest!r} is not a JSON array of strings")
+        return value
+    return ["/bin/sh", "-c", rest]
+
+
+def _pairs(keyword: str, rest: str) -> dict[str, str]:
+    try:
+        words = shlex.split(rest)
+    except ValueError as exc:
+        raise invalid(f"{keyword} {rest!r}: {exc}") from None
+    if "=" not in words[0]:  # the old form: KEY VALUE...
+        return {words[0]: " ".join(words[1:])}
+    pairs = {}
+    for word in words:
+        key, eq, value = word.partition("=")
+        if not eq or not key:
+            raise invalid(f"{keyword} {rest!r}: {word!r} is not KEY=VALUE")
+        pairs[key] = value
+    return pairs
+
+
+def import_rootfs(ctrd: Containerd, tarball: Path, changes: Sequence[str], message: str,
+                  names: list[str],
+                  snapshotter: str = SNAPSHOTTER) -> tuple[ImportedImage, dict[str, Any]]:
+    """Make an image of one layer from a root file system tarball: it, and its config.
+    Errors: invalid."""
+    container_config = apply_changes(changes, {})
+    digest, size, head = _describe(tarball)
+    media_type = MEDIA_TYPE_TAR_GZIP if head.startswith(b"\x1f\x8b") else MEDIA_TYPE_TAR
+    layer: Descriptor = {"media_type": media_type, "digest": digest, "size": size}
+    with ctrd.leases.hold() as lease:
+        with tarball.open("rb") as stream:
+            ctrd.content.write(f"pouch-import-{digest}", stream, size, digest, lease=lease)
+        diff_id = _unpack(ctrd, layer, snapshotter, lease)
+        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        image_config = {
+            "architecture": "amd64", "os": "linux", "created": now,
+            "config": container_config,
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+            "history": [{"created": now, "created_by": "",
+                         "comment": message or "Imported from -"}],
+        }
+        config = json.dumps(image_config, separators=(",", ":")).encode()
+        config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+        ctrd.content.write(f"pouch-import-{config_digest}", config, len(config), config_digest,
+                           lease=lease)
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": MANIFEST_MEDIA_TYPE,
+            "config": {"mediaType": CONFIG_MEDIA_TYPE, "digest": config_digest,
+                       "size": len(config)},
+            "layers": [{"mediaType": media_type, "digest": digest, "size": size}],
+        }, separators=(",", ":")).encode()
+        manifest_digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+        labels = {GC_REF_CONFIG: config_digest, GC_REF_LAYER.format(index=0): digest}
+        ctrd.content.write(f"pouch-import-{manifest_digest}", manifest, len(manifest),
+                           manifest_digest, labels, lease=lease)
+        link_config(ctrd, config_digest, diff_id, snapshotter)
+        register(ctrd, config_digest, names, {"media_type": MANIFEST_MEDIA_TYPE,
+                                              "digest": manifest_digest,
+                                              "size": len(manifest)})
+        used = ctrd.snapshots.usage(diff_id, snapshotter=snapshotter)[0]
+    return ImportedImage(config_digest, manifest_digest, diff_id, used, names), image_config
+
+
+def _describe(path: Path) -> tuple[str, int, bytes]:
+    digest = hashlib.sha256()
+    size = 0
+    head = b""
+    with path.open("rb") as stream:
+        while chunk := stream.read(_CHUNK):
+            head = head or chunk[:8]
+            digest.update(chunk)
+            size += len(chunk)
+    if not size:
+        raise invalid("the root file system archive is empty")
+    return "sha256:" + digest.hexdigest(), size, head
+
+
+def _unpack(ctrd: Containerd, layer: Descriptor, snapshotter: str, lease: str) -> str:
+    """Unpack the layer onto a fresh snapshot, committed under its diff ID (the chain ID of
+    a first layer); the diff ID."""
+    key = f"extract-{secrets.token_hex(8)}-import"
+    mounts = ctrd.snapshots.prepare(key, "", snapshotter=snapshotter, lease=lease)
+    try:
+        try:
+            diff_id = ctrd.diff.apply(layer, mounts)["digest"]
+        except PouchError as exc:
+            raise invalid(f"the root file system archive is not a tar: {exc.message}") from None
+        if ctrd.snapshots.stat(diff_id, snapshotter=snapshotter) is None:
+            ctrd.snapshots.commit(diff_id, key, snapshotter=snapshotter, lease=lease)
+        else:  # the same file system imported before: its snapshot serves
+            ctrd.leases.add_resource(lease, diff_id, f"snapshots/{snapshotter}")
+            ctrd.snapshots.remove(key, snapshotter=snapshotter)
+    except BaseException:
+        with contextlib.suppress(PouchError):  # gone already, or left to the lease
+            ctrd.snapshots.remove(key, snapshotter=snapshotter)
+        raise
+    return diff_id
