@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -27,20 +28,8 @@ class Load:
         self.spool = spool
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        # The archive goes to a spool file the image actor reads, a chunk at a
-        # time (with a length or chunked): a body this size belongs neither in
-        # memory nor in a message.
-        self.spool.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix="load-", suffix=".tar", dir=self.spool)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                received = spool(req, out)
-            if req.content_length is not None and received < req.content_length:
-                raise falcon.HTTPBadRequest(description=(
-                    f"the archive ended after {received} of {req.content_length} bytes"))
+        with spooled(req, self.spool, "load-") as name:
             loaded = self.calls.image.load(path=name)
-        finally:
-            Path(name).unlink(missing_ok=True)
         # `quiet` only silences progress, of which a local load has none.
         lines = [{"stream": f"Loaded image: {ref}\n"} for ref in loaded["names"]]
         lines += [{"stream": f"Loaded image ID: {i}\n"} for i in loaded["untagged"]]
@@ -48,8 +37,26 @@ class Load:
         resp.text = "".join(json.dumps(line) + "\n" for line in lines)
 
 
+@contextlib.contextmanager
+def spooled(req: falcon.Request, folder: Path, prefix: str) -> Iterator[str]:
+    """The request's body (an archive) in a spool file the image actor reads, for the
+    block: a body this size belongs neither in memory nor in a message."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tar", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            received = spool(req, out)
+        if req.content_length is not None and received < req.content_length:
+            raise falcon.HTTPBadRequest(description=(
+                f"the archive ended after {received} of {req.content_length} bytes"))
+        yield name
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
 def spool(req: falcon.Request, out: BinaryIO) -> int:
-    """Copy the request's body to `out`; how many bytes it had."""
+    """Copy the request's body to `out`, a chunk at a time (with a length or chunked);
+    how many bytes it had."""
     received = 0
     try:
         while chunk := req.stream.read(CHUNK):
@@ -105,35 +112,33 @@ class Create:
                 raise falcon.HTTPBadRequest(description="fromImage or fromSrc is required")
             self.import_rootfs(req, resp, source)
             return
-        messages = iter(self.calls.image.pull(
+        stream_progress(resp, self.calls.image.pull(
             image=image, tag=req.get_param("tag") or "",
             platform=req.get_param("platform") or "",
             auth=req.get_header("X-Registry-Auth") or ""))
-        # As dockerd: an error before the first message is the request's (404 for an
-        # unknown image); once the stream began, it is the stream's last message.
-        first = next(messages)
-        resp.content_type = falcon.MEDIA_JSON
-        resp.stream = progress_lines(first, messages)
-
 
     def import_rootfs(self, req: falcon.Request, resp: falcon.Response, source: str) -> None:
         """docker import: the tarball is the request's body (fromSrc=-)."""
         if source != "-":
             raise falcon.HTTPBadRequest(description=(
                 "pouch imports only the request's body (fromSrc=-), not from a URL"))
-        self.spool.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix="import-", suffix=".tar", dir=self.spool)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                spool(req, out)
+        with spooled(req, self.spool, "import-") as name:
             image_id = self.calls.image.import_rootfs(
                 path=name, repo=req.get_param("repo") or "", tag=req.get_param("tag") or "",
                 changes=req.get_param_as_list("changes") or [],
                 message=req.get_param("message") or "")
-        finally:
-            Path(name).unlink(missing_ok=True)
         resp.content_type = falcon.MEDIA_JSON
         resp.text = json.dumps({"status": image_id}) + "\n"
+
+
+def stream_progress(resp: falcon.Response, messages: Iterable[Any]) -> None:
+    """Answer with a pull's or push's progress messages. As dockerd: an error before the
+    first message is the request's (404 for an unknown image); once the stream began,
+    it is the stream's last message."""
+    rest = iter(messages)
+    first = next(rest)
+    resp.content_type = falcon.MEDIA_JSON
+    resp.stream = progress_lines(first, rest)
 
 
 def progress_lines(first: Any, rest: Iterator[Any]) -> Iterator[bytes]:
@@ -212,11 +217,9 @@ class Named:
         resp.status = falcon.HTTP_201
 
     def push(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
-        messages = iter(self.calls.image.push(name=name, tag=req.get_param("tag") or "",
-                                              auth=req.get_header("X-Registry-Auth") or ""))
-        first = next(messages)  # as a pull: an error before it is the request's
-        resp.content_type = falcon.MEDIA_JSON
-        resp.stream = progress_lines(first, messages)
+        stream_progress(resp, self.calls.image.push(
+            name=name, tag=req.get_param("tag") or "",
+            auth=req.get_header("X-Registry-Auth") or ""))
 
     def remove(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         resp.media = self.calls.image.remove(name=name, force=flag(req, "force"),

@@ -23,7 +23,7 @@ from pouch.actors.host import ActorBase, ActorContext, Reply
 from pouch.actors.image import reference
 from pouch.actors.image.dockerexport import ImageToSave, write_archive
 from pouch.actors.image.dockersave import read_archive
-from pouch.actors.image.pull import Cancelled, Downloads, Pull
+from pouch.actors.image.pull import Cancelled, Downloads, Progress, Pull
 from pouch.actors.image.push import Push, pushed_message
 from pouch.actors.image.registry import Credentials, Registry, RegistryConfig, login
 from pouch.actors.image.rootfs_import import apply_changes, import_rootfs
@@ -184,7 +184,7 @@ class ImageActor(ActorBase):
             names = [ref.full()] if ref.digest else [
                 ref.full(), f"{ref.name}@{digest}"]
             current = self._ctrd.images.get(names[0])
-            pull = Pull(self._ctrd, registry, self._downloads, reply.more, SNAPSHOTTER)
+            pull = Pull(self._ctrd, registry, self._downloads, Progress(reply.more), SNAPSHOTTER)
             pull.say({"status": f"Pulling from {ref.repository}",
                       "id": ref.tag or ref.digest or ""})
             pulled = pull.run(resolved, names, current.target["digest"] if current else None)
@@ -237,16 +237,17 @@ class ImageActor(ActorBase):
               credentials: Credentials | None) -> PullProgress | None:
         registry = Registry(self._registry_config, repository, credentials)
         try:
-            reply.more({"status": f"The push refers to repository [{repository.name}]"})
+            say = Progress(reply.more)
+            say({"status": f"The push refers to repository [{repository.name}]"})
             last: PullProgress | None = None
             for name in tags:
                 if last is not None:
-                    reply.more(last)
+                    say(last)
                 record = self._ctrd.images.get(name)
                 if record is None:
                     raise not_found(f"No such image: {name}")
                 target = record.target
-                digest = Push(self._ctrd, registry, reply.more).run(
+                digest = Push(self._ctrd, registry, say).run(
                     target, name.rpartition(":")[2], mount_from[name])
                 last = pushed_message(name.rpartition(":")[2], digest, target["size"])
                 self.publish("image", "push", name)

@@ -47,7 +47,21 @@ PROGRESS_EVERY: Final = 0.1  # seconds between two "Downloading" messages of one
 
 
 class Cancelled(Exception):
-    """The client went away: the pull stops, and its lease takes what it stored."""
+    """The client went away: the pull or push stops (a pull's lease takes what it stored)."""
+
+
+class Progress:
+    """Where a pull's or push's messages go, from whichever layer's thread, one at a time."""
+
+    def __init__(self, send: Callable[[PullProgress], bool]) -> None:
+        """`send` sends a message; False once the client is gone."""
+        self._send = send
+        self._lock = threading.Lock()
+
+    def __call__(self, message: PullProgress) -> None:
+        with self._lock:
+            if not self._send(message):
+                raise Cancelled
 
 
 @dataclass(frozen=True)
@@ -139,19 +153,12 @@ class Pull:
     """One pull of one reference."""
 
     def __init__(self, ctrd: Containerd, registry: Registry, downloads: Downloads,
-                 say: Callable[[PullProgress], bool], snapshotter: str) -> None:
-        """`say` sends a progress message; False once the client is gone."""
+                 say: Progress, snapshotter: str) -> None:
         self._ctrd = ctrd
         self._registry = registry
         self._downloads = downloads
-        self._say_to_client = say
+        self.say = say
         self._snapshotter = snapshotter
-        self._lock = threading.Lock()  # one message at a time, whichever layer's thread
-
-    def say(self, message: PullProgress) -> None:
-        with self._lock:
-            if not self._say_to_client(message):
-                raise Cancelled
 
     def run(self, resolved: Resolved, names: list[str], current: str | None) -> PulledImage:
         """Store, unpack and name the image `resolved` points at. `current`: the digest of

@@ -8,15 +8,14 @@ goes last, so a push cut halfway leaves the tag as it was.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
 from pouch.actors.containerd.client import Containerd
 from pouch.actors.containerd.types import Descriptor
-from pouch.actors.image.pull import Cancelled, parse_manifest, progress_message, short_id
+from pouch.actors.image.pull import Progress, parse_manifest, progress_message, short_id
 from pouch.actors.image.registry import Registry
 from pouch.proto.shapes import PullProgress
 
@@ -27,18 +26,10 @@ PROGRESS_EVERY: Final = 0.1  # seconds between two "Pushing" messages of one lay
 class Push:
     """One push of one image to one repository."""
 
-    def __init__(self, ctrd: Containerd, registry: Registry,
-                 say: Callable[[PullProgress], bool]) -> None:
-        """`say` sends a progress message; False once the client is gone."""
+    def __init__(self, ctrd: Containerd, registry: Registry, say: Progress) -> None:
         self._ctrd = ctrd
         self._registry = registry
-        self._say_to_client = say
-        self._lock = threading.Lock()
-
-    def say(self, message: PullProgress) -> None:
-        with self._lock:
-            if not self._say_to_client(message):
-                raise Cancelled
+        self.say = say
 
     def run(self, target: Descriptor, tag: str, mount_from: list[str]) -> str:
         """Push the image whose manifest is `target` as `tag`; the manifest's digest.

@@ -9,10 +9,8 @@ VOLUME, STOPSIGNAL).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import secrets
 import shlex
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -30,6 +28,7 @@ from pouch.actors.image.store import (
     ImportedImage,
     link_config,
     register,
+    unpack_layer,
 )
 from pouch.proto.docker import SNAPSHOTTER
 from pouch.proto.envelope import PouchError, invalid
@@ -113,7 +112,12 @@ def import_rootfs(ctrd: Containerd, tarball: Path, changes: Sequence[str], messa
     with ctrd.leases.hold() as lease:
         with tarball.open("rb") as stream:
             ctrd.content.write(f"pouch-import-{digest}", stream, size, digest, lease=lease)
-        diff_id = _unpack(ctrd, layer, snapshotter, lease)
+        try:
+            diff_id = unpack_layer(ctrd, layer, "", snapshotter, lease)
+        except PouchError as exc:
+            if exc.code != "invalid":
+                raise
+            raise invalid(f"the root file system archive is not a tar: {exc.message}") from None
         now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         image_config = {
             "architecture": "amd64", "os": "linux", "created": now,
@@ -157,24 +161,3 @@ def _describe(path: Path) -> tuple[str, int, bytes]:
         raise invalid("the root file system archive is empty")
     return "sha256:" + digest.hexdigest(), size, head
 
-
-def _unpack(ctrd: Containerd, layer: Descriptor, snapshotter: str, lease: str) -> str:
-    """Unpack the layer onto a fresh snapshot, committed under its diff ID (the chain ID of
-    a first layer); the diff ID."""
-    key = f"extract-{secrets.token_hex(8)}-import"
-    mounts = ctrd.snapshots.prepare(key, "", snapshotter=snapshotter, lease=lease)
-    try:
-        try:
-            diff_id = ctrd.diff.apply(layer, mounts)["digest"]
-        except PouchError as exc:
-            raise invalid(f"the root file system archive is not a tar: {exc.message}") from None
-        if ctrd.snapshots.stat(diff_id, snapshotter=snapshotter) is None:
-            ctrd.snapshots.commit(diff_id, key, snapshotter=snapshotter, lease=lease)
-        else:  # the same file system imported before: its snapshot serves
-            ctrd.leases.add_resource(lease, diff_id, f"snapshots/{snapshotter}")
-            ctrd.snapshots.remove(key, snapshotter=snapshotter)
-    except BaseException:
-        with contextlib.suppress(PouchError):  # gone already, or left to the lease
-            ctrd.snapshots.remove(key, snapshotter=snapshotter)
-        raise
-    return diff_id

@@ -139,23 +139,32 @@ def _write_layers(ctrd: Containerd, archive: Path, image: SavedImage, lease: str
             )
 
 
-def _unpack_layer(
+def unpack_layer(
     ctrd: Containerd,
-    layer: Layer,
+    layer: Descriptor,
     parent: str,
-    chain_id: str,
     snapshotter: str,
     lease: str,
-) -> None:
-    key = f"extract-{secrets.token_hex(8)}-{chain_id}"
+    diff_id: str = "",
+    chain_id: str = "",
+) -> str:
+    """Unpack a stored layer blob onto `parent` with containerd's diff service and commit
+    the snapshot as `chain_id`; the layer's diff ID. Without `diff_id` (an import: no
+    config says it yet) the one containerd finds is taken, and names a first layer's
+    snapshot. Errors: invalid, for a diff ID other than the one expected."""
+    key = f"extract-{secrets.token_hex(8)}"
     mounts = ctrd.snapshots.prepare(key, parent, snapshotter=snapshotter, lease=lease)
     try:
-        applied = ctrd.diff.apply(_layer_descriptor(layer), mounts)
-        if applied["digest"] != layer.diff_id:
+        try:
+            applied = ctrd.diff.apply(layer, mounts)["digest"]
+        except PouchError as err:
+            raise invalid(f"layer {layer['digest']} does not unpack: {err.message}") from None
+        if diff_id and applied != diff_id:
             raise invalid(
-                f"layer {layer.digest} unpacks to {applied['digest']}, "
-                f"but the image config says {layer.diff_id}"
+                f"layer {layer['digest']} unpacks to {applied}, "
+                f"but the image config says {diff_id}"
             )
+        chain_id = chain_id or applied
         try:
             ctrd.snapshots.commit(chain_id, key, snapshotter=snapshotter, lease=lease)
         except PouchError as err:
@@ -170,6 +179,7 @@ def _unpack_layer(
         with contextlib.suppress(PouchError):
             ctrd.snapshots.remove(key, snapshotter=snapshotter)
         raise
+    return applied
 
 
 def unpack_layers(
@@ -186,7 +196,8 @@ def unpack_layers(
     for layer, chain_id in zip(layers, chain_ids([x.diff_id for x in layers]), strict=True):
         unpacked = ctrd.snapshots.stat(chain_id, snapshotter=snapshotter) is None
         if unpacked:
-            _unpack_layer(ctrd, layer, parent, chain_id, snapshotter, lease)
+            unpack_layer(ctrd, _layer_descriptor(layer), parent, snapshotter, lease,
+                         layer.diff_id, chain_id)
         else:
             # Unreferenced snapshots may be collected at any moment: hold this one.
             ctrd.leases.add_resource(lease, chain_id, f"snapshots/{snapshotter}")

@@ -33,6 +33,10 @@ import bcrypt
 import requests
 import yaml
 
+from pouch.actors.image.dockersave import MEDIA_TYPE_TAR_GZIP as OCI_LAYER
+from pouch.actors.image.registry import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
+from pouch.actors.image.registry import DOCKER_MANIFEST_LIST as DOCKER_LIST
+from pouch.actors.image.store import CONFIG_MEDIA_TYPE as OCI_CONFIG
 from pouch.tests.support.tokenserver import TokenServer
 from pouch.tests.support.tools import require_file
 from pouch.tests.support.wait import wait_for
@@ -41,14 +45,8 @@ DOCKER_REGISTRY: Final = Path("/usr/bin/docker-registry")
 START_TIMEOUT: Final = 15.0
 STOP_GRACE: Final = 5.0
 
-DOCKER_MANIFEST: Final = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST: Final = "application/vnd.docker.distribution.manifest.list.v2+json"
 DOCKER_CONFIG: Final = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER: Final = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-OCI_MANIFEST: Final = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX: Final = "application/vnd.oci.image.index.v1+json"
-OCI_CONFIG: Final = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER: Final = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 Auth = Literal["open", "htpasswd", "token"]
 
