@@ -3,6 +3,7 @@ service (a bounded history, then live events); every process's metrics."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import platform
@@ -17,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from pouch.actors import hostlabels, settings
 from pouch.actors.host import ActorBase, ActorContext, Reply
 from pouch.broker.client import follow
+from pouch.proto.config import DaemonConfig
 from pouch.proto.contract import Resumption, method
 from pouch.proto.docker import (
     API_VERSION,
@@ -103,9 +106,25 @@ class SystemActor(ActorBase):
         self._history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
         self._listeners: list[Listener] = []
         self._stopping = threading.Event()
+        self._host_labels: list[str] = []  # node_ip, SN: read once, at start
+        self._host_labels_read = threading.Event()
 
     def on_start(self) -> None:
         threading.Thread(target=self._collect_events, name="events", daemon=True).start()
+        threading.Thread(target=self._read_host_labels, name="labels", daemon=True).start()
+
+    def _read_host_labels(self) -> None:
+        try:
+            self._host_labels = hostlabels.system_labels()
+        finally:
+            self._host_labels_read.set()
+
+    def _labels(self, cfg: DaemonConfig) -> list[str]:
+        """--label's labels, then node_ip and SN. An /info asked while they are being
+        read (the first seconds only) waits for them, no longer than the commands may
+        take; after that, it goes without."""
+        self._host_labels_read.wait(2 * hostlabels.TIMEOUT + 0.5)
+        return hostlabels.merge(cfg.labels, self._host_labels)
 
     def on_stop(self) -> None:
         self._stopping.set()
@@ -254,7 +273,7 @@ class SystemActor(ActorBase):
             if (retry := children[name].get("retry_at")) else "") for name in degraded]
         counts = counts or {"total": 0, "running": 0, "paused": 0, "stopped": 0}
         uname = platform.uname()
-        cfg = self.ctx.config
+        cfg = settings.current(self.ctx.config)
         return {
             "ID": self._engine_id, "Name": socket.gethostname(),
             "Containers": counts["total"], "ContainersRunning": counts["running"],
@@ -271,16 +290,34 @@ class SystemActor(ActorBase):
                 "Volume": ["local"], "Network": ["host", "null"],
                 "Authorization": None, "Log": ["json-file"]},
             "IndexServerAddress": f"https://index.{cfg.default_registry}/v1/",
-            "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": ["127.0.0.0/8"]},
-            "SecurityOptions": [], "Labels": [], "Debug": cfg.debug,
+            "RegistryConfig": _registry_config(cfg),
+            "SecurityOptions": [], "Labels": self._labels(cfg), "Debug": cfg.debug,
             "ExperimentalBuild": False, "LiveRestoreEnabled": True, "Isolation": "",
             "InitBinary": "", "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""},
-            "HttpProxy": os.environ.get("HTTP_PROXY", ""),
-            "HttpsProxy": os.environ.get("HTTPS_PROXY", ""),
+            # What pulls go through: the image proxy, else the environment's.
+            "HttpProxy": cfg.image_proxy or os.environ.get("HTTP_PROXY", ""),
+            "HttpsProxy": cfg.image_proxy or os.environ.get("HTTPS_PROXY", ""),
             "NoProxy": os.environ.get("NO_PROXY", ""),
             "Degraded": degraded, "Warnings": warnings,
         }
 
+
+
+def _registry_config(cfg: DaemonConfig) -> dict[str, Any]:
+    """Docker's RegistryConfig: insecure registries (CIDRs apart from names) and mirrors."""
+    cidrs, names = ["127.0.0.0/8"], []
+    for registry in cfg.insecure_registries:
+        try:
+            cidrs.append(str(ipaddress.ip_network(registry, strict=False)))
+        except ValueError:
+            names.append(registry)
+    return {"InsecureRegistryCIDRs": cidrs, "Mirrors": list(cfg.registry_mirrors),
+            "IndexConfigs": {
+                cfg.default_registry: {"Name": cfg.default_registry,
+                                       "Mirrors": list(cfg.registry_mirrors),
+                                       "Secure": True, "Official": True},
+                **{name: {"Name": name, "Mirrors": [], "Secure": False, "Official": False}
+                   for name in names}}}
 
 
 def _ask(question: Callable[[], T], service: str, warnings: list[str]) -> T | None:

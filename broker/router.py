@@ -55,7 +55,8 @@ POISON_REMEMBERED = 1024
 DEATHS = ("heartbeats", "exited")
 # What only pouchd's own processes may call (on the actors' endpoint).
 INTERNAL = {("broker", "mark_down"), ("broker", "worker_gone")}
-SUPERVISOR_PUBLIC = ("status", "metrics")  # read-only: what /info and /metrics show
+# What the Docker API serves of the supervisor's: /info, /metrics, /daemon/update.
+SUPERVISOR_PUBLIC = ("status", "metrics", "update")
 
 
 @dataclass(slots=True)

@@ -7,8 +7,10 @@ from typing import Any
 
 import falcon
 
+from pouch.actors import plugins  # self-contained: it imports nothing of the actors
 from pouch.broker.client import ClientPool
-from pouch.gateway import containers, errors, images, system
+from pouch.gateway import container_files, container_stats, containers, errors, images, system
+from pouch.gateway import exec as exec_routes
 from pouch.proto.config import DaemonConfig
 from pouch.proto.docker import API_VERSION, MIN_API_VERSION
 from pouch.proto.stubs import Calls
@@ -63,4 +65,9 @@ def create_app(config: DaemonConfig, calls: ClientPool | None = None) -> falcon.
     system.add_routes(app, typed)
     images.add_routes(app, typed, config)
     containers.add_routes(app, typed, config)
+    container_files.add_routes(app, typed, config)
+    container_stats.add_routes(app, typed, config)
+    exec_routes.add_routes(app, typed, config)
+    # Last: a plugin's route may replace (wrap) one of ours.
+    plugins.loaded().update_api(plugins.ApiExtension(app, typed, config))
     return app

@@ -1,4 +1,5 @@
-"""/containers: create, list, inspect, start, stop, kill, attach, wait, logs, remove."""
+"""/containers: create, list, inspect, start, stop, restart, kill, pause, unpause, rename,
+update, attach, wait, logs, remove, prune."""
 
 from __future__ import annotations
 
@@ -33,6 +34,14 @@ class List:
             filters=filters(req))
 
 
+class Prune:
+    def __init__(self, calls: Calls) -> None:
+        self.calls = calls
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self.calls.container.prune(filters=filters(req))
+
+
 class Inspect:
     def __init__(self, calls: Calls) -> None:
         self.calls = calls
@@ -48,6 +57,23 @@ class Item:
     def on_delete(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         self.calls.container.remove(id=id, force=flag(req, "force"), volumes=flag(req, "v"))
         resp.status = falcon.HTTP_204
+
+
+class Rename:
+    def __init__(self, calls: Calls) -> None:
+        self.calls = calls
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
+        self.calls.container.rename(id=id, name=req.get_param("name") or "")
+        resp.status = falcon.HTTP_204
+
+
+class Update:
+    def __init__(self, calls: Calls) -> None:
+        self.calls = calls
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
+        resp.media = self.calls.container.update(id=id, config=json_body(req))
 
 
 class Start:
@@ -68,12 +94,39 @@ class Stop:
         resp.status = falcon.HTTP_204 if changed else falcon.HTTP_304
 
 
+class Restart:
+    def __init__(self, calls: Calls) -> None:
+        self.calls = calls
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
+        self.calls.container.restart(id=id, timeout=integer(req, "t"))
+        resp.status = falcon.HTTP_204
+
+
 class Kill:
     def __init__(self, calls: Calls) -> None:
         self.calls = calls
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         self.calls.container.kill(id=id, signal=text(req, "signal"))
+        resp.status = falcon.HTTP_204
+
+
+class Pause:
+    def __init__(self, calls: Calls) -> None:
+        self.calls = calls
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
+        self.calls.container.pause(id=id)
+        resp.status = falcon.HTTP_204
+
+
+class Unpause:
+    def __init__(self, calls: Calls) -> None:
+        self.calls = calls
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
+        self.calls.container.unpause(id=id)
         resp.status = falcon.HTTP_204
 
 
@@ -98,7 +151,7 @@ class Attach:
         self.handoffs.container.attach(
             StreamRequest(req, spec), id=id, stream=flag(req, "stream"),
             logs=flag(req, "logs"), stdin=flag(req, "stdin"), stdout=flag(req, "stdout"),
-            stderr=flag(req, "stderr"))
+            stderr=flag(req, "stderr"), detach_keys=text(req, "detachKeys"))
 
 
 class Wait:
@@ -129,11 +182,17 @@ class Logs:
 def add_routes(app: falcon.App, calls: Calls, config: DaemonConfig) -> None:
     app.add_route("/containers/create", Create(calls))
     app.add_route("/containers/json", List(calls))
+    app.add_route("/containers/prune", Prune(calls))
     app.add_route("/containers/{id}/json", Inspect(calls))
     app.add_route("/containers/{id}", Item(calls))
+    app.add_route("/containers/{id}/rename", Rename(calls))
+    app.add_route("/containers/{id}/update", Update(calls))
     app.add_route("/containers/{id}/start", Start(calls))
     app.add_route("/containers/{id}/stop", Stop(calls))
+    app.add_route("/containers/{id}/restart", Restart(calls))
     app.add_route("/containers/{id}/kill", Kill(calls))
+    app.add_route("/containers/{id}/pause", Pause(calls))
+    app.add_route("/containers/{id}/unpause", Unpause(calls))
     app.add_route("/containers/{id}/resize", Resize(calls))
     app.add_route("/containers/{id}/attach", Attach(config.handoff_dir))
     app.add_route("/containers/{id}/wait", Wait(config.handoff_dir))

@@ -1,4 +1,4 @@
-"""/_ping, /version, /info, /metrics, /auth."""
+"""/_ping, /version, /info, /metrics, /auth, /daemon/update."""
 
 from __future__ import annotations
 
@@ -56,6 +56,28 @@ class Auth:
         resp.media = self.calls.image.login(**fields)
 
 
+class DaemonUpdate:
+    """pouchd's POST /daemon/update: settings changed while the daemon runs."""
+
+    CHANGEABLE = ("ImageProxy",)
+
+    def __init__(self, calls: Calls) -> None:
+        self.calls = calls
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = json_body(req)
+        fixed = sorted(set(body) - set(self.CHANGEABLE))
+        if fixed:
+            raise falcon.HTTPBadRequest(description=(
+                f"{', '.join(fixed)} cannot be changed at run time; "
+                f"what can: {', '.join(self.CHANGEABLE)}"))
+        proxy = body.get("ImageProxy")
+        if proxy is not None and not isinstance(proxy, str):
+            raise falcon.HTTPBadRequest(description="ImageProxy must be a string")
+        self.calls.supervisor.update(image_proxy=proxy)
+        resp.status = falcon.HTTP_200
+
+
 class Metrics:
     """Every actor process's metrics, gathered by the system actor (Prometheus text)."""
 
@@ -73,3 +95,4 @@ def add_routes(app: falcon.App, calls: Calls) -> None:
     app.add_route("/version", Version(calls))
     app.add_route("/info", Info(calls))
     app.add_route("/auth", Auth(calls))
+    app.add_route("/daemon/update", DaemonUpdate(calls))

@@ -35,6 +35,8 @@ class DaemonConfig:
     registry_mirrors: tuple[str, ...] = ()
     registry_config_path: Path = Path("/etc/pouch/certs.d")
     image_proxy: str = ""
+    # The daemon's labels (key=value), listed by /info as dockerd's --label.
+    labels: tuple[str, ...] = ()
     debug: bool = False
     # Tests and benchmarks set these; users have no reason to.
     gateway_workers: int = 2
@@ -85,6 +87,8 @@ class DaemonConfig:
             args += ["--insecure-registry", registry]
         for mirror in self.registry_mirrors:
             args += ["--registry-mirror", mirror]
+        for label in self.labels:
+            args += ["--label", label]
         if self.debug:
             args.append("--debug")
         return args
@@ -104,6 +108,7 @@ _FLAGS: dict[str, tuple[str, Any]] = {
     "registry-mirror": ("registry_mirrors", list),
     "registry-config-path": ("registry_config_path", Path),
     "image-proxy": ("image_proxy", str),
+    "label": ("labels", list),
     "debug": ("debug", bool),
     "gateway-workers": ("gateway_workers", int),
     "gateway-threads": ("gateway_threads", int),
@@ -136,6 +141,9 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
                              "(default /etc/pouch/certs.d)")
     parser.add_argument("--image-proxy", default=s,
                         help="the HTTP(S) proxy for pulls and pushes (default: the environment's)")
+    parser.add_argument("--label", action="append", default=s,
+                        help="a label of the daemon (key=value), listed by `docker info`, "
+                             "repeatable")
     parser.add_argument("--config-file", default=DEFAULT_CONFIG_FILE,
                         help="a JSON file of these settings; flags win "
                              f"(default {DEFAULT_CONFIG_FILE})")
@@ -157,11 +165,28 @@ def resolve(opts: argparse.Namespace) -> DaemonConfig:
     for name in ("listen", "insecure_registries", "registry_mirrors"):
         if name in values:
             values[name] = tuple(values[name])
+    if "labels" in values:
+        values["labels"] = check_labels(values["labels"])
     for name in ("home_dir", "exec_root_dir", "registry_config_path"):
         if name in values:
             values[name] = Path(values[name]).absolute()
     known = {f.name for f in fields(DaemonConfig)}
     return DaemonConfig(**{k: v for k, v in values.items() if k in known})
+
+
+def check_labels(labels: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The daemon's labels, each key=value, once each; as dockerd, one key given two
+    values is refused. Raises ValueError naming the label."""
+    kept: dict[str, str] = {}
+    for label in labels:
+        key, equals, value = label.partition("=")
+        if not equals or not key.strip():
+            raise ValueError(f"label '{label}' is not key=value")
+        if key in kept and kept[key] != value:
+            raise ValueError(f"labels '{key}={kept[key]}' and '{label}' give '{key}' "
+                             "two values")
+        kept[key] = value
+    return tuple(f"{key}={value}" for key, value in kept.items())
 
 
 def _read_file(path: Path, required: bool) -> dict[str, Any]:

@@ -99,6 +99,73 @@ class ContainerCounts(TypedDict):
     stopped: int
 
 
+class ContainerUpdated(TypedDict):
+    """POST /containers/{id}/update's answer."""
+
+    Warnings: list[str]
+
+
+class ContainersPruned(TypedDict):
+    ContainersDeleted: list[str] | None  # their IDs; null when none was (as dockerd)
+    SpaceReclaimed: int
+
+
+class ContainerTop(TypedDict):
+    """GET /containers/{id}/top: ps's titles and the container's rows."""
+
+    Titles: list[str]
+    Processes: list[list[str]]
+
+
+class ContainerChange(TypedDict):
+    """One entry of GET /containers/{id}/changes."""
+
+    Path: str
+    Kind: int  # 0 modified, 1 added, 2 deleted
+
+
+class PathStat(TypedDict):
+    """A path in a container, as X-Docker-Container-Path-Stat carries it (base64 JSON)."""
+
+    name: str
+    size: int
+    mode: int  # Go's os.FileMode: permission bits and Go's type bits
+    mtime: str
+    linkTarget: str  # where a symlink leads, inside the container; "" otherwise
+
+
+# -- exec ---------------------------------------------------------------------
+
+
+class ExecCreated(TypedDict):
+    Id: str
+
+
+class ExecProcessConfig(TypedDict):
+    tty: bool
+    entrypoint: str
+    arguments: list[str]
+    privileged: bool
+    user: str
+
+
+class ExecInspect(TypedDict):
+    """GET /exec/{id}/json: ExitCode is null until the process has exited; DetachKeys
+    the bytes given at create, base64 (as dockerd's Go JSON writes bytes)."""
+
+    ID: str
+    Running: bool
+    ExitCode: int | None
+    ProcessConfig: ExecProcessConfig
+    OpenStdin: bool
+    OpenStderr: bool
+    OpenStdout: bool
+    CanRemove: bool
+    ContainerID: str
+    DetachKeys: str
+    Pid: int
+
+
 # -- images ------------------------------------------------------------------
 
 

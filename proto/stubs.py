@@ -16,17 +16,24 @@ from typing import Any, Protocol
 
 from pouch.proto.shapes import (
     AuthStatus,
+    ContainerChange,
     ContainerCounts,
     ContainerCreated,
     ContainerInspect,
+    ContainersPruned,
     ContainerSummary,
+    ContainerTop,
+    ContainerUpdated,
     Event,
+    ExecCreated,
+    ExecInspect,
     ImageDeleted,
     ImageHistoryItem,
     ImageInspect,
     ImagesLoaded,
     ImagesPruned,
     ImageSummary,
+    PathStat,
     PullProgress,
     ResolvedImage,
     ServiceStatus,
@@ -124,6 +131,12 @@ class SupervisorCalls:
 
         Served by pouch.actors.supervisor.actor.SupervisorActor.status."""
         return self._caller.call('supervisor', 'status', _args(), 2.0)
+
+    def update(self, *, image_proxy: str | Omitted | None = OMIT) -> None:
+        """Change settings while pouchd runs (POST /daemon/update): `image_proxy` ("" for the environment's). A change lasts until pouchd restarts. Errors: invalid.
+
+        Served by pouch.actors.supervisor.actor.SupervisorActor.update."""
+        return self._caller.call('supervisor', 'update', _args(image_proxy=image_proxy), 2.0)
 
 
 class SystemCalls:
@@ -248,7 +261,7 @@ class ImageCalls:
         return self._caller.stream('image', 'push', _args(name=name, tag=tag, auth=auth), None)
 
     def remove(self, *, name: str, force: bool | Omitted = OMIT, noprune: bool | Omitted = OMIT) -> builtins.list[ImageDeleted]:
-        """Drop a name of an image; the image itself with its last name (or when named by ID). Errors: conflict while a container uses it, or for an ID with several names, unless `force` (never while a container runs it). Errors: not_found, conflict, invalid.
+        """Drop a name of an image; the image itself with its last name (or when named by ID). Errors: conflict while a container uses it, or for an ID with several names, unless `force` (never while a container runs it). `noprune` changes nothing: images here have no untagged parents to prune. Errors: not_found, conflict, invalid.
 
         Served by pouch.actors.image.actor.ImageActor.remove."""
         return self._caller.call('image', 'remove', _args(name=name, force=force, noprune=noprune), 30.0)
@@ -278,6 +291,30 @@ class ContainerCalls:
     def __init__(self, caller: Caller) -> None:
         self._caller = caller
 
+    def archive_get(self, *, id: str, path: str, spool: str) -> PathStat:
+        """Write the tar of a path in the container (docker cp out of it) to `spool`, a file its caller made in the daemon's tmp folder; the path's stat. Errors: not_found, conflict, invalid.
+
+        Served by pouch.actors.container.actor.ContainerActor.archive_get."""
+        return self._caller.call('container', 'archive_get', _args(id=id, path=path, spool=spool), 600.0)
+
+    def archive_put(self, *, id: str, path: str, spool: str, no_overwrite_dir_non_dir: bool | Omitted = OMIT, copy_uid_gid: bool | Omitted = OMIT) -> None:
+        """Unpack the tar in `spool` (a file in the daemon's tmp folder) into the folder `path` of the container (docker cp into it), running or not. The tar's owners are kept unless `copy_uid_gid` (the container's user's then). Errors: not_found, conflict, invalid.
+
+        Served by pouch.actors.container.actor.ContainerActor.archive_put."""
+        return self._caller.call('container', 'archive_put', _args(id=id, path=path, spool=spool, no_overwrite_dir_non_dir=no_overwrite_dir_non_dir, copy_uid_gid=copy_uid_gid), 600.0)
+
+    def archive_stat(self, *, id: str, path: str) -> PathStat:
+        """A path in the container, symlinks resolved inside it (HEAD .../archive). Errors: not_found, conflict, invalid.
+
+        Served by pouch.actors.container.actor.ContainerActor.archive_stat."""
+        return self._caller.call('container', 'archive_stat', _args(id=id, path=path), 30.0)
+
+    def changes(self, *, id: str) -> builtins.list[ContainerChange] | None:
+        """What the container changed in its files against its image, docker diff (null: nothing). Errors: not_found.
+
+        Served by pouch.actors.container.actor.ContainerActor.changes."""
+        return self._caller.call('container', 'changes', _args(id=id), 120.0)
+
     def counts(self) -> ContainerCounts:
         """How many containers there are, by state.
 
@@ -295,6 +332,30 @@ class ContainerCalls:
 
         Served by pouch.actors.host.ActorBase.debug_fault."""
         return self._caller.call('container', 'debug_fault', _args(point=point, action=action, once=once), 30.0)
+
+    def exec_create(self, *, id: str, config: builtins.dict[str, Any]) -> ExecCreated:
+        """Create an exec in a running container from a Docker exec body (Cmd, Env, User, WorkingDir, Tty, Privileged, AttachStdin/out/err, DetachKeys); start it next. Errors: not_found, conflict, invalid.
+
+        Served by pouch.actors.container.actor.ContainerActor.exec_create."""
+        return self._caller.call('container', 'exec_create', _args(id=id, config=config), 30.0)
+
+    def exec_inspect(self, *, id: str) -> ExecInspect:
+        """One exec, as GET /exec/{id}/json shows it (ExitCode null until it has exited). Errors: not_found.
+
+        Served by pouch.actors.container.actor.ContainerActor.exec_inspect."""
+        return self._caller.call('container', 'exec_inspect', _args(id=id), 30.0)
+
+    def exec_resize(self, *, id: str, height: int | Omitted = OMIT, width: int | Omitted = OMIT) -> None:
+        """Resize a running exec's terminal (nothing to do without one). Errors: not_found, conflict, invalid.
+
+        Served by pouch.actors.container.actor.ContainerActor.exec_resize."""
+        return self._caller.call('container', 'exec_resize', _args(id=id, height=height, width=width), 30.0)
+
+    def exec_start_detached(self, *, id: str) -> None:
+        """Start an exec that no client attaches to (its output is dropped); answered once its process runs. Errors: not_found, conflict, invalid.
+
+        Served by pouch.actors.container.actor.ContainerActor.exec_start_detached."""
+        return self._caller.call('container', 'exec_start_detached', _args(id=id), 30.0)
 
     def inspect(self, *, id: str, size: bool | Omitted = OMIT) -> ContainerInspect:
         """One container, as GET /containers/{id}/json shows it. Errors: not_found, invalid.
@@ -320,17 +381,41 @@ class ContainerCalls:
         Served by pouch.actors.host.ActorBase.metrics."""
         return self._caller.call('container', 'metrics', _args(), 2.0)
 
+    def pause(self, *, id: str) -> None:
+        """Freeze a running container's processes (conflict: it does not run, or is paused already). Errors: not_found, conflict, invalid.
+
+        Served by pouch.actors.container.actor.ContainerActor.pause."""
+        return self._caller.call('container', 'pause', _args(id=id), 30.0)
+
+    def prune(self, *, filters: builtins.dict[str, builtins.list[str]] | Omitted | None = OMIT) -> ContainersPruned:
+        """Remove every container that does not run (docker container prune); filters `until` (created before) and `label`, `label!` narrow it. Errors: invalid.
+
+        Served by pouch.actors.container.actor.ContainerActor.prune."""
+        return self._caller.call('container', 'prune', _args(filters=filters), None)
+
     def remove(self, *, id: str, force: bool | Omitted = OMIT, volumes: bool | Omitted = OMIT) -> None:
         """Remove a container (with force, kill it first). Errors: not_found, conflict.
 
         Served by pouch.actors.container.actor.ContainerActor.remove."""
         return self._caller.call('container', 'remove', _args(id=id, force=force, volumes=volumes, token=uuid.uuid4().hex), 30.0)
 
+    def rename(self, *, id: str, name: str) -> None:
+        """Give a container another name (with or without its slash); conflict if a container has it already. Errors: not_found, conflict, invalid.
+
+        Served by pouch.actors.container.actor.ContainerActor.rename."""
+        return self._caller.call('container', 'rename', _args(id=id, name=name), 30.0)
+
     def resize(self, *, id: str, height: int | Omitted = OMIT, width: int | Omitted = OMIT) -> None:
         """Resize a container's terminal (conflict: it is not running). Errors: not_found, conflict, invalid.
 
         Served by pouch.actors.container.actor.ContainerActor.resize."""
         return self._caller.call('container', 'resize', _args(id=id, height=height, width=width), 30.0)
+
+    def restart(self, *, id: str, timeout: int | Omitted | None = OMIT) -> None:
+        """Restart a container: stop it as `stop` does (`timeout` likewise) if it runs, then start it; its restart count begins again, as dockerd's. Errors: not_found, conflict, invalid.
+
+        Served by pouch.actors.container.actor.ContainerActor.restart."""
+        return self._caller.call('container', 'restart', _args(id=id, timeout=timeout), None)
 
     def start(self, *, id: str) -> bool:
         """Start a container; False if it already ran. Errors: not_found, conflict, invalid.
@@ -344,6 +429,24 @@ class ContainerCalls:
         Served by pouch.actors.container.actor.ContainerActor.stop_."""
         return self._caller.call('container', 'stop', _args(id=id, timeout=timeout), None)
 
+    def top(self, *, id: str, ps_args: str | Omitted = OMIT) -> ContainerTop:
+        """The container's processes as the host's `ps` lists them with `ps_args` ("": -ef), docker top (conflict: it does not run; invalid: ps refused the arguments). Errors: not_found, conflict, invalid.
+
+        Served by pouch.actors.container.actor.ContainerActor.top."""
+        return self._caller.call('container', 'top', _args(id=id, ps_args=ps_args), 30.0)
+
+    def unpause(self, *, id: str) -> None:
+        """Thaw a paused container (conflict: it is not paused). Errors: not_found, conflict, invalid.
+
+        Served by pouch.actors.container.actor.ContainerActor.unpause."""
+        return self._caller.call('container', 'unpause', _args(id=id), 30.0)
+
+    def update(self, *, id: str, config: builtins.dict[str, Any]) -> ContainerUpdated:
+        """Change a container's restart policy and cgroup limits (docker update: Docker's UpdateConfig); limits reach the running task and the container's later starts. Errors: not_found, conflict, invalid.
+
+        Served by pouch.actors.container.actor.ContainerActor.update."""
+        return self._caller.call('container', 'update', _args(id=id, config=config), 30.0)
+
 
 class ContainerHandoffs:
     """The container service's methods that take a connection."""
@@ -351,17 +454,35 @@ class ContainerHandoffs:
     def __init__(self, handover: HandOver) -> None:
         self._handover = handover
 
-    def attach(self, conn: Any, *, id: str, stream: bool | Omitted = OMIT, logs: bool | Omitted = OMIT, stdin: bool | Omitted = OMIT, stdout: bool | Omitted = OMIT, stderr: bool | Omitted = OMIT) -> None:
-        """Stream a container's output (what was logged, if `logs`; what comes, if `stream`) to a handed-over connection, and its stdin from it. Defaults are Docker's: nothing. Errors: not_found.
+    def attach(self, conn: Any, *, id: str, stream: bool | Omitted = OMIT, logs: bool | Omitted = OMIT, stdin: bool | Omitted = OMIT, stdout: bool | Omitted = OMIT, stderr: bool | Omitted = OMIT, detach_keys: str | Omitted = OMIT) -> None:
+        """Stream a container's output (what was logged, if `logs`; what comes, if `stream`) to a handed-over connection, and its stdin from it. Defaults are Docker's: nothing. With a terminal, typing `detach_keys` (Docker's form, "" for ctrl-p,ctrl-q) ends the attach and leaves the container running. Errors: not_found, invalid.
 
         Served by pouch.actors.container.actor.ContainerActor.attach."""
-        self._handover.hand_over(conn, 'container', 'attach', _args(id=id, stream=stream, logs=logs, stdin=stdin, stdout=stdout, stderr=stderr))
+        self._handover.hand_over(conn, 'container', 'attach', _args(id=id, stream=stream, logs=logs, stdin=stdin, stdout=stdout, stderr=stderr, detach_keys=detach_keys))
+
+    def exec_start(self, conn: Any, *, id: str, tty: bool | Omitted = OMIT) -> None:
+        """Start an exec, its input and output on a handed-over connection (multiplexed unless `tty`); the stream ends once the process has exited and its code is known. Errors: not_found, conflict.
+
+        Served by pouch.actors.container.actor.ContainerActor.exec_start."""
+        self._handover.hand_over(conn, 'container', 'exec_start', _args(id=id, tty=tty))
+
+    def export(self, conn: Any, *, id: str) -> None:
+        """The container's whole file system (its image's and its own layers) as a tar stream on a handed-over connection, docker export. Errors: not_found, conflict.
+
+        Served by pouch.actors.container.actor.ContainerActor.export."""
+        self._handover.hand_over(conn, 'container', 'export', _args(id=id))
 
     def logs(self, conn: Any, *, id: str, follow: bool | Omitted = OMIT, stdout: bool | Omitted = OMIT, stderr: bool | Omitted = OMIT, timestamps: bool | Omitted = OMIT, tail: str | Omitted = OMIT, since: str | Omitted = OMIT, until: str | Omitted = OMIT) -> None:
         """Write a container's log to a handed-over connection (choose at least one stream). Errors: not_found, invalid.
 
         Served by pouch.actors.container.actor.ContainerActor.logs."""
         self._handover.hand_over(conn, 'container', 'logs', _args(id=id, follow=follow, stdout=stdout, stderr=stderr, timestamps=timestamps, tail=tail, since=since, until=until))
+
+    def stats(self, conn: Any, *, id: str, stream: bool | Omitted = OMIT, one_shot: bool | Omitted = OMIT) -> None:
+        """Docker's stats JSON of a container on a handed-over connection: one a second while `stream`, else one, read a second after a first so that its precpu_stats are filled (at once with `one_shot`). A container that does not run reads zeros. Errors: not_found, conflict.
+
+        Served by pouch.actors.container.actor.ContainerActor.stats."""
+        self._handover.hand_over(conn, 'container', 'stats', _args(id=id, stream=stream, one_shot=one_shot))
 
     def wait(self, conn: Any, *, id: str, condition: str | Omitted = OMIT) -> None:
         """Write the exit status to a handed-over connection when the condition holds. Errors: not_found, invalid.

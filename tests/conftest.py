@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import docker as docker_py
 import pytest
 
+from pouch.broker.client import Client
 from pouch.tests.images import build_busybox_tarball
 from pouch.tests.support.daemon import PouchDaemon, running
 
@@ -36,3 +39,39 @@ def pouchd(busybox_tarball: Path) -> Iterator[PouchDaemon]:
 def docker(daemon: PouchDaemon) -> Callable[..., str]:
     """Run the docker CLI against the session's pouchd: docker("ps", "-a")."""
     return daemon.docker
+
+
+@pytest.fixture
+def names(daemon: PouchDaemon) -> Iterator[Callable[[str], str]]:
+    """Unique container names; whatever bears one is removed after the test."""
+    made: list[str] = []
+
+    def make(prefix: str) -> str:
+        made.append(f"{prefix}-{uuid.uuid4().hex[:8]}")
+        return made[-1]
+
+    yield make
+    for name in made:
+        daemon.docker_result("rm", "-f", name)
+
+
+@pytest.fixture
+def name(names: Callable[[str], str]) -> str:
+    """A unique container name; the container is removed after the test."""
+    return names("c")
+
+
+@pytest.fixture
+def calls(daemon: PouchDaemon) -> Iterator[Client]:
+    """A ZeroMQ client of the session pouchd's broker."""
+    client = Client(f"ipc://{daemon.run_dir}/broker.sock", timeout=20)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def api(daemon: PouchDaemon) -> Iterator[docker_py.APIClient]:
+    """docker-py's low-level client of the session's pouchd."""
+    client = docker_py.APIClient(base_url=daemon.host, version="1.41", timeout=60)
+    yield client
+    client.close()

@@ -18,12 +18,18 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 import pykka
 
+from pouch.actors import plugins
 from pouch.actors.backoff import Backoff
 from pouch.actors.container import record as rec
+from pouch.actors.container.detach import parse_detach_keys
+from pouch.actors.container.exec import GC_EVERY as EXEC_GC_EVERY
+from pouch.actors.container.exec import forget_leftovers as forget_exec_leftovers
+from pouch.actors.container.fsview import forget_views
 from pouch.actors.container.iohub import IOHub
 from pouch.actors.container.meta import MetaStore
 from pouch.actors.container.sweep import Sweeper
@@ -32,6 +38,7 @@ from pouch.actors.container.worker import OWNER_LABEL, ContainerWorker, WorkerEn
 from pouch.actors.containerd.client import Containerd
 from pouch.actors.containerd.types import rfc3339
 from pouch.actors.host import ActorBase, ActorContext, Job, Reply
+from pouch.actors.timefmt import parse_rfc3339, parse_timestamp
 from pouch.proto.contract import method
 from pouch.proto.docker import (
     check_filters,
@@ -42,7 +49,19 @@ from pouch.proto.docker import (
 )
 from pouch.proto.envelope import PouchError, conflict, invalid, not_found
 from pouch.proto.limits import MAX_SECONDS, Bounds
-from pouch.proto.shapes import ContainerCounts, ContainerCreated, ContainerInspect, ContainerSummary
+from pouch.proto.shapes import (
+    ContainerChange,
+    ContainerCounts,
+    ContainerCreated,
+    ContainerInspect,
+    ContainersPruned,
+    ContainerSummary,
+    ContainerTop,
+    ContainerUpdated,
+    ExecCreated,
+    ExecInspect,
+    PathStat,
+)
 from pouch.proto.stream import StreamSession
 
 log = logging.getLogger("pouch.container")
@@ -51,6 +70,8 @@ RESUBSCRIBE = Backoff(first=0.2, cap=2.0)  # containerd's event stream broke: su
 # containerd (a task create runs on after its caller died); then one every so often.
 SWEEP_FIRST = 5.0
 SWEEP_EVERY = 30.0
+# How long a prune waits for one container's removal before it goes on without it.
+PRUNE_EACH = 60.0
 
 
 # A terminal's rows or columns, as a tty's winsize holds them.
@@ -68,6 +89,13 @@ class TaskExit:
 
 
 @dataclass(frozen=True)
+class TaskOOM:
+    """The kernel's OOM killer killed a process of the container (its memory limit)."""
+
+    cid: str
+
+
+@dataclass(frozen=True)
 class Updated:
     record: dict[str, Any]
 
@@ -77,6 +105,24 @@ class Removed:
     cid: str
     name: str
     tomb: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ExecExit:
+    cid: str
+    exec_id: str
+    status: int
+
+
+@dataclass(frozen=True)
+class ExecChanged:
+    exec_id: str
+    inspect: ExecInspect | None  # None: the exec is gone
+
+
+@dataclass(frozen=True)
+class ExecGarbage:
+    """Time for the exec GC's pass (pouch.actors.container.exec.collect_garbage)."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +152,9 @@ class ContainerActor(ActorBase):
         self._names: dict[str, str] = {}  # name (no slash) -> ID; reserved during create
         self._tokens: dict[str, str] = {}  # token of a create or start done -> container ID
         self._tombs = Graveyard({})
+        self._execs: dict[str, ExecInspect] = {}  # copies from the workers, by exec ID
         self._events_stop = threading.Event()
+        self._plugins = plugins.loaded()  # discovered here, not on a create's way
         me = self.actor_ref
         self._env = WorkerEnv(
             ctrd=self._ctrd, hub=self._hub, meta=self._meta, calls=ctx.calls,
@@ -114,7 +162,9 @@ class ContainerActor(ActorBase):
             updated=lambda record: me.tell(Updated(record)),
             removed=lambda cid, name, tomb: me.tell(Removed(cid, name, tomb)),
             publish=lambda action, cid, attrs: self.publish("container", action, cid, attrs),
-            faults=ctx.faults)
+            faults=ctx.faults,
+            exec_changed=lambda exec_id, copy: me.tell(ExecChanged(exec_id, copy)),
+            views=cfg.exec_root_dir / "views")
 
     # -- life ----------------------------------------------------------------
 
@@ -128,8 +178,11 @@ class ContainerActor(ActorBase):
         threading.Thread(target=self._watch_exits, args=(ready,), name="ctrd-events",
                          daemon=True).start()
         ready.wait(10)
+        forget_exec_leftovers(self._env.fifo_root / "exec")
+        forget_views(self._env.views)  # mounted by a copy or an export the last actor ran
         self._restore()
         threading.Thread(target=self._sweep_every, name="sweep", daemon=True).start()
+        threading.Thread(target=self._collect_exec_garbage, name="exec-gc", daemon=True).start()
 
     def on_stop(self) -> None:
         self._events_stop.set()
@@ -178,30 +231,45 @@ class ContainerActor(ActorBase):
             if owned:
                 me.tell(Swept(frozenset(owned)))
 
+    def _collect_exec_garbage(self) -> None:
+        """On a thread of its own: the exec GC's clock."""
+        while not self._events_stop.wait(EXEC_GC_EVERY):
+            self.actor_ref.tell(ExecGarbage())
+
     def _close_stdin(self, cid: str) -> None:
+        """`cid` names a container, or an exec (the hub keys an exec's streams by its ID)."""
+        exec_ = self._execs.get(cid)  # from the hub's helper thread: a read, no lock needed
+        cid, exec_id = (exec_["ContainerID"], cid) if exec_ is not None else (cid, "")
         try:
-            self._ctrd.tasks.close_stdin(cid)
+            self._ctrd.tasks.close_stdin(cid, exec_id=exec_id)
         except PouchError as exc:
-            log.warning("closing the stdin of %s: %s", cid, exc.message)
+            log.warning("closing the stdin of %s: %s", exec_id or cid, exc.message)
 
     def _watch_exits(self, ready: threading.Event) -> None:
-        """Follow containerd's task exits; after an outage, have every worker check its task."""
+        """Follow containerd's task exits and OOM kills; after an outage, have every worker
+        check its task."""
         me = self.actor_ref
         lost, failures = False, 0
         while not self._events_stop.is_set():
             try:
                 self._ctrd.version(timeout=2)  # containerd answers: a subscription will hold
-                stream = self._ctrd.events.subscribe(['topic=="/tasks/exit"'])
+                stream = self._ctrd.events.subscribe(['topic=="/tasks/exit"',
+                                                      'topic=="/tasks/oom"'])
                 ready.set()
                 if lost:
                     log.info("containerd events are back; checking every container's task")
                     me.tell(EventsResumed())
                 lost, failures = False, 0
                 for event in stream:
+                    if event.topic == "/tasks/oom":
+                        me.tell(TaskOOM(event.payload.container_id))
+                        continue
                     exit_ = event.payload
                     if exit_.container_id == exit_.id:  # the init process, not an exec
                         me.tell(TaskExit(exit_.container_id, exit_.pid, exit_.exit_status,
                                          rfc3339(exit_.exited_at)))
+                    else:
+                        me.tell(ExecExit(exit_.container_id, exit_.id, exit_.exit_status))
             except PouchError as exc:
                 if not lost and not self._events_stop.is_set():
                     log.warning("containerd events lost (%s); subscribing again", exc.message)
@@ -218,6 +286,9 @@ class ContainerActor(ActorBase):
             self._tokens.update(dict.fromkeys(rec.tokens(record), record["Id"]))
             record.pop(rec.PRIVATE, None)
             if record["Id"] in self._workers:
+                before = self._records.get(record["Id"])
+                if before is not None and before["Name"] != record["Name"]:
+                    self._renamed(record["Id"], before["Name"], record["Name"])
                 self._records[record["Id"]] = record
         elif isinstance(message, Removed):
             self._tokens = {t: c for t, c in self._tokens.items() if c != message.cid}
@@ -232,6 +303,23 @@ class ContainerActor(ActorBase):
             ref = self._workers.get(message.cid)
             if ref is not None:
                 ref.proxy().task_exited(message.pid, message.status, message.exited_at)
+        elif isinstance(message, TaskOOM):
+            if (ref := self._workers.get(message.cid)) is not None:
+                with contextlib.suppress(pykka.ActorDeadError):  # removed meanwhile
+                    ref.proxy().task_oom()
+        elif isinstance(message, ExecExit):
+            if (ref := self._workers.get(message.cid)) is not None:
+                with contextlib.suppress(pykka.ActorDeadError):  # removed meanwhile
+                    ref.proxy().exec_exited(message.exec_id, message.status)
+        elif isinstance(message, ExecChanged):
+            if message.inspect is None:
+                self._execs.pop(message.exec_id, None)
+            else:
+                self._execs[message.exec_id] = message.inspect
+        elif isinstance(message, ExecGarbage):
+            for ref in self._workers.values():
+                with contextlib.suppress(pykka.ActorDeadError):
+                    ref.proxy().exec_collect_garbage()
         elif isinstance(message, EventsResumed):
             for ref in self._workers.values():
                 ref.proxy().check_task()
@@ -247,6 +335,12 @@ class ContainerActor(ActorBase):
         """A container ID from a full ID, a name (with or without its slash), or a unique
         ID prefix. Errors: not_found, invalid."""
         return resolve_id(ref.lstrip("/"), self._workers, self._names, "container")
+
+    def _renamed(self, cid: str, old: str, new: str) -> None:
+        """A worker recorded a rename: the old name is free (the new one was reserved)."""
+        if self._names.get(old.lstrip("/")) == cid:
+            del self._names[old.lstrip("/")]
+        self._names[new.lstrip("/")] = cid
 
     def _tomb_of(self, ref: str) -> dict[str, Any] | None:
         """The tomb of a container no longer here, by full ID or name (the latest)."""
@@ -284,7 +378,8 @@ class ContainerActor(ActorBase):
         if done is not None:
             reply.send({"Id": done, "Warnings": []})  # a retry of a create that went through
             return
-        warnings = rec.check_config(config)
+        # A pre_create plugin may rewrite the body first: the worker checks it after.
+        warnings = [] if self._plugins.has("pre_create") else rec.check_config(config)
         if name:
             name = check_name(name, "container")
             if name in self._names:
@@ -327,16 +422,19 @@ class ContainerActor(ActorBase):
         record = self._records.get(cid)
         if record is None:
             raise not_found(f"No such container: {id}")
-        return record  # type: ignore[return-value]
+        # Its execs not yet ended, as dockerd lists them (from the copies the workers send).
+        live = [e["ID"] for e in self._execs.values()
+                if e["ContainerID"] == cid and e["ExitCode"] is None]
+        return {**record, "ExecIDs": live or None}  # type: ignore[typeddict-item]
 
     @method(idempotent=True, timeout=2.0)
     def counts(self) -> ContainerCounts:
         """How many containers there are, by state."""
-        states = [r["State"] for r in self._records.values()]
-        return {"total": len(states),
-                "running": sum(1 for s in states if s["Running"] and not s["Paused"]),
-                "paused": sum(1 for s in states if s["Paused"]),
-                "stopped": sum(1 for s in states if not s["Running"])}
+        # As dockerd's: by status alone (one about to be restarted counts as stopped).
+        statuses = [r["State"]["Status"] for r in self._records.values()]
+        running, paused = statuses.count("running"), statuses.count("paused")
+        return {"total": len(statuses), "running": running, "paused": paused,
+                "stopped": len(statuses) - running - paused}
 
     # Once per token, not idempotent: a start sent again after a lost answer would run a
     # short-lived container a second time; its token tells the worker it ran.
@@ -359,6 +457,15 @@ class ContainerActor(ActorBase):
         it was not running."""
         self._delegate(id, ContainerWorker.stop_container, reply, timeout)
 
+    # No deadline of its own, as stop; not idempotent: sent again, it restarts again.
+    @method(idempotent=False, returns=None, timeout=None,
+            errors=("not_found", "conflict", "invalid"))
+    def restart(self, id: str, reply: Reply,
+                timeout: Annotated[int | None, Bounds(high=MAX_SECONDS)] = None) -> None:
+        """Restart a container: stop it as `stop` does (`timeout` likewise) if it runs,
+        then start it; its restart count begins again, as dockerd's."""
+        self._delegate(id, ContainerWorker.restart_container, reply, timeout)
+
     @method(idempotent=True, returns=None, errors=("not_found", "conflict", "invalid"))
     def resize(self, id: str, reply: Reply, height: Annotated[int, TERMINAL_SIZE] = 0,
                width: Annotated[int, TERMINAL_SIZE] = 0) -> None:
@@ -370,6 +477,17 @@ class ContainerActor(ActorBase):
         """Send a signal to a container's process; for SIGKILL, answer once it has exited."""
         self._delegate(id, ContainerWorker.kill_container, reply, signal)
 
+    @method(idempotent=False, returns=None, errors=("not_found", "conflict", "invalid"))
+    def pause(self, id: str, reply: Reply) -> None:
+        """Freeze a running container's processes (conflict: it does not run, or is
+        paused already)."""
+        self._delegate(id, ContainerWorker.pause_container, reply)
+
+    @method(idempotent=False, returns=None, errors=("not_found", "conflict", "invalid"))
+    def unpause(self, id: str, reply: Reply) -> None:
+        """Thaw a paused container (conflict: it is not paused)."""
+        self._delegate(id, ContainerWorker.unpause_container, reply)
+
     @method(idempotent=False, once=True, returns=None, errors=("not_found", "conflict"))
     def remove(self, id: str, reply: Reply, force: bool = False, volumes: bool = False,
                token: str = "") -> None:
@@ -380,15 +498,81 @@ class ContainerActor(ActorBase):
             return
         self._delegate(id, ContainerWorker.remove_container, reply, force, token)
 
-    @method(idempotent=False, returns=None, errors=("not_found",), resumable=True)
+    @method(idempotent=False, returns=ContainersPruned, timeout=None, errors=("invalid",))
+    def prune(self, reply: Reply, filters: dict[str, builtins.list[str]] | None = None) -> None:
+        """Remove every container that does not run (docker container prune); filters
+        `until` (created before) and `label`, `label!` narrow it."""
+        filters = check_filters(filters, ("until", "label", "label!"))
+        if len(filters.get("until", [])) > 1:
+            raise invalid("more than one until filter specified")
+        try:
+            until = [parse_timestamp(value) for value in filters.get("until", [])]
+        except ValueError as exc:
+            raise invalid(f"invalid filter 'until': {exc}") from None
+        chosen = [(cid, self._workers[cid]) for cid, record in self._records.items()
+                  if cid in self._workers and _prune_passes(record, until, filters)]
+        reply.run_in_thread(self._prune, chosen)
+
+    def _prune(self, chosen: builtins.list[tuple[str, pykka.ActorRef[ContainerWorker]]]
+               ) -> ContainersPruned:
+        """On a thread of its own: each worker judges and removes its container in turn."""
+        deleted: builtins.list[str] = []
+        reclaimed = 0
+        for cid, ref in chosen:
+            try:
+                size = ref.proxy().prune().get(timeout=PRUNE_EACH)
+            except pykka.ActorDeadError:
+                continue  # removed meanwhile
+            except Exception as exc:
+                log.warning("prune kept %s: %s", cid, exc)
+                continue
+            if size is not None:
+                deleted.append(cid)
+                reclaimed += size
+        self.publish("container", "prune", "", {"reclaimed": str(reclaimed)})
+        return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+    @method(idempotent=False, returns=None, errors=("not_found", "conflict", "invalid"))
+    def rename(self, id: str, name: str, reply: Reply) -> None:
+        """Give a container another name (with or without its slash); conflict if a
+        container has it already."""
+        if not name:
+            raise invalid("Neither old nor new names may be empty")
+        cid = self._resolve(id)
+        try:
+            new = check_name(name, "container")
+        except PouchError as exc:
+            raise invalid(f"Error when allocating new name: {exc.message}") from None
+        record = self._records.get(cid)
+        if record is not None and record["Name"].lstrip("/") == new:
+            raise invalid("Renaming a container with the same name as its current name")
+        if new in self._names:
+            raise conflict(f'Error when allocating new name: Conflict. The container name '
+                           f'"/{new}" is already in use by container "{self._names[new]}". '
+                           "You have to remove (or rename) that container to be able to "
+                           "reuse that name.")
+        self._names[new] = cid  # reserved now; the old name is freed once recorded
+        self._workers[cid].tell(Job(ContainerWorker.rename_container, reply, (new,)))
+
+    @method(idempotent=True, returns=ContainerUpdated,
+            errors=("not_found", "conflict", "invalid"))
+    def update(self, id: str, config: dict[str, Any], reply: Reply) -> None:
+        """Change a container's restart policy and cgroup limits (docker update: Docker's
+        UpdateConfig); limits reach the running task and the container's later starts."""
+        self._delegate(id, ContainerWorker.update_container, reply, copy.deepcopy(config))
+
+    @method(idempotent=False, returns=None, errors=("not_found", "invalid"), resumable=True)
     def attach(self, id: str, conn: StreamSession, reply: Reply,
                stream: bool = False, logs: bool = False, stdin: bool = False,
-               stdout: bool = False, stderr: bool = False) -> None:
+               stdout: bool = False, stderr: bool = False, detach_keys: str = "") -> None:
         """Stream a container's output (what was logged, if `logs`; what comes, if `stream`)
-        to a handed-over connection, and its stdin from it. Defaults are Docker's: nothing."""
+        to a handed-over connection, and its stdin from it. Defaults are Docker's: nothing.
+        With a terminal, typing `detach_keys` (Docker's form, "" for ctrl-p,ctrl-q) ends
+        the attach and leaves the container running."""
+        keys = parse_detach_keys(detach_keys)
         self._delegate(id, ContainerWorker.attach_container, reply, conn, {
             "stream": stream, "logs": logs, "stdin": stdin,
-            "stdout": stdout, "stderr": stderr})
+            "stdout": stdout, "stderr": stderr, "detach_keys": keys})
 
     @method(idempotent=False, returns=None, errors=("not_found", "invalid"), resumable=True)
     def wait(self, id: str, conn: StreamSession, reply: Reply,
@@ -418,10 +602,131 @@ class ContainerActor(ActorBase):
             "follow": follow, "stdout": stdout, "stderr": stderr,
             "timestamps": timestamps, "tail": tail, "since": since, "until": until})
 
+    # -- observation and files (pouch.actors.container.observe, .archive, .changes) --
+
+    @method(idempotent=True, returns=ContainerTop, errors=("not_found", "conflict", "invalid"))
+    def top(self, id: str, reply: Reply, ps_args: str = "") -> None:
+        """The container's processes as the host's `ps` lists them with `ps_args` ("":
+        -ef), docker top (conflict: it does not run; invalid: ps refused the arguments)."""
+        self._delegate(id, ContainerWorker.top_container, reply, ps_args)
+
+    @method(idempotent=False, returns=None, errors=("not_found", "conflict"), resumable=True)
+    def stats(self, id: str, conn: StreamSession, reply: Reply, stream: bool = True,
+              one_shot: bool = False) -> None:
+        """Docker's stats JSON of a container on a handed-over connection: one a second
+        while `stream`, else one, read a second after a first so that its precpu_stats
+        are filled (at once with `one_shot`). A container that does not run reads zeros."""
+        self._delegate(id, ContainerWorker.stats_container, reply, conn, stream, one_shot)
+
+    @method(idempotent=True, returns=builtins.list[ContainerChange] | None, timeout=120.0,
+            errors=("not_found",))
+    def changes(self, id: str, reply: Reply) -> None:
+        """What the container changed in its files against its image, docker diff (null:
+        nothing)."""
+        self._delegate(id, ContainerWorker.changes_container, reply)
+
+    @method(idempotent=True, returns=PathStat, errors=("not_found", "conflict", "invalid"))
+    def archive_stat(self, id: str, path: str, reply: Reply) -> None:
+        """A path in the container, symlinks resolved inside it (HEAD .../archive)."""
+        self._delegate(id, ContainerWorker.archive_stat_container, reply, path, id)
+
+    @method(idempotent=True, returns=PathStat, timeout=600.0,
+            errors=("not_found", "conflict", "invalid"))
+    def archive_get(self, id: str, path: str, spool: str, reply: Reply) -> None:
+        """Write the tar of a path in the container (docker cp out of it) to `spool`, a
+        file its caller made in the daemon's tmp folder; the path's stat."""
+        self._delegate(id, ContainerWorker.archive_get_container, reply, path,
+                       self._spool(spool), id)
+
+    @method(idempotent=True, returns=None, timeout=600.0,
+            errors=("not_found", "conflict", "invalid"))
+    def archive_put(self, id: str, path: str, spool: str, reply: Reply,
+                    no_overwrite_dir_non_dir: bool = False, copy_uid_gid: bool = False) -> None:
+        """Unpack the tar in `spool` (a file in the daemon's tmp folder) into the folder
+        `path` of the container (docker cp into it), running or not. The tar's owners
+        are kept unless `copy_uid_gid` (the container's user's then)."""
+        self._delegate(id, ContainerWorker.archive_put_container, reply, path,
+                       self._spool(spool), id, no_overwrite_dir_non_dir, copy_uid_gid)
+
+    @method(idempotent=False, returns=None, errors=("not_found", "conflict"))
+    def export(self, id: str, conn: StreamSession, reply: Reply) -> None:
+        """The container's whole file system (its image's and its own layers) as a tar
+        stream on a handed-over connection, docker export."""
+        self._delegate(id, ContainerWorker.export_container, reply, conn)
+
+    def _spool(self, path: str) -> str:
+        """A spool file of this daemon's (never a file elsewhere). Errors: invalid."""
+        spool = Path(path)
+        if spool.parent != self.ctx.config.home_dir / "tmp" or spool.is_symlink() \
+                or not spool.is_file():
+            raise invalid(f"not a spool file of this daemon: {path}")
+        return path
+
+    # -- exec (pouch.actors.container.exec): run by the container's worker ------
+
+    def _exec_worker(self, exec_id: str) -> pykka.ActorRef[ContainerWorker]:
+        """The worker of the exec's container. Errors: not_found."""
+        exec_ = self._execs.get(exec_id)
+        ref = self._workers.get(exec_["ContainerID"]) if exec_ is not None else None
+        if ref is None:
+            raise not_found(f"No such exec instance: {exec_id}")
+        return ref
+
+    @method(idempotent=False, returns=ExecCreated, errors=("not_found", "conflict", "invalid"))
+    def exec_create(self, id: str, config: dict[str, Any], reply: Reply) -> None:
+        """Create an exec in a running container from a Docker exec body (Cmd, Env, User,
+        WorkingDir, Tty, Privileged, AttachStdin/out/err, DetachKeys); start it next."""
+        self._delegate(id, ContainerWorker.exec_create, reply, rec.new_id(), config)
+
+    @method(idempotent=False, returns=None, errors=("not_found", "conflict"))
+    def exec_start(self, id: str, conn: StreamSession, reply: Reply, tty: bool = False) -> None:
+        """Start an exec, its input and output on a handed-over connection (multiplexed
+        unless `tty`); the stream ends once the process has exited and its code is known."""
+        try:
+            ref = self._exec_worker(id)
+        except PouchError as exc:
+            reply.fail(exc)  # first: closing the session tells the gateway it is over
+            conn.close()
+            return
+        ref.tell(Job(ContainerWorker.exec_start, reply, (conn, id, tty)))
+
+    @method(idempotent=False, returns=None, errors=("not_found", "conflict", "invalid"))
+    def exec_start_detached(self, id: str, reply: Reply) -> None:
+        """Start an exec that no client attaches to (its output is dropped); answered
+        once its process runs."""
+        self._exec_worker(id).tell(Job(ContainerWorker.exec_start, reply, (None, id, False)))
+
+    @method(idempotent=True, returns=None, errors=("not_found", "conflict", "invalid"))
+    def exec_resize(self, id: str, reply: Reply, height: Annotated[int, TERMINAL_SIZE] = 0,
+                    width: Annotated[int, TERMINAL_SIZE] = 0) -> None:
+        """Resize a running exec's terminal (nothing to do without one)."""
+        self._exec_worker(id).tell(Job(ContainerWorker.exec_resize, reply, (id, height, width)))
+
+    @method(idempotent=True, errors=("not_found",))
+    def exec_inspect(self, id: str) -> ExecInspect:
+        """One exec, as GET /exec/{id}/json shows it (ExitCode null until it has exited)."""
+        exec_ = self._execs.get(id)
+        if exec_ is None:
+            raise not_found(f"No such exec instance: {id}")
+        return exec_
+
 
 STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 LIST_FILTERS = ("id", "name", "label", "status", "ancestor", "exited")
 
+
+
+def _prune_passes(record: dict[str, Any], until: list[float],
+                  filters: dict[str, list[str]]) -> bool:
+    """Whether prune's filters pick a container, as dockerd's do: created no later than
+    `until`, every `label` matching, and not every `label!` matching. (Whether it runs
+    its worker judges, at the time it is removed.)"""
+    labels = record["Config"].get("Labels") or {}
+    if until and parse_rfc3339(record["Created"]) > min(until):
+        return False
+    if not labels_match(filters.get("label", []), labels):
+        return False
+    return not (filters.get("label!") and labels_match(filters["label!"], labels))
 
 
 def _passes(record: dict[str, Any], filters: dict[str, list[str]]) -> bool:

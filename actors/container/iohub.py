@@ -31,9 +31,10 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import TypeVar
 
-from pouch.actors.container.jsonlog import Entry, LogWriter, Selection, read_entries
+from pouch.actors.container.detach import EscapeScanner
+from pouch.actors.container.jsonlog import Entry, LogConfig, LogView, LogWriter, Selection
 from pouch.proto.stream import StreamSession
 
 log = logging.getLogger("pouch.iohub")
@@ -55,6 +56,9 @@ class Consumer:
     lines: bool = False        # log entries (logs -f) rather than raw bytes (attach)
     timestamps: bool = False
     stdin: bool = False        # what it sends goes to the container's stdin
+    tty: bool = False          # the container has a terminal: the input ending ends the attach
+    escape: EscapeScanner | None = None  # watches the input for the detach keys
+    on_detach: Callable[[], None] | None = None  # told once the client typed them
     selection: Selection | None = None
     out: bytearray = field(default_factory=bytearray)
     reading: bool = True
@@ -100,6 +104,7 @@ class Streams:
     drained: threading.Event = field(default_factory=threading.Event)
     opened: bool = False
     paused: bool = False
+    held: bool = False  # its consumers end on release(), not with its output (an exec)
 
 
 def fifo_paths(fifo_dir: Path) -> dict[str, Path]:
@@ -124,12 +129,18 @@ class IOHub:
 
     # -- the API, for any thread ---------------------------------------------
 
-    def open(self, cid: str, fifo_dir: Path, log_path: Path, *, tty: bool, stdin: bool,
-             stdin_once: bool, restore: bool = False) -> tuple[dict[str, str], threading.Event]:
+    def open(self, cid: str, fifo_dir: Path, log_path: Path | None, *, tty: bool, stdin: bool,
+             stdin_once: bool, restore: bool = False, held: bool = False,
+             log_config: LogConfig | None = None) -> tuple[dict[str, str], threading.Event]:
         """Start collecting a container's output; the FIFO paths for its task, and an
-        event set once all its output has been read (after the task is gone)."""
+        event set once all its output has been read (after the task is gone).
+        `cid` may name an exec's process instead, whose output is not logged (no
+        `log_path`) and whose streams are `held`: read only from writers_ready() on, and
+        their consumers end on release(), once its exit code is known, rather than with
+        the output. `log_config`: the container's log
+        driver and rotation (json-file, unbounded, if None)."""
         return self._call(lambda: self._open(cid, fifo_dir, log_path, tty, stdin, stdin_once,
-                                             restore))
+                                             restore, held, log_config))
 
     def writers_ready(self, cid: str) -> None:
         """The task exists, so the shim holds the FIFOs: drop our placeholder writers."""
@@ -151,21 +162,37 @@ class IOHub:
                 return 0
         return self._call(offset)
 
+    def open_log(self, cid: str, log_path: Path) -> LogView:
+        """The log's files, opened now and ended where the log ends now: replay its
+        entries(), then follow() from there. Opened on the hub's thread, which is the
+        one that rotates the log: the files and the end agree."""
+        def view() -> LogView:
+            streams = self._streams.get(cid)
+            if streams is not None and streams.log is not None and streams.log.file_id():
+                return LogView(log_path, streams.log.size())
+            return LogView(log_path)
+        return self._call(view)
+
     def runs(self, cid: str) -> int:
         """How many times the container's output was opened (it started): see follow()."""
         return self._call(lambda: self._runs.get(cid, 0))
 
-    def follow(self, cid: str, consumer: Consumer, log: BinaryIO, offset: int,
+    def follow(self, cid: str, consumer: Consumer, log: LogView,
                runs_seen: int | None) -> None:
-        """Take over a client that was sent the log up to `offset`: send it what was
-        logged since, then the output live while the container runs. If it does not run,
-        the client waits for its start when `runs_seen` (see runs()) says it has not
+        """Take over a client that was sent the log up to the view's end: send it what
+        was logged since, then the output live while the container runs. If it does not
+        run, the client waits for its start when `runs_seen` (see runs()) says it has not
         started since; otherwise the client is done."""
-        self._call(lambda: self._follow(cid, consumer, log, offset, runs_seen))
+        self._call(lambda: self._follow(cid, consumer, log, runs_seen))
 
     def forget(self, cid: str) -> None:
         """Drop a container's streams and consumers (it is being removed)."""
         self._call(lambda: self._forget(cid))
+
+    def release(self, cid: str, note: bytes = b"") -> None:
+        """End a held stream (see open): its consumers get what is queued, then `note` on
+        their stdout (why it ended, if not as it should), then the end."""
+        self._call(lambda: self._release(cid, note))
 
     def stop(self) -> None:
         self._stopping = True
@@ -213,8 +240,9 @@ class IOHub:
                 return
             job()
 
-    def _open(self, cid: str, fifo_dir: Path, log_path: Path, tty: bool, stdin: bool,
-              stdin_once: bool, restore: bool) -> tuple[dict[str, str], threading.Event]:
+    def _open(self, cid: str, fifo_dir: Path, log_path: Path | None, tty: bool, stdin: bool,
+              stdin_once: bool, restore: bool, held: bool,
+              log_config: LogConfig | None = None) -> tuple[dict[str, str], threading.Event]:
         old = self._streams.get(cid)
         if old is not None and old.opened:
             self._finish(cid, forced=True)  # a task that ended unseen: start afresh
@@ -222,7 +250,7 @@ class IOHub:
         streams = old or Streams(cid)
         self._streams[cid] = streams
         self._runs[cid] = self._runs.get(cid, 0) + 1
-        streams.stdin_once, streams.opened = stdin_once, True
+        streams.stdin_once, streams.opened, streams.held = stdin_once, True, held
         streams.task_ready = restore
         streams.drained.clear()
         fifo_dir.mkdir(parents=True, exist_ok=True)
@@ -230,14 +258,18 @@ class IOHub:
         names = ["stdout"] if tty else ["stdout", "stderr"]
         for name in [*names, *(["stdin"] if stdin else [])]:
             _ensure_fifo(paths[name])
-        streams.log = LogWriter(log_path)
+        streams.log = LogWriter(log_path, log_config) if log_path is not None else None
         for name in names:
             fd = os.open(paths[name], os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
             streams.fifos[fd] = name
             if not restore:
                 streams.placeholders.append(
                     os.open(paths[name], os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC))
-            self._sel.register(fd, selectors.EVENT_READ, self._reader(streams, fd))
+            if not held:
+                self._sel.register(fd, selectors.EVENT_READ, self._reader(streams, fd))
+        # A held stream's output waits in its FIFOs until writers_ready (its client is
+        # attached by then; an exec's output must not reach it before the settle time).
+        streams.paused = held
         if stdin:
             # Read-write, so opening never blocks and the shim's reader never sees EOF early.
             streams.stdin_fd = os.open(paths["stdin"], os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -260,6 +292,7 @@ class IOHub:
             streams.placeholders.clear()
             streams.task_ready = True
             self._write_stdin(streams)
+            self._apply_backpressure(streams)  # a held stream is read from now on
 
     def _attach(self, cid: str, consumer: Consumer) -> None:
         streams = self._streams.setdefault(cid, Streams(cid))
@@ -267,14 +300,16 @@ class IOHub:
         streams.consumers.append(consumer)
         self._watch(consumer)
 
-    def _follow(self, cid: str, consumer: Consumer, log: BinaryIO, offset: int,
+    def _follow(self, cid: str, consumer: Consumer, log: LogView,
                 runs_seen: int | None) -> None:
         streams = self._streams.get(cid)
         running = streams is not None and streams.opened and streams.log is not None
-        end = streams.log.size() if running and streams and streams.log else None
-        # On this thread no line is written meanwhile: nothing is lost or sent twice.
+        writer = streams.log if running and streams else None
+        # On this thread no line is written (nor the log rotated) meanwhile: nothing is
+        # lost or sent twice.
         selection = consumer.selection or Selection()
-        for entry in read_entries(log, offset, end):
+        for entry in log.catch_up(writer.file_id() if writer else None,
+                                  writer.size() if writer else None):
             if consumer.wants(entry.stream) and selection.wants(entry):
                 consumer.out += consumer.encode_entry(entry)
         if running or (runs_seen is not None and self._runs.get(cid, 0) == runs_seen):
@@ -287,21 +322,32 @@ class IOHub:
         self._finish(cid, forced=True)
         self._runs.pop(cid, None)
 
+    def _release(self, cid: str, note: bytes) -> None:
+        streams = self._streams.get(cid)
+        if streams is not None and note:
+            for consumer in streams.consumers:
+                consumer.out += consumer.session.encode("stdout", note)
+        self._finish(cid)
+        self._runs.pop(cid, None)
+
     def _reader(self, streams: Streams, fd: int) -> Callable[[int], None]:
         def on_readable(_mask: int) -> None:
             try:
                 chunk = os.read(fd, READ_SIZE)
             except BlockingIOError:
                 return
-            name = streams.fifos[fd]
-            assert streams.log is not None
+            name, log = streams.fifos[fd], streams.log
             if not chunk:
                 self._close_fifo(streams, fd)
-                self._deliver(streams, name, b"", streams.log.flush(name))
-                if not streams.fifos:
+                self._deliver(streams, name, b"", log.flush(name) if log else [])
+                if streams.fifos:
+                    return
+                if streams.held:
+                    streams.drained.set()
+                else:
                     self._finish(streams.cid)
                 return
-            self._deliver(streams, name, chunk, streams.log.write(name, chunk))
+            self._deliver(streams, name, chunk, log.write(name, chunk) if log else [])
         return on_readable
 
     def _deliver(self, streams: Streams, name: str, chunk: bytes, entries: list[Entry]) -> None:
@@ -388,14 +434,34 @@ class IOHub:
         if not data:
             # The client closed its sending side: no more input, but it still listens.
             consumer.reading = False
+            if consumer.stdin and streams is not None and consumer.tty:
+                # As dockerd: a terminal's client leaving (a detach by the CLI, which
+                # reads the keys itself) ends its attach; the container's input stays
+                # open, and the container runs on.
+                consumer.end()
+                self._flush(consumer)
+                return
             if consumer.stdin and streams is not None:
                 streams.stdin_eof = True
                 self._write_stdin(streams)
             self._update(consumer)
             return
         if consumer.stdin and streams is not None:
+            detached = False
+            if consumer.escape is not None:
+                data, detached = consumer.escape.feed(data)
             streams.stdin_buf += data
             self._write_stdin(streams)
+            if detached:
+                self._detach(consumer)
+
+    def _detach(self, consumer: Consumer) -> None:
+        """The client typed the detach keys: its attach ends, the container runs on."""
+        consumer.reading = False
+        consumer.end()
+        self._flush(consumer)
+        if consumer.on_detach is not None:
+            consumer.on_detach()
 
     def _write_stdin(self, streams: Streams) -> None:
         """Move buffered input into the stdin FIFO (once the task has one)."""

@@ -95,6 +95,28 @@ class RestartPolicy:
                    bool(host_config.get("AutoRemove")))
 
 
+RESTART_POLICY_NAMES = ("no", "always", "unless-stopped", "on-failure")
+
+
+def check_restart_policy(value: Any) -> dict[str, Any]:
+    """A HostConfig.RestartPolicy as a request gives it (docker update), checked with
+    dockerd's words and written out in full. Errors: invalid."""
+    if not isinstance(value, Mapping):
+        raise invalid("invalid restart policy: must be an object with Name and "
+                      "MaximumRetryCount")
+    name = value.get("Name") or "no"
+    retries = value.get("MaximumRetryCount") or 0
+    if not isinstance(name, str) or name not in RESTART_POLICY_NAMES:
+        raise invalid(f"invalid restart policy '{name}'")
+    if not isinstance(retries, int) or isinstance(retries, bool):
+        raise invalid("invalid restart policy: MaximumRetryCount must be an integer")
+    if retries < 0:
+        raise invalid("maximum retry count cannot be negative")
+    if retries and name != "on-failure":
+        raise invalid(f"maximum retry count cannot be used with restart policy '{name}'")
+    return {"Name": name, "MaximumRetryCount": retries}
+
+
 @dataclass(frozen=True)
 class StopPolicy:
     """Config's StopSignal and StopTimeout: how a stop ends the task."""
@@ -155,6 +177,19 @@ class AnswerWaiters:
 
 
 @dataclass(frozen=True)
+class Freeze:
+    """Pause every process of the task (the cgroup freezer)."""
+
+
+@dataclass(frozen=True)
+class Thaw:
+    """Resume a paused task; `after_signal`: one that ends it was just sent, and the
+    task may be gone already (a failure to thaw it is no failure of the request)."""
+
+    after_signal: bool = False
+
+
+@dataclass(frozen=True)
 class Destroy:
     """Remove the container and all it holds; answer the remove request with the outcome."""
 
@@ -167,7 +202,7 @@ class RemoveUnlessStarted:
 
 
 Effect = (Signal | KillAfter | AnswerBy | RestartAfter | CancelRestart | AnswerWaiters
-          | Destroy | RemoveUnlessStarted)
+          | Freeze | Thaw | Destroy | RemoveUnlessStarted)
 
 
 @dataclass(frozen=True)
@@ -183,7 +218,9 @@ class Transition:
 
 def on_start(state: State) -> bool:
     """Whether a start request starts the task (False: it runs already). Errors: conflict."""
-    if state.status in (Status.RUNNING, Status.PAUSED):
+    if state.status is Status.PAUSED:
+        raise conflict("cannot start a paused container, try unpause instead")
+    if state.status is Status.RUNNING:
         return False
     if state.status in (Status.REMOVING, Status.DEAD) or state.removal_pending:
         raise conflict(f"container {state.id} is marked for removal and cannot be started")
@@ -225,12 +262,16 @@ def on_stop(state: State, stop: StopPolicy, timeout: int | None) -> Transition:
     grace period waits for the exit without end, as dockerd's does."""
     grace = stop.timeout if timeout is None else timeout
     if state.live:
-        stopping = replace(state, manually_stopped=True, exit_requested=True)
+        # A paused task is thawed once signalled, as dockerd does, so that the signal
+        # (or the SIGKILL after the grace) can end it.
+        thaw = (Thaw(after_signal=True),) if state.status is Status.PAUSED else ()
+        stopping = replace(state, status=_unpaused(state.status), manually_stopped=True,
+                           exit_requested=True)
         if grace < 0:
-            return Transition(stopping, (Signal(stop.signal),), result=True, held=True)
+            return Transition(stopping, (Signal(stop.signal), *thaw), result=True, held=True)
         signal = (Signal(stop.signal),) if grace > 0 else ()
-        return Transition(stopping, (*signal, KillAfter(grace), AnswerBy(grace + KILL_WAIT)),
-                          result=True, held=True)
+        return Transition(stopping, (*signal, *thaw, KillAfter(grace),
+                                     AnswerBy(grace + KILL_WAIT)), result=True, held=True)
     if state.status is Status.RESTARTING:
         return Transition(replace(state, status=Status.EXITED, manually_stopped=True),
                           (CancelRestart(),), result=True)
@@ -250,9 +291,14 @@ def on_kill(state: State, stop: StopPolicy, signum: int) -> Transition:
     if not state.live:
         raise conflict(f"Container {state.id} is not running")
     killed = replace(state, manually_stopped=True, exit_requested=state.exit_requested or ends)
+    # A paused task is thawed after a signal that ends it (dockerd's rule); any other
+    # signal waits for the unpause.
+    thaw: tuple[Effect, ...] = ()
+    if ends and state.status is Status.PAUSED:
+        thaw, killed = (Thaw(after_signal=True),), replace(killed, status=Status.RUNNING)
     if signum == signals.SIGKILL:
-        return Transition(killed, (Signal(signum), AnswerBy(KILL_WAIT)), held=True)
-    return Transition(killed, (Signal(signum),))
+        return Transition(killed, (Signal(signum), *thaw, AnswerBy(KILL_WAIT)), held=True)
+    return Transition(killed, (Signal(signum), *thaw))
 
 
 def on_remove(state: State, force: bool) -> Transition:
@@ -267,11 +313,53 @@ def on_remove(state: State, force: bool) -> Transition:
     if state.live:
         removing = replace(state, status=Status.REMOVING, manually_stopped=True,
                            exit_requested=True)
-        return Transition(removing, (Signal(signals.SIGKILL, all=True),), held=True)
+        thaw = (Thaw(after_signal=True),) if state.status is Status.PAUSED else ()
+        return Transition(removing, (Signal(signals.SIGKILL, all=True), *thaw), held=True)
     if state.status is Status.RESTARTING:
         return Transition(replace(state, status=Status.EXITED, removal_pending=True),
                           (CancelRestart(), Destroy()))
     return Transition(replace(state, removal_pending=True), (Destroy(),))
+
+
+def on_pause(state: State) -> Transition:
+    """A pause request: the task's processes are frozen. Errors: conflict (dockerd's
+    words), unless it runs and is not paused yet."""
+    if state.status is Status.PAUSED:
+        raise conflict(f"Container {state.id} is already paused")
+    if state.status is Status.RESTARTING:
+        raise conflict(f"Container {state.id} is restarting, wait until the container is "
+                       "running")
+    if state.status is not Status.RUNNING:
+        raise conflict(f"Container {state.id} is not running")
+    return Transition(replace(state, status=Status.PAUSED), (Freeze(),))
+
+
+def on_unpause(state: State) -> Transition:
+    """An unpause request. Errors: conflict (it is not paused)."""
+    if state.status is not Status.PAUSED:
+        raise conflict(f"Container {state.id} is not paused")
+    return Transition(replace(state, status=Status.RUNNING), (Thaw(),))
+
+
+def on_restart(state: State, stop: StopPolicy, timeout: int | None) -> Transition:
+    """A restart request: a stop as `on_stop` decides it (held until the exit when the
+    task lives), after which the container is started again, by hand (its restart count
+    begins again, as dockerd's restart does). Errors: conflict (on its way out)."""
+    if state.status in (Status.REMOVING, Status.DEAD) or state.removal_pending:
+        raise conflict(f"Cannot restart container {state.id}: container is marked for "
+                       "removal and cannot be started")
+    return on_stop(state, stop, timeout)
+
+
+def prunable(state: State) -> bool:
+    """Whether `docker container prune` removes the container: it does not run, is not
+    about to (restarting) and is not on its way out already."""
+    return state.status in (Status.CREATED, Status.EXITED, Status.DEAD) and not (
+        state.removal_pending or state.start_pending)
+
+
+def _unpaused(status: Status) -> Status:
+    return Status.RUNNING if status is Status.PAUSED else status
 
 
 # -- the task's exit and the restart policy -----------------------------------------
@@ -335,10 +423,15 @@ def on_unclaimed(state: State) -> Transition:
     return Transition(state)
 
 
-def on_restore_live(state: State) -> Transition:
-    """The worker starts again and finds the task alive: a start that was cut went
-    through; a forced removal whose kill may not have been sent sends it again."""
+def on_restore_live(state: State, paused: bool = False) -> Transition:
+    """The worker starts again and finds the task alive (`paused`: frozen): a start that
+    was cut went through; a forced removal whose kill may not have been sent sends it
+    again (and thaws the task); a pause or unpause cut between containerd and the record
+    is recorded as containerd has it."""
     state = replace(state, start_pending=False)
     if state.status is Status.REMOVING:
-        return Transition(state, (Signal(signals.SIGKILL, all=True),))
+        thaw = (Thaw(after_signal=True),) if paused else ()
+        return Transition(state, (Signal(signals.SIGKILL, all=True), *thaw))
+    if state.status in (Status.RUNNING, Status.PAUSED):
+        state = replace(state, status=Status.PAUSED if paused else Status.RUNNING)
     return Transition(state)

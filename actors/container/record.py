@@ -8,6 +8,9 @@ import time
 from typing import Any
 
 from pouch.actors.container import lifecycle as lc
+from pouch.actors.container.jsonlog import log_config
+from pouch.actors.container.spec.defaults import create_warnings, recorded_host_config
+from pouch.actors.container.spec.namespaces import check_hostname
 from pouch.actors.timefmt import ZERO_TIME, human_duration, parse_rfc3339, rfc3339_nano
 from pouch.proto.docker import SNAPSHOTTER
 from pouch.proto.envelope import invalid
@@ -36,28 +39,21 @@ _CONFIG_TYPES: dict[str, tuple[type | None, ...]] = {
 # of them null, [], {}, false, "" or 0) or only values that every container gets anyway.
 _HOST_NOT_YET: dict[str, frozenset[str]] = {
     key: frozenset() for key in (
-        "Binds", "Mounts", "VolumesFrom", "VolumeDriver", "Devices", "DeviceCgroupRules",
-        "DeviceRequests", "GroupAdd", "Links", "PortBindings", "PublishAllPorts", "Dns",
-        "DnsOptions", "DnsSearch", "ExtraHosts", "StorageOpt", "CgroupParent", "Cgroup",
-        "PidMode", "UTSMode", "Init", "BlkioWeight", "BlkioWeightDevice",
-        "BlkioDeviceReadBps", "BlkioDeviceWriteBps", "BlkioDeviceReadIOps",
-        "BlkioDeviceWriteIOps", "CpuRealtimePeriod", "CpuRealtimeRuntime", "CpuCount",
-        "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth", "KernelMemory",
+        "Binds", "Mounts", "VolumesFrom", "VolumeDriver", "DeviceRequests", "Links",
+        "PortBindings", "PublishAllPorts", "Dns", "DnsOptions", "DnsSearch", "ExtraHosts",
+        "StorageOpt", "CgroupParent", "Cgroup", "CpuRealtimePeriod", "CpuRealtimeRuntime",
+        "CpuCount", "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth", "KernelMemory",
         "KernelMemoryTCP")
 } | {
     "UsernsMode": frozenset({"host"}),
-    "IpcMode": frozenset({"private", "shareable"}),
     "CgroupnsMode": frozenset({"host"}),
     "Runtime": frozenset({"runc", "io.containerd.runc.v2"}),
     "Isolation": frozenset({"default"}),
-    # Containers run without a syscall filter, AppArmor profile or SELinux label.
-    "SecurityOpt": frozenset({"seccomp=unconfined", "seccomp:unconfined",
-                              "apparmor=unconfined", "apparmor:unconfined",
-                              "label=disable", "label:disable"}),
 }
+# The resources, devices, namespaces (IpcMode, PidMode, UTSMode), security options,
+# masked paths, GroupAdd and Init are the spec's to check (actors/container/spec), when it
+# is built at create: what it cannot apply it refuses, naming the field and why.
 _CONFIG_NOT_YET = ("Volumes", "Domainname", "MacAddress")
-# An empty list here unmasks every path: only null is what containers get.
-_HOST_NULL_ONLY = ("MaskedPaths", "ReadonlyPaths")
 
 _LEFT = ("brave", "calm", "clever", "cosmic", "eager", "fervent", "gentle", "happy", "jolly",
          "keen", "kind", "lucid", "mellow", "nimble", "proud", "quiet", "rapid", "serene",
@@ -144,23 +140,14 @@ def check_not_yet(body: dict[str, Any]) -> list[str]:
         values = value if isinstance(value, list) else [value]
         if value and not all(isinstance(v, str) and v in allowed for v in values):
             raise _not_yet(f"HostConfig.{key}")
-    for key in _HOST_NULL_ONLY:
-        if host.get(key) is not None:
-            raise _not_yet(f"HostConfig.{key}")
-    log_config = host.get("LogConfig") or {}
-    if not isinstance(log_config, dict) or log_config.get("Type") not in (None, "", "json-file"):
-        raise _not_yet("HostConfig.LogConfig.Type (only json-file is)")
-    if log_config.get("Config"):
-        raise _not_yet("HostConfig.LogConfig.Config (json-file without options is)")
+    log_config(host.get("LogConfig"))  # json-file (rotated or not) or none
+    check_hostname(body)
     size = host.get("ConsoleSize")
     if size is not None and not (isinstance(size, list) and len(size) == 2 and all(
             isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 65535 for n in size)):
         raise invalid("invalid field HostConfig.ConsoleSize: must be [height, width], "
                       "each 0 to 65535")
-    if host.get("Privileged"):
-        return ["privileged: the host's devices are not in the container's /dev yet "
-                "(all capabilities and device access are given)"]
-    return []
+    return create_warnings(host)
 
 
 def _not_yet(field: str) -> Exception:
@@ -176,13 +163,12 @@ def network_mode(body: dict[str, Any]) -> str:
 def new_record(cid: str, name: str, body: dict[str, Any], image: ResolvedImage,
                args: list[str], paths: dict[str, str]) -> dict[str, Any]:
     """The inspect document of a container just created."""
-    host = dict(body.get("HostConfig") or {})
+    host = recorded_host_config(body.get("HostConfig") or {})
     mode = network_mode(body)
     host["NetworkMode"] = mode
     host.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
     if not host["RestartPolicy"].get("Name"):
         host["RestartPolicy"] = {"Name": "no", "MaximumRetryCount": 0}
-    host.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
     config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
     image_config = image.get("config") or {}
     config.setdefault("Env", None)
@@ -219,9 +205,10 @@ def new_record(cid: str, name: str, body: dict[str, Any], image: ResolvedImage,
 
 
 def set_running(record: dict[str, Any], pid: int, started_at: str) -> None:
+    # OOMKilled tells of the last run, as in dockerd: a new one starts without it.
     record["State"].update(Status="running", Running=True, Restarting=False, Dead=False,
-                           Pid=pid, ExitCode=0, Error="", StartedAt=started_at,
-                           FinishedAt=ZERO_TIME)
+                           OOMKilled=False, Pid=pid, ExitCode=0, Error="",
+                           StartedAt=started_at, FinishedAt=ZERO_TIME)
 
 
 def set_exited(record: dict[str, Any], code: int, finished_at: str, error: str = "") -> None:
@@ -317,7 +304,10 @@ def lifecycle(record: dict[str, Any]) -> lc.State:
 def set_lifecycle(record: dict[str, Any], life: lc.State) -> None:
     """Write a lifecycle state into the record (times, pid and exit code are set apart)."""
     status = life.status
-    record["State"].update(Status=status.value, Running=life.live,
+    # As dockerd: a container its policy is about to restart counts as running (so
+    # `docker ps` lists it and `rm` needs force), though no task runs meanwhile.
+    record["State"].update(Status=status.value,
+                           Running=life.live or status is lc.Status.RESTARTING,
                            Paused=status is lc.Status.PAUSED,
                            Restarting=status is lc.Status.RESTARTING,
                            Dead=status is lc.Status.DEAD)
@@ -335,6 +325,8 @@ def status_text(state: dict[str, Any], now: float | None = None) -> str:
     status = state.get("Status")
     if status == "running":
         return "Up " + human_duration(now - parse_rfc3339(state["StartedAt"]))
+    if status == "paused":
+        return f"Up {human_duration(now - parse_rfc3339(state['StartedAt']))} (Paused)"
     if status == "restarting":
         return (f"Restarting ({state['ExitCode']}) "
                 f"{human_duration(now - parse_rfc3339(state['FinishedAt']))} ago")
@@ -345,6 +337,8 @@ def status_text(state: dict[str, Any], now: float | None = None) -> str:
                 f"{human_duration(now - parse_rfc3339(state['FinishedAt']))} ago")
     if status == "dead":
         return "Dead"
+    if status == "removing":
+        return "Removal In Progress"
     return "Created"
 
 

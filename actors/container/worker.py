@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import io
 import logging
 import signal as signals
 import threading
@@ -19,14 +18,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, TypeVar
 
 import pykka
 
+from pouch.actors import plugins
+from pouch.actors.container import archive, changes, fsview, observe
 from pouch.actors.container import lifecycle as lc
 from pouch.actors.container import record as rec
+from pouch.actors.container.detach import EscapeScanner
+from pouch.actors.container.exec import ExecEnv, Execs, check_runnable
 from pouch.actors.container.iohub import Consumer, IOHub
-from pouch.actors.container.jsonlog import Selection, read_entries
+from pouch.actors.container.jsonlog import Selection, log_config
 from pouch.actors.container.meta import MetaStore
 from pouch.actors.container.spec.merge import effective_process
 from pouch.actors.container.spec.oci import (
@@ -36,6 +39,7 @@ from pouch.actors.container.spec.oci import (
     nofile_ceiling,
 )
 from pouch.actors.container.spec.user import resolve_user
+from pouch.actors.container.update import linux_resources, plan_update, with_limits
 from pouch.actors.containerd import shims
 from pouch.actors.containerd.client import Containerd
 from pouch.actors.containerd.rootfs import read_rootfs_file
@@ -43,6 +47,7 @@ from pouch.actors.faults import Faults
 from pouch.actors.host import ObjectActor, Reply
 from pouch.actors.timefmt import ZERO_TIME, parse_timestamp, rfc3339_nano
 from pouch.proto.envelope import PouchError, conflict, invalid, not_found
+from pouch.proto.shapes import ExecCreated, ExecInspect
 from pouch.proto.stream import StreamSession
 from pouch.proto.stubs import Calls
 
@@ -77,6 +82,8 @@ class WorkerEnv:
     removed: Callable[[str, str, dict[str, Any] | None], None]
     publish: Callable[[str, str, dict[str, str]], None]
     faults: Faults
+    exec_changed: Callable[[str, ExecInspect | None], None]  # an exec's copy (None: gone)
+    views: Path  # where a stopped container's files are mounted to be read (fsview.View)
 
 
 def unless_gone(step: Callable[[], T]) -> T | None:
@@ -101,7 +108,12 @@ class ContainerWorker(ObjectActor):
         self._remover: Reply | None = None  # answered when the container is gone
         self._wait_conns: list[Waiter] = []
         self._restart_timer: threading.Timer | None = None
+        self._restarters: list[Reply] = []  # restarts whose stop waits for the exit
         self._created: dict[str, Any] | Exception = PouchError("internal", "no create ran here")
+        self._execs = Execs(ExecEnv(
+            cid=cid, ctrd=env.ctrd, hub=env.hub, fifo_root=env.fifo_root / "exec",
+            changed=env.exec_changed, event=self._event,
+            on_worker=lambda step: self._tell_self(lambda _worker: step())))
 
     # -- helpers -------------------------------------------------------------
 
@@ -154,6 +166,8 @@ class ContainerWorker(ObjectActor):
     def _create(self, reply: Reply, name: str, body: dict[str, Any],
                 warnings: list[str], token: str) -> dict[str, Any]:
         env, cid = self.env, self.cid
+        if plugins.loaded().has("pre_create"):
+            body, warnings = self._pre_create(name, body)
         try:
             image = env.calls.image.resolve(name=body["Image"])
         except PouchError as exc:
@@ -175,7 +189,8 @@ class ContainerWorker(ObjectActor):
                 env.faults.hit("container.create.prepared")
                 rootfs = [dict(m) for m in mounts]
                 user = resolve_user(process.user, read_rootfs_file(rootfs, "etc/passwd"),
-                                    read_rootfs_file(rootfs, "etc/group"))
+                                    read_rootfs_file(rootfs, "etc/group"),
+                                    (body.get("HostConfig") or {}).get("GroupAdd"))
                 spec = build_spec(SpecInput(
                     container_id=cid, process=process, user=user, hostname=hostname,
                     network_mode=mode, netns_path=None, hosts_path=paths["hosts"],
@@ -197,6 +212,16 @@ class ContainerWorker(ObjectActor):
         self.env.faults.hit("container.create.recorded")
         self._event("create")
         return {"Id": cid, "Warnings": warnings}
+
+    def _pre_create(self, name: str, body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """The body as the pre_create plugins leave it, then checked (the actor checks
+        it when no plugin has the hook), and the warnings it earns."""
+        try:
+            body = plugins.loaded().pre_create(plugins.ContainerCreate(name, body))
+            return body, rec.check_config(body)
+        except BaseException:
+            self._abandon()
+            raise
 
     def _undo_create(self) -> None:
         for undo in (lambda: self.env.ctrd.containers.delete(self.cid),
@@ -238,24 +263,25 @@ class ContainerWorker(ObjectActor):
             task = None
         # A start cut by the last actor's death ran if a task (or its exit) is left: a
         # retry of it (the same token) must not run the container again.
-        rec.settle_start(self.record, went_through=task is not None or self._state["Running"])
+        rec.settle_start(self.record, went_through=task is not None or self._task_live)
         if task is not None and task.status in ("RUNNING", "PAUSED", "PAUSING"):
             self._open_io(restore=True)
-            if not self._state["Running"]:
+            if not self._task_live:
                 rec.set_running(self.record, task.pid, rfc3339_nano())
             self._state["Pid"] = task.pid
-            self._restore_as(lc.on_restore_live(self._life), save=True)
+            self._restore_as(lc.on_restore_live(
+                self._life, paused=task.status in ("PAUSED", "PAUSING")), save=True)
             return
         if task is not None:  # stopped while nobody watched
             self._open_io(restore=True)
             self._handle_exit(task.exit_status, "")
             return
         noted = rec.noted_exit(self.record)
-        if noted is not None and self._state["Running"]:
+        if noted is not None and self._task_live:
             # The last actor deleted the task, then died before it recorded the exit.
             self._record_exit(*noted)
             return
-        if self._state["Running"]:
+        if self._task_live:
             self._record_exit(255, "", "the task vanished while pouch was not running")
             return
         self._restore_as(lc.on_restore(self._life, self._restart_policy), save=True)
@@ -293,7 +319,7 @@ class ContainerWorker(ObjectActor):
         except PouchError as exc:
             log.warning("sweeping %s: %s", self.cid, exc.message)
             return
-        if task is not None and task.status == "CREATED" and not self._state["Running"]:
+        if task is not None and task.status == "CREATED" and not self._task_live:
             self._drop_unstarted_task()
             task = None
         if task is None:
@@ -312,7 +338,8 @@ class ContainerWorker(ObjectActor):
         paths, self._drained = self.env.hub.open(
             self.cid, self.env.fifo_root / self.cid, Path(self.record["LogPath"]),
             tty=bool(config.get("Tty")), stdin=bool(config.get("OpenStdin")),
-            stdin_once=bool(config.get("StdinOnce")), restore=restore)
+            stdin_once=bool(config.get("StdinOnce")), restore=restore,
+            log_config=log_config(self.record["HostConfig"].get("LogConfig")))
         return paths
 
     # -- the lifecycle: lifecycle.py decides, the worker carries it out -------
@@ -320,6 +347,12 @@ class ContainerWorker(ObjectActor):
     @property
     def _life(self) -> lc.State:
         return rec.lifecycle(self.record)
+
+    @property
+    def _task_live(self) -> bool:
+        """The task lives (its exit is to come). Not State.Running, which dockerd also
+        sets while a restart is pending and no task runs."""
+        return self._life.live
 
     @property
     def _restart_policy(self) -> lc.RestartPolicy:
@@ -385,6 +418,19 @@ class ContainerWorker(ObjectActor):
                                                   ContainerWorker.restart_by_policy)
             case lc.CancelRestart():
                 self._cancel_restart()
+            case lc.Freeze():
+                self.env.ctrd.tasks.pause(self.cid)
+                self._event("pause")
+            case lc.Thaw(after_signal):
+                try:
+                    unless_gone(lambda: self.env.ctrd.tasks.resume(self.cid))
+                except PouchError as exc:
+                    if not after_signal:
+                        raise
+                    # The signal's end comes anyway (SIGKILL after the grace, if need be).
+                    log.warning("thawing %s after a signal: %s", self.cid, exc.message)
+                    return
+                self._event("unpause")
             case lc.RemoveUnlessStarted(seconds):
                 self._later(seconds, self._tell_self, ContainerWorker.unclaimed)
             case lc.AnswerWaiters():
@@ -433,6 +479,8 @@ class ContainerWorker(ObjectActor):
             unless_gone(lambda: ctrd.tasks.delete(self.cid))  # a stopped task of an earlier run
             rec.begin_start(self.record, token)
             self._commit(lc.on_starting(life))
+            if plugins.loaded().has("pre_start"):
+                self._pre_start()
             fifos = self._open_io()
             mounts = ctrd.snapshots.mounts(self.cid)
             pid = self._create_task(mounts, fifos)
@@ -452,6 +500,20 @@ class ContainerWorker(ObjectActor):
         self._commit(lc.on_started(self._life, time.time(), by_policy))
         self._event("start")
         return True
+
+    def _pre_start(self) -> None:
+        """The pre_start plugins change the spec the task is made from (kept in
+        containerd: the next start begins from it). A failure fails the start."""
+        ctrd = self.env.ctrd
+        container = ctrd.containers.get(self.cid)
+        if container is None:
+            raise not_found(f"No such container: {self.cid}")
+        spec = copy.deepcopy(container.spec)
+        changed = plugins.loaded().pre_start(plugins.ContainerStart(
+            id=self.cid, name=self._name, config=copy.deepcopy(self.record["Config"]),
+            host_config=copy.deepcopy(self.record["HostConfig"]), spec=spec))
+        if changed != container.spec:
+            ctrd.containers.update_spec(self.cid, changed)
 
     def _create_task(self, mounts: list[Any], fifos: dict[str, str]) -> int:
         """The task's pid. A start cut by the last actor's death may still be creating its
@@ -521,7 +583,7 @@ class ContainerWorker(ObjectActor):
 
     def escalate(self, pid: int) -> None:
         """The grace period is over: kill what still runs."""
-        if self._state["Running"] and self._state["Pid"] == pid:
+        if self._task_live and self._state["Pid"] == pid:
             try:
                 self.env.ctrd.tasks.kill(self.cid, signals.SIGKILL, all=True)
             except PouchError as exc:
@@ -532,7 +594,7 @@ class ContainerWorker(ObjectActor):
 
     def _resize(self, height: int, width: int) -> None:
         self._check_alive()
-        if not self._state["Running"]:
+        if not self._task_live:
             raise conflict(f"Container {self.cid} is not running")
         if not self.record["Config"].get("Tty"):
             return  # as dockerd: no terminal, nothing to resize
@@ -543,19 +605,286 @@ class ContainerWorker(ObjectActor):
         self._serve(reply, lambda life: lc.on_kill(life, self._stop_policy(),
                                                    lc.parse_signal(signal)))
 
+    def pause_container(self, reply: Reply) -> None:
+        self._serve(reply, lc.on_pause)
+
+    def unpause_container(self, reply: Reply) -> None:
+        self._serve(reply, lc.on_unpause)
+
+    def restart_container(self, reply: Reply, timeout: int | None) -> None:
+        """Stop as `stop` does, then start; answered once started (or failed to)."""
+        ok, transition = reply.attempt(
+            self._decide, lambda life: lc.on_restart(life, self._stop_policy(), timeout))
+        if not ok:
+            return
+        if not transition.held:  # nothing ran: start it (a pending restart is cancelled)
+            if reply.attempt(self._apply, transition)[0]:
+                reply.run(self._start_again)
+            return
+        # The start follows the exit the stop brings (see _record_exit). No AnswerBy for
+        # this reply: a restart answers once the container runs again, or fails to.
+        self._restarters.append(reply)
+        if not reply.attempt(self._apply, transition)[0]:
+            self._restarters.remove(reply)
+
+    def _start_again(self) -> None:
+        self._start()
+        self._event("restart")
+
+    def _start_restarters(self) -> None:
+        """The exit a restart waited for is recorded: start the container again."""
+        restarters, self._restarters = self._restarters, []
+        for reply in restarters:
+            if not reply.done:
+                reply.run(self._start_again)
+
+    def rename_container(self, reply: Reply, name: str) -> None:
+        """`name` (no slash) is checked and reserved by the container actor already."""
+        reply.run(self._rename, name)
+
+    def _rename(self, name: str) -> None:
+        self._check_alive()
+        old = self.record["Name"]
+        self.record["Name"] = "/" + name
+        self._save()
+        self._event("rename", oldName=old)
+
+    def update_container(self, reply: Reply, body: dict[str, Any]) -> None:
+        reply.run(self._update, body)
+
+    def _update(self, body: dict[str, Any]) -> dict[str, Any]:
+        """docker update: the restart policy and cgroup limits. Limits reach the live
+        task (containerd's task Update) and the spec its next start is made from."""
+        self._check_alive()
+        life = self._life
+        if life.status in (lc.Status.REMOVING, lc.Status.DEAD) or life.removal_pending:
+            raise conflict(f"Cannot update container {self.cid}: container is marked for "
+                           'removal and cannot be "update"')
+        hooks = plugins.loaded()
+        if hooks.has("pre_update"):  # the body as the plugins leave it is what is checked
+            body = hooks.pre_update(plugins.ContainerUpdate(self.cid, self._name, body))
+        plan = plan_update(self.record["HostConfig"], body)
+        if plan.limits:
+            limits = linux_resources(plan.host_config)
+            ctrd = self.env.ctrd
+            try:
+                if life.live:
+                    ctrd.tasks.update(self.cid, limits)
+                container = ctrd.containers.get(self.cid)
+                if container is not None:
+                    ctrd.containers.update_spec(self.cid, with_limits(container.spec, limits))
+            except PouchError as exc:
+                raise PouchError(exc.code, f"Cannot update container {self.cid}: "
+                                           f"{exc.message}") from None
+        self.record["HostConfig"] = plan.host_config
+        self._save()
+        self._event("update")
+        if hooks.has("post_update"):  # the update stands; a failure here is still said
+            pid = self._state.get("Pid") or 0
+            hooks.post_update(plugins.ContainerUpdated(
+                self.cid, self._name, f"/proc/{pid}/root" if life.live and pid else "",
+                list(self.record["Config"].get("Env") or [])))
+        return {"Warnings": []}
+
+    def prune(self) -> int | None:
+        """docker container prune, asked through a pykka proxy: remove the container if
+        it does not run; the bytes its own layer took, or None when it stays."""
+        if self._gone or not lc.prunable(self._life):
+            return None
+        try:
+            size, _inodes = self.env.ctrd.snapshots.usage(self.cid)
+        except PouchError:
+            size = 0
+        rec.begin_removal(self.record, "")
+        self._apply(lc.on_remove(self._life, force=False))
+        return size if self._gone else None
+
+    # -- observation and files: container.observe, .archive, .changes, .fsview --
+    # Copies run here, in turn with the rest (as dockerd holds the container's lock for
+    # them): a removal waits for a copy, and a copy never meets a half-removed container.
+
+    def _cgroup(self) -> observe.Cgroup:
+        """Where runc put the container: its spec's cgroupsPath."""
+        container = self.env.ctrd.containers.get(self.cid)
+        path = ((container.spec if container else {}).get("linux") or {}).get("cgroupsPath")
+        if not path:
+            raise conflict(f"Container {self.cid} has no cgroup")
+        return observe.Cgroup.of(path)
+
+    def _snapshot_mounts(self) -> list[dict[str, Any]]:
+        return [dict(m) for m in self.env.ctrd.snapshots.mounts(self.cid)]
+
+    def _running_check(self) -> None:
+        self._check_alive()
+        if self._state.get("Restarting"):
+            raise conflict(f"Container {self.cid} is restarting, wait until the container "
+                           "is running")
+        if not self._task_live:
+            raise conflict(f"Container {self.cid} is not running")
+
+    def top_container(self, reply: Reply, ps_args: str) -> None:
+        reply.run(self._top, ps_args)
+
+    def _top(self, ps_args: str) -> dict[str, Any]:
+        self._running_check()
+        result = observe.top(self._cgroup().pids(), ps_args)
+        self._event("top")
+        return result
+
+    def stats_container(self, reply: Reply, conn: StreamSession, stream: bool,
+                        one_shot: bool) -> None:
+        cgroup: list[observe.Cgroup] = []
+        if not self._take(reply, conn, lambda: cgroup.append(self._cgroup()),
+                          resumable=stream, multiplexed=False):
+            return
+        if stream:
+            conn.may_resume()
+        threading.Thread(target=self._stats_loop, args=(conn, cgroup[0], stream, one_shot),
+                         name=f"stats-{self.cid[:12]}", daemon=True).start()
+
+    def _stats_loop(self, conn: StreamSession, cgroup: observe.Cgroup, stream: bool,
+                    one_shot: bool) -> None:
+        """On a thread of its own: a reading a second (or one), until the client leaves
+        or the container is removed. It reads the record the worker changes: a reading
+        that straddles a stop reads zeros, as one taken after it."""
+        reader = observe.StatsReader(self.record["Name"], self.cid, rfc3339_nano)
+        host_network = self.record["HostConfig"].get("NetworkMode") == "host"
+        prime = not stream and not one_shot  # dockerd's precpu_stats: a reading before
+        while not self._gone:
+            live = self._task_live and not self._state.get("Restarting")
+            if not live and not stream:
+                conn.write_json(observe.empty_stats(self.record["Name"], self.cid))
+                break
+            stats = reader.next(cgroup if live else None, self._state.get("Pid") or 0,
+                                host_network)
+            if not prime:
+                if not conn.write_json(stats):
+                    return
+                if not stream:
+                    break
+            prime = False
+            time.sleep(observe.STATS_EVERY)
+        conn.end()
+
+    def changes_container(self, reply: Reply) -> None:
+        reply.run(self._changes)
+
+    def _changes(self) -> list[dict[str, Any]] | None:
+        self._check_alive()
+        upper, lowers = changes.layers_of(self._snapshot_mounts())
+        container = self.env.ctrd.containers.get(self.cid)
+        made = changes.init_paths((container.spec.get("mounts") or []) if container else [])
+        return changes.changes(upper, lowers, made) or None  # none: null, as dockerd
+
+    def _root(self, writable: bool = False) -> contextlib.AbstractContextManager[int]:
+        """The container's root: its processes' while it runs, else its snapshot's."""
+        pid = int(self._state.get("Pid") or 0) if self._task_live else 0
+        return fsview.container_root(self.cid, pid, self._snapshot_mounts, self.env.views,
+                                     writable)
+
+    def archive_stat_container(self, reply: Reply, path: str, ref: str) -> None:
+        reply.run(self._archive_stat, path, ref)
+
+    def _archive_stat(self, path: str, ref: str) -> dict[str, Any]:
+        self._check_alive()
+        with self._root() as root:
+            return archive.path_stat(root, archive.find(root, path, ref))
+
+    def archive_get_container(self, reply: Reply, path: str, spool: str, ref: str) -> None:
+        reply.run(self._archive_get, path, spool, ref)
+
+    def _archive_get(self, path: str, spool: str, ref: str) -> dict[str, Any]:
+        self._check_alive()
+        with self._root() as root:
+            found = archive.find(root, path, ref)
+            stat = archive.path_stat(root, found)
+            with archive.open_spool(spool, write=True) as out:
+                archive.write(root, found, out)
+        return stat
+
+    def archive_put_container(self, reply: Reply, path: str, spool: str, ref: str,
+                              no_overwrite_dir_non_dir: bool, copy_uid_gid: bool) -> None:
+        reply.run(self._archive_put, path, spool, ref,
+                  archive.ExtractOptions(no_overwrite_dir_non_dir, None), copy_uid_gid)
+
+    def _archive_put(self, path: str, spool: str, ref: str, options: archive.ExtractOptions,
+                     copy_uid_gid: bool) -> None:
+        self._check_alive()
+        if self.record["HostConfig"].get("ReadonlyRootfs"):
+            raise invalid("container rootfs is marked read-only")
+        user = self.record["Config"].get("User") or ""
+        if copy_uid_gid and user:  # docker cp -a: owned by the container's user
+            mounts = self._snapshot_mounts()
+            owner = resolve_user(user, read_rootfs_file(mounts, "etc/passwd"),
+                                 read_rootfs_file(mounts, "etc/group"))
+            options = archive.ExtractOptions(options.no_overwrite_dir_non_dir,
+                                             (owner.uid, owner.gid))
+        with self._root(writable=True) as root, archive.open_spool(spool) as tarball:
+            archive.extract(root, path, tarball, options, ref)
+
+    def export_container(self, reply: Reply, conn: StreamSession) -> None:
+        views: list[fsview.View] = []
+
+        def mount() -> None:
+            self._check_alive()
+            views.append(fsview.View(self._snapshot_mounts(), self.env.views, readonly=True))
+
+        if not self._take(reply, conn, mount, multiplexed=False):
+            for view in views:
+                view.close()
+            return
+        threading.Thread(target=archive.export_to, args=(views[0], conn),
+                         name=f"export-{self.cid[:12]}", daemon=True).start()
+
+    # -- exec: pouch.actors.container.exec, run here in turn with the rest ------
+
+    def _exec_runnable(self) -> None:
+        self._check_alive()
+        check_runnable(self._life, stopping=bool(self._held))
+
+    def exec_create(self, reply: Reply, exec_id: str, config: dict[str, Any]) -> None:
+        reply.run(self._exec_create, exec_id, config)
+
+    def _exec_create(self, exec_id: str, config: dict[str, Any]) -> ExecCreated:
+        self._exec_runnable()
+        return self._execs.create(exec_id, config, self.record["Config"].get("User") or "")
+
+    def exec_start(self, reply: Reply, conn: StreamSession | None, exec_id: str,
+                   tty: bool) -> None:
+        self._execs.serve_start(reply, conn, exec_id, tty, self._exec_runnable,
+                                self.record["Config"])
+
+    def exec_resize(self, reply: Reply, exec_id: str, height: int, width: int) -> None:
+        reply.run(self._execs.resize, exec_id, height, width)
+
+    def exec_exited(self, exec_id: str, status: int) -> None:
+        self._execs.exited(exec_id, status)
+
+    def exec_collect_garbage(self) -> None:
+        self._execs.collect_garbage()
+
     # -- exit ----------------------------------------------------------------
 
     def task_exited(self, pid: int, status: int, exited_at: str) -> None:
         """containerd says the init process exited."""
-        if self._gone or not self._state["Running"]:
+        if self._gone or not self._task_live:
             return
         if pid and self._state["Pid"] and pid != self._state["Pid"]:
             return  # a task this run replaced (a start cut by the last actor's death)
         self._handle_exit(status, exited_at)
 
+    def task_oom(self) -> None:
+        """containerd says the OOM killer killed a process of the container: recorded
+        (State.OOMKilled, until the next start, as dockerd) and told (an `oom` event)."""
+        if self._gone or not self.record:
+            return
+        self._state["OOMKilled"] = True
+        self._save()
+        self._event("oom")
+
     def check_task(self) -> None:
         """After missed events (containerd restarted): does the task still run?"""
-        if self._gone or not self._state["Running"]:
+        if self._gone or not self._task_live:
             return
         try:
             task = self.env.ctrd.tasks.get(self.cid)
@@ -579,14 +908,20 @@ class ContainerWorker(ObjectActor):
             log.warning("output of %s did not end within %.0f s", self.cid, DRAIN_TIMEOUT)
             self.env.hub.forget(self.cid)
         self._drained = None
+        self._execs.container_exited()
         self._record_exit(status, exited_at)
 
     def _record_exit(self, status: int, exited_at: str, error: str = "") -> None:
-        transition = lc.on_exit(self._life, self._restart_policy, status, time.time())
+        policy = self._restart_policy
+        if self._restarters:  # a restart's stop: not auto-removed (as dockerd's restart)
+            policy = lc.RestartPolicy(policy.name, policy.maximum_retry_count)
+        transition = lc.on_exit(self._life, policy, status, time.time())
         rec.set_exited(self.record, status, exited_at, error)
         self._commit(transition.state)
         self._event("die", exitCode=str(status))
         self._carry_out_all(transition)
+        if self._restarters:
+            self._start_restarters()
 
     # -- restart policy ------------------------------------------------------
 
@@ -641,6 +976,7 @@ class ContainerWorker(ObjectActor):
             unless_gone(step)
         self._end_shims()
         self.env.hub.forget(self.cid)
+        self._execs.forget_all()
         fifo_dir = self.env.fifo_root / self.cid
         for fifo in fifo_dir.glob("*"):
             fifo.unlink(missing_ok=True)
@@ -658,11 +994,13 @@ class ContainerWorker(ObjectActor):
     # -- streams handed over by the gateway ----------------------------------
 
     def _take(self, reply: Reply, session: StreamSession,
-              check: Callable[[], Any] | None = None, resumable: bool = False) -> bool:
+              check: Callable[[], Any] | None = None, resumable: bool = False,
+              multiplexed: bool | None = None) -> bool:
         """Accept a handed-over connection: answer the gateway (an error while it can
         still shape it), then start the response. False if the connection is done.
         `check` (default: the container is still here) may refuse it;
-        `resumable`: a restarted actor could take the stream up from the start."""
+        `resumable`: a restarted actor could take the stream up from the start;
+        `multiplexed` (default: the container has no TTY): its output is framed."""
         try:
             (check or self._check_alive)()
         except (PouchError, ValueError) as exc:
@@ -671,8 +1009,9 @@ class ContainerWorker(ObjectActor):
             session.close()
             return False
         reply.send(None)
-        return session.start(multiplexed=not self.record["Config"].get("Tty"),
-                             resumable=resumable)
+        if multiplexed is None:
+            multiplexed = not self.record["Config"].get("Tty")
+        return session.start(multiplexed=multiplexed, resumable=resumable)
 
     def wait_container(self, reply: Reply, conn: StreamSession, condition: str) -> None:
         # A container removed meanwhile (its actor has yet to hear) is past every condition.
@@ -713,8 +1052,15 @@ class ContainerWorker(ObjectActor):
         follows = opts["stream"] and not opts["stdin"]
         if not self._take(reply, conn, resumable=follows and not opts["logs"]):
             return
-        consumer = Consumer(conn, stdout=opts["stdout"], stderr=opts["stderr"],
-                            stdin=opts["stdin"])
+        # With a terminal, the client's input is watched for the detach keys (dockerd
+        # watches only then: without one, every byte is the container's).
+        tty = bool(self.record["Config"].get("Tty"))
+        detached = {"name": self._name, "image": self.record["Config"].get("Image", ""),
+                    **(self.record["Config"].get("Labels") or {})}
+        consumer = Consumer(
+            conn, stdout=opts["stdout"], stderr=opts["stderr"], stdin=opts["stdin"], tty=tty,
+            escape=EscapeScanner(opts["detach_keys"]) if tty and opts["stdin"] else None,
+            on_detach=lambda: self.env.publish("detach", self.cid, detached))
         # A created container's output is still to come: attaching waits for its start.
         live = opts["stream"] and self._state["Status"] not in ("exited", "dead")
         if conn.resumed_at or opts["logs"]:
@@ -730,6 +1076,9 @@ class ContainerWorker(ObjectActor):
 
         def parse() -> None:
             self._check_alive()
+            if not log_config(self.record["HostConfig"].get("LogConfig")).keeps:
+                # dockerd's words (its 501 has no code of ours: 400 says it as plainly).
+                raise invalid("configured logging driver does not support reading")
             window.extend(parse_timestamp(opts[key]) if opts[key] else 0.0
                           for key in ("since", "until"))
             window.append(-1 if opts["tail"] in ("all", "") else int(opts["tail"]))
@@ -745,7 +1094,7 @@ class ContainerWorker(ObjectActor):
                             timestamps=opts["timestamps"],
                             selection=Selection(*streams, since, until))
         self._replay(consumer, Selection(*streams, since, until, int(tail)),
-                     opts["follow"] and self._state["Running"])
+                     opts["follow"] and self._task_live)
 
     def _replay(self, consumer: Consumer, selection: Selection, live: bool,
                 resumable: bool = True) -> None:
@@ -755,29 +1104,26 @@ class ContainerWorker(ObjectActor):
         # Not started yet: the client waits for the start, unless one happens meanwhile.
         runs_seen = hub.runs(cid) if live and self._state["Status"] == "created" else None
         # Opened now, on this thread: a removal of the container, which this thread also
-        # does, unlinks the file but cannot take it from the reader.
-        try:
-            log_file: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed after the replay
-        except FileNotFoundError:
-            log_file = io.BytesIO()
+        # does, unlinks the files (a rotation renames them) but cannot take them from
+        # the reader.
+        log = hub.open_log(cid, path)
 
         def run() -> None:
             session = consumer.session
             try:
-                offset = hub.log_offset(cid, path)
                 session.settle()
-                for entry in selection.pick(read_entries(log_file, 0, offset)):
+                for entry in selection.pick(log.entries()):
                     if not session.write(entry.stream, consumer.line(entry)):
                         return
                 if live:
                     if resumable:
                         session.may_resume()
-                    hub.follow(cid, consumer, log_file, offset, runs_seen)
+                    hub.follow(cid, consumer, log, runs_seen)
                     return
                 session.end()
             except OSError as exc:
                 session.fail(f"Error grabbing logs: {exc}")
             finally:
-                log_file.close()
+                log.close()
 
         threading.Thread(target=run, name=f"logs-{cid[:12]}", daemon=True).start()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, field_mask_pb2
 
 from pouch.actors.containerd.conn import DEFAULT_TIMEOUT, Service
 from pouch.actors.containerd.types import to_datetime
@@ -89,6 +89,16 @@ class Containers(Service):
         request = containers_pb2.ListContainersRequest(filters=list(filters or []))
         response = self._conn.call(self._stub.List, request, timeout)
         return [_container_record(container) for container in response.containers]
+
+    def update_spec(self, container_id: str, spec: Mapping[str, Any],
+                    timeout: float | None = DEFAULT_TIMEOUT) -> ContainerRecord:
+        """Replace the container's OCI spec (what its next task is created from)."""
+        container = containers_pb2.Container(
+            id=container_id,
+            spec=any_pb2.Any(type_url=SPEC_TYPE_URL, value=json.dumps(spec).encode()))
+        request = containers_pb2.UpdateContainerRequest(
+            container=container, update_mask=field_mask_pb2.FieldMask(paths=["spec"]))
+        return _container_record(self._conn.call(self._stub.Update, request, timeout).container)
 
     def delete(self, container_id: str, timeout: float | None = DEFAULT_TIMEOUT) -> None:
         request = containers_pb2.DeleteContainerRequest(id=container_id)

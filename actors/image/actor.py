@@ -1,9 +1,6 @@
-"""The image actor: the image index (name -> image), loads, list and inspect.
-
-containerd's image store is the index of record (it persists names and
-their manifests); this actor keeps the view Docker's API needs in memory and
-rebuilds it from containerd whenever it starts.
-"""
+"""The image actor: Docker's image API over containerd's image and content stores and
+the image index (`index.py`): load, save, import, pull, push, tag, remove, prune, list,
+inspect, history."""
 
 from __future__ import annotations
 
@@ -12,17 +9,17 @@ import contextlib
 import fnmatch
 import json
 import logging
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pouch.actors import plugins, settings
 from pouch.actors.containerd.client import Containerd
 from pouch.actors.containerd.types import Descriptor
 from pouch.actors.host import ActorBase, ActorContext, Reply
 from pouch.actors.image import reference
 from pouch.actors.image.dockerexport import ImageToSave, write_archive
 from pouch.actors.image.dockersave import read_archive
+from pouch.actors.image.index import Image, ImageIndex, unix_time
 from pouch.actors.image.pull import Cancelled, Downloads, Progress, Pull
 from pouch.actors.image.push import Push, pushed_message
 from pouch.actors.image.registry import Credentials, Registry, RegistryConfig, login
@@ -36,8 +33,9 @@ from pouch.actors.image.store import (
     untagged_name,
 )
 from pouch.actors.timefmt import parse_timestamp
+from pouch.proto.config import DaemonConfig
 from pouch.proto.contract import method
-from pouch.proto.docker import SNAPSHOTTER, check_filters, labels_match, resolve_id
+from pouch.proto.docker import SNAPSHOTTER, check_filters, labels_match
 from pouch.proto.envelope import PouchError, conflict, invalid, not_found
 from pouch.proto.shapes import (
     AuthStatus,
@@ -56,30 +54,12 @@ SIZE_LABEL = "io.pouch.image.size"
 PLATFORM = "linux/amd64"  # what this daemon runs
 
 
-@dataclass
-class Image:
-    """One image as Docker shows it, with what containers need to run it."""
-
-    id: str                 # sha256:<config digest>
-    config: dict[str, Any]  # the image config JSON
-    chain_id: str
-    size: int
-    names: set[str] = field(default_factory=set)  # full references
-
-    def tags(self, default_registry: str) -> list[str]:
-        return sorted(reference.familiar_name(n, default_registry) for n in self.names
-                      if "@" not in n)
-
-    def digests(self, default_registry: str) -> list[str]:
-        return sorted(reference.familiar_name(n, default_registry) for n in self.names
-                      if "@" in n)
-
-
-def _created_unix(created: str) -> int:
-    try:
-        return int(datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp())
-    except (ValueError, AttributeError):
-        return 0
+def _registry_config(config: DaemonConfig) -> RegistryConfig:
+    """The registry settings as they are now (read at each pull, push or login, so a
+    change made at run time applies to the next one)."""
+    config = settings.current(config)
+    return RegistryConfig(insecure=config.insecure_registries, mirrors=config.registry_mirrors,
+                          hosts_dir=config.registry_config_path, proxy=config.image_proxy)
 
 
 class ImageActor(ActorBase):
@@ -89,12 +69,7 @@ class ImageActor(ActorBase):
         super().__init__(ctx)
         self._ctrd = Containerd(ctx.config.containerd_socket, lease_owner=self.service)
         self._registry = ctx.config.default_registry
-        self._images: dict[str, Image] = {}   # by ID
-        self._names: dict[str, str] = {}      # full reference -> ID
-        config = ctx.config
-        self._registry_config = RegistryConfig(
-            insecure=config.insecure_registries, mirrors=config.registry_mirrors,
-            hosts_dir=config.registry_config_path, proxy=config.image_proxy)
+        self._index = ImageIndex(self._registry)
         self._downloads = Downloads()
 
     def on_start(self) -> None:
@@ -112,30 +87,14 @@ class ImageActor(ActorBase):
             try:
                 manifest = json.loads(self._ctrd.content.read(record.target["digest"]))
                 config_digest = manifest["config"]["digest"]
-                image = self._images.get(config_digest)
-                if image is None:
-                    config = json.loads(self._ctrd.content.read(config_digest))
-                    image = Image(config_digest, config, image_rootfs_chain(config),
-                                  int(record.labels.get(SIZE_LABEL, "0") or 0))
-                    self._images[config_digest] = image
-                if not is_untagged_name(record.name):
-                    image.names.add(record.name)
-                    self._names[record.name] = config_digest
+                image = self._index.get(config_digest)
+                config = image.config if image else json.loads(
+                    self._ctrd.content.read(config_digest))
+                self._index.add(config_digest, config, image_rootfs_chain(config),
+                                int(record.labels.get(SIZE_LABEL, "0") or 0),
+                                [] if is_untagged_name(record.name) else [record.name])
             except (PouchError, ValueError, KeyError) as exc:
                 log.warning("skipping image %s: %s", record.name, exc)
-
-    # -- lookups -------------------------------------------------------------
-
-    def _find(self, name: str) -> Image:
-        """An image by full ID, reference, or unique ID prefix. Errors: not_found, invalid."""
-        by_hex = {image_id.removeprefix("sha256:"): image_id for image_id in self._images}
-        try:
-            named = self._names.get(reference.parse(name, self._registry).full())
-        except PouchError:
-            named = None
-        names = {name: named.removeprefix("sha256:")} if named else {}
-        found = resolve_id(name.removeprefix("sha256:"), by_hex, names, "image")
-        return self._images[by_hex[found]]
 
     # -- the contract --------------------------------------------------------
 
@@ -176,7 +135,7 @@ class ImageActor(ActorBase):
 
     def _pull(self, reply: Reply, ref: reference.Reference, platform: str,
               credentials: Credentials | None) -> PullProgress | None:
-        registry = Registry(self._registry_config, ref, credentials)
+        registry = Registry(_registry_config(self.ctx.config), ref, credentials)
         try:
             resolved = registry.resolve(platform)
             # A name by tag also gets the digest it resolved to, as Docker's RepoDigests.
@@ -194,8 +153,14 @@ class ImageActor(ActorBase):
             registry.close()
         imported = ImportedImage(pulled.id, resolved.digest, pulled.chain_id, pulled.size, names)
         self._label_size(imported)
-        self.actor_ref.proxy().record_loaded(imported, pulled.config, "pull").get()
         wanted = ref.familiar(self._registry)
+        self.actor_ref.proxy().record_loaded(
+            imported, pulled.config, "pull", wanted,
+            reference.familiar_name(ref.name, self._registry)).get()
+        # The image stays stored if a plugin fails: the pull answers with its error.
+        plugins.loaded().post_pull(plugins.ImagePulled(
+            reference=ref.full(), id=pulled.id, digest=pulled.digest, snapshotter=SNAPSHOTTER,
+            config=pulled.config))
         reply.more({"status": f"Digest: {pulled.digest}"})
         return {"status": f"Status: Downloaded newer image for {wanted}" if pulled.fresh
                 else f"Status: Image is up to date for {wanted}"}
@@ -216,26 +181,22 @@ class ImageActor(ActorBase):
         repository = reference.parse(name, self._registry, default_tag=None)
         if repository.tag or repository.digest:
             raise invalid(f"push takes a repository and a tag apart, not {name!r}")
-        prefix = repository.name + ":"
-        tags = sorted(n for n in self._names if n.startswith(prefix) and (
-            not tag or n == prefix + tag))
+        tags = [name for _, name in self._index.tagged(repository.name)
+                if not tag or name == f"{repository.name}:{tag}"]
         if not tags:
             raise not_found(f"An image does not exist locally with the tag: "
                             f"{reference.familiar_name(repository.name, self._registry)}"
                             + (f":{tag}" if tag else ""))
         # Layers may be mounted from the image's other repositories on that registry.
-        mount_from = {n: sorted({self._repository(o).partition("/")[2]
-                                 for o in self._images[self._names[n]].names
-                                 if self._repository(o) != repository.name
-                                 and self._repository(o).startswith(repository.registry + "/")})
-                      for n in tags}
+        mount_from = {name: self._index.mountable_from(image, repository)
+                      for image, name in self._index.tagged(repository.name) if name in tags}
         credentials = Credentials.from_header(auth) if auth else None
         reply.run_in_thread(self._push, reply, repository, tags, mount_from, credentials)
 
     def _push(self, reply: Reply, repository: reference.Reference, tags: builtins.list[str],
               mount_from: dict[str, builtins.list[str]],
               credentials: Credentials | None) -> PullProgress | None:
-        registry = Registry(self._registry_config, repository, credentials)
+        registry = Registry(_registry_config(self.ctx.config), repository, credentials)
         try:
             say = Progress(reply.more)
             say({"status": f"The push refers to repository [{repository.name}]"})
@@ -250,7 +211,8 @@ class ImageActor(ActorBase):
                 digest = Push(self._ctrd, registry, say).run(
                     target, name.rpartition(":")[2], mount_from[name])
                 last = pushed_message(name.rpartition(":")[2], digest, target["size"])
-                self.publish("image", "push", name)
+                self.publish("image", "push", reference.familiar_name(name, self._registry),
+                             {"name": reference.familiar_name(repository.name, self._registry)})
             return last
         except Cancelled:
             return None
@@ -268,7 +230,7 @@ class ImageActor(ActorBase):
         reply.run_in_thread(self._login, registry, credentials)
 
     def _login(self, registry: str, credentials: Credentials) -> AuthStatus:
-        return {"Status": login(self._registry_config, registry, credentials),
+        return {"Status": login(_registry_config(self.ctx.config), registry, credentials),
                 "IdentityToken": ""}
 
     @method(idempotent=False, returns=str, errors=("invalid",), timeout=600.0)
@@ -291,18 +253,13 @@ class ImageActor(ActorBase):
         return imported.id
 
     def record_loaded(self, imported: ImportedImage, config: dict[str, Any],
-                      action: str = "load") -> None:
-        """Add a freshly imported or pulled image to the index (on the actor's thread)."""
-        image = self._images.setdefault(
-            imported.id, Image(imported.id, config, imported.chain_id, imported.size))
-        image.size = imported.size or image.size
-        for name in imported.names:
-            previous = self._names.get(name)
-            if previous and previous != imported.id and previous in self._images:
-                self._images[previous].names.discard(name)
-            self._names[name] = imported.id
-            image.names.add(name)
-        self.publish("image", action, imported.id)
+                      action: str = "load", about: str = "", called: str = "") -> None:
+        """Add a freshly imported or pulled image to the index (on the actor's thread),
+        and publish `action` as dockerd does: about the image ID unless `about` names a
+        reference, with the attribute name `called` (default: what it is about)."""
+        self._index.add(imported.id, config, imported.chain_id, imported.size, imported.names)
+        about = about or imported.id
+        self.publish("image", action, about, {"name": called or about})
 
     @method(idempotent=True, errors=("invalid",))
     def list(self, all: bool = False,
@@ -310,11 +267,11 @@ class ImageActor(ActorBase):
         """Image summaries, as GET /images/json shows them."""
         filters = check_filters(filters, ("reference", "label", "dangling", "before", "since"))
         # before/since name images: those made earlier (later) than every one named.
-        bounds = {key: [_created_unix(self._find(name).config.get("created", ""))
+        bounds = {key: [self._index.find(name).created
                         for name in filters.get(key, [])] for key in ("before", "since")}
         result: builtins.list[ImageSummary] = []
-        for image in self._images.values():
-            created = _created_unix(image.config.get("created", ""))
+        for image in self._index:
+            created = image.created
             if not self._passes(image, filters) or any(created >= t for t in bounds["before"]) \
                     or any(created <= t for t in bounds["since"]):
                 continue
@@ -324,9 +281,9 @@ class ImageActor(ActorBase):
                 "Id": image.id, "ParentId": "",
                 "RepoTags": tags or ["<none>:<none>"],
                 "RepoDigests": digests or ([] if tags else ["<none>@<none>"]),
-                "Created": _created_unix(image.config.get("created", "")),
+                "Created": image.created,
                 "Size": image.size, "VirtualSize": image.size, "SharedSize": -1,
-                "Labels": (image.config.get("config") or {}).get("Labels") or {},
+                "Labels": image.labels,
                 "Containers": -1,
             })
         result.sort(key=lambda summary: int(summary["Created"]), reverse=True)
@@ -342,13 +299,12 @@ class ImageActor(ActorBase):
             if not any(fnmatch.fnmatch(t, pat) or fnmatch.fnmatch(t.rpartition(":")[0], pat)
                        for t in tags for pat in filters["reference"]):
                 return False
-        labels = (image.config.get("config") or {}).get("Labels") or {}
-        return labels_match(filters.get("label", []), labels)
+        return labels_match(filters.get("label", []), image.labels)
 
     @method(idempotent=True, errors=("not_found", "invalid"))
     def inspect(self, name: str) -> ImageInspect:
         """One image, as GET /images/{name}/json shows it."""
-        image = self._find(name)
+        image = self._index.find(name)
         config = image.config
         return {
             "Id": image.id, "RepoTags": image.tags(self._registry),
@@ -369,7 +325,7 @@ class ImageActor(ActorBase):
     @method(idempotent=True, returns=None, errors=("not_found", "invalid"))
     def tag(self, reply: Reply, name: str, repo: str, tag: str = "") -> None:
         """Name an image `repo:tag` too (`tag` defaults to latest)."""
-        image = self._find(name)
+        image = self._index.find(name)
         new = reference.parse(f"{repo}:{tag}" if tag else repo, self._registry)
         if new.digest:
             raise invalid("refusing to create a tag with a digest reference")
@@ -382,7 +338,9 @@ class ImageActor(ActorBase):
         self._label_size(imported)
         with contextlib.suppress(PouchError):  # it had a name already
             self._ctrd.images.delete(untagged_name(image.id))
-        self.actor_ref.proxy().record_loaded(imported, image.config, "tag").get()
+        self.actor_ref.proxy().record_loaded(
+            imported, image.config, "tag", called=reference.familiar_name(name, self._registry)
+        ).get()
 
     def _target(self, image: Image) -> Descriptor:
         """The manifest an image's names point at, as containerd holds it."""
@@ -398,8 +356,9 @@ class ImageActor(ActorBase):
                noprune: bool = False) -> None:
         """Drop a name of an image; the image itself with its last name (or when named by
         ID). Errors: conflict while a container uses it, or for an ID with several
-        names, unless `force` (never while a container runs it)."""
-        image = self._find(name)
+        names, unless `force` (never while a container runs it). `noprune` changes
+        nothing: images here have no untagged parents to prune."""
+        image = self._index.find(name)
         try:
             named = reference.parse(name, self._registry).full()
         except PouchError:
@@ -410,8 +369,8 @@ class ImageActor(ActorBase):
 
     def _remove(self, image: Image, named: str, force: bool) -> builtins.list[ImageDeleted]:
         short = image.id.removeprefix("sha256:")[:12]
-        dropped = self._names_dropped_with(image, named) if named else set(image.names)
-        if not named and len({self._repository(n) for n in image.names}) > 1 and not force:
+        dropped = self._index.dropped_with(image, named) if named else set(image.names)
+        if not named and len({self._index.repository(n) for n in image.names}) > 1 and not force:
             raise conflict(f"conflict: unable to delete {short} (must be forced) - image is "
                            "referenced in multiple repositories")
         if dropped == image.names:  # the image goes with its last name
@@ -451,17 +410,6 @@ class ImageActor(ActorBase):
             {"Untagged": reference.familiar_name(n, self._registry)} for n in sorted(dropped)]
         return answer + ([{"Deleted": image.id}] if deleted else [])
 
-    def _names_dropped_with(self, image: Image, name: str) -> set[str]:
-        """`name`, and the digests of its repository once no tag of it is left, as dockerd."""
-        repository = self._repository(name)
-        same_repo = {n for n in image.names - {name} if self._repository(n) == repository}
-        if any("@" not in n for n in same_repo):
-            return {name}  # a tag of the repository is left: its digests stay with it
-        return {name} | same_repo
-
-    def _repository(self, name: str) -> str:
-        return reference.parse(name, self._registry).name
-
     def _container_using(self, image_id: str) -> tuple[str, bool] | None:
         """A container made from the image (running ones first): (its ID, running)."""
         users = self.ctx.calls.container.list(all=True, filters={"ancestor": [image_id]})
@@ -470,15 +418,12 @@ class ImageActor(ActorBase):
 
     def forget(self, image_id: str, names: set[str], deleted: bool) -> None:
         """Drop names (and the image, if `deleted`) from the index (on the actor's thread)."""
-        image = self._images.get(image_id)
+        self._index.drop(image_id, names, deleted)
         for name in names:
-            self._names.pop(name, None)
-            if image is not None:
-                image.names.discard(name)
-            self.publish("image", "untag", image_id, {"name": name})
+            self.publish("image", "untag", image_id,
+                         {"name": reference.familiar_name(name, self._registry)})
         if deleted:
-            self._images.pop(image_id, None)
-            self.publish("image", "delete", image_id)
+            self.publish("image", "delete", image_id, {"name": image_id})
 
     @method(idempotent=False, returns=ImagesPruned, errors=("invalid",))
     def prune(self, reply: Reply, filters: dict[str, builtins.list[str]] | None = None) -> None:
@@ -493,11 +438,10 @@ class ImageActor(ActorBase):
             until = [parse_timestamp(value) for value in filters.get("until", [])]
         except ValueError as exc:
             raise invalid(f"invalid filter 'until': {exc}") from None
-        candidates = [image for image in self._images.values()
+        candidates = [image for image in self._index
                       if (not only_dangling or not image.names)
-                      and all(_created_unix(image.config.get("created", "")) < t for t in until)
-                      and labels_match(filters.get("label", []),
-                                       (image.config.get("config") or {}).get("Labels") or {})]
+                      and all(image.created < t for t in until)
+                      and labels_match(filters.get("label", []), image.labels)]
         reply.run_in_thread(self._prune, candidates)
 
     def _prune(self, candidates: builtins.list[Image]) -> ImagesPruned:
@@ -519,7 +463,7 @@ class ImageActor(ActorBase):
             errors=("not_found", "invalid"))
     def history(self, reply: Reply, name: str) -> None:
         """An image's layers and how each was made, newest first."""
-        reply.run_in_thread(self._history, self._find(name))
+        reply.run_in_thread(self._history, self._index.find(name))
 
     def _history(self, image: Image) -> builtins.list[ImageHistoryItem]:
         config = image.config
@@ -531,7 +475,7 @@ class ImageActor(ActorBase):
         rows: builtins.list[ImageHistoryItem] = []
         for step in steps:
             size = 0 if step.get("empty_layer") or not sizes else sizes.pop(0)
-            rows.append({"Id": "<missing>", "Created": _created_unix(step.get("created", "")),
+            rows.append({"Id": "<missing>", "Created": unix_time(step.get("created")),
                          "CreatedBy": step.get("created_by", ""), "Tags": None,
                          "Size": size, "Comment": step.get("comment", "")})
         rows.reverse()
@@ -562,12 +506,10 @@ class ImageActor(ActorBase):
         except PouchError:
             ref = None
         if ref is not None and ref.tag is None and ref.digest is None:
-            tagged = [(self._images[image_id], tag) for tag, image_id in sorted(self._names.items())
-                      if "@" not in tag and self._repository(tag) == ref.name
-                      and image_id in self._images]
+            tagged = self._index.tagged(ref.name)
             if tagged:
                 return tagged
-        image = self._find(name)
+        image = self._index.find(name)
         if ref is None or ref.digest:
             return [(image, "")]
         full = reference.parse(name, self._registry).full()
@@ -586,7 +528,7 @@ class ImageActor(ActorBase):
     @method(idempotent=True, errors=("not_found", "invalid"))
     def resolve(self, name: str) -> ResolvedImage:
         """What a container needs of its image: ID, config, top snapshot."""
-        image = self._find(name)
+        image = self._index.find(name)
         try:
             full = reference.parse(name, self._registry).full()
         except PouchError:
@@ -598,4 +540,4 @@ class ImageActor(ActorBase):
     @method(idempotent=True, timeout=2.0)
     def count(self) -> int:
         """How many images there are."""
-        return len(self._images)
+        return len(self._index)

@@ -1,11 +1,16 @@
 """Read `docker save` archives into plain records, without unpacking them.
 
-Two layouts exist and both carry a ``manifest.json``:
+Three layouts exist; the first two carry a ``manifest.json``:
 
 - classic (dockerd before 25): ``<hex>.json`` configs and ``<id>/layer.tar``
   layers, where a layer shared by two images may be a symlink to another's;
 - OCI (dockerd 25+): ``oci-layout``, ``index.json`` and content-addressed
-  ``blobs/sha256/<hex>`` files, which ``manifest.json`` points into.
+  ``blobs/sha256/<hex>`` files, which ``manifest.json`` points into;
+- a plain OCI image layout (``ctr images export --skip-manifest-json``,
+  skopeo's ``oci-archive:``, buildkit's ``type=oci``): the same without
+  ``manifest.json``, so ``index.json`` is walked instead, taking the
+  linux/amd64 manifest of any index, as a pull would, and names come from
+  the annotations of ``index.json``'s descriptors.
 
 Layers are plain tar or compressed; the compression is read from the first
 bytes, never from a name. A whole archive may itself be gzip'd (as
@@ -24,12 +29,13 @@ import re
 import tarfile
 import zlib
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from pouch.proto.envelope import invalid
+from pouch.actors.image.tarcheck import HashingReader, check_layer, escapes
+from pouch.proto.envelope import PouchError, invalid
 
 MEDIA_TYPE_TAR = "application/vnd.oci.image.layer.v1.tar"
 MEDIA_TYPE_TAR_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -159,7 +165,13 @@ def _open_tar(path: Path) -> Iterator[tarfile.TarFile]:
 
 
 def _normalize(name: str) -> str:
-    return posixpath.normpath("/" + name).lstrip("/")
+    """A path inside the archive as its index keys it ("./a//b" is "a/b"). Errors:
+    invalid, for one that is absolute or climbs above the archive's root, as
+    extracting the archive would."""
+    if escapes(name):
+        raise invalid(f'"{name}" is outside the archive: absolute or above its root')
+    clean = posixpath.normpath(name)
+    return "" if clean == "." else clean
 
 
 def _index(tar: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
@@ -176,12 +188,16 @@ def _resolve(members: dict[str, tarfile.TarInfo], name: str) -> str:
             if current == _normalize(name):
                 raise invalid(f"{name} is not in the archive")
             raise invalid(f"{name} links to {current}, which is not in the archive")
-        if info.issym():
-            target = info.linkname
-            base = "" if target.startswith("/") else posixpath.dirname(current)
-            current = _normalize(posixpath.join(base, target))
-        elif info.islnk():
-            current = _normalize(info.linkname)
+        if info.issym() or info.islnk():
+            # A symlink is relative to its folder, a hard link to the archive's root.
+            base = posixpath.dirname(current) if info.issym() else ""
+            target = posixpath.join(base, info.linkname)
+            if escapes(target):
+                raise invalid(
+                    f'{current} in the archive links to "{info.linkname}", '
+                    "outside the archive: absolute or above its root"
+                )
+            current = _normalize(target)
         elif info.isreg():
             return current
         else:
@@ -208,10 +224,31 @@ def _read_bytes(tar: tarfile.TarFile, info: tarfile.TarInfo) -> bytes:
         return stream.read()
 
 
+_IMAGE_MANIFESTS = frozenset(
+    {
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    }
+)
+_INDEXES = frozenset(
+    {
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    }
+)
+# ctr and buildkit nest one index in index.json; more than a few is a crafted archive.
+_INDEX_DEPTH = 4
+_PLATFORM = "linux/amd64"  # what this daemon runs, and so what a pull would choose
+_NAME_ANNOTATION = "io.containerd.image.name"
+_REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
+
+
 def _manifest_entries(
     tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo]
 ) -> list[dict[str, Any]]:
     if "manifest.json" not in members:
+        if "index.json" in members:
+            return _layout_entries(tar, members)
         if "repositories" in members:
             raise invalid(
                 "manifest.json is missing: archives from docker before 1.10 are not supported"
@@ -234,7 +271,159 @@ def _manifest_entries(
             not isinstance(tags, list) or not all(isinstance(t, str) for t in tags)
         ):
             raise invalid(f"{where} has RepoTags that are not a list of names")
+    untagged = [entry for entry in entries if not entry.get("RepoTags")]
+    if untagged and "index.json" in members:
+        # containerd 1.6's `ctr images export` leaves the names out of manifest.json
+        # (even with --skip-manifest-json); its index.json has them.
+        with suppress(PouchError):
+            named = {_normalize(e["Config"]): e["RepoTags"]
+                     for e in _layout_entries(tar, members)}
+            for entry in untagged:
+                entry["RepoTags"] = named.get(_normalize(entry["Config"]), [])
     return entries
+
+
+def _layout_entries(
+    tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo]
+) -> list[dict[str, Any]]:
+    """What manifest.json would list for an OCI image layout, read from its index.json."""
+    roots = _descriptors(_read_json(tar, members, "index.json"), "index.json")
+    # Each descriptor of index.json is an image of its own, save those for another
+    # platform: a layout may list the platforms of one image side by side.
+    wanted = [d for d in roots if "platform" not in d or _for_this_platform(d)]
+    if not wanted:
+        raise invalid(f"index.json has no {_PLATFORM} manifest; it has {_platforms(roots)}")
+    entries: dict[str, dict[str, Any]] = {}
+    for descriptor in wanted:
+        digest, manifest = _image_manifest(tar, members, descriptor, "index.json", 0)
+        if digest not in entries:
+            entries[digest] = _layout_entry(manifest, digest)
+        name = _layout_name(descriptor)
+        if name and name not in entries[digest]["RepoTags"]:
+            entries[digest]["RepoTags"].append(name)
+    return list(entries.values())
+
+
+def _descriptors(index: Any, where: str) -> list[dict[str, Any]]:
+    manifests = index.get("manifests") if isinstance(index, dict) else None
+    if not isinstance(manifests, list) or not all(isinstance(d, dict) for d in manifests):
+        raise invalid(f"{where} has no manifests list")
+    return manifests
+
+
+def _image_manifest(
+    tar: tarfile.TarFile,
+    members: dict[str, tarfile.TarInfo],
+    descriptor: dict[str, Any],
+    where: str,
+    depth: int,
+) -> tuple[str, dict[str, Any]]:
+    """The image manifest that `descriptor` (named in `where`) leads to, and its digest."""
+    digest = _digest(descriptor, where)
+    media_type = descriptor.get("mediaType")
+    if media_type in _IMAGE_MANIFESTS:
+        return digest, _read_manifest_blob(tar, members, descriptor, where)
+    if media_type not in _INDEXES:
+        raise invalid(f"{where} names {digest} with unknown media type {media_type!r}")
+    if depth >= _INDEX_DEPTH:
+        raise invalid(f"index {digest} is nested too deep: more than {_INDEX_DEPTH} indexes")
+    here = f"index {digest}"
+    entries = _descriptors(_read_manifest_blob(tar, members, descriptor, where), here)
+    matching = [d for d in entries if _for_this_platform(d)]
+    # As with a pull, an entry that does not say its platform is taken only when alone.
+    if not matching and len(entries) == 1 and "platform" not in entries[0]:
+        matching = entries
+    if not matching:
+        raise invalid(f"{here} has no {_PLATFORM} manifest; it has {_platforms(entries)}")
+    return _image_manifest(tar, members, matching[0], here, depth + 1)
+
+
+def _for_this_platform(descriptor: dict[str, Any]) -> bool:
+    platform = descriptor.get("platform")
+    return (
+        isinstance(platform, dict)
+        and platform.get("os") == "linux"
+        and platform.get("architecture") in ("amd64", "x86_64")
+    )
+
+
+def _platforms(descriptors: list[dict[str, Any]]) -> str:
+    found = set()
+    for descriptor in descriptors:
+        platform = descriptor.get("platform")
+        if isinstance(platform, dict):
+            parts = (platform.get("os"), platform.get("architecture"), platform.get("variant"))
+            found.add("/".join(str(part) for part in parts if part))
+        else:
+            found.add("one with no platform")
+    return ", ".join(sorted(found)) or "no manifests at all"
+
+
+def _digest(descriptor: dict[str, Any], where: str) -> str:
+    digest = descriptor.get("digest")
+    if not isinstance(digest, str) or not _SHA256_RE.fullmatch(digest):
+        raise invalid(f"{where} names a malformed digest {digest!r}")
+    return digest
+
+
+def _blob_path(digest: str) -> str:
+    return "blobs/sha256/" + digest.removeprefix("sha256:")
+
+
+def _read_manifest_blob(
+    tar: tarfile.TarFile,
+    members: dict[str, tarfile.TarInfo],
+    descriptor: dict[str, Any],
+    where: str,
+) -> dict[str, Any]:
+    """The JSON object of a manifest or index blob, once its size and digest are checked."""
+    digest = _digest(descriptor, where)
+    size = descriptor.get("size")
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= _JSON_LIMIT:
+        raise invalid(f"{where} gives {digest} a size of {size!r}")
+    name = _blob_path(digest)
+    info = members[_resolve(members, name)]
+    if info.size != size:
+        raise invalid(f"{name} is {info.size} bytes, but {where} says {size}")
+    data = _read_bytes(tar, info)
+    if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+        raise invalid(f"{name} does not match its digest")
+    try:
+        parsed = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise invalid(f"{name} is not valid JSON: {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise invalid(f"{name} is not a JSON object")
+    return parsed
+
+
+def _layout_entry(manifest: dict[str, Any], digest: str) -> dict[str, Any]:
+    where = f"manifest {digest}"
+    config, layers = manifest.get("config"), manifest.get("layers")
+    if not isinstance(config, dict):
+        raise invalid(f"{where} has no config")
+    if not isinstance(layers, list) or not all(isinstance(layer, dict) for layer in layers):
+        raise invalid(f"{where} has no list of layers")
+    return {
+        "Config": _blob_path(_digest(config, where)),
+        "Layers": [_blob_path(_digest(layer, where)) for layer in layers],
+        "RepoTags": [],
+    }
+
+
+def _layout_name(descriptor: dict[str, Any]) -> str | None:
+    annotations = descriptor.get("annotations")
+    if not isinstance(annotations, dict):
+        return None
+    name = annotations.get(_NAME_ANNOTATION)
+    if isinstance(name, str) and name:
+        return name
+    ref = annotations.get(_REF_NAME_ANNOTATION)
+    # A bare tag lacks the repository this archive does not give: the image loads
+    # untagged, as containerd loads it when given no base name.
+    if isinstance(ref, str) and (":" in ref or "/" in ref):
+        return ref
+    return None
 
 
 @dataclass(frozen=True)
@@ -298,23 +487,26 @@ def _diff_ids(config: bytes, name: str) -> list[str]:
 
 
 def _describe_blob(tar: tarfile.TarFile, name: str, info: tarfile.TarInfo) -> _Blob:
+    """Hash a layer blob and check its tar's members, in one read of it."""
     stream = tar.extractfile(info)
     if stream is None:
         raise invalid(f"layer {name} is not a regular file")
-    digest = hashlib.sha256()
-    size = 0
-    head = b""
     with stream:
-        while chunk := stream.read(_CHUNK):
-            if size == 0:
-                head = chunk[:8]
-            digest.update(chunk)
-            size += len(chunk)
-    hexdigest = digest.hexdigest()
+        reader = HashingReader(stream)
+        head = reader.head(8)
+        media_type = _media_type(name, head)
+        # Python before 3.14 reads no zstd, and the zstandard module is not a
+        # dependency: a zstd layer goes unwalked, and containerd's diff service
+        # clamps any escaping path of it into the root. An empty blob has no
+        # members (Go's tar reader, and so containerd, takes it as an empty layer).
+        if media_type != MEDIA_TYPE_TAR_ZSTD and head:
+            # A broken archive around the layer raises the archive's own error.
+            check_layer(reader, f"layer {name}", gzipped=media_type == MEDIA_TYPE_TAR_GZIP)
+        reader.drain(_CHUNK)
     named = _BLOB_PATH_RE.search(name)
-    if named and hexdigest != named.group(1):
+    if named and reader.digest != "sha256:" + named.group(1):
         raise invalid(f"layer {name} does not match its digest")
-    return _Blob(size, "sha256:" + hexdigest, _media_type(name, head))
+    return _Blob(reader.size, reader.digest, media_type)
 
 
 def _media_type(name: str, head: bytes) -> str:

@@ -15,7 +15,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -126,7 +126,10 @@ def progress_message(status: str, id: str = "", current: int | None = None,
 
 
 class _Counted(io.RawIOBase):
-    """The chunks of a download as a file containerd's writer reads, saying how far it got."""
+    """The chunks of a download as a file containerd's writer reads, saying how far it got.
+
+    A read of a whole chunk or more gets the chunk itself: slicing a bytes object whole
+    copies nothing, and the writer copies each byte once, into its request."""
 
     def __init__(self, chunks: Iterator[bytes], on_read: Callable[[int], None]) -> None:
         super().__init__()
@@ -138,15 +141,15 @@ class _Counted(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: Any) -> int:
+    def read(self, size: int = -1, /) -> bytes:
         if not self._pending:
             self._pending = next(self._chunks, b"")
-        count = min(len(buffer), len(self._pending))
-        buffer[:count] = self._pending[:count]
-        self._pending = self._pending[count:]
-        self.read_bytes += count
+        if size < 0:
+            size = len(self._pending)
+        chunk, self._pending = self._pending[:size], self._pending[size:]
+        self.read_bytes += len(chunk)
         self._on_read(self.read_bytes)
-        return count
+        return chunk
 
 
 class Pull:
@@ -172,9 +175,7 @@ class Pull:
             layers = _layers(layer_descs, config)
             chain_id = chain_ids([layer.diff_id for layer in layers])[-1] if layers else ""
             fresh = current != resolved.digest
-            self._fetch_layers(layers, lease)
-            size = unpack_layers(self._ctrd, layers, self._snapshotter, lease,
-                                 self._unpacked)
+            size = self._fetch_and_unpack(layers, lease)
             labels = {GC_REF_CONFIG: config_digest} | {
                 GC_REF_LAYER.format(index=i): layer.digest for i, layer in enumerate(layers)}
             self._ctrd.content.write(f"pouch-pull-{resolved.digest}", resolved.manifest,
@@ -194,22 +195,38 @@ class Pull:
                                  desc["digest"], lease=lease)
         return data
 
-    def _fetch_layers(self, layers: list[PulledLayer], lease: str) -> None:
-        needed = []
-        for layer in layers:
-            if self._ctrd.content.info(layer.digest) is not None:
-                # Held by this pull's lease from now on, should its last name go meanwhile.
-                self._ctrd.leases.add_resource(lease, layer.digest, "content")
-                self.say(progress_message("Already exists", short_id(layer.digest)))
-            else:
-                self.say(progress_message("Pulling fs layer", short_id(layer.digest)))
-                needed.append(layer)
-        if not needed:
-            return
-        with ThreadPoolExecutor(min(PARALLEL_LAYERS, len(needed)),
-                                thread_name_prefix="pull-layer") as pool:
-            for future in [pool.submit(self._fetch_layer, layer, lease) for layer in needed]:
-                future.result()  # the first failure ends the pull; the lease takes the rest
+    def _fetch_and_unpack(self, layers: list[PulledLayer], lease: str) -> int:
+        """Download the layers (a few at a time) and unpack each, in order, as soon as it
+        is there, as dockerd does; the bytes the snapshots take."""
+        with ThreadPoolExecutor(PARALLEL_LAYERS, thread_name_prefix="pull-layer") as pool:
+            downloads: dict[str, Future[None]] = {}
+            for layer in layers:
+                if layer.digest in downloads:
+                    continue
+                if self._ctrd.content.info(layer.digest) is not None:
+                    # Held by this pull's lease from now on, should its last name go meanwhile.
+                    self._ctrd.leases.add_resource(lease, layer.digest, "content")
+                    self.say(progress_message("Already exists", short_id(layer.digest)))
+                else:
+                    self.say(progress_message("Pulling fs layer", short_id(layer.digest)))
+                    downloads[layer.digest] = pool.submit(self._fetch_layer, layer, lease)
+
+            def extracting(layer: Any) -> None:
+                if (download := downloads.get(layer.digest)) is not None:
+                    download.result()
+                # containerd's diff service says nothing until a layer is done: no bytes
+                # to count.
+                self.say(progress_message("Extracting", short_id(layer.digest)))
+
+            try:
+                size = unpack_layers(self._ctrd, layers, self._snapshotter, lease,
+                                     self._unpacked, extracting)
+                for download in downloads.values():  # layers whose snapshots were there
+                    download.result()
+            except BaseException:
+                pool.shutdown(cancel_futures=True)  # the lease takes what was stored
+                raise
+        return size
 
     def _fetch_layer(self, layer: PulledLayer, lease: str) -> None:
         layer_id = short_id(layer.digest)
@@ -224,10 +241,12 @@ class Pull:
                     last = now
                     self.say(progress_message("Downloading", layer_id, count, layer.size))
 
-            chunks = self._registry.fetch_blob(layer_descriptor(layer))
+            # containerd checks the digest when it commits the blob, and refuses the blob
+            # if it is not the one the manifest names: no need to hash the bytes here too.
+            chunks = self._registry.fetch_blob(layer_descriptor(layer), verify_digest=False)
             with contextlib.closing(_Counted(iter(chunks), progress)) as stream:
-                self._ctrd.content.write(f"pouch-pull-{layer.digest}", stream,  # type: ignore[arg-type]
-                                         layer.size, layer.digest, lease=lease)
+                self._ctrd.content.write(f"pouch-pull-{layer.digest}", stream, layer.size,
+                                         layer.digest, lease=lease)
             self.say(progress_message("Verifying Checksum", layer_id))
             self.say(progress_message("Download complete", layer_id))
 

@@ -661,15 +661,21 @@ class Registry:
                           "the registry names")
         return media_type, body, digest
 
-    def fetch_blob(self, descriptor: Descriptor, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    def fetch_blob(
+        self, descriptor: Descriptor, chunk_size: int = 1 << 20, *, verify_digest: bool = True
+    ) -> Iterator[bytes]:
         """The blob's bytes in chunks; verified after the last one (a mismatch raises
-        invalid: discard what was stored). Errors: not_found, invalid, unavailable, timeout."""
+        invalid: discard what was stored). Errors: not_found, invalid, unavailable, timeout.
+
+        `verify_digest=False` leaves the digest, not the size, to a caller that stores
+        the bytes where it is checked anyway (containerd's content store does at commit):
+        hashing them here as well would be one more pass over every byte of a pull."""
         digest = descriptor["digest"]
         algorithm, _, _ = digest.partition(":")
         if algorithm not in ("sha256", "sha384", "sha512"):
             raise invalid(f"blob digest {digest!r} uses an unsupported algorithm")
         response = self._open_blob(digest)
-        hasher = hashlib.new(algorithm)
+        hasher = hashlib.new(algorithm) if verify_digest else None
         size = 0
         expected_size = descriptor["size"]
         with response:
@@ -679,13 +685,16 @@ class Registry:
                     if 0 <= expected_size < size:
                         raise invalid(f"blob {digest} is larger than the {expected_size} bytes "
                                       "its manifest names")
-                    hasher.update(chunk)
+                    if hasher is not None:
+                        hasher.update(chunk)
                     yield chunk
             except requests.RequestException as error:
                 raise unavailable(f"reading blob {digest}: {_reason(error)}") from None
         if 0 <= expected_size != size:
             raise invalid(f"blob {digest} is {size} bytes, not the {expected_size} its "
                           "manifest names")
+        if hasher is None:
+            return
         actual = f"{algorithm}:{hasher.hexdigest()}"
         if actual != digest:
             raise invalid(f"blob {digest} has digest {actual}, not the one its manifest names")

@@ -1,10 +1,11 @@
 """`docker import`: a root file system tarball becomes a one-layer image.
 
 The tarball (plain or gzip'd) is stored as the layer blob as it came; containerd's diff
-service unpacks it and says its uncompressed digest, which is the layer's diff ID, so
-no tar is read here. `changes` are Dockerfile instructions applied to the new image's
-config, as dockerd takes them (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, WORKDIR,
-VOLUME, STOPSIGNAL).
+service unpacks it and says its uncompressed digest, which is the layer's diff ID. Only
+its tar headers are read here, in the pass that hashes it and before anything is
+stored: a member that escapes the root file system is refused (see tarcheck).
+`changes` are Dockerfile instructions applied to the new image's config, as dockerd
+takes them (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, WORKDIR, VOLUME, STOPSIGNAL).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pouch.actors.image.store import (
     register,
     unpack_layer,
 )
+from pouch.actors.image.tarcheck import HashingReader, check_layer
 from pouch.proto.docker import SNAPSHOTTER
 from pouch.proto.envelope import PouchError, invalid
 
@@ -149,15 +151,14 @@ def import_rootfs(ctrd: Containerd, tarball: Path, changes: Sequence[str], messa
 
 
 def _describe(path: Path) -> tuple[str, int, bytes]:
-    digest = hashlib.sha256()
-    size = 0
-    head = b""
+    """The tarball's digest, size and first bytes, in one read that also refuses a
+    member escaping the root. Errors: invalid."""
     with path.open("rb") as stream:
-        while chunk := stream.read(_CHUNK):
-            head = head or chunk[:8]
-            digest.update(chunk)
-            size += len(chunk)
-    if not size:
-        raise invalid("the root file system archive is empty")
-    return "sha256:" + digest.hexdigest(), size, head
+        reader = HashingReader(stream)
+        head = reader.head(8)
+        if not head:
+            raise invalid("the root file system archive is empty")
+        check_layer(reader, "the root file system archive", gzipped=head.startswith(b"\x1f\x8b"))
+        reader.drain(_CHUNK)
+    return reader.digest, reader.size, head
 

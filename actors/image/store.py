@@ -188,14 +188,18 @@ def unpack_layers(
     snapshotter: str,
     lease: str,
     on_layer: Callable[[Layer, bool], None] | None = None,
+    on_extract: Callable[[Layer], None] | None = None,
 ) -> int:
     """Make the snapshot chain of stored layer blobs; returns the bytes its layers take on
-    disk. `on_layer(layer, unpacked)` follows each layer (False: its snapshot was there)."""
+    disk. `on_extract(layer)` comes before a layer is unpacked, `on_layer(layer, unpacked)`
+    after each layer (False: its snapshot was there)."""
     size = 0
     parent = ""
     for layer, chain_id in zip(layers, chain_ids([x.diff_id for x in layers]), strict=True):
         unpacked = ctrd.snapshots.stat(chain_id, snapshotter=snapshotter) is None
         if unpacked:
+            if on_extract is not None:
+                on_extract(layer)
             unpack_layer(ctrd, _layer_descriptor(layer), parent, snapshotter, lease,
                          layer.diff_id, chain_id)
         else:

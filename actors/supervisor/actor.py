@@ -12,6 +12,7 @@ status file, which `pouchd status` reads without the broker or the gateway.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import signal
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pouch.actors.host import ActorBase, ActorContext
+from pouch.actors.settings import RELOADABLE, check_proxy, write_settings
 from pouch.actors.supervisor.children import (
     Child,
     ChildSpec,
@@ -32,6 +34,7 @@ from pouch.actors.supervisor.children import (
 )
 from pouch.actors.supervisor.launch import Launcher, Process
 from pouch.actors.supervisor.status import write_status
+from pouch.proto.config import DaemonConfig
 from pouch.proto.contract import method
 from pouch.proto.envelope import PouchError
 from pouch.proto.shapes import SupervisorStatus
@@ -73,8 +76,11 @@ class SupervisorActor(ActorBase):
     def __init__(self, ctx: ActorContext, specs: list[ChildSpec], launcher: Launcher,
                  on_fatal: Callable[[str], None],
                  on_started: Callable[[str, int], None] | None = None,
-                 status_file: Path | None = None) -> None:
+                 status_file: Path | None = None,
+                 reread: Callable[[], DaemonConfig] | None = None) -> None:
         super().__init__(ctx)
+        self._config = ctx.config  # with the run-time changes made since pouchd started
+        self._reread = reread
         self._launcher = launcher
         self._children = {spec.name: Child(spec) for spec in specs}
         self._order = [spec.name for spec in specs]
@@ -102,12 +108,41 @@ class SupervisorActor(ActorBase):
             "degraded": [n for n in self._order if self._children[n].degraded],
         }
 
+    @method(idempotent=True, returns=None, errors=("invalid",), timeout=2.0)
+    def update(self, image_proxy: str | None = None) -> None:
+        """Change settings while pouchd runs (POST /daemon/update): `image_proxy` ("" for
+        the environment's). A change lasts until pouchd restarts."""
+        if image_proxy is not None:
+            self._apply(dataclasses.replace(self._config, image_proxy=image_proxy))
+
     # -- driven by pouchd's main thread ---------------------------------------
+
+    def reload(self) -> None:
+        """Read the config file again (pouchd got a SIGHUP) and apply its registry
+        settings; flags still win over the file, as at start."""
+        if self._reread is None:
+            return
+        try:
+            fresh = self._reread()
+            self._apply(dataclasses.replace(
+                self._config, **{name: getattr(fresh, name) for name in RELOADABLE}))
+        except ValueError as exc:
+            log.error("not reloaded: %s", exc)
+        except PouchError as exc:
+            log.error("not reloaded: %s", exc.message)
+
+    def _apply(self, config: DaemonConfig) -> None:
+        check_proxy(config.image_proxy)
+        write_settings(config)
+        self._config = config
+        log.info("settings now: %s", ", ".join(
+            f"{name}={getattr(config, name)!r}" for name in RELOADABLE))
 
     def start_all(self, cancelled: threading.Event) -> None:
         """Start every child in order, each ready before the next. An actor that fails
         to start is left to the restart policy (pouchd then runs degraded); the broker,
         containerd or the gateway failing to start is fatal: raises."""
+        write_settings(self._config)  # a run-time change of an earlier run ends here
         for name in self._order:
             if cancelled.is_set():
                 raise PouchError("unavailable", "start-up interrupted")

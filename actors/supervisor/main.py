@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 from pouch.actors.supervisor.roles import ACTOR_CLASSES, PARENT_ENV
 from pouch.proto.config import DaemonConfig, add_flags, resolve
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         return show_status(config.exec_root_dir, opts.json)
     setup_logging(config, role_name(role))
     die_with_supervisor()
-    status = run_role(config, role)
+    status = run_role(config, role, reread=lambda: resolve(opts))
     if status is None:
         parser.error(f"unknown role {' '.join(role)!r}; actors: {', '.join(ACTOR_CLASSES)}")
     return status
@@ -57,11 +58,13 @@ def role_name(role: list[str]) -> str:
     return role[0] if role else "pouchd"
 
 
-def run_role(config: DaemonConfig, role: list[str]) -> int | None:
-    """Run one role of pouchd to its end: its exit status; None: no such role."""
+def run_role(config: DaemonConfig, role: list[str],
+             reread: Callable[[], DaemonConfig] | None = None) -> int | None:
+    """Run one role of pouchd to its end: its exit status; None: no such role.
+    `reread`: the configuration read again from the flags and config file (on SIGHUP)."""
     if not role:
         from pouch.actors.supervisor.run import run_supervisor
-        return run_supervisor(config)
+        return run_supervisor(config, reread=reread)
     if role == ["containerd"]:
         from pouch.actors.supervisor.run import run_supervisor
         return run_supervisor(config, only=("containerd",))

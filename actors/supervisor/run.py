@@ -6,11 +6,13 @@ import contextlib
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pykka
 
+from pouch.actors import plugins
 from pouch.actors.containerd.config import (
     allowed_oom_score_adj,
     render_config,
@@ -34,8 +36,10 @@ from pouch.proto.stubs import Calls
 log = logging.getLogger("pouch.supervisor")
 
 
-def run_supervisor(config: DaemonConfig, only: tuple[str, ...] | None = None) -> int:
-    """The whole tree, or (under systemd, `only=("containerd",)`) just containerd."""
+def run_supervisor(config: DaemonConfig, only: tuple[str, ...] | None = None,
+                   reread: Callable[[], DaemonConfig] | None = None) -> int:
+    """The whole tree, or (under systemd, `only=("containerd",)`) just containerd.
+    `reread` gives the configuration again when a SIGHUP asks for a reload."""
     for folder in (config.home_dir, config.exec_root_dir, config.handoff_dir):
         folder.mkdir(parents=True, exist_ok=True)
     write_pid(config.pidfile_path)
@@ -89,13 +93,20 @@ def run_supervisor(config: DaemonConfig, only: tuple[str, ...] | None = None) ->
         request_stop(why)
 
     ref = SupervisorActor.start(ctx, specs, launcher, on_fatal=give_up, on_started=on_started,
-                                status_file=config.exec_root_dir / STATUS_FILE)
+                                status_file=config.exec_root_dir / STATUS_FILE, reread=reread)
     host = host_of(ref)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda s, _f: request_stop(signal.Signals(s).name))
+    # As dockerd: a SIGHUP reloads what may change at run time (the registry settings).
+    signal.signal(signal.SIGHUP, lambda _s, _f: ref.proxy().reload())
 
     status = 0
+    hooks = plugins.loaded()  # after the zygote's fork: roles discover their own
+    hooked = False
     try:
+        # As pouchd's daemon plugin: before the actors start (a failure: pouchd does not).
+        hooks.daemon_pre_start(config)
+        hooked = True
         # Starting takes seconds on the actor's thread: it serves the broker only after.
         ref.proxy().start_all(stop_requested).get()
         host.attach(ref, "supervisor", SupervisorActor.contract, config.actor_endpoint,
@@ -115,6 +126,8 @@ def run_supervisor(config: DaemonConfig, only: tuple[str, ...] | None = None) ->
         status = 1
     finally:
         stop_requested.set()
+        if hooked:  # before the actors stop, so a plugin may still use them
+            hooks.daemon_pre_stop(config)
         host.stop()
         ref.proxy().stop_all().get()
         ref.stop()

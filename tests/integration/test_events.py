@@ -6,7 +6,6 @@ import contextlib
 import itertools
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,13 +16,6 @@ from pouch.tests.faults.tree import internal
 from pouch.tests.images import build_busybox_tarball
 from pouch.tests.support.daemon import PouchDaemon
 from pouch.tests.support.wait import wait_for
-
-
-@pytest.fixture
-def calls(daemon: PouchDaemon) -> Iterator[Client]:
-    client = Client(f"ipc://{daemon.run_dir}/broker.sock", timeout=20)
-    yield client
-    client.close()
 
 
 def actions(events: list[dict], cid: str) -> list[str]:

@@ -5,8 +5,10 @@ hosts.toml, and pulls that fail leaving nothing behind."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 
 import docker
@@ -14,9 +16,11 @@ import pytest
 from docker.errors import APIError, ImageNotFound, NotFound
 
 from pouch.actors.containerd.client import Containerd
+from pouch.broker.client import Client
 from pouch.tests.faults.checks import list_leases
 from pouch.tests.support.daemon import PouchDaemon, running
 from pouch.tests.support.registry import Registry, digest_of, image_config, layer, publish
+from pouch.tests.support.wait import wait_for
 
 BUSYBOX = Path("/bin/busybox")
 NAMESPACE = "pouch"
@@ -238,3 +242,43 @@ def test_images_listed_before_or_since_another(pouchd: PouchDaemon, open_registr
     assert pouchd.docker("images", "-q", "--filter", f"before={later}") == busybox
     missing = pouchd.docker_result("images", "--filter", "before=no-such-image")
     assert missing.returncode == 1 and "No such image: no-such-image" in missing.stderr
+
+
+def test_every_image_change_is_an_event_in_dockers_shape(pouchd: PouchDaemon,
+                                                          open_registry: Registry,
+                                                          tmp_path: Path):
+    repository = f"{open_registry.host}/demo/events"
+    publish_busybox(open_registry, "demo/events", "v1")
+    start = time.time_ns()
+    pouchd.docker("pull", f"{repository}:v1")
+    image_id, digest = pouchd.docker("image", "inspect", "--format",
+                                     "{{.Id}} {{index .RepoDigests 0}}", f"{repository}:v1").split()
+    pouchd.docker("tag", f"{repository}:v1", f"{repository}:v2")
+    pouchd.docker("push", f"{repository}:v2")
+    archive = tmp_path / "saved.tar"
+    pouchd.docker("save", "-o", str(archive), f"{repository}:v2")
+    pouchd.docker("rmi", f"{repository}:v1", f"{repository}:v2")
+    pouchd.docker("load", "-i", str(archive))
+    imported = pouchd.docker("import", str(archive))  # any tarball makes a root file system
+
+    def told() -> list[tuple[str, str, str]]:
+        """The image events since `start`, once they tell the import."""
+        with closing(Client(f"ipc://{pouchd.run_dir}/broker.sock", timeout=20)) as client, \
+                client.stream("system", "events", {"since": start / 1e9, "until": time.time(),
+                                                   "filters": {"type": ["image"]}}) as stream:
+            seen = [(e["Action"], e["Actor"]["ID"], e["Actor"]["Attributes"].get("name"))
+                    for e in stream if e["timeNano"] >= start]
+        return seen if ("import", imported, imported) in seen else []
+
+    seen = wait_for(told, 10, "the import in the events' history")
+    assert [event for event in seen if event[0] != "untag"] == [
+        ("pull", f"{repository}:v1", repository),
+        ("tag", image_id, f"{repository}:v2"),
+        ("push", f"{repository}:v2", repository),
+        ("delete", image_id, image_id),
+        ("load", image_id, image_id),
+        ("import", imported, imported),
+    ], seen
+    # Both tags go, and with the last one the digest the pull recorded.
+    assert sorted(event for event in seen if event[0] == "untag") == sorted(
+        ("untag", image_id, name) for name in (f"{repository}:v1", f"{repository}:v2", digest))

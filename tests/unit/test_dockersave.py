@@ -458,3 +458,264 @@ def test_opening_a_member_that_is_not_there_is_invalid(busybox_tar: Built) -> No
         open_member(busybox_tar[0], "nope/layer.tar")
     assert caught.value.code == "invalid"
     assert "nope/layer.tar" in caught.value.message
+
+
+# --- OCI image layouts, with index.json and no manifest.json ------------------------
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+CONTAINERD_NAME = "io.containerd.image.name"
+REF_NAME = "org.opencontainers.image.ref.name"
+
+
+def blob_path(data: bytes) -> str:
+    return "blobs/sha256/" + hashlib.sha256(data).hexdigest()
+
+
+def descriptor(media_type: str, data: bytes, **fields: Any) -> dict[str, Any]:
+    return {"mediaType": media_type, "digest": sha256(data), "size": len(data), **fields}
+
+
+def image_blobs(layer: bytes) -> tuple[bytes, dict[str, bytes]]:
+    """An image manifest over one gzip'd layer, and the blobs it needs, itself included."""
+    blob = gzip.compress(layer, mtime=0)
+    config = config_for(sha256(layer))
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptor("application/vnd.oci.image.config.v1+json", config),
+            "layers": [descriptor(MEDIA_TYPE_TAR_GZIP, blob)],
+        }
+    ).encode()
+    return manifest, {blob_path(data): data for data in (manifest, config, blob)}
+
+
+def index_of(descriptors: list[dict[str, Any]]) -> bytes:
+    return json.dumps(
+        {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors}
+    ).encode()
+
+
+def layout_archive(path: Path, index: bytes, blobs: dict[str, bytes]) -> Path:
+    """An archive as `ctr images export --skip-manifest-json` writes one."""
+    return write_archive(
+        path, {"oci-layout": b'{"imageLayoutVersion":"1.0.0"}', "index.json": index, **blobs}
+    )
+
+
+def platform(name: str) -> dict[str, str]:
+    os, architecture, *variant = name.split("/")
+    return {"os": os, "architecture": architecture, **({"variant": variant[0]} if variant else {})}
+
+
+@pytest.mark.parametrize(
+    ("annotations", "names"),
+    [
+        (
+            {CONTAINERD_NAME: "docker.io/library/tiny:1", REF_NAME: "1"},
+            ["docker.io/library/tiny:1"],
+        ),
+        ({REF_NAME: "example/tiny:1"}, ["example/tiny:1"]),
+        ({REF_NAME: "latest"}, []),
+        ({}, []),
+    ],
+    ids=["containerd-name", "whole-ref-name", "bare-tag", "none"],
+)
+def test_an_oci_layout_loads_named_by_its_annotations(
+    tmp_path: Path, annotations: dict[str, str], names: list[str]
+) -> None:
+    layer = tiny_layer({"hello": b"layout"})
+    manifest, blobs = image_blobs(layer)
+    index = index_of([descriptor(OCI_MANIFEST, manifest, annotations=annotations)])
+    path = layout_archive(tmp_path / "layout.tar", index, blobs)
+
+    image = only_image(path)
+    assert image.repo_tags == names
+    assert image.config == config_for(sha256(layer))
+    [saved] = image.layers
+    assert saved.media_type == MEDIA_TYPE_TAR_GZIP and saved.diff_id == sha256(layer)
+    with open_member(path, saved.member) as stream:
+        assert gzip.decompress(stream.read()) == layer
+
+
+def test_descriptors_of_one_manifest_make_one_image_with_every_name(tmp_path: Path) -> None:
+    first, first_blobs = image_blobs(tiny_layer({"a": b"1"}))
+    second, second_blobs = image_blobs(tiny_layer({"b": b"2"}))
+    index = index_of(
+        [
+            descriptor(OCI_MANIFEST, first, annotations={REF_NAME: "one:1"}),
+            descriptor(OCI_MANIFEST, second, annotations={CONTAINERD_NAME: "two:1"}),
+            descriptor(OCI_MANIFEST, first, annotations={CONTAINERD_NAME: "one:latest"}),
+            descriptor(OCI_MANIFEST, first, annotations={REF_NAME: "one:1"}),
+        ]
+    )
+    path = layout_archive(tmp_path / "layout.tar", index, {**first_blobs, **second_blobs})
+    one, two = read_archive(path)
+    assert one.repo_tags == ["one:1", "one:latest"]
+    assert two.repo_tags == ["two:1"]
+
+
+def test_a_nested_index_gives_its_linux_amd64_image(tmp_path: Path) -> None:
+    # As `ctr images export --platform` writes it: the other platform's blobs are absent.
+    arm, _ = image_blobs(tiny_layer({"arch": b"arm64"}))
+    amd, blobs = image_blobs(tiny_layer({"arch": b"amd64"}))
+    nested = index_of(
+        [
+            descriptor(OCI_MANIFEST, arm, platform=platform("linux/arm64/v8")),
+            descriptor(OCI_MANIFEST, amd, platform=platform("linux/amd64")),
+        ]
+    )
+    index = index_of([descriptor(OCI_INDEX, nested, annotations={REF_NAME: "multi:1"})])
+    path = layout_archive(tmp_path / "layout.tar", index, {blob_path(nested): nested, **blobs})
+    image = only_image(path)
+    assert image.repo_tags == ["multi:1"]
+    assert image.config == config_for(sha256(tiny_layer({"arch": b"amd64"})))
+
+
+def test_an_index_without_linux_amd64_is_invalid_naming_its_platforms(tmp_path: Path) -> None:
+    arm, blobs = image_blobs(tiny_layer({"a": b"1"}))
+    nested = index_of(
+        [
+            descriptor(OCI_MANIFEST, arm, platform=platform("linux/arm64/v8")),
+            descriptor(OCI_MANIFEST, arm, platform=platform("windows/amd64")),
+        ]
+    )
+    index = index_of([descriptor(OCI_INDEX, nested)])
+    path = layout_archive(tmp_path / "layout.tar", index, {blob_path(nested): nested, **blobs})
+    assert_invalid(path, "no linux/amd64 manifest", "linux/arm64/v8", "windows/amd64")
+
+
+def test_index_json_listing_only_other_platforms_is_invalid(tmp_path: Path) -> None:
+    arm, blobs = image_blobs(tiny_layer({"a": b"1"}))
+    index = index_of([descriptor(OCI_MANIFEST, arm, platform=platform("linux/s390x"))])
+    path = layout_archive(tmp_path / "layout.tar", index, blobs)
+    assert_invalid(path, "index.json has no linux/amd64 manifest", "linux/s390x")
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [("digest", "does not match its digest"), ("size", "bytes, but index.json says")],
+)
+def test_a_manifest_blob_unlike_its_descriptor_is_invalid(
+    tmp_path: Path, change: str, words: str
+) -> None:
+    manifest, blobs = image_blobs(tiny_layer({"a": b"1"}))
+    named = descriptor(OCI_MANIFEST, manifest)
+    if change == "digest":
+        # Same size, other bytes: only the digest can tell.
+        blobs[blob_path(manifest)] = manifest.replace(b'"schemaVersion": 2', b'"schemaVersion": 3')
+    else:
+        named["size"] += 1
+    path = layout_archive(tmp_path / "layout.tar", index_of([named]), blobs)
+    assert_invalid(path, blob_path(manifest), words)
+
+
+def garbled_indexes() -> list[tuple[bytes, str]]:
+    manifest, _ = image_blobs(tiny_layer({"a": b"1"}))
+    good = descriptor(OCI_MANIFEST, manifest)
+    return [
+        (b"{not json", "index.json is not valid JSON"),
+        (b'{"schemaVersion": 2}', "index.json has no manifests list"),
+        (b'{"manifests": [42]}', "index.json has no manifests list"),
+        (index_of([{**good, "mediaType": "text/plain"}]), "unknown media type 'text/plain'"),
+        (index_of([{**good, "digest": "sha256:abc"}]), "malformed digest 'sha256:abc'"),
+        (index_of([{**good, "digest": "md5:" + "0" * 32}]), "malformed digest"),
+        (index_of([{**good, "size": "big"}]), "a size of 'big'"),
+        (index_of([descriptor(OCI_MANIFEST, b"{}")]), "is not in the archive"),
+    ]
+
+
+@pytest.mark.parametrize(("index", "words"), garbled_indexes())
+def test_a_garbled_index_json_is_invalid(tmp_path: Path, index: bytes, words: str) -> None:
+    _, blobs = image_blobs(tiny_layer({"a": b"1"}))
+    assert_invalid(layout_archive(tmp_path / "layout.tar", index, blobs), words)
+
+
+def test_indexes_nested_too_deep_are_invalid(tmp_path: Path) -> None:
+    manifest, blobs = image_blobs(tiny_layer({"a": b"1"}))
+    inner = descriptor(OCI_MANIFEST, manifest, platform=platform("linux/amd64"))
+    for _ in range(5):
+        nested = index_of([inner])
+        blobs[blob_path(nested)] = nested
+        inner = descriptor(OCI_INDEX, nested, platform=platform("linux/amd64"))
+    path = layout_archive(tmp_path / "layout.tar", index_of([inner]), blobs)
+    assert_invalid(path, "nested too deep")
+
+
+# --- names that reach outside the archive or the root: refused, never clamped ---------
+
+
+def classic_archive(path: Path, manifest: list[dict[str, Any]], files: dict[str, bytes],
+                    links: dict[str, str] | None = None) -> Path:
+    return write_archive(path, {"manifest.json": json.dumps(manifest).encode(), **files}, links)
+
+
+@pytest.mark.parametrize(("field", "name"), [("Layers", "../layer.tar"), ("Layers", "/layer.tar"),
+                                             ("Config", "../c.json"), ("Config", "/c.json")])
+def test_manifest_json_naming_a_path_outside_the_archive_is_refused(
+    tmp_path: Path, field: str, name: str
+) -> None:
+    layer = tiny_layer({"a": b"1"})
+    entry = {"Config": "c.json", "RepoTags": ["x:1"], "Layers": ["layer.tar"]}
+    entry[field] = [name] if field == "Layers" else name
+    # What clamping the name would find is there: only a refusal fails this load.
+    files = {"c.json": config_for(sha256(layer)), "layer.tar": layer}
+    assert_invalid(classic_archive(tmp_path / "a.tar", [entry], files), f'"{name}"', "outside")
+
+
+@pytest.mark.parametrize("target", ["/etc/passwd", "../../outside", "../aaa/../../outside"])
+def test_a_layer_that_links_outside_the_archive_is_refused(tmp_path: Path, target: str) -> None:
+    layer = tiny_layer({"a": b"1"})
+    manifest = [{"Config": "c.json", "RepoTags": ["x:1"], "Layers": ["bbb/layer.tar"]}]
+    files = {"c.json": config_for(sha256(layer)), "etc/passwd": layer, "outside": layer}
+    path = classic_archive(tmp_path / "a.tar", manifest, files, links={"bbb/layer.tar": target})
+    assert_invalid(path, "bbb/layer.tar", f'links to "{target}"', "outside the archive")
+
+
+def test_an_archive_member_named_above_its_root_is_refused(
+    tmp_path: Path, busybox_tar: Built
+) -> None:
+    path = with_files(busybox_tar[0], tmp_path / "a.tar", {"../../escaped.json": b"{}"})
+    assert_invalid(path, '"../../escaped.json"')
+
+
+@pytest.mark.parametrize(("hostile", "words"), [
+    ({"../evil": b"x"}, 'member "../evil" escapes the root file system'),
+    ({"/etc/cron.d/evil": b"x"}, 'member "/etc/cron.d/evil" escapes the root file system'),
+])
+def test_a_layer_with_a_member_outside_the_root_is_refused_naming_it(
+    tmp_path: Path, hostile: dict[str, bytes], words: str
+) -> None:
+    layer = tiny_layer({"ok": b"1", **hostile})
+    manifest = [{"Config": "c.json", "RepoTags": ["x:1"], "Layers": ["l/layer.tar"]}]
+    files = {"c.json": config_for(sha256(layer)), "l/layer.tar": layer}
+    assert_invalid(classic_archive(tmp_path / "a.tar", manifest, files),
+                   f"layer l/layer.tar {words}")
+
+
+def test_a_gzipd_oci_layer_with_an_escaping_symlink_is_refused(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, target in [("bin/sh", "/bin/busybox"), ("etc/x/shadow", "../../../shadow")]:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+    made = oci_archive(tmp_path / "oci.tar", buf.getvalue(), ["tiny:1"])
+    assert_invalid(tmp_path / "oci.tar", f'layer {made["blob_path"]} member "etc/x/shadow"',
+                   '"../../../shadow"')
+
+
+def test_a_layer_that_is_not_a_tar_is_refused_naming_it(tmp_path: Path) -> None:
+    junk = b"no tar here\n" * 100
+    manifest = [{"Config": "c.json", "RepoTags": ["x:1"], "Layers": ["l/layer.tar"]}]
+    files = {"c.json": config_for(sha256(junk)), "l/layer.tar": junk}
+    assert_invalid(classic_archive(tmp_path / "a.tar", manifest, files),
+                   "layer l/layer.tar is not a tar archive")
+
+
+def test_an_empty_layer_blob_reads_as_an_empty_layer(tmp_path: Path) -> None:
+    manifest = [{"Config": "c.json", "RepoTags": ["x:1"], "Layers": ["l/layer.tar"]}]
+    files = {"c.json": config_for(sha256(b"")), "l/layer.tar": b""}
+    [layer] = only_image(classic_archive(tmp_path / "a.tar", manifest, files)).layers
+    assert (layer.size, layer.digest, layer.media_type) == (0, sha256(b""), MEDIA_TYPE_TAR)

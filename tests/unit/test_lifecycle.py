@@ -380,3 +380,157 @@ def test_remove_of_a_stopped_container_destroys_it_at_once():
     for status in (Status.CREATED, Status.EXITED, Status.DEAD):
         transition = lc.on_remove(State(id="c1", status=status), force=False)
         assert transition.effects == (Destroy(),) and not transition.held
+
+
+# -- pause and unpause ---------------------------------------------------------------
+
+
+def paused(**fields: Any) -> State:
+    return replace(running(), status=Status.PAUSED, **fields)
+
+
+def test_pause_freezes_a_running_container_and_unpause_thaws_it():
+    frozen = lc.on_pause(running())
+    assert frozen.state.status is Status.PAUSED and frozen.effects == (lc.Freeze(),)
+    assert frozen.state.live  # its task lives on, frozen: a signal reaches it
+    thawed = lc.on_unpause(frozen.state)
+    assert thawed.state == running() and thawed.effects == (lc.Thaw(),)
+
+
+@pytest.mark.parametrize(("status", "words"), [
+    (Status.PAUSED, "Container c1 is already paused"),
+    (Status.RESTARTING, "Container c1 is restarting, wait until the container is running"),
+    (Status.CREATED, "Container c1 is not running"),
+    (Status.EXITED, "Container c1 is not running"),
+    (Status.DEAD, "Container c1 is not running"),
+    (Status.REMOVING, "Container c1 is not running"),
+])
+def test_pause_refuses_in_dockerds_words(status, words):
+    assert refused(lambda: lc.on_pause(State(id="c1", status=status))) == words
+
+
+@pytest.mark.parametrize("status", [Status.RUNNING, Status.CREATED, Status.EXITED,
+                                    Status.RESTARTING])
+def test_unpause_refuses_what_is_not_paused(status):
+    assert refused(lambda: lc.on_unpause(State(id="c1", status=status))) == \
+        "Container c1 is not paused"
+
+
+def test_a_paused_container_cannot_be_started():
+    assert refused(lambda: lc.on_start(paused())) == \
+        "cannot start a paused container, try unpause instead"
+
+
+def test_stop_of_a_paused_container_signals_then_thaws_it():
+    transition = lc.on_stop(paused(), StopPolicy(), timeout=3)
+    assert transition.effects == (Signal(signal.SIGTERM), lc.Thaw(after_signal=True),
+                                  KillAfter(3), AnswerBy(3 + lc.KILL_WAIT))
+    assert transition.state.status is Status.RUNNING and transition.held
+    # With no grace, the SIGKILL follows the thaw at once.
+    assert lc.on_stop(paused(), StopPolicy(), 0).effects == \
+        (lc.Thaw(after_signal=True), KillAfter(0), AnswerBy(lc.KILL_WAIT))
+
+
+def test_a_kill_that_ends_a_paused_container_thaws_it_and_others_wait_for_the_unpause():
+    killed = lc.on_kill(paused(), StopPolicy(), signal.SIGKILL)
+    assert killed.effects == (Signal(signal.SIGKILL), lc.Thaw(after_signal=True),
+                              AnswerBy(lc.KILL_WAIT))
+    assert killed.state.status is Status.RUNNING
+    own = StopPolicy(signal=signal.SIGQUIT, signal_given=True)
+    hup = lc.on_kill(paused(), own, signal.SIGHUP)  # not the stop signal: it stays paused
+    assert hup.effects == (Signal(signal.SIGHUP),) and hup.state.status is Status.PAUSED
+
+
+def test_force_remove_of_a_paused_container_kills_and_thaws_it():
+    transition = lc.on_remove(paused(), force=True)
+    assert transition.effects == (Signal(signal.SIGKILL, all=True),
+                                  lc.Thaw(after_signal=True))
+    assert transition.state.status is Status.REMOVING and transition.held
+
+
+def test_the_restore_takes_the_pause_as_containerd_has_it():
+    # A pause (or unpause) whose record was not written before the actor died.
+    assert lc.on_restore_live(running(), paused=True).state.status is Status.PAUSED
+    assert lc.on_restore_live(paused(), paused=False).state.status is Status.RUNNING
+    assert lc.on_restore_live(paused(), paused=True) == lc.Transition(paused())
+    removing = lc.on_remove(paused(), force=True).state
+    assert lc.on_restore_live(removing, paused=True).effects == \
+        (Signal(signal.SIGKILL, all=True), lc.Thaw(after_signal=True))
+
+
+# -- restart (by request) ------------------------------------------------------------
+
+
+def test_restart_stops_what_runs_as_stop_does():
+    assert lc.on_restart(running(), StopPolicy(), 4) == lc.on_stop(running(), StopPolicy(), 4)
+    assert lc.on_restart(paused(), StopPolicy(), 4).effects[:2] == \
+        (Signal(signal.SIGTERM), lc.Thaw(after_signal=True))
+
+
+def test_restart_of_what_does_not_run_only_cancels_a_pending_restart():
+    for status in (Status.CREATED, Status.EXITED):
+        transition = lc.on_restart(State(id="c1", status=status), StopPolicy(), None)
+        assert not transition.held and transition.effects == ()
+    restarting = lc.on_restart(State(id="c1", status=Status.RESTARTING), StopPolicy(), None)
+    assert restarting.effects == (CancelRestart(),) and not restarting.held
+
+
+@pytest.mark.parametrize("state", [State(id="c1", status=Status.DEAD),
+                                   State(id="c1", status=Status.REMOVING),
+                                   State(id="c1", status=Status.EXITED, removal_pending=True)])
+def test_restart_refuses_a_container_on_its_way_out(state):
+    assert "is marked for removal" in refused(lambda: lc.on_restart(state, StopPolicy(), None))
+
+
+# -- prune ---------------------------------------------------------------------------
+
+
+def test_prune_takes_what_does_not_run_and_is_not_about_to():
+    for status in (Status.CREATED, Status.EXITED, Status.DEAD):
+        assert lc.prunable(State(id="c1", status=status))
+    for status in (Status.RUNNING, Status.PAUSED, Status.RESTARTING, Status.REMOVING):
+        assert not lc.prunable(State(id="c1", status=status))
+    assert not lc.prunable(State(id="c1", status=Status.EXITED, removal_pending=True))
+    assert not lc.prunable(State(id="c1", status=Status.CREATED, start_pending=True))
+
+
+# -- the restart policy a request gives (docker update) ------------------------------
+
+
+def test_a_restart_policy_given_is_checked_and_written_out_in_full():
+    assert lc.check_restart_policy({"Name": "always"}) == \
+        {"Name": "always", "MaximumRetryCount": 0}
+    assert lc.check_restart_policy({"Name": "on-failure", "MaximumRetryCount": 3}) == \
+        {"Name": "on-failure", "MaximumRetryCount": 3}
+    assert lc.check_restart_policy({"Name": ""}) == {"Name": "no", "MaximumRetryCount": 0}
+
+
+@pytest.mark.parametrize(("policy", "words"), [
+    ({"Name": "sometimes"}, "invalid restart policy 'sometimes'"),
+    ({"Name": "always", "MaximumRetryCount": 2},
+     "maximum retry count cannot be used with restart policy 'always'"),
+    ({"Name": "on-failure", "MaximumRetryCount": -1}, "maximum retry count cannot be negative"),
+    ({"Name": "on-failure", "MaximumRetryCount": "3"}, "MaximumRetryCount must be an integer"),
+    ("always", "must be an object"),
+])
+def test_a_restart_policy_given_is_refused_in_dockerds_words(policy, words):
+    with pytest.raises(PouchError) as err:
+        lc.check_restart_policy(policy)
+    assert err.value.code == "invalid" and words in err.value.message
+
+
+# -- the restart policy across restarts of the daemon ---------------------------------
+
+
+def test_the_count_and_the_backoff_survive_a_restore_and_go_on_from_there():
+    policy = RestartPolicy("on-failure", maximum_retry_count=3)
+    seen = crash_loop(policy, exits=2)
+    waiting = seen[-1].state  # restarting, its second restart pending
+    restored = lc.on_restore(waiting, policy)
+    assert restored.state.restart_count == 2
+    assert restored.effects == (RestartAfter(0.2),)  # where the series was
+    started = lc.on_started(restored.state, T0 + 10, by_policy=True)
+    third = lc.on_exit(started, policy, 1, T0 + 10 + QUICK)
+    assert third.state.restart_count == 3 and delays([third]) == pytest.approx([0.4])
+    last = lc.on_exit(lc.on_started(third.state, T0 + 20, by_policy=True), policy, 1, T0 + 21)
+    assert last.state.status is Status.EXITED and last.state.restart_count == 3

@@ -21,6 +21,7 @@ from pouch.actors.container.spec.oci import (
 )
 from pouch.actors.container.spec.user import User, resolve_user
 from pouch.proto.envelope import PouchError
+from pouch.tests.support.fakehost import FakeHost
 
 CID = "3f1c0a9b2d4e" + "0" * 52
 BUSYBOX = {
@@ -231,6 +232,7 @@ def spec_input(host_config: dict[str, Any] | None = None, **changes: Any) -> Spe
         "cgroup_parent": "/pouch",
         "host_config": host_config or {},
         "labels": {},
+        "host": FakeHost(),
     }
     fields.update(changes)
     return SpecInput(**fields)

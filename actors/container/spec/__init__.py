@@ -3,17 +3,27 @@
 Pure logic: a Docker Engine API create request (``Config`` + ``HostConfig``)
 and the image's config go in, a ``config.json`` dict for runc 1.1 comes out.
 The image's ``/etc/passwd`` and ``/etc/group`` are read by the caller
-(``pouch.actors.containerd.rootfs``).
+(``pouch.actors.containerd.rootfs``); what the machine offers is asked of a
+``host.HostView`` (this machine unless a test gives another).
 
 - ``merge``: Docker's create-time merge of the request over the image
   (entrypoint, cmd, env, workdir, user) and the environment dockerd adds
   (PATH, HOSTNAME, TERM);
-- ``user``: user resolution as runc's libcontainer/user does it;
-- ``oci``: the spec itself: the default capabilities, rlimits, mounts, masked
-  and read-only paths, device rules, cgroup limits and namespace-scoped sysctls.
+- ``user``: user resolution as runc's libcontainer/user does it, `--group-add`;
+- ``oci``: the spec itself: the default capabilities, rlimits, mounts, sysctls and
+  the init (`--init`: Debian's tini at /sbin/docker-init);
+- ``namespaces``: `--network`, `--ipc`, `--pid`, `--uts`;
+- ``resources``: the cgroup limits (memory, CPU, pids, block IO);
+- ``devices``: `--device`, `--device-cgroup-rule`, a privileged container's devices;
+- ``security``: `--security-opt`, the masked and read-only paths;
+- ``defaults``: HostConfig as dockerd records it (what inspect shows);
+- ``host``: what the kernel and /dev offer.
+
+A value the container would not get (a control the kernel lacks, a mode not
+supported) is refused, naming the field and why, never dropped.
 
 Not here yet: seccomp (Docker's default profile is future work, so containers
-run without a syscall filter), AppArmor/SELinux labels, HostConfig.Devices,
-the host's devices for privileged containers, GroupAdd, Binds and volumes,
-blkio limits, and the init process (HostConfig.Init is ignored).
+run without a syscall filter), AppArmor/SELinux labels, Binds and volumes,
+joining another container's IPC or PID namespace (the spec is made once, at
+create), realtime CPU limits, and a cgroup namespace of the container's own.
 """

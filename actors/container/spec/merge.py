@@ -59,7 +59,7 @@ def effective_process(image_config: dict, config: dict) -> Process:
         defaults.append(f"HOSTNAME={hostname}")
     if tty:
         defaults.append("TERM=xterm")
-    env = _replace_or_append_env(defaults, _merge_env(request_env, image_env))
+    env = replace_or_append_env(defaults, _merge_env(request_env, image_env))
 
     workdir = config.get("WorkingDir") or image_config.get("WorkingDir") or "/"
     if not isinstance(workdir, str) or not workdir.startswith("/"):
@@ -99,7 +99,7 @@ def _merge_env(request: list[str], image: list[str]) -> list[str]:
     return request + [entry for entry in image if entry.split("=", 1)[0] not in keys]
 
 
-def _replace_or_append_env(defaults: list[str], overrides: list[str]) -> list[str]:
+def replace_or_append_env(defaults: list[str], overrides: list[str]) -> list[str]:
     """dockerd's ReplaceOrAppendEnvValues: an override replaces a default with its key
     in place, or is appended; a bare ``KEY`` unsets it."""
     result: list[str | None] = list(defaults)

@@ -1,26 +1,52 @@
-"""The OCI spec itself: process, capabilities, rlimits, mounts, cgroups, sysctls."""
+"""The OCI spec itself: process, capabilities, rlimits, mounts, sysctls, and the init.
+
+The other concerns have modules of their own: `namespaces`, `resources` (cgroup
+limits), `devices`, `security` (security options, masked paths); `host` is what
+they ask of the machine.
+"""
 
 from __future__ import annotations
 
 import posixpath
 import re
 import resource
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pouch.actors.container.spec.devices import default_rules, devices
+from pouch.actors.container.spec.fields import bool_field as _bool
+from pouch.actors.container.spec.fields import int_field as _int
+from pouch.actors.container.spec.fields import str_list as _str_list
+from pouch.actors.container.spec.fields import unique as _unique
+from pouch.actors.container.spec.host import HostView, local_host
 from pouch.actors.container.spec.merge import Process, clean_abs
+from pouch.actors.container.spec.namespaces import Namespaces, namespaces
+from pouch.actors.container.spec.resources import MIN_MEMORY, resources
+from pouch.actors.container.spec.security import (
+    MASKED_PATHS,
+    READONLY_PATHS,
+    masked_paths,
+    security_options,
+)
 from pouch.actors.container.spec.user import User
 from pouch.proto.envelope import invalid
+
+__all__ = [
+    "ALL_CAPABILITIES", "DEFAULT_CAPABILITIES", "DEFAULT_SHM_SIZE", "MASKED_PATHS", "MIN_MEMORY",
+    "READONLY_PATHS", "RLIM_INFINITY", "SpecInput", "build_spec", "clamp_oom_score_adj",
+    "grantable_capabilities", "nofile_ceiling",
+]  # fmt: skip
 
 OCI_VERSION = "1.0.2-dev"
 DEFAULT_SHM_SIZE = 64 * 1024 * 1024
 # dockerd sets no rlimit itself: its containers inherit the shim's, which is
 # 1048576 under docker.service (LimitNOFILE=infinity). We say it explicitly.
 DEFAULT_NOFILE = 1048576
-MIN_MEMORY = 6 * 1024 * 1024
 RLIM_INFINITY = 2**64 - 1
+# Where `--init` puts its init in the container, and how it runs the command (dockerd's).
+INIT_PATH = "/sbin/docker-init"
 
 # The kernel's capabilities in number order (include/uapi/linux/capability.h,
 # up to CAP_CHECKPOINT_RESTORE = 40). Written out rather than read from the
@@ -45,31 +71,6 @@ DEFAULT_CAPABILITIES: tuple[str, ...] = (
     "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 )  # fmt: skip
 
-MASKED_PATHS: tuple[str, ...] = (
-    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-    "/sys/firmware",
-)  # fmt: skip
-READONLY_PATHS: tuple[str, ...] = (
-    "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
-)  # fmt: skip
-
-# (major, minor) char devices a container may use; None is a wildcard.
-# runc appends much the same list itself; saying it here keeps the spec
-# self-describing and independent of the runtime's defaults.
-_ALLOWED_CHAR_DEVICES: tuple[tuple[int | None, int | None, str], ...] = (
-    (None, None, "m"),  # mknod of any char device (CAP_MKNOD is a default cap)
-    (1, 3, "rwm"),  # /dev/null
-    (1, 5, "rwm"),  # /dev/zero
-    (1, 7, "rwm"),  # /dev/full
-    (1, 8, "rwm"),  # /dev/random
-    (1, 9, "rwm"),  # /dev/urandom
-    (5, 0, "rwm"),  # /dev/tty
-    (5, 1, "rwm"),  # /dev/console
-    (5, 2, "rwm"),  # /dev/ptmx
-    (136, None, "rwm"),  # /dev/pts/*
-)
-
 _RLIMITS = frozenset(
     ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice",
      "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")
@@ -81,7 +82,6 @@ _IPC_SYSCTLS = frozenset(
      "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced")
 )  # fmt: skip
 
-_CPUSET_RE = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*")
 _CONTAINER_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -93,6 +93,8 @@ class SpecInput:
     request: a runtime cannot hand a container a capability missing from its
     own bounding set, nor raise RLIMIT_NOFILE's hard limit above its own
     without CAP_SYS_RESOURCE. Left None, the spec asks for Docker's values.
+    ``host`` answers what the machine has (cgroup controls, CPUs, devices, the
+    init); left None, it is this machine.
     """
 
     container_id: str
@@ -109,6 +111,7 @@ class SpecInput:
     labels: dict[str, str]
     grantable_caps: frozenset[str] | None = None
     nofile_ceiling: int | None = None
+    host: HostView | None = None
 
 
 def grantable_capabilities() -> frozenset[str]:
@@ -135,14 +138,19 @@ def build_spec(inp: SpecInput) -> dict:
     """The OCI runtime spec (a JSON-ready dict) for one container.
     Errors: invalid, naming the HostConfig field at fault."""
     hc = inp.host_config or {}
+    host = inp.host or local_host()
     if not _CONTAINER_ID_RE.fullmatch(inp.container_id or ""):
         raise invalid(f"invalid container id {inp.container_id!r}")
     privileged = _bool(hc, "Privileged")
     readonly_rootfs = _bool(hc, "ReadonlyRootfs")
-    host_net = inp.network_mode == "host"
-    if inp.network_mode.startswith("container:") and not inp.netns_path:
-        raise invalid(f"network mode {inp.network_mode} needs that container's namespace")
+    ns = namespaces(hc, inp.network_mode, inp.netns_path)
+    security = security_options(hc)
+    init = _init_binary(hc, host)
 
+    args = list(inp.process.args)
+    if init:
+        # tini reaps the zombies and forwards the signals; "--" ends its own options.
+        args = [INIT_PATH, "--", *args]
     process: dict[str, Any] = {
         "terminal": inp.process.tty,
         "user": {
@@ -153,12 +161,12 @@ def build_spec(inp: SpecInput) -> dict:
             # (CVE-2022-36109, fixed so in dockerd 20.10.18).
             "additionalGids": _unique([inp.user.gid, *inp.user.additional_gids]),
         },
-        "args": list(inp.process.args),
+        "args": args,
         "env": list(inp.process.env),
         "cwd": inp.process.cwd,
         "capabilities": _capabilities(hc, privileged, inp.user.uid, inp.grantable_caps),
         "rlimits": _rlimits(hc, inp.nofile_ceiling),
-        "noNewPrivileges": False,
+        "noNewPrivileges": security.no_new_privileges,
     }
     if hc.get("OomScoreAdj") is not None:
         score = _int(hc, "OomScoreAdj")
@@ -173,26 +181,20 @@ def build_spec(inp: SpecInput) -> dict:
         "process": process,
         "root": {"path": "rootfs", "readonly": readonly_rootfs},
     }
-    if inp.hostname and not host_net:
+    if inp.hostname and not ns.host_network and not ns.host_uts:
         spec["hostname"] = inp.hostname
-    spec["mounts"] = _mounts(inp, hc, privileged, readonly_rootfs)
+    spec["mounts"] = _mounts(inp, hc, ns, host, init, privileged, readonly_rootfs)
 
-    namespaces: list[dict[str, str]] = [{"type": "mount"}]
-    if not host_net:
-        netns = {"type": "network"}
-        if inp.netns_path:
-            netns["path"] = inp.netns_path
-        namespaces.append(netns)
-    namespaces += [{"type": "uts"}, {"type": "pid"}, {"type": "ipc"}]
-
+    nodes, device_rules = devices(hc, privileged, host)
+    masked, readonly = masked_paths(hc, privileged)
     linux: dict[str, Any] = {
-        "namespaces": namespaces,
+        "namespaces": ns.entries,
         "cgroupsPath": _cgroups_path(inp.cgroup_parent, inp.container_id),
-        "resources": _resources(hc, privileged),
-        "sysctl": _sysctls(hc, inp.network_mode),
-        "devices": [],
-        "maskedPaths": [] if privileged else list(MASKED_PATHS),
-        "readonlyPaths": [] if privileged else list(READONLY_PATHS),
+        "resources": resources(hc, device_rules, host),
+        "sysctl": _sysctls(hc, ns),
+        "devices": nodes,
+        "maskedPaths": masked,
+        "readonlyPaths": readonly,
     }
     spec["linux"] = linux
     if inp.labels:
@@ -200,35 +202,15 @@ def build_spec(inp: SpecInput) -> dict:
     return spec
 
 
-def _unique(values: Iterable[Any]) -> list[Any]:
-    return list(dict.fromkeys(values))
-
-
-def _bool(hc: Mapping[str, Any], key: str) -> bool:
-    value = hc.get(key)
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise invalid(f"invalid HostConfig.{key} {value!r}: must be true or false")
-    return value
-
-
-def _int(hc: Mapping[str, Any], key: str, default: int = 0) -> int:
-    value = hc.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise invalid(f"invalid HostConfig.{key} {value!r}: must be an integer")
-    return value
-
-
-def _str_list(hc: Mapping[str, Any], key: str) -> list[str]:
-    value = hc.get(key)
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise invalid(f"invalid HostConfig.{key}: must be a list of strings")
-    return value
+def _init_binary(hc: Mapping[str, Any], host: HostView) -> str | None:
+    """The host path of the init to run first, if `--init` asked for one."""
+    if not _bool(hc, "Init"):
+        return None
+    binary = host.init_binary()
+    if binary is None:
+        raise invalid("invalid HostConfig.Init: this host has no init to run "
+                      "(/usr/bin/tini-static, from Debian's tini package)")
+    return binary
 
 
 # -- capabilities ----------------------------------------------------------
@@ -318,7 +300,8 @@ def _ulimit_value(ul: Mapping[str, Any], key: str) -> int:
 
 
 def _mounts(
-    inp: SpecInput, hc: Mapping[str, Any], privileged: bool, readonly_rootfs: bool
+    inp: SpecInput, hc: Mapping[str, Any], ns: Namespaces, host: HostView, init: str | None,
+    privileged: bool, readonly_rootfs: bool,
 ) -> list[dict[str, Any]]:
     shm_size = _int(hc, "ShmSize")
     if shm_size < 0:
@@ -332,9 +315,16 @@ def _mounts(
         _mount("/sys", "sysfs", "sysfs", ["nosuid", "noexec", "nodev", "ro"]),
         _mount("/sys/fs/cgroup", "cgroup", "cgroup", ["ro", "nosuid", "noexec", "nodev"]),
         _mount("/dev/mqueue", "mqueue", "mqueue", ["nosuid", "noexec", "nodev"]),
-        _mount("/dev/shm", "tmpfs", "shm",
-               ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size}"]),
     ]  # fmt: skip
+    if ns.host_ipc:
+        # The host's IPC namespace comes with the host's POSIX shared memory.
+        if not host.has_dev_shm():
+            raise invalid("invalid HostConfig.IpcMode host: /dev/shm is not mounted, but must "
+                          "be for --ipc=host")
+        defaults.append(_mount("/dev/shm", "bind", "/dev/shm", ["rbind", "rprivate"]))
+    elif ns.shm:
+        defaults.append(_mount("/dev/shm", "tmpfs", "shm",
+                               ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size}"]))
 
     bind_opts = ["rbind", "ro", "rprivate"] if readonly_rootfs else ["rbind", "rprivate"]
     added = [
@@ -342,6 +332,8 @@ def _mounts(
         _mount("/etc/hostname", "bind", inp.hostname_path, bind_opts),
         _mount("/etc/hosts", "bind", inp.hosts_path, bind_opts),
     ]
+    if init:
+        added.append(_mount(INIT_PATH, "bind", init, ["bind", "ro"]))
     tmpfs = _tmpfs_mounts(hc)
     tmpfs_targets = {m["destination"] for m in tmpfs}
     added = [m for m in added if m["destination"] not in tmpfs_targets] + tmpfs
@@ -451,139 +443,20 @@ def _cgroups_path(parent: str, container_id: str) -> str:
     return clean_abs(posixpath.join("/", parent or "/", container_id))
 
 
-def _resources(hc: Mapping[str, Any], privileged: bool) -> dict[str, Any]:
-    if privileged:
-        devices: list[dict[str, Any]] = [{"allow": True, "access": "rwm"}]
-    else:
-        devices = [{"allow": False, "access": "rwm"}]
-        for major, minor, access in _ALLOWED_CHAR_DEVICES:
-            rule: dict[str, Any] = {"allow": True, "type": "c"}
-            if major is not None:
-                rule["major"] = major
-            if minor is not None:
-                rule["minor"] = minor
-            rule["access"] = access
-            devices.append(rule)
-        devices.append({"allow": True, "type": "b", "access": "m"})
-    resources: dict[str, Any] = {"devices": devices}
-    memory = _memory(hc)
-    if memory:
-        resources["memory"] = memory
-    cpu = _cpu(hc)
-    if cpu:
-        resources["cpu"] = cpu
-    if hc.get("PidsLimit") is not None:
-        pids = _int(hc, "PidsLimit")
-        # The API takes 0 and negatives for "unlimited"; the spec says -1.
-        resources["pids"] = {"limit": pids if pids > 0 else -1}
-    return resources
-
-
-def _memory(hc: Mapping[str, Any]) -> dict[str, Any]:
-    memory = _int(hc, "Memory")
-    swap = _int(hc, "MemorySwap")
-    reservation = _int(hc, "MemoryReservation")
-    if memory < 0:
-        raise invalid(f"invalid HostConfig.Memory {memory}: must not be negative")
-    if 0 < memory < MIN_MEMORY:
-        raise invalid(f"invalid HostConfig.Memory {memory}: minimum memory limit allowed is 6MB")
-    if swap < -1:
-        raise invalid(f"invalid HostConfig.MemorySwap {swap}: must be -1 (unlimited) or more")
-    if swap > 0 and memory == 0:
-        raise invalid(
-            "invalid HostConfig.MemorySwap: you should always set the Memory limit "
-            "when using Memoryswap limit"
-        )
-    if swap > 0 and swap < memory:
-        raise invalid(
-            f"invalid HostConfig.MemorySwap {swap}: minimum memoryswap limit should be "
-            "larger than memory limit"
-        )
-    if reservation < 0 or 0 < reservation < MIN_MEMORY:
-        raise invalid(
-            f"invalid HostConfig.MemoryReservation {reservation}: "
-            "minimum memory reservation allowed is 6MB"
-        )
-    if memory > 0 and reservation > memory:
-        raise invalid(
-            f"invalid HostConfig.MemoryReservation {reservation}: minimum memory limit "
-            "can not be less than memory reservation limit"
-        )
-    out: dict[str, Any] = {}
-    if memory > 0:
-        out["limit"] = memory
-        # dockerd's default: as much swap as memory (memory+swap = 2 x memory).
-        out["swap"] = swap if swap != 0 else memory * 2
-    elif swap == -1:
-        out["swap"] = -1
-    if reservation > 0:
-        out["reservation"] = reservation
-    if hc.get("MemorySwappiness") is not None:
-        swappiness = _int(hc, "MemorySwappiness")
-        if swappiness != -1:
-            if not 0 <= swappiness <= 100:
-                raise invalid(
-                    f"invalid HostConfig.MemorySwappiness {swappiness}: "
-                    "valid memory swappiness range is 0-100"
-                )
-            out["swappiness"] = swappiness
-    if hc.get("OomKillDisable") is not None:
-        out["disableOOMKiller"] = _bool(hc, "OomKillDisable")
-    return out
-
-
-def _cpu(hc: Mapping[str, Any]) -> dict[str, Any]:
-    shares = _int(hc, "CpuShares")
-    period = _int(hc, "CpuPeriod")
-    quota = _int(hc, "CpuQuota")
-    nano = _int(hc, "NanoCpus")
-    if shares < 0:
-        raise invalid(f"invalid HostConfig.CpuShares {shares}: must not be negative")
-    if period != 0 and not 1000 <= period <= 1000000:
-        raise invalid(
-            f"invalid HostConfig.CpuPeriod {period}: CPU cfs period can not be less than "
-            "1ms (i.e. 1000) or larger than 1s (i.e. 1000000)"
-        )
-    if quota > 0 and quota < 1000:
-        raise invalid(
-            f"invalid HostConfig.CpuQuota {quota}: CPU cfs quota can not be less than "
-            "1ms (i.e. 1000)"
-        )
-    if quota < -1:
-        raise invalid(f"invalid HostConfig.CpuQuota {quota}: must be -1 (unlimited) or more")
-    if nano < 0:
-        raise invalid(f"invalid HostConfig.NanoCpus {nano}: must not be negative")
-    if nano > 0 and (period > 0 or quota > 0):
-        raise invalid(
-            "invalid HostConfig.NanoCpus: conflicting options: Nano CPUs cannot be set "
-            "together with CPU Period or CPU Quota"
-        )
-    out: dict[str, Any] = {}
-    if shares > 0:
-        out["shares"] = shares
-    if nano > 0:
-        out["period"] = 100000
-        out["quota"] = nano * 100000 // 1_000_000_000
-    if period:
-        out["period"] = period
-    if quota:
-        out["quota"] = quota
-    for key, spec_key in (("CpusetCpus", "cpus"), ("CpusetMems", "mems")):
-        value = hc.get(key) or ""
-        if value:
-            if not isinstance(value, str) or not _CPUSET_RE.fullmatch(value):
-                raise invalid(f"invalid HostConfig.{key} {value!r}: expected a list like 0-2,4")
-            out[spec_key] = value
-    return out
+def _resources(hc: Mapping[str, Any], privileged: bool,
+               host: HostView | None = None) -> dict[str, Any]:
+    """`linux.resources` of a HostConfig with Docker's default device rules (the devices
+    of `--device` aside): the limits `docker update` applies. Errors: invalid."""
+    rules = [{"allow": True, "access": "rwm"}] if privileged else default_rules()
+    return resources(hc, rules, host or local_host())
 
 
 # -- sysctls ---------------------------------------------------------------
 
 
-def _sysctls(hc: Mapping[str, Any], network_mode: str) -> dict[str, str]:
-    private_net = network_mode != "host" and not network_mode.startswith("container:")
+def _sysctls(hc: Mapping[str, Any], ns: Namespaces) -> dict[str, str]:
     out: dict[str, str] = {}
-    if private_net:
+    if ns.private_network:
         # dockerd's defaults in a network namespace of the container's own:
         # ping without CAP_NET_RAW, low ports without CAP_NET_BIND_SERVICE.
         out["net.ipv4.ping_group_range"] = "0 2147483647"
@@ -596,15 +469,11 @@ def _sysctls(hc: Mapping[str, Any], network_mode: str) -> dict[str, str]:
             raise invalid(f"invalid HostConfig.Sysctls entry {key!r}: names and values are strings")
         # runc's rules: only sysctls scoped to a namespace the container owns.
         if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
-            pass
+            shared = "IPC" if ns.host_ipc else ""
         elif key.startswith("net."):
-            if network_mode == "host":
-                raise invalid(
-                    f'invalid HostConfig.Sysctls: sysctl "{key}" is not allowed '
-                    "in the host's network namespace"
-                )
+            shared = "network" if ns.host_network else ""
         elif key == "kernel.domainname":
-            pass
+            shared = "UTS" if ns.host_uts else ""
         elif key == "kernel.hostname":
             raise invalid(
                 'invalid HostConfig.Sysctls: sysctl "kernel.hostname" is not allowed '
@@ -613,6 +482,11 @@ def _sysctls(hc: Mapping[str, Any], network_mode: str) -> dict[str, str]:
         else:
             raise invalid(
                 f'invalid HostConfig.Sysctls: sysctl "{key}" is not in a separate kernel namespace'
+            )
+        if shared:
+            raise invalid(
+                f'invalid HostConfig.Sysctls: sysctl "{key}" is not allowed in the host\'s '
+                f"{shared} namespace"
             )
         out[key] = value
     return out

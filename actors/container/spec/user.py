@@ -37,14 +37,44 @@ class _GroupEntry:
     members: tuple[str, ...]
 
 
-def resolve_user(user: str, passwd: str | None, group: str | None) -> User:
+def resolve_user(user: str, passwd: str | None, group: str | None,
+                 group_add: list[str] | None = None) -> User:
     """Resolve ``user``, ``uid``, ``user:group``, ``uid:gid`` (and mixes) against the
-    text of the container's /etc/passwd and /etc/group (None when absent).
+    text of the container's /etc/passwd and /etc/group (None when absent), with the
+    groups of ``group_add`` (`--group-add`) among the supplementary ones.
 
     As in runc's libcontainer: a numeric user absent from passwd is allowed
     (gid 0 then); supplementary groups come from /etc/group only when the
     group is not given explicitly. Errors: invalid (unknown name, id out of range).
     """
+    resolved = _resolve_user(user, passwd, group)
+    if not group_add:
+        return resolved
+    extra = additional_groups(group_add, group)
+    gids = list(dict.fromkeys([*resolved.additional_gids, *extra]))
+    return User(uid=resolved.uid, gid=resolved.gid, additional_gids=gids, home=resolved.home)
+
+
+def additional_groups(names: list[str], group: str | None) -> list[int]:
+    """libcontainer's GetAdditionalGroups: each of `names` by name or gid in the
+    container's /etc/group, else as a number. Errors: invalid (an unknown name)."""
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise invalid("invalid HostConfig.GroupAdd: must be a list of strings")
+    groups = _group_entries(group) if group is not None else []
+    out: list[int] = []
+    for name in names:
+        match = next((g.gid for g in groups if name in (g.name, str(g.gid))), None)
+        if match is None:
+            number = _atoi(name)
+            if number is None:
+                raise invalid(f"invalid HostConfig.GroupAdd: Unable to find group {name}: "
+                              "no matching entries in group file")
+            match = _check_id_range(number)
+        out.append(match)
+    return list(dict.fromkeys(out))
+
+
+def _resolve_user(user: str, passwd: str | None, group: str | None) -> User:
     parts = user.split(":")
     user_arg = parts[0]
     group_arg = parts[1] if len(parts) > 1 else ""

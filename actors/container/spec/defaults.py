@@ -1,0 +1,46 @@
+"""HostConfig as dockerd 20.10 records it at create (what inspect shows): the request,
+with the defaults it would otherwise leave unsaid filled in, and the warnings a
+create earns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pouch.actors.container.jsonlog import recorded_log_config
+from pouch.actors.container.spec.host import CgroupSupport
+from pouch.actors.container.spec.oci import DEFAULT_SHM_SIZE
+from pouch.actors.container.spec.security import MASKED_PATHS, READONLY_PATHS
+
+
+def recorded_host_config(hc: Mapping[str, Any],
+                         support: CgroupSupport | None = None) -> dict[str, Any]:
+    """A copy of `hc` with dockerd's defaults (its adaptContainerSettings and create)."""
+    out = dict(hc)
+    memory = out.get("Memory") or 0
+    if memory > 0 and not out.get("MemorySwap") and (support is None or support.swap):
+        out["MemorySwap"] = memory * 2  # as much swap as memory, as the spec gives it
+    if not out.get("ShmSize"):
+        out["ShmSize"] = DEFAULT_SHM_SIZE
+    if not out.get("IpcMode"):
+        out["IpcMode"] = "private"
+    if not out.get("CgroupnsMode"):
+        out["CgroupnsMode"] = "host"  # no container gets a cgroup namespace of its own
+    if out.get("OomKillDisable") is None:
+        out["OomKillDisable"] = False
+    if not out.get("Privileged"):
+        if out.get("MaskedPaths") is None:
+            out["MaskedPaths"] = list(MASKED_PATHS)
+        if out.get("ReadonlyPaths") is None:
+            out["ReadonlyPaths"] = list(READONLY_PATHS)
+    out["LogConfig"] = recorded_log_config(out.get("LogConfig"))
+    return out
+
+
+def create_warnings(hc: Mapping[str, Any]) -> list[str]:
+    """What dockerd warns of at create, for a HostConfig it takes."""
+    warnings = []
+    if hc.get("OomKillDisable") and not hc.get("Memory"):
+        warnings.append("OOM killer is disabled for the container, but no memory limit is "
+                        "set, this can result in the system running out of resources.")
+    return warnings

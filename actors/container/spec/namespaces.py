@@ -1,0 +1,82 @@
+"""Which namespaces a container has of its own and which it shares with the host:
+`--network`, `--ipc`, `--pid` and `--uts` as dockerd 20.10 applies them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pouch.actors.container.spec.fields import str_field
+from pouch.proto.envelope import invalid
+
+IPC_MODES = ("private", "shareable", "host", "none")
+
+
+@dataclass(frozen=True)
+class Namespaces:
+    """The namespace entries of the spec, and what they mean for the rest of it."""
+
+    entries: list[dict[str, str]]
+    host_network: bool
+    private_network: bool  # a network namespace of the container's own
+    host_ipc: bool
+    shm: bool  # the container gets a /dev/shm (not with --ipc none)
+    host_uts: bool
+
+
+def namespaces(hc: Mapping[str, Any], network_mode: str, netns_path: str | None) -> Namespaces:
+    """Errors: invalid, naming the field and why."""
+    ipc = ipc_mode(hc)
+    pid = str_field(hc, "PidMode")
+    uts = str_field(hc, "UTSMode")
+    if pid not in ("", "host"):
+        _refuse_mode("PidMode", "PID", pid)
+    if uts not in ("", "host"):
+        raise invalid(f"invalid HostConfig.UTSMode: invalid UTS mode: {uts}")
+    host_network = network_mode == "host"
+    if network_mode.startswith("container:") and not netns_path:
+        raise invalid(f"network mode {network_mode} needs that container's namespace")
+    entries: list[dict[str, str]] = [{"type": "mount"}]
+    if not host_network:
+        netns = {"type": "network"}
+        if netns_path:
+            netns["path"] = netns_path
+        entries.append(netns)
+    if uts != "host":
+        entries.append({"type": "uts"})
+    if pid != "host":
+        entries.append({"type": "pid"})
+    if ipc != "host":
+        entries.append({"type": "ipc"})
+    return Namespaces(
+        entries=entries, host_network=host_network,
+        private_network=not host_network and not network_mode.startswith("container:"),
+        host_ipc=ipc == "host", shm=ipc != "none", host_uts=uts == "host")
+
+
+def ipc_mode(hc: Mapping[str, Any]) -> str:
+    """The IPC mode asked for ("" is dockerd's default, private)."""
+    mode = str_field(hc, "IpcMode") or "private"
+    if mode not in IPC_MODES:
+        _refuse_mode("IpcMode", "IPC", mode)
+    return mode
+
+
+def _refuse_mode(field: str, what: str, mode: str) -> None:
+    if mode.startswith("container:") and mode != "container:":
+        # dockerd rebuilds the spec at every start, so it finds the other container's
+        # namespace as it is then; a spec made once at create would point at a process
+        # gone with that container's next restart.
+        raise invalid(f"invalid HostConfig.{field} {mode}: not supported yet: joining another "
+                      f"container's {what} namespace needs a spec made at each start; use "
+                      "private or host")
+    raise invalid(f"invalid HostConfig.{field}: invalid {what} mode: {mode}")
+
+
+def check_hostname(config: Mapping[str, Any]) -> None:
+    """dockerd's rule: a hostname of the container's own needs a UTS namespace of its own."""
+    host = config.get("HostConfig") or {}
+    if host.get("UTSMode") == "host" and config.get("Hostname"):
+        raise invalid("invalid field Config.Hostname: conflicting options: hostname and the "
+                      "UTS mode")

@@ -1,0 +1,185 @@
+"""`docker exec c true` on a running container: pouch set against dockerd 20.10.
+
+    python -m pouch.bench.exec [--runs N] [--json PATH]
+
+The same docker CLI drives both, each daemon with one running busybox container
+(`sleep`, no network) of its own: dockerd (Debian's docker.io, started by hand with its
+own roots and socket, see bench/dockerd.py) and pouchd, each on its own containerd. One
+sample is one `docker exec c true`: the CLI pings, inspects the container, creates the
+exec, starts it attached (an upgraded stream that ends when the process has exited) and
+inspects it for the exit code. Runs alternate. The issue's target: pouch at most 0.8x
+dockerd. A second table splits pouch's and dockerd's time by API call (a client of our
+own making the same calls), which shows what the CLI's own start-up adds to both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pouch.bench.common import (
+    MS,
+    alternate,
+    parser,
+    ratio,
+    require,
+    run_main,
+    summarize,
+    table,
+    write_json,
+)
+from pouch.bench.dockerd import DOCKERD, Dockerd, dockerd
+from pouch.bench.pouchd import pouchd
+from pouch.tests.images import build_busybox_tarball
+
+NAME = "bench-exec"
+POUCH = "pouch docker exec"
+DOCKERD_CASE = "dockerd 20.10 docker exec"
+TARGET = 0.8  # pouch's median over dockerd's, at most
+STEPS = ("inspect container", "create exec", "start exec (stream)", "inspect exec")
+
+
+def timed(argv: list[str], env: dict[str, str]) -> float:
+    """Seconds `argv` took; it must succeed."""
+    start = time.perf_counter()
+    result = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                            text=True, timeout=60, check=False)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {result.returncode}: "
+                           f"{result.stderr.strip()}")
+    return elapsed
+
+
+def http(path: Path, method: str, target: str, body: Any = None,
+         upgrade: bool = False) -> bytes:
+    """One request on the daemon's socket; the whole answer (an upgraded stream's, until
+    the daemon ends it)."""
+    data = b"" if body is None else json.dumps(body).encode()
+    head = (f"{method} /v1.41{target} HTTP/1.1\r\nHost: d\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n")
+    if upgrade:
+        head += "Connection: Upgrade\r\nUpgrade: tcp\r\n"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(30)
+        s.connect(str(path))
+        s.sendall(head.encode() + b"\r\n" + data)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+            if not upgrade and _complete(answer):
+                break
+    return answer
+
+
+def _complete(answer: bytes) -> bool:
+    head, sep, body = answer.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(body) >= int(value)
+    return body.endswith(b"0\r\n\r\n")
+
+
+def api_steps(path: Path) -> list[float]:
+    """The CLI's calls for `docker exec c true` (its ping aside), each timed."""
+    marks = [time.perf_counter()]
+    http(path, "GET", f"/containers/{NAME}/json")
+    marks.append(time.perf_counter())
+    created = http(path, "POST", f"/containers/{NAME}/exec",
+                   {"Cmd": ["true"], "AttachStdout": True, "AttachStderr": True})
+    exec_id = json.loads(created.partition(b"\r\n\r\n")[2])["Id"]
+    marks.append(time.perf_counter())
+    http(path, "POST", f"/exec/{exec_id}/start", {"Detach": False, "Tty": False},
+         upgrade=True)
+    marks.append(time.perf_counter())
+    shown = json.loads(http(path, "GET", f"/exec/{exec_id}/json").partition(b"\r\n\r\n")[2])
+    marks.append(time.perf_counter())
+    if shown.get("ExitCode") != 0:
+        raise RuntimeError(f"exec {exec_id} ended with {shown.get('ExitCode')!r}")
+    return [b - a for a, b in itertools.pairwise(marks)]
+
+
+@contextlib.contextmanager
+def dockerd_with_busybox(tarball: Path) -> Iterator[Dockerd]:
+    with dockerd() as docker:
+        loaded = docker.docker("load", "-i", str(tarball))
+        if loaded.returncode != 0:
+            raise RuntimeError(f"dockerd load: {loaded.stderr.strip()}")
+        try:
+            yield docker
+        finally:
+            docker.docker("rm", "-f", NAME)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser(__doc__.splitlines()[0], default_runs=30).parse_args(argv)
+    require("docker", str(DOCKERD))
+    with pouchd() as daemon:
+        tarball = daemon.base / "busybox.tar"
+        if not tarball.exists():
+            build_busybox_tarball(tarball)
+        with dockerd_with_busybox(tarball) as docker:
+            for run in (daemon.docker_result, docker.docker):
+                started = run("run", "-d", "--name", NAME, "--network", "none", "busybox",
+                              "sleep", "3600")
+                if started.returncode != 0:
+                    raise RuntimeError(f"starting {NAME}: {started.stderr.strip()}")
+            version = docker.version()
+            pouch_env = {**os.environ, "DOCKER_HOST": daemon.host,
+                         "DOCKER_CONFIG": str(daemon.docker_config)}
+            argv_exec = ["docker", "exec", NAME, "true"]
+            cases: dict[str, Callable[[], float]] = {
+                POUCH: lambda: timed(argv_exec, pouch_env),
+                DOCKERD_CASE: lambda: timed(argv_exec, docker.env()),
+            }
+            samples = alternate(args.runs, cases, warmup=2)
+            steps: dict[str, list[list[float]]] = {POUCH: [], DOCKERD_CASE: []}
+            for _ in range(max(5, args.runs // 2)):
+                steps[POUCH].append(api_steps(daemon.socket))
+                steps[DOCKERD_CASE].append(api_steps(docker.socket))
+        firewall_diff = docker.firewall_diff
+    medians = {name: summarize(values)["median"] for name, values in samples.items()}
+    results: dict[str, Any] = {}
+    rows = []
+    for name, values in samples.items():
+        s = summarize(values)
+        results[name] = {**s, "ratio_to_dockerd": ratio(s["median"], medians[DOCKERD_CASE])}
+        rows.append([name, s["n"], s["median"] * MS, s["p90"] * MS, s["min"] * MS,
+                     ratio(s["median"], medians[DOCKERD_CASE])])
+    print(f"dockerd {version}; one busybox container each; docker exec {NAME} true")
+    print(table(["case (this machine)", "n", "median ms", "p90 ms", "min ms", "x dockerd"],
+                rows))
+    value = ratio(medians[POUCH], medians[DOCKERD_CASE])
+    met = value <= TARGET
+    print(f"pouch / dockerd: {value:.2f} (target <= {TARGET:.1f}: {'met' if met else 'NOT met'})")
+    split = {name: [summarize([run[i] for run in runs])["median"] for i in range(len(STEPS))]
+             for name, runs in steps.items()}
+    print()
+    print(table(["API call, median ms", "pouch", "dockerd", "x dockerd"],
+                [[step, split[POUCH][i] * MS, split[DOCKERD_CASE][i] * MS,
+                  ratio(split[POUCH][i], split[DOCKERD_CASE][i])]
+                 for i, step in enumerate(STEPS)]))
+    if firewall_diff:
+        print("firewall rules changed while dockerd ran (see above); left as they are")
+    write_json(args.json, {"benchmark": "exec", "unit": "seconds", "results": results,
+                           "target": {"ratio": value, "target": TARGET, "met": met},
+                           "dockerd_version": version,
+                           "api_steps_s": {name: dict(zip(STEPS, values, strict=True))
+                                           for name, values in split.items()},
+                           "firewall_changed": bool(firewall_diff)})
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
