@@ -9,7 +9,7 @@ types its outer fields and leaves the Docker-defined inner ones as maps.
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 # -- events ------------------------------------------------------------------
 
@@ -36,8 +36,24 @@ class ContainerCreated(TypedDict):
     Warnings: list[str]
 
 
+class HealthcheckResult(TypedDict):
+    Start: str
+    End: str
+    ExitCode: int
+    Output: str
+
+
+class Health(TypedDict):
+    """State.Health, only for a container whose Config.Healthcheck runs a probe."""
+
+    Status: str  # starting | healthy | unhealthy
+    FailingStreak: int
+    Log: list[HealthcheckResult]  # the last 5, oldest first
+
+
 class ContainerState(TypedDict):
     Status: str
+    Health: NotRequired[Health]
     Running: bool
     Paused: bool
     Restarting: bool

@@ -370,7 +370,7 @@ class ContainerCalls:
         return self._caller.call('container', 'kill', _args(id=id, signal=signal), 30.0)
 
     def list(self, *, all: bool | Omitted = OMIT, limit: int | Omitted = OMIT, size: bool | Omitted = OMIT, filters: builtins.dict[str, builtins.list[str]] | Omitted | None = OMIT) -> builtins.list[ContainerSummary]:
-        """Container summaries, newest first, as GET /containers/json shows them. Errors: invalid.
+        """Container summaries, newest first, as GET /containers/json shows them. Errors: invalid, not_found.
 
         Served by pouch.actors.container.actor.ContainerActor.list."""
         return self._caller.call('container', 'list', _args(all=all, limit=limit, size=size, filters=filters), 30.0)

@@ -399,7 +399,7 @@ class ContainerActor(ActorBase):
         ref.tell(Job(ContainerWorker.create_container, reply,
                      (name, copy.deepcopy(config), warnings, token)))
 
-    @method(idempotent=True, errors=("invalid",))
+    @method(idempotent=True, errors=("invalid", "not_found"))
     def list(self, all: bool = False, limit: int = -1, size: bool = False,
              filters: dict[str, list[str]] | None = None) -> builtins.list[ContainerSummary]:
         """Container summaries, newest first, as GET /containers/json shows them."""
@@ -408,8 +408,13 @@ class ContainerActor(ActorBase):
             if status not in STATUSES:
                 raise invalid(f"invalid filter 'status={status}'")
         every = all or limit > 0 or bool(filters.get("status"))
+        # before/since name containers: those made earlier (later) than every one named.
+        bounds = {key: [parse_rfc3339(self.inspect(ref)["Created"])
+                        for ref in filters.get(key, [])] for key in ("before", "since")}
         rows = [r for r in self._records.values()
-                if (every or r["State"]["Running"]) and _passes(r, filters)]
+                if (every or r["State"]["Running"]) and _passes(r, filters)
+                and builtins.all(parse_rfc3339(r["Created"]) < t for t in bounds["before"])
+                and builtins.all(parse_rfc3339(r["Created"]) > t for t in bounds["since"])]
         rows.sort(key=lambda r: r["Created"], reverse=True)
         if limit > 0:
             rows = rows[:limit]
@@ -712,7 +717,7 @@ class ContainerActor(ActorBase):
 
 
 STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
-LIST_FILTERS = ("id", "name", "label", "status", "ancestor", "exited")
+LIST_FILTERS = ("id", "name", "label", "status", "ancestor", "exited", "before", "since")
 
 
 

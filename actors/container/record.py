@@ -7,6 +7,7 @@ import secrets
 import time
 from typing import Any
 
+from pouch.actors.container import health
 from pouch.actors.container import lifecycle as lc
 from pouch.actors.container.jsonlog import log_config
 from pouch.actors.container.spec.defaults import create_warnings, recorded_host_config
@@ -132,9 +133,7 @@ def check_not_yet(body: dict[str, Any]) -> list[str]:
     for key in _CONFIG_NOT_YET:
         if body.get(key):
             raise _not_yet(f"Config.{key}")
-    health = body.get("Healthcheck") or {}
-    if health and health.get("Test") not in (None, [], ["NONE"]):
-        raise _not_yet("Config.Healthcheck")
+    health.check_config(body.get("Healthcheck"))
     for key, allowed in _HOST_NOT_YET.items():
         value = host.get(key)
         values = value if isinstance(value, list) else [value]
@@ -176,6 +175,9 @@ def new_record(cid: str, name: str, body: dict[str, Any], image: ResolvedImage,
         config["Cmd"] = image_config.get("Cmd")
     if config.get("Entrypoint") is None:
         config["Entrypoint"] = image_config.get("Entrypoint")
+    check = health.merge(image_config.get("Healthcheck"), config.get("Healthcheck"))
+    if check is not None:
+        config["Healthcheck"] = check
     labels = {**(image_config.get("Labels") or {}), **(config.get("Labels") or {})}
     config["Labels"] = labels
     return {
@@ -324,7 +326,8 @@ def status_text(state: dict[str, Any], now: float | None = None) -> str:
     now = time.time() if now is None else now
     status = state.get("Status")
     if status == "running":
-        return "Up " + human_duration(now - parse_rfc3339(state["StartedAt"]))
+        return "Up " + human_duration(now - parse_rfc3339(state["StartedAt"])) + \
+            health.status_note(state.get("Health"))
     if status == "paused":
         return f"Up {human_duration(now - parse_rfc3339(state['StartedAt']))} (Paused)"
     if status == "restarting":

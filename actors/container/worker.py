@@ -28,6 +28,7 @@ from pouch.actors.container import lifecycle as lc
 from pouch.actors.container import record as rec
 from pouch.actors.container.detach import EscapeScanner
 from pouch.actors.container.exec import ExecEnv, Execs, check_runnable
+from pouch.actors.container.health import KILL, HealthEnv, HealthMonitor
 from pouch.actors.container.iohub import Consumer, IOHub
 from pouch.actors.container.jsonlog import Selection, log_config
 from pouch.actors.container.meta import MetaStore
@@ -114,6 +115,11 @@ class ContainerWorker(ObjectActor):
             cid=cid, ctrd=env.ctrd, hub=env.hub, fifo_root=env.fifo_root / "exec",
             changed=env.exec_changed, event=self._event,
             on_worker=lambda step: self._tell_self(lambda _worker: step())))
+        self._health = HealthMonitor(HealthEnv(
+            cid=cid, record=lambda: self.record, save=self._save, event=self._event,
+            on_worker=lambda step: self._tell_self(lambda _worker: step()),
+            run_exec=self._probe_exec, exit_code=self._exec_exit_code,
+            kill_exec=lambda exec_id: env.ctrd.tasks.kill(cid, KILL, exec_id=exec_id)))
 
     # -- helpers -------------------------------------------------------------
 
@@ -271,6 +277,7 @@ class ContainerWorker(ObjectActor):
             self._state["Pid"] = task.pid
             self._restore_as(lc.on_restore_live(
                 self._life, paused=task.status in ("PAUSED", "PAUSING")), save=True)
+            self._health.resume()
             return
         if task is not None:  # stopped while nobody watched
             self._open_io(restore=True)
@@ -497,6 +504,7 @@ class ContainerWorker(ObjectActor):
             raise
         rec.set_running(self.record, pid, started_at)
         rec.settle_start(self.record, went_through=True)
+        self._health.started()  # saved with the commit below
         self._commit(lc.on_started(self._life, time.time(), by_policy))
         self._event("start")
         return True
@@ -863,6 +871,25 @@ class ContainerWorker(ObjectActor):
     def exec_collect_garbage(self) -> None:
         self._execs.collect_garbage()
 
+    def _probe_exec(self, command: list[str], output: StreamSession) -> str:
+        """A health probe (pouch.actors.container.health): an exec as dockerd's probes
+        are, its output to `output`; its ID. Errors: PouchError (it could not run)."""
+        self._exec_runnable()
+        config, exec_id = self.record["Config"], rec.new_id()
+        self._execs.create(exec_id, {"Cmd": command, "AttachStdout": True,
+                                     "AttachStderr": True,
+                                     "WorkingDir": config.get("WorkingDir") or ""},
+                           config.get("User") or "")
+        error = self._execs.start(self._execs.get(exec_id), output, config)
+        if error is not None:
+            raise error
+        return exec_id
+
+    def _exec_exit_code(self, exec_id: str) -> int | None:
+        with contextlib.suppress(PouchError):
+            return self._execs.get(exec_id).exit_code
+        return None
+
     # -- exit ----------------------------------------------------------------
 
     def task_exited(self, pid: int, status: int, exited_at: str) -> None:
@@ -909,6 +936,7 @@ class ContainerWorker(ObjectActor):
             self.env.hub.forget(self.cid)
         self._drained = None
         self._execs.container_exited()
+        self._health.stop()
         self._record_exit(status, exited_at)
 
     def _record_exit(self, status: int, exited_at: str, error: str = "") -> None:
@@ -976,6 +1004,7 @@ class ContainerWorker(ObjectActor):
             unless_gone(step)
         self._end_shims()
         self.env.hub.forget(self.cid)
+        self._health.stop()
         self._execs.forget_all()
         fifo_dir = self.env.fifo_root / self.cid
         for fifo in fifo_dir.glob("*"):

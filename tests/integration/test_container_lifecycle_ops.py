@@ -444,3 +444,20 @@ def test_the_list_shows_states_in_dockers_words(docker, daemon, names):
     docker("stop", "-t", "0", name)
     rows = json.loads(docker("ps", "-a", "--filter", f"name={name}", "--format", "{{json .}}"))
     assert rows["State"] == "exited" and rows["Status"].startswith("Exited (137)")
+
+
+def test_ps_filters_before_and_since_name_containers(daemon: PouchDaemon, names):
+    first, middle, last = names("first"), names("middle"), names("last")
+    for name in (first, middle, last):
+        daemon.docker("create", "--name", name, "busybox", "true")
+
+    def listed(*filters: str) -> list[str]:
+        args = [arg for f in filters for arg in ("--filter", f)]
+        shown = daemon.docker("ps", "-a", "--format", "{{.Names}}", *args).splitlines()
+        return [n for n in shown if n in (first, middle, last)]
+
+    assert listed(f"before={last}") == [middle, first]
+    assert listed(f"since={first}") == [last, middle]
+    assert listed(f"since={first}", f"before={last}") == [middle]
+    missing = daemon.docker_result("ps", "-a", "--filter", "before=no-such-container")
+    assert missing.returncode != 0 and "No such container: no-such-container" in missing.stderr

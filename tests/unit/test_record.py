@@ -393,7 +393,6 @@ def test_a_field_the_container_would_not_get_is_refused_by_name(field, value):
 
 @pytest.mark.parametrize(("field", "value"), [
     ("Volumes", {"/data": {}}), ("Domainname", "example.org"),
-    ("Healthcheck", {"Test": ["CMD", "true"]}),
 ])
 def test_a_config_field_the_container_would_not_get_is_refused_by_name(field, value):
     assert f"Config.{field}" in refused(body(**{field: value}))
