@@ -23,6 +23,11 @@ thread. The limits (README, "Gateway limits"):
 
 TLS connections (a certificate in gunicorn.conf.py) keep gthread's way: their
 handshake and head are read by a thread, each read bounded as above.
+
+Per request, the fewer thread wake-ups the better (bench/request_floor.py): a
+plain /_ping is answered by the event loop itself (pouch.gateway.canned); a
+thread is woken alone for its job (pouch.gateway.threads); and a thread whose
+answer keeps the connection alive puts it back in the poller itself.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import select
 import selectors
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from functools import partial
@@ -46,12 +52,18 @@ from gunicorn.http.unreader import SocketUnreader, Unreader
 from gunicorn.http2 import negotiation
 from gunicorn.workers import gthread
 
+from pouch.actors import plugins  # self-contained: it imports nothing of the actors
+from pouch.gateway.canned import CannedPing
+from pouch.gateway.threads import HandOff
+
 # Enough for any head Docker's clients send and a JSON body; a larger body
 # (an image archive) comes at the pace of a client that is sending it.
 GATHER_LIMIT = 64 * 1024
 READ_SIZE = 64 * 1024
 # How long a worker whose master died accepts at most while no new master's worker does.
 ORPHAN_ACCEPTS = 10.0
+# A thread's answer after which it put the connection back in the poller itself.
+_KEPT = object()
 
 
 class ClientStalled(NoMoreData):
@@ -159,6 +171,8 @@ class Worker(gthread.ThreadWorker):
     """gthread whose event loop gathers each request before a thread serves it."""
 
     orphaned_at: float | None = None
+    canned: CannedPing | None = None  # /_ping's answer, when the event loop may give it
+    _notified = 0.0
 
     def set_accept_enabled(self, enabled: bool) -> None:
         # Keep accepting while serving, also when full: accept() closes the excess.
@@ -170,7 +184,23 @@ class Worker(gthread.ThreadWorker):
         written = serving.with_name(f"{serving.name}.{os.getpid()}")
         written.write_text(str(self.ppid))
         written.replace(serving)
+        # A plugin may wrap /_ping or add middleware that must see every request.
+        if not (plugins.loaded().has("update_api") or self.cfg.accesslog
+                or self.cfg.max_requests):
+            self.canned = CannedPing.render(self, Conn)
         super().run()
+
+    def get_thread_pool(self) -> Any:
+        self._keeping = threading.Lock()  # see _handle_and_keep
+        return HandOff(self.cfg.threads)
+
+    def notify(self) -> None:
+        # gunicorn calls it at every turn of the loop (several per request), and each
+        # is a utime(2) on a file; the master checks it against `timeout` (minutes).
+        now = time.monotonic()
+        if now - self._notified >= 1.0:
+            self._notified = now
+            super().notify()
 
     def is_parent_alive(self) -> bool:
         """Whether to go on accepting. When the master dies, pouchd starts another on
@@ -214,6 +244,36 @@ class Worker(gthread.ThreadWorker):
             self.enqueue_req(conn)  # the thread reads the handshake or preface itself
         else:
             self.gather(conn)
+
+    def enqueue_req(self, conn: Conn) -> None:
+        """As gthread's, but a thread whose answer keeps the connection alive puts it
+        back in the poller itself, rather than wake the loop to (a pipe, a turn of the
+        loop and of the GIL, on every request). Anything else is the loop's, as before."""
+        fs = self.tpool.submit(self._handle_and_keep, conn)
+        fs.add_done_callback(partial(self._handled, conn))
+
+    def _handle_and_keep(self, conn: Conn) -> Any:
+        keep = self.handle(conn)
+        if keep is not True or conn.parser.unreader.buf.getvalue():
+            return keep  # closing, deferred, or a next request read already: the loop's
+        with self._keeping:
+            if not self.alive:
+                return keep  # stopping: the loop keeps it briefly (gthread's STOP_KEEPALIVE_LINGER)
+            conn.sock.setblocking(False)
+            conn.set_timeout()
+            # Listed before the poller may report it (on_client_socket_readable removes it).
+            self.keepalived_conns.append(conn)
+            self.poller.register(conn.sock, selectors.EVENT_READ,
+                                 partial(self.on_client_socket_readable, conn))
+        return _KEPT
+
+    def _handled(self, conn: Conn, fs: Any) -> None:
+        if fs.cancelled() or fs.exception() is not None or fs.result() is not _KEPT:
+            self.method_queue.defer(self.finish_request, conn, fs)
+
+    def _cap_keepalive(self, deadline: float) -> None:
+        with self._keeping:  # no thread adds a connection while the loop caps them
+            super()._cap_keepalive(deadline)
 
     def on_client_socket_readable(self, conn: Conn, client: socket.socket) -> None:
         """A kept-alive connection's next request begins."""
@@ -265,10 +325,49 @@ class Worker(gthread.ThreadWorker):
         return partial(self._serve, conn)
 
     def _serve(self, conn: Conn) -> None:
+        if self.canned is not None and self._answer_canned(conn):
+            return
         conn.init()
         conn.parser.unreader.unread(bytes(conn.received))
         conn.received.clear()
         self.enqueue_req(conn)
+
+    def _answer_canned(self, conn: Conn) -> bool:
+        """Answer a plain /_ping from the loop (see pouch.gateway.canned); False if it
+        is not one, or if the connection is to close after it (the usual way says so)."""
+        assert self.canned is not None
+        answer = self.canned.answer(bytes(conn.received))
+        if answer is None or not self.alive \
+                or len(self.keepalived_conns) >= self.max_keepalived:
+            return False
+        conn.received.clear()
+        try:
+            sent = conn.sock.send(answer)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self._left(conn)
+            return True
+        if sent < len(answer):
+            # The client has not read what it was sent before: a thread waits for it.
+            rest = answer[sent:]
+            fs = self.tpool.submit(self._send_rest, conn, rest)
+            fs.add_done_callback(
+                lambda fut: self.method_queue.defer(self.finish_request, conn, fut))
+            return True
+        # Kept alive, as finish_request does after a thread's answer.
+        conn.set_timeout()
+        self.keepalived_conns.append(conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ,
+                             partial(self.on_client_socket_readable, conn))
+        return True
+
+    @staticmethod
+    def _send_rest(conn: Conn, rest: bytes) -> bool:
+        conn.init()  # the parser finish_request looks at
+        conn.sock.setblocking(True)  # as a thread writes any answer
+        conn.sock.sendall(rest)
+        return True
 
     def _left(self, conn: Conn) -> None:
         self.nr_conns -= 1
