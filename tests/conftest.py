@@ -75,3 +75,11 @@ def api(daemon: PouchDaemon) -> Iterator[docker_py.APIClient]:
     client = docker_py.APIClient(base_url=daemon.host, version="1.41", timeout=60)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="module")
+def client(daemon: PouchDaemon) -> Iterator[docker_py.DockerClient]:
+    """docker-py's high-level client of the session's pouchd."""
+    sdk = docker_py.DockerClient(base_url=daemon.host, version="1.41", timeout=60)
+    yield sdk
+    sdk.close()

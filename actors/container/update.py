@@ -91,30 +91,19 @@ def with_limits(spec: Mapping[str, Any], limits: Mapping[str, Any]) -> dict[str,
 
 
 def _given_limits(body: Mapping[str, Any]) -> dict[str, Any]:
+    # (fields, JSON type, whether 0 or "" means "not given", as the docker CLI sends them)
+    kinds = ((_INTS, int, True), (_TEXTS, str, True), (_NULLABLE, int, False))
     given: dict[str, Any] = {}
-    for key in _INTS:
-        value = body.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise invalid(f"invalid field {key}: must be an integer")
-        if value:
-            given[key] = value
-    for key in _TEXTS:
-        value = body.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, str):
-            raise invalid(f"invalid field {key}: must be a string")
-        if value:
-            given[key] = value
-    for key in _NULLABLE:
-        value = body.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise invalid(f"invalid field {key}: must be an integer")
-        given[key] = value
+    for keys, kind, zero_unset in kinds:
+        for key in keys:
+            value = body.get(key)
+            if value is None:
+                continue
+            if not isinstance(value, kind) or isinstance(value, bool):
+                what = "an integer" if kind is int else "a string"
+                raise invalid(f"invalid field {key}: must be {what}")
+            if value or not zero_unset:
+                given[key] = value
     return given
 
 

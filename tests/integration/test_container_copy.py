@@ -27,15 +27,6 @@ PLANT = ("mkdir -p /box && echo inside > /box/f && ln -s /../../../box /etc/evil
          "ln -s ../../../../box /etc/rel && echo ready > /ready && sleep 300")
 
 
-@pytest.fixture(scope="module")
-def client(daemon: PouchDaemon) -> Iterator[docker.DockerClient]:
-    sdk = docker.DockerClient(base_url=daemon.host, version="1.41", timeout=60)
-    try:
-        yield sdk
-    finally:
-        sdk.close()
-
-
 @pytest.fixture
 def run(daemon: PouchDaemon) -> Iterator[Callable[..., str]]:
     """Start (or create) busybox containers; all removed after the test."""

@@ -17,15 +17,6 @@ from pouch.tests.support.wait import wait_for
 DEADLINE = 30.0
 
 
-@pytest.fixture(scope="module")
-def client(daemon: PouchDaemon) -> Iterator[docker.DockerClient]:
-    sdk = docker.DockerClient(base_url=daemon.host, version="1.41", timeout=60)
-    try:
-        yield sdk
-    finally:
-        sdk.close()
-
-
 @pytest.fixture
 def run(daemon: PouchDaemon) -> Iterator[Callable[..., str]]:
     """Start busybox containers (detached); all removed after the test."""

@@ -16,20 +16,10 @@ from docker.errors import APIError, ContainerError, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.utils.socket import frames_iter
 
-from pouch.tests.support.daemon import PouchDaemon
 from pouch.tests.support.wait import wait_for
 
 # Lines printed over about a second, to watch them arrive one by one.
 TICKER = ["sh", "-c", "for i in 1 2 3 4 5; do echo line$i; sleep 0.25; done"]
-
-
-@pytest.fixture(scope="module")
-def client(daemon: PouchDaemon) -> Iterator[docker.DockerClient]:
-    sdk = docker.DockerClient(base_url=daemon.host, version="1.41", timeout=60)
-    try:
-        yield sdk
-    finally:
-        sdk.close()
 
 
 @pytest.fixture

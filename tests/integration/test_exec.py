@@ -30,15 +30,6 @@ from pouch.tests.support.wait import wait_for
 DEADLINE = 30.0
 
 
-@pytest.fixture(scope="module")
-def client(daemon: PouchDaemon) -> Iterator[docker.DockerClient]:
-    sdk = docker.DockerClient(base_url=daemon.host, version="1.41", timeout=60)
-    try:
-        yield sdk
-    finally:
-        sdk.close()
-
-
 @pytest.fixture
 def new_container(daemon: PouchDaemon) -> Iterator[Callable[..., str]]:
     """Start busybox containers (`sleep 300` unless told); all removed after the test."""
