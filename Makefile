@@ -3,6 +3,8 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 IMAGE := build/busybox.tar
+# Workers of the suite (pytest-xdist); PYTEST_ARGS="-n 0" runs it serially.
+PYTEST_WORKERS ?= 3
 PYTEST_ARGS ?=
 POUCHD_ARGS ?=
 
@@ -30,7 +32,7 @@ lint: install-test
 		-p pouch.tests -p pouch.bench
 
 test: install-test lint
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # By hand only, never from the test suite; each benchmark builds its own busybox image.
 bench: install-test
@@ -39,6 +41,7 @@ bench: install-test
 	$(PY) -m pouch.bench.recovery
 	$(PY) -m pouch.bench.memory
 	$(PY) -m pouch.bench.pull
+	$(PY) -m pouch.bench.list_size
 
 clean:
 	rm -rf build .mypy_cache .ruff_cache proto/containerd proto/gogoproto

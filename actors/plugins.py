@@ -14,7 +14,8 @@ or a module that defines any subset of these hooks:
                                                    rewrite `request.config`
                 post_update(ContainerUpdated)      after an update went through
     image       post_pull(ImagePulled)             after a pull stored the image
-    volume      pre_volume_create(VolumeCreate)    [not called yet: no volumes]
+    volume      pre_volume_create(VolumeCreate)    before a docker volume create is checked;
+                                                   may rewrite `request.config`
     daemon      daemon_pre_start(DaemonConfig)     before pouchd starts its actors
                 daemon_pre_stop(DaemonConfig)      before pouchd stops them
     cri         cri_pre_create_container(CriContainerCreate)  [not called yet: no CRI]
@@ -123,7 +124,8 @@ class ImagePulled:
 
 @dataclass
 class VolumeCreate:
-    """A volume create, as the client sent it (once volumes exist)."""
+    """A docker volume create, as the client sent it (not the volumes containers make
+    for themselves)."""
 
     config: dict[str, Any]  # Docker's VolumeCreateBody; change it in place
 

@@ -28,13 +28,16 @@ def services() -> dict[str, dict[str, Declaration]]:
     """Each service's declared methods, in start order (the broker's own first)."""
     from pouch.actors.container.actor import ContainerActor
     from pouch.actors.image.actor import ImageActor
+    from pouch.actors.network.actor import NetworkActor
     from pouch.actors.supervisor.actor import SupervisorActor
     from pouch.actors.system import SystemActor
+    from pouch.actors.volume.actor import VolumeActor
     from pouch.broker.service import BrokerService
 
     classes: list[tuple[str, type]] = [
         ("broker", BrokerService), ("supervisor", SupervisorActor), ("system", SystemActor),
-        ("image", ImageActor), ("container", ContainerActor)]
+        ("image", ImageActor), ("volume", VolumeActor), ("network", NetworkActor),
+        ("container", ContainerActor)]
     return {name: collect(cls) for name, cls in classes}
 
 
@@ -54,7 +57,7 @@ from __future__ import annotations
 import builtins
 import uuid
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 {shapes}
 
@@ -73,12 +76,25 @@ def _args(**given: Any) -> dict[str, Any]:
     return {k: v for k, v in given.items() if v is not OMIT}
 
 
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Streamed(Protocol[T_co]):
+    """A stream's items; closed before its end, it is cancelled."""
+
+    def __iter__(self) -> Iterator[T_co]: ...
+
+    def __next__(self) -> T_co: ...
+
+    def close(self) -> None: ...
+
+
 class Caller(Protocol):
     def call(self, service: str, method: str, args: dict[str, Any],
              timeout: float | None) -> Any: ...
 
     def stream(self, service: str, method: str, args: dict[str, Any],
-               timeout: float | None) -> Iterator[Any]: ...
+               timeout: float | None) -> Streamed[Any]: ...
 
 
 class HandOver(Protocol):
@@ -124,7 +140,7 @@ def _stub_method(service: str, decl: Declaration) -> list[str]:
                 f"_args({args}))")
     elif decl.stream:
         head = f"    def {decl.name}(self" + (f", *, {params}" if params else "") + \
-            f") -> Iterator[{result}]:"
+            f") -> Streamed[{result}]:"
         body = (f"        return self._caller.stream({service!r}, {decl.name!r}, "
                 f"_args({args}), {decl.timeout!r})")
     else:

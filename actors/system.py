@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pouch.actors import hostlabels, settings
 from pouch.actors.host import ActorBase, ActorContext, Reply
+from pouch.actors.timefmt import parse_timestamp
 from pouch.broker.client import follow
 from pouch.proto.config import DaemonConfig
 from pouch.proto.contract import Resumption, method
@@ -32,7 +33,8 @@ from pouch.proto.docker import (
     event_matches,
 )
 from pouch.proto.envelope import PouchError, invalid
-from pouch.proto.shapes import Event, MetricFamilies, SystemInfo, VersionInfo
+from pouch.proto.shapes import DiskUsage, Event, MetricFamilies, SystemInfo, VersionInfo
+from pouch.proto.stream import StreamSession
 
 if TYPE_CHECKING:
     from pouch.actors.containerd.client import Containerd
@@ -48,18 +50,23 @@ class Seen:
     event: dict[str, Any]
 
 
+@dataclass
+class Listener:
+    """A live events stream: over the broker (`events`) or a handed-over HTTP
+    connection (`watch`, GET /events); `emit` is False once its caller is gone."""
+
+    filters: dict[str, list[str]]
+    emit: Callable[[dict[str, Any]], bool]
+    end: Callable[[], None]
+    gone: Callable[[], bool]
+
+
 @dataclass(frozen=True)
 class Ended:
     """A live stream's `until` has come."""
 
-    reply: Reply
+    listener: Listener
 
-
-@dataclass
-class Listener:
-    reply: Reply
-    filters: dict[str, list[str]]
-    until: float
 
 VERSION = "0.1.0"
 GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le",
@@ -93,6 +100,11 @@ def _mem_total() -> int:
     except OSError:
         pass
     return 0
+
+
+def _check_bounds(since: float, until: float) -> None:
+    if until and since and until < since:
+        raise invalid("since must not be after until")
 
 
 class SystemActor(ActorBase):
@@ -129,7 +141,7 @@ class SystemActor(ActorBase):
     def on_stop(self) -> None:
         self._stopping.set()
         for listener in self._listeners:
-            listener.reply.send(None)
+            listener.end()
         if self._ctrd is not None:
             self._ctrd.close()
 
@@ -152,17 +164,17 @@ class SystemActor(ActorBase):
         if isinstance(message, Seen):
             self._history.append(message.event)
             self._fan_out(message.event)
-        elif isinstance(message, Ended):
-            message.reply.send(None)  # its `until` has come
-            self._listeners = [x for x in self._listeners if x.reply is not message.reply]
+        elif isinstance(message, Ended):  # its `until` has come
+            message.listener.end()
+            self._listeners = [x for x in self._listeners if x is not message.listener]
         return None
 
     def _fan_out(self, event: dict[str, Any]) -> None:
         keep = []
         for listener in self._listeners:
-            if listener.reply.cancelled or listener.reply.done:
+            if listener.gone():
                 continue
-            if event_matches(event, listener.filters) and not listener.reply.more(event):
+            if event_matches(event, listener.filters) and not listener.emit(event):
                 continue  # the caller is gone
             keep.append(listener)
         self._listeners = keep
@@ -175,20 +187,48 @@ class SystemActor(ActorBase):
         """Events in Docker's shape: those kept since `since` (Unix seconds), then live
         ones until `until` (0: until the caller cancels)."""
         filters = check_filters(filters, EVENT_FILTERS)
-        if until and since and until < since:
-            raise invalid("since must not be after until")
-        for event in list(self._history):
+        _check_bounds(since, until)
+        self._listen(Listener(filters, reply.more, lambda: reply.send(None),
+                              lambda: reply.cancelled or reply.done), since, until)
+
+    # As `events`, resumable: a restarted actor goes on with live events (its history
+    # begins with it, so nothing is sent twice).
+    @method(idempotent=True, returns=None, errors=("invalid",), resumable=True)
+    def watch(self, conn: StreamSession, reply: Reply, since: str = "", until: str = "",
+              filters: dict[str, list[str]] | None = None) -> None:
+        """Docker's GET /events on a handed-over connection: the events kept since `since`,
+        then live ones until `until` (Unix seconds, RFC 3339 or a duration back from now;
+        "": no bound), one JSON document each."""
+        filters = check_filters(filters, EVENT_FILTERS)
+        try:
+            begin = max(parse_timestamp(since) if since else 0.0, conn.resumed_at)
+            end = parse_timestamp(until) if until else 0.0
+        except ValueError as exc:
+            raise invalid(str(exc)) from None
+        _check_bounds(begin, end)
+        listener = Listener(filters, conn.write_json, conn.end,
+                            lambda: conn.conn.fileno() < 0)
+        reply.send(None)
+        if conn.start(resumable=True):
+            # As dockerd: with neither bound, live events only.
+            self._listen(listener, begin, end, replay=bool(begin or end))
+
+    def _listen(self, listener: Listener, since: float, until: float,
+                replay: bool = True) -> None:
+        """Replay the history from `since`, then follow live events until `until`."""
+        for event in list(self._history) if replay else ():
             when = event.get("timeNano", 0) / 1e9
             if (since and when < since) or (until and when > until):
                 continue
-            if event_matches(event, filters):
-                reply.more(event)
+            if event_matches(event, listener.filters) and not listener.emit(event):
+                return
         if until and until <= time.time():
-            reply.send(None)
+            listener.end()
             return
-        self._listeners.append(Listener(reply, filters, until))
+        self._listeners.append(listener)
         if until:
-            timer = threading.Timer(until - time.time(), self.actor_ref.tell, args=(Ended(reply),))
+            timer = threading.Timer(until - time.time(), self.actor_ref.tell,
+                                    args=(Ended(listener),))
             timer.daemon = True
             timer.start()
 
@@ -254,6 +294,22 @@ class SystemActor(ActorBase):
             "GitCommit": "", "GoVersion": f"python{platform.python_version()}", "Os": "linux",
             "Arch": arch, "KernelVersion": uname.release, "BuildTime": "",
         }
+
+    @method(idempotent=True, returns=DiskUsage, timeout=180.0)
+    def disk_usage(self, reply: Reply) -> None:
+        """What images, containers and volumes take, as GET /system/df shows it (no
+        build cache yet)."""
+        reply.run_in_thread(self._disk_usage)
+
+    def _disk_usage(self) -> DiskUsage:
+        calls = self.ctx.calls
+        images = calls.image.disk_usage()
+        containers = calls.container.list(all=True, size=True)
+        per_image = Counter(container["ImageID"] for container in containers)
+        return {"LayersSize": images["LayersSize"],
+                "Images": [{**image, "Containers": per_image[image["Id"]]}
+                           for image in images["Images"]],
+                "Containers": containers, "Volumes": calls.volume.usage(), "BuildCache": []}
 
     @method(idempotent=True, returns=SystemInfo)
     def info(self, reply: Reply) -> None:

@@ -5,11 +5,14 @@
 
 Everything it writes lives under one temporary folder: data root, exec root,
 socket, pid file, trust key, config file and its log. It touches no host
-networking or firewall (no iptables, no bridge, no IP forwarding or
-masquerading), and runs with HTTP(S)_PROXY at a closed loopback port, so a
-pull can reach 127.0.0.1 and nothing else. Without `--containerd` it starts
-its own containerd under its exec root, unless /run/containerd/containerd.sock
-exists, which it would pick up instead: then it is given a containerd of ours.
+firewall (no iptables, no IP forwarding or masquerading) and, unless given
+`bridge=True`, no host networking; with it, its containers join a bridge of
+the benchmark's own (a free /24 of 100.64.0.0/10, removed afterwards), as with
+dockerd's default network, minus the rules. It runs with HTTP(S)_PROXY at a
+closed loopback port, so a pull can reach 127.0.0.1 and nothing else. Without
+`--containerd` it starts its own containerd under its exec root, unless
+/run/containerd/containerd.sock exists, which it would pick up instead: then it
+is given a containerd of ours.
 
 On the way out it is stopped by pid (SIGTERM, SIGKILL after a timeout), its
 containerd and any shim are ended by pid, whatever is still mounted under the
@@ -35,8 +38,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from pouch.actors.network import sandbox
 from pouch.bench.common import require
 from pouch.bench.pouchd import uninterrupted
+from pouch.tests.support import netclean
 from pouch.tests.support.containerd import (
     ContainerdProcess,
     mounts_under,
@@ -71,6 +76,7 @@ class Dockerd:
         self.containerd_pids: list[int] = []  # its managed containerd, once started
         self.own_containerd: ContainerdProcess | None = None  # when a system one is there
         self.firewall_diff: str | None = None  # set on the way out if the rules changed
+        self.bridge = ""  # the bridge its containers join ("": none)
 
     @property
     def host(self) -> str:
@@ -126,7 +132,7 @@ class Dockerd:
                 "-H", self.host,
                 "--pidfile", str(self.pidfile),
                 "--iptables=false", "--ip6tables=false", "--ip-masq=false",
-                "--ip-forward=false", "--bridge=none",
+                "--ip-forward=false", f"--bridge={self.bridge or 'none'}",
                 "--storage-driver", "overlay2",
                 "--log-level", "warn"]
         for registry in insecure_registries:
@@ -258,11 +264,14 @@ def firewall() -> str:
 
 
 @contextlib.contextmanager
-def dockerd(insecure_registries: Sequence[str] = ()) -> Iterator[Dockerd]:
+def dockerd(insecure_registries: Sequence[str] = (), bridge: bool = False) -> Iterator[Dockerd]:
     """A started dockerd answering on its own socket; stopped and removed after."""
     before = firewall()
     daemon = Dockerd(Path(tempfile.mkdtemp(prefix="dkd-", dir="/tmp")))
     try:
+        if bridge:
+            daemon.bridge = f"pbd{os.getpid() % 0xFFFF:04x}"
+            sandbox.ensure_bridge(daemon.bridge, netclean.free_bip())
         daemon.start(insecure_registries)
         yield daemon
     finally:
@@ -270,6 +279,8 @@ def dockerd(insecure_registries: Sequence[str] = ()) -> Iterator[Dockerd]:
             try:
                 daemon.stop()
             finally:
+                if daemon.bridge:
+                    sandbox.remove_bridge(daemon.bridge)
                 shutil.rmtree(daemon.base, ignore_errors=True)
                 after = firewall()
                 if after != before:

@@ -1,15 +1,19 @@
-"""`docker run --rm busybox true` against pouch, set against `ctr run --rm` on the same containerd.
+"""`docker run --rm busybox true` against pouch, set against `ctr run --rm` on the same
+containerd, and against dockerd 20.10.
 
-    python -m pouch.bench.run_rm [--runs N] [--json PATH]
+    python -m pouch.bench.run_rm [--runs N] [--json PATH] [--no-dockerd]
 
 Both are Go CLIs that start, talk to a daemon over a unix socket and wait for
-the container to exit and be removed, so the ratio is pouch's own cost
-(gateway, broker, actors) over containerd's. Runs alternate: ctr, docker,
-docker --network none, ctr, ...
+the container to exit and be removed, so the ratio to ctr is pouch's own cost
+(gateway, broker, actors) over containerd's. dockerd (Debian's docker.io, started by
+hand with its own roots and socket: bench/dockerd.py) runs the same command on a
+bridge of its own, and with --network none. Runs alternate: ctr, docker (the default
+bridge), docker --network none, dockerd, dockerd --network none, ctr, ...
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import subprocess
@@ -27,6 +31,7 @@ from pouch.bench.common import (
     table,
     write_json,
 )
+from pouch.bench.dockerd import Dockerd, dockerd
 from pouch.bench.pouchd import pouchd
 from pouch.tests.support.daemon import PouchDaemon
 
@@ -48,7 +53,7 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
     return elapsed
 
 
-def cases(daemon: PouchDaemon) -> dict[str, Callable[[], float]]:
+def cases(daemon: PouchDaemon, docker: Dockerd | None) -> dict[str, Callable[[], float]]:
     ids = itertools.count()
     prefix = f"bench-{os.getpid()}-"
     ctr = ["ctr", "--address", str(daemon.containerd_socket), "--namespace", NAMESPACE]
@@ -58,19 +63,31 @@ def cases(daemon: PouchDaemon) -> dict[str, Callable[[], float]]:
     def ctr_run() -> float:
         return timed([*ctr, "run", "--rm", IMAGE, f"{prefix}{next(ids)}", "true"])
 
-    def docker_run(*flags: str) -> Callable[[], float]:
-        return lambda: timed(["docker", "run", "--rm", *flags, "busybox", "true"], docker_env)
+    def docker_run(env: dict[str, str], *flags: str) -> Callable[[], float]:
+        return lambda: timed(["docker", "run", "--rm", *flags, "busybox", "true"], env)
 
-    return {"ctr run --rm": ctr_run,
-            "docker run --rm": docker_run(),
-            "docker run --rm --network none": docker_run("--network", "none")}
+    runs = {"ctr run --rm": ctr_run,
+            "docker run --rm": docker_run(docker_env),
+            "docker run --rm --network none": docker_run(docker_env, "--network", "none")}
+    if docker is not None:
+        runs["dockerd run --rm"] = docker_run(docker.env())
+        runs["dockerd run --rm --network none"] = docker_run(docker.env(), "--network", "none")
+    return runs
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser(__doc__.splitlines()[0], default_runs=30).parse_args(argv)
+    p = parser(__doc__.splitlines()[0], default_runs=30)
+    p.add_argument("--no-dockerd", action="store_true", help="leave dockerd out")
+    args = p.parse_args(argv)
     require("ctr", "docker")
-    with pouchd() as daemon:
-        samples = alternate(args.runs, cases(daemon), warmup=2)
+    with pouchd() as daemon, contextlib.ExitStack() as stack:
+        docker = None
+        if not args.no_dockerd:
+            docker = stack.enter_context(dockerd(bridge=True))
+            loaded = docker.docker("load", "-i", str(daemon.base / "busybox.tar"))
+            if loaded.returncode != 0:
+                raise RuntimeError(f"dockerd load: {loaded.stderr}")
+        samples = alternate(args.runs, cases(daemon, docker), warmup=2)
     baseline = summarize(samples["ctr run --rm"])
     rows = []
     results = {}
@@ -80,6 +97,13 @@ def main(argv: list[str] | None = None) -> int:
         rows.append([name, s["n"], s["median"] * MS, s["p90"] * MS, s["min"] * MS,
                      ratio(s["median"], baseline["median"])])
     print(table(["case (this machine)", "n", "median ms", "p90 ms", "min ms", "x ctr"], rows))
+    if "dockerd run --rm" in results:
+        print()
+        pairs = [("docker run --rm", "dockerd run --rm"),
+                 ("docker run --rm --network none", "dockerd run --rm --network none")]
+        print(table(["pouch against dockerd (this run)", "x dockerd"],
+                    [[ours, ratio(results[ours]["median"], results[theirs]["median"])]
+                     for ours, theirs in pairs]))
     ref_ctr = REFERENCE_MS["ctr run --rm"]
     print()
     print(table(["reference (issue, other machine)", "ms", "x ctr"],

@@ -19,10 +19,13 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import zmq
+import zmq.auth
 
 from pouch.broker import wire
 from pouch.proto import envelope as env
@@ -34,19 +37,47 @@ DEFAULT_TIMEOUT = 30.0
 RETRY_PAUSE = 0.05
 CONTRACT_WAIT = 1.0    # how long a new stream waits to learn whether it is resumable
 RESUME_WITHIN = 60.0   # how long a resumable stream waits for its actor to come back
+REMOTE_SEND_WAIT = 2.0  # s: how long a send to a tcp:// broker waits for a connection
 _LOST = object()  # the broker connection dropped while waiting
 # `timeout` not given: the client's own default. None: no deadline at all.
 DEFAULT: Any = object()
 
 
+@dataclass(frozen=True)
+class CurveKeys:
+    """A remote client's CURVE keys and the broker's public key (pouch.broker.curve)."""
+
+    public: bytes
+    secret: bytes
+    server: bytes
+
+    @classmethod
+    def load(cls, client_secret_file: Path, server_public_file: Path) -> CurveKeys:
+        """From the files zmq.auth.create_certificates writes."""
+        public, secret = zmq.auth.load_certificate(client_secret_file)
+        server, _ = zmq.auth.load_certificate(server_public_file)
+        if secret is None:
+            raise ValueError(f"{client_secret_file} holds no secret key")
+        return cls(public, secret, server)
+
+
 class Client:
     def __init__(self, endpoint: str, *, timeout: float = DEFAULT_TIMEOUT,
-                 context: zmq.Context | None = None) -> None:
+                 context: zmq.Context | None = None, curve: CurveKeys | None = None) -> None:
+        """`curve`: the keys to reach the broker's tcp:// endpoint (`--zmq-listen`)."""
         self.endpoint = endpoint
         self.timeout = timeout
         ctx = context or zmq.Context.instance()
         self._sock = ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
+        if not endpoint.startswith("ipc://"):
+            # A remote broker that refuses our handshake leaves the socket no connection,
+            # and a send with none waits for one: fail it instead.
+            self._sock.setsockopt(zmq.SNDTIMEO, int(REMOTE_SEND_WAIT * 1000))
+        if curve is not None:
+            self._sock.setsockopt(zmq.CURVE_SERVERKEY, curve.server)
+            self._sock.setsockopt(zmq.CURVE_PUBLICKEY, curve.public)
+            self._sock.setsockopt(zmq.CURVE_SECRETKEY, curve.secret)
         self._sock.setsockopt(zmq.RECONNECT_IVL, 50)
         self._sock.setsockopt(zmq.RECONNECT_IVL_MAX, 500)
         # A broker that dies takes our in-flight requests with it; its disconnect
@@ -105,8 +136,7 @@ class Client:
         """Receive events published from now on whose fields (paths such as `Type` or
         `Actor.Attributes.name`) hold one of the values given."""
         rid = next(self._ids)
-        wire.send(self._sock, [env.CLIENT, env.SUB, b"",
-                                   env.pack({"id": rid, "fields": fields or {}})])
+        self._send([env.CLIENT, env.SUB, b"", env.pack({"id": rid, "fields": fields or {}})])
         return Stream(self, "", rid, 0.0)
 
     # -- internals -----------------------------------------------------------
@@ -119,9 +149,16 @@ class Client:
                       deadline: float) -> int:
         self._forget_old_disconnects()
         rid = next(self._ids)
-        wire.send(self._sock, [env.CLIENT, env.REQ, service.encode(),
-                                   env.request(rid, method, args, deadline)])
+        self._send([env.CLIENT, env.REQ, service.encode(),
+                    env.request(rid, method, args, deadline)])
         return rid
+
+    def _send(self, frames: list[bytes]) -> None:
+        try:
+            wire.send(self._sock, frames)
+        except zmq.Again:
+            raise PouchError("unavailable", f"no connection to the broker at {self.endpoint}"
+                             " (is this client's CURVE key one it accepts?)") from None
 
     def _forget_old_disconnects(self) -> None:
         # A disconnect noticed before this request was sent cannot have lost it.
@@ -130,7 +167,7 @@ class Client:
         # The monitor's ZMQ_FD is true from here on: it is touched only to drain it.
 
     def _send_cancel(self, service: str, rid: int) -> None:
-        wire.send(self._sock, [env.CLIENT, env.CANCEL, service.encode(), env.pack(rid)])
+        self._send([env.CLIENT, env.CANCEL, service.encode(), env.pack(rid)])
 
     def _await(self, rid: int, deadline: float) -> Any:
         """The reply body for `rid`; None at the deadline (0: none); _LOST on disconnect."""
@@ -321,7 +358,7 @@ class ClientPool:
         return result
 
     def stream(self, service: str, method: str, args: dict[str, Any] | None = None,
-               timeout: float | None = None) -> Iterator[Any]:
+               timeout: float | None = None) -> Generator[Any, None, None]:
         """A streaming request on a lent client, given back when the stream ends or is closed."""
         client = self.acquire()
         broken = True

@@ -11,6 +11,8 @@ from pouch.actors import plugins  # self-contained: it imports nothing of the ac
 from pouch.broker.client import ClientPool
 from pouch.gateway import container_files, container_stats, containers, errors, images, system
 from pouch.gateway import exec as exec_routes
+from pouch.gateway import networks as network_routes
+from pouch.gateway import volumes as volume_routes
 from pouch.proto.config import DaemonConfig
 from pouch.proto.docker import API_VERSION, MIN_API_VERSION
 from pouch.proto.stubs import Calls
@@ -62,12 +64,14 @@ def create_app(config: DaemonConfig, calls: ClientPool | None = None) -> falcon.
     app.req_options.auto_parse_qs_csv = False
     errors.register(app)
     app.add_sink(_page_not_found, "/")
-    system.add_routes(app, typed)
+    system.add_routes(app, typed, config.handoff_dir)
     images.add_routes(app, typed, config)
     containers.add_routes(app, typed, config)
     container_files.add_routes(app, typed, config)
     container_stats.add_routes(app, typed, config)
     exec_routes.add_routes(app, typed, config)
+    volume_routes.add_routes(app, typed)
+    network_routes.add_routes(app, typed)
     # Last: a plugin's route may replace (wrap) one of ours.
     plugins.loaded().update_api(plugins.ApiExtension(app, typed, config))
     return app

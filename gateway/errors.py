@@ -11,7 +11,7 @@ from pouch.proto.envelope import PouchError
 
 log = logging.getLogger("pouch.gateway")
 
-HTTP_STATUS = {"not_found": 404, "conflict": 409, "invalid": 400,
+HTTP_STATUS = {"not_found": 404, "conflict": 409, "invalid": 400, "forbidden": 403,
                "unavailable": 503, "timeout": 504, "internal": 500}
 
 

@@ -14,6 +14,8 @@ import contextlib
 import os
 import resource
 import runpy
+import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +56,29 @@ class Gateway(BaseApplication):
             "pidfile": str(config.pid_path("gateway")),
             "loglevel": "debug" if config.debug else "info",
         }
+        if config.uses_tls:
+            # TLS is for the tcp:// addresses only (pouch.gateway.worker): the unix
+            # sockets' own guard is their mode and group.
+            settings.update(certfile=config.tlscert, keyfile=config.tlskey,
+                            ssl_context=reused_ssl_context)
+            if config.tlsverify:
+                settings.update(ca_certs=config.tlscacert, cert_reqs=ssl.CERT_REQUIRED)
         for key, value in settings.items():
             self.cfg.set(key, value)
 
     def load(self) -> Any:
         from pouch.gateway.app import create_app
         return create_app(self.daemon_config)
+
+
+def reused_ssl_context(cfg: Any, make: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+    """gunicorn's context, made once per process (on its first TLS connection) and kept
+    with its settings: gunicorn would make one per connection, reading the files again."""
+    context: ssl.SSLContext | None = getattr(cfg, "pouch_ssl_context", None)
+    if context is None:
+        context = make()
+        cfg.pouch_ssl_context = context
+    return context
 
 
 def run_gateway(config: DaemonConfig) -> int:

@@ -1,11 +1,15 @@
-"""/_ping, /version, /info, /metrics, /auth, /daemon/update."""
+"""/_ping, /version, /info, /system/df, /events, /metrics, /auth, /daemon/update."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import falcon
 
-from pouch.gateway.params import json_body
-from pouch.proto.stubs import Calls
+from pouch.gateway.hijack import Hijacker, StreamRequest
+from pouch.gateway.params import filters, json_body, text
+from pouch.proto.stream import JSON, StreamSpec
+from pouch.proto.stubs import Calls, Handoffs
 
 
 class Ping:
@@ -38,6 +42,26 @@ class Info:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = self.calls.system.info()
+
+
+class DiskUsage:
+    def __init__(self, calls: Calls) -> None:
+        self.calls = calls
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self.calls.system.disk_usage()
+
+
+class Events:
+    """GET /events: a stream that outlives the request, so the system actor writes it."""
+
+    def __init__(self, handoff_dir: Path) -> None:
+        self.handoffs = Handoffs(Hijacker(handoff_dir))
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.handoffs.system.watch(StreamRequest(req, StreamSpec("chunked", JSON)),
+                                   since=text(req, "since"), until=text(req, "until"),
+                                   filters=filters(req))
 
 
 class Auth:
@@ -89,10 +113,12 @@ class Metrics:
         resp.text = self.calls.system.all_metrics()
 
 
-def add_routes(app: falcon.App, calls: Calls) -> None:
+def add_routes(app: falcon.App, calls: Calls, handoff_dir: Path) -> None:
     app.add_route("/_ping", Ping())
+    app.add_route("/events", Events(handoff_dir))
     app.add_route("/metrics", Metrics(calls))
     app.add_route("/version", Version(calls))
     app.add_route("/info", Info(calls))
+    app.add_route("/system/df", DiskUsage(calls))
     app.add_route("/auth", Auth(calls))
     app.add_route("/daemon/update", DaemonUpdate(calls))

@@ -21,8 +21,9 @@ thread. The limits (README, "Gateway limits"):
 - beyond `worker_connections` open connections, a new one is closed at once
   (rather than left in the listen backlog to time out).
 
-TLS connections (a certificate in gunicorn.conf.py) keep gthread's way: their
-handshake and head are read by a thread, each read bounded as above.
+TLS connections (pouchd's --tls/--tlsverify, on its tcp:// addresses only) keep
+gthread's way: their handshake and head are read by a thread, each read bounded
+as above.
 
 Per request, the fewer thread wake-ups the better (bench/request_floor.py): a
 plain /_ping is answered by the event loop itself (pouch.gateway.canned); a
@@ -45,6 +46,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from gunicorn import http
 from gunicorn.http.body import LengthReader
 from gunicorn.http.errors import NoMoreData
 from gunicorn.http.message import Request
@@ -152,14 +154,23 @@ class PatientUnreader(SocketUnreader):
 class Conn(gthread.TConn):
     """A connection with the bytes of its next request the event loop read."""
 
+    initialized: bool  # gthread's
+
     def __init__(self, cfg: Any, sock: socket.socket, client: Any, server: Any) -> None:
         super().__init__(cfg, sock, client, server)
         self.received = bytearray()
+        # TLS guards the tcp:// addresses; a unix socket's guard is its mode and group.
+        self.tls = bool(cfg.is_ssl) and sock.family != socket.AF_UNIX
 
     def init(self) -> None:
         if self.initialized:
             return
-        super().init()
+        if self.cfg.is_ssl and not self.tls:
+            self.initialized = True  # as gthread's, without wrapping the socket
+            self.sock.setblocking(True)
+            self.parser = http.get_parser(self.cfg, self.sock, self.client)
+        else:
+            super().init()
         unreader = getattr(self.parser, "unreader", None)
         if isinstance(unreader, SocketUnreader):  # HTTP/1 (HTTP/2 reads on its own)
             patient = PatientUnreader(self.sock, self.cfg.keepalive)
@@ -240,7 +251,7 @@ class Worker(gthread.ThreadWorker):
             return
         self.nr_conns += 1
         conn = Conn(self.cfg, client_sock, client_addr, listener.getsockname())
-        if self.cfg.is_ssl or negotiation.prior_knowledge_allowed(self.cfg, client_addr):
+        if conn.tls or negotiation.prior_knowledge_allowed(self.cfg, client_addr):
             self.enqueue_req(conn)  # the thread reads the handshake or preface itself
         else:
             self.gather(conn)
@@ -279,7 +290,7 @@ class Worker(gthread.ThreadWorker):
         """A kept-alive connection's next request begins."""
         self.poller.unregister(client)
         self.keepalived_conns.remove(conn)
-        if self.cfg.is_ssl:
+        if conn.tls:
             self.enqueue_req(conn)
             return
         self.gather(conn)

@@ -8,12 +8,17 @@ exactly what it would under the supervisor.
 from __future__ import annotations
 
 import argparse
+import grp
+import ipaddress
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 DEFAULT_CONFIG_FILE = "/etc/pouch/config.json"
+# In --zmq-keys: the broker's CURVE secret key, and the authorized clients' public keys.
+ZMQ_SERVER_SECRET = "server.key_secret"
+ZMQ_CLIENT_KEYS = "clients"
 # Where pouchd's own processes register with the broker: see pouch.broker.trust.
 PRIVATE_DIR = "private"
 ACTOR_SOCKET = "actors.sock"
@@ -38,6 +43,27 @@ class DaemonConfig:
     # The daemon's labels (key=value), listed by /info as dockerd's --label.
     labels: tuple[str, ...] = ()
     debug: bool = False
+    # The default bridge network ("bridge" in the API): its Linux link, address (gateway
+    # and subnet), the range containers get addresses from, MTU; and whether pouch writes
+    # iptables rules (NAT, isolation, ports) and turns on IPv4 forwarding, as dockerd's.
+    bridge_name: str = "p0"
+    bip: str = "192.168.5.1/24"
+    fixed_cidr: str = ""
+    mtu: int = 1500
+    iptables: bool = True
+    ip_forward: bool = True
+    # The API over TCP: TLS with these files; `tlsverify` also asks clients for a
+    # certificate signed by `tlscacert`. The unix sockets' group (mode 0660).
+    tls: bool = False
+    tlsverify: bool = False
+    tlscacert: str = ""
+    tlscert: str = ""
+    tlskey: str = ""
+    group: str = ""
+    # Remote ZeroMQ clients: a tcp:// endpoint of the broker, CURVE keys in a folder
+    # (pouch.broker.curve).
+    zmq_listen: str = ""
+    zmq_keys: str = ""
     # Tests and benchmarks set these; users have no reason to.
     gateway_workers: int = 2
     gateway_threads: int = 16
@@ -77,6 +103,10 @@ class DaemonConfig:
             "--image-proxy", self.image_proxy,
             "--gateway-workers", str(self.gateway_workers),
             "--gateway-threads", str(self.gateway_threads),
+            "--bridge-name", self.bridge_name, "--bip", self.bip,
+            "--fixed-cidr", self.fixed_cidr, "--mtu", str(self.mtu),
+            f"--iptables={str(self.iptables).lower()}",
+            f"--ip-forward={str(self.ip_forward).lower()}",
             "--config-file", "",
         ]
         if self.pidfile:
@@ -91,7 +121,18 @@ class DaemonConfig:
             args += ["--label", label]
         if self.debug:
             args.append("--debug")
+        if self.tls:
+            args.append("--tls")
+        if self.tlsverify:
+            args.append("--tlsverify")
+        for flag in ("tlscacert", "tlscert", "tlskey", "group", "zmq_listen", "zmq_keys"):
+            if getattr(self, flag):
+                args += [f"--{flag.replace('_', '-')}", getattr(self, flag)]
         return args
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls or self.tlsverify
 
 
 # flag name -> (dataclass field, type); the config file uses the flag names as keys.
@@ -110,9 +151,33 @@ _FLAGS: dict[str, tuple[str, Any]] = {
     "image-proxy": ("image_proxy", str),
     "label": ("labels", list),
     "debug": ("debug", bool),
+    "tls": ("tls", bool),
+    "tlsverify": ("tlsverify", bool),
+    "tlscacert": ("tlscacert", str),
+    "tlscert": ("tlscert", str),
+    "tlskey": ("tlskey", str),
+    "group": ("group", str),
+    "zmq-listen": ("zmq_listen", str),
+    "zmq-keys": ("zmq_keys", str),
     "gateway-workers": ("gateway_workers", int),
     "gateway-threads": ("gateway_threads", int),
+    "bridge-name": ("bridge_name", str),
+    "bip": ("bip", str),
+    "fixed-cidr": ("fixed_cidr", str),
+    "mtu": ("mtu", int),
+    "iptables": ("iptables", bool),
+    "ip-forward": ("ip_forward", bool),
 }
+
+
+def _flag_bool(text: str) -> bool:
+    # dockerd's spelling of a flag that defaults to true: --iptables=false
+    lowered = text.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
@@ -148,6 +213,36 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
                         help="a JSON file of these settings; flags win "
                              f"(default {DEFAULT_CONFIG_FILE})")
     parser.add_argument("-D", "--debug", action="store_true", default=s, help="debug logging")
+    parser.add_argument("--tls", action="store_true", default=s,
+                        help="serve tcp:// addresses over TLS (--tlscert, --tlskey)")
+    parser.add_argument("--tlsverify", action="store_true", default=s,
+                        help="TLS, and clients must show a certificate signed by --tlscacert "
+                             "(needed to listen on TCP beyond loopback)")
+    parser.add_argument("--tlscacert", default=s,
+                        help="the CA that clients' certificates are checked against")
+    parser.add_argument("--tlscert", default=s, help="the server's certificate (PEM)")
+    parser.add_argument("--tlskey", default=s, help="the server's private key (PEM)")
+    parser.add_argument("--zmq-listen", default=s,
+                        help="a tcp://host:port for remote ZeroMQ clients, CURVE only")
+    parser.add_argument("--zmq-keys", default=s,
+                        help=f"the folder of CURVE keys: {ZMQ_SERVER_SECRET} and "
+                             f"{ZMQ_CLIENT_KEYS}/*.key (the authorized clients)")
+    parser.add_argument("-G", "--group", default=s,
+                        help="the group of the unix sockets (default pouch when it exists, "
+                             "else root's only)")
+    parser.add_argument("-b", "--bridge-name", default=s,
+                        help="the default bridge network's link (default p0)")
+    parser.add_argument("--bip", default=s,
+                        help="the default bridge's address and length (default 192.168.5.1/24)")
+    parser.add_argument("--fixed-cidr", default=s,
+                        help="the range within --bip containers get addresses from")
+    parser.add_argument("--mtu", type=int, default=s,
+                        help="the default bridge's MTU (default 1500)")
+    parser.add_argument("--iptables", type=_flag_bool, nargs="?", const=True, default=s,
+                        help="write iptables rules (default true; --iptables=false)")
+    parser.add_argument("--ip-forward", "--ipforward", dest="ip_forward", type=_flag_bool,
+                        nargs="?", const=True, default=s,
+                        help="turn on IPv4 forwarding (default true; --ip-forward=false)")
     parser.add_argument("--gateway-workers", type=int, default=s, help=argparse.SUPPRESS)
     parser.add_argument("--gateway-threads", type=int, default=s, help=argparse.SUPPRESS)
 
@@ -171,7 +266,62 @@ def resolve(opts: argparse.Namespace) -> DaemonConfig:
         if name in values:
             values[name] = Path(values[name]).absolute()
     known = {f.name for f in fields(DaemonConfig)}
-    return DaemonConfig(**{k: v for k, v in values.items() if k in known})
+    config = DaemonConfig(**{k: v for k, v in values.items() if k in known})
+    check_entrances(config)
+    return config
+
+
+def check_entrances(config: DaemonConfig) -> None:
+    """Nothing unauthenticated may reach the API from beyond this machine: a TCP address
+    other than loopback needs --tlsverify. Raises ValueError naming the address or file."""
+    for address in config.listen:
+        if not address.startswith(("unix://", "tcp://")):
+            raise ValueError(f"listen address {address!r}: use unix:///path or tcp://host:port")
+        if address.startswith("tcp://") and not config.tlsverify \
+                and not _loopback(address.removeprefix("tcp://").rpartition(":")[0]):
+            raise ValueError(
+                f"listen address {address}: the API beyond loopback needs --tlsverify with "
+                "--tlscacert, --tlscert and --tlskey (whoever reaches it is root here)")
+    if config.zmq_listen:
+        check_zmq_entrance(config.zmq_listen, config.zmq_keys)
+    if config.group:
+        try:
+            grp.getgrnam(config.group)
+        except KeyError:
+            raise ValueError(f"--group {config.group}: no such group") from None
+    if config.uses_tls:
+        needed = ("tlscert", "tlskey", "tlscacert") if config.tlsverify else ("tlscert", "tlskey")
+        for flag in needed:
+            if not getattr(config, flag):
+                raise ValueError(f"--{'tlsverify' if config.tlsverify else 'tls'} needs --{flag}")
+        for flag in needed:
+            if not Path(getattr(config, flag)).is_file():
+                raise ValueError(f"--{flag} {getattr(config, flag)}: no such file")
+
+
+def check_zmq_entrance(listen: str, keys: str) -> None:
+    if not listen.startswith("tcp://"):
+        raise ValueError(f"--zmq-listen {listen}: use tcp://host:port (local clients use "
+                         "the broker's ipc socket)")
+    if not keys:
+        raise ValueError("--zmq-listen needs --zmq-keys: remote clients are CURVE only")
+    folder = Path(keys)
+    if not (folder / ZMQ_SERVER_SECRET).is_file():
+        raise ValueError(f"--zmq-keys {keys}: no {ZMQ_SERVER_SECRET} (the broker's secret "
+                         "key, as zmq.auth.create_certificates writes it)")
+    if not (folder / ZMQ_CLIENT_KEYS).is_dir():
+        raise ValueError(f"--zmq-keys {keys}: no {ZMQ_CLIENT_KEYS}/ folder of the "
+                         "authorized clients' public keys")
+
+
+def _loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name may resolve to anything
 
 
 def check_labels(labels: list[str] | tuple[str, ...]) -> tuple[str, ...]:

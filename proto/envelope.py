@@ -42,9 +42,10 @@ HEARTBEAT: Final = b"HB"
 BYE: Final = b"BYE"
 LOST: Final = b"LOST"
 
-ErrorCode = Literal["not_found", "conflict", "invalid", "unavailable", "timeout", "internal"]
+ErrorCode = Literal["not_found", "conflict", "invalid", "forbidden", "unavailable", "timeout",
+                   "internal"]
 ERROR_CODES: Final[frozenset[str]] = frozenset(
-    ("not_found", "conflict", "invalid", "unavailable", "timeout", "internal")
+    ("not_found", "conflict", "invalid", "forbidden", "unavailable", "timeout", "internal")
 )
 
 
@@ -77,6 +78,11 @@ def conflict(message: str) -> PouchError:
 
 def invalid(message: str) -> PouchError:
     return PouchError("invalid", message)
+
+
+def forbidden(message: str) -> PouchError:
+    """Well-formed but refused by policy (a predefined network's removal), as dockerd's 403."""
+    return PouchError("forbidden", message)
 
 
 def unavailable(message: str) -> PouchError:

@@ -9,6 +9,7 @@ them by the descriptor numbers in LISTEN_FDS_ENV.
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
 import socket
 from collections.abc import Sequence
@@ -19,12 +20,28 @@ BACKLOG = 2048
 SOCKET_MODE_UMASK = 0o117  # unix sockets 0660: the API socket's mode from the start
 
 
-def bind_all(addresses: Sequence[str]) -> list[socket.socket]:
-    """A listening socket per --listen address (unix:// or tcp://host:port)."""
-    return [_bind(address) for address in addresses]
+DEFAULT_GROUP = "pouch"
 
 
-def _bind(address: str) -> socket.socket:
+def bind_all(addresses: Sequence[str], group: str = "") -> list[socket.socket]:
+    """A listening socket per --listen address (unix:// or tcp://host:port); the unix
+    ones belong to `group` ("": pouch's when it exists, else root's only).
+    Raises ValueError for a group that does not exist."""
+    gid = socket_gid(group)
+    return [_bind(address, gid) for address in addresses]
+
+
+def socket_gid(group: str) -> int | None:
+    """The group the API's unix sockets are given, as dockerd's --group."""
+    try:
+        return grp.getgrnam(group or DEFAULT_GROUP).gr_gid
+    except KeyError:
+        if group:
+            raise ValueError(f"--group {group}: no such group") from None
+        return None
+
+
+def _bind(address: str, gid: int | None) -> socket.socket:
     if address.startswith("unix://"):
         path = Path(address[len("unix://"):])
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -36,6 +53,8 @@ def _bind(address: str) -> socket.socket:
             listener.bind(str(path))
         finally:
             os.umask(old)
+        if gid is not None:
+            os.chown(path, -1, gid)
     else:
         host, _, port = address.removeprefix("tcp://").rpartition(":")
         host = host.strip("[]") or "127.0.0.1"

@@ -245,6 +245,13 @@ class ImageSummary(TypedDict):
     Containers: int
 
 
+class ImagesUsage(TypedDict):
+    """The image actor's part of GET /system/df."""
+
+    LayersSize: int
+    Images: list[ImageSummary]
+
+
 class ImageInspect(TypedDict):
     Id: str
     RepoTags: list[str]
@@ -274,6 +281,52 @@ class ResolvedImage(TypedDict):
     config: dict[str, Any]
     chain_id: str        # the snapshot its rootfs is prepared from
     snapshotter: str
+
+
+# -- volumes -----------------------------------------------------------------
+
+
+class Volume(TypedDict):
+    """A volume as dockerd shows it (Status and UsageData left out, as dockerd's local
+    driver leaves them out of inspect and list)."""
+
+    Name: str
+    Driver: str
+    Mountpoint: str
+    CreatedAt: str                     # RFC 3339, in the daemon's time zone
+    Labels: dict[str, str] | None
+    Scope: str                         # "local"
+    Options: dict[str, str] | None     # the driver's options, as given at create
+    Status: NotRequired[dict[str, Any] | None]
+    UsageData: NotRequired[dict[str, int] | None]
+
+
+class DiskUsage(TypedDict):
+    """GET /system/df (docker system df): what images, containers and volumes take."""
+
+    LayersSize: int
+    Images: list[ImageSummary]
+    Containers: list[ContainerSummary]
+    Volumes: list[Volume]
+    BuildCache: list[dict[str, Any]]
+
+
+class VolumeList(TypedDict):
+    Volumes: list[Volume]
+    Warnings: list[str] | None
+
+
+class VolumesPruned(TypedDict):
+    VolumesDeleted: list[str] | None
+    SpaceReclaimed: int
+
+
+class VolumeUse(TypedDict):
+    """A container's reference to a volume, as acquire answers it."""
+
+    Name: str
+    Mountpoint: str  # <home>/volumes/<name>/_data: what mount() will answer, too
+    Created: bool    # this call made the volume (the container copies the image's files)
 
 
 # -- system ------------------------------------------------------------------
@@ -314,6 +367,43 @@ class ChildStatus(TypedDict):
 class SupervisorStatus(TypedDict):
     children: dict[str, ChildStatus]
     degraded: list[str]
+
+
+# -- networks ----------------------------------------------------------------
+
+
+class NetworkCreated(TypedDict):
+    Id: str
+    Warning: str
+
+
+class NetworksPruned(TypedDict):
+    NetworksDeleted: list[str]
+
+
+# GET /networks/{id} as dockerd 20.10 shows it (Name, Id, Created, Scope, Driver, IPAM,
+# Internal, Containers, Options, Labels, ...): Docker's document, Docker's to define.
+NetworkInspect = dict[str, Any]
+
+
+# NetworkSettings.Ports: {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "49153"}] or null}
+PortMap = dict[str, list[dict[str, str]] | None]
+
+
+class EndpointSettings(TypedDict):
+    """A container's endpoint on one network, as the container actor needs it."""
+
+    NetworkID: str
+    NetworkName: str
+    EndpointID: str
+    IPAddress: str
+    IPPrefixLen: int
+    Gateway: str
+    MacAddress: str
+    Aliases: list[str]
+    Bridge: str       # the Linux bridge the veth joins ("" for host and none)
+    Mtu: int
+    SandboxKey: str   # the container's netns path ("" for host and none)
 
 
 # -- the broker --------------------------------------------------------------

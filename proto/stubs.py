@@ -12,7 +12,7 @@ from __future__ import annotations
 import builtins
 import uuid
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from pouch.proto.shapes import (
     AuthStatus,
@@ -24,6 +24,8 @@ from pouch.proto.shapes import (
     ContainerSummary,
     ContainerTop,
     ContainerUpdated,
+    DiskUsage,
+    EndpointSettings,
     Event,
     ExecCreated,
     ExecInspect,
@@ -33,12 +35,19 @@ from pouch.proto.shapes import (
     ImagesLoaded,
     ImagesPruned,
     ImageSummary,
+    ImagesUsage,
+    NetworkCreated,
+    NetworksPruned,
     PathStat,
     PullProgress,
     ResolvedImage,
     ServiceStatus,
     SupervisorStatus,
     VersionInfo,
+    Volume,
+    VolumeList,
+    VolumesPruned,
+    VolumeUse,
 )
 
 
@@ -56,12 +65,25 @@ def _args(**given: Any) -> dict[str, Any]:
     return {k: v for k, v in given.items() if v is not OMIT}
 
 
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Streamed(Protocol[T_co]):
+    """A stream's items; closed before its end, it is cancelled."""
+
+    def __iter__(self) -> Iterator[T_co]: ...
+
+    def __next__(self) -> T_co: ...
+
+    def close(self) -> None: ...
+
+
 class Caller(Protocol):
     def call(self, service: str, method: str, args: dict[str, Any],
              timeout: float | None) -> Any: ...
 
     def stream(self, service: str, method: str, args: dict[str, Any],
-               timeout: float | None) -> Iterator[Any]: ...
+               timeout: float | None) -> Streamed[Any]: ...
 
 
 class HandOver(Protocol):
@@ -157,7 +179,13 @@ class SystemCalls:
         Served by pouch.actors.host.ActorBase.debug_fault."""
         return self._caller.call('system', 'debug_fault', _args(point=point, action=action, once=once), 30.0)
 
-    def events(self, *, since: float | Omitted = OMIT, until: float | Omitted = OMIT, filters: builtins.dict[str, builtins.list[str]] | Omitted | None = OMIT) -> Iterator[Event]:
+    def disk_usage(self) -> DiskUsage:
+        """What images, containers and volumes take, as GET /system/df shows it (no build cache yet).
+
+        Served by pouch.actors.system.SystemActor.disk_usage."""
+        return self._caller.call('system', 'disk_usage', _args(), 180.0)
+
+    def events(self, *, since: float | Omitted = OMIT, until: float | Omitted = OMIT, filters: builtins.dict[str, builtins.list[str]] | Omitted | None = OMIT) -> Streamed[Event]:
         """Events in Docker's shape: those kept since `since` (Unix seconds), then live ones until `until` (0: until the caller cancels). Errors: invalid.
 
         Served by pouch.actors.system.SystemActor.events."""
@@ -199,6 +227,12 @@ class ImageCalls:
 
         Served by pouch.actors.host.ActorBase.debug_fault."""
         return self._caller.call('image', 'debug_fault', _args(point=point, action=action, once=once), 30.0)
+
+    def disk_usage(self) -> ImagesUsage:
+        """Every image with SharedSize (the bytes of its layers that other images have too), and LayersSize (every layer's bytes, once), as docker system df counts them.
+
+        Served by pouch.actors.image.actor.ImageActor.disk_usage."""
+        return self._caller.call('image', 'disk_usage', _args(), 120.0)
 
     def history(self, *, name: str) -> builtins.list[ImageHistoryItem]:
         """An image's layers and how each was made, newest first. Errors: not_found, invalid.
@@ -248,13 +282,13 @@ class ImageCalls:
         Served by pouch.actors.image.actor.ImageActor.prune."""
         return self._caller.call('image', 'prune', _args(filters=filters), 30.0)
 
-    def pull(self, *, image: str, tag: str | Omitted = OMIT, platform: str | Omitted = OMIT, auth: str | Omitted = OMIT) -> Iterator[PullProgress]:
+    def pull(self, *, image: str, tag: str | Omitted = OMIT, platform: str | Omitted = OMIT, auth: str | Omitted = OMIT) -> Streamed[PullProgress]:
         """Pull an image from its registry (`tag` may be a digest), in Docker's progress messages. `auth`: the client's X-Registry-Auth header. Errors before the first message: the reference or the registry's; later ones end the stream. Errors: invalid, not_found, unavailable.
 
         Served by pouch.actors.image.actor.ImageActor.pull."""
         return self._caller.stream('image', 'pull', _args(image=image, tag=tag, platform=platform, auth=auth), None)
 
-    def push(self, *, name: str, tag: str | Omitted = OMIT, auth: str | Omitted = OMIT) -> Iterator[PullProgress]:
+    def push(self, *, name: str, tag: str | Omitted = OMIT, auth: str | Omitted = OMIT) -> Streamed[PullProgress]:
         """Push `name:tag` to its registry (every tag of the repository if `tag` is empty), in Docker's progress messages. `auth`: the client's X-Registry-Auth header. Errors: invalid, not_found, unavailable.
 
         Served by pouch.actors.image.actor.ImageActor.push."""
@@ -283,6 +317,170 @@ class ImageCalls:
 
         Served by pouch.actors.image.actor.ImageActor.tag."""
         return self._caller.call('image', 'tag', _args(name=name, repo=repo, tag=tag), 30.0)
+
+
+class VolumeCalls:
+    """The volume service's methods."""
+
+    def __init__(self, caller: Caller) -> None:
+        self._caller = caller
+
+    def acquire(self, *, container: str, name: str | Omitted = OMIT, labels: builtins.dict[str, str] | Omitted | None = OMIT, driver_opts: builtins.dict[str, str] | Omitted | None = OMIT, destination: str | Omitted = OMIT) -> VolumeUse:
+        """Record `container` as a user of the volume `name`, made first if missing (`name` "": an anonymous volume, made for that container; the same again for a retry that gives the same `destination`). `Created`: this call made it, so the container copies its image's files into it. Errors: invalid, not_found.
+
+        Served by pouch.actors.volume.actor.VolumeActor.acquire."""
+        return self._caller.call('volume', 'acquire', _args(container=container, name=name, labels=labels, driver_opts=driver_opts, destination=destination), 30.0)
+
+    def create(self, *, name: str | Omitted = OMIT, driver: str | Omitted = OMIT, driver_opts: builtins.dict[str, str] | Omitted | None = OMIT, labels: builtins.dict[str, str] | Omitted | None = OMIT) -> Volume:
+        """Make a volume (a random 64-hex name if `name` is ""), or answer the one of that name that exists already, as dockerd. Only the local driver exists; its options are `type`, `device` and `o`, as mount(8)'s (tmpfs with size=..., a host folder with type=none o=bind). Errors: invalid, not_found.
+
+        Served by pouch.actors.volume.actor.VolumeActor.create."""
+        return self._caller.call('volume', 'create', _args(name=name, driver=driver, driver_opts=driver_opts, labels=labels), 30.0)
+
+    def debug_fault(self, *, point: str, action: str | Omitted = OMIT, once: bool | Omitted = OMIT) -> None:
+        """Arm a fault (crash or hang) at a named point; pouchd --debug only. Errors: invalid.
+
+        Served by pouch.actors.host.ActorBase.debug_fault."""
+        return self._caller.call('volume', 'debug_fault', _args(point=point, action=action, once=once), 30.0)
+
+    def inspect(self, *, name: str) -> Volume:
+        """One volume, as GET /volumes/{name} shows it. Errors: not_found.
+
+        Served by pouch.actors.volume.actor.VolumeActor.inspect."""
+        return self._caller.call('volume', 'inspect', _args(name=name), 30.0)
+
+    def list(self, *, filters: builtins.dict[str, builtins.list[str]] | Omitted | None = OMIT) -> VolumeList:
+        """Every volume, as GET /volumes shows them; filters `name` (a pattern), `label` (key or key=value), `dangling` (true/false: used by no container) and `driver`. Errors: invalid.
+
+        Served by pouch.actors.volume.actor.VolumeActor.list."""
+        return self._caller.call('volume', 'list', _args(filters=filters), 30.0)
+
+    def metrics(self) -> builtins.list[builtins.dict[str, Any]]:
+        """This actor process's figures (a snapshot: see pouch.actors.metrics).
+
+        Served by pouch.actors.host.ActorBase.metrics."""
+        return self._caller.call('volume', 'metrics', _args(), 2.0)
+
+    def mount(self, *, name: str, container: str, destination: str | Omitted = OMIT, read_write: bool | Omitted = OMIT, propagation: str | Omitted = OMIT) -> str:
+        """The host folder to bind into `container` for the volume: its _data, with the volume's options mounted there while some container has it mounted. `destination`, `read_write` and `propagation` only describe the use in the mount event, as dockerd's. Errors: not_found.
+
+        Served by pouch.actors.volume.actor.VolumeActor.mount."""
+        return self._caller.call('volume', 'mount', _args(name=name, container=container, destination=destination, read_write=read_write, propagation=propagation), 30.0)
+
+    def prune(self, *, filters: builtins.dict[str, builtins.list[str]] | Omitted | None = OMIT) -> VolumesPruned:
+        """Remove every volume no container uses (API 1.41: named ones too), narrowed by `label` and `label!`; the names removed and the bytes their files took. Errors: invalid.
+
+        Served by pouch.actors.volume.actor.VolumeActor.prune."""
+        return self._caller.call('volume', 'prune', _args(filters=filters), 30.0)
+
+    def release(self, *, container: str, remove_anonymous: bool | Omitted = OMIT) -> builtins.list[str]:
+        """Drop every reference `container` holds (and its mounts); with `remove_anonymous`, remove the anonymous volumes made for it that nobody uses now (`docker rm -v`). The names removed.
+
+        Served by pouch.actors.volume.actor.VolumeActor.release."""
+        return self._caller.call('volume', 'release', _args(container=container, remove_anonymous=remove_anonymous), 30.0)
+
+    def remove(self, *, name: str, force: bool | Omitted = OMIT) -> None:
+        """Remove a volume and its files: conflict while a container uses it (naming the containers), not_found unless `force`. Errors: not_found, conflict.
+
+        Served by pouch.actors.volume.actor.VolumeActor.remove."""
+        return self._caller.call('volume', 'remove', _args(name=name, force=force), 30.0)
+
+    def unmount(self, *, name: str, container: str) -> None:
+        """`container` no longer has the volume mounted; the volume's own mount goes with its last such container. Nothing to do for a volume that is gone.
+
+        Served by pouch.actors.volume.actor.VolumeActor.unmount."""
+        return self._caller.call('volume', 'unmount', _args(name=name, container=container), 30.0)
+
+    def usage(self) -> builtins.list[Volume]:
+        """Every volume with its UsageData: the bytes of its files and how many containers use it, as docker system df shows them.
+
+        Served by pouch.actors.volume.actor.VolumeActor.usage."""
+        return self._caller.call('volume', 'usage', _args(), 120.0)
+
+
+class NetworkCalls:
+    """The network service's methods."""
+
+    def __init__(self, caller: Caller) -> None:
+        self._caller = caller
+
+    def attach(self, *, container: str, network: str, name: str | Omitted = OMIT, aliases: builtins.list[str] | Omitted | None = OMIT, ip: str | Omitted = OMIT, hostname: str | Omitted = OMIT, hosts_path: str | Omitted = OMIT) -> EndpointSettings:
+        """Connect a container (full ID; `name` as its neighbours resolve it) to a bridge network: its sandbox (a netns) made on its first attach, an address (`ip`, if given, on a user network with a configured subnet), a veth into the bridge, the default route through its first network's gateway. `hosts_path`: the container's /etc/hosts, whose section of addresses is kept current as containers come and go on its user networks. A retry answers the endpoint already made. Errors: not_found, invalid, conflict, forbidden.
+
+        Served by pouch.actors.network.actor.NetworkActor.attach."""
+        return self._caller.call('network', 'attach', _args(container=container, network=network, name=name, aliases=aliases, ip=ip, hostname=hostname, hosts_path=hosts_path), 60.0)
+
+    def create(self, *, name: str, driver: str | Omitted = OMIT, internal: bool | Omitted = OMIT, attachable: bool | Omitted = OMIT, ipam_config: builtins.list[builtins.dict[str, str]] | Omitted | None = OMIT, ipam_options: builtins.dict[str, str] | Omitted | None = OMIT, options: builtins.dict[str, str] | Omitted | None = OMIT, labels: builtins.dict[str, str] | Omitted | None = OMIT, enable_ipv6: bool | Omitted = OMIT) -> NetworkCreated:
+        """Create a bridge network. `ipam_config`: at most one {Subnet, Gateway, IPRange} (a subnet is chosen among dockerd's default pools, avoiding the host's routes and the other networks, when none is given). `options`: the driver's, among them com.docker.network.bridge.name and com.docker.network.driver.mtu. Errors: invalid, conflict, forbidden, not_found.
+
+        Served by pouch.actors.network.actor.NetworkActor.create."""
+        return self._caller.call('network', 'create', _args(name=name, driver=driver, internal=internal, attachable=attachable, ipam_config=ipam_config, ipam_options=ipam_options, options=options, labels=labels, enable_ipv6=enable_ipv6), 30.0)
+
+    def debug_fault(self, *, point: str, action: str | Omitted = OMIT, once: bool | Omitted = OMIT) -> None:
+        """Arm a fault (crash or hang) at a named point; pouchd --debug only. Errors: invalid.
+
+        Served by pouch.actors.host.ActorBase.debug_fault."""
+        return self._caller.call('network', 'debug_fault', _args(point=point, action=action, once=once), 30.0)
+
+    def detach(self, *, container: str, network: str) -> None:
+        """Disconnect a container from a network (its lease released); not connected is fine. Its sandbox stays until release. Errors: not_found.
+
+        Served by pouch.actors.network.actor.NetworkActor.detach."""
+        return self._caller.call('network', 'detach', _args(container=container, network=network), 30.0)
+
+    def inspect(self, *, ref: str) -> builtins.dict[str, Any]:
+        """One network by full ID, name or unique ID prefix, as dockerd 20.10 shows it. Errors: not_found, invalid.
+
+        Served by pouch.actors.network.actor.NetworkActor.inspect."""
+        return self._caller.call('network', 'inspect', _args(ref=ref), 30.0)
+
+    def list(self, *, filters: builtins.dict[str, builtins.list[str]] | Omitted | None = OMIT) -> builtins.list[builtins.dict[str, Any]]:
+        """Every network, as inspect shows it, that passes Docker's filters (name, id, label, driver, type custom|builtin, dangling, scope). Errors: invalid.
+
+        Served by pouch.actors.network.actor.NetworkActor.list."""
+        return self._caller.call('network', 'list', _args(filters=filters), 30.0)
+
+    def metrics(self) -> builtins.list[builtins.dict[str, Any]]:
+        """This actor process's figures (a snapshot: see pouch.actors.metrics).
+
+        Served by pouch.actors.host.ActorBase.metrics."""
+        return self._caller.call('network', 'metrics', _args(), 2.0)
+
+    def prune(self, *, filters: builtins.dict[str, builtins.list[str]] | Omitted | None = OMIT) -> NetworksPruned:
+        """Remove every user network no container is connected to (filters: until, label, label!). Errors: invalid.
+
+        Served by pouch.actors.network.actor.NetworkActor.prune."""
+        return self._caller.call('network', 'prune', _args(filters=filters), 120.0)
+
+    def publish_ports(self, *, container: str, port_bindings: builtins.dict[str, Any] | Omitted | None = OMIT, exposed: builtins.list[str] | Omitted | None = OMIT, publish_all: bool | Omitted = OMIT) -> builtins.dict[str, builtins.list[builtins.dict[str, str]] | None]:
+        """Publish a container's ports (HostConfig.PortBindings; with `publish_all`, -P, every `exposed` port too) on its first network's address: host ports chosen where 0, reachable from the host's addresses and 127.0.0.1 as well. Answers NetworkSettings.Ports. A retry answers the bindings in force. Errors: not_found, invalid, conflict.
+
+        Served by pouch.actors.network.actor.NetworkActor.publish_ports."""
+        return self._caller.call('network', 'publish_ports', _args(container=container, port_bindings=port_bindings, exposed=exposed, publish_all=publish_all), 30.0)
+
+    def release(self, *, container: str) -> None:
+        """Everything of a container's (it is being removed): its endpoints, leases and sandbox. Idempotent.
+
+        Served by pouch.actors.network.actor.NetworkActor.release."""
+        return self._caller.call('network', 'release', _args(container=container), 30.0)
+
+    def remove(self, *, ref: str) -> None:
+        """Remove a network: forbidden for a predefined one, conflict while a container is connected to it. Errors: not_found, conflict, forbidden.
+
+        Served by pouch.actors.network.actor.NetworkActor.remove."""
+        return self._caller.call('network', 'remove', _args(ref=ref), 30.0)
+
+    def sandbox(self, *, container: str) -> str:
+        """The path of a container's network namespace, made (loopback only) if it has none yet.
+
+        Served by pouch.actors.network.actor.NetworkActor.sandbox."""
+        return self._caller.call('network', 'sandbox', _args(container=container), 30.0)
+
+    def unpublish_ports(self, *, container: str) -> None:
+        """Release a container's published ports (it stopped); none is fine.
+
+        Served by pouch.actors.network.actor.NetworkActor.unpublish_ports."""
+        return self._caller.call('network', 'unpublish_ports', _args(container=container), 30.0)
 
 
 class ContainerCalls:
@@ -315,6 +513,12 @@ class ContainerCalls:
         Served by pouch.actors.container.actor.ContainerActor.changes."""
         return self._caller.call('container', 'changes', _args(id=id), 120.0)
 
+    def connect_network(self, *, id: str, network: str, aliases: builtins.list[str] | Omitted | None = OMIT, ip: str | Omitted = OMIT) -> None:
+        """Connect a container to one more network (docker network connect), with `aliases` and a static `ip`; conflict if it is connected already. Errors: not_found, invalid, conflict, forbidden.
+
+        Served by pouch.actors.container.actor.ContainerActor.connect_network."""
+        return self._caller.call('container', 'connect_network', _args(id=id, network=network, aliases=aliases, ip=ip), 60.0)
+
     def counts(self) -> ContainerCounts:
         """How many containers there are, by state.
 
@@ -332,6 +536,12 @@ class ContainerCalls:
 
         Served by pouch.actors.host.ActorBase.debug_fault."""
         return self._caller.call('container', 'debug_fault', _args(point=point, action=action, once=once), 30.0)
+
+    def disconnect_network(self, *, id: str, network: str, force: bool | Omitted = OMIT) -> None:
+        """Disconnect a container from a network (docker network disconnect). Errors: not_found, invalid.
+
+        Served by pouch.actors.container.actor.ContainerActor.disconnect_network."""
+        return self._caller.call('container', 'disconnect_network', _args(id=id, network=network, force=force), 30.0)
 
     def exec_create(self, *, id: str, config: builtins.dict[str, Any]) -> ExecCreated:
         """Create an exec in a running container from a Docker exec body (Cmd, Env, User, WorkingDir, Tty, Privileged, AttachStdin/out/err, DetachKeys); start it next. Errors: not_found, conflict, invalid.
@@ -358,7 +568,7 @@ class ContainerCalls:
         return self._caller.call('container', 'exec_start_detached', _args(id=id), 30.0)
 
     def inspect(self, *, id: str, size: bool | Omitted = OMIT) -> ContainerInspect:
-        """One container, as GET /containers/{id}/json shows it. Errors: not_found, invalid.
+        """One container, as GET /containers/{id}/json shows it; with `size`, with SizeRw and SizeRootFs. Errors: not_found, invalid.
 
         Served by pouch.actors.container.actor.ContainerActor.inspect."""
         return self._caller.call('container', 'inspect', _args(id=id, size=size), 30.0)
@@ -370,7 +580,7 @@ class ContainerCalls:
         return self._caller.call('container', 'kill', _args(id=id, signal=signal), 30.0)
 
     def list(self, *, all: bool | Omitted = OMIT, limit: int | Omitted = OMIT, size: bool | Omitted = OMIT, filters: builtins.dict[str, builtins.list[str]] | Omitted | None = OMIT) -> builtins.list[ContainerSummary]:
-        """Container summaries, newest first, as GET /containers/json shows them. Errors: invalid, not_found.
+        """Container summaries, newest first, as GET /containers/json shows them; with `size`, each with SizeRw and SizeRootFs (docker ps -s). Errors: invalid, not_found.
 
         Served by pouch.actors.container.actor.ContainerActor.list."""
         return self._caller.call('container', 'list', _args(all=all, limit=limit, size=size, filters=filters), 30.0)
@@ -448,6 +658,19 @@ class ContainerCalls:
         return self._caller.call('container', 'update', _args(id=id, config=config), 30.0)
 
 
+class SystemHandoffs:
+    """The system service's methods that take a connection."""
+
+    def __init__(self, handover: HandOver) -> None:
+        self._handover = handover
+
+    def watch(self, conn: Any, *, since: str | Omitted = OMIT, until: str | Omitted = OMIT, filters: builtins.dict[str, builtins.list[str]] | Omitted | None = OMIT) -> None:
+        """Docker's GET /events on a handed-over connection: the events kept since `since`, then live ones until `until` (Unix seconds, RFC 3339 or a duration back from now; "": no bound), one JSON document each. Errors: invalid.
+
+        Served by pouch.actors.system.SystemActor.watch."""
+        self._handover.hand_over(conn, 'system', 'watch', _args(since=since, until=until, filters=filters))
+
+
 class ContainerHandoffs:
     """The container service's methods that take a connection."""
 
@@ -499,6 +722,8 @@ class Calls:
         self.supervisor = SupervisorCalls(caller)
         self.system = SystemCalls(caller)
         self.image = ImageCalls(caller)
+        self.volume = VolumeCalls(caller)
+        self.network = NetworkCalls(caller)
         self.container = ContainerCalls(caller)
 
 
@@ -506,4 +731,5 @@ class Handoffs:
     """Every service's hand-off methods, one attribute per service."""
 
     def __init__(self, handover: HandOver) -> None:
+        self.system = SystemHandoffs(handover)
         self.container = ContainerHandoffs(handover)

@@ -25,6 +25,7 @@ import pykka
 
 from pouch.actors import plugins
 from pouch.actors.backoff import Backoff
+from pouch.actors.container import listing, sizes
 from pouch.actors.container import record as rec
 from pouch.actors.container.detach import parse_detach_keys
 from pouch.actors.container.exec import GC_EVERY as EXEC_GC_EVERY
@@ -44,7 +45,6 @@ from pouch.proto.docker import (
     check_filters,
     check_name,
     labels_match,
-    pattern_matches,
     resolve_id,
 )
 from pouch.proto.envelope import PouchError, conflict, invalid, not_found
@@ -153,6 +153,7 @@ class ContainerActor(ActorBase):
         self._tokens: dict[str, str] = {}  # token of a create or start done -> container ID
         self._tombs = Graveyard({})
         self._execs: dict[str, ExecInspect] = {}  # copies from the workers, by exec ID
+        self._layer_sizes: sizes.LayerCache = {}  # image layers' sizes, read once
         self._events_stop = threading.Event()
         self._plugins = plugins.loaded()  # discovered here, not on a create's way
         me = self.actor_ref
@@ -399,38 +400,54 @@ class ContainerActor(ActorBase):
         ref.tell(Job(ContainerWorker.create_container, reply,
                      (name, copy.deepcopy(config), warnings, token)))
 
-    @method(idempotent=True, errors=("invalid", "not_found"))
-    def list(self, all: bool = False, limit: int = -1, size: bool = False,
-             filters: dict[str, list[str]] | None = None) -> builtins.list[ContainerSummary]:
-        """Container summaries, newest first, as GET /containers/json shows them."""
-        filters = check_filters(filters, LIST_FILTERS)
-        for status in filters.get("status", []):
-            if status not in STATUSES:
-                raise invalid(f"invalid filter 'status={status}'")
+    @method(idempotent=True, returns=builtins.list[ContainerSummary],
+            errors=("invalid", "not_found"))
+    def list(self, reply: Reply, all: bool = False, limit: int = -1, size: bool = False,
+             filters: dict[str, builtins.list[str]] | None = None) -> None:
+        """Container summaries, newest first, as GET /containers/json shows them; with
+        `size`, each with SizeRw and SizeRootFs (docker ps -s)."""
+        filters = listing.check(filters)
         every = all or limit > 0 or bool(filters.get("status"))
         # before/since name containers: those made earlier (later) than every one named.
-        bounds = {key: [parse_rfc3339(self.inspect(ref)["Created"])
+        bounds = {key: [parse_rfc3339(self._record_of(ref)["Created"])
                         for ref in filters.get(key, [])] for key in ("before", "since")}
         rows = [r for r in self._records.values()
-                if (every or r["State"]["Running"]) and _passes(r, filters)
+                if (every or r["State"]["Running"]) and listing.passes(r, filters)
                 and builtins.all(parse_rfc3339(r["Created"]) < t for t in bounds["before"])
                 and builtins.all(parse_rfc3339(r["Created"]) > t for t in bounds["since"])]
         rows.sort(key=lambda r: r["Created"], reverse=True)
         if limit > 0:
             rows = rows[:limit]
-        return [rec.summary(r) for r in rows]
+        summaries = [rec.summary(r) for r in rows]
+        if not size:
+            reply.send(summaries)
+            return
+        # Sizes walk the containers' files and ask containerd: not on this thread.
+        reply.run_in_thread(sizes.with_list_sizes, self._ctrd.snapshots, summaries,
+                            self._layer_sizes)
 
-    @method(idempotent=True, errors=("not_found", "invalid"))
-    def inspect(self, id: str, size: bool = False) -> ContainerInspect:
-        """One container, as GET /containers/{id}/json shows it."""
-        cid = self._resolve(id)
-        record = self._records.get(cid)
+    def _record_of(self, ref: str) -> dict[str, Any]:
+        """Errors: not_found, invalid."""
+        record = self._records.get(self._resolve(ref))
         if record is None:
-            raise not_found(f"No such container: {id}")
+            raise not_found(f"No such container: {ref}")
+        return record
+
+    @method(idempotent=True, returns=ContainerInspect, errors=("not_found", "invalid"))
+    def inspect(self, id: str, reply: Reply, size: bool = False) -> None:
+        """One container, as GET /containers/{id}/json shows it; with `size`, with
+        SizeRw and SizeRootFs."""
+        record = self._record_of(id)
+        cid = record["Id"]
         # Its execs not yet ended, as dockerd lists them (from the copies the workers send).
         live = [e["ID"] for e in self._execs.values()
                 if e["ContainerID"] == cid and e["ExitCode"] is None]
-        return {**record, "ExecIDs": live or None}  # type: ignore[typeddict-item]
+        document = {**record, "ExecIDs": live or None}
+        if not size:
+            reply.send(document)
+            return
+        reply.run_in_thread(sizes.with_inspect_sizes, self._ctrd.snapshots, document,
+                            self._layer_sizes)
 
     @method(idempotent=True, timeout=2.0)
     def counts(self) -> ContainerCounts:
@@ -501,7 +518,7 @@ class ContainerActor(ActorBase):
         if self._tombs.by_token(token):
             reply.send(None)  # a retry of a remove that went through
             return
-        self._delegate(id, ContainerWorker.remove_container, reply, force, token)
+        self._delegate(id, ContainerWorker.remove_container, reply, force, token, volumes)
 
     @method(idempotent=False, returns=ContainersPruned, timeout=None, errors=("invalid",))
     def prune(self, reply: Reply, filters: dict[str, builtins.list[str]] | None = None) -> None:
@@ -565,6 +582,20 @@ class ContainerActor(ActorBase):
         """Change a container's restart policy and cgroup limits (docker update: Docker's
         UpdateConfig); limits reach the running task and the container's later starts."""
         self._delegate(id, ContainerWorker.update_container, reply, copy.deepcopy(config))
+
+    @method(idempotent=False, returns=None, timeout=60.0,
+            errors=("not_found", "invalid", "conflict", "forbidden"))
+    def connect_network(self, id: str, network: str, reply: Reply,
+                        aliases: builtins.list[str] | None = None, ip: str = "") -> None:
+        """Connect a container to one more network (docker network connect), with
+        `aliases` and a static `ip`; conflict if it is connected already."""
+        self._delegate(id, ContainerWorker.connect_network, reply, network, aliases or [], ip)
+
+    @method(idempotent=False, returns=None, errors=("not_found", "invalid"))
+    def disconnect_network(self, id: str, network: str, reply: Reply,
+                           force: bool = False) -> None:
+        """Disconnect a container from a network (docker network disconnect)."""
+        self._delegate(id, ContainerWorker.disconnect_network, reply, network)
 
     @method(idempotent=False, returns=None, errors=("not_found", "invalid"), resumable=True)
     def attach(self, id: str, conn: StreamSession, reply: Reply,
@@ -716,11 +747,6 @@ class ContainerActor(ActorBase):
         return exec_
 
 
-STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
-LIST_FILTERS = ("id", "name", "label", "status", "ancestor", "exited", "before", "since")
-
-
-
 def _prune_passes(record: dict[str, Any], until: list[float],
                   filters: dict[str, list[str]]) -> bool:
     """Whether prune's filters pick a container, as dockerd's do: created no later than
@@ -732,26 +758,3 @@ def _prune_passes(record: dict[str, Any], until: list[float],
     if not labels_match(filters.get("label", []), labels):
         return False
     return not (filters.get("label!") and labels_match(filters["label!"], labels))
-
-
-def _passes(record: dict[str, Any], filters: dict[str, list[str]]) -> bool:
-    state = record["State"]
-    for key, wanted in filters.items():
-        if not wanted:
-            continue
-        if key == "id" and not any(record["Id"].startswith(w) for w in wanted):
-            return False
-        # Docker matches the name filter as a regular expression against "/name".
-        if key == "name" and not any(pattern_matches(w, record["Name"]) for w in wanted):
-            return False
-        if key == "status" and state["Status"] not in wanted:
-            return False
-        if key == "exited" and (state["Status"] != "exited"
-                                or str(state["ExitCode"]) not in wanted):
-            return False
-        if key == "ancestor" and not any(w in (record["Config"].get("Image"), record["Image"])
-                                         for w in wanted):
-            return False
-        if key == "label" and not labels_match(wanted, record["Config"].get("Labels") or {}):
-            return False
-    return True

@@ -20,7 +20,6 @@ meanwhile makes a copy fail, never reach outside. Users: `pouch.actors.container
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import logging
 import os
@@ -32,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from pouch.actors import mountpoints
+from pouch.actors.mountpoints import MS_BIND, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT
 from pouch.proto.envelope import PouchError
 
 log = logging.getLogger("pouch.container")
@@ -192,24 +193,6 @@ def opened_root(path: str) -> Iterator[int]:
 
 # -- views: a snapshot's mounts mounted again, in a private folder --------------
 
-_MS_RDONLY, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 1, 32, 4096, 16384, 1 << 18
-_MNT_DETACH = 2
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
-    if _libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None,
-                   ctypes.c_ulong(flags), data.encode() if data else None) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"mount {fstype or 'bind'} on {target}: {os.strerror(err)}")
-
-
-def _unmount(target: str) -> None:
-    if _libc.umount2(target.encode(), _MNT_DETACH) != 0:
-        err = ctypes.get_errno()
-        if err not in (errno.EINVAL, errno.ENOENT):  # not mounted (any more)
-            raise OSError(err, f"unmount {target}: {os.strerror(err)}")
-
 
 def overlay_options(options: list[str], readonly: bool) -> str:
     """An overlay mount's options; read-only: the writable layer becomes the top lower
@@ -236,7 +219,7 @@ class View:
         try:
             for mount in mounts:
                 self._mount_one(mount, readonly)
-            _mount("", self.path, None, _MS_PRIVATE, None)
+            mountpoints.mount("", self.path, None, MS_PRIVATE)
         except OSError as exc:
             self.close()
             raise PouchError("internal", f"mounting the container's files: {exc}") from None
@@ -245,21 +228,21 @@ class View:
         kind, options = mount.get("type", ""), list(mount.get("options") or [])
         if kind == "overlay":
             lower_only = readonly or not any(o.startswith("upperdir=") for o in options)
-            _mount("overlay", self.path, "overlay", _MS_RDONLY if lower_only else 0,
-                   overlay_options(options, readonly))
+            mountpoints.mount("overlay", self.path, "overlay", MS_RDONLY if lower_only else 0,
+                              overlay_options(options, readonly))
             self._mounted = True
         elif kind in ("bind", "rbind") or "bind" in options or "rbind" in options:
-            _mount(mount["source"], self.path, None, _MS_BIND | _MS_REC, None)
+            mountpoints.mount(mount["source"], self.path, None, MS_BIND | MS_REC)
             self._mounted = True
             if readonly or "ro" in options:
-                _mount("", self.path, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY, None)
+                mountpoints.mount("", self.path, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
         else:
             raise OSError(errno.EINVAL, f"a {kind or 'typeless'} root file system")
 
     def close(self) -> None:
         if self._mounted:
             try:
-                _unmount(self.path)
+                mountpoints.unmount(self.path)
                 self._mounted = False
             except OSError as exc:
                 log.error("%s", exc)
@@ -281,7 +264,7 @@ def forget_views(base: Path) -> None:
     for entry in base.iterdir():
         if entry.name.startswith("view-"):
             try:
-                _unmount(str(entry))
+                mountpoints.unmount(entry)
                 entry.rmdir()
                 log.warning("dropped the leftover view %s", entry)
             except OSError as exc:

@@ -80,12 +80,17 @@ def merge(image: dict[str, Any] | None, body: dict[str, Any] | None) -> dict[str
     """The container's check: the body's, each field it leaves empty taken from the
     image's (dockerd's merge). None: neither has one."""
     if not body:
-        return dict(image) if image else None
+        return _shown(image) if image else None
     merged = dict(body)
     for key in ("Test", "Interval", "Timeout", "StartPeriod", "Retries"):
         if not merged.get(key) and image and image.get(key):
             merged[key] = image[key]
-    return merged
+    return _shown(merged)
+
+
+def _shown(check: dict[str, Any]) -> dict[str, Any]:
+    """A check as dockerd records it: its empty fields (null, 0) left out (`omitempty`)."""
+    return {key: value for key, value in check.items() if value}
 
 
 @dataclass(frozen=True)
@@ -178,6 +183,9 @@ class HealthEnv:
     run_exec: Callable[[list[str], StreamSession], str]
     exit_code: Callable[[str], int | None]  # an exec's, once recorded
     kill_exec: Callable[[str], None]
+    # Whether a probe may run now: not while the container is paused or being stopped
+    # (dockerd's monitor rests then); a probe due meanwhile waits for the next interval.
+    may_probe: Callable[[], bool] = lambda: True
 
 
 class _Capture:
@@ -260,6 +268,9 @@ class HealthMonitor:
         check = check_of(self.env.record()["Config"])
         if generation != self._generation or check is None:
             return
+        if not self.env.may_probe():
+            self._schedule()
+            return
         probe = self._probe = _Probe(generation, rfc3339_nano())
         capture = _Capture(lambda out: self.env.on_worker(lambda: self._finished(probe, out)))
         try:
@@ -296,6 +307,11 @@ class HealthMonitor:
         if probe.generation != self._generation:
             return  # the container stopped meanwhile
         self._probe = None
+        if not self.env.may_probe():
+            # Paused or being stopped since it began: its result says nothing of the
+            # container's health (dockerd's monitor drops a probe it stops during).
+            self._schedule()
+            return
         record = self.env.record()
         check = check_of(record["Config"])
         if check is None:

@@ -18,7 +18,8 @@ from pouch.proto.envelope import invalid
 from pouch.proto.limits import MAX_SECONDS
 from pouch.proto.shapes import ContainerSummary, ResolvedImage
 
-SUPPORTED_NETWORK_MODES = ("none", "host")
+# Besides these, a user network's name or ID (the network actor knows whether it exists).
+SUPPORTED_NETWORK_MODES = ("none", "host", "bridge")
 RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
 # The record keeps this private part beside what inspect shows.
 PRIVATE = "Pouch"
@@ -40,8 +41,7 @@ _CONFIG_TYPES: dict[str, tuple[type | None, ...]] = {
 # of them null, [], {}, false, "" or 0) or only values that every container gets anyway.
 _HOST_NOT_YET: dict[str, frozenset[str]] = {
     key: frozenset() for key in (
-        "Binds", "Mounts", "VolumesFrom", "VolumeDriver", "DeviceRequests", "Links",
-        "PortBindings", "PublishAllPorts", "Dns", "DnsOptions", "DnsSearch", "ExtraHosts",
+        "DeviceRequests", "Links", "Dns", "DnsOptions", "DnsSearch", "ExtraHosts",
         "StorageOpt", "CgroupParent", "Cgroup", "CpuRealtimePeriod", "CpuRealtimeRuntime",
         "CpuCount", "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth", "KernelMemory",
         "KernelMemoryTCP")
@@ -50,11 +50,12 @@ _HOST_NOT_YET: dict[str, frozenset[str]] = {
     "CgroupnsMode": frozenset({"host"}),
     "Runtime": frozenset({"runc", "io.containerd.runc.v2"}),
     "Isolation": frozenset({"default"}),
+    "VolumeDriver": frozenset({"local"}),  # Binds, Mounts, VolumesFrom: spec/mounts.py
 }
 # The resources, devices, namespaces (IpcMode, PidMode, UTSMode), security options,
 # masked paths, GroupAdd and Init are the spec's to check (actors/container/spec), when it
 # is built at create: what it cannot apply it refuses, naming the field and why.
-_CONFIG_NOT_YET = ("Volumes", "Domainname", "MacAddress")
+_CONFIG_NOT_YET = ("Domainname", "MacAddress")
 
 _LEFT = ("brave", "calm", "clever", "cosmic", "eager", "fervent", "gentle", "happy", "jolly",
          "keen", "kind", "lucid", "mellow", "nimble", "proud", "quiet", "rapid", "serene",
@@ -103,12 +104,13 @@ def check_config(body: dict[str, Any]) -> list[str]:
     mode = host.get("NetworkMode") or "default"
     if not isinstance(mode, str):
         raise invalid("invalid field HostConfig.NetworkMode: must be a string")
-    if mode == "default":
-        warnings.append("no bridge network yet: network mode default runs as none "
-                        "(loopback only)")
-    elif mode not in SUPPORTED_NETWORK_MODES:
+    if mode != "default" and mode not in SUPPORTED_NETWORK_MODES and ":" in mode:
         raise invalid(f"invalid field HostConfig.NetworkMode: network mode {mode!r} is not "
-                      "supported yet (supported: none, host)")
+                      "supported yet (supported: none, host, bridge, a user network)")
+    if mode in ("default", "none", "host") and (host.get("PortBindings") or
+                                                host.get("PublishAllPorts")):
+        warnings.append(f"published ports are discarded in network mode {mode}: they need "
+                        "--network bridge or a user network")
     policy = host.get("RestartPolicy") or {}
     if not isinstance(policy, dict) or policy.get("Name", "") not in RESTART_POLICIES:
         raise invalid(f"invalid field HostConfig.RestartPolicy: unknown policy "
@@ -156,7 +158,7 @@ def _not_yet(field: str) -> Exception:
 
 def network_mode(body: dict[str, Any]) -> str:
     mode = (body.get("HostConfig") or {}).get("NetworkMode") or "default"
-    return "none" if mode == "default" else mode
+    return "bridge" if mode == "default" else mode
 
 
 def new_record(cid: str, name: str, body: dict[str, Any], image: ResolvedImage,
@@ -180,6 +182,12 @@ def new_record(cid: str, name: str, body: dict[str, Any], image: ResolvedImage,
         config["Healthcheck"] = check
     labels = {**(image_config.get("Labels") or {}), **(config.get("Labels") or {})}
     config["Labels"] = labels
+    if image_config.get("ExposedPorts"):  # the image's EXPOSE, for -P (as dockerd merges)
+        config["ExposedPorts"] = {**image_config["ExposedPorts"],
+                                  **(config.get("ExposedPorts") or {})}
+    # The image's VOLUMEs join the request's, as dockerd merges them at create.
+    volumes = {**(image_config.get("Volumes") or {}), **(config.get("Volumes") or {})}
+    config["Volumes"] = volumes or None
     return {
         "Id": cid, "Created": rfc3339_nano(), "Path": args[0] if args else "",
         "Args": args[1:], "State": {
@@ -252,9 +260,29 @@ def settle_start(record: dict[str, Any], went_through: bool) -> None:
         remember_token(record, token)
 
 
-def begin_removal(record: dict[str, Any], token: str) -> None:
-    """A remove call is about to begin: its token goes into the container's tomb."""
-    record.setdefault(PRIVATE, {})["RemovingToken"] = token
+def begin_removal(record: dict[str, Any], token: str, volumes: bool = False) -> None:
+    """A remove call is about to begin: its token goes into the container's tomb;
+    `volumes` (rm -v): its anonymous volumes go with it."""
+    record.setdefault(PRIVATE, {}).update(RemovingToken=token, RemoveVolumes=volumes)
+
+
+def removes_volumes(record: dict[str, Any]) -> bool:
+    """The container's anonymous volumes go with it: rm -v asked, or --rm (as dockerd's
+    auto-removal, which removes them too)."""
+    return bool((record.get(PRIVATE) or {}).get("RemoveVolumes")
+                or record["HostConfig"].get("AutoRemove"))
+
+
+def mounts(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The container's own mounts as spec/mounts.py planned them (Planned records)."""
+    return list((record.get(PRIVATE) or {}).get("Mounts") or [])
+
+
+def set_mounts(record: dict[str, Any], planned: list[dict[str, Any]],
+               shown: list[dict[str, Any]]) -> None:
+    """Keep the planned mounts (private) and what inspect shows of them."""
+    record.setdefault(PRIVATE, {})["Mounts"] = planned
+    record["Mounts"] = shown
 
 
 def removal_token(record: dict[str, Any]) -> str:

@@ -23,8 +23,10 @@ from typing import Any, TypeVar
 import pykka
 
 from pouch.actors import plugins
-from pouch.actors.container import archive, changes, fsview, observe
+from pouch.actors.container import archive, changes, fsview, joins, observe
 from pouch.actors.container import lifecycle as lc
+from pouch.actors.container import mounts as vols
+from pouch.actors.container import networking as nets
 from pouch.actors.container import record as rec
 from pouch.actors.container.detach import EscapeScanner
 from pouch.actors.container.exec import ExecEnv, Execs, check_runnable
@@ -97,6 +99,15 @@ def unless_gone(step: Callable[[], T]) -> T | None:
         return None
 
 
+def _cut_create_in_the_way(exc: PouchError) -> bool:
+    """Whether a task create failed on the remains of a cut one that containerd is still
+    cleaning up: its task still exists, or the bundle folder (the same container, the
+    same folder) went away under the new shim ("getwd", or its log fifo)."""
+    text = exc.message
+    return "exists" in text or "getwd" in text or (
+        "failed to start shim" in text and "no such file or directory" in text)
+
+
 class ContainerWorker(ObjectActor):
     def __init__(self, env: WorkerEnv, cid: str, record: dict[str, Any] | None = None) -> None:
         super().__init__()
@@ -111,6 +122,7 @@ class ContainerWorker(ObjectActor):
         self._restart_timer: threading.Timer | None = None
         self._restarters: list[Reply] = []  # restarts whose stop waits for the exit
         self._created: dict[str, Any] | Exception = PouchError("internal", "no create ran here")
+        self._volume_env = vols.VolumeEnv(env.calls, cid, env.views)
         self._execs = Execs(ExecEnv(
             cid=cid, ctrd=env.ctrd, hub=env.hub, fifo_root=env.fifo_root / "exec",
             changed=env.exec_changed, event=self._event,
@@ -119,7 +131,8 @@ class ContainerWorker(ObjectActor):
             cid=cid, record=lambda: self.record, save=self._save, event=self._event,
             on_worker=lambda step: self._tell_self(lambda _worker: step()),
             run_exec=self._probe_exec, exit_code=self._exec_exit_code,
-            kill_exec=lambda exec_id: env.ctrd.tasks.kill(cid, KILL, exec_id=exec_id)))
+            kill_exec=lambda exec_id: env.ctrd.tasks.kill(cid, KILL, exec_id=exec_id),
+            may_probe=self._may_probe))
 
     # -- helpers -------------------------------------------------------------
 
@@ -186,8 +199,10 @@ class ContainerWorker(ObjectActor):
         body = {**body, "Hostname": hostname}
         try:
             process = effective_process(image["config"], body)
+            planned = vols.plan(self._volume_env, body, image["config"])
             env.meta.create(cid, hostname, mode)
             paths = env.meta.paths(cid)
+            endpoint = nets.attach(env.calls, cid, name, body, mode, hostname, paths["hosts"])
             labels = {OWNER_LABEL: name}
             with env.ctrd.leases.hold() as lease:
                 mounts = env.ctrd.snapshots.prepare(cid, image["chain_id"], labels=labels,
@@ -197,13 +212,16 @@ class ContainerWorker(ObjectActor):
                 user = resolve_user(process.user, read_rootfs_file(rootfs, "etc/passwd"),
                                     read_rootfs_file(rootfs, "etc/group"),
                                     (body.get("HostConfig") or {}).get("GroupAdd"))
+                placed = vols.place(self._volume_env, planned, rootfs)
                 spec = build_spec(SpecInput(
                     container_id=cid, process=process, user=user, hostname=hostname,
-                    network_mode=mode, netns_path=None, hosts_path=paths["hosts"],
+                    network_mode=mode, netns_path=endpoint["SandboxKey"] if endpoint else None,
+                    hosts_path=paths["hosts"],
                     resolv_conf_path=paths["resolv.conf"], hostname_path=paths["hostname"],
                     cgroup_parent=CGROUP_PARENT, host_config=body.get("HostConfig") or {},
                     labels=dict(body.get("Labels") or {}),
-                    grantable_caps=grantable_capabilities(), nofile_ceiling=nofile_ceiling()))
+                    grantable_caps=grantable_capabilities(), nofile_ceiling=nofile_ceiling(),
+                    mounts=tuple(placed)))
                 env.ctrd.containers.create(cid, image["name"], spec, snapshot_key=cid,
                                            labels=labels)
                 env.faults.hit("container.create.container_made")
@@ -213,6 +231,8 @@ class ContainerWorker(ObjectActor):
             self._undo_create()
             raise
         self.record = rec.new_record(cid, name, body, image, process.args, paths)
+        nets.record(self.record, mode, endpoint, nets.static_ip(body, mode))
+        rec.set_mounts(self.record, vols.records(placed), vols.inspect_mounts(placed))
         rec.remember_token(self.record, token)
         self._save()
         self.env.faults.hit("container.create.recorded")
@@ -230,12 +250,15 @@ class ContainerWorker(ObjectActor):
             raise
 
     def _undo_create(self) -> None:
+        if self._volume_env.acquired:
+            vols.undo(self._volume_env)
         for undo in (lambda: self.env.ctrd.containers.delete(self.cid),
                      lambda: self.env.ctrd.snapshots.remove(self.cid)):
             try:
                 unless_gone(undo)
             except PouchError as exc:
                 log.warning("cleaning up a failed create of %s: %s", self.cid, exc.message)
+        nets.release(self.env.calls, self.cid, "")  # whatever the mode: it may have begun
         self.env.meta.remove(self.cid)
         self._abandon()
 
@@ -486,8 +509,13 @@ class ContainerWorker(ObjectActor):
             unless_gone(lambda: ctrd.tasks.delete(self.cid))  # a stopped task of an earlier run
             rec.begin_start(self.record, token)
             self._commit(lc.on_starting(life))
+            if joins.prepares(self.record["HostConfig"]):
+                joins.prepare(ctrd, lambda ref: self.env.calls.container.inspect(id=ref),
+                              self.env.meta.folder, self.cid, self.record["HostConfig"])
             if plugins.loaded().has("pre_start"):
                 self._pre_start()
+            self._mount_volumes()
+            nets.publish_ports(self.env.calls, self.record)
             fifos = self._open_io()
             mounts = ctrd.snapshots.mounts(self.cid)
             pid = self._create_task(mounts, fifos)
@@ -535,15 +563,20 @@ class ContainerWorker(ObjectActor):
                                          fifos["stderr"],
                                          terminal=bool(self.record["Config"].get("Tty")))
             except PouchError as exc:
-                # "getwd": the bundle folder of the task just dropped went away under the
-                # new shim (the same container, the same folder).
-                if not ("exists" in exc.message or "getwd" in exc.message
-                        or exc.code == "unavailable") or time.monotonic() > deadline:
+                if not (_cut_create_in_the_way(exc) or exc.code == "unavailable") \
+                        or time.monotonic() > deadline:
                     raise
             time.sleep(0.1)
             task = ctrd.tasks.get(self.cid)
             if task is not None and task.status == "CREATED":
                 self._drop_unstarted_task()
+
+    def _release_shm(self) -> None:
+        """A shareable /dev/shm lives as long as a run (pouch.actors.container.shm)."""
+        try:
+            joins.release(self.env.meta.folder(self.cid), self.record["HostConfig"])
+        except OSError as exc:
+            log.warning("unmounting the /dev/shm of %s: %s", self.cid, exc)
 
     def _start_task(self) -> None:
         """Start the created task. When containerd died on the way (it comes back with
@@ -560,9 +593,27 @@ class ContainerWorker(ObjectActor):
             if task.status == "CREATED":
                 ctrd.tasks.start(self.cid)
 
+    def _mount_volumes(self) -> None:
+        """The volumes mounted for the task; should one lie elsewhere than the spec made
+        at create says, the spec follows it."""
+        moved = vols.mount_all(self._volume_env, vols.from_records(rec.mounts(self.record)))
+        container = self.env.ctrd.containers.get(self.cid) if moved else None
+        if container is not None:
+            spec = copy.deepcopy(container.spec)
+            for mount in spec.get("mounts") or []:
+                if mount.get("type") == "bind" and mount.get("destination") in moved:
+                    mount["source"] = moved[mount["destination"]]
+            self.env.ctrd.containers.update_spec(self.cid, spec)
+
+    def _unmount_volumes(self) -> None:
+        vols.unmount_all(self._volume_env, vols.from_records(rec.mounts(self.record)))
+
     def _start_failed(self, life: lc.State, message: str, by_policy: bool) -> None:
         with contextlib.suppress(PouchError):
             self.env.ctrd.tasks.delete(self.cid)
+        self._release_shm()
+        self._unmount_volumes()
+        nets.unpublish_ports(self.env.calls, self.record)
         self.env.hub.forget(self.cid)
         code = 127 if ("not found" in message or "no such file" in message) else \
             126 if "permission denied" in message else 128
@@ -656,6 +707,22 @@ class ContainerWorker(ObjectActor):
         self.record["Name"] = "/" + name
         self._save()
         self._event("rename", oldName=old)
+
+    def connect_network(self, reply: Reply, network: str, aliases: list[str], ip: str) -> None:
+        reply.run(self._connect_network, network, aliases, ip)
+
+    def _connect_network(self, network: str, aliases: list[str], ip: str) -> None:
+        self._check_alive()
+        nets.connect(self.env.calls, self.record, network, aliases, ip)
+        self._save()
+
+    def disconnect_network(self, reply: Reply, network: str) -> None:
+        reply.run(self._disconnect_network, network)
+
+    def _disconnect_network(self, network: str) -> None:
+        self._check_alive()
+        nets.disconnect(self.env.calls, self.record, network)
+        self._save()
 
     def update_container(self, reply: Reply, body: dict[str, Any]) -> None:
         reply.run(self._update, body)
@@ -885,6 +952,12 @@ class ContainerWorker(ObjectActor):
             raise error
         return exec_id
 
+    def _may_probe(self) -> bool:
+        """Whether a health probe may run: the container runs, unpaused, and no stop, kill
+        or restart waits for its exit."""
+        return self._life.status is lc.Status.RUNNING and not self._held \
+            and not self._restarters
+
     def _exec_exit_code(self, exec_id: str) -> int | None:
         with contextlib.suppress(PouchError):
             return self._execs.get(exec_id).exit_code
@@ -937,9 +1010,12 @@ class ContainerWorker(ObjectActor):
         self._drained = None
         self._execs.container_exited()
         self._health.stop()
+        self._release_shm()
         self._record_exit(status, exited_at)
 
     def _record_exit(self, status: int, exited_at: str, error: str = "") -> None:
+        self._unmount_volumes()  # first: a restart by the policy mounts them again
+        nets.unpublish_ports(self.env.calls, self.record)
         policy = self._restart_policy
         if self._restarters:  # a restart's stop: not auto-removed (as dockerd's restart)
             policy = lc.RestartPolicy(policy.name, policy.maximum_retry_count)
@@ -965,7 +1041,10 @@ class ContainerWorker(ObjectActor):
         """Nobody will start this container: a start cut by the last actor's death was
         not sent again in time, or its create's caller died before the answer reached it."""
         if not self._gone:
-            self._apply(lc.on_unclaimed(self._life))
+            transition = lc.on_unclaimed(self._life)
+            if transition.effects:  # it goes, leaving nothing: its anonymous volumes neither
+                rec.begin_removal(self.record, "", volumes=True)
+            self._apply(transition)
 
     def restart_by_policy(self) -> None:
         """The restart timer fired."""
@@ -984,7 +1063,8 @@ class ContainerWorker(ObjectActor):
 
     # -- remove --------------------------------------------------------------
 
-    def remove_container(self, reply: Reply, force: bool, token: str) -> None:
+    def remove_container(self, reply: Reply, force: bool, token: str,
+                         volumes: bool = False) -> None:
         if token and token == rec.removal_token(self.record):  # a retry of this removal
             if self._gone:
                 reply.send(None)  # done at restore, before its tomb reached the actor
@@ -992,7 +1072,7 @@ class ContainerWorker(ObjectActor):
             if self._life.status is lc.Status.REMOVING:
                 self._remover = reply  # answered when it ends
                 return
-        rec.begin_removal(self.record, token)
+        rec.begin_removal(self.record, token, volumes)
         self._serve(reply, lambda life: lc.on_remove(life, force), removal=True)
 
     def _destroy(self) -> None:
@@ -1011,6 +1091,10 @@ class ContainerWorker(ObjectActor):
             fifo.unlink(missing_ok=True)
         if fifo_dir.exists():
             fifo_dir.rmdir()
+        if any(m["type"] == "volume" for m in rec.mounts(self.record)):
+            vols.release(self._volume_env, rec.removes_volumes(self.record))
+        self._release_shm()  # before its folder goes: a mount point cannot be removed
+        nets.release(self.env.calls, self.cid, self.record["HostConfig"].get("NetworkMode", ""))
         tomb = rec.tomb(self.record)
         self.env.meta.bury(self.cid, tomb)  # first: a removal cut after it is done at restore
         self.env.meta.remove(self.cid)

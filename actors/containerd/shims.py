@@ -3,10 +3,13 @@ and the last resort for one that serves no task.
 
 containerd loses track of a shim when the call that starts it is cut: a caller that
 dies while `containerd-shim-runc-v2 start` runs cancels that command after it has
-forked the shim's daemon, so the daemon runs on with no task, no bundle and nobody
-who will ever ask it to shut down. containerd's API cannot reach such a shim; only
-its process (its command line names containerd's address, the namespace and the
-task's ID) and its socket are left to find it by.
+forked the shim's daemon, so the daemon runs on with no task and nobody who will ever
+ask it to shut down. containerd's API cannot reach such a shim; only its process (its
+command line names containerd's address, the namespace and the task's ID) and its
+socket are left to find it by. containerd's removal of the task's bundle folder (the
+shim's working directory) may fail while the shim still writes there ("directory not
+empty"); left, it fails every later create of that container ("file exists"), so the
+bundle goes with the shim.
 """
 
 from __future__ import annotations
@@ -17,11 +20,14 @@ import itertools
 import logging
 import os
 import select
+import shutil
 import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+
+from pouch.actors import mountpoints
 
 log = logging.getLogger("pouch.containerd")
 
@@ -105,6 +111,7 @@ def end(shim: Shim, address: str, namespace: str) -> bool:
         # Checked after the pidfd holds the process: the pid cannot be reused under us.
         if _shim_of(shim.pid, address, namespace) != shim:
             return False
+        bundle = _bundle(shim)
         for signum, wait in ((signal.SIGTERM, TERM_GRACE), (signal.SIGKILL, KILL_WAIT)):
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(pidfd, signum)
@@ -116,4 +123,31 @@ def end(shim: Shim, address: str, namespace: str) -> bool:
     finally:
         os.close(pidfd)
     socket_path(address, namespace, shim.id).unlink(missing_ok=True)
+    if bundle is not None:
+        remove_bundle(bundle)
     return True
+
+
+def _bundle(shim: Shim) -> Path | None:
+    """The task's bundle folder: the shim's working directory (None if gone)."""
+    try:
+        cwd = Path(os.readlink(PROC / str(shim.pid) / "cwd"))
+    except OSError:
+        return None
+    return cwd if cwd.name == shim.id and cwd.is_dir() else None
+
+
+def remove_bundle(bundle: Path) -> None:
+    """Remove the bundle of a task containerd does not have: its rootfs unmounted first,
+    and never through a mount (that would delete the container's files)."""
+    rootfs = bundle / "rootfs"
+    try:
+        mountpoints.unmount(rootfs, lazy=False)
+    except OSError as exc:
+        log.error("leaving the bundle %s: %s", bundle, exc)
+        return
+    if mountpoints.mounted_under(bundle):
+        log.error("leaving the bundle %s: something is mounted in it", bundle)
+        return
+    shutil.rmtree(bundle, ignore_errors=True)
+    log.warning("removed the bundle %s its cut create left", bundle)

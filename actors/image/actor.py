@@ -5,6 +5,7 @@ inspect, history."""
 from __future__ import annotations
 
 import builtins
+import collections
 import contextlib
 import fnmatch
 import json
@@ -27,6 +28,7 @@ from pouch.actors.image.rootfs_import import apply_changes, import_rootfs
 from pouch.actors.image.store import (
     ImportedImage,
     chain_ids,
+    diff_ids,
     image_rootfs_chain,
     import_image,
     is_untagged_name,
@@ -45,6 +47,7 @@ from pouch.proto.shapes import (
     ImagesLoaded,
     ImagesPruned,
     ImageSummary,
+    ImagesUsage,
     PullProgress,
     ResolvedImage,
 )
@@ -275,19 +278,47 @@ class ImageActor(ActorBase):
             if not self._passes(image, filters) or any(created >= t for t in bounds["before"]) \
                     or any(created <= t for t in bounds["since"]):
                 continue
-            tags = image.tags(self._registry)
-            digests = image.digests(self._registry)
-            result.append({
-                "Id": image.id, "ParentId": "",
-                "RepoTags": tags or ["<none>:<none>"],
-                "RepoDigests": digests or ([] if tags else ["<none>@<none>"]),
-                "Created": image.created,
-                "Size": image.size, "VirtualSize": image.size, "SharedSize": -1,
-                "Labels": image.labels,
-                "Containers": -1,
-            })
+            result.append(self._summary(image))
         result.sort(key=lambda summary: int(summary["Created"]), reverse=True)
         return result
+
+    def _summary(self, image: Image) -> ImageSummary:
+        tags = image.tags(self._registry)
+        digests = image.digests(self._registry)
+        return {
+            "Id": image.id, "ParentId": "",
+            "RepoTags": tags or ["<none>:<none>"],
+            "RepoDigests": digests or ([] if tags else ["<none>@<none>"]),
+            "Created": image.created,
+            "Size": image.size, "VirtualSize": image.size, "SharedSize": -1,
+            "Labels": image.labels,
+            "Containers": -1,
+        }
+
+    @method(idempotent=True, returns=ImagesUsage, timeout=120.0)
+    def disk_usage(self, reply: Reply) -> None:
+        """Every image with SharedSize (the bytes of its layers that other images have
+        too), and LayersSize (every layer's bytes, once), as docker system df counts them."""
+        images = [(self._summary(image), chain_ids(diff_ids(image.config)))
+                  for image in self._index]
+        reply.run_in_thread(self._disk_usage, images)
+
+    def _disk_usage(self, images: builtins.list[tuple[ImageSummary, builtins.list[str]]]
+                    ) -> ImagesUsage:
+        users = collections.Counter(layer for _, chain in images for layer in set(chain))
+        sizes: dict[str, int] = {}
+        for layer in users:
+            try:
+                sizes[layer] = self._ctrd.snapshots.usage(layer)[0]
+            except PouchError as exc:  # removed meanwhile
+                log.info("usage of layer %s: %s", layer, exc.message)
+                sizes[layer] = 0
+        for summary, chain in images:  # summaries made for this call: filled in here
+            summary["SharedSize"] = sum(sizes[layer] for layer in set(chain)
+                                        if users[layer] > 1)
+        summaries = sorted((summary for summary, _ in images),
+                           key=lambda summary: summary["Created"], reverse=True)
+        return {"LayersSize": sum(sizes.values()), "Images": summaries}
 
     def _passes(self, image: Image, filters: dict[str, Any]) -> bool:
         if "dangling" in filters:

@@ -61,17 +61,17 @@ def chain_ids(diff_ids: Sequence[str]) -> list[str]:
     return chains
 
 
-def _diff_ids(config: dict[str, Any]) -> list[str]:
+def diff_ids(config: dict[str, Any]) -> list[str]:
     rootfs = config.get("rootfs")
-    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
-    if not isinstance(diff_ids, list) or not all(isinstance(item, str) for item in diff_ids):
+    layers = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if not isinstance(layers, list) or not all(isinstance(item, str) for item in layers):
         raise invalid("image config has no rootfs.diff_ids")
-    return diff_ids
+    return layers
 
 
 def image_rootfs_chain(config: dict[str, Any]) -> str:
     """The chain ID of an image's top layer ("" when it has none), from its config."""
-    chains = chain_ids(_diff_ids(config))
+    chains = chain_ids(diff_ids(config))
     return chains[-1] if chains else ""
 
 
@@ -120,14 +120,14 @@ def _manifest(image: SavedImage) -> bytes:
 
 
 def _check_layers(image: SavedImage, config: dict[str, Any]) -> list[str]:
-    diff_ids = _diff_ids(config)
+    layers = diff_ids(config)
     listed = [layer.diff_id for layer in image.layers]
-    if diff_ids != listed:
+    if layers != listed:
         raise invalid(
-            f"image {image.config_digest}: its config lists layers {diff_ids} "
+            f"image {image.config_digest}: its config lists layers {layers} "
             f"but the archive holds {listed}"
         )
-    return diff_ids
+    return layers
 
 
 def _write_layers(ctrd: Containerd, archive: Path, image: SavedImage, lease: str) -> None:

@@ -3,7 +3,8 @@
     pouchd [flags]                 the whole daemon, supervised (the default)
     pouchd [flags] broker          the broker alone
     pouchd [flags] containerd      containerd alone, supervised (systemd's supervisor unit)
-    pouchd [flags] actor NAME      one actor process (system, image, container)
+    pouchd [flags] actor NAME      one actor process (system, image, volume, network,
+                                   container)
     pouchd [flags] gateway         the HTTP gateway under gunicorn
     pouchd [flags] zygote          (pouchd's own) imports once, forks the roles above
     pouchd [flags] status [--json] every child's state, from the status file (no broker
@@ -22,6 +23,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from pouch.actors.supervisor.roles import ACTOR_CLASSES, PARENT_ENV
 from pouch.proto.config import DaemonConfig, add_flags, resolve
@@ -114,6 +116,12 @@ def run_broker(config: DaemonConfig) -> int:
     tree = (parent(supervisor) or supervisor) if config.debug else supervisor
     broker = Broker(config.broker_endpoint, config.actor_endpoint, tree=tree)
     broker.bind()
+    relay = None
+    if config.zmq_listen:
+        from pouch.broker.curve import CurveRelay
+
+        relay = CurveRelay(config.zmq_listen, Path(config.zmq_keys), config.broker_endpoint)
+        relay.start()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: broker.stop())
     write_pid(config.pid_path("broker"))
@@ -121,6 +129,8 @@ def run_broker(config: DaemonConfig) -> int:
     try:
         broker.run()
     finally:
+        if relay is not None:
+            relay.stop()
         remove_pid(config.pid_path("broker"))
     return 0
 

@@ -5,6 +5,8 @@
 ACTOR_CLASSES = {
     "system": "pouch.actors.system:SystemActor",
     "image": "pouch.actors.image.actor:ImageActor",
+    "volume": "pouch.actors.volume.actor:VolumeActor",
+    "network": "pouch.actors.network.actor:NetworkActor",
     "container": "pouch.actors.container.actor:ContainerActor",
 }
 ACTORS = tuple(ACTOR_CLASSES)

@@ -44,7 +44,8 @@ def run_supervisor(config: DaemonConfig, only: tuple[str, ...] | None = None,
         folder.mkdir(parents=True, exist_ok=True)
     write_pid(config.pidfile_path)
     oom = set_oom_score_adj(config.oom_score_adj)
-    specs_all = ("gateway", "container", "image", "system", "containerd", "broker")
+    specs_all = ("gateway", "container", "network", "volume", "image", "system", "containerd",
+                 "broker")
     for name in specs_all if only is None else only:
         kill_stale(config.pid_path(name), "containerd" if name == "containerd" else "pouch")
 
@@ -63,7 +64,7 @@ def run_supervisor(config: DaemonConfig, only: tuple[str, ...] | None = None,
     # The first zygote is forked from here, before any thread or ZeroMQ context exists.
     zygote = Zygote() if only is None else None
     # The whole tree holds the API's sockets itself (under systemd, the socket unit does).
-    api_listeners = bind_all(config.listen) if only is None else []
+    api_listeners = bind_all(config.listen, config.group) if only is None else []
     launcher = Launcher(zygote, api_listeners)
     if zygote is not None:
         zygote.prefork(config, launcher.env())

@@ -35,6 +35,8 @@ POLL_SLACK = 0.1
 PROBES: dict[str, Callable[[docker.APIClient], object]] = {
     "system": lambda api: api.version(),
     "image": lambda api: api.images(),
+    "volume": lambda api: api.volumes(),
+    "network": lambda api: api.networks(),
     "container": lambda api: api.containers(all=True),
 }
 
@@ -55,6 +57,8 @@ NOT_IDEMPOTENT = ("create", "start")
 @pytest.mark.parametrize(("actor", "what"), [
     ("system", "version"),
     ("image", "images"),
+    ("volume", "volumes"),
+    ("network", "networks"),
     ("container", "create"),
 ])
 def test_a_killed_actor_comes_back_and_only_its_requests_fail(

@@ -59,7 +59,9 @@ def cut_start(pouchd: PouchDaemon, api: docker.APIClient, name: str) -> str:
     finally:
         starting.join()
         view.close()
-    assert answers and (answers[0] == "ok" or answers[0].startswith("503")), answers
+    if not (answers and (answers[0] == "ok" or answers[0].startswith("503"))):
+        print(pouchd.log_tail(400))  # shown with the failure: which call went wrong
+        raise AssertionError(answers)
     return cid
 
 

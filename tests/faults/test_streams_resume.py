@@ -271,3 +271,27 @@ def test_an_events_stream_outlives_a_restart_of_the_system_actor(pouchd):
     events.close()
     client.close()
     view.close()
+
+
+def test_docker_events_outlives_a_restart_of_the_system_actor(pouchd):
+    """GET /events, as the docker CLI reads it: the same connection goes on."""
+    view = BrokerView(pouchd)
+    watcher = docker_in_background(pouchd, "events", "--filter", "event=create",
+                                   "--format", "{{.Actor.Attributes.name}}")
+    try:
+        assert watcher.stdout is not None
+        # Its head is out once a create made before the kill reaches it.
+        pouchd.docker("create", "--name", "before", "busybox")
+        assert watcher.stdout.readline().strip() == "before"
+
+        pid = pouchd.pid_of("system")
+        watch_replacement(view, pouchd, "system", pid, kill(pid))
+        pouchd.docker("create", "--name", "after", "busybox")
+        pouchd.docker("create", "--name", "later", "busybox")
+        names = [watcher.stdout.readline().strip() for _ in range(2)]
+        assert names == ["after", "later"]
+        assert watcher.poll() is None  # still following
+    finally:
+        watcher.kill()
+        watcher.wait()
+        view.close()

@@ -76,7 +76,7 @@ def test_pouchd_status_needs_neither_the_gateway_nor_the_broker(pouchd: PouchDae
 
         children, _ = until(gateway_restarted, 10.0, "pouchd status showing the gateway's exit")
         assert children["broker"]["pid"] == broker
-        assert set(children) >= {"broker", "containerd", "system", "image", "container",
+        assert set(children) >= {"broker", "containerd", "system", "image", "volume", "container",
                                  "gateway"}
     finally:
         kill(broker, signal.SIGCONT)

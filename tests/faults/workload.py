@@ -7,8 +7,8 @@ the Docker API, in a background thread, with every request recorded.
     requests = load.requests
 
 Each cycle is create (a unique name) -> start -> wait -> logs -> remove, then
-one of `containers(all=True)`, `images()` or `version()`, so that every actor
-gets traffic. A cycle that fails stops there (its container stays, which the
+one of `containers(all=True)`, `images()`, `volumes()`, `networks()` or `version()`,
+so that every actor gets traffic. A cycle that fails stops there (its container stays, which the
 invariants then expect to be listed) and the next cycle starts at once.
 """
 
@@ -41,7 +41,8 @@ PAUSE = 0.01
 class Request:
     """One request of the workload and how it ended."""
 
-    what: str        # create, start, wait, logs, remove, list, images, version
+    what: str        # create, start, wait, logs, remove, list, images, volumes, networks,
+    #                  version
     name: str        # the container's name ("" for list, images, version)
     sent: float      # time.monotonic() just before sending
     took: float      # seconds until the answer (or the error)
@@ -91,7 +92,8 @@ class Workload:
         self._current: tuple[str, float] | None = None
         self._cycles_ok = 0
         self._thread = threading.Thread(target=self._run, name="workload", daemon=True)
-        self._extras = itertools.cycle((self._list, self._images, self._version))
+        self._extras = itertools.cycle((self._list, self._images, self._volumes,
+                                        self._networks, self._version))
         self.error: BaseException | None = None
 
     # -- control -------------------------------------------------------------
@@ -186,6 +188,15 @@ class Workload:
         self._call("images", "", lambda: self._api.images(),
                    check=lambda r: (r, "" if any(f"{IMAGE}:latest" in (i.get("RepoTags") or [])
                                                  for i in r) else f"no {IMAGE} in {r!r}"))
+
+    def _volumes(self) -> None:
+        self._call("volumes", "", lambda: self._api.volumes(),
+                   check=lambda r: (r, "" if isinstance(r.get("Volumes"), list) else repr(r)))
+
+    def _networks(self) -> None:
+        self._call("networks", "", lambda: self._api.networks(),
+                   check=lambda r: (r, "" if any(n.get("Name") == "bridge" for n in r)
+                                    else f"no bridge network in {r!r}"))
 
     def _version(self) -> None:
         self._call("version", "", lambda: self._api.version(),

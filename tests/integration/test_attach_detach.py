@@ -29,9 +29,10 @@ CTRL_P_CTRL_Q = b"\x10\x11"
 class Terminal:
     """The docker CLI run on a pseudo-terminal of its own: what it prints, keys typed."""
 
-    def __init__(self, daemon: PouchDaemon, *args: str) -> None:
-        env = {**os.environ, "DOCKER_HOST": daemon.host,
-               "DOCKER_CONFIG": str(daemon.docker_config)}
+    def __init__(self, daemon: PouchDaemon, *args: str,
+                 env: dict[str, str] | None = None) -> None:
+        env = env or {**os.environ, "DOCKER_HOST": daemon.host,
+                      "DOCKER_CONFIG": str(daemon.docker_config)}
         self.master, slave = os.openpty()
         self.proc = subprocess.Popen(
             [require("docker", "docker.io"), *args], stdin=slave, stdout=slave,

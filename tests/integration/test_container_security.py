@@ -184,12 +184,6 @@ def test_ipc_shareable_and_none(docker):
     assert run(docker, "--ipc", "none", script="mount | grep -c /dev/shm; true") == ["0"]
 
 
-def test_joining_another_containers_ipc_or_pid_is_refused_clearly(daemon):
-    for flag in ("--ipc", "--pid"):
-        message = refused(daemon, flag, "container:other")
-        assert "not supported yet" in message and "container:other" in message
-
-
 def test_a_hostname_with_the_hosts_uts_namespace_is_a_conflict(daemon):
     assert "conflicting options: hostname and the UTS mode" in \
         refused(daemon, "--uts", "host", "--hostname", "box")

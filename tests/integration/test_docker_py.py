@@ -432,11 +432,11 @@ def test_a_taken_name_is_a_409_conflict(client, new_name):
     assert first.id in err.value.explanation
 
 
-def test_bridge_networking_is_refused_as_bad_input(client):
+def test_a_network_mode_naming_no_network_is_refused_as_bad_input(client):
     with pytest.raises(APIError) as err:
-        client.api.create_container("busybox", host_config={"NetworkMode": "bridge"})
+        client.api.create_container("busybox", host_config={"NetworkMode": "no-such-net"})
     assert err.value.status_code == 400
-    assert "NetworkMode" in err.value.explanation and "bridge" in err.value.explanation
+    assert "network no-such-net not found" in err.value.explanation
 
 
 def test_an_invalid_name_is_bad_input(client):

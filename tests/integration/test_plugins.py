@@ -99,6 +99,23 @@ def test_pre_create_labels_the_container_and_sets_its_env(plugged: PluggedDaemon
     assert any(entry["name"] == name for entry in plugged.hooks_ran("pre_create"))
 
 
+def test_pre_volume_create_labels_the_volume_or_refuses_it(plugged: PluggedDaemon):
+    name, refused = (f"plugins-vol-{n}-{os.getpid()}" for n in ("made", "refused"))
+    try:
+        plugged.docker("volume", "create", "--label", "mine=1", name)
+        labels = json.loads(plugged.docker("volume", "inspect", name))[0]["Labels"]
+        assert labels == {"mine": "1", LABEL: "pre_volume_create"}
+        assert any(e["name"] == name for e in plugged.hooks_ran("pre_volume_create"))
+        done = plugged.docker_result("volume", "create", "--label", "example.refuse=1",
+                                     refused)
+        assert done.returncode != 0
+        assert 'plugin "example": pre_volume_create: volumes labelled example.refuse are ' \
+            "refused here" in done.stderr
+        assert refused not in plugged.docker("volume", "ls", "-q").splitlines()
+    finally:
+        plugged.docker("volume", "rm", "-f", name, refused, check=False)
+
+
 def test_pre_start_changes_the_process_the_container_runs(plugged: PluggedDaemon, names):
     name = names("started")
     cid = plugged.docker("create", "--name", name, "busybox", "env")

@@ -43,7 +43,9 @@ TARGET = "pouch.target"
 # DESIGN's start order, as units.
 DESIGN_ORDER = ["pouch-broker.service", "pouch-supervisor.service",
                 "pouch-actor@system.service", "pouch-actor@image.service",
-                "pouch-actor@container.service", "pouch-gateway.service"]
+                "pouch-actor@volume.service", "pouch-actor@network.service",
+                "pouch-actor@container.service",
+                "pouch-gateway.service"]
 # What systemd gives a system service: no inherited environment, this PATH, cwd /.
 SERVICE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # The units' WatchdogSec=, shortened so that a test run sees the pings.
@@ -447,6 +449,8 @@ def deployment(rendered_units: Path, base: Path, busybox_tarball: Path) -> Itera
     config_file.write_text(json.dumps({
         "home-dir": str(daemon.home), "exec-root-dir": str(daemon.run_dir),
         "listen": [daemon.host], "debug": True,
+        # A bridge of its own, as every test daemon's (tests/support/netclean.py).
+        "bridge-name": daemon.bridge, "bip": daemon.network_args()[3],
     }))
     listen_paths = {units["pouch-gateway.socket"].value("Socket", "ListenStream"): daemon.socket}
     with StandInSystemd(base, config_file, listen_paths) as systemd:
@@ -471,6 +475,8 @@ def test_units_run_the_daemon_and_stop_clean(deployment: Deployment):
                        ("pouchd", "pouch-supervisor.service"),
                        ("system", "pouch-actor@system.service"),
                        ("image", "pouch-actor@image.service"),
+                       ("volume", "pouch-actor@volume.service"),
+                       ("network", "pouch-actor@network.service"),
                        ("container", "pouch-actor@container.service"),
                        ("gateway", "pouch-gateway.service")]:
         assert daemon.pid_of(role) == systemd.pid(unit), role
@@ -499,7 +505,7 @@ def test_containers_outlive_a_restart_of_the_supervisor_unit(deployment: Deploym
     ended = systemd.restart("pouch-supervisor.service")
 
     # The actors Require= the supervisor: systemd restarts them with it.
-    assert ended == dict.fromkeys(reversed(DESIGN_ORDER[1:5]), "clean"), systemd.logs()
+    assert ended == dict.fromkeys(reversed(DESIGN_ORDER[1:-1]), "clean"), systemd.logs()
     assert daemon.pid_of("containerd") != old_containerd
     assert [pid for pid in shims if alive(pid)] == shims
     assert daemon.inspect("survivor")["State"]["Running"] is True

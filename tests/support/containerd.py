@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from pouch.actors import mountpoints
 from pouch.actors.containerd.client import Containerd
 from pouch.actors.containerd.config import render_config, write_config
 from pouch.proto.envelope import PouchError
@@ -74,22 +75,10 @@ def shims_of(address: Path) -> list[int]:
     return found
 
 
-def _unescape_mountinfo(path: str) -> str:
-    # mountinfo writes space, tab, newline and backslash as octal escapes.
-    for code in ("\\040", "\\011", "\\012", "\\134"):
-        path = path.replace(code, chr(int(code[1:], 8)))
-    return path
-
-
 def mounts_under(base: Path) -> list[Path]:
     """Mount points at or below `base`, deepest first."""
-    prefix = str(base.resolve())
-    points = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        point = _unescape_mountinfo(line.split()[4])
-        if point == prefix or point.startswith(prefix + "/"):
-            points.append(Path(point))
-    return sorted(points, key=lambda point: len(point.parts), reverse=True)
+    return sorted(mountpoints.mounted_under(base.resolve()),
+                  key=lambda point: len(point.parts), reverse=True)
 
 
 def unmount_all(base: Path) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from pouch.tests.support import netclean
 from pouch.tests.support.containerd import (
     mounts_under,
     require_containerd,
@@ -70,6 +71,10 @@ class PouchDaemon:
         self.debug = debug
         self.extra_args = extra_args or []
         self.proc: subprocess.Popen[bytes] | None = None
+        # A default bridge and iptables chains of its own (see netclean); the subnet is
+        # chosen free when the daemon first starts.
+        self.bridge = netclean.tag_for(self.base)
+        self.bip = ""
 
     @property
     def host(self) -> str:
@@ -82,8 +87,15 @@ class PouchDaemon:
     def argv(self) -> list[str]:
         args = [sys.executable, "-m", "pouch.actors.supervisor.main",
                 "--home-dir", str(self.home), "--exec-root-dir", str(self.run_dir),
-                "--listen", self.host, "--config-file", "", *self.extra_args]
+                "--listen", self.host, "--config-file", "",
+                *self.network_args(), *self.extra_args]
         return [*args, "--debug"] if self.debug else args
+
+    def network_args(self) -> list[str]:
+        if not self.bip:
+            self.bip = netclean.free_bip()
+        netclean.SESSION_TAGS.add(self.bridge)
+        return ["--bridge-name", self.bridge, "--bip", self.bip]
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "HTTP_PROXY": CLOSED_PROXY, "HTTPS_PROXY": CLOSED_PROXY,
@@ -168,6 +180,7 @@ class PouchDaemon:
                 os.kill(pid, signal.SIGKILL)
         wait_gone(killed, STOP_TIMEOUT)  # a dead shim no longer holds the mounts
         unmount_all(self.base)
+        netclean.remove(self.base, self.bridge)  # reads the daemon's store: before rmtree
         shutil.rmtree(self.base, ignore_errors=True)
 
     def mounts(self) -> list[Path]:

@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -44,6 +45,9 @@ from pouch.tests.support.wait import wait_for
 DOCKER_REGISTRY: Final = Path("/usr/bin/docker-registry")
 START_TIMEOUT: Final = 15.0
 STOP_GRACE: Final = 5.0
+# The registry binds a port the kernel picks and names it in its log: a port probed free
+# beforehand could be taken by a process beside ours (another xdist worker) meanwhile.
+LISTENING: Final = re.compile(r'msg="listening on 127\.0\.0\.1:(\d+)"')
 
 DOCKER_CONFIG: Final = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER: Final = "application/vnd.docker.image.rootfs.diff.tar.gzip"
@@ -93,13 +97,12 @@ class Registry:
         return self
 
     def _start(self) -> None:
-        self.port = free_port()
         config: dict[str, Any] = {
             "version": 0.1,
-            "log": {"level": "warn", "accesslog": {"disabled": True}},
+            "log": {"level": "info", "accesslog": {"disabled": True}},  # info: LISTENING
             "storage": {"filesystem": {"rootdirectory": str(self.root)},
                         "delete": {"enabled": True}},
-            "http": {"addr": self.host, "secret": "pouch-test"},
+            "http": {"addr": "127.0.0.1:0", "secret": "pouch-test"},
         }
         if self.auth == "htpasswd":
             htpasswd = self.base / "htpasswd"
@@ -122,13 +125,22 @@ class Registry:
                 [str(DOCKER_REGISTRY), "serve", str(path)], stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
+        self.port = wait_for(self._listening, START_TIMEOUT, "docker-registry listening")
         wait_for(self._answering, START_TIMEOUT, f"docker-registry on {self.host}")
 
-    def _answering(self) -> bool:
+    def _check_running(self) -> None:
         assert self._process is not None
         if self._process.poll() is not None:
             raise RuntimeError(f"docker-registry exited with {self._process.returncode}:\n"
                                f"{self.log_tail()}")
+
+    def _listening(self) -> int | None:
+        self._check_running()
+        found = LISTENING.search((self.base / "registry.log").read_text(errors="replace"))
+        return int(found[1]) if found else None
+
+    def _answering(self) -> bool:
+        self._check_running()
         try:
             requests.get(f"{self.url}/v2/", timeout=1).close()
         except requests.ConnectionError:

@@ -91,7 +91,7 @@ def test_a_module_may_be_a_plugin():
     assert loaded.plugins == ()  # its functions are not hooks: its class has them
     loaded = plugins.discover([entry("cls", "pouch.tests.support.example_plugin.plugin:"
                                             "ExamplePlugin")])
-    assert loaded.has("post_pull") and not loaded.has("pre_volume_create")
+    assert loaded.has("post_pull") and not loaded.has("cri_pre_create_container")
 
 
 def test_entries_load_in_name_order_and_a_name_once():

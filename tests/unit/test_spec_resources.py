@@ -246,9 +246,13 @@ def test_ipc_private_shareable_and_none():
     assert "ipc" in kinds(spec) and mount_at(spec, "/dev/shm") is None
 
 
-def test_joining_another_containers_namespace_is_refused_clearly():
-    assert "not supported yet" in refusal({"IpcMode": "container:db"})
-    assert "not supported yet" in refusal({"PidMode": "container:db"})
+def test_joining_another_containers_namespace_waits_for_the_start():
+    # The paths and the shared /dev/shm come at each start (pouch.actors.container.joins).
+    spec = spec_of({"IpcMode": "container:db", "PidMode": "container:db"})
+    joined = [e for e in spec["linux"]["namespaces"] if e["type"] in ("ipc", "pid")]
+    assert joined == [{"type": "pid"}, {"type": "ipc"}]
+    assert mount_at(spec, "/dev/shm") is None
+    assert "invalid IPC mode: container:" in refusal({"IpcMode": "container:"})
     assert "invalid IPC mode: bogus" in refusal({"IpcMode": "bogus"})
     assert "invalid UTS mode: private" in refusal({"UTSMode": "private"})
 

@@ -16,6 +16,9 @@ The image's ``/etc/passwd`` and ``/etc/group`` are read by the caller
 - ``resources``: the cgroup limits (memory, CPU, pids, block IO);
 - ``devices``: `--device`, `--device-cgroup-rule`, a privileged container's devices;
 - ``security``: `--security-opt`, the masked and read-only paths;
+- ``mounts``: `-v`, `--mount` (bind, volume, tmpfs), the image's and Config's
+  VOLUMEs and `--volumes-from`, planned as dockerd plans them (the volumes
+  themselves are the volume actor's; ``pouch.actors.container.mounts`` asks it);
 - ``defaults``: HostConfig as dockerd records it (what inspect shows);
 - ``host``: what the kernel and /dev offer.
 
@@ -23,7 +26,9 @@ A value the container would not get (a control the kernel lacks, a mode not
 supported) is refused, naming the field and why, never dropped.
 
 Not here yet: seccomp (Docker's default profile is future work, so containers
-run without a syscall filter), AppArmor/SELinux labels, Binds and volumes,
-joining another container's IPC or PID namespace (the spec is made once, at
-create), realtime CPU limits, and a cgroup namespace of the container's own.
+run without a syscall filter), AppArmor/SELinux labels (the `z`/`Z` of a
+`-v` mode is taken and shown, never applied), volume drivers other than `local`,
+realtime CPU limits, and a cgroup namespace of the container's own. Joining
+another container's IPC or PID namespace is prepared here (entries without a
+path) and completed at each start by ``pouch.actors.container.joins``.
 """

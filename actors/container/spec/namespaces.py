@@ -30,7 +30,7 @@ def namespaces(hc: Mapping[str, Any], network_mode: str, netns_path: str | None)
     ipc = ipc_mode(hc)
     pid = str_field(hc, "PidMode")
     uts = str_field(hc, "UTSMode")
-    if pid not in ("", "host"):
+    if pid not in ("", "host") and not _joins(pid):
         _refuse_mode("PidMode", "PID", pid)
     if uts not in ("", "host"):
         raise invalid(f"invalid HostConfig.UTSMode: invalid UTS mode: {uts}")
@@ -52,25 +52,25 @@ def namespaces(hc: Mapping[str, Any], network_mode: str, netns_path: str | None)
     return Namespaces(
         entries=entries, host_network=host_network,
         private_network=not host_network and not network_mode.startswith("container:"),
-        host_ipc=ipc == "host", shm=ipc != "none", host_uts=uts == "host")
+        # Joining another container's IPC: its /dev/shm is bound in at each start
+        # (pouch.actors.container.joins), as is the path of each namespace joined.
+        host_ipc=ipc == "host", shm=ipc != "none" and not _joins(ipc), host_uts=uts == "host")
 
 
 def ipc_mode(hc: Mapping[str, Any]) -> str:
     """The IPC mode asked for ("" is dockerd's default, private)."""
     mode = str_field(hc, "IpcMode") or "private"
-    if mode not in IPC_MODES:
+    if mode not in IPC_MODES and not _joins(mode):
         _refuse_mode("IpcMode", "IPC", mode)
     return mode
 
 
+def _joins(mode: str) -> bool:
+    """`container:<id or name>`: another container's namespace, found at each start."""
+    return mode.startswith("container:") and mode != "container:"
+
+
 def _refuse_mode(field: str, what: str, mode: str) -> None:
-    if mode.startswith("container:") and mode != "container:":
-        # dockerd rebuilds the spec at every start, so it finds the other container's
-        # namespace as it is then; a spec made once at create would point at a process
-        # gone with that container's next restart.
-        raise invalid(f"invalid HostConfig.{field} {mode}: not supported yet: joining another "
-                      f"container's {what} namespace needs a spec made at each start; use "
-                      "private or host")
     raise invalid(f"invalid HostConfig.{field}: invalid {what} mode: {mode}")
 
 

@@ -22,6 +22,7 @@ from pouch.actors.container.spec.fields import str_list as _str_list
 from pouch.actors.container.spec.fields import unique as _unique
 from pouch.actors.container.spec.host import HostView, local_host
 from pouch.actors.container.spec.merge import Process, clean_abs
+from pouch.actors.container.spec.mounts import Planned, bind_mount, rootfs_propagation
 from pouch.actors.container.spec.namespaces import Namespaces, namespaces
 from pouch.actors.container.spec.resources import MIN_MEMORY, resources
 from pouch.actors.container.spec.security import (
@@ -94,7 +95,8 @@ class SpecInput:
     own bounding set, nor raise RLIMIT_NOFILE's hard limit above its own
     without CAP_SYS_RESOURCE. Left None, the spec asks for Docker's values.
     ``host`` answers what the machine has (cgroup controls, CPUs, devices, the
-    init); left None, it is this machine.
+    init); left None, it is this machine. ``mounts``: the container's binds, volumes
+    (their host paths known) and `--mount` tmpfs (``pouch.actors.container.spec.mounts``).
     """
 
     container_id: str
@@ -112,6 +114,7 @@ class SpecInput:
     grantable_caps: frozenset[str] | None = None
     nofile_ceiling: int | None = None
     host: HostView | None = None
+    mounts: tuple[Planned, ...] = ()
 
 
 def grantable_capabilities() -> frozenset[str]:
@@ -196,6 +199,8 @@ def build_spec(inp: SpecInput) -> dict:
         "maskedPaths": masked,
         "readonlyPaths": readonly,
     }
+    if propagation := rootfs_propagation(inp.mounts):
+        linux["rootfsPropagation"] = propagation
     spec["linux"] = linux
     if inp.labels:
         spec["annotations"] = dict(inp.labels)
@@ -334,9 +339,11 @@ def _mounts(
     ]
     if init:
         added.append(_mount(INIT_PATH, "bind", init, ["bind", "ro"]))
-    tmpfs = _tmpfs_mounts(hc)
-    tmpfs_targets = {m["destination"] for m in tmpfs}
-    added = [m for m in added if m["destination"] not in tmpfs_targets] + tmpfs
+    tmpfs = _tmpfs_mounts(hc, [(m.destination, m.tmpfs_options)
+                               for m in inp.mounts if m.type == "tmpfs"])
+    own = tmpfs + [bind_mount(m) for m in inp.mounts if m.type != "tmpfs"]
+    own_targets = {m["destination"] for m in own}
+    added = [m for m in added if m["destination"] not in own_targets] + own
     # Parents before children, as dockerd sorts its own mounts (stable, by depth;
     # every destination is a clean absolute path, so its slashes count its depth).
     added.sort(key=lambda m: m["destination"].count("/"))
@@ -392,12 +399,14 @@ _TMPFS_FLAG_GROUPS: dict[str, str] = {
 _TMPFS_DATA_KEYS = frozenset(("size", "mode", "uid", "gid", "nr_inodes", "nr_blocks", "mpol"))
 
 
-def _tmpfs_mounts(hc: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _tmpfs_mounts(hc: Mapping[str, Any],
+                  more: list[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
+    """HostConfig.Tmpfs, and `more` (--mount type=tmpfs: destination, data) beside it."""
     tmpfs = hc.get("Tmpfs") or {}
     if not isinstance(tmpfs, dict):
         raise invalid("invalid HostConfig.Tmpfs: must be a map of path to options")
     out = []
-    for target, data in tmpfs.items():
+    for target, data in [*tmpfs.items(), *(more or [])]:
         if not isinstance(target, str) or not target.startswith("/"):
             raise invalid(
                 f'invalid HostConfig.Tmpfs: invalid mount config for type "tmpfs": '

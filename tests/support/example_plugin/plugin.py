@@ -13,6 +13,7 @@ from pouch.actors.plugins import (
     ContainerUpdate,
     ContainerUpdated,
     ImagePulled,
+    VolumeCreate,
     set_env,
 )
 from pouch.proto.config import DaemonConfig
@@ -71,6 +72,13 @@ class ExamplePlugin:
 
     def post_pull(self, image: ImagePulled) -> None:
         record("post_pull", reference=image.reference, image=image.id, digest=image.digest)
+
+    def pre_volume_create(self, request: VolumeCreate) -> None:
+        labels = request.config.get("Labels") or {}
+        if "example.refuse" in labels:
+            raise invalid("volumes labelled example.refuse are refused here")
+        request.config["Labels"] = {**labels, LABEL: "pre_volume_create"}
+        record("pre_volume_create", name=request.config.get("Name") or "")
 
     def daemon_pre_start(self, config: DaemonConfig) -> None:
         if os.environ.get(FAIL_START_ENV):

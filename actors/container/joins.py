@@ -1,0 +1,186 @@
+"""`--ipc container:X` and `--pid container:X`: joining another container's namespaces;
+and `--ipc shareable`, which makes a container one that others may join.
+
+The other container's namespaces are its task's, and a task changes with every
+start: so, as dockerd rebuilds its spec at each start, the joining container's
+spec is pointed at the other's current task (/proc/<pid>/ns/ipc, .../pid) right
+before its own task is created. The spec made at create holds the namespace
+entry without a path, and no /dev/shm: the shared one is bound in here. That is
+the donor's /dev/shm as a tmpfs on the host (pouch.actors.container.shm, dockerd's
+ShmPath), which a shareable container gets at each of its starts.
+
+The rules are dockerd 20.10's (daemon/container_operations_unix.go): the other
+container must exist, run and not be restarting; for IPC it must also be
+shareable (`--ipc shareable`, `host`, or itself joined to one that is).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pouch.actors.container import shm
+from pouch.actors.container.spec.oci import DEFAULT_SHM_SIZE
+from pouch.actors.containerd.client import Containerd
+from pouch.proto.envelope import PouchError, conflict, invalid, not_found
+
+SHM = "/dev/shm"
+# How far a chain of IPC joins (C joins B, which joins A) is followed to its /dev/shm.
+CHAIN_MAX = 8
+
+
+def donor_of(mode: str) -> str:
+    """The container a `container:X` mode names ("" for any other mode)."""
+    kind, _, ref = (mode or "").partition(":")
+    return ref if kind == "container" else ""
+
+
+def prepares(host_config: Mapping[str, Any]) -> bool:
+    """Whether a start of the container has its spec prepared here: it joins another
+    container's IPC or PID namespace, or may be joined (`--ipc shareable`)."""
+    ipc = str(host_config.get("IpcMode") or "")
+    return ipc == "shareable" or bool(donor_of(ipc)
+                                      or donor_of(str(host_config.get("PidMode") or "")))
+
+
+@dataclass(frozen=True)
+class Donor:
+    """The other container, as its inspect document tells."""
+
+    id: str
+    pid: int
+    running: bool
+    restarting: bool
+    ipc_mode: str
+
+    @classmethod
+    def of(cls, document: Mapping[str, Any]) -> Donor:
+        state = document["State"]
+        return cls(id=document["Id"], pid=int(state.get("Pid") or 0),
+                   running=bool(state.get("Running")),
+                   restarting=bool(state.get("Restarting")),
+                   ipc_mode=str(document["HostConfig"].get("IpcMode") or "private"))
+
+    def check_running(self) -> None:
+        """dockerd's containerIsRunning and containerIsNotRestarting. Errors: conflict."""
+        if not self.running or not self.pid:
+            raise conflict(f"container {self.id} is not running")
+        if self.restarting:
+            raise conflict(f"container {self.id} is restarting, wait until the container is "
+                           "running")
+
+    @property
+    def shareable(self) -> bool:
+        return self.ipc_mode in ("shareable", "host") or bool(donor_of(self.ipc_mode))
+
+
+def _prefixed(prefix: str, exc: PouchError) -> PouchError:
+    return PouchError(exc.code, f"{prefix}: {exc.message}")
+
+
+def ipc_donor(ref: str, find: Callable[[str], Donor]) -> Donor:
+    """The container whose IPC namespace `--ipc container:<ref>` joins. Errors: not_found,
+    conflict, invalid (not shareable), each with dockerd's words."""
+    prefix = f"can't join IPC of container {ref}"
+    try:
+        donor = find(ref)
+        donor.check_running()
+    except PouchError as exc:
+        raise _prefixed(prefix, exc) from None
+    if not donor.shareable:
+        raise invalid(f"{prefix}: non-shareable IPC (hint: use IpcMode:shareable for the "
+                      "donor container)")
+    return donor
+
+
+def pid_donor(ref: str, find: Callable[[str], Donor]) -> Donor:
+    """The container whose PID namespace `--pid container:<ref>` joins. Errors: not_found,
+    conflict, with dockerd's words."""
+    try:
+        donor = find(ref)
+    except PouchError as exc:
+        raise _prefixed(f"cannot join PID of a non running container: {ref}", exc) from None
+    donor.check_running()
+    return donor
+
+
+def joined_spec(spec: Mapping[str, Any], ipc: Donor | None, pid: Donor | None,
+                shm_source: str = "") -> dict[str, Any]:
+    """The spec with its IPC and PID namespaces those of the donors' tasks now, and
+    `shm_source` (a folder on the host) bound as its /dev/shm. Pure: a new dict."""
+    out = copy.deepcopy(dict(spec))
+    linux = out.setdefault("linux", {})
+    entries = [e for e in linux.get("namespaces") or []
+               if not (ipc and e.get("type") == "ipc") and not (pid and e.get("type") == "pid")]
+    if ipc is not None:
+        entries.append({"type": "ipc", "path": f"/proc/{ipc.pid}/ns/ipc"})
+    if pid is not None:
+        entries.append({"type": "pid", "path": f"/proc/{pid.pid}/ns/pid"})
+    linux["namespaces"] = entries
+    if shm_source:
+        mounts = list(out.get("mounts") or [])
+        # Where /dev/shm was, else right after the other mounts under /dev: before any
+        # mount of the user's that may lie below it.
+        at = next((i for i, m in enumerate(mounts) if m.get("destination") == SHM), None)
+        if at is not None:
+            del mounts[at]
+        else:
+            at = next((i + 1 for i, m in reversed(list(enumerate(mounts)))
+                       if m.get("destination") == "/dev/mqueue"), len(mounts))
+        mounts.insert(at, {"destination": SHM, "type": "bind", "source": shm_source,
+                           "options": ["rbind", "rprivate"]})
+        out["mounts"] = mounts
+    return out
+
+
+def shm_source(donor: Donor, find: Callable[[str], Donor], folder_of: Callable[[str], Path]
+               ) -> str:
+    """The host folder that is the /dev/shm of `donor` (a shareable container's tmpfs,
+    the host's for an IPC-host one, its own donor's for one that joined)."""
+    for _ in range(CHAIN_MAX):
+        if donor.ipc_mode == "host":
+            return SHM
+        ref = donor_of(donor.ipc_mode)
+        if not ref:
+            return str(shm.path_of(folder_of(donor.id)))
+        donor = find(ref)
+    raise invalid(f"can't join IPC of container {donor.id}: a chain of IPC joins longer "
+                  f"than {CHAIN_MAX}")
+
+
+def prepare(ctrd: Containerd, inspect: Callable[[str], Mapping[str, Any]],
+            folder_of: Callable[[str], Path], cid: str, host_config: Mapping[str, Any]
+            ) -> None:
+    """Before a start of container `cid`: mount its shareable /dev/shm, or point its
+    spec at the donors' tasks as they are now; the spec is updated in containerd if
+    that changed it. `inspect` gives another container's inspect document, `folder_of`
+    a container's folder. Errors: not_found, conflict, invalid (dockerd's words);
+    containerd's; OSError (the tmpfs could not be mounted)."""
+    def find(ref: str) -> Donor:
+        return Donor.of(inspect(ref))
+
+    ipc_mode = str(host_config.get("IpcMode") or "")
+    ipc_ref, pid_ref = donor_of(ipc_mode), donor_of(str(host_config.get("PidMode") or ""))
+    ipc = ipc_donor(ipc_ref, find) if ipc_ref else None
+    pid = pid_donor(pid_ref, find) if pid_ref else None
+    source = ""
+    if ipc is not None:
+        source = shm_source(ipc, find, folder_of)
+    elif ipc_mode == "shareable":
+        source = str(shm.path_of(folder_of(cid)))
+        shm.mount(Path(source), int(host_config.get("ShmSize") or DEFAULT_SHM_SIZE))
+    container = ctrd.containers.get(cid)
+    if container is None:
+        raise not_found(f"No such container: {cid}")
+    spec = joined_spec(container.spec, ipc, pid, source)
+    if spec != container.spec:
+        ctrd.containers.update_spec(cid, spec)
+
+
+def release(folder: Path, host_config: Mapping[str, Any]) -> None:
+    """The container exited or goes: its shareable /dev/shm is unmounted."""
+    if host_config.get("IpcMode") == "shareable":
+        shm.release(shm.path_of(folder))

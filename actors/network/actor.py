@@ -1,0 +1,552 @@
+"""The network actor: networks (none, host, the default bridge and user bridge
+networks), their addresses (`ipam`), their Linux bridges (`sandbox`) and packet
+filter rules (`iptables`), kept on disk (`store`) and rebuilt from it at start.
+
+Every change runs on a thread of its own under one lock (netlink and iptables
+take milliseconds; the actor's thread keeps answering and heartbeating), and is
+on disk before it is answered.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable
+from ipaddress import IPv4Address
+from typing import Any, TypeVar
+
+from pouch.actors.host import ActorBase, ActorContext, Reply
+from pouch.actors.network import describe, hosts, ipam, links, ports, sandbox
+from pouch.actors.network.iptables import BridgeRules, Chains
+from pouch.actors.network.store import Endpoint, Network, NetworkStore
+from pouch.actors.timefmt import parse_timestamp, rfc3339_nano
+from pouch.proto.contract import method
+from pouch.proto.docker import Filters, check_filters, check_name, is_hex_id, labels_match
+from pouch.proto.envelope import PouchError, conflict, forbidden, invalid, not_found
+from pouch.proto.shapes import (
+    EndpointSettings,
+    NetworkCreated,
+    NetworkInspect,
+    NetworksPruned,
+    PortMap,
+)
+
+log = logging.getLogger("pouch.network")
+# Its debug output is every netlink message, whole: too much even for pouchd --debug.
+logging.getLogger("pyroute2").setLevel(logging.INFO)
+T = TypeVar("T")
+
+# The API's names of the networks every daemon has (dockerd's).
+BRIDGE, HOST, NONE = "bridge", "host", "none"
+PREDEFINED = {BRIDGE: "bridge", HOST: "host", NONE: "null"}
+# Host ends of our veths: "pv", the container's ID, 4 characters of the network's.
+VETH_PREFIX = "pv"
+
+
+def _new_id() -> str:
+    return secrets.token_hex(32)
+
+
+class NetworkActor(ActorBase):
+    service = "network"
+
+    def __init__(self, ctx: ActorContext) -> None:
+        super().__init__(ctx)
+        config = ctx.config
+        self._store = NetworkStore(config.home_dir)
+        self._tag = config.bridge_name
+        self._chains = Chains(self._tag) if config.iptables else None
+        self._port_chains = ports.Chains(self._chains.dnat, self._chains.published,
+                                         self._chains.hairpin) if self._chains else None
+        self._lock = threading.RLock()
+        self._networks: dict[str, Network] = {}
+        self._netns_dir = config.exec_root_dir / "netns"
+
+    # -- start: rebuilt from disk, the host repaired to match -----------------
+
+    def on_start(self) -> None:
+        with self._lock:
+            for net in self._store.load():
+                self._networks[net.id] = net
+            self._ensure_predefined()
+            if self.ctx.config.ip_forward:
+                links.enable_ip_forward()
+            wanted = {net.bridge for net in self._bridges()}
+            for name in links.marked(self._tag):
+                if name not in wanted:  # its network was removed when we were cut short
+                    log.warning("removing bridge %s of no network", name)
+                    sandbox.remove_bridge(name)
+            for net in self._bridges():
+                self._make_bridge(net)
+            self._apply_rules()
+            self._restore_endpoints()
+
+    def _restore_endpoints(self) -> None:
+        """Sandboxes and endpoints kept, or made again where the host lost them (a
+        reboot, a cut attach); veths and namespaces of ours that nothing names removed."""
+        owners = self._store.sandbox_owners()
+        for net in self._networks.values():
+            for ep in net.endpoints.values():
+                if ep.container not in owners:
+                    self._store.add_sandbox(ep.container)
+                    owners.add(ep.container)
+        for owner in owners:
+            path = self._netns_path(owner)
+            try:
+                if not sandbox.is_netns(path):
+                    sandbox.create_netns(path)
+            except OSError as exc:
+                log.error("restoring the network namespace %s: %s", path, exc)
+        wanted: set[str] = set()
+        for net in self._bridges():
+            for ep in list(net.endpoints.values()):
+                wanted.add(ep.host_ifname)
+                try:
+                    if not links.exists(ep.host_ifname):
+                        log.warning("reconnecting %s to %s", ep.container[:12], net.name)
+                        self._connect(net, ep)
+                    if ep.ports and self._port_chains is not None:
+                        # Rules still in place are kept as they are (after a reboot: made).
+                        ports.publish(self._port_chains, net.bridge, ep.address, [
+                            ports.PortSpec(b["port"], b["proto"], b["host_ip"],
+                                           b["host_port"]) for b in ep.ports])
+                except (PouchError, OSError) as exc:
+                    log.error("restoring the endpoint of %s on %s: %s", ep.container[:12],
+                              net.name, exc)
+        bridges = {net.bridge for net in self._bridges()}
+        for veth in links.bridge_members(bridges):
+            if veth.startswith(VETH_PREFIX) and veth not in wanted:
+                log.warning("removing veth %s of no endpoint", veth)
+                sandbox.disconnect(veth)
+        held = {self._netns_path(ep.container) for net in self._networks.values()
+                for ep in net.endpoints.values()}
+        held |= {self._netns_path(owner) for owner in self._store.sandbox_owners()}
+        for path in sandbox.list_netns(str(self._netns_dir)):
+            if path not in held:
+                log.warning("removing network namespace %s of no endpoint", path)
+                sandbox.remove_netns(path)
+
+    def _ensure_predefined(self) -> None:
+        config = self.ctx.config
+        pool = ipam.pool_from_bip(config.bip, config.fixed_cidr)
+        by_name = {net.name: net for net in self._networks.values() if net.builtin}
+        for name, driver in PREDEFINED.items():
+            net = by_name.get(name) or Network(_new_id(), name, driver, rfc3339_nano(),
+                                               builtin=True)
+            if name == BRIDGE:
+                # The flags win over what was kept: --bip or --bridge-name may have changed.
+                if net.bridge and net.bridge != config.bridge_name:
+                    sandbox.remove_bridge(net.bridge)
+                net.bridge, net.pool, net.mtu = config.bridge_name, pool, config.mtu
+                net.options = describe.default_bridge_options(config.bridge_name, config.mtu)
+            self._store.save(net)
+            self._networks[net.id] = net
+
+    # -- the contract --------------------------------------------------------
+
+    @method(idempotent=True, errors=("invalid",))
+    def list(self, filters: dict[str, builtins.list[str]] | None = None
+             ) -> builtins.list[NetworkInspect]:
+        """Every network, as inspect shows it, that passes Docker's filters (name, id,
+        label, driver, type custom|builtin, dangling, scope)."""
+        checked = describe.check_list_filters(filters)
+        with self._lock:
+            return [describe.inspect(net) for net in self._ordered()
+                    if describe.matches(net, checked)]
+
+    @method(idempotent=True, errors=("not_found", "invalid"))
+    def inspect(self, ref: str) -> NetworkInspect:
+        """One network by full ID, name or unique ID prefix, as dockerd 20.10 shows it."""
+        with self._lock:
+            return describe.inspect(self._find(ref))
+
+    @method(idempotent=False, returns=NetworkCreated,
+            errors=("invalid", "conflict", "forbidden", "not_found"))
+    def create(self, reply: Reply, name: str, driver: str = "bridge", internal: bool = False,
+               attachable: bool = False, ipam_config: builtins.list[dict[str, str]] | None = None,
+               ipam_options: dict[str, str] | None = None,
+               options: dict[str, str] | None = None, labels: dict[str, str] | None = None,
+               enable_ipv6: bool = False) -> None:
+        """Create a bridge network. `ipam_config`: at most one {Subnet, Gateway, IPRange}
+        (a subnet is chosen among dockerd's default pools, avoiding the host's routes and
+        the other networks, when none is given). `options`: the driver's, among them
+        com.docker.network.bridge.name and com.docker.network.driver.mtu."""
+        self._in_thread(reply, self._create, name, driver or "bridge", internal, attachable,
+                        ipam_config or [], ipam_options or {}, options or {}, labels or {},
+                        enable_ipv6)
+
+    @method(idempotent=False, returns=None, errors=("not_found", "conflict", "forbidden"))
+    def remove(self, reply: Reply, ref: str) -> None:
+        """Remove a network: forbidden for a predefined one, conflict while a container
+        is connected to it."""
+        self._in_thread(reply, self._remove, ref)
+
+    @method(idempotent=True, returns=NetworksPruned, errors=("invalid",), timeout=120.0)
+    def prune(self, reply: Reply, filters: dict[str, builtins.list[str]] | None = None) -> None:
+        """Remove every user network no container is connected to (filters: until,
+        label, label!)."""
+        checked = check_filters(filters, describe.PRUNE_FILTERS)
+        until = None
+        for value in checked.get("until", []):
+            try:
+                until = parse_timestamp(value)
+            except ValueError:
+                raise invalid(f"invalid filter 'until={value}'") from None
+        self._in_thread(reply, self._prune, checked, until)
+
+    @method(idempotent=True, returns=EndpointSettings, timeout=60.0,
+            errors=("not_found", "invalid", "conflict", "forbidden"))
+    def attach(self, reply: Reply, container: str, network: str, name: str = "",
+               aliases: builtins.list[str] | None = None, ip: str = "", hostname: str = "",
+               hosts_path: str = "") -> None:
+        """Connect a container (full ID; `name` as its neighbours resolve it) to a bridge
+        network: its sandbox (a netns) made on its first attach, an address (`ip`, if
+        given, on a user network with a configured subnet), a veth into the bridge, the
+        default route through its first network's gateway. `hosts_path`: the container's
+        /etc/hosts, whose section of addresses is kept current as containers come and go
+        on its user networks. A retry answers the endpoint already made."""
+        self._in_thread(reply, self._attach, container, network, name, aliases or [], ip,
+                        hostname, hosts_path)
+
+    @method(idempotent=True, returns=None, errors=("not_found",))
+    def detach(self, reply: Reply, container: str, network: str) -> None:
+        """Disconnect a container from a network (its lease released); not connected
+        is fine. Its sandbox stays until release."""
+        self._in_thread(reply, self._detach, container, network)
+
+    @method(idempotent=True, returns=None)
+    def release(self, reply: Reply, container: str) -> None:
+        """Everything of a container's (it is being removed): its endpoints, leases and
+        sandbox. Idempotent."""
+        self._in_thread(reply, self._release, container)
+
+    @method(idempotent=True, returns=str)
+    def sandbox(self, reply: Reply, container: str) -> None:
+        """The path of a container's network namespace, made (loopback only) if it has
+        none yet."""
+        self._in_thread(reply, self._sandbox, container)
+
+    @method(idempotent=True, returns=PortMap, errors=("not_found", "invalid", "conflict"))
+    def publish_ports(self, reply: Reply, container: str,
+                      port_bindings: dict[str, Any] | None = None,
+                      exposed: builtins.list[str] | None = None,
+                      publish_all: bool = False) -> None:
+        """Publish a container's ports (HostConfig.PortBindings; with `publish_all`, -P,
+        every `exposed` port too) on its first network's address: host ports chosen
+        where 0, reachable from the host's addresses and 127.0.0.1 as well. Answers
+        NetworkSettings.Ports. A retry answers the bindings in force."""
+        self._in_thread(reply, self._publish_ports, container, port_bindings or {},
+                        exposed or [], publish_all)
+
+    @method(idempotent=True, returns=None)
+    def unpublish_ports(self, reply: Reply, container: str) -> None:
+        """Release a container's published ports (it stopped); none is fine."""
+        self._in_thread(reply, self._unpublish_ports, container)
+
+    # -- changes, on a thread of their own, one at a time --------------------
+
+    def _in_thread(self, reply: Reply, fn: Callable[..., T], *args: Any) -> None:
+        def locked() -> T:
+            with self._lock:
+                return fn(*args)
+        reply.run_in_thread(locked)
+
+    def _create(self, name: str, driver: str, internal: bool, attachable: bool,
+                config: builtins.list[dict[str, str]], ipam_options: dict[str, str],
+                options: dict[str, str], labels: dict[str, str],
+                enable_ipv6: bool) -> NetworkCreated:
+        check_name(name, "network")
+        if any(net.name == name for net in self._networks.values()):
+            raise conflict(f"network with name {name} already exists")
+        if driver in ("host", "null"):
+            raise forbidden(f'only one instance of "{driver}" network is allowed')
+        if driver != "bridge":
+            raise not_found(f'plugin "{driver}" not found')
+        if enable_ipv6:
+            raise invalid("IPv6 networks are not supported by pouch")
+        pool = self._pool(config)
+        net_id = _new_id()
+        bridge = options.get(describe.BRIDGE_NAME) or f"br-{net_id[:12]}"
+        if len(bridge) > 15 or "/" in bridge or not bridge.strip():
+            raise invalid(f"invalid bridge name {bridge!r}: 1-15 characters")
+        if any(net.bridge == bridge for net in self._networks.values()) or \
+                links.exists(bridge):
+            # Never taken over: it may be the host's own link or another daemon's bridge.
+            raise conflict(f"a link named {bridge} exists already")
+        mtu = self._mtu(options)
+        net = Network(net_id, name, driver, rfc3339_nano(), bridge=bridge, pool=pool,
+                      internal=internal, attachable=attachable, options=dict(options),
+                      labels=dict(labels), ipam_options=dict(ipam_options), mtu=mtu)
+        self._store.save(net)
+        self._networks[net_id] = net
+        try:
+            self._make_bridge(net)
+            self._apply_rules()
+        except BaseException:
+            self._networks.pop(net_id, None)
+            self._store.delete(net_id)
+            sandbox.remove_bridge(bridge)  # no link had its name before: ours
+            self._apply_rules()
+            raise
+        self.publish("network", "create", net_id, {"name": name, "type": driver})
+        return {"Id": net_id, "Warning": ""}
+
+    def _pool(self, config: builtins.list[dict[str, str]]) -> ipam.Pool:
+        if len(config) > 1:
+            raise invalid("pouch networks take one IPv4 subnet")
+        others = [net.pool.subnet for net in self._networks.values() if net.pool]
+        if not config or not config[0].get("Subnet"):
+            if config and (config[0].get("Gateway") or config[0].get("IPRange")):
+                raise invalid("a gateway or an ip-range needs a subnet")
+            return ipam.auto_pool(others + links.networks_in_use())
+        entry = config[0]
+        pool = ipam.pool_from(entry.get("Subnet", ""), entry.get("Gateway", ""),
+                              entry.get("IPRange", ""))
+        ipam.check_overlap(pool.subnet, others, links.networks_in_use())
+        return pool
+
+    def _mtu(self, options: dict[str, str]) -> int:
+        text = options.get(describe.MTU, "")
+        if not text:
+            return self.ctx.config.mtu
+        try:
+            mtu = int(text)
+        except ValueError:
+            raise invalid(f"invalid MTU {text!r}") from None
+        if not 68 <= mtu <= 65535:
+            raise invalid(f"invalid MTU {mtu}: it must be between 68 and 65535")
+        return mtu
+
+    def _remove(self, ref: str) -> None:
+        net = self._find(ref)
+        if net.builtin:
+            raise forbidden(f"{net.name} is a pre-defined network and cannot be removed")
+        if net.endpoints:
+            raise conflict(f"error while removing network: network {net.name} id {net.id} "
+                           "has active endpoints")
+        self._store.delete(net.id)
+        del self._networks[net.id]
+        self._apply_rules()
+        if self._port_chains is not None:
+            ports.release_bridge(self._port_chains, net.bridge)
+        sandbox.remove_bridge(net.bridge)
+        self.publish("network", "destroy", net.id, {"name": net.name, "type": net.driver})
+
+    def _prune(self, filters: Filters, until: float | None) -> NetworksPruned:
+        deleted: builtins.list[str] = []
+        for net in self._ordered():
+            if net.builtin or net.endpoints:
+                continue
+            if until is not None and _created_at(net) >= until:
+                continue
+            if not labels_match(filters.get("label", []), net.labels):
+                continue
+            if any(labels_match([v], net.labels) for v in filters.get("label!", [])):
+                continue
+            try:
+                self._remove(net.id)
+            except PouchError as exc:
+                log.warning("prune: %s", exc)
+                continue
+            deleted.append(net.name)
+        if deleted:
+            self.publish("network", "prune", "", {"reclaimed": "0"})
+        return {"NetworksDeleted": deleted}
+
+    def _netns_path(self, container: str) -> str:
+        return str(self._netns_dir / container)
+
+    def _sandbox(self, container: str) -> str:
+        if not is_hex_id(container):
+            raise invalid(f"invalid container ID {container!r}: a full ID is needed")
+        path = self._netns_path(container)
+        if not sandbox.is_netns(path):
+            self._store.add_sandbox(container)
+            sandbox.create_netns(path)
+        return path
+
+    def _attach(self, container: str, network: str, name: str, aliases: builtins.list[str],
+                ip: str, hostname: str, hosts_path: str) -> EndpointSettings:
+        net = self._find(network)
+        if net.driver != "bridge" or net.pool is None:
+            raise invalid(f"container cannot be connected to network {net.name} "
+                          f"(driver {net.driver})")
+        if container in net.endpoints:
+            return self._settings(net, net.endpoints[container])
+        if net.builtin and aliases:
+            raise invalid("network-scoped alias is supported only for containers in user "
+                          "defined networks")
+        if net.builtin and ip:
+            raise invalid("user specified IP address is supported on user defined networks "
+                          "only")
+        path = self._sandbox(container)
+        leased = [IPv4Address(ep.address) for ep in net.endpoints.values()]
+        address = ipam.allocate(net.pool, leased, ip)
+        others = self._endpoints_of(container)
+        ep = Endpoint(container=container, name=name, endpoint_id=_new_id(),
+                      address=str(address), mac=ipam.mac_for(address),
+                      aliases=list(aliases) + ([] if net.builtin else [container[:12]]),
+                      host_ifname=sandbox.veth_name(VETH_PREFIX, container, net.id),
+                      ifname=f"eth{len(others)}", static=bool(ip), hostname=hostname,
+                      hosts_path=hosts_path)
+        net.endpoints[container] = ep
+        self._store.save(net)  # first: a cut attach is repaired at start, never leaked
+        try:
+            self._connect(net, ep)
+        except BaseException:
+            del net.endpoints[container]
+            self._store.save(net)
+            if not others:
+                sandbox.remove_netns(path)
+                self._store.drop_sandbox(container)
+            raise
+        self._refresh_hosts(container)
+        self.publish("network", "connect", net.id,
+                     {"container": container, "name": net.name, "type": net.driver})
+        return self._settings(net, ep)
+
+    def _connect(self, net: Network, ep: Endpoint) -> None:
+        assert net.pool is not None
+        # Only the first network's gateway is the way out; none for an internal network.
+        gateway = "" if net.internal or ep.ifname != "eth0" else str(net.pool.gateway)
+        made = sandbox.connect(self._netns_path(ep.container), net.bridge, ep.ifname,
+                               address_cidr=f"{ep.address}/{net.pool.prefixlen}",
+                               gateway=gateway, mtu=net.mtu or self.ctx.config.mtu,
+                               mac=ep.mac, host_ifname=ep.host_ifname)
+        log.debug("connected %s to %s: %s", ep.container[:12], net.name,
+                  {k: round(v * 1000, 2) for k, v in made.timings.items()})
+
+    def _detach(self, container: str, network: str) -> None:
+        net = self._find(network)
+        ep = net.endpoints.get(container)
+        if ep is None:
+            return
+        sandbox.disconnect(ep.host_ifname)
+        del net.endpoints[container]
+        self._store.save(net)
+        self._refresh_hosts(container, also=[net])
+        self.publish("network", "disconnect", net.id,
+                     {"container": container, "name": net.name, "type": net.driver})
+
+    def _publish_ports(self, container: str, bindings: dict[str, Any],
+                       exposed: builtins.list[str], publish_all: bool) -> PortMap:
+        # `-p 127.0.0.1:0:80` sends HostPort "0": a random port, as an empty one.
+        bindings = {key: [{**entry, "HostPort": "" if str(entry.get("HostPort") or "")
+                           .strip() == "0" else entry.get("HostPort")}
+                          for entry in entries if isinstance(entry, dict)]
+                    if isinstance(entries, builtins.list) else entries
+                    for key, entries in bindings.items()}
+        wanted = ports.specs(bindings, exposed, publish_all)
+        mine = self._endpoints_of(container)
+        if not mine or not wanted:
+            return ports.ports_view(exposed, [])
+        net, ep = next(((n, e) for n, e in mine if e.ifname == "eth0"), mine[0])
+        if ep.ports:  # a retry, or a start whose stop could not tell us
+            return ports.ports_view(exposed, [ports.Binding(**b) for b in ep.ports])
+        if self._port_chains is None:
+            raise invalid("published ports need iptables rules: pouchd runs --iptables=false")
+        made = ports.publish(self._port_chains, net.bridge, ep.address, wanted)
+        ep.ports = [{"port": b.port, "proto": b.proto, "host_ip": b.host_ip,
+                     "host_port": b.host_port} for b in made]
+        try:
+            self._store.save(net)
+        except BaseException:
+            ports.unpublish(self._port_chains, net.bridge, ep.address, made)
+            ep.ports = []
+            raise
+        return ports.ports_view(exposed, made)
+
+    def _unpublish_ports(self, container: str) -> None:
+        for net, ep in self._endpoints_of(container):
+            if ep.ports and self._port_chains is not None:
+                ports.unpublish(self._port_chains, net.bridge, ep.address,
+                                [ports.Binding(**b) for b in ep.ports])
+            if ep.ports:
+                ep.ports = []
+                self._store.save(net)
+
+    def _release(self, container: str) -> None:
+        self._unpublish_ports(container)
+        for net in self._networks.values():
+            if container in net.endpoints:
+                self._detach(container, net.id)
+        sandbox.remove_netns(self._netns_path(container))
+        self._store.drop_sandbox(container)
+
+    def _endpoints_of(self, container: str) -> builtins.list[tuple[Network, Endpoint]]:
+        return [(net, net.endpoints[container]) for net in self._ordered()
+                if container in net.endpoints]
+
+    def _settings(self, net: Network, ep: Endpoint) -> EndpointSettings:
+        assert net.pool is not None
+        return {"NetworkID": net.id, "NetworkName": net.name, "EndpointID": ep.endpoint_id,
+                "IPAddress": ep.address,
+                "IPPrefixLen": net.pool.prefixlen, "Gateway": str(net.pool.gateway),
+                "MacAddress": ep.mac, "Aliases": list(ep.aliases), "Bridge": net.bridge,
+                "Mtu": net.mtu or self.ctx.config.mtu,
+                "SandboxKey": self._netns_path(ep.container)}
+
+    def _refresh_hosts(self, container: str, also: Iterable[Network] = ()) -> None:
+        """The hosts files of `container` and of every container sharing a user network
+        with it (or one of `also`, networks it just left)."""
+        nets = [net for net, _ in self._endpoints_of(container)] + list(also)
+        touched = {container} | {cid for net in nets if not net.builtin
+                                 for cid in net.endpoints}
+        for cid in touched:
+            mine = self._endpoints_of(cid)
+            if not mine:
+                continue
+            own = [(ep.address, ep.hostname) for _, ep in mine if ep.hostname]
+            peers = [(ep.address, [ep.name, *ep.aliases]) for net, _ in mine if not net.builtin
+                     for other, ep in net.endpoints.items() if other != cid]
+            path = next((ep.hosts_path for _, ep in mine if ep.hosts_path), "")
+            if path:
+                hosts.rewrite(path, own, peers)
+
+    # -- helpers -------------------------------------------------------------
+
+    def _find(self, ref: str) -> Network:
+        """As dockerd: the full ID, then the name, then a unique ID prefix."""
+        if ref in self._networks:
+            return self._networks[ref]
+        for net in self._networks.values():
+            if net.name == ref:
+                return net
+        found = [net for net in self._networks.values() if ref and net.id.startswith(ref)]
+        if len(found) > 1:
+            raise invalid(f"network {ref} is ambiguous ({len(found)} matches found based "
+                          "on ID prefix)")
+        if not found:
+            raise not_found(f"network {ref} not found")
+        return found[0]
+
+    def _ordered(self) -> builtins.list[Network]:
+        return sorted(self._networks.values(), key=lambda net: (net.created, net.name))
+
+    def _bridges(self) -> builtins.list[Network]:
+        return [net for net in self._ordered() if net.driver == "bridge" and net.pool]
+
+    def _make_bridge(self, net: Network) -> None:
+        assert net.pool is not None
+        sandbox.ensure_bridge(net.bridge, net.pool.gateway_cidr(), net.mtu or
+                              self.ctx.config.mtu)
+        links.mark(net.bridge, self._tag)
+
+    def _apply_rules(self) -> None:
+        if self._chains is None:
+            return
+        self._chains.apply(
+            BridgeRules(net.bridge, str(net.pool.subnet), net.internal,
+                        net.options.get(describe.MASQUERADE, "true") != "false")
+            for net in self._bridges() if net.pool is not None)
+
+
+def _created_at(net: Network) -> float:
+    try:
+        return parse_timestamp(net.created)
+    except ValueError:
+        return time.time()
+

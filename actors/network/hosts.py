@@ -1,0 +1,40 @@
+"""The part of a container's /etc/hosts the network actor keeps: its own address and
+those of its neighbours on user networks (by name and alias), after a marker line;
+what is above the marker is the container actor's and stays as it is.
+
+Rewritten in place (truncate and write), never replaced by a rename: the file is bind
+mounted into the container, and a bind mount holds the inode, not the name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+
+MARKER = "# pouch: addresses on networks, kept current by the network actor"
+
+
+def render(current: str, own: Iterable[tuple[str, str]],
+           peers: Iterable[tuple[str, list[str]]]) -> str:
+    """`current` with the section after MARKER made of `own` ((address, hostname)) and
+    `peers` ((address, [name, alias, ...])). Pure."""
+    base = current.split(MARKER, 1)[0].rstrip("\n")
+    lines = [base, MARKER] if base else [MARKER]
+    lines += [f"{address}\t{hostname}" for address, hostname in own]
+    seen: set[str] = set()
+    for address, names in peers:
+        fresh = [n for n in dict.fromkeys(names) if n and n not in seen]
+        seen.update(fresh)
+        if fresh:
+            lines.append(f"{address}\t{' '.join(fresh)}")
+    return "\n".join(lines) + "\n"
+
+
+def rewrite(path: str, own: Iterable[tuple[str, str]],
+            peers: Iterable[tuple[str, list[str]]]) -> None:
+    """Update the file at `path` in place; a container whose folder is gone is fine."""
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError), open(path, "r+") as f:
+        text = render(f.read(), own, peers)
+        f.seek(0)
+        f.write(text)
+        f.truncate()
