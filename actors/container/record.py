@@ -104,7 +104,10 @@ def check_config(body: dict[str, Any]) -> list[str]:
     mode = host.get("NetworkMode") or "default"
     if not isinstance(mode, str):
         raise invalid("invalid field HostConfig.NetworkMode: must be a string")
-    if mode != "default" and mode not in SUPPORTED_NETWORK_MODES and ":" in mode:
+    if mode == "default":
+        warnings.append("network mode default runs as none here (loopback only): "
+                        "give --network bridge for the default bridge")
+    elif mode not in SUPPORTED_NETWORK_MODES and ":" in mode:
         raise invalid(f"invalid field HostConfig.NetworkMode: network mode {mode!r} is not "
                       "supported yet (supported: none, host, bridge, a user network)")
     if mode in ("default", "none", "host") and (host.get("PortBindings") or
@@ -158,7 +161,7 @@ def _not_yet(field: str) -> Exception:
 
 def network_mode(body: dict[str, Any]) -> str:
     mode = (body.get("HostConfig") or {}).get("NetworkMode") or "default"
-    return "bridge" if mode == "default" else mode
+    return "none" if mode == "default" else mode
 
 
 def new_record(cid: str, name: str, body: dict[str, Any], image: ResolvedImage,

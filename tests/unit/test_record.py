@@ -63,8 +63,9 @@ def test_random_names_are_adjective_underscore_animal():
 # -- check_config: types -----------------------------------------------------------
 
 
-def test_a_minimal_body_is_fine_without_a_warning():
-    assert rec.check_config(body()) == []
+def test_a_minimal_body_is_fine_with_the_default_network_warning():
+    warnings = rec.check_config(body())
+    assert len(warnings) == 1 and "default" in warnings[0] and "none" in warnings[0]
 
 
 @pytest.mark.parametrize(("field", "value", "kinds"), [
@@ -122,10 +123,11 @@ def test_fields_it_does_not_know_are_left_alone():
 
 
 @pytest.mark.parametrize("mode", [None, "", "default"])
-def test_the_default_network_mode_is_the_bridge(mode):
+def test_the_default_network_mode_warns_and_runs_as_none(mode):
     create = host(NetworkMode=mode) if mode is not None else body()
-    assert rec.check_config(create) == []
-    assert rec.network_mode(create) == "bridge"
+    assert rec.check_config(create) == ["network mode default runs as none here (loopback "
+                                        "only): give --network bridge for the default bridge"]
+    assert rec.network_mode(create) == "none"
 
 
 @pytest.mark.parametrize("mode", ["none", "host"])
@@ -221,7 +223,7 @@ def test_a_new_record_is_created_and_not_started():
 
 def test_a_new_record_fills_dockers_host_config_defaults():
     host_config = new()["HostConfig"]
-    assert host_config["NetworkMode"] == "bridge"
+    assert host_config["NetworkMode"] == "none"
     assert host_config["RestartPolicy"] == {"Name": "no", "MaximumRetryCount": 0}
     assert host_config["LogConfig"] == {"Type": "json-file", "Config": {}}
     empty = new(HostConfig={"RestartPolicy": {"Name": ""}})["HostConfig"]
@@ -237,8 +239,7 @@ def test_the_image_gives_cmd_and_labels_the_body_overrides():
 
 
 def test_the_network_is_listed_under_its_mode():
-    assert list(new(HostConfig={"NetworkMode": "none"})["NetworkSettings"]["Networks"]) \
-        == ["none"]
+    assert list(new()["NetworkSettings"]["Networks"]) == ["none"]
     hosted = new(HostConfig={"NetworkMode": "host"})
     assert list(hosted["NetworkSettings"]["Networks"]) == ["host"]
 
@@ -347,8 +348,8 @@ def test_the_summary_is_a_row_of_get_containers_json():
     assert row["Created"] == int(parse_rfc3339(record["Created"]))
     assert (row["State"], row["Status"]) == ("running", "Up Less than a second")
     assert row["Labels"] == {"from": "image", "tier": "front"}
-    assert row["HostConfig"] == {"NetworkMode": "bridge"}
-    assert list(row["NetworkSettings"]["Networks"]) == ["bridge"]
+    assert row["HostConfig"] == {"NetworkMode": "none"}
+    assert list(row["NetworkSettings"]["Networks"]) == ["none"]
     assert (row["Ports"], row["Mounts"]) == ([], [])
 
 
@@ -383,7 +384,7 @@ CLI_HOST_CONFIG: dict[str, Any] = {
 
 def test_the_empty_fields_the_docker_cli_sends_are_taken():
     warnings = rec.check_config(body(HostConfig=CLI_HOST_CONFIG, Volumes={}, Domainname=""))
-    assert warnings == []
+    assert len(warnings) == 1 and "network" in warnings[0]
 
 
 @pytest.mark.parametrize(("field", "value"), [
