@@ -95,6 +95,13 @@ class Network:
         resp.status = falcon.HTTP_204
 
 
+def _container(body: dict[str, Any]) -> str:
+    container = _field(body, "Container", str)
+    if not container:
+        raise falcon.HTTPBadRequest(description="a container is required")
+    return str(container)
+
+
 class Connect:
     """POST /networks/{ref}/connect: {Container, EndpointConfig: {IPAMConfig, Aliases}}."""
 
@@ -103,9 +110,7 @@ class Connect:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, ref: str) -> None:
         body = json_body(req)
-        container = _field(body, "Container", str)
-        if not container:
-            raise falcon.HTTPBadRequest(description="a container is required")
+        container = _container(body)
         endpoint = _field(body, "EndpointConfig", dict) or {}
         ipam = _field(endpoint, "IPAMConfig", dict, "EndpointConfig.") or {}
         aliases = _field(endpoint, "Aliases", list, "EndpointConfig.") or []
@@ -126,9 +131,7 @@ class Disconnect:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, ref: str) -> None:
         body = json_body(req)
-        container = _field(body, "Container", str)
-        if not container:
-            raise falcon.HTTPBadRequest(description="a container is required")
+        container = _container(body)
         force = _field(body, "Force", bool)
         self.calls.container.disconnect_network(id=container, network=ref,
                                                 force=OMIT if force is None else force)
