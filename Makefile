@@ -3,6 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 IMAGE := build/busybox.tar
+PAUSE_IMAGE := build/pause.tar
 # Workers of the suite (pytest-xdist); PYTEST_ARGS="-n 0" runs it serially.
 PYTEST_WORKERS ?= 3
 PYTEST_ARGS ?=
@@ -19,11 +20,16 @@ install-test:
 run: install
 	exec $(VENV)/bin/pouchd $(POUCHD_ARGS)
 
-image: install $(IMAGE)
+image: install $(IMAGE) $(PAUSE_IMAGE)
 
 $(IMAGE):
 	mkdir -p build
 	$(PY) -m pouch.tests.images $(IMAGE)
+
+# The CRI's default sandbox image (pouchd --sandbox-image): `docker load -i build/pause.tar`.
+$(PAUSE_IMAGE):
+	mkdir -p build
+	$(PY) -m pouch.tests.images $(PAUSE_IMAGE) --pause --tag pouch/pause:latest
 
 lint: install-test
 	mkdir -p build/typecheck && ln -sfn ../.. build/typecheck/pouch

@@ -44,6 +44,7 @@ POINTS = (
     "image.load.unpacked",          # layers unpacked, the image not yet in the index
     "volume.create.staged",         # a volume's folder made under a temporary name
     "volume.remove.trashed",        # a volume's folder renamed away, its files not deleted
+    "network.container.leaving",    # a container's ports or endpoints about to be released
 )
 
 

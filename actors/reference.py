@@ -26,6 +26,7 @@ REFERENCE = ROOT / "proto" / "REFERENCE.md"
 
 def services() -> dict[str, dict[str, Declaration]]:
     """Each service's declared methods, in start order (the broker's own first)."""
+    from pouch.actors.builder.actor import BuilderActor
     from pouch.actors.container.actor import ContainerActor
     from pouch.actors.image.actor import ImageActor
     from pouch.actors.network.actor import NetworkActor
@@ -37,7 +38,7 @@ def services() -> dict[str, dict[str, Declaration]]:
     classes: list[tuple[str, type]] = [
         ("broker", BrokerService), ("supervisor", SupervisorActor), ("system", SystemActor),
         ("image", ImageActor), ("volume", VolumeActor), ("network", NetworkActor),
-        ("container", ContainerActor)]
+        ("container", ContainerActor), ("builder", BuilderActor)]
     return {name: collect(cls) for name, cls in classes}
 
 

@@ -16,15 +16,16 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from pouch.actors.fsutil import atomic_write_json
-from pouch.proto.config import DaemonConfig
+from pouch.proto.config import DaemonConfig, check_labels
 from pouch.proto.envelope import invalid
 
 log = logging.getLogger("pouch.settings")
 
 SETTINGS_FILE = "settings.json"
-# The registry settings: the image actor's, and all that may change at run time.
+# What may change at run time: the image actor's registry settings, and the daemon's
+# labels (which /info lists).
 RELOADABLE = ("image_proxy", "insecure_registries", "registry_mirrors",
-              "registry_config_path")
+              "registry_config_path", "labels")
 
 
 def _path(config: DaemonConfig) -> Path:
@@ -76,3 +77,19 @@ def check_proxy(url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise invalid(f"image proxy {url!r} is not an http:// or https:// URL with a host")
     return url
+
+
+def update_labels(labels: tuple[str, ...], changes: list[str]) -> tuple[str, ...]:
+    """`labels` with `changes` (key=value each) applied as pouchd's /daemon/update applies
+    them: a key already there takes the new value in its place, a new key comes last.
+    Errors: invalid, naming a label that is not key=value or a key given twice."""
+    try:
+        new = check_labels(changes)
+    except ValueError as exc:
+        raise invalid(str(exc)) from None
+    values = {key: value for key, _, value in (label.partition("=") for label in new)}
+    kept = []
+    for label in labels:
+        key = label.partition("=")[0]
+        kept.append(f"{key}={values.pop(key)}" if key in values else label)
+    return (*kept, *(f"{key}={value}" for key, value in values.items()))

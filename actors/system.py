@@ -7,8 +7,8 @@ import ipaddress
 import logging
 import os
 import platform
+import shutil
 import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pouch.actors import hostlabels, settings
+from pouch.actors import hostinfo, hostlabels, settings
+from pouch.actors.container.spec.host import INIT_BINARY
 from pouch.actors.host import ActorBase, ActorContext, Reply
-from pouch.actors.timefmt import parse_timestamp
+from pouch.actors.network.store import BUILTIN_DRIVERS
+from pouch.actors.timefmt import parse_timestamp, rfc3339_nano
 from pouch.broker.client import follow
 from pouch.proto.config import DaemonConfig
 from pouch.proto.contract import Resumption, method
@@ -73,15 +75,6 @@ GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "p
            "s390x": "s390x", "i686": "386"}
 
 
-def _runc_version() -> str:
-    try:
-        out = subprocess.run(["runc", "--version"], capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    first = out.stdout.splitlines()[0] if out.stdout else ""
-    return first.rpartition(" ")[2]
-
-
 def _os_name() -> str:
     try:
         for line in Path("/etc/os-release").read_text().splitlines():
@@ -114,7 +107,10 @@ class SystemActor(ActorBase):
         super().__init__(ctx)
         self._ctrd: Containerd | None = None  # made on first use: grpc costs ~9 MiB
         self._engine_id = self._load_engine_id()
-        self._runc = _runc_version()
+        self._runc = hostinfo.runc_version()
+        self._commit = hostinfo.source_commit()
+        self._init_commit = hostinfo.init_version(INIT_BINARY)  # what --init runs
+        self._init_binary = INIT_BINARY if self._init_commit else ""
         self._history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
         self._listeners: list[Listener] = []
         self._stopping = threading.Event()
@@ -273,25 +269,32 @@ class SystemActor(ActorBase):
         """The engine's version and its components' (containerd, runc), as /version shows."""
         reply.run_in_thread(self._version)
 
-    def _version(self) -> VersionInfo:
+    def _containerd_version(self) -> tuple[str, str]:
+        """containerd's version and commit; ("unavailable", "") while it does not answer."""
         try:
-            containerd = self._containerd().version(timeout=2)
+            return self._containerd().revision(timeout=2)
         except PouchError:
-            containerd = "unavailable"
+            return "unavailable", ""
+
+    def _version(self) -> VersionInfo:
+        containerd, revision = self._containerd_version()
         uname = platform.uname()
         arch = GO_ARCH.get(uname.machine, uname.machine)
+        python = f"python{platform.python_version()}"
         return {
             "Platform": {"Name": "pouch"},
             "Components": [
                 {"Name": "Engine", "Version": VERSION, "Details": {
                     "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Os": "linux",
                     "Arch": arch, "KernelVersion": uname.release, "Experimental": "false",
-                    "GitCommit": "", "GoVersion": f"python{platform.python_version()}"}},
-                {"Name": "containerd", "Version": containerd, "Details": {}},
-                {"Name": "runc", "Version": self._runc, "Details": {}},
+                    "GitCommit": self._commit, "GoVersion": python, "BuildTime": ""}},
+                {"Name": "containerd", "Version": containerd,
+                 "Details": {"GitCommit": revision}},
+                {"Name": "runc", "Version": self._runc.version,
+                 "Details": {"GitCommit": self._runc.commit}},
             ],
             "Version": VERSION, "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
-            "GitCommit": "", "GoVersion": f"python{platform.python_version()}", "Os": "linux",
+            "GitCommit": self._commit, "GoVersion": python, "Os": "linux",
             "Arch": arch, "KernelVersion": uname.release, "BuildTime": "",
         }
 
@@ -330,6 +333,11 @@ class SystemActor(ActorBase):
         counts = counts or {"total": 0, "running": 0, "paused": 0, "stopped": 0}
         uname = platform.uname()
         cfg = settings.current(self.ctx.config)
+        support = hostinfo.cgroup_support()
+        warnings += hostinfo.api_warnings(cfg) + hostinfo.host_warnings(cfg, support)
+        _, containerd_commit = self._containerd_version()
+        fds, threads = hostinfo.process_load(
+            [os.getpid(), *(child["pid"] for child in children.values() if child["pid"])])
         return {
             "ID": self._engine_id, "Name": socket.gethostname(),
             "Containers": counts["total"], "ContainersRunning": counts["running"],
@@ -339,17 +347,27 @@ class SystemActor(ActorBase):
             "ServerVersion": VERSION, "OperatingSystem": _os_name(), "OSType": "linux",
             "OSVersion": "", "Architecture": uname.machine, "KernelVersion": uname.release,
             "NCPU": os.cpu_count() or 1, "MemTotal": _mem_total(),
-            "CgroupDriver": "cgroupfs",
-            "CgroupVersion": "2" if Path("/sys/fs/cgroup/cgroup.controllers").exists() else "1",
-            "DefaultRuntime": "runc", "Runtimes": {"runc": {"path": "runc"}},
+            "CgroupDriver": "cgroupfs", "CgroupVersion": hostinfo.cgroup_version(),
+            **support.fields(),
+            "IPv4Forwarding": hostinfo.sysctl_on("net.ipv4.ip_forward"),
+            "BridgeNfIptables": hostinfo.sysctl_on("net.bridge.bridge-nf-call-iptables"),
+            "BridgeNfIp6tables": hostinfo.sysctl_on("net.bridge.bridge-nf-call-ip6tables"),
+            # Go's figures, for pouchd's process tree: descriptors, threads.
+            "NFd": fds, "NGoroutines": threads, "SystemTime": rfc3339_nano(),
+            "NEventsListener": len(self._listeners),
+            "DefaultRuntime": "runc",
+            "Runtimes": {"runc": {"path": shutil.which("runc") or "runc"}},
             "LoggingDriver": "json-file", "Plugins": {
-                "Volume": ["local"], "Network": ["host", "null"],
+                "Volume": ["local"], "Network": list(BUILTIN_DRIVERS),
                 "Authorization": None, "Log": ["json-file"]},
             "IndexServerAddress": f"https://index.{cfg.default_registry}/v1/",
             "RegistryConfig": _registry_config(cfg),
-            "SecurityOptions": [], "Labels": self._labels(cfg), "Debug": cfg.debug,
-            "ExperimentalBuild": False, "LiveRestoreEnabled": True, "Isolation": "",
-            "InitBinary": "", "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""},
+            "SecurityOptions": hostinfo.security_options(), "Labels": self._labels(cfg),
+            "Debug": cfg.debug, "ExperimentalBuild": False, "LiveRestoreEnabled": True,
+            "Isolation": "", "Swarm": hostinfo.SWARM_INACTIVE, "ListenAddresses": list(cfg.listen),
+            "InitBinary": self._init_binary, "InitCommit": {"ID": self._init_commit},
+            "ContainerdCommit": {"ID": containerd_commit},
+            "RuncCommit": {"ID": self._runc.commit},
             # What pulls go through: the image proxy, else the environment's.
             "HttpProxy": cfg.image_proxy or os.environ.get("HTTP_PROXY", ""),
             "HttpsProxy": cfg.image_proxy or os.environ.get("HTTPS_PROXY", ""),

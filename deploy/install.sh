@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # zstd: `docker save` of an image whose layers are zstd-compressed decompresses them.
-APT_PACKAGES=(containerd runc iptables busybox-static tini ca-certificates zstd)
+APT_PACKAGES=(containerd runc iptables busybox-static tini ca-certificates zstd
+              containernetworking-plugins)
 PYTHON=${PYTHON:-python3}
 extras=""
 if [ "${1:-}" = "--test" ]; then

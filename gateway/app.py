@@ -9,7 +9,15 @@ import falcon
 
 from pouch.actors import plugins  # self-contained: it imports nothing of the actors
 from pouch.broker.client import ClientPool
-from pouch.gateway import container_files, container_stats, containers, errors, images, system
+from pouch.gateway import (
+    build,
+    container_files,
+    container_stats,
+    containers,
+    errors,
+    images,
+    system,
+)
 from pouch.gateway import exec as exec_routes
 from pouch.gateway import networks as network_routes
 from pouch.gateway import volumes as volume_routes
@@ -69,6 +77,7 @@ def create_app(config: DaemonConfig, calls: ClientPool | None = None) -> falcon.
     containers.add_routes(app, typed, config)
     container_files.add_routes(app, typed, config)
     container_stats.add_routes(app, typed, config)
+    build.add_routes(app, typed, config)
     exec_routes.add_routes(app, typed, config)
     volume_routes.add_routes(app, typed)
     network_routes.add_routes(app, typed)

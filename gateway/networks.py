@@ -7,6 +7,7 @@ from typing import Any
 import falcon
 
 from pouch.gateway.params import filters, json_body
+from pouch.gateway.routing import action_or_item
 from pouch.proto.stubs import OMIT, Calls
 
 
@@ -140,8 +141,9 @@ class Disconnect:
 
 def add_routes(app: falcon.App, calls: Calls) -> None:
     app.add_route("/networks", Networks(calls))
-    app.add_route("/networks/create", Create(calls))
-    app.add_route("/networks/prune", Prune(calls))
-    app.add_route("/networks/{ref}", Network(calls))
+    network = Network(calls)  # also a network named `create` or `prune`: see routing
+    app.add_route("/networks/create", action_or_item(Create(calls), network, ref="create"))
+    app.add_route("/networks/prune", action_or_item(Prune(calls), network, ref="prune"))
+    app.add_route("/networks/{ref}", network)
     app.add_route("/networks/{ref}/connect", Connect(calls))
     app.add_route("/networks/{ref}/disconnect", Disconnect(calls))

@@ -83,7 +83,7 @@ class Auth:
 class DaemonUpdate:
     """pouchd's POST /daemon/update: settings changed while the daemon runs."""
 
-    CHANGEABLE = ("ImageProxy",)
+    CHANGEABLE = ("ImageProxy", "Labels")
 
     def __init__(self, calls: Calls) -> None:
         self.calls = calls
@@ -98,7 +98,11 @@ class DaemonUpdate:
         proxy = body.get("ImageProxy")
         if proxy is not None and not isinstance(proxy, str):
             raise falcon.HTTPBadRequest(description="ImageProxy must be a string")
-        self.calls.supervisor.update(image_proxy=proxy)
+        labels = body.get("Labels")
+        if labels is not None and not (isinstance(labels, list) and
+                                       all(isinstance(label, str) for label in labels)):
+            raise falcon.HTTPBadRequest(description="Labels must be a list of strings")
+        self.calls.supervisor.update(image_proxy=proxy, labels=labels)
         resp.status = falcon.HTTP_200
 
 

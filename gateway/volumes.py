@@ -7,6 +7,7 @@ from typing import Any
 import falcon
 
 from pouch.gateway.params import filters, flag, json_body
+from pouch.gateway.routing import action_or_item
 from pouch.proto.stubs import OMIT, Calls, Omitted
 
 
@@ -25,8 +26,8 @@ class List:
 
 
 class Item:
-    """/volumes/{name}. (A volume named `create` or `prune` is not reached by GET or
-    DELETE: falcon routes a path to one resource, whatever the method.)"""
+    """/volumes/{name} (also /volumes/create and /volumes/prune but for their POST:
+    pouch.gateway.routing)."""
 
     def __init__(self, calls: Calls) -> None:
         self.calls = calls
@@ -61,6 +62,7 @@ class Prune:
 
 def add_routes(app: falcon.App, calls: Calls) -> None:
     app.add_route("/volumes", List(calls))
-    app.add_route("/volumes/create", Create(calls))
-    app.add_route("/volumes/prune", Prune(calls))
-    app.add_route("/volumes/{name}", Item(calls))
+    item = Item(calls)
+    app.add_route("/volumes/create", action_or_item(Create(calls), item, name="create"))
+    app.add_route("/volumes/prune", action_or_item(Prune(calls), item, name="prune"))
+    app.add_route("/volumes/{name}", item)

@@ -64,6 +64,16 @@ class DaemonConfig:
     # (pouch.broker.curve).
     zmq_listen: str = ""
     zmq_keys: str = ""
+    # The CRI (Kubernetes' runtime.v1 over gRPC): served only with --enable-cri, on a unix
+    # socket; pods' pause containers run the sandbox image; CNI plugins and their configs.
+    enable_cri: bool = False
+    listen_cri: str = "/var/run/pouchcri.sock"
+    sandbox_image: str = "pouch/pause:latest"
+    cni_conf_dir: Path = Path("/etc/cni/net.d")
+    cni_bin_dir: Path = Path("/usr/lib/cni")
+    # Where CRI Exec/Attach/PortForward URLs point: the streaming server (SPDY, WebSocket).
+    stream_server_address: str = "127.0.0.1"
+    stream_server_port: int = 10010
     # Tests and benchmarks set these; users have no reason to.
     gateway_workers: int = 2
     gateway_threads: int = 16
@@ -108,7 +118,13 @@ class DaemonConfig:
             f"--iptables={str(self.iptables).lower()}",
             f"--ip-forward={str(self.ip_forward).lower()}",
             "--config-file", "",
+            "--listen-cri", self.listen_cri, "--sandbox-image", self.sandbox_image,
+            "--cni-conf-dir", str(self.cni_conf_dir), "--cni-bin-dir", str(self.cni_bin_dir),
+            "--stream-server-address", self.stream_server_address,
+            "--stream-server-port", str(self.stream_server_port),
         ]
+        if self.enable_cri:
+            args.append("--enable-cri")
         if self.pidfile:
             args += ["--pidfile", self.pidfile]
         for address in self.listen:
@@ -159,6 +175,13 @@ _FLAGS: dict[str, tuple[str, Any]] = {
     "group": ("group", str),
     "zmq-listen": ("zmq_listen", str),
     "zmq-keys": ("zmq_keys", str),
+    "enable-cri": ("enable_cri", bool),
+    "listen-cri": ("listen_cri", str),
+    "sandbox-image": ("sandbox_image", str),
+    "cni-conf-dir": ("cni_conf_dir", Path),
+    "cni-bin-dir": ("cni_bin_dir", Path),
+    "stream-server-address": ("stream_server_address", str),
+    "stream-server-port": ("stream_server_port", int),
     "gateway-workers": ("gateway_workers", int),
     "gateway-threads": ("gateway_threads", int),
     "bridge-name": ("bridge_name", str),
@@ -243,6 +266,20 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ip-forward", "--ipforward", dest="ip_forward", type=_flag_bool,
                         nargs="?", const=True, default=s,
                         help="turn on IPv4 forwarding (default true; --ip-forward=false)")
+    parser.add_argument("--enable-cri", action="store_true", default=s,
+                        help="serve Kubernetes' CRI (runtime.v1) on --listen-cri")
+    parser.add_argument("--listen-cri", default=s,
+                        help="the CRI's unix socket (default /var/run/pouchcri.sock)")
+    parser.add_argument("--sandbox-image", default=s,
+                        help="the image of pods' pause containers (default pouch/pause:latest)")
+    parser.add_argument("--cni-conf-dir", default=s,
+                        help="the CNI network configurations (default /etc/cni/net.d)")
+    parser.add_argument("--cni-bin-dir", default=s,
+                        help="the CNI plugin binaries (default /usr/lib/cni)")
+    parser.add_argument("--stream-server-address", default=s,
+                        help="the CRI streaming server's address (default 127.0.0.1)")
+    parser.add_argument("--stream-server-port", type=int, default=s,
+                        help="the CRI streaming server's port (default 10010)")
     parser.add_argument("--gateway-workers", type=int, default=s, help=argparse.SUPPRESS)
     parser.add_argument("--gateway-threads", type=int, default=s, help=argparse.SUPPRESS)
 
@@ -262,7 +299,8 @@ def resolve(opts: argparse.Namespace) -> DaemonConfig:
             values[name] = tuple(values[name])
     if "labels" in values:
         values["labels"] = check_labels(values["labels"])
-    for name in ("home_dir", "exec_root_dir", "registry_config_path"):
+    for name in ("home_dir", "exec_root_dir", "registry_config_path", "cni_conf_dir",
+                 "cni_bin_dir"):
         if name in values:
             values[name] = Path(values[name]).absolute()
     known = {f.name for f in fields(DaemonConfig)}

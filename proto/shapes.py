@@ -283,6 +283,31 @@ class ResolvedImage(TypedDict):
     snapshotter: str
 
 
+class ContainerLayer(TypedDict):
+    """A container's changes stored as a layer blob (under its caller's lease), with
+    what an image made of them needs of the container."""
+
+    digest: str          # the blob: an uncompressed tar, so also the layer's diff ID
+    size: int
+    media_type: str
+    parent: str          # the chain ID of the image's top layer it was taken against
+    image: str           # the container's image ID
+    config: dict[str, Any]  # the container's Config
+
+
+class CommitResult(TypedDict):
+    """docker commit's answer."""
+
+    Id: str
+
+
+class BuildCachePruned(TypedDict):
+    """docker builder prune's answer."""
+
+    CachesDeleted: list[str] | None
+    SpaceReclaimed: int
+
+
 # -- volumes -----------------------------------------------------------------
 
 

@@ -16,10 +16,13 @@ from typing import Any, Protocol, TypeVar
 
 from pouch.proto.shapes import (
     AuthStatus,
+    BuildCachePruned,
+    CommitResult,
     ContainerChange,
     ContainerCounts,
     ContainerCreated,
     ContainerInspect,
+    ContainerLayer,
     ContainersPruned,
     ContainerSummary,
     ContainerTop,
@@ -154,11 +157,11 @@ class SupervisorCalls:
         Served by pouch.actors.supervisor.actor.SupervisorActor.status."""
         return self._caller.call('supervisor', 'status', _args(), 2.0)
 
-    def update(self, *, image_proxy: str | Omitted | None = OMIT) -> None:
-        """Change settings while pouchd runs (POST /daemon/update): `image_proxy` ("" for the environment's). A change lasts until pouchd restarts. Errors: invalid.
+    def update(self, *, image_proxy: str | Omitted | None = OMIT, labels: builtins.list[str] | Omitted | None = OMIT) -> None:
+        """Change settings while pouchd runs (POST /daemon/update): `image_proxy` ("" for the environment's); `labels` (key=value) replace the value of a key the daemon has, else are added. A change lasts until pouchd restarts, as pouchd's. Errors: invalid.
 
         Served by pouch.actors.supervisor.actor.SupervisorActor.update."""
-        return self._caller.call('supervisor', 'update', _args(image_proxy=image_proxy), 2.0)
+        return self._caller.call('supervisor', 'update', _args(image_proxy=image_proxy, labels=labels), 2.0)
 
 
 class SystemCalls:
@@ -215,6 +218,18 @@ class ImageCalls:
 
     def __init__(self, caller: Caller) -> None:
         self._caller = caller
+
+    def build_step(self, *, base: str, config: builtins.dict[str, Any], created_by: str, container: str | Omitted = OMIT, layer: str | Omitted = OMIT) -> str:
+        """An untagged image of a build step on image `base` ("": scratch) with the container config `config` and one more layer: `container`'s changes, or the uncompressed tar in the spool file `layer` (in the daemon's tmp folder: COPY's files); with neither, none (its history entry an empty layer). Its ID. Errors: not_found, invalid.
+
+        Served by pouch.actors.image.actor.ImageActor.build_step."""
+        return self._caller.call('image', 'build_step', _args(base=base, config=config, created_by=created_by, container=container, layer=layer), 600.0)
+
+    def commit(self, *, container: str, repo: str | Omitted = OMIT, tag: str | Omitted = OMIT, comment: str | Omitted = OMIT, author: str | Omitted = OMIT, changes: builtins.list[str] | Omitted | None = OMIT, pause: bool | Omitted = OMIT, config: builtins.dict[str, Any] | Omitted | None = OMIT) -> CommitResult:
+        """Make an image of a container's changes on its image (docker commit), named `repo:tag` if given: its config is the container's, fields of `config` over it, then the Dockerfile `changes`; frozen meanwhile if `pause`. Errors: not_found, invalid, conflict.
+
+        Served by pouch.actors.image.actor.ImageActor.commit."""
+        return self._caller.call('image', 'commit', _args(container=container, repo=repo, tag=tag, comment=comment, author=author, changes=changes, pause=pause, config=config), 600.0)
 
     def count(self) -> int:
         """How many images there are.
@@ -295,7 +310,7 @@ class ImageCalls:
         return self._caller.stream('image', 'push', _args(name=name, tag=tag, auth=auth), None)
 
     def remove(self, *, name: str, force: bool | Omitted = OMIT, noprune: bool | Omitted = OMIT) -> builtins.list[ImageDeleted]:
-        """Drop a name of an image; the image itself with its last name (or when named by ID). Errors: conflict while a container uses it, or for an ID with several names, unless `force` (never while a container runs it). `noprune` changes nothing: images here have no untagged parents to prune. Errors: not_found, conflict, invalid.
+        """Drop a name of an image; the image itself with its last name (or when named by ID). Errors: conflict while a container uses it, or for an ID with several names, unless `force` (never while a container runs it). An image that goes takes its untagged parents (the build steps it was made of) that nothing else uses with it, unless `noprune`. Errors: not_found, conflict, invalid.
 
         Served by pouch.actors.image.actor.ImageActor.remove."""
         return self._caller.call('image', 'remove', _args(name=name, force=force, noprune=noprune), 30.0)
@@ -513,6 +528,12 @@ class ContainerCalls:
         Served by pouch.actors.container.actor.ContainerActor.changes."""
         return self._caller.call('container', 'changes', _args(id=id), 120.0)
 
+    def commit_layer(self, *, id: str, lease: str, pause: bool | Omitted = OMIT) -> ContainerLayer:
+        """Store the container's changes against its image as a layer blob, under the caller's containerd `lease` (docker commit, a build step); frozen meanwhile if `pause` and it runs. Errors: not_found, invalid.
+
+        Served by pouch.actors.container.actor.ContainerActor.commit_layer."""
+        return self._caller.call('container', 'commit_layer', _args(id=id, lease=lease, pause=pause), 600.0)
+
     def connect_network(self, *, id: str, network: str, aliases: builtins.list[str] | Omitted | None = OMIT, ip: str | Omitted = OMIT) -> None:
         """Connect a container to one more network (docker network connect), with `aliases` and a static `ip`; conflict if it is connected already. Errors: not_found, invalid, conflict, forbidden.
 
@@ -579,6 +600,12 @@ class ContainerCalls:
         Served by pouch.actors.container.actor.ContainerActor.kill."""
         return self._caller.call('container', 'kill', _args(id=id, signal=signal), 30.0)
 
+    def known(self, *, ids: builtins.list[str]) -> builtins.list[str]:
+        """Those of `ids` that are containers, made or being made, and not being removed (a restarted network actor releases the endpoints of the others).
+
+        Served by pouch.actors.container.actor.ContainerActor.known."""
+        return self._caller.call('container', 'known', _args(ids=ids), 5.0)
+
     def list(self, *, all: bool | Omitted = OMIT, limit: int | Omitted = OMIT, size: bool | Omitted = OMIT, filters: builtins.dict[str, builtins.list[str]] | Omitted | None = OMIT) -> builtins.list[ContainerSummary]:
         """Container summaries, newest first, as GET /containers/json shows them; with `size`, each with SizeRw and SizeRootFs (docker ps -s). Errors: invalid, not_found.
 
@@ -614,6 +641,12 @@ class ContainerCalls:
 
         Served by pouch.actors.container.actor.ContainerActor.rename."""
         return self._caller.call('container', 'rename', _args(id=id, name=name), 30.0)
+
+    def reopen_log(self, *, id: str) -> None:
+        """Reopen a running container's CRI log file at its path (the CRI's ReopenContainerLog, after a rotator moved it); conflict: it does not run. Errors: not_found, conflict, invalid.
+
+        Served by pouch.actors.container.actor.ContainerActor.reopen_log."""
+        return self._caller.call('container', 'reopen_log', _args(id=id), 30.0)
 
     def resize(self, *, id: str, height: int | Omitted = OMIT, width: int | Omitted = OMIT) -> None:
         """Resize a container's terminal (conflict: it is not running). Errors: not_found, conflict, invalid.
@@ -656,6 +689,31 @@ class ContainerCalls:
 
         Served by pouch.actors.container.actor.ContainerActor.update."""
         return self._caller.call('container', 'update', _args(id=id, config=config), 30.0)
+
+
+class BuilderCalls:
+    """The builder service's methods."""
+
+    def __init__(self, caller: Caller) -> None:
+        self._caller = caller
+
+    def debug_fault(self, *, point: str, action: str | Omitted = OMIT, once: bool | Omitted = OMIT) -> None:
+        """Arm a fault (crash or hang) at a named point; pouchd --debug only. Errors: invalid.
+
+        Served by pouch.actors.host.ActorBase.debug_fault."""
+        return self._caller.call('builder', 'debug_fault', _args(point=point, action=action, once=once), 30.0)
+
+    def metrics(self) -> builtins.list[builtins.dict[str, Any]]:
+        """This actor process's figures (a snapshot: see pouch.actors.metrics).
+
+        Served by pouch.actors.host.ActorBase.metrics."""
+        return self._caller.call('builder', 'metrics', _args(), 2.0)
+
+    def prune(self, *, all: bool | Omitted = OMIT, filters: builtins.dict[str, builtins.list[str]] | Omitted | None = OMIT) -> BuildCachePruned:
+        """Drop the build cache (docker builder prune): its entries, and the images they named that have no name and that no container uses. Errors: invalid.
+
+        Served by pouch.actors.builder.actor.BuilderActor.prune."""
+        return self._caller.call('builder', 'prune', _args(all=all, filters=filters), 120.0)
 
 
 class SystemHandoffs:
@@ -714,6 +772,19 @@ class ContainerHandoffs:
         self._handover.hand_over(conn, 'container', 'wait', _args(id=id, condition=condition))
 
 
+class BuilderHandoffs:
+    """The builder service's methods that take a connection."""
+
+    def __init__(self, handover: HandOver) -> None:
+        self._handover = handover
+
+    def build(self, conn: Any, *, head: str, chunked: bool | Omitted = OMIT, length: int | Omitted = OMIT, options: builtins.dict[str, Any] | Omitted | None = OMIT) -> None:
+        """docker build on a handed-over connection: the context is the request's body (what the gateway read of it already in the spool file `head`, the rest on the connection: `chunked`, or `length` bytes), the answer the classic builder's JSON messages. `options`: POST /build's query (t as `tags`, dockerfile, buildargs, labels, target, nocache, pull, rm, forcerm, q, cachefrom, networkmode, extrahosts, shmsize). Errors: invalid.
+
+        Served by pouch.actors.builder.actor.BuilderActor.build."""
+        self._handover.hand_over(conn, 'builder', 'build', _args(head=head, chunked=chunked, length=length, options=options))
+
+
 class Calls:
     """Every service's methods, one attribute per service."""
 
@@ -725,6 +796,7 @@ class Calls:
         self.volume = VolumeCalls(caller)
         self.network = NetworkCalls(caller)
         self.container = ContainerCalls(caller)
+        self.builder = BuilderCalls(caller)
 
 
 class Handoffs:
@@ -733,3 +805,4 @@ class Handoffs:
     def __init__(self, handover: HandOver) -> None:
         self.system = SystemHandoffs(handover)
         self.container = ContainerHandoffs(handover)
+        self.builder = BuilderHandoffs(handover)

@@ -27,6 +27,9 @@ INSTALL_HINT = "apt-get install busybox-static"
 # A fixed moment, so that archives and IDs do not depend on when they were built.
 CREATED = "2024-01-01T00:00:00Z"
 MTIME = 1704067200
+# The pause image's command: pid 1 of a pod, reaping what is orphaned to it (wait), at
+# rest (sleep), and gone at once on SIGTERM.
+PAUSE_CMD = ["sh", "-c", 'trap "exit 0" TERM; while :; do sleep 3600 & wait; done']
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 PASSWD = (
@@ -71,16 +74,18 @@ class BusyboxMissing(RuntimeError):
 
 
 def build_busybox_tarball(
-    out: Path, tag: str = "busybox:latest", extra_files: dict[str, bytes] | None = None
+    out: Path, tag: str = "busybox:latest", extra_files: dict[str, bytes] | None = None,
+    cmd: list[str] | None = None,
 ) -> str:
     """Write a docker-save archive of busybox to `out`; return its image ID.
 
     An empty `tag` makes an untagged image. `extra_files` (path -> content)
-    are added to the layer, so tests can make images that differ.
+    are added to the layer, so tests can make images that differ; `cmd` replaces
+    the image's command (["sh"]).
     """
     layer = _layer_tar(_read_busybox(), extra_files or {})
     diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
-    config = _canonical_json(_image_config(diff_id))
+    config = _canonical_json(_image_config(diff_id, cmd or ["sh"]))
     config_hex = hashlib.sha256(config).hexdigest()
     legacy = {"config": config_hex, "diff_id": diff_id}
     layer_id = hashlib.sha256(_canonical_json(legacy)).hexdigest()
@@ -163,13 +168,13 @@ def _layer_tar(busybox: bytes, extra_files: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-def _image_config(diff_id: str) -> dict[str, Any]:
+def _image_config(diff_id: str, cmd: list[str]) -> dict[str, Any]:
     arch, variant = go_architecture()
     config: dict[str, Any] = {
         "architecture": arch,
         "os": "linux",
         "created": CREATED,
-        "config": {"Env": [PATH_ENV], "Cmd": ["sh"]},
+        "config": {"Env": [PATH_ENV], "Cmd": cmd},
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [
             {"created": CREATED, "created_by": "pouch tests: /bin/busybox from busybox-static"}
@@ -233,9 +238,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("out", type=Path, help="where to write the archive")
     parser.add_argument("--tag", default="busybox:latest", help="repository:tag to record")
+    parser.add_argument("--pause", action="store_true",
+                        help="a pods' pause image: it sleeps, reaps zombies, exits on SIGTERM")
     args = parser.parse_args(argv)
     try:
-        image_id = build_busybox_tarball(args.out, tag=args.tag)
+        image_id = build_busybox_tarball(args.out, tag=args.tag,
+                                         cmd=PAUSE_CMD if args.pause else None)
     except BusyboxMissing as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -25,7 +25,9 @@ import pykka
 
 from pouch.actors import plugins
 from pouch.actors.backoff import Backoff
+from pouch.actors.container import lifecycle as lc
 from pouch.actors.container import listing, sizes
+from pouch.actors.container import networking as nets
 from pouch.actors.container import record as rec
 from pouch.actors.container.detach import parse_detach_keys
 from pouch.actors.container.exec import GC_EVERY as EXEC_GC_EVERY
@@ -54,6 +56,7 @@ from pouch.proto.shapes import (
     ContainerCounts,
     ContainerCreated,
     ContainerInspect,
+    ContainerLayer,
     ContainersPruned,
     ContainerSummary,
     ContainerTop,
@@ -200,7 +203,11 @@ class ContainerActor(ActorBase):
         self.ctx.faults.hit("container.restore")
         self._tombs = Graveyard(self._meta.tombs())
         known = set()
-        for record in self._meta.load_all():
+        records, interrupted = self._meta.load_all()
+        if interrupted:  # off the restore's path: the network actor may be restarting too
+            threading.Thread(target=self._release_networks, args=(interrupted,),
+                             name="release-networks", daemon=True).start()
+        for record in records:
             cid = record["Id"]
             known.add(cid)
             self._records[cid] = record
@@ -213,6 +220,12 @@ class ContainerActor(ActorBase):
             self._sweeper.sweep(known)
         except PouchError as exc:
             log.error("could not reconcile with containerd: %s", exc.message)
+
+    def _release_networks(self, cids: list[str]) -> None:
+        """The endpoints of creates a dead actor cut: the network actor keeps an endpoint
+        until its container's release, which that create never reached."""
+        for cid in cids:
+            nets.release(self.ctx.calls, cid, "")
 
     def _sweep_every(self) -> None:
         """On a thread of its own (it reads /proc and waits on containerd)."""
@@ -458,6 +471,13 @@ class ContainerActor(ActorBase):
         return {"total": len(statuses), "running": running, "paused": paused,
                 "stopped": len(statuses) - running - paused}
 
+    @method(idempotent=True, timeout=5.0)
+    def known(self, ids: builtins.list[str]) -> builtins.list[str]:
+        """Those of `ids` that are containers, made or being made, and not being removed
+        (a restarted network actor releases the endpoints of the others)."""
+        return [cid for cid in ids if cid in self._workers and (self._records.get(cid) or {})
+                .get("State", {}).get("Status") != lc.Status.REMOVING.value]
+
     # Once per token, not idempotent: a start sent again after a lost answer would run a
     # short-lived container a second time; its token tells the worker it ran.
     @method(idempotent=False, once=True, name="start", returns=bool, timeout=60.0,
@@ -493,6 +513,17 @@ class ContainerActor(ActorBase):
                width: Annotated[int, TERMINAL_SIZE] = 0) -> None:
         """Resize a container's terminal (conflict: it is not running)."""
         self._delegate(id, ContainerWorker.resize_container, reply, height, width)
+
+    @method(idempotent=True, returns=None, errors=("not_found", "conflict", "invalid"))
+    def reopen_log(self, id: str, reply: Reply) -> None:
+        """Reopen a running container's CRI log file at its path (the CRI's
+        ReopenContainerLog, after a rotator moved it); conflict: it does not run."""
+        cid = self._record_of(id)["Id"]
+        reply.run_in_thread(self._reopen_log, cid)
+
+    def _reopen_log(self, cid: str) -> None:
+        if not self._hub.reopen_cri_log(cid):
+            raise conflict(f"container {cid} is not running")
 
     @method(idempotent=False, returns=None, errors=("not_found", "conflict", "invalid"))
     def kill(self, id: str, reply: Reply, signal: str = "SIGKILL") -> None:
@@ -660,6 +691,14 @@ class ContainerActor(ActorBase):
         """What the container changed in its files against its image, docker diff (null:
         nothing)."""
         self._delegate(id, ContainerWorker.changes_container, reply)
+
+    @method(idempotent=True, returns=ContainerLayer, timeout=600.0,
+            errors=("not_found", "invalid"))
+    def commit_layer(self, id: str, lease: str, reply: Reply, pause: bool = True) -> None:
+        """Store the container's changes against its image as a layer blob, under the
+        caller's containerd `lease` (docker commit, a build step); frozen meanwhile if
+        `pause` and it runs."""
+        self._delegate(id, ContainerWorker.commit_layer_container, reply, pause, lease)
 
     @method(idempotent=True, returns=PathStat, errors=("not_found", "conflict", "invalid"))
     def archive_stat(self, id: str, path: str, reply: Reply) -> None:

@@ -14,7 +14,7 @@ import os
 import posixpath
 import stat
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -130,12 +130,14 @@ class TarWriter:
     """Writes a tree under a root descriptor as a tar stream, opening every entry from
     its parent's descriptor (never following a symlink)."""
 
-    def __init__(self, out: IO[bytes], one_file_system: bool = False) -> None:
+    def __init__(self, out: IO[bytes], one_file_system: bool = False,
+                 devices: Iterable[int] = ()) -> None:
         self._tar = tarfile.open(  # noqa: SIM115 - closed by close()
             fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)
         self._links: dict[tuple[int, int], str] = {}
         self._one_fs = one_file_system
         self._device = -1
+        self._devices = frozenset(devices)  # descended into too (volumes, binds)
 
     def add(self, root_fd: int, parts: tuple[str, ...], arcname: str) -> None:
         """The entry at `parts` (the root itself when empty) and all below it."""
@@ -155,7 +157,7 @@ class TarWriter:
     def _add_dir_entries(self, fd: int, arcname: str, st: os.stat_result) -> None:
         if arcname:
             self._tar.addfile(self._info(arcname, st, tarfile.DIRTYPE))
-        if self._one_fs and st.st_dev != self._device:
+        if self._one_fs and st.st_dev != self._device and st.st_dev not in self._devices:
             return  # a mount inside (/proc, /dev): its folder, not what it holds
         prefix = f"{arcname.rstrip('/')}/" if arcname else ""
         for name in sorted(os.listdir(fd)):
@@ -223,12 +225,13 @@ class TarWriter:
         return info
 
 
-def write(root_fd: int, found: Found, out: IO[bytes]) -> None:
+def write(root_fd: int, found: Found, out: IO[bytes], devices: Iterable[int] = ()) -> None:
     """The tar of what `found` names (docker cp out of a container): its entries are
     named after the path asked for, a symlink at its end kept as one."""
     # A running container's root holds its mounts: /proc, /sys and /dev are not its
-    # files (dockerd, reading the layers, never sees what they hold).
-    writer = TarWriter(out, one_file_system=True)
+    # files (dockerd, reading the layers, never sees what they hold); its volumes and
+    # binds (`devices`: see pouch.actors.container.cproot) are.
+    writer = TarWriter(out, one_file_system=True, devices=devices)
     try:
         writer.add(root_fd, found.parts, found.target.name)
     except OSError as exc:

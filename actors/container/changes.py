@@ -134,3 +134,20 @@ def init_paths(spec_mounts: Iterable[dict[str, Any]]) -> frozenset[str]:
     return frozenset(paths)
 
 
+def drop_mount_points(upper: str, lowers: list[str], init_paths: frozenset[str]) -> None:
+    """Remove from a stopped container's writable layer what the runtime made only as
+    mount points (`init_paths` that the image's layers lack: an empty file, an empty
+    folder), so that a commit's layer holds the container's own changes, as dockerd's
+    (which keeps them in an init layer below). Deepest first; anything else is kept."""
+    for path in sorted(init_paths, key=lambda p: p.count("/"), reverse=True):
+        if _lower_stat(lowers, path) is not None:
+            continue
+        host = os.path.join(upper, path.lstrip("/"))
+        try:
+            st = os.lstat(host)
+            if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                os.unlink(host)
+            elif stat.S_ISDIR(st.st_mode) and not os.listdir(host):
+                os.rmdir(host)
+        except OSError:
+            continue

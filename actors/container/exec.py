@@ -253,6 +253,8 @@ class ExecEnv:
     changed: Callable[[str, ExecInspect | None], None]  # a copy for the actor (None: gone)
     event: Callable[..., None]  # the container's event: (action, **attributes)
     on_worker: Callable[[Callable[[], None]], None]  # run later on the worker's thread
+    # The container's HostConfig.GroupAdd: an exec's user gets those groups too (dockerd's).
+    group_add: Callable[[], list[str]] = lambda: []
 
 
 @dataclass
@@ -359,7 +361,7 @@ class Execs:
         if record.user:
             mounts = [dict(m) for m in env.ctrd.snapshots.mounts(cid)]
             user = resolve_user(record.user, read_rootfs_file(mounts, "etc/passwd"),
-                                read_rootfs_file(mounts, "etc/group"))
+                                read_rootfs_file(mounts, "etc/group"), env.group_add())
         process = process_spec(self._container_process, record, container_config, user,
                                _grantable())
         # Input only from a client: a detached exec's stdin is empty, as dockerd's.

@@ -194,6 +194,17 @@ class IOHub:
         their stdout (why it ended, if not as it should), then the end."""
         self._call(lambda: self._release(cid, note))
 
+    def reopen_cri_log(self, cid: str) -> bool:
+        """Reopen a container's CRI log at its path (a rotator moved it); False if its
+        output is not open (it does not run)."""
+        def reopen() -> bool:
+            streams = self._streams.get(cid)
+            if streams is None or streams.log is None:
+                return False
+            streams.log.reopen_cri()
+            return True
+        return self._call(reopen)
+
     def stop(self) -> None:
         self._stopping = True
         os.eventfd_write(self._wake, 1)

@@ -1,5 +1,6 @@
-"""`--ipc container:X` and `--pid container:X`: joining another container's namespaces;
-and `--ipc shareable`, which makes a container one that others may join.
+"""`--ipc container:X`, `--pid container:X` and `--network container:X`: joining another
+container's namespaces; and `--ipc shareable`, which makes a container one that others
+may join.
 
 The other container's namespaces are its task's, and a task changes with every
 start: so, as dockerd rebuilds its spec at each start, the joining container's
@@ -9,6 +10,10 @@ entry without a path, and no /dev/shm: the shared one is bound in here. That is
 the donor's /dev/shm as a tmpfs on the host (pouch.actors.container.shm, dockerd's
 ShmPath), which a shareable container gets at each of its starts.
 
+A container that joins another's network has that one's /etc/hostname, /etc/hosts
+and /etc/resolv.conf (bound from its folder) and its hostname, as dockerd gives them
+at each start (initializeNetworking); its own UTS namespace keeps that hostname.
+
 The rules are dockerd 20.10's (daemon/container_operations_unix.go): the other
 container must exist, run and not be restarting; for IPC it must also be
 shareable (`--ipc shareable`, `host`, or itself joined to one that is).
@@ -17,7 +22,7 @@ shareable (`--ipc shareable`, `host`, or itself joined to one that is).
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +33,10 @@ from pouch.actors.containerd.client import Containerd
 from pouch.proto.envelope import PouchError, conflict, invalid, not_found
 
 SHM = "/dev/shm"
+# The files a container that joins another's network shares with it: destination in the
+# container, and the inspect document's field naming the file on the host.
+NETWORK_FILES = (("/etc/hostname", "HostnamePath"), ("/etc/hosts", "HostsPath"),
+                 ("/etc/resolv.conf", "ResolvConfPath"))
 # How far a chain of IPC joins (C joins B, which joins A) is followed to its /dev/shm.
 CHAIN_MAX = 8
 
@@ -40,10 +49,10 @@ def donor_of(mode: str) -> str:
 
 def prepares(host_config: Mapping[str, Any]) -> bool:
     """Whether a start of the container has its spec prepared here: it joins another
-    container's IPC or PID namespace, or may be joined (`--ipc shareable`)."""
+    container's IPC, PID or network namespace, or may be joined (`--ipc shareable`)."""
     ipc = str(host_config.get("IpcMode") or "")
-    return ipc == "shareable" or bool(donor_of(ipc)
-                                      or donor_of(str(host_config.get("PidMode") or "")))
+    return ipc == "shareable" or any(donor_of(str(host_config.get(key) or ""))
+                                     for key in ("IpcMode", "PidMode", "NetworkMode"))
 
 
 @dataclass(frozen=True)
@@ -55,14 +64,20 @@ class Donor:
     running: bool
     restarting: bool
     ipc_mode: str
+    hostname: str = ""
+    # Its /etc/hostname, /etc/hosts and /etc/resolv.conf on the host, by destination.
+    files: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def of(cls, document: Mapping[str, Any]) -> Donor:
         state = document["State"]
+        files = tuple((dest, str(document.get(key) or "")) for dest, key in NETWORK_FILES)
         return cls(id=document["Id"], pid=int(state.get("Pid") or 0),
                    running=bool(state.get("Running")),
                    restarting=bool(state.get("Restarting")),
-                   ipc_mode=str(document["HostConfig"].get("IpcMode") or "private"))
+                   ipc_mode=str(document["HostConfig"].get("IpcMode") or "private"),
+                   hostname=str((document.get("Config") or {}).get("Hostname") or ""),
+                   files=tuple((dest, path) for dest, path in files if path))
 
     def check_running(self) -> None:
         """dockerd's containerIsRunning and containerIsNotRestarting. Errors: conflict."""
@@ -107,18 +122,57 @@ def pid_donor(ref: str, find: Callable[[str], Donor]) -> Donor:
     return donor
 
 
+def network_donor(cid: str, ref: str, find: Callable[[str], Donor]) -> Donor:
+    """The container whose network namespace `--network container:<ref>` joins (dockerd's
+    getNetworkedContainer). Errors: not_found, conflict, with dockerd's words."""
+    donor = find(ref)
+    if donor.id == cid:
+        raise invalid("cannot join own network")
+    if not donor.running or not donor.pid:
+        raise conflict(f"cannot join network of a non running container: {ref}")
+    donor.check_running()
+    return donor
+
+
+def network_mode(cid: str, mode: str, find: Callable[[str], Donor]) -> str:
+    """The network mode as recorded at create: `container:<ref>` becomes
+    `container:<its full ID>` (the other container need not run yet). Errors: invalid
+    (no such container: a 404 to a create would make the docker CLI pull the image)."""
+    ref = donor_of(mode)
+    if not ref:
+        return mode
+    try:
+        donor = find(ref)
+    except PouchError as exc:
+        raise invalid(exc.message) if exc.code == "not_found" else exc from None
+    if donor.id == cid:
+        raise invalid("cannot join own network")
+    return f"container:{donor.id}"
+
+
 def joined_spec(spec: Mapping[str, Any], ipc: Donor | None, pid: Donor | None,
-                shm_source: str = "") -> dict[str, Any]:
-    """The spec with its IPC and PID namespaces those of the donors' tasks now, and
-    `shm_source` (a folder on the host) bound as its /dev/shm. Pure: a new dict."""
+                shm_source: str = "", net: Donor | None = None,
+                own_files: Collection[str] = ()) -> dict[str, Any]:
+    """The spec with its IPC, PID and network namespaces those of the donors' tasks now,
+    `shm_source` (a folder on the host) bound as its /dev/shm, and the network donor's
+    hostname and network files in place of the container's own (`own_files`: a bind of
+    the user's at /etc/resolv.conf, say, stays). Pure: a new dict."""
     out = copy.deepcopy(dict(spec))
     linux = out.setdefault("linux", {})
-    entries = [e for e in linux.get("namespaces") or []
-               if not (ipc and e.get("type") == "ipc") and not (pid and e.get("type") == "pid")]
+    joined = {kind for kind, donor in (("ipc", ipc), ("pid", pid), ("network", net)) if donor}
+    entries = [e for e in linux.get("namespaces") or [] if e.get("type") not in joined]
     if ipc is not None:
         entries.append({"type": "ipc", "path": f"/proc/{ipc.pid}/ns/ipc"})
     if pid is not None:
         entries.append({"type": "pid", "path": f"/proc/{pid.pid}/ns/pid"})
+    if net is not None:
+        entries.append({"type": "network", "path": f"/proc/{net.pid}/ns/net"})
+        if net.hostname and "hostname" in out:
+            out["hostname"] = net.hostname
+        files = dict(net.files)
+        out["mounts"] = [{**m, "source": files[m.get("destination")]}
+                         if m.get("destination") in files and m.get("source") in own_files
+                         else m for m in out.get("mounts") or []]
     linux["namespaces"] = entries
     if shm_source:
         mounts = list(out.get("mounts") or [])
@@ -153,11 +207,12 @@ def shm_source(donor: Donor, find: Callable[[str], Donor], folder_of: Callable[[
 
 def prepare(ctrd: Containerd, inspect: Callable[[str], Mapping[str, Any]],
             folder_of: Callable[[str], Path], cid: str, host_config: Mapping[str, Any]
-            ) -> None:
+            ) -> Donor | None:
     """Before a start of container `cid`: mount its shareable /dev/shm, or point its
     spec at the donors' tasks as they are now; the spec is updated in containerd if
     that changed it. `inspect` gives another container's inspect document, `folder_of`
-    a container's folder. Errors: not_found, conflict, invalid (dockerd's words);
+    a container's folder. The container whose network it joins, if it does (for
+    `share_network`). Errors: not_found, conflict, invalid (dockerd's words);
     containerd's; OSError (the tmpfs could not be mounted)."""
     def find(ref: str) -> Donor:
         return Donor.of(inspect(ref))
@@ -166,6 +221,8 @@ def prepare(ctrd: Containerd, inspect: Callable[[str], Mapping[str, Any]],
     ipc_ref, pid_ref = donor_of(ipc_mode), donor_of(str(host_config.get("PidMode") or ""))
     ipc = ipc_donor(ipc_ref, find) if ipc_ref else None
     pid = pid_donor(pid_ref, find) if pid_ref else None
+    net_ref = donor_of(str(host_config.get("NetworkMode") or ""))
+    net = network_donor(cid, net_ref, find) if net_ref else None
     source = ""
     if ipc is not None:
         source = shm_source(ipc, find, folder_of)
@@ -175,9 +232,22 @@ def prepare(ctrd: Containerd, inspect: Callable[[str], Mapping[str, Any]],
     container = ctrd.containers.get(cid)
     if container is None:
         raise not_found(f"No such container: {cid}")
-    spec = joined_spec(container.spec, ipc, pid, source)
+    own = [str(folder_of(cid) / Path(dest).name) for dest, _ in NETWORK_FILES]
+    spec = joined_spec(container.spec, ipc, pid, source, net, own)
     if spec != container.spec:
         ctrd.containers.update_spec(cid, spec)
+    return net
+
+
+def share_network(record: dict[str, Any], donor: Donor) -> None:
+    """The inspect document of a container that joined `donor`'s network: its hostname
+    and network files are the donor's (dockerd's initializeNetworkingPaths)."""
+    files = dict(donor.files)
+    for dest, key in NETWORK_FILES:
+        if dest in files:
+            record[key] = files[dest]
+    if donor.hostname:
+        record["Config"]["Hostname"] = donor.hostname
 
 
 def release(folder: Path, host_config: Mapping[str, Any]) -> None:

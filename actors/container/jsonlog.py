@@ -29,7 +29,7 @@ from pouch.actors.timefmt import parse_rfc3339, rfc3339_nano
 from pouch.proto.envelope import invalid
 
 MAX_LINE = 16 * 1024
-DRIVERS = ("json-file", "none")
+DRIVERS = ("json-file", "none", "cri")
 # Options json-file takes in dockerd, and those pouch honours; the others are refused.
 _JSON_FILE_OPTIONS = frozenset(("max-file", "max-size", "compress", "labels", "labels-regex",
                                 "env", "env-regex", "tag"))
@@ -44,6 +44,9 @@ class LogConfig:
     driver: str = "json-file"
     max_size: int = 0  # bytes; 0: the file grows without bound
     max_file: int = 1  # how many files in all, the current one included
+    # The CRI's driver: json-file, and the same lines in the CRI's log format at this
+    # path (the pod's log_directory/log_path): `<RFC 3339 nano> <stream> <P|F> <content>`.
+    cri_path: str = ""
 
     @property
     def keeps(self) -> bool:
@@ -75,6 +78,12 @@ def log_config(raw: Any) -> LogConfig:
                       f"'{driver}' is registered (pouch has json-file and none)")
     if driver == "none":
         return LogConfig(driver="none")  # dockerd ignores the options of none
+    if driver == "cri":
+        path = options.get("path", "")
+        if not path.startswith("/") or set(options) - {"path"}:
+            raise invalid("invalid field HostConfig.LogConfig.Config: the cri driver takes "
+                          "one option, path, absolute")
+        return LogConfig(driver="cri", cri_path=path)
     mode = options.get("mode", "")
     if mode not in ("", "blocking"):
         if mode == "non-blocking":
@@ -176,6 +185,8 @@ class LogWriter:
         self._file: BinaryIO | None = None
         if self.config.keeps:
             self._file = _open_log(path)
+        self._cri: BinaryIO | None = None
+        self.reopen_cri()
         self._partial: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
 
     def write(self, stream: str, chunk: bytes) -> list[Entry]:
@@ -203,8 +214,18 @@ class LogWriter:
             return []
         entries = [Entry(stream, bytes(buf), rfc3339_nano())]
         buf.clear()
-        self._append(entries)
+        self._append(entries, ended=True)
         return entries
+
+    def reopen_cri(self) -> None:
+        """(Re)open the CRI log at its path: after a log rotator moved it away."""
+        if not self.config.cri_path:
+            return
+        if self._cri is not None:
+            self._cri.close()
+        path = Path(self.config.cri_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._cri = _open_log(path)
 
     def size(self) -> int:
         return self._file.tell() if self._file is not None else 0
@@ -219,8 +240,12 @@ class LogWriter:
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
+        if self._cri is not None:
+            self._cri.close()
 
-    def _append(self, entries: list[Entry]) -> None:
+    def _append(self, entries: list[Entry], ended: bool = False) -> None:
+        if self._cri is not None and entries:
+            self._cri.write(b"".join(cri_line(e, ended) for e in entries))
         if self._file is None or not entries:
             return
         if not self.config.max_size:
@@ -245,6 +270,15 @@ class LogWriter:
         os.replace(self.path, rotated_path(self.path, 1))
         self._file.close()
         self._file = _open_log(self.path)
+
+
+def cri_line(entry: Entry, ended: bool = False) -> bytes:
+    """An entry in the CRI's log format: F for a whole line (or the last part of a stream
+    that ended without a newline), P for a part of a longer one."""
+    full = ended or entry.data.endswith(b"\n")
+    content = entry.data[:-1] if entry.data.endswith(b"\n") else entry.data
+    return b"%s %s %s %s\n" % (entry.time.encode(), entry.stream.encode(),
+                                b"F" if full else b"P", content)
 
 
 def _open_log(path: Path) -> BinaryIO:

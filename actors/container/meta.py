@@ -66,8 +66,10 @@ class MetaStore:
     def save(self, record: dict[str, Any]) -> None:
         atomic_write_json(self.folder(record["Id"]) / "meta.json", record)
 
-    def load_all(self) -> list[dict[str, Any]]:
-        records = []
+    def load_all(self) -> tuple[list[dict[str, Any]], list[str]]:
+        """The containers' records, and the IDs of creates that never finished (their
+        folders removed here; what else they began is the caller's to release)."""
+        records, interrupted = [], []
         for folder in sorted(self.root.iterdir()):
             meta = folder / "meta.json"
             if not meta.is_file():
@@ -75,12 +77,13 @@ class MetaStore:
                     # meta.json is written last: this is a create that never finished.
                     log.warning("removing %s, left by an interrupted create", folder)
                     shutil.rmtree(folder, ignore_errors=True)
+                    interrupted.append(folder.name)
                 continue
             try:
                 records.append(json.loads(meta.read_text()))
             except (OSError, ValueError) as exc:
                 log.error("cannot read %s: %s; leaving it", meta, exc)
-        return records
+        return records, interrupted
 
     def ids(self) -> set[str]:
         """Every container this store has a folder for: one is made before a create asks

@@ -11,7 +11,7 @@ from pouch.actors.container import health
 from pouch.actors.container import lifecycle as lc
 from pouch.actors.container.jsonlog import log_config
 from pouch.actors.container.spec.defaults import create_warnings, recorded_host_config
-from pouch.actors.container.spec.namespaces import check_hostname
+from pouch.actors.container.spec.namespaces import check_hostname, check_network_join
 from pouch.actors.timefmt import ZERO_TIME, human_duration, parse_rfc3339, rfc3339_nano
 from pouch.proto.docker import SNAPSHOTTER
 from pouch.proto.envelope import invalid
@@ -42,7 +42,7 @@ _CONFIG_TYPES: dict[str, tuple[type | None, ...]] = {
 _HOST_NOT_YET: dict[str, frozenset[str]] = {
     key: frozenset() for key in (
         "DeviceRequests", "Links", "Dns", "DnsOptions", "DnsSearch", "ExtraHosts",
-        "StorageOpt", "CgroupParent", "Cgroup", "CpuRealtimePeriod", "CpuRealtimeRuntime",
+        "StorageOpt", "Cgroup", "CpuRealtimePeriod", "CpuRealtimeRuntime",
         "CpuCount", "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth", "KernelMemory",
         "KernelMemoryTCP")
 } | {
@@ -100,16 +100,16 @@ def check_config(body: dict[str, Any]) -> list[str]:
     if stop_timeout is not None and stop_timeout > MAX_SECONDS:
         raise invalid(f"invalid field Config.StopTimeout: {stop_timeout} is above {MAX_SECONDS}")
     host = body.get("HostConfig") or {}
+    check_network_join(body)  # container:<name|id>, and what the joiner cannot have
     warnings = check_not_yet(body)
     mode = host.get("NetworkMode") or "default"
     if not isinstance(mode, str):
         raise invalid("invalid field HostConfig.NetworkMode: must be a string")
-    if mode == "default":
-        warnings.append("network mode default runs as none here (loopback only): "
-                        "give --network bridge for the default bridge")
-    elif mode not in SUPPORTED_NETWORK_MODES and ":" in mode:
+    if mode != "default" and mode not in SUPPORTED_NETWORK_MODES and ":" in mode \
+            and not mode.startswith("container:"):
         raise invalid(f"invalid field HostConfig.NetworkMode: network mode {mode!r} is not "
-                      "supported yet (supported: none, host, bridge, a user network)")
+                      "supported yet (supported: none, host, bridge, a user network, "
+                      "container:<name|id>)")
     if mode in ("default", "none", "host") and (host.get("PortBindings") or
                                                 host.get("PublishAllPorts")):
         warnings.append(f"published ports are discarded in network mode {mode}: they need "
@@ -161,7 +161,7 @@ def _not_yet(field: str) -> Exception:
 
 def network_mode(body: dict[str, Any]) -> str:
     mode = (body.get("HostConfig") or {}).get("NetworkMode") or "default"
-    return "none" if mode == "default" else mode
+    return "bridge" if mode == "default" else mode
 
 
 def new_record(cid: str, name: str, body: dict[str, Any], image: ResolvedImage,

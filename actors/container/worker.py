@@ -12,10 +12,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import secrets
 import signal as signals
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,7 +24,7 @@ from typing import Any, TypeVar
 import pykka
 
 from pouch.actors import plugins
-from pouch.actors.container import archive, changes, fsview, joins, observe
+from pouch.actors.container import archive, changes, cproot, fsview, joins, observe
 from pouch.actors.container import lifecycle as lc
 from pouch.actors.container import mounts as vols
 from pouch.actors.container import networking as nets
@@ -50,7 +51,7 @@ from pouch.actors.faults import Faults
 from pouch.actors.host import ObjectActor, Reply
 from pouch.actors.timefmt import ZERO_TIME, parse_timestamp, rfc3339_nano
 from pouch.proto.envelope import PouchError, conflict, invalid, not_found
-from pouch.proto.shapes import ExecCreated, ExecInspect
+from pouch.proto.shapes import ContainerLayer, ExecCreated, ExecInspect
 from pouch.proto.stream import StreamSession
 from pouch.proto.stubs import Calls
 
@@ -61,6 +62,8 @@ OWNER_LABEL = "io.pouch.container"
 CGROUP_PARENT = "/pouch"
 DRAIN_TIMEOUT = 5.0
 TASK_CREATE_WAIT = 10.0
+# A commit's layer: uncompressed, so its digest is its diff ID and nothing is zipped.
+LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar"
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,8 @@ class ContainerWorker(ObjectActor):
         self._execs = Execs(ExecEnv(
             cid=cid, ctrd=env.ctrd, hub=env.hub, fifo_root=env.fifo_root / "exec",
             changed=env.exec_changed, event=self._event,
-            on_worker=lambda step: self._tell_self(lambda _worker: step())))
+            on_worker=lambda step: self._tell_self(lambda _worker: step()),
+            group_add=lambda: list(self.record["HostConfig"].get("GroupAdd") or [])))
         self._health = HealthMonitor(HealthEnv(
             cid=cid, record=lambda: self.record, save=self._save, event=self._event,
             on_worker=lambda step: self._tell_self(lambda _worker: step()),
@@ -198,6 +202,9 @@ class ContainerWorker(ObjectActor):
         hostname = body.get("Hostname") or cid[:12]
         body = {**body, "Hostname": hostname}
         try:
+            if joins.donor_of(mode):  # container:<name> is recorded as container:<id>
+                mode = joins.network_mode(cid, mode, self._donor)
+                body = {**body, "HostConfig": {**body["HostConfig"], "NetworkMode": mode}}
             process = effective_process(image["config"], body)
             planned = vols.plan(self._volume_env, body, image["config"])
             env.meta.create(cid, hostname, mode)
@@ -218,7 +225,10 @@ class ContainerWorker(ObjectActor):
                     network_mode=mode, netns_path=endpoint["SandboxKey"] if endpoint else None,
                     hosts_path=paths["hosts"],
                     resolv_conf_path=paths["resolv.conf"], hostname_path=paths["hostname"],
-                    cgroup_parent=CGROUP_PARENT, host_config=body.get("HostConfig") or {},
+                    # --cgroup-parent (the CRI's pod cgroup), else pouch's own.
+                    cgroup_parent=str((body.get("HostConfig") or {}).get("CgroupParent")
+                                      or CGROUP_PARENT),
+                    host_config=body.get("HostConfig") or {},
                     labels=dict(body.get("Labels") or {}),
                     grantable_caps=grantable_capabilities(), nofile_ceiling=nofile_ceiling(),
                     mounts=tuple(placed)))
@@ -238,6 +248,10 @@ class ContainerWorker(ObjectActor):
         self.env.faults.hit("container.create.recorded")
         self._event("create")
         return {"Id": cid, "Warnings": warnings}
+
+    def _donor(self, ref: str) -> joins.Donor:
+        """Another container, as `--network container:<ref>` names it."""
+        return joins.Donor.of(self.env.calls.container.inspect(id=ref))
 
     def _pre_create(self, name: str, body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         """The body as the pre_create plugins leave it, then checked (the actor checks
@@ -506,12 +520,15 @@ class ContainerWorker(ObjectActor):
         ctrd = self.env.ctrd
         self._cancel_restart()
         try:
-            unless_gone(lambda: ctrd.tasks.delete(self.cid))  # a stopped task of an earlier run
+            if self._ran_before():  # a stopped task of an earlier run
+                unless_gone(lambda: ctrd.tasks.delete(self.cid))
             rec.begin_start(self.record, token)
             self._commit(lc.on_starting(life))
             if joins.prepares(self.record["HostConfig"]):
-                joins.prepare(ctrd, lambda ref: self.env.calls.container.inspect(id=ref),
-                              self.env.meta.folder, self.cid, self.record["HostConfig"])
+                network = joins.prepare(ctrd, lambda ref: self.env.calls.container.inspect(
+                    id=ref), self.env.meta.folder, self.cid, self.record["HostConfig"])
+                if network is not None:
+                    joins.share_network(self.record, network)
             if plugins.loaded().has("pre_start"):
                 self._pre_start()
             self._mount_volumes()
@@ -536,6 +553,14 @@ class ContainerWorker(ObjectActor):
         self._commit(lc.on_started(self._life, time.time(), by_policy))
         self._event("start")
         return True
+
+    def _ran_before(self) -> bool:
+        """Whether containerd may hold a task of an earlier run: not for a container that
+        never began a start (its first start then saves asking containerd)."""
+        state = self.record["State"]
+        return (state.get("StartedAt", ZERO_TIME) != ZERO_TIME
+                or state.get("FinishedAt", ZERO_TIME) != ZERO_TIME
+                or "StartingToken" in (self.record.get(rec.PRIVATE) or {}))
 
     def _pre_start(self) -> None:
         """The pre_start plugins change the spec the task is made from (kept in
@@ -851,11 +876,59 @@ class ContainerWorker(ObjectActor):
         made = changes.init_paths((container.spec.get("mounts") or []) if container else [])
         return changes.changes(upper, lowers, made) or None  # none: null, as dockerd
 
-    def _root(self, writable: bool = False) -> contextlib.AbstractContextManager[int]:
-        """The container's root: its processes' while it runs, else its snapshot's."""
+    def commit_layer_container(self, reply: Reply, pause: bool, lease: str) -> None:
+        reply.run(self._commit_layer, pause, lease)
+
+    def _commit_layer(self, pause: bool, lease: str) -> ContainerLayer:
+        """The container's changes against its image, stored by containerd's diff
+        service as an uncompressed layer blob under `lease`; frozen meanwhile if `pause`
+        and it runs (the freeze is the commit's own: no state change, no event)."""
+        self._check_alive()
+        ctrd = self.env.ctrd
+        frozen = pause and self._life.status == lc.Status.RUNNING and self._task_live
+        if frozen:
+            ctrd.tasks.pause(self.cid)
+        view = f"commit-{self.cid[:12]}-{secrets.token_hex(4)}"
+        try:
+            if not self._task_live:  # its rootfs is not mounted: the layer may be tidied
+                upper, lowers = changes.layers_of(self._snapshot_mounts())
+                container = ctrd.containers.get(self.cid)
+                changes.drop_mount_points(upper, lowers, changes.init_paths(
+                    (container.spec.get("mounts") or []) if container else []))
+            info = ctrd.snapshots.stat(self.cid)
+            if info is None:
+                raise not_found(f"No such container: {self.cid}")
+            lower = ctrd.snapshots.view(view, info.parent, lease=lease) if info.parent else []
+            try:
+                blob = ctrd.diff.diff(lower, self._snapshot_mounts(), LAYER_MEDIA_TYPE,
+                                      lease=lease)
+            finally:
+                if info.parent:
+                    unless_gone(lambda: ctrd.snapshots.remove(view))
+        finally:
+            if frozen:
+                unless_gone(lambda: ctrd.tasks.resume(self.cid))
+        return {"digest": blob["digest"], "size": blob["size"], "media_type": LAYER_MEDIA_TYPE,
+                "parent": info.parent, "image": self.record["Image"],
+                "config": copy.deepcopy(self.record["Config"])}
+
+    @contextlib.contextmanager
+    def _root(self, writable: bool = False) -> Iterator[cproot.Root]:
+        """The container's root as docker cp sees it: its processes' while it runs, else
+        its snapshot's; with its volumes and binds either way (pouch.actors.container.
+        cproot), a stopped container's volumes mounted meanwhile."""
         pid = int(self._state.get("Pid") or 0) if self._task_live else 0
-        return fsview.container_root(self.cid, pid, self._snapshot_mounts, self.env.views,
-                                     writable)
+        planned = vols.from_records(rec.mounts(self.record))
+        mounted = not pid and any(m.type == "volume" for m in planned)
+        try:
+            moved = vols.mount_all(self._volume_env, planned) if mounted else {}
+            with cproot.cp_root(self.cid, pid, self._snapshot_mounts, self.env.views,
+                                writable, cproot.binds_of(planned, self.record, moved)
+                                ) as root:
+                yield root
+        finally:
+            if mounted:
+                vols.unmount_all(self._volume_env, planned)
 
     def archive_stat_container(self, reply: Reply, path: str, ref: str) -> None:
         reply.run(self._archive_stat, path, ref)
@@ -863,7 +936,7 @@ class ContainerWorker(ObjectActor):
     def _archive_stat(self, path: str, ref: str) -> dict[str, Any]:
         self._check_alive()
         with self._root() as root:
-            return archive.path_stat(root, archive.find(root, path, ref))
+            return archive.path_stat(root.fd, archive.find(root.fd, path, ref))
 
     def archive_get_container(self, reply: Reply, path: str, spool: str, ref: str) -> None:
         reply.run(self._archive_get, path, spool, ref)
@@ -871,10 +944,10 @@ class ContainerWorker(ObjectActor):
     def _archive_get(self, path: str, spool: str, ref: str) -> dict[str, Any]:
         self._check_alive()
         with self._root() as root:
-            found = archive.find(root, path, ref)
-            stat = archive.path_stat(root, found)
+            found = archive.find(root.fd, path, ref)
+            stat = archive.path_stat(root.fd, found)
             with archive.open_spool(spool, write=True) as out:
-                archive.write(root, found, out)
+                archive.write(root.fd, found, out, root.devices)
         return stat
 
     def archive_put_container(self, reply: Reply, path: str, spool: str, ref: str,
@@ -885,8 +958,8 @@ class ContainerWorker(ObjectActor):
     def _archive_put(self, path: str, spool: str, ref: str, options: archive.ExtractOptions,
                      copy_uid_gid: bool) -> None:
         self._check_alive()
-        if self.record["HostConfig"].get("ReadonlyRootfs"):
-            raise invalid("container rootfs is marked read-only")
+        cproot.check_writable(path, vols.from_records(rec.mounts(self.record)),
+                              bool(self.record["HostConfig"].get("ReadonlyRootfs")))
         user = self.record["Config"].get("User") or ""
         if copy_uid_gid and user:  # docker cp -a: owned by the container's user
             mounts = self._snapshot_mounts()
@@ -895,7 +968,7 @@ class ContainerWorker(ObjectActor):
             options = archive.ExtractOptions(options.no_overwrite_dir_non_dir,
                                              (owner.uid, owner.gid))
         with self._root(writable=True) as root, archive.open_spool(spool) as tarball:
-            archive.extract(root, path, tarball, options, ref)
+            archive.extract(root.fd, path, tarball, options, ref)
 
     def export_container(self, reply: Reply, conn: StreamSession) -> None:
         views: list[fsview.View] = []

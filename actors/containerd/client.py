@@ -58,6 +58,11 @@ class Containerd:
     def version(self, timeout: float | None = DEFAULT_TIMEOUT) -> str:
         return str(self._conn.call(self._version.Version, empty_pb2.Empty(), timeout).version)
 
+    def revision(self, timeout: float | None = DEFAULT_TIMEOUT) -> tuple[str, str]:
+        """containerd's version and the revision (commit) it was built from."""
+        answer = self._conn.call(self._version.Version, empty_pb2.Empty(), timeout)
+        return str(answer.version), str(answer.revision)
+
     def wait_ready(self, timeout: float) -> None:
         """Return once containerd answers; raise timeout if it does not within `timeout`."""
         deadline = time.monotonic() + timeout

@@ -1,4 +1,5 @@
-"""containerd's diff service: unpacking a layer onto a snapshot."""
+"""containerd's diff service: unpacking a layer onto a snapshot, and the layer of a
+snapshot's changes."""
 
 from __future__ import annotations
 
@@ -30,3 +31,22 @@ class Diff(Service):
             mounts=[mount_message(mount) for mount in mounts],
         )
         return descriptor_dict(self._conn.call(self._stub.Apply, request, timeout).applied)
+
+    def diff(
+        self,
+        left: Iterable[Mapping[str, Any]],
+        right: Iterable[Mapping[str, Any]],
+        media_type: str,
+        ref: str = "",
+        labels: Mapping[str, str] | None = None,
+        lease: str | None = None,
+        timeout: float | None = STREAM_TIMEOUT,
+    ) -> Descriptor:
+        """Store the changes of the `right` mounts over the `left` ones as a layer blob of
+        `media_type` (under `lease`); returns its descriptor."""
+        request = diff_pb2.DiffRequest(
+            left=[mount_message(mount) for mount in left],
+            right=[mount_message(mount) for mount in right],
+            media_type=media_type, ref=ref, labels=dict(labels or {}),
+        )
+        return descriptor_dict(self._conn.call(self._stub.Diff, request, timeout, lease).diff)

@@ -62,6 +62,23 @@ class Snapshots(Service):
         response = self._conn.call(self._stub.Prepare, request, timeout, lease)
         return [mount_dict(mount) for mount in response.mounts]
 
+    def view(
+        self,
+        key: str,
+        parent: str,
+        labels: Mapping[str, str] | None = None,
+        *,
+        snapshotter: str = SNAPSHOTTER,
+        lease: str | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> list[Mount]:
+        """A read-only snapshot of the committed `parent`; returns how to mount it."""
+        request = snapshots_pb2.ViewSnapshotRequest(
+            snapshotter=snapshotter, key=key, parent=parent, labels=dict(labels or {})
+        )
+        response = self._conn.call(self._stub.View, request, timeout, lease)
+        return [mount_dict(mount) for mount in response.mounts]
+
     def mounts(
         self,
         key: str,

@@ -18,6 +18,7 @@ from pouch.actors.containerd.client import Containerd
 from pouch.actors.containerd.types import Descriptor
 from pouch.actors.host import ActorBase, ActorContext, Reply
 from pouch.actors.image import reference
+from pouch.actors.image.commit import Base, Step, make_image, parents, store_layer
 from pouch.actors.image.dockerexport import ImageToSave, write_archive
 from pouch.actors.image.dockersave import read_archive
 from pouch.actors.image.index import Image, ImageIndex, unix_time
@@ -41,6 +42,7 @@ from pouch.proto.docker import SNAPSHOTTER, check_filters, labels_match
 from pouch.proto.envelope import PouchError, conflict, invalid, not_found
 from pouch.proto.shapes import (
     AuthStatus,
+    CommitResult,
     ImageDeleted,
     ImageHistoryItem,
     ImageInspect,
@@ -255,6 +257,83 @@ class ImageActor(ActorBase):
         self.actor_ref.proxy().record_loaded(imported, config, "import").get()
         return imported.id
 
+    @method(idempotent=False, returns=CommitResult, timeout=600.0,
+            errors=("not_found", "invalid", "conflict"))
+    def commit(self, reply: Reply, container: str, repo: str = "", tag: str = "",
+               comment: str = "", author: str = "", changes: builtins.list[str] | None = None,
+               pause: bool = True, config: dict[str, Any] | None = None) -> None:
+        """Make an image of a container's changes on its image (docker commit), named
+        `repo:tag` if given: its config is the container's, fields of `config` over it,
+        then the Dockerfile `changes`; frozen meanwhile if `pause`."""
+        names = [reference.parse(f"{repo}:{tag}" if tag else repo, self._registry).full()] \
+            if repo else []
+        apply_changes(changes or [], {})  # refused at once, before anything is stored
+        reply.run_in_thread(self._commit, container, names, comment, author, changes or [],
+                            pause, config or {})
+
+    def _commit(self, container: str, names: builtins.list[str], comment: str, author: str,
+                changes: builtins.list[str], pause: bool, overrides: dict[str, Any]
+                ) -> CommitResult:
+        with self._ctrd.leases.hold() as lease:
+            layer = self.ctx.calls.container.commit_layer(id=container, lease=lease,
+                                                          pause=pause)
+            base = self._base(layer["image"])
+            held = layer["config"]
+            config = apply_changes(changes, {**held, **{
+                key: value for key, value in overrides.items() if value not in (None, "", [], {})}})
+            step = Step(config, " ".join(held.get("Cmd") or []), comment, author,
+                        self._full_id(container), held)
+            imported, image_config = make_image(
+                self._ctrd, lease, base, {"media_type": layer["media_type"],
+                                          "digest": layer["digest"], "size": layer["size"]},
+                step, names)
+            self._label_size(imported)
+        self.actor_ref.proxy().record_loaded(imported, image_config, "commit").get()
+        return {"Id": imported.id}
+
+    def _full_id(self, container: str) -> str:
+        found = self.ctx.calls.container.inspect(id=container)
+        return found["Id"]
+
+    def _base(self, image_id: str) -> Base:
+        """An image to build on, by ID ("" or "scratch": none)."""
+        if image_id in ("", "scratch"):
+            return Base.scratch()
+        image = self._index.find(image_id)
+        manifest = json.loads(self._ctrd.content.read(self._target(image)["digest"]))
+        return Base(image.config, list(manifest.get("layers") or []))
+
+    @method(idempotent=False, returns=str, timeout=600.0, errors=("not_found", "invalid"))
+    def build_step(self, reply: Reply, base: str, config: dict[str, Any], created_by: str,
+                   container: str = "", layer: str = "") -> None:
+        """An untagged image of a build step on image `base` ("": scratch) with the
+        container config `config` and one more layer: `container`'s changes, or the
+        uncompressed tar in the spool file `layer` (in the daemon's tmp folder: COPY's
+        files); with neither, none (its history entry an empty layer). Its ID."""
+        spool = Path(layer) if layer else None
+        if spool is not None and (spool.parent != self.ctx.config.home_dir / "tmp"
+                                  or spool.is_symlink() or not spool.is_file()):
+            raise invalid(f"not a spool file of this daemon: {layer}")
+        reply.run_in_thread(self._build_step, base, config, created_by, container, spool)
+
+    def _build_step(self, base: str, config: dict[str, Any], created_by: str,
+                    container: str, spool: Path | None) -> str:
+        with self._ctrd.leases.hold() as lease:
+            layer: Descriptor | None = None
+            if container:
+                found = self.ctx.calls.container.commit_layer(id=container, lease=lease,
+                                                              pause=False)
+                layer = {"media_type": found["media_type"], "digest": found["digest"],
+                         "size": found["size"]}
+            elif spool is not None:
+                layer = store_layer(self._ctrd, spool, lease)
+            imported, image_config = make_image(
+                self._ctrd, lease, self._base(base), layer,
+                Step(config, created_by, container=container), [])
+            self._label_size(imported)
+        self.actor_ref.proxy().record_loaded(imported, image_config, "build").get()
+        return imported.id
+
     def record_loaded(self, imported: ImportedImage, config: dict[str, Any],
                       action: str = "load", about: str = "", called: str = "") -> None:
         """Add a freshly imported or pulled image to the index (on the actor's thread),
@@ -273,10 +352,13 @@ class ImageActor(ActorBase):
         bounds = {key: [self._index.find(name).created
                         for name in filters.get(key, [])] for key in ("before", "since")}
         result: builtins.list[ImageSummary] = []
+        # As dockerd: an untagged image another was built on shows with `all` only.
+        hidden = set() if all else parents({image.id: image.config for image in self._index})
         for image in self._index:
             created = image.created
             if not self._passes(image, filters) or any(created >= t for t in bounds["before"]) \
-                    or any(created <= t for t in bounds["since"]):
+                    or any(created <= t for t in bounds["since"]) \
+                    or (image.id in hidden and not image.names):
                 continue
             result.append(self._summary(image))
         result.sort(key=lambda summary: int(summary["Created"]), reverse=True)
@@ -387,8 +469,9 @@ class ImageActor(ActorBase):
                noprune: bool = False) -> None:
         """Drop a name of an image; the image itself with its last name (or when named by
         ID). Errors: conflict while a container uses it, or for an ID with several
-        names, unless `force` (never while a container runs it). `noprune` changes
-        nothing: images here have no untagged parents to prune."""
+        names, unless `force` (never while a container runs it). An image that goes
+        takes its untagged parents (the build steps it was made of) that nothing else
+        uses with it, unless `noprune`."""
         image = self._index.find(name)
         try:
             named = reference.parse(name, self._registry).full()
@@ -396,9 +479,10 @@ class ImageActor(ActorBase):
             named = ""
         if named not in image.names:
             named = ""  # by ID
-        reply.run_in_thread(self._remove, image, named, force)
+        reply.run_in_thread(self._remove, image, named, force, not noprune)
 
-    def _remove(self, image: Image, named: str, force: bool) -> builtins.list[ImageDeleted]:
+    def _remove(self, image: Image, named: str, force: bool,
+                prune_parents: bool = False) -> builtins.list[ImageDeleted]:
         short = image.id.removeprefix("sha256:")[:12]
         dropped = self._index.dropped_with(image, named) if named else set(image.names)
         if not named and len({self._index.repository(n) for n in image.names}) > 1 and not force:
@@ -439,7 +523,33 @@ class ImageActor(ActorBase):
             self.actor_ref.proxy().forget(image.id, gone, deleted and gone == dropped).get()
         answer: builtins.list[ImageDeleted] = [
             {"Untagged": reference.familiar_name(n, self._registry)} for n in sorted(dropped)]
-        return answer + ([{"Deleted": image.id}] if deleted else [])
+        if not deleted:
+            return answer
+        return answer + [{"Deleted": image.id}] + (
+            self._prune_parents(image) if prune_parents else [])
+
+    def _prune_parents(self, image: Image) -> builtins.list[ImageDeleted]:
+        """The untagged images `image` was made on (its history less its last steps),
+        deleted in turn while no other image was made on them and no container uses
+        them, as dockerd prunes a removed image's parents."""
+        answer: builtins.list[ImageDeleted] = []
+        history = builtins.list(image.config.get("history") or [])
+        while len(history) > 1:
+            history = history[:-1]
+            images = {i.id: i for i in self._index}
+            parent = next((i for i in images.values() if not i.names
+                           and i.config.get("history") == history), None)
+            if parent is None:
+                continue
+            if parent.id in parents({i.id: i.config for i in images.values()}) \
+                    or self._container_using(parent.id) is not None:
+                break
+            try:
+                answer += self._remove(parent, "", force=False)
+            except PouchError as exc:
+                log.info("kept the parent %s: %s", parent.id, exc.message)
+                break
+        return answer
 
     def _container_using(self, image_id: str) -> tuple[str, bool] | None:
         """A container made from the image (running ones first): (its ID, running)."""
@@ -469,8 +579,10 @@ class ImageActor(ActorBase):
             until = [parse_timestamp(value) for value in filters.get("until", [])]
         except ValueError as exc:
             raise invalid(f"invalid filter 'until': {exc}") from None
+        # An untagged image another was built on is not dangling (dockerd keeps it).
+        bases = parents({image.id: image.config for image in self._index})
         candidates = [image for image in self._index
-                      if (not only_dangling or not image.names)
+                      if (not only_dangling or not (image.names or image.id in bases))
                       and all(image.created < t for t in until)
                       and labels_match(filters.get("label", []), image.labels)]
         reply.run_in_thread(self._prune, candidates)

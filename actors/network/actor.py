@@ -44,6 +44,8 @@ BRIDGE, HOST, NONE = "bridge", "host", "none"
 PREDEFINED = {BRIDGE: "bridge", HOST: "host", NONE: "null"}
 # Host ends of our veths: "pv", the container's ID, 4 characters of the network's.
 VETH_PREFIX = "pv"
+# How long a restored actor waits for the container actor to say which containers exist.
+RECONCILE_TIMEOUT = 120.0
 
 
 def _new_id() -> str:
@@ -83,6 +85,17 @@ class NetworkActor(ActorBase):
                 self._make_bridge(net)
             self._apply_rules()
             self._restore_endpoints()
+            held = self._holders()
+        if held:
+            threading.Thread(target=self._release_unknown, args=(held,),
+                             name="reconcile", daemon=True).start()
+
+    def on_stop(self) -> None:
+        # The folder's own bind mount (see sandbox) outlives a clean stop only while it
+        # holds a namespace a container still needs; the next start makes it again.
+        with self._lock:
+            if not sandbox.list_netns(str(self._netns_dir)):
+                sandbox.release_netns_dir(str(self._netns_dir))
 
     def _restore_endpoints(self) -> None:
         """Sandboxes and endpoints kept, or made again where the host lost them (a
@@ -128,6 +141,31 @@ class NetworkActor(ActorBase):
             if path not in held:
                 log.warning("removing network namespace %s of no endpoint", path)
                 sandbox.remove_netns(path)
+
+    def _holders(self) -> set[str]:
+        """The containers with an endpoint or a sandbox of ours."""
+        return {ep.container for net in self._networks.values()
+                for ep in net.endpoints.values()} | self._store.sandbox_owners()
+
+    def _release_unknown(self, held: set[str]) -> None:
+        """After a restore: the endpoints, ports and sandboxes of the containers among
+        `held` that the container actor no longer has (removed while this actor was
+        down) released. On a thread of its own: at a daemon's start the container actor
+        comes up after this one, and its answer is waited for."""
+        try:
+            # Not the typed stub: its deadline is for a container actor that is up.
+            known = set(self.ctx.pool.call("container", "known", {"ids": sorted(held)},
+                                           timeout=RECONCILE_TIMEOUT))
+        except PouchError as exc:
+            log.warning("containers unknown (%s): their endpoints kept", exc.message)
+            return
+        with self._lock:
+            for cid in sorted(held - known):
+                log.warning("releasing the network of %s: no container has it", cid[:12])
+                try:
+                    self._release(cid)
+                except (PouchError, OSError) as exc:
+                    log.error("releasing the network of %s: %s", cid[:12], exc)
 
     def _ensure_predefined(self) -> None:
         config = self.ctx.config
@@ -221,6 +259,7 @@ class NetworkActor(ActorBase):
     def release(self, reply: Reply, container: str) -> None:
         """Everything of a container's (it is being removed): its endpoints, leases and
         sandbox. Idempotent."""
+        self.ctx.faults.hit("network.container.leaving")
         self._in_thread(reply, self._release, container)
 
     @method(idempotent=True, returns=str)
@@ -244,6 +283,7 @@ class NetworkActor(ActorBase):
     @method(idempotent=True, returns=None)
     def unpublish_ports(self, reply: Reply, container: str) -> None:
         """Release a container's published ports (it stopped); none is fine."""
+        self.ctx.faults.hit("network.container.leaving")
         self._in_thread(reply, self._unpublish_ports, container)
 
     # -- changes, on a thread of their own, one at a time --------------------

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pouch.actors.host import ActorBase, ActorContext
-from pouch.actors.settings import RELOADABLE, check_proxy, write_settings
+from pouch.actors.settings import RELOADABLE, check_proxy, update_labels, write_settings
 from pouch.actors.supervisor.children import (
     Child,
     ChildSpec,
@@ -36,7 +36,7 @@ from pouch.actors.supervisor.launch import Launcher, Process
 from pouch.actors.supervisor.status import write_status
 from pouch.proto.config import DaemonConfig
 from pouch.proto.contract import method
-from pouch.proto.envelope import PouchError
+from pouch.proto.envelope import PouchError, invalid
 from pouch.proto.shapes import SupervisorStatus
 from pouch.proto.stubs import BrokerCalls
 
@@ -109,11 +109,18 @@ class SupervisorActor(ActorBase):
         }
 
     @method(idempotent=True, returns=None, errors=("invalid",), timeout=2.0)
-    def update(self, image_proxy: str | None = None) -> None:
+    def update(self, image_proxy: str | None = None, labels: list[str] | None = None) -> None:
         """Change settings while pouchd runs (POST /daemon/update): `image_proxy` ("" for
-        the environment's). A change lasts until pouchd restarts."""
+        the environment's); `labels` (key=value) replace the value of a key the daemon
+        has, else are added. A change lasts until pouchd restarts, as pouchd's."""
+        if image_proxy is None and not labels:
+            raise invalid("daemon update config cannot be empty: give ImageProxy or Labels")
+        config = self._config
         if image_proxy is not None:
-            self._apply(dataclasses.replace(self._config, image_proxy=image_proxy))
+            config = dataclasses.replace(config, image_proxy=image_proxy)
+        if labels:
+            config = dataclasses.replace(config, labels=update_labels(config.labels, labels))
+        self._apply(config)
 
     # -- driven by pouchd's main thread ---------------------------------------
 

@@ -136,7 +136,7 @@ def build_specs(config: DaemonConfig, calls: ClientPool, containerd_config: Path
                   containerd_ready, ready_timeout=20.0, stop_timeout=5.0),
     ]
     specs += [role_spec(config, name, service_ready(name), "actor", name, service=name)
-              for name in ACTORS]
+              for name in ACTORS if name != "cri" or config.enable_cri]
     specs.append(role_spec(config, "gateway", lambda: all(answers(a) for a in config.listen),
                            "gateway", stop_timeout=4.0))
     return specs

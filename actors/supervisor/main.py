@@ -4,7 +4,7 @@
     pouchd [flags] broker          the broker alone
     pouchd [flags] containerd      containerd alone, supervised (systemd's supervisor unit)
     pouchd [flags] actor NAME      one actor process (system, image, volume, network,
-                                   container)
+                                   container, builder)
     pouchd [flags] gateway         the HTTP gateway under gunicorn
     pouchd [flags] zygote          (pouchd's own) imports once, forks the roles above
     pouchd [flags] status [--json] every child's state, from the status file (no broker

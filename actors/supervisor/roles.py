@@ -8,6 +8,8 @@ ACTOR_CLASSES = {
     "volume": "pouch.actors.volume.actor:VolumeActor",
     "network": "pouch.actors.network.actor:NetworkActor",
     "container": "pouch.actors.container.actor:ContainerActor",
+    "builder": "pouch.actors.builder.actor:BuilderActor",
+    "cri": "pouch.actors.cri.actor:CriActor",  # only with --enable-cri
 }
 ACTORS = tuple(ACTOR_CLASSES)
 # The environment variable that tells a child who its supervisor is.

@@ -44,8 +44,8 @@ def run_supervisor(config: DaemonConfig, only: tuple[str, ...] | None = None,
         folder.mkdir(parents=True, exist_ok=True)
     write_pid(config.pidfile_path)
     oom = set_oom_score_adj(config.oom_score_adj)
-    specs_all = ("gateway", "container", "network", "volume", "image", "system", "containerd",
-                 "broker")
+    specs_all = ("gateway", "cri", "builder", "container", "network", "volume", "image",
+                 "system", "containerd", "broker")
     for name in specs_all if only is None else only:
         kill_stale(config.pid_path(name), "containerd" if name == "containerd" else "pouch")
 

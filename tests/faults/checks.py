@@ -4,8 +4,9 @@
    until its remove succeeded; one whose create or remove had an unknown
    outcome exists everywhere or nowhere;
 2. nothing leaked: the API's list, the meta store and containerd (containers,
-   tasks, snapshots, leases) agree, only running containers have mounts, and
-   every live shim serves one of containerd's tasks;
+   tasks, snapshots, leases) agree, only running containers have a rootfs
+   mounted and only listed ones a network namespace, and every live shim
+   serves one of containerd's tasks;
 3. no request hung past its deadline;
 4. the service answers: `docker ps`, and `docker run --rm busybox echo hi`.
 """
@@ -150,7 +151,11 @@ def leaks(daemon: PouchDaemon, state: State) -> list[str]:
         found.append(f"leases left while idle: {state.leases}")
     if state.taskless_shims:
         found.append(f"shims that serve no task: {state.taskless_shims}")
-    allowed = {rootfs_of(daemon, cid) for cid in running}
+    # A bridged container holds its network namespace from create to remove, bound in a
+    # folder that is a mount of its own (as `ip netns add` makes /run/netns).
+    netns = (daemon.run_dir / "netns").resolve()
+    allowed = {rootfs_of(daemon, cid) for cid in running} | {netns / cid for cid in ids}
+    allowed.add(netns)
     stray = [m for m in state.mounts if m.resolve() not in allowed]
     if stray:
         found.append(f"mounts of no running container: {stray}")

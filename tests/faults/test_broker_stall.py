@@ -12,7 +12,7 @@ from pouch.tests.faults.tree import BrokerView, kill, until
 from pouch.tests.faults.workload import Workload
 from pouch.tests.support.daemon import PouchDaemon
 
-ACTORS = ("system", "image", "volume", "network", "container")
+ACTORS = ("system", "image", "volume", "network", "container", "builder")
 PAUSE = 3.0
 PAUSES = 3
 BACK_WITHIN = 5.0

@@ -24,7 +24,7 @@ from pouch.tests.faults.workload import Request, Workload
 from pouch.tests.support.daemon import PouchDaemon
 from pouch.tests.support.procs import alive, children_of
 
-ACTORS = ("system", "image", "volume", "network", "container")
+ACTORS = ("system", "image", "volume", "network", "container", "builder")
 BACK_WITHIN = 15.0
 
 

@@ -86,7 +86,8 @@ def test_the_image_proxy_changes_at_run_time_and_outlives_an_actor_crash(
     ({"ImageProxy": "ftp://proxy.example:21"}, "is not an http:// or https:// URL"),
     ({"ImageProxy": "http://proxy.example:port"}, "proxy.example:port"),
     ({"ImageProxy": 3128}, "ImageProxy must be a string"),
-    ({"Labels": ["a=b"]}, "Labels cannot be changed at run time"),
+    ({"Debug": True}, "Debug cannot be changed at run time"),
+    ({}, "daemon update config cannot be empty"),
 ])
 def test_a_bad_update_is_refused_and_changes_nothing(pouchd: PouchDaemon,
                                                      body: dict[str, object], named: str):

@@ -44,7 +44,7 @@ TARGET = "pouch.target"
 DESIGN_ORDER = ["pouch-broker.service", "pouch-supervisor.service",
                 "pouch-actor@system.service", "pouch-actor@image.service",
                 "pouch-actor@volume.service", "pouch-actor@network.service",
-                "pouch-actor@container.service",
+                "pouch-actor@container.service", "pouch-actor@builder.service",
                 "pouch-gateway.service"]
 # What systemd gives a system service: no inherited environment, this PATH, cwd /.
 SERVICE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -478,6 +478,7 @@ def test_units_run_the_daemon_and_stop_clean(deployment: Deployment):
                        ("volume", "pouch-actor@volume.service"),
                        ("network", "pouch-actor@network.service"),
                        ("container", "pouch-actor@container.service"),
+                       ("builder", "pouch-actor@builder.service"),
                        ("gateway", "pouch-gateway.service")]:
         assert daemon.pid_of(role) == systemd.pid(unit), role
     containerd = Path(f"/proc/{daemon.pid_of('containerd')}/cmdline").read_bytes()

@@ -22,6 +22,7 @@ import pytest
 
 from pouch.tests.integration.test_attach_detach import Terminal, shell_ready
 from pouch.tests.support.daemon import PouchDaemon, running
+from pouch.tests.support.registry import Registry
 from pouch.tests.support.tools import require
 
 
@@ -119,10 +120,10 @@ def cli_env(tls: TlsDaemon, keys: Keys) -> dict[str, str]:
             "DOCKER_CONFIG": str(tls.daemon.docker_config)}
 
 
-def docker_tls(tls: TlsDaemon, keys: Keys, *args: str,
-               timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def docker_tls(tls: TlsDaemon, keys: Keys, *args: str, timeout: float = 60,
+               input: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([require("docker", "docker.io"), *args], capture_output=True,
-                          text=True, env=cli_env(tls, keys), timeout=timeout)
+                          text=True, env=cli_env(tls, keys), timeout=timeout, input=input)
 
 
 def test_the_docker_cli_runs_attaches_and_follows_over_tls(tls_daemon: TlsDaemon, pki: Pki):
@@ -142,6 +143,29 @@ def test_the_docker_cli_runs_attaches_and_follows_over_tls(tls_daemon: TlsDaemon
                         "--until", f"{time.time() + 0.5:.6f}", "--filter",
                         f"container={name}", "--format", "{{.Action}}")
     assert events.stdout.split() == ["create", "start", "die", "destroy"], events.stderr
+
+
+def test_docker_info_version_and_system_df_over_tls(tls_daemon: TlsDaemon, pki: Pki):
+    info = docker_tls(tls_daemon, pki.client, "info")
+    assert info.returncode == 0, info.stderr
+    assert " Server Version: " in info.stdout and " containerd version: " in info.stdout
+    assert "WARNING: API is accessible" not in info.stderr  # TLS with client verification
+    version = docker_tls(tls_daemon, pki.client, "version", "--format",
+                         "{{.Server.APIVersion}} {{range .Server.Components}}{{.Name}} {{end}}")
+    assert version.stdout.split() == ["1.41", "Engine", "containerd", "runc"], version.stderr
+    df = docker_tls(tls_daemon, pki.client, "system", "df", "--format", "{{.Type}}")
+    assert df.stdout.splitlines() == ["Images", "Containers", "Local Volumes",
+                                      "Build Cache"], df.stderr
+
+
+def test_docker_login_over_tls(tls_daemon: TlsDaemon, pki: Pki):
+    with Registry(auth="htpasswd", users={"alice": "s3cret"}) as registry:
+        wrong = docker_tls(tls_daemon, pki.client, "login", "-u", "alice", "--password-stdin",
+                           registry.host, input="nope\n")
+        assert wrong.returncode == 1 and "incorrect username or password" in wrong.stderr
+        login = docker_tls(tls_daemon, pki.client, "login", "-u", "alice",
+                           "--password-stdin", registry.host, input="s3cret\n")
+        assert login.returncode == 0 and "Login Succeeded" in login.stdout, login.stderr
 
 
 def test_run_it_at_a_terminal_over_tls(tls_daemon: TlsDaemon, pki: Pki):

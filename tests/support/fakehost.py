@@ -23,6 +23,7 @@ class FakeHost:
     cpus: int = 8
     init: str | None = "/usr/bin/tini-static"
     dev_shm: bool = True
+    seccomp: bool = True
     devices: tuple[DeviceNode, ...] = (NULL, LOOP0, KMSG, *SND)
 
     def cgroups(self) -> CgroupSupport:
@@ -42,6 +43,9 @@ class FakeHost:
 
     def has_dev_shm(self) -> bool:
         return self.dev_shm
+
+    def has_seccomp(self) -> bool:
+        return self.seccomp
 
     def devices_at(self, path_on_host: str, path_in_container: str) -> list[DeviceNode]:
         found = [d for d in self.devices if d.path == path_on_host]

@@ -289,7 +289,7 @@ def test_no_new_privileges(options, expected):
     ("bogus", 'invalid --security-opt 1: "bogus"'),
     ("colour=red", 'invalid --security-opt 2: "colour=red"'),
     ("apparmor=docker-default", "not supported yet"),
-    ('seccomp={"defaultAction":"SCMP_ACT_ERRNO"}', "not supported yet"),
+    ("seccomp={not json", "invalid seccomp profile"),
     ("label=type:svirt_apache_t", "not supported yet"),
 ])
 def test_security_options_that_cannot_be_honoured_are_refused(option, words):

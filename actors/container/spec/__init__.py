@@ -16,6 +16,7 @@ The image's ``/etc/passwd`` and ``/etc/group`` are read by the caller
 - ``resources``: the cgroup limits (memory, CPU, pids, block IO);
 - ``devices``: `--device`, `--device-cgroup-rule`, a privileged container's devices;
 - ``security``: `--security-opt`, the masked and read-only paths;
+- ``seccomp``: the syscall filter (pouch's default profile, Docker-format profiles);
 - ``mounts``: `-v`, `--mount` (bind, volume, tmpfs), the image's and Config's
   VOLUMEs and `--volumes-from`, planned as dockerd plans them (the volumes
   themselves are the volume actor's; ``pouch.actors.container.mounts`` asks it);
@@ -25,8 +26,7 @@ The image's ``/etc/passwd`` and ``/etc/group`` are read by the caller
 A value the container would not get (a control the kernel lacks, a mode not
 supported) is refused, naming the field and why, never dropped.
 
-Not here yet: seccomp (Docker's default profile is future work, so containers
-run without a syscall filter), AppArmor/SELinux labels (the `z`/`Z` of a
+Not here yet: AppArmor/SELinux labels (the `z`/`Z` of a
 `-v` mode is taken and shown, never applied), volume drivers other than `local`,
 realtime CPU limits, and a cgroup namespace of the container's own. Joining
 another container's IPC or PID namespace is prepared here (entries without a

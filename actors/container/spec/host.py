@@ -55,6 +55,8 @@ class CgroupSupport:
     blkio_weight: bool = True
     blkio_weight_device: bool = True
     blkio_throttle: bool = True
+    kernel_memory: bool = True
+    kernel_memory_tcp: bool = True
 
 
 class HostView(Protocol):
@@ -75,6 +77,10 @@ class HostView(Protocol):
         ...
 
     def has_dev_shm(self) -> bool: ...
+
+    def has_seccomp(self) -> bool:
+        """Whether the kernel filters system calls (seccomp)."""
+        ...
 
     def devices_at(self, path_on_host: str, path_in_container: str) -> list[DeviceNode]:
         """The device at a host path, or every device in a directory there (recursively),
@@ -111,6 +117,9 @@ class LocalHost:
 
     def has_dev_shm(self) -> bool:
         return os.path.isdir("/dev/shm")
+
+    def has_seccomp(self) -> bool:
+        return _seccomp_in_kernel()
 
     def devices_at(self, path_on_host: str, path_in_container: str) -> list[DeviceNode]:
         resolved = os.path.realpath(path_on_host)
@@ -187,26 +196,26 @@ def _cpuset_file(name: str) -> str:
     return ""
 
 
-def _unified() -> bool:
-    """cgroup v2 alone (no v1 hierarchies): runc then uses the unified files."""
-    return (CGROUP_ROOT / "cgroup.controllers").is_file()
-
-
-@cache
-def _cgroup_support() -> CgroupSupport:
-    """Read once per process: the kernel's cgroup controls do not change while it runs."""
-    if _unified():
-        controllers = set((CGROUP_ROOT / "cgroup.controllers").read_text().split())
+def read_cgroup_support(root: Path = Path("/")) -> CgroupSupport:
+    """The controls of the host whose file systems are seen under `root` (a test's
+    made-up host; /info reads it too)."""
+    base = root / "sys/fs/cgroup"
+    if (base / "cgroup.controllers").is_file():  # cgroup v2 alone: runc uses its files
+        try:
+            controllers = set((base / "cgroup.controllers").read_text().split())
+        except OSError:
+            controllers = set()
         memory, io = "memory" in controllers, "io" in controllers
         cpu = "cpu" in controllers
         return CgroupSupport(
-            memory=memory, swap=memory and Path("/proc/swaps").is_file(),
-            reservation=memory, swappiness=False, oom_kill_disable=False, cpu_shares=cpu,
-            cpu_cfs=cpu, cpuset="cpuset" in controllers, pids="pids" in controllers,
-            blkio_weight=io, blkio_weight_device=io, blkio_throttle=io)
+            memory=memory, swap=memory and _v2_swap(root), reservation=memory,
+            swappiness=False, oom_kill_disable=False, cpu_shares=cpu, cpu_cfs=cpu,
+            cpuset="cpuset" in controllers, pids="pids" in controllers, blkio_weight=io,
+            blkio_weight_device=io, blkio_throttle=io, kernel_memory=False,
+            kernel_memory_tcp=False)
 
     def has(controller: str, *files: str) -> bool:
-        return any((CGROUP_ROOT / controller / f).exists() for f in files)
+        return any((base / controller / f).exists() for f in files)
 
     return CgroupSupport(
         memory=has("memory", "memory.limit_in_bytes"),
@@ -217,10 +226,39 @@ def _cgroup_support() -> CgroupSupport:
         cpu_shares=has("cpu", "cpu.shares"),
         cpu_cfs=has("cpu", "cpu.cfs_quota_us"),
         cpuset=has("cpuset", "cpuset.cpus"),
-        pids=(CGROUP_ROOT / "pids").is_dir(),
+        pids=(base / "pids").is_dir(),
         blkio_weight=has("blkio", "blkio.weight", "blkio.bfq.weight"),
         blkio_weight_device=has("blkio", "blkio.weight_device", "blkio.bfq.weight_device"),
-        blkio_throttle=has("blkio", "blkio.throttle.read_bps_device"))
+        blkio_throttle=has("blkio", "blkio.throttle.read_bps_device"),
+        kernel_memory=has("memory", "memory.kmem.limit_in_bytes"),
+        kernel_memory_tcp=has("memory", "memory.kmem.tcp.limit_in_bytes"))
+
+
+def _v2_swap(root: Path) -> bool:
+    """Whether this process's own cgroup (v2) has a swap limit file: the kernel's
+    swap accounting, which the root cgroup does not show."""
+    try:
+        line = next(x for x in (root / "proc/self/cgroup").read_text().splitlines()
+                    if x.startswith("0::"))
+    except (OSError, StopIteration):
+        return False
+    own = root / "sys/fs/cgroup" / line[3:].lstrip("/")
+    return any((folder / "memory.swap.max").exists() for folder in (own, own.parent))
+
+
+@cache
+def _cgroup_support() -> CgroupSupport:
+    """Read once per process: the kernel's cgroup controls do not change while it runs."""
+    return read_cgroup_support()
+
+
+@cache
+def _seccomp_in_kernel() -> bool:
+    try:
+        with open("/proc/self/status") as status:
+            return any(line.startswith("Seccomp:") for line in status)
+    except OSError:
+        return False
 
 
 @cache

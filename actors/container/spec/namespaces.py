@@ -35,8 +35,11 @@ def namespaces(hc: Mapping[str, Any], network_mode: str, netns_path: str | None)
     if uts not in ("", "host"):
         raise invalid(f"invalid HostConfig.UTSMode: invalid UTS mode: {uts}")
     host_network = network_mode == "host"
-    if network_mode.startswith("container:") and not netns_path:
-        raise invalid(f"network mode {network_mode} needs that container's namespace")
+    if network_mode.startswith("container:") and not _joins(network_mode):
+        raise invalid("invalid HostConfig.NetworkMode: invalid container format "
+                      "container:<name|id>")
+    # Joining another container's network: the path is that of its task, found at each
+    # start (pouch.actors.container.joins).
     entries: list[dict[str, str]] = [{"type": "mount"}]
     if not host_network:
         netns = {"type": "network"}
@@ -80,3 +83,33 @@ def check_hostname(config: Mapping[str, Any]) -> None:
     if host.get("UTSMode") == "host" and config.get("Hostname"):
         raise invalid("invalid field Config.Hostname: conflicting options: hostname and the "
                       "UTS mode")
+
+
+# What a container that joins another's network (`--network container:X`) cannot have
+# of its own, with dockerd 20.10's words (runconfig/hostconfig_unix.go).
+_JOINER_CONFLICTS = (
+    ("Hostname", "hostname and the network mode"),
+    ("Links", "container type network can't be used with links. This would result in "
+              "undefined behavior"),
+    ("Dns", "dns and the network mode"),
+    ("ExtraHosts", "custom host-to-IP mapping and the network mode"),
+    ("MacAddress", "mac-address and the network mode"),
+    ("PortBindings", "port publishing and the container type network mode"),
+    ("PublishAllPorts", "port publishing and the container type network mode"),
+    ("ExposedPorts", "port exposing and the container type network mode"),
+)
+
+
+def check_network_join(config: Mapping[str, Any]) -> None:
+    """dockerd's rules for `--network container:X`: no hostname, DNS, hosts, MAC or
+    ports of the joiner's own (they are the other container's). Errors: invalid."""
+    host = config.get("HostConfig") or {}
+    mode = host.get("NetworkMode") or ""
+    if not isinstance(mode, str) or not mode.startswith("container:"):
+        return
+    if not _joins(mode):
+        raise invalid("invalid HostConfig.NetworkMode: invalid container format "
+                      "container:<name|id>")
+    for key, words in _JOINER_CONFLICTS:
+        if config.get(key) or host.get(key):
+            raise invalid(f"conflicting options: {words}")

@@ -25,6 +25,7 @@ from pouch.actors.container.spec.merge import Process, clean_abs
 from pouch.actors.container.spec.mounts import Planned, bind_mount, rootfs_propagation
 from pouch.actors.container.spec.namespaces import Namespaces, namespaces
 from pouch.actors.container.spec.resources import MIN_MEMORY, resources
+from pouch.actors.container.spec.seccomp import default_profile, oci_seccomp, parse_profile
 from pouch.actors.container.spec.security import (
     MASKED_PATHS,
     READONLY_PATHS,
@@ -154,6 +155,7 @@ def build_spec(inp: SpecInput) -> dict:
     if init:
         # tini reaps the zombies and forwards the signals; "--" ends its own options.
         args = [INIT_PATH, "--", *args]
+    capabilities = _capabilities(hc, privileged, inp.user.uid, inp.grantable_caps)
     process: dict[str, Any] = {
         "terminal": inp.process.tty,
         "user": {
@@ -167,7 +169,7 @@ def build_spec(inp: SpecInput) -> dict:
         "args": args,
         "env": list(inp.process.env),
         "cwd": inp.process.cwd,
-        "capabilities": _capabilities(hc, privileged, inp.user.uid, inp.grantable_caps),
+        "capabilities": capabilities,
         "rlimits": _rlimits(hc, inp.nofile_ceiling),
         "noNewPrivileges": security.no_new_privileges,
     }
@@ -199,6 +201,17 @@ def build_spec(inp: SpecInput) -> dict:
         "maskedPaths": masked,
         "readonlyPaths": readonly,
     }
+    # dockerd's rule: a privileged container, or one that asks, runs unfiltered; so do
+    # all on a kernel without seccomp, where asking for a profile is an error.
+    if not privileged and security.seccomp != "unconfined":
+        if not host.has_seccomp():
+            if security.seccomp is not None:
+                raise invalid("invalid HostConfig.SecurityOpt: seccomp profiles are not "
+                              "supported: this kernel has no seccomp")
+        else:
+            profile = default_profile() if security.seccomp is None else parse_profile(
+                security.seccomp)
+            linux["seccomp"] = oci_seccomp(profile, capabilities["bounding"])
     if propagation := rootfs_propagation(inp.mounts):
         linux["rootfsPropagation"] = propagation
     spec["linux"] = linux

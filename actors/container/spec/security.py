@@ -1,5 +1,6 @@
-"""Security options: `--security-opt` as dockerd 20.10 parses it, and the paths of
-/proc and /sys a container may not see or change (masked and read-only)."""
+"""Security options: `--security-opt` as dockerd 20.10 parses it (the seccomp profile
+itself is `seccomp`'s), and the paths of /proc and /sys a container may not see or
+change (masked and read-only)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pouch.actors.container.spec.fields import str_list
+from pouch.actors.container.spec.seccomp import parse_profile
 from pouch.proto.envelope import invalid
 
 MASKED_PATHS: tuple[str, ...] = (
@@ -22,19 +24,22 @@ READONLY_PATHS: tuple[str, ...] = (
 # Go's strconv.ParseBool.
 _TRUE = frozenset(("1", "t", "T", "TRUE", "true", "True"))
 _FALSE = frozenset(("0", "f", "F", "FALSE", "false", "False"))
-# What pouch can honour of the confinement options: none at all, which is what its
-# containers get (no syscall filter, no AppArmor profile, no SELinux label).
-_UNCONFINED = {"seccomp": "unconfined", "apparmor": "unconfined", "label": "disable"}
+# What pouch can honour of the other confinement options: none at all, which is what
+# its containers get (no AppArmor profile, no SELinux label).
+_UNCONFINED = {"apparmor": "unconfined", "label": "disable"}
 
 
 @dataclass(frozen=True)
 class SecurityOptions:
     no_new_privileges: bool = False
+    # None: the default profile; "unconfined"; or a Docker-format profile's JSON text.
+    seccomp: str | None = None
 
 
 def security_options(hc: Mapping[str, Any]) -> SecurityOptions:
     """Parse HostConfig.SecurityOpt as dockerd does. Errors: invalid, naming the option."""
     no_new_privileges = False
+    seccomp: str | None = None
     for opt in str_list(hc, "SecurityOpt"):
         if opt == "no-new-privileges":
             no_new_privileges = True
@@ -49,17 +54,21 @@ def security_options(hc: Mapping[str, Any]) -> SecurityOptions:
             if value not in _TRUE | _FALSE:
                 raise invalid(f'invalid HostConfig.SecurityOpt: invalid --security-opt 2: "{opt}"')
             no_new_privileges = value in _TRUE
+        elif key == "seccomp":
+            if value != "unconfined":
+                parse_profile(value)  # refused at create, as the CLI's file would be
+            seccomp = value
         elif key in _UNCONFINED:
             if value != _UNCONFINED[key]:
                 shown = opt if len(opt) <= 60 else opt[:60] + "..."
                 raise invalid(
                     f"invalid HostConfig.SecurityOpt {shown!r}: not supported yet: containers "
-                    f"run without a syscall filter, AppArmor profile or SELinux label; only "
+                    f"run without an AppArmor profile or SELinux label; only "
                     f"{key}={_UNCONFINED[key]} is what they get"
                 )
         else:
             raise invalid(f'invalid HostConfig.SecurityOpt: invalid --security-opt 2: "{opt}"')
-    return SecurityOptions(no_new_privileges=no_new_privileges)
+    return SecurityOptions(no_new_privileges=no_new_privileges, seccomp=seccomp)
 
 
 def masked_paths(hc: Mapping[str, Any], privileged: bool) -> tuple[list[str], list[str]]:

@@ -1,0 +1,895 @@
+"""One build, from the request body to the last message, as dockerd's classic builder
+runs it: the context unpacked into a private folder, the Dockerfile parsed, then each
+step in turn, each making an image (the cache: a step run before on the same image is
+not run again).
+
+- FROM: a local image (pulled if missing, or always with `pull`), an earlier stage, or
+  scratch; the base's ONBUILD triggers run first.
+- RUN: a container of the step's config (Cmd: the shell and the command), attached
+  before it starts, so its output streams as it comes; its changes become the step's
+  layer (the container actor's commit_layer, through containerd's diff service).
+- COPY and ADD: the sources, placed at their destination, make a tar in the daemon's
+  tmp folder that is the step's layer as it is (the image actor stores it and unpacks
+  it with containerd's diff service onto the image's snapshot, whose missing parent
+  folders it makes): no container, no mount, no second copy of the files.
+- The rest (ENV, CMD, LABEL, ...): an image with the new config and no layer.
+
+A client that goes away cancels the build: the step's container is removed, no image
+is made of the step, and the context folder goes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import posixpath
+import select
+import shutil
+import socket
+import stat
+import tarfile
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from pouch.actors.builder import streams
+from pouch.actors.builder.body import BodyError, BodyReader
+from pouch.actors.builder.cache import BuildCache, cache_key
+from pouch.actors.builder.context import (
+    ContextError,
+    resolve_named,
+    sources_digest,
+    unpack_context,
+)
+from pouch.actors.builder.dockerfile import (
+    Dockerfile,
+    DockerfileError,
+    Instruction,
+    arg_pairs,
+    expand,
+    expand_words,
+    health_config,
+    pairs,
+    parse,
+    parse_instruction,
+    stage_index,
+    step_count,
+    with_labels,
+)
+from pouch.actors.builder.ignore import IgnoreRules
+from pouch.proto.envelope import PouchError
+from pouch.proto.stream import StreamSession
+from pouch.proto.stubs import Calls
+
+log = logging.getLogger("pouch.builder")
+
+DEFAULT_SHELL: Final = ["/bin/sh", "-c"]
+CONTEXT_LIMIT: Final = 10 << 30  # bytes a context may unpack to
+READ_AFTER_BODY: Final = 4096
+# On the containers a build makes: those a dead builder left running or unstarted are
+# removed by its successor (a failed step's, exited, is left as dockerd leaves it).
+STEP_LABEL: Final = "io.pouch.build.step"
+# Build args every build knows without declaring them (their values stay out of history).
+PROXY_ARGS: Final = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY",
+                     "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
+DEFAULT_PATH: Final = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_ARCHIVE_MAGIC: Final = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
+METADATA: Final = ("env", "label", "expose", "volume", "user", "workdir", "cmd", "entrypoint",
+                   "stopsignal", "healthcheck", "shell", "onbuild", "maintainer")
+
+
+class Cancelled(Exception):
+    """The client went away."""
+
+
+class BuildError(Exception):
+    """A build that cannot go on; `code` is a failed command's exit code (0: none)."""
+
+    def __init__(self, message: str, code: int = 0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Options:
+    """POST /build's query, as the gateway passed it on."""
+
+    tags: list[str] = field(default_factory=list)
+    dockerfile: str = ""
+    buildargs: dict[str, str | None] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    target: str = ""
+    nocache: bool = False
+    pull: bool = False
+    rm: bool = True
+    forcerm: bool = False
+    q: bool = False
+    cachefrom: list[str] = field(default_factory=list)
+    networkmode: str = ""
+    extrahosts: list[str] = field(default_factory=list)
+    shmsize: int = 0
+
+    @classmethod
+    def from_wire(cls, raw: dict[str, Any]) -> Options:
+        """Errors: ValueError naming the option."""
+        def strings(name: str, value: Any, kind: type) -> Any:
+            if not isinstance(value, kind):
+                raise ValueError(f"{name}: not a {kind.__name__}")
+            return value
+
+        buildargs = strings("buildargs", raw.get("buildargs") or {}, dict)
+        labels = strings("labels", raw.get("labels") or {}, dict)
+        if not all(isinstance(v, str | None) for v in buildargs.values()):
+            raise ValueError("buildargs: values must be strings")
+        if not all(isinstance(v, str) for v in labels.values()):
+            raise ValueError("labels: values must be strings")
+        pull = raw.get("pull") or ""
+        extrahosts = raw.get("extrahosts") or ""
+        return cls(
+            tags=[str(t) for t in strings("t", raw.get("tags") or [], list)],
+            dockerfile=str(raw.get("dockerfile") or ""),
+            buildargs=buildargs, labels=labels, target=str(raw.get("target") or ""),
+            nocache=bool(raw.get("nocache", False)),
+            pull=str(pull).lower() not in ("", "0", "false"),
+            rm=bool(raw.get("rm", True)), forcerm=bool(raw.get("forcerm", False)),
+            q=bool(raw.get("q", False)),
+            cachefrom=[str(c) for c in strings("cachefrom", raw.get("cachefrom") or [], list)],
+            networkmode=str(raw.get("networkmode") or ""),
+            extrahosts=[h for h in str(extrahosts).replace(",", " ").split() if h],
+            shmsize=int(raw.get("shmsize") or 0))
+
+
+@dataclass
+class Env:
+    """What a build needs of its actor."""
+
+    calls: Calls
+    handoff_dir: Path
+    spool_dir: Path      # the daemon's tmp folder: spool files other actors accept
+    work_dir: Path       # the builder's own folder for contexts
+    cache: BuildCache
+
+
+@dataclass
+class Stage:
+    """Where a stage's build is: its image so far and the config it carries."""
+
+    name: str
+    image: str = ""  # "" for scratch, before a step
+    config: dict[str, Any] = field(default_factory=dict)
+    args: dict[str, str | None] = field(default_factory=dict)  # declared in this stage
+    cmd_set: bool = False
+
+
+def short(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")[:12]
+
+
+class Build:
+    def __init__(self, env: Env, conn: StreamSession, options: Options, head: Path,
+                 chunked: bool, length: int) -> None:
+        self.env = env
+        self.conn = conn
+        self.options = options
+        self.head = head
+        self.chunked = chunked
+        self.length = length
+        self.context = Path(tempfile.mkdtemp(prefix="context-", dir=env.work_dir))
+        self.cancelled = threading.Event()
+        self.stages: dict[str, str] = {}  # stage name or index -> its image
+        self.meta_args: dict[str, str | None] = {}
+        self.used_args: set[str] = set()
+        self.container = ""  # the step's container, while there is one
+        self.step = 0
+        self.total = 0
+        self.ignore: IgnoreRules | None = None
+        self.sums: dict[str, tuple[tuple[int, ...], str]] = {}  # the context's files' sums
+        self._sources: list[list[tuple[Any, ...]]] | None = None  # cachefrom's histories
+        self.escape = "\\"
+
+    # -- output ------------------------------------------------------------
+
+    def say(self, text: str, always: bool = False) -> None:
+        if self.options.q and not always:
+            return
+        if not self.conn.write_json({"stream": text}):
+            self.cancelled.set()
+            raise Cancelled()
+
+    def check(self) -> None:
+        if self.cancelled.is_set():
+            raise Cancelled()
+
+    # -- the build ---------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except Cancelled:
+            log.info("a build was cancelled: its client went away")
+        except BuildError as exc:
+            self._error(exc.message, exc.code)
+        except (DockerfileError, ContextError, BodyError) as exc:
+            self._error(str(exc))
+        except PouchError as exc:
+            self._error(exc.message)
+        except Exception as exc:
+            log.exception("a build failed")
+            self._error(f"{type(exc).__name__}: {exc}")
+        finally:
+            self._drop_container()
+            with contextlib.suppress(FileNotFoundError):
+                self.head.unlink()
+            # A client still there waits for the end, not for the context's removal
+            # (a thousand files take a good part of a second): the end comes first.
+            gone = self.cancelled.is_set()
+            if not gone:
+                self.conn.end()
+            shutil.rmtree(self.context, ignore_errors=True)
+            if gone:
+                self.conn.end()
+
+    def _error(self, message: str, code: int = 0) -> None:
+        """The build's last message. What the build leaves is settled first: a client
+        ends at this message, and what it looks at next must be as it stays."""
+        self._drop_container()
+        shutil.rmtree(self.context, ignore_errors=True)
+        detail: dict[str, Any] = {"message": message}
+        if code:
+            detail["code"] = code
+        self.conn.write_json({"errorDetail": detail, "error": message})
+
+    def _run(self) -> None:
+        head = self.head.read_bytes()
+        self.head.unlink()
+        self.conn.conn.setblocking(True)
+        body = io.BufferedReader(BodyReader(head, self.conn.conn, self.chunked, self.length),
+                                 1 << 20)
+        self.sums = unpack_context(body, self.context, CONTEXT_LIMIT).sums
+        self._watch_client()
+        dockerfile = self._dockerfile()
+        if not dockerfile.stages:
+            raise BuildError(f"the Dockerfile ({self.options.dockerfile or 'Dockerfile'}) "
+                             "cannot be empty")
+        target = self.options.target or None
+        if self.options.labels:
+            dockerfile = with_labels(dockerfile, self.options.labels, target)
+        stages = dockerfile.stages[:stage_index(dockerfile, target) + 1]
+        self.total = step_count(dockerfile, target)
+        self.escape = dockerfile.escape
+        for warning in dockerfile.warnings:
+            self.say(warning if warning.endswith("\n") else f"{warning}\n")
+        for ins in dockerfile.meta_args:
+            self._step(ins)
+            self._meta_arg(ins)
+        image = ""
+        for index, stage in enumerate(stages):
+            self._step(stage.from_line)
+            state = self._from(stage.base, stage.name or str(index))
+            for ins in stage.instructions:
+                self.check()
+                self._step(ins)
+                self._dispatch(state, ins)
+            if not state.image:
+                raise BuildError("No image was generated. Is your Dockerfile empty?")
+            image = state.image
+            self.stages[str(index)] = image
+            if stage.name:
+                self.stages[stage.name] = image
+        unused = sorted(set(self.options.buildargs) - self.used_args - set(PROXY_ARGS))
+        if unused:
+            self.say(f"[Warning] One or more build-args [{' '.join(unused)}] were not "
+                     "consumed\n")
+        self.conn.write_json({"aux": {"ID": image}})
+        if self.options.q:
+            self.say(f"{image}\n", always=True)
+        self.say(f"Successfully built {short(image)}\n")
+        for tag in self.options.tags:
+            repo, tag_part = split_tag(tag)
+            self.env.calls.image.tag(name=image, repo=repo, tag=tag_part)
+            self.say(f"Successfully tagged {repo}:{tag_part or 'latest'}\n")
+
+    def _step(self, ins: Instruction) -> None:
+        self.step += 1
+        self.say(f"Step {self.step}/{self.total} : {ins.original}\n")
+
+    def _dockerfile(self) -> Dockerfile:
+        name = self.options.dockerfile or "Dockerfile"
+        path = _inside(self.context, name)
+        if path is None:
+            raise BuildError(f"The Dockerfile ({name}) must be within the build context")
+        if not path.is_file() and not self.options.dockerfile:
+            lower = self.context / "dockerfile"
+            path = lower if lower.is_file() else path
+        if not path.is_file():
+            raise BuildError(f"Cannot locate specified Dockerfile: {name}")
+        ignore_file = self.context / ".dockerignore"
+        if ignore_file.is_file():
+            self.ignore = IgnoreRules.from_text(ignore_file.read_text(errors="replace"))
+        return parse(path.read_text(errors="replace"))
+
+    def _watch_client(self) -> None:
+        """Once the body is read, a client that closes its connection cancels the build."""
+        sock = self.conn.conn
+
+        def watch() -> None:
+            poller = select.poll()
+            poller.register(sock, select.POLLIN | select.POLLRDHUP)
+            while not self.cancelled.is_set():
+                try:
+                    events = poller.poll(500)
+                    if sock.fileno() < 0:
+                        return
+                    # Whatever a client sends after its body is read and dropped (else
+                    # the poll would wake at once again); nothing: it closed its end.
+                    if events and not sock.recv(READ_AFTER_BODY, socket.MSG_DONTWAIT):
+                        break
+                except BlockingIOError:
+                    continue
+                except (OSError, ValueError):
+                    break
+            if sock.fileno() >= 0:
+                self.cancelled.set()
+                self._kill_container()
+
+        threading.Thread(target=watch, name="build-watch", daemon=True).start()
+
+    # -- FROM and ARG ------------------------------------------------------
+
+    def _meta_arg(self, ins: Instruction) -> None:
+        for name, default in arg_pairs(ins):
+            value = self.options.buildargs.get(name) if name in self.options.buildargs \
+                else (self._expand(default, self._meta_env()) if default is not None
+                      else None)
+            if name in self.options.buildargs:
+                self.used_args.add(name)
+            self.meta_args[name] = value
+
+    def _meta_env(self) -> dict[str, str]:
+        return {k: v for k, v in self.meta_args.items() if v is not None}
+
+    def _expand(self, word: str, env: dict[str, str]) -> str:
+        return expand(word, env, self.escape)
+
+    def _from(self, base: str, name: str) -> Stage:
+        image_name = self._expand(base, self._meta_env())
+        state = Stage(name)
+        if image_name.lower() == "scratch":
+            state.config = {"Env": [DEFAULT_PATH]}
+        else:
+            image_id = self.stages.get(image_name.lower()) or self._base_image(image_name)
+            state.image = image_id
+            state.config = dict(self.env.calls.image.inspect(name=image_id)["Config"] or {})
+            self.say(f" ---> {short(image_id)}\n")
+        triggers = list(state.config.get("OnBuild") or [])
+        state.config["OnBuild"] = None
+        if triggers:
+            self.say(f"# Executing {len(triggers)} build trigger"
+                     f"{'s' if len(triggers) > 1 else ''}\n")
+            for text in triggers:
+                trigger = parse_instruction(text, self.escape)
+                self._dispatch(state, trigger)
+        return state
+
+    def _base_image(self, name: str) -> str:
+        if not self.options.pull:
+            try:
+                return self.env.calls.image.inspect(name=name)["Id"]
+            except PouchError as exc:
+                if exc.code != "not_found":
+                    raise
+        repo, tag = split_tag(name)
+        for progress in self.env.calls.image.pull(image=repo, tag=tag or "latest"):
+            self.check()
+            status = progress.get("status")
+            if status and not progress.get("progressDetail"):
+                line = f"{progress.get('id')}: {status}" if progress.get("id") else status
+                self.say(f"{line}\n")
+        return self.env.calls.image.inspect(name=name)["Id"]
+
+    # -- the other instructions ---------------------------------------------
+
+    def _env_map(self, state: Stage) -> dict[str, str]:
+        found = {k: v for k, v in state.args.items() if v is not None}
+        for item in state.config.get("Env") or []:
+            key, _, value = item.partition("=")
+            found[key] = value
+        return found
+
+    def _dispatch(self, state: Stage, ins: Instruction) -> None:
+        command = ins.command
+        if command == "run":
+            self._run_step(state, ins)
+        elif command in ("copy", "add"):
+            self._copy_step(state, ins)
+        elif command == "arg":
+            self._arg(state, ins)
+        elif command in METADATA:
+            self._metadata(state, ins)
+        else:
+            raise BuildError(f"Unknown instruction: {command.upper()}")
+
+    def _arg(self, state: Stage, ins: Instruction) -> None:
+        for name, default in arg_pairs(ins):
+            if name in self.options.buildargs:
+                value = self.options.buildargs[name]
+                self.used_args.add(name)
+            elif default is not None:
+                value = self._expand(default, self._env_map(state))
+            else:
+                value = self.meta_args.get(name)
+            state.args[name] = value
+        self._commit_config(state, ins, state.config)
+
+    def _metadata(self, state: Stage, ins: Instruction) -> None:
+        config = json.loads(json.dumps(state.config))
+        env = self._env_map(state)
+
+        def word(text: str) -> str:
+            return self._expand(text, env) if ins.expand else text
+
+        words = [word(w) for w in ins.args] if ins.command in (
+            "volume", "user", "workdir", "stopsignal") else ins.args
+        command = ins.command
+        if command in ("env", "label"):
+            found = {word(k): word(v) for k, v in pairs(ins)}
+            if command == "env":
+                kept = [e for e in config.get("Env") or [] if e.partition("=")[0] not in found]
+                config["Env"] = kept + [f"{k}={v}" for k, v in found.items()]
+            else:
+                config["Labels"] = {**(config.get("Labels") or {}), **found}
+        elif command == "maintainer":
+            pass
+        elif command == "expose":
+            ports = [p if "/" in p else f"{p}/tcp"
+                     for p in expand_words(ins.args, env, self.escape)]
+            config["ExposedPorts"] = {**(config.get("ExposedPorts") or {}),
+                                      **{p: {} for p in ports}}
+        elif command == "volume":
+            config["Volumes"] = {**(config.get("Volumes") or {}), **{w: {} for w in words}}
+        elif command == "user":
+            config["User"] = words[0]
+        elif command == "workdir":
+            config["WorkingDir"] = posixpath.normpath(posixpath.join(
+                config.get("WorkingDir") or "/", words[0]))
+        elif command == "stopsignal":
+            config["StopSignal"] = words[0]
+        elif command in ("cmd", "entrypoint"):
+            value = list(ins.args) if ins.json_form else [
+                *(config.get("Shell") or DEFAULT_SHELL), " ".join(ins.args)]
+            if command == "cmd":
+                config["Cmd"] = value
+                state.cmd_set = True
+            else:
+                config["Entrypoint"] = value
+                if not state.cmd_set:
+                    config["Cmd"] = None
+        elif command == "shell":
+            config["Shell"] = list(ins.args)
+        elif command == "onbuild":
+            config["OnBuild"] = [*(config.get("OnBuild") or []), " ".join(ins.args)]
+        elif command == "healthcheck":
+            config["Healthcheck"] = health_config(ins)
+        self._commit_config(state, ins, config)
+
+    def _commit_config(self, state: Stage, ins: Instruction, config: dict[str, Any]) -> None:
+        created_by = f"/bin/sh -c #(nop)  {ins.original.split(None, 1)[0].upper()} " \
+                     f"{ins.original.split(None, 1)[1] if ' ' in ins.original else ''}".rstrip()
+        key = cache_key(state.image, created_by, config)
+        if self._cached(state, key):
+            state.config = config
+            return
+        image = self.env.calls.image.build_step(base=state.image, config=config,
+                                                created_by=created_by)
+        self._made(state, key, image, config)
+
+    def _cached(self, state: Stage, key: str) -> bool:
+        if self.options.nocache:
+            return False
+        for image in self.env.cache.get(key):
+            try:
+                self.env.calls.image.inspect(name=image)
+            except PouchError as exc:
+                if exc.code != "not_found":
+                    raise
+                self.env.cache.drop(key, image)
+                continue
+            if self.options.cachefrom and not self._from_cache_sources(image):
+                continue
+            self.say(" ---> Using cache\n")
+            self.say(f" ---> {short(image)}\n")
+            state.image = image
+            return True
+        return False
+
+    def _from_cache_sources(self, image: str) -> bool:
+        """With `cachefrom`, as dockerd: a step's cached image counts only if it is one
+        of those images or one they were built on (its history is the end of theirs)."""
+        if self._sources is None:
+            self._sources = []
+            for name in self.options.cachefrom:
+                try:
+                    self._sources.append(_steps(self.env.calls.image.history(name=name)))
+                except PouchError as exc:
+                    if exc.code != "not_found":
+                        raise
+        mine = _steps(self.env.calls.image.history(name=image))
+        return any(len(source) >= len(mine) and source[len(source) - len(mine):] == mine
+                   for source in self._sources)
+
+    def _made(self, state: Stage, key: str, image: str, config: dict[str, Any]) -> None:
+        self.env.cache.put(key, image)
+        state.image = image
+        state.config = config
+        self.say(f" ---> {short(image)}\n")
+
+    # -- RUN ---------------------------------------------------------------
+
+    def _run_env(self, state: Stage) -> tuple[list[str], list[str]]:
+        """The RUN container's Env (with the build args in scope) and the args shown."""
+        env = list(state.config.get("Env") or [])
+        declared = {k: v for k, v in state.args.items() if v is not None}
+        names = {e.partition("=")[0] for e in env}
+        shown = [f"{k}={v}" for k, v in sorted(declared.items()) if k not in PROXY_ARGS]
+        return env + [f"{k}={v}" for k, v in declared.items() if k not in names], shown
+
+    def _run_step(self, state: Stage, ins: Instruction) -> None:
+        shell = state.config.get("Shell") or DEFAULT_SHELL
+        cmd = list(ins.args) if ins.json_form else [*shell, " ".join(ins.args)]
+        env, shown = self._run_env(state)
+        created_by = " ".join(cmd)
+        if shown:
+            created_by = f"|{len(shown)} {' '.join(shown)} {created_by}"
+        key = cache_key(state.image, created_by, state.config)
+        if self._cached(state, key):
+            return
+        body = self._container_body(state, cmd, env)
+        cid = self._create(body)
+        self.say(f" ---> Running in {cid[:12]}\n")
+        attached = streams.attach(self.env.handoff_dir, cid)
+
+        def emit(_name: str, data: bytes) -> None:
+            if not self.options.q:
+                self.conn.write_json({"stream": data.decode(errors="replace")})
+
+        pumping = threading.Thread(target=streams.pump, args=(attached, emit),
+                                   name="build-output", daemon=True)
+        pumping.start()
+        try:
+            self.env.calls.container.start(id=cid)
+        except BaseException:
+            attached.close()
+            raise
+        pumping.join()
+        self.check()
+        status = streams.wait(self.env.handoff_dir, cid)
+        self.check()
+        code = int(status.get("StatusCode") or 0)
+        if code:
+            if not self.options.forcerm:
+                self.container = ""  # left for the user to look at, as dockerd leaves it
+            command = " ".join(cmd)
+            raise BuildError(f"The command '{command}' returned a non-zero code: {code}", code)
+        image = self.env.calls.image.build_step(base=state.image, config=state.config,
+                                                created_by=created_by, container=cid)
+        self._remove_step_container()
+        self._made(state, key, image, state.config)
+
+    def _container_body(self, state: Stage, cmd: list[str], env: list[str]) -> dict[str, Any]:
+        config = state.config
+        host: dict[str, Any] = {}
+        if self.options.networkmode and self.options.networkmode != "default":
+            host["NetworkMode"] = self.options.networkmode
+        if self.options.extrahosts:
+            host["ExtraHosts"] = self.options.extrahosts
+        if self.options.shmsize:
+            host["ShmSize"] = self.options.shmsize
+        return {"Image": state.image or "scratch", "Cmd": cmd, "Entrypoint": [], "Env": env,
+                "WorkingDir": config.get("WorkingDir") or "", "User": config.get("User") or "",
+                "Labels": {STEP_LABEL: "run"}, "AttachStdout": True, "AttachStderr": True,
+                "HostConfig": host}
+
+    def _create(self, body: dict[str, Any]) -> str:
+        self.check()
+        created = self.env.calls.container.create(name="", config=body)
+        self.container = created["Id"]
+        if self.cancelled.is_set():
+            raise Cancelled()
+        return self.container
+
+    def _remove_step_container(self) -> None:
+        cid, self.container = self.container, ""
+        if cid and (self.options.rm or self.options.forcerm):
+            self.env.calls.container.remove(id=cid, force=True)
+            self.say(f"Removing intermediate container {cid[:12]}\n")
+
+    def _kill_container(self) -> None:
+        cid = self.container
+        if cid:
+            with contextlib.suppress(PouchError):
+                self.env.calls.container.kill(id=cid)
+
+    def _drop_container(self) -> None:
+        """The step's container, whatever happened to it: gone (a failed RUN's stays
+        unless forcerm: `container` is cleared for it)."""
+        cid, self.container = self.container, ""
+        if cid:
+            try:
+                self.env.calls.container.remove(id=cid, force=True)
+            except PouchError as exc:
+                log.warning("could not remove build container %s: %s", cid[:12], exc.message)
+
+    # -- COPY and ADD ------------------------------------------------------
+
+    def _copy_step(self, state: Stage, ins: Instruction) -> None:
+        env = self._env_map(state)
+        words = [self._expand(w, env) for w in ins.args]
+        if len(words) < 2:
+            raise BuildError(f"{ins.command.upper()} requires at least two arguments")
+        sources, dest = words[:-1], words[-1]
+        add = ins.command == "add"
+        for source in sources:
+            if add and "://" in source:
+                raise BuildError(f"ADD {source}: this daemon cannot fetch URLs (no network "
+                                 "access for builds); download it into the context instead")
+        chown = ins.flags.get("chown", "")
+        workdir = state.config.get("WorkingDir") or "/"
+        target = posixpath.normpath(posixpath.join(workdir, dest))
+        as_dir = dest.endswith("/") or dest.endswith("/.") or len(sources) > 1
+        source_from = ins.flags.get("from", "")
+        named: list[tuple[str, Path]] = []
+        digest = ""
+        if not source_from:  # the cache is looked at before anything is copied
+            named = resolve_named(self.context, sources, self.ignore)
+            as_dir = as_dir or len(named) > 1
+            digest = sources_digest([path for _, path in named], self.context, self.sums)
+            if self._cached(state, self._copy_key(state, ins, digest, dest, chown)[1]):
+                return
+        owner = _owner(chown, lambda path: self._image_file(state.image, path))
+        fd, name = tempfile.mkstemp(prefix="build-copy-", suffix=".tar",
+                                    dir=self.env.spool_dir)
+        spool = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as tarball, \
+                    tarfile.open(fileobj=tarball, mode="w", format=tarfile.PAX_FORMAT) as out:
+                if source_from:
+                    digest = self._copy_from(out, source_from, sources, target, as_dir, owner)
+                for source_name, path in named:
+                    self._add_path(out, path, posixpath.basename(source_name), target,
+                                   as_dir, owner, add)
+            created_by, key = self._copy_key(state, ins, digest, dest, chown)
+            if source_from and self._cached(state, key):
+                return
+            self.check()
+            image = self.env.calls.image.build_step(base=state.image, config=state.config,
+                                                    created_by=created_by, layer=str(spool))
+            self._made(state, key, image, state.config)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                spool.unlink()
+
+    def _copy_key(self, state: Stage, ins: Instruction, digest: str, dest: str,
+                  chown: str) -> tuple[str, str]:
+        """A COPY's or ADD's history line and cache key."""
+        flags = f"--chown={chown} " if chown else ""
+        created_by = f"/bin/sh -c #(nop) {ins.command.upper()} {flags}{digest} in {dest} "
+        return created_by, cache_key(state.image, created_by, state.config, digest)
+
+    def _add_path(self, out: tarfile.TarFile, path: Path, base_name: str, target: str,
+                  as_dir: bool, owner: tuple[int, int] | None, add: bool) -> None:
+        info = path.stat()  # resolve_named followed the symlinks inside the context
+        if stat.S_ISDIR(info.st_mode):
+            self._add_tree(out, path, target, owner)
+            return
+        name = posixpath.join(target, base_name) if as_dir else target
+        if add and stat.S_ISREG(info.st_mode) and _is_archive(path):
+            _add_archive(out, path, target, owner)
+            return
+        _add_member(out, path, name, owner)
+
+    def _add_tree(self, out: tarfile.TarFile, root: Path, target: str,
+                  owner: tuple[int, int] | None) -> None:
+        for folder, dirs, files in os.walk(root):
+            dirs.sort()
+            here = Path(folder)
+            rel = here.relative_to(root).as_posix()
+            base = target if rel == "." else posixpath.join(target, rel)
+            if rel != "." or target != "/":
+                _add_member(out, here, base, owner)
+            for name in sorted(files) + [d for d in dirs if (here / d).is_symlink()]:
+                full = here / name
+                if self.ignore is not None and self.ignore.excluded(
+                        full.relative_to(self.context).as_posix()):
+                    continue
+                _add_member(out, full, posixpath.join(base, name), owner)
+
+    def _image_file(self, image: str, path: str) -> str:
+        """A small text file of an image ("" if it has none), read through a container
+        made of it (never started) and the container actor's archive_get."""
+        if not image:
+            return ""
+        created = self.env.calls.container.create(name="", config={
+            "Image": image, "Cmd": ["/bin/sh"], "Entrypoint": [],
+            "Labels": {STEP_LABEL: "read"}})
+        fd, name = tempfile.mkstemp(prefix="build-file-", suffix=".tar", dir=self.env.spool_dir)
+        os.close(fd)
+        try:
+            self.env.calls.container.archive_get(id=created["Id"], path=path, spool=name)
+            with tarfile.open(name) as tar:
+                for member in tar:
+                    data = tar.extractfile(member) if member.isreg() else None
+                    if data is not None:
+                        return data.read(1 << 20).decode(errors="replace")
+            return ""
+        except PouchError as exc:
+            if exc.code != "not_found":
+                raise
+            return ""
+        finally:
+            os.unlink(name)
+            with contextlib.suppress(PouchError):
+                self.env.calls.container.remove(id=created["Id"], force=True)
+
+    def _copy_from(self, out: tarfile.TarFile, source: str, paths: list[str], target: str,
+                   as_dir: bool, owner: tuple[int, int] | None) -> str:
+        """COPY --from: the sources out of a stage's image (or any image), by way of a
+        container made of it and the container actor's archive_get."""
+        image = self.stages.get(source.lower()) or self._base_image(source)
+        created = self.env.calls.container.create(name="", config={
+            "Image": image, "Cmd": ["/bin/sh"], "Entrypoint": [],
+            "Labels": {STEP_LABEL: "read"}})
+        helper = created["Id"]
+        digests: list[str] = []
+        try:
+            for path in paths:
+                fd, name = tempfile.mkstemp(prefix="build-from-", suffix=".tar",
+                                            dir=self.env.spool_dir)
+                os.close(fd)
+                try:
+                    found = self.env.calls.container.archive_get(id=helper, path=path,
+                                                                 spool=name)
+                    is_dir = stat.S_ISDIR(int(found.get("mode", 0)) & 0o170000) or \
+                        bool(int(found.get("mode", 0)) & (1 << 31))
+                    with tarfile.open(name) as tar:
+                        for member in tar:
+                            rel = member.name.split("/", 1)[1] if "/" in member.name else ""
+                            if is_dir:
+                                dest = posixpath.join(target, rel) if rel else target
+                            else:
+                                dest = posixpath.join(target, member.name) if as_dir \
+                                    else target
+                            member = _renamed(member, dest, owner)
+                            data = tar.extractfile(member) if member.isreg() else None
+                            out.addfile(member, data)
+                    with open(name, "rb") as spooled:
+                        digests.append(_file_digest(spooled))
+                finally:
+                    os.unlink(name)
+        finally:
+            with contextlib.suppress(PouchError):
+                self.env.calls.container.remove(id=helper, force=True)
+        return "sha256:" + _digest_text("\n".join(digests))
+
+
+# -- pure helpers ------------------------------------------------------------
+
+
+def _steps(history: list[Any]) -> list[tuple[Any, ...]]:
+    """An image's history rows (newest first) as what makes each step itself."""
+    return [(row.get("Created"), row.get("CreatedBy"), row.get("Comment")) for row in history]
+
+
+def split_tag(name: str) -> tuple[str, str]:
+    """A reference's repository and tag ("" for none); a digest stays in the repository."""
+    if "@" in name:
+        return name, ""
+    repo, colon, tag = name.rpartition(":")
+    if not colon or "/" in tag:
+        return name, ""
+    return repo, tag
+
+
+def _inside(root: Path, name: str) -> Path | None:
+    path = Path(os.path.normpath(root / name))
+    return path if path == root or root in path.parents else None
+
+
+def _owner(chown: str, files: Callable[[str], str]) -> tuple[int, int] | None:
+    """COPY's --chown=user[:group] as IDs: names are looked up in the image's
+    /etc/passwd and /etc/group (`files` reads one), as dockerd does; a user alone gives
+    its own group ID too."""
+    if not chown:
+        return None
+    user, _, group = chown.partition(":")
+    passwd: dict[str, tuple[int, int]] = {}
+    groups: dict[str, int] = {}
+    if not user.isdigit() or (group and not group.isdigit()):
+        for line in files("/etc/passwd").splitlines():
+            fields = line.split(":")
+            if len(fields) > 3 and fields[2].isdigit() and fields[3].isdigit():
+                passwd[fields[0]] = (int(fields[2]), int(fields[3]))
+        for line in files("/etc/group").splitlines():
+            fields = line.split(":")
+            if len(fields) > 2 and fields[2].isdigit():
+                groups[fields[0]] = int(fields[2])
+    if user.isdigit():
+        uid, gid = int(user), int(user)
+    elif user in passwd:
+        uid, gid = passwd[user]
+    else:
+        raise BuildError(f"unable to convert uid/gid chown string to host mapping: can't "
+                         f"find uid for user {user}: no such user: {user}")
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        elif group in groups:
+            gid = groups[group]
+        else:
+            raise BuildError(f"unable to convert uid/gid chown string to host mapping: "
+                             f"can't find gid for group {group}: no such group: {group}")
+    return uid, gid
+
+
+def _is_archive(path: Path) -> bool:
+    with path.open("rb") as stream:
+        head = stream.read(262)
+    return head.startswith(_ARCHIVE_MAGIC) or head[257:262] == b"ustar"
+
+
+def _add_member(out: tarfile.TarFile, path: Path, name: str,
+                owner: tuple[int, int] | None) -> None:
+    if not name.strip("/"):
+        return  # the root itself: the image's stays as it is
+    info = out.gettarinfo(str(path), arcname=name.lstrip("/"))
+    info.uid, info.gid = owner or (0, 0)
+    info.uname = info.gname = ""
+    if info.isreg():
+        with path.open("rb") as data:
+            out.addfile(info, data)
+    else:
+        out.addfile(info)
+
+
+def _renamed(member: tarfile.TarInfo, name: str,
+             owner: tuple[int, int] | None) -> tarfile.TarInfo:
+    member = member.replace(name=name.lstrip("/") or ".", deep=False)
+    if owner is not None:
+        member.uid, member.gid = owner
+        member.uname = member.gname = ""
+    return member
+
+
+def _add_archive(out: tarfile.TarFile, path: Path, target: str,
+                 owner: tuple[int, int] | None) -> None:
+    """ADD of a local archive: its members unpacked under `target`."""
+    with tarfile.open(str(path), mode="r:*") as tar:
+        for member in tar:
+            clean = posixpath.normpath(member.name.lstrip("/"))
+            if clean.startswith("..") or (member.islnk() and member.linkname.startswith("..")):
+                raise BuildError(f"ADD {path.name}: member {member.name!r} is outside the "
+                                 "archive's root")
+            renamed = _renamed(member, posixpath.join(target, clean), owner)
+            if member.islnk():
+                renamed.linkname = posixpath.join(target, member.linkname).lstrip("/")
+            data = tar.extractfile(member) if member.isreg() else None
+            out.addfile(renamed, data)
+
+
+def _file_digest(stream: Any) -> str:
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: stream.read(1 << 20), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _digest_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+

@@ -1,0 +1,156 @@
+"""POST /commit, POST /build and POST /build/prune.
+
+A build's context is the request's body, as large as the client's folder: the
+connection is handed over to the builder actor, which reads the context from it and
+writes the build's JSON messages on it. What the gateway's event loop read of the
+body already (pouch.gateway.worker gathers the first bytes of every request) goes to
+the builder in a spool file, so the gateway keeps nothing of the body.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import falcon
+
+from pouch.gateway.hijack import Hijacker, StreamRequest
+from pouch.gateway.params import filters, flag, integer, text
+from pouch.proto.config import DaemonConfig
+from pouch.proto.limits import MAX_JSON_BODY, check_value
+from pouch.proto.stream import JSON, StreamSpec
+from pouch.proto.stubs import OMIT, Calls, Handoffs, Omitted
+
+
+class Commit:
+    """docker commit: the container's config (the body, optional) and Dockerfile
+    `changes` for the new image."""
+
+    def __init__(self, calls: Calls) -> None:
+        self.calls = calls
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        container = req.get_param("container")
+        if not container:
+            raise falcon.HTTPBadRequest(description="container is required")
+        resp.media = self.calls.image.commit(
+            container=container, repo=text(req, "repo"), tag=text(req, "tag"),
+            comment=text(req, "comment"), author=text(req, "author"),
+            changes=req.get_param_as_list("changes") or OMIT, pause=flag(req, "pause"),
+            config=_optional_body(req))
+        resp.status = falcon.HTTP_201
+
+
+def _optional_body(req: falcon.Request) -> dict[str, Any] | Omitted:
+    """A JSON object body, or OMIT for none (empty, or `null` as the docker CLI sends)."""
+    if req.content_length is not None and req.content_length > MAX_JSON_BODY:
+        raise falcon.HTTPPayloadTooLarge(description="the JSON body is too large")
+    stream = req.bounded_stream if req.content_length is not None else req.stream
+    data = stream.read(MAX_JSON_BODY + 1)
+    if not data.strip():
+        return OMIT
+    try:
+        body = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise falcon.HTTPBadRequest(description=f"malformed JSON body: {exc}") from None
+    if body is None:
+        return OMIT
+    if not isinstance(body, dict):
+        raise falcon.HTTPBadRequest(description="the JSON body must be an object")
+    check_value(body, "body")
+    return body
+
+
+class Build:
+    """docker build (the classic builder): the connection goes to the builder actor."""
+
+    def __init__(self, handoff_dir: Path, spool: Path) -> None:
+        self.handoffs = Handoffs(Hijacker(handoff_dir))
+        self.spool = spool
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if req.get_param("remote"):
+            raise falcon.HTTPBadRequest(description=(
+                "pouch builds from the context sent as the body only, not from a remote "
+                "URL or git repository"))
+        chunked = "chunked" in (req.get_header("Transfer-Encoding") or "").lower()
+        length = req.content_length
+        if not chunked and length is None:
+            length = 0
+        options = {
+            "tags": req.get_param_as_list("t") or [],
+            # The first, as dockerd reads it: docker-py sends a Dockerfile from outside
+            # the context as two values, its name in the context, then its text.
+            "dockerfile": (req.get_param_as_list("dockerfile") or [""])[0],
+            "buildargs": _json_param(req, "buildargs"),
+            "labels": _json_param(req, "labels"),
+            "target": req.get_param("target") or "",
+            "nocache": flag(req, "nocache"), "pull": req.get_param("pull") or "",
+            "rm": flag(req, "rm"), "forcerm": flag(req, "forcerm"), "q": flag(req, "q"),
+            "cachefrom": _json_param(req, "cachefrom", list),
+            "networkmode": req.get_param("networkmode") or "",
+            "extrahosts": req.get_param("extrahosts") or "",
+            "shmsize": integer(req, "shmsize"),
+        }
+        given = {key: value for key, value in options.items() if value is not OMIT}
+        with self._head(req) as head:
+            self.handoffs.builder.build(
+                StreamRequest(req, StreamSpec("chunked", JSON)), head=head,
+                chunked=chunked, length=-1 if length is None else length, options=given)
+
+    @contextlib.contextmanager
+    def _head(self, req: falcon.Request) -> Any:
+        """What the gateway read of the body already, in a spool file the builder reads
+        (and removes); removed here if the hand-off failed."""
+        reader = getattr(req.env.get("wsgi.input"), "reader", None)
+        # gunicorn's readers: a length's holds the connection's reader, chunked's its request.
+        unreader = getattr(reader, "unreader", None) or getattr(
+            getattr(reader, "req", None), "unreader", None)
+        data = unreader.take_buffered() if unreader is not None else b""
+        self.spool.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix="build-", suffix=".head", dir=self.spool)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            yield name
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
+            raise
+
+
+def _json_param(req: falcon.Request, name: str, kind: type = dict) -> Any:
+    raw = req.get_param(name)
+    if not raw:
+        return OMIT
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise falcon.HTTPBadRequest(description=f"invalid {name}: {exc}") from None
+    if value is None:
+        return OMIT
+    if not isinstance(value, kind):
+        raise falcon.HTTPBadRequest(description=f"invalid {name}: not a JSON {kind.__name__}")
+    check_value(value, name)
+    return value
+
+
+class BuildPrune:
+    """docker builder prune: the build cache's entries dropped (the images they name
+    are kept unless nothing else uses them)."""
+
+    def __init__(self, calls: Calls) -> None:
+        self.calls = calls
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self.calls.builder.prune(all=flag(req, "all"), filters=filters(req))
+
+
+def add_routes(app: falcon.App, calls: Calls, config: DaemonConfig) -> None:
+    app.add_route("/commit", Commit(calls))
+    app.add_route("/build", Build(config.handoff_dir, config.home_dir / "tmp"))
+    app.add_route("/build/prune", BuildPrune(calls))

@@ -1,0 +1,67 @@
+"""docker commit: a container's changes become an image through containerd's diff
+service, with the changes, message and author asked for; what it leaves is an image."""
+
+from __future__ import annotations
+
+import json
+
+import docker as docker_py
+
+from pouch.tests.faults.checks import list_leases
+from pouch.tests.support.daemon import PouchDaemon
+
+
+def test_docker_commit_makes_an_image_with_the_file_and_the_changes(pouchd: PouchDaemon):
+    docker = pouchd.docker
+    docker("run", "--name", "maker", "busybox", "sh", "-c",
+           "echo committed > /greeting && rm /bin/ls")
+    image_id = docker("commit", "-c", 'CMD ["cat", "/greeting"]', "-c", "ENV STAGE=done",
+                      "-c", "WORKDIR /tmp", "-m", "a message", "-a", "An Author <a@b.c>",
+                      "maker", "made:v1")
+    assert image_id.startswith("sha256:")
+
+    assert docker("run", "--rm", "made:v1") == "committed"
+    assert docker("run", "--rm", "made:v1", "sh", "-c", "echo $STAGE; pwd") == "done\n/tmp"
+    removed = pouchd.docker_result("run", "--rm", "made:v1", "ls", "/")
+    assert removed.returncode != 0  # the deletion is in the layer too (a whiteout)
+    inspected = json.loads(docker("image", "inspect", "made:v1"))[0]
+    assert inspected["Author"] == "An Author <a@b.c>" and inspected["Comment"] == "a message"
+    assert inspected["Config"]["Cmd"] == ["cat", "/greeting"]
+    assert inspected["Container"] == pouchd.inspect("maker")["Id"]
+    base = json.loads(docker("image", "inspect", "busybox"))[0]
+    assert inspected["RootFS"]["Layers"][:-1] == base["RootFS"]["Layers"]
+    assert len(inspected["RootFS"]["Layers"]) == len(base["RootFS"]["Layers"]) + 1
+
+    history = docker("history", "--no-trunc", "--format", "{{.CreatedBy}}|{{.Comment}}",
+                     "made:v1").splitlines()
+    assert history[0] == "sh -c echo committed > /greeting && rm /bin/ls|a message"
+    assert len(history) == len(docker("history", "-q", "busybox").splitlines()) + 1
+    assert list_leases(pouchd.containerd_socket) == []
+
+
+def test_a_running_container_is_committed_paused_and_goes_on(pouchd: PouchDaemon):
+    docker = pouchd.docker
+    docker("run", "-d", "--name", "runner", "busybox", "sh", "-c",
+           "echo live > /live; sleep 300")
+    client = docker_py.DockerClient(base_url=pouchd.host, version="1.41", timeout=60)
+    try:
+        container = client.containers.get("runner")
+        image = container.commit(repository="live", tag="v2", message="from docker-py",
+                                 changes=["LABEL from=py"])
+        assert "live:v2" in image.tags
+        assert image.labels["from"] == "py"
+        assert client.containers.get("runner").status == "running"
+    finally:
+        client.close()
+    assert docker("run", "--rm", "live:v2", "cat", "/live") == "live"
+    docker("rm", "-f", "runner")
+
+
+def test_commit_of_no_such_container_is_refused(pouchd: PouchDaemon):
+    result = pouchd.docker_result("commit", "nothere", "x:v1")
+    assert result.returncode != 0 and "No such container" in result.stderr
+    bad = pouchd.docker_result("run", "--name", "c1", "busybox", "true")
+    assert bad.returncode == 0
+    refused = pouchd.docker_result("commit", "-c", "RUN true", "c1", "x:v2")
+    assert refused.returncode != 0 and "is not a valid change command" in refused.stderr
+    assert list_leases(pouchd.containerd_socket) == []
