@@ -17,28 +17,7 @@ from pouch.actors.builder.context import (
     sources_digest,
     unpack_context,
 )
-
-Member = tuple[str, str, bytes | str, int]  # name, type, content or link target, mode
-
-
-def tar_bytes(members: list[Member]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for name, kind, body, mode in members:
-            info = tarfile.TarInfo(name)
-            info.mode, info.mtime = mode, 1_600_000_000
-            data = None
-            if kind == "file":
-                assert isinstance(body, bytes)
-                info.size, data = len(body), io.BytesIO(body)
-            elif kind == "dir":
-                info.type = tarfile.DIRTYPE
-            elif kind == "symlink":
-                info.type, info.linkname = tarfile.SYMTYPE, str(body)
-            elif kind == "hardlink":
-                info.type, info.linkname = tarfile.LNKTYPE, str(body)
-            tar.addfile(info, data)
-    return buffer.getvalue()
+from pouch.tests.unit.test_builder_context import Member, tar_bytes
 
 
 def unpack(members: list[Member], dest: Path) -> dict[str, tuple[tuple[int, ...], str]]:
