@@ -28,7 +28,7 @@ from pouch.tests.support.containerd import (
     unmount_all,
     wait_gone,
 )
-from pouch.tests.support.procs import cmdline, pids
+from pouch.tests.support.procs import cmdline, in_cgroups_named, pids
 from pouch.tests.support.tools import require
 
 CLOSED_PROXY = "http://127.0.0.1:9"
@@ -174,7 +174,10 @@ class PouchDaemon:
                 if pid not in shims and any(mine in arg for arg in cmdline(pid))]
 
     def cleanup(self) -> None:
-        killed = self.leftovers() + shims_of(self.containerd_socket)
+        # Containers outlive pouchd by design, and their processes outlive a killed shim.
+        containers = {folder.name for folder in (self.home / "containers").glob("*")}
+        killed = (self.leftovers() + shims_of(self.containerd_socket)
+                  + (in_cgroups_named(containers) if containers else []))
         for pid in killed:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

@@ -48,3 +48,17 @@ def cmdline(pid: int) -> list[str]:
     except OSError:
         return []
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def in_cgroups_named(names: set[str]) -> list[int]:
+    """Processes in a cgroup whose last path part is one of `names` (a container's
+    processes, named by its ID, whichever hierarchy or parent)."""
+    found = []
+    for pid in pids():
+        try:
+            text = Path(f"/proc/{pid}/cgroup").read_text()
+        except OSError:
+            continue
+        if any(line.rsplit("/", 1)[-1] in names for line in text.splitlines()):
+            found.append(pid)
+    return found
