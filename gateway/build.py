@@ -19,9 +19,9 @@ from typing import Any
 import falcon
 
 from pouch.gateway.hijack import Hijacker, StreamRequest
-from pouch.gateway.params import filters, flag, integer, text
+from pouch.gateway.params import filters, flag, integer, optional_json_body, text
 from pouch.proto.config import DaemonConfig
-from pouch.proto.limits import MAX_JSON_BODY, check_value
+from pouch.proto.limits import check_value
 from pouch.proto.stream import JSON, StreamSpec
 from pouch.proto.stubs import OMIT, Calls, Handoffs, Omitted
 
@@ -41,28 +41,12 @@ class Commit:
             container=container, repo=text(req, "repo"), tag=text(req, "tag"),
             comment=text(req, "comment"), author=text(req, "author"),
             changes=req.get_param_as_list("changes") or OMIT, pause=flag(req, "pause"),
-            config=_optional_body(req))
+            config=_or_omit(optional_json_body(req)))
         resp.status = falcon.HTTP_201
 
 
-def _optional_body(req: falcon.Request) -> dict[str, Any] | Omitted:
-    """A JSON object body, or OMIT for none (empty, or `null` as the docker CLI sends)."""
-    if req.content_length is not None and req.content_length > MAX_JSON_BODY:
-        raise falcon.HTTPPayloadTooLarge(description="the JSON body is too large")
-    stream = req.bounded_stream if req.content_length is not None else req.stream
-    data = stream.read(MAX_JSON_BODY + 1)
-    if not data.strip():
-        return OMIT
-    try:
-        body = json.loads(data)
-    except (ValueError, RecursionError) as exc:
-        raise falcon.HTTPBadRequest(description=f"malformed JSON body: {exc}") from None
-    if body is None:
-        return OMIT
-    if not isinstance(body, dict):
-        raise falcon.HTTPBadRequest(description="the JSON body must be an object")
-    check_value(body, "body")
-    return body
+def _or_omit(body: dict[str, Any] | None) -> dict[str, Any] | Omitted:
+    return OMIT if body is None else body
 
 
 class Build:

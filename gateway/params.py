@@ -57,6 +57,15 @@ def json_body(req: falcon.Request) -> dict[str, Any]:
     """The request body as a JSON object: at most MAX_JSON_BODY bytes, with a length or
     chunked (as the docker CLI and docker-py send some bodies), and only values the
     wire can carry."""
+    body = optional_json_body(req)
+    if body is None:
+        raise falcon.HTTPBadRequest(description="a JSON body is required")
+    return body
+
+
+def optional_json_body(req: falcon.Request) -> dict[str, Any] | None:
+    """As `json_body`, but None for no body (empty, or `null` as the docker CLI sends
+    for some requests)."""
     if req.content_length is not None and req.content_length > MAX_JSON_BODY:
         raise _too_large()
     # falcon's bounded stream reads nothing of a chunked body; gunicorn's own input
@@ -66,11 +75,13 @@ def json_body(req: falcon.Request) -> dict[str, Any]:
     if len(data) > MAX_JSON_BODY:
         raise _too_large()
     if not data.strip():
-        raise falcon.HTTPBadRequest(description="a JSON body is required")
+        return None
     try:
         body = json.loads(data)
     except (ValueError, RecursionError) as exc:
         raise falcon.HTTPBadRequest(description=f"malformed JSON body: {exc}") from None
+    if body is None:
+        return None
     if not isinstance(body, dict):
         raise falcon.HTTPBadRequest(description="the JSON body must be an object")
     check_value(body, "body")
