@@ -4,7 +4,8 @@ One thread owns the listening socket. Each hand-off is validated against
 the method's declaration like a broker request, then runs on the service's
 actor with `conn`, a `StreamSession` over the client's socket that writes the
 response the gateway described, and a reply that answers the gateway: ok
-once the actor has taken the connection, or an error. After an ok the link
+once the actor has taken the connection, or an error. An ok returns once the
+gateway has written the response's head and said go. After an ok the link
 stays open: the session tells the gateway on it how the stream goes.
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 from pouch.actors.host import Host, Reply
 from pouch.broker.trust import umask
 from pouch.proto import envelope as env
-from pouch.proto.handoff import LinkWatch, receive, socket_path
+from pouch.proto.handoff import LinkWatch, receive, socket_path, wait_for_go
 from pouch.proto.stream import StreamSession, StreamSpec
 
 log = logging.getLogger("pouch.handoff")
@@ -70,7 +71,7 @@ class HandoffListener:
     def _take(self, link: socket.socket) -> None:
         message, conn = receive(link)
         name = str(message.get("method", ""))
-        reply = Reply(_answer_on(link), 0, f"{self.host.service}.{name}",
+        reply = Reply(_answer_on(link, conn), 0, f"{self.host.service}.{name}",
                       self.host.observer(name))
         decl = self.host.contract.get(name)
         if conn is None:
@@ -88,11 +89,13 @@ class HandoffListener:
                 reply.fail(exc)
                 return
             session = StreamSession(conn, spec, watch=LinkWatch(link, decl.resumable is True),
-                                    resumed_at=float(message.get("resumed_at") or 0.0))
+                                    resumed_at=float(message.get("resumed_at") or 0.0),
+                                    head_out=True)
             self.host.dispatch_with_conn(decl, checked, session, reply)
 
 
-def _answer_on(link: socket.socket) -> Callable[[bytes, bool, int], None]:
+def _answer_on(link: socket.socket,
+               conn: socket.socket | None) -> Callable[[bytes, bool, int], None]:
     def deliver(body: bytes, final: bool, _rid: int) -> None:
         if not final:
             return
@@ -100,4 +103,9 @@ def _answer_on(link: socket.socket) -> Callable[[bytes, bool, int], None]:
             link.send(body)
         if not env.unpack(body).get("ok"):
             link.close()  # refused: no stream follows; else the session's watch owns the link
+        elif not wait_for_go(link) and conn is not None:
+            # Whether the head went out is unknown: a body must not follow. The session's
+            # first write finds the connection shut and ends the stream.
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
     return deliver

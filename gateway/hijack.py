@@ -95,10 +95,12 @@ class Handoff:
     args: dict[str, Any]
     spec: StreamSpec
 
-    def give(self, fd: int, *, resumed_at: float = 0.0,
+    def give(self, fd: int, *, again: bool = False, resumed_at: float = 0.0,
              wait_for_actor: float = FIRST_HANDOFF_WAIT) -> socket.socket:
+        """Hand `fd` over; `again`: to a restarted actor (the head is out)."""
         return hand_over(self.handoff_dir, self.service, self.method, self.args, self.spec,
-                         fd, resumed_at=resumed_at, wait_for_actor=wait_for_actor)
+                         fd, resumed_at=resumed_at, head_out=again,
+                         wait_for_actor=wait_for_actor)
 
 
 @dataclass(eq=False)
@@ -108,7 +110,6 @@ class Kept:
     handoff: Handoff
     conn: socket.socket  # our duplicate of the client's connection
     link: socket.socket
-    head_out: bool = False     # the response has begun: a new hand-off must not write a head
     multiplexed: bool = False
     resumable: bool = False    # the current hand-off can be taken up again
     resumed_at: float = 0.0    # when the actor's death last cut the stream after it began
@@ -152,7 +153,7 @@ class StreamKeeper:
         notice = read_notice(kept.link)
         if notice is not None and not notice.get("done"):
             if notice.get("started"):
-                kept.head_out = kept.started = True
+                kept.started = True
                 kept.multiplexed = bool(notice.get("multiplexed"))
             kept.resumable = kept.resumable or bool(notice.get("resumable"))
             return
@@ -169,7 +170,7 @@ def take_up(keeper: StreamKeeper, kept: Kept) -> None:
     """A stream whose actor died: hand it to the restarted actor, or end it with why."""
     handoff = kept.handoff
     what = f"{handoff.service}.{handoff.method}"
-    if kept.head_out and not kept.resumable:
+    if kept.started and not kept.resumable:
         log.info("%s cut by its actor's death: ending it", what)
         _end(kept, f"the {handoff.service} actor restarted during {handoff.method}; "
                    f"{handoff.method} again")
@@ -182,7 +183,7 @@ def take_up(keeper: StreamKeeper, kept: Kept) -> None:
     deadline = time.monotonic() + RESUME_WITHIN
     while True:
         try:
-            kept.link = handoff.give(kept.conn.fileno(), resumed_at=kept.resumed_at,
+            kept.link = handoff.give(kept.conn.fileno(), again=True, resumed_at=kept.resumed_at,
                                      wait_for_actor=max(0.0, deadline - time.monotonic()))
             log.info("%s handed over again after its actor restarted", what)
             keeper.keep(kept)
@@ -197,7 +198,7 @@ def take_up(keeper: StreamKeeper, kept: Kept) -> None:
 
 def _end(kept: Kept, reason: str) -> None:
     kept.conn.setblocking(True)
-    session = StreamSession(kept.conn, kept.handoff.spec, resumed_at=time.time())
+    session = StreamSession(kept.conn, kept.handoff.spec, head_out=True)
     session.start(multiplexed=kept.multiplexed)
     session.fail(reason)
 

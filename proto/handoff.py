@@ -9,7 +9,12 @@ response (`pouch.proto.stream.StreamSpec`) and `resumed_at` (Unix seconds)
 saying, when not 0, that this continues a stream an actor's death cut then.
 The actor answers with one reply body in the broker's shape: ok once it has
 taken the connection, or an error the gateway turns into an HTTP status while
-it still owns the connection.
+it still owns the connection. After an ok the gateway writes the response's
+head (unless it is out already: a stream taken up again), then says `go`; the
+actor writes nothing before that. So the side that survives an actor's death
+always knows whether the head is out: had the actor written it, a kill between
+the head and the notice saying so would leave the restarted actor to guess, and
+a wrong guess gives the client a body without a head, or two heads.
 
 After an ok the link stays open for the stream's life, and the actor sends
 notices on it (`LinkWatch`): `started` as the response begins (with whether
@@ -34,6 +39,8 @@ from pouch.proto.stream import StreamSpec
 
 MAX_MESSAGE = 64 * 1024
 CONNECT_RETRY = 0.1  # how often to look again for an actor that is not listening yet
+GO = env.pack({"go": True})
+GO_WITHIN = 10.0  # a gateway that took this long to write a head is not coming back
 
 
 def socket_path(handoff_dir: Path, service: str) -> Path:
@@ -42,10 +49,11 @@ def socket_path(handoff_dir: Path, service: str) -> Path:
 
 def hand_over(handoff_dir: Path, service: str, method: str, args: dict[str, Any],
               spec: StreamSpec, fd: int, *, timeout: float = 30.0, resumed_at: float = 0.0,
-              wait_for_actor: float = 0.0) -> socket.socket:
+              head_out: bool = False, wait_for_actor: float = 0.0) -> socket.socket:
     """Pass `fd` to the service's actor for `method`, which answers on it as `spec`
-    says; the link, on which the actor's notices follow. Raises PouchError if the
-    actor refuses, or if none takes it within `wait_for_actor` seconds (it restarts)."""
+    says, and write the response's head once it took it (unless `head_out`); the
+    link, on which the actor's notices follow. Raises PouchError if the actor
+    refuses, or if none takes it within `wait_for_actor` seconds (it restarts)."""
     path = socket_path(handoff_dir, service)
     until = time.monotonic() + wait_for_actor
     message = env.pack({"method": method, "args": args, "stream": spec.to_wire(),
@@ -68,6 +76,10 @@ def hand_over(handoff_dir: Path, service: str, method: str, args: dict[str, Any]
                 if not body.get("ok"):
                     raise PouchError.from_wire(body.get("error") or {})
                 link.settimeout(None)
+                if not head_out:
+                    _send_head(fd, spec)
+                with contextlib.suppress(OSError):  # it died since: the link's end tells
+                    link.send(GO)
                 return link
         except BaseException:
             link.close()
@@ -78,6 +90,29 @@ def hand_over(handoff_dir: Path, service: str, method: str, args: dict[str, Any]
         if time.monotonic() >= until:
             raise env.unavailable(f"the {service} actor went away while taking the connection")
         time.sleep(CONNECT_RETRY)
+
+
+def _send_head(fd: int, spec: StreamSpec) -> None:
+    conn = socket.socket(fileno=fd)
+    try:
+        # A client gone already: the actor's first write finds out and ends the stream.
+        with contextlib.suppress(OSError):
+            conn.sendall(spec.head())
+    finally:
+        conn.detach()
+
+
+def wait_for_go(link: socket.socket, within: float = GO_WITHIN) -> bool:
+    """The actor's side: may the stream begin (the head is out)? False if the gateway
+    did not say so in time, or went away."""
+    link.settimeout(within)
+    try:
+        return link.recv(MAX_MESSAGE) == GO
+    except OSError:
+        return False
+    finally:
+        with contextlib.suppress(OSError):
+            link.settimeout(None)
 
 
 def _connect(path: Path, service: str, until: float) -> socket.socket:

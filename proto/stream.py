@@ -4,7 +4,8 @@ Attach, wait and logs (exec, stats, events and pull progress next) answer with
 a stream that outlives the request. The gateway describes the response it
 wants (`StreamSpec`) and hands the client's socket over with it
 (`pouch.proto.handoff`); the actor that produces the stream holds a
-`StreamSession` and emits frames into it. Only the session writes HTTP:
+`StreamSession` and emits frames into it. Only this module's types write HTTP
+(the head of a handed-over stream goes out from the hand-off, `StreamSpec.head`):
 
 - upgrade: `101 UPGRADED` (`Connection: Upgrade`, `Upgrade: tcp`), then raw
   bytes both ways, as the Docker CLI's attach expects;
@@ -18,8 +19,8 @@ whether it has one is the actor's to say, when it starts the session.
 The gateway keeps watch over every stream it handed over (`pouch.gateway.hijack`):
 the session tells it, through a `Watch`, when the response began and when the
 stream is over. A stream cut by the actor's death is handed over again to the
-restarted actor, as resumed (the head is out already), if its method is
-resumable; otherwise the gateway ends it with the reason.
+restarted actor, as resumed, if its method is resumable (or if it had not begun);
+otherwise the gateway ends it with the reason.
 """
 
 from __future__ import annotations
@@ -91,35 +92,37 @@ class StreamSession:
     Blocking writers use write(), write_json() and end(); the IO hub, which
     buffers for many clients on one thread, takes encode() and trailer() bytes
     and sends them itself on `conn`. A `resumed_at` session continues a stream
-    that an actor's death cut at that time (Unix seconds): its head is out already.
+    that an actor's death cut at that time (Unix seconds). `head_out`: the head
+    was written already (a handed-over connection's, by the gateway).
     """
 
     def __init__(self, conn: socket.socket, spec: StreamSpec, *, watch: Watch | None = None,
-                 resumed_at: float = 0.0) -> None:
+                 resumed_at: float = 0.0, head_out: bool = False) -> None:
         self.conn = conn
         self.spec = spec
         self.resumed_at = resumed_at
+        self.head_out = head_out
         self.multiplexed = False
         self._watch = watch
         self._settled_at = 0.0
 
     def start(self, *, multiplexed: bool = False, resumable: bool = False) -> bool:
-        """Send the head: the response begins. False (and closed) if the client is gone.
+        """The response begins: the head goes out unless it is out already. False (and
+        closed) if the client is gone.
         `multiplexed`: the container has no TTY, so its streams are framed;
         `resumable`: a restarted actor could take it up from the start (see may_resume)."""
         self.multiplexed = multiplexed
-        # Told before the head goes out: a client that saw the head (and a fault that
-        # follows it) must never get a second one from a restarted actor.
         if self._watch is not None:
             self._watch.started(multiplexed, resumable)
-        if not self.resumed_at:
+        if not self.head_out:
             try:
                 self.conn.sendall(self.spec.head())
             except OSError:
                 self.close()
                 return False
-            if self.spec.kind == "upgrade":
-                self._settled_at = time.monotonic() + HEAD_SETTLE
+            self.head_out = True
+        if self.spec.kind == "upgrade" and not self.resumed_at:
+            self._settled_at = time.monotonic() + HEAD_SETTLE
         return True
 
     def may_resume(self) -> None:

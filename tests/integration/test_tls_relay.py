@@ -23,7 +23,7 @@ import pytest
 from pouch.gateway.hijack import Hijacker, StreamRequest
 from pouch.proto import envelope as env
 from pouch.proto import stdstream
-from pouch.proto.handoff import LinkWatch, receive, socket_path
+from pouch.proto.handoff import LinkWatch, receive, socket_path, wait_for_go
 from pouch.proto.stream import RAW_STREAM, StreamSession, StreamSpec
 from pouch.tests.support.tools import require
 
@@ -87,9 +87,10 @@ def actor(tmp_path: Path) -> Iterator[Callable[[Actor | env.PouchError], Path]]:
                 link.close()
                 return
             link.send(env.ok_reply(0, None))
+            assert wait_for_go(link)  # the gateway wrote the head
             # The link stays open: the session tells the gateway when the stream is over.
             story(StreamSession(conn, StreamSpec.from_wire(message["stream"]),
-                                watch=LinkWatch(link, resumable=False)))
+                                watch=LinkWatch(link, resumable=False), head_out=True))
 
         thread = threading.Thread(target=serve, daemon=True)
         thread.start()

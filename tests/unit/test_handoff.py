@@ -3,6 +3,7 @@ gateway's side (`hand_over`) against a real listener in front of a hosted actor.
 
 from __future__ import annotations
 
+import array
 import shutil
 import socket
 import tempfile
@@ -16,7 +17,7 @@ from pouch.actors.host import host_of
 from pouch.gateway.errors import HTTP_STATUS
 from pouch.proto import envelope as env
 from pouch.proto.envelope import PouchError
-from pouch.proto.handoff import MAX_MESSAGE, hand_over, read_notice, socket_path
+from pouch.proto.handoff import GO, MAX_MESSAGE, hand_over, read_notice, socket_path
 from pouch.proto.stream import JSON, StreamSpec
 from pouch.tests.support.probe import ANSWER_WITHIN, hosted
 
@@ -84,11 +85,48 @@ def test_the_actor_tells_the_gateway_when_the_stream_begins_and_when_it_is_over(
 def test_a_resumed_stream_goes_on_without_a_second_head(handoff_dir, client_conn):
     client, accepted = client_conn
     link = hand_over(handoff_dir, "probe", "greet", {"name": "ann"}, CHUNKED_JSON,
-                     accepted.fileno(), resumed_at=1.0)
+                     accepted.fileno(), resumed_at=1.0, head_out=True)
     accepted.close()
     link.close()
 
     assert read_all(client) == b'11\r\n{"hello": "ann"}\n\r\n0\r\n\r\n'
+
+
+def raw_hand_over(handoff_dir: Path, fd: int) -> socket.socket:
+    """A hand-off of `fd` for probe.greet up to the actor's ok, and no further."""
+    link = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    link.settimeout(ANSWER_WITHIN)
+    link.connect(str(socket_path(handoff_dir, "probe")))
+    link.sendmsg([env.pack({"method": "greet", "args": {"name": "ann"},
+                            "stream": CHUNKED_JSON.to_wire()})],
+                 [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
+    assert env.unpack(link.recv(MAX_MESSAGE))["ok"] is True
+    return link
+
+
+def test_the_actor_writes_nothing_before_the_gateway_wrote_the_head(handoff_dir, client_conn):
+    """Whoever outlives an actor's death must know whether the head is out: so the
+    gateway writes it, and the actor waits for its go."""
+    client, accepted = client_conn
+    link = raw_hand_over(handoff_dir, accepted.fileno())
+    accepted.close()
+    client.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        client.recv(1)
+    link.send(GO)
+    client.settimeout(ANSWER_WITHIN)
+
+    assert read_all(client) == b'11\r\n{"hello": "ann"}\n\r\n0\r\n\r\n'
+    link.close()
+
+
+def test_without_the_gateways_go_the_actor_writes_no_body(handoff_dir, client_conn):
+    client, accepted = client_conn
+    link = raw_hand_over(handoff_dir, accepted.fileno())
+    accepted.close()
+    link.close()  # the gateway died between the actor's ok and its go
+
+    assert read_all(client) == b""
 
 
 def test_a_refused_hand_off_leaves_the_gateway_an_error_to_answer(handoff_dir, client_conn):
