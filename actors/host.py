@@ -2,7 +2,9 @@
 
 Each actor process hosts one service actor (a pykka actor) whose thread also
 owns the DEALER socket to the broker (see `Host`): it registers the service
-with its contract, heartbeats, and runs each request's handler. Longer work
+with its contract, heartbeats, and runs each request's handler. The same thread
+serves local clients' idempotent calls on the direct socket (`pouch.broker.direct`).
+Longer work
 runs in other pykka actors (one per container, say) or threads; their
 answers come back to the socket's thread through a queue and an eventfd it
 polls beside the socket, so no socket is ever touched by two threads.
@@ -15,11 +17,13 @@ import logging
 import os
 import select
 import signal
+import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pykka
@@ -28,7 +32,7 @@ import zmq
 from pouch.actors.faults import Faults
 from pouch.actors.metrics import ActorMetrics
 from pouch.actors.sdnotify import notify, start_watchdog
-from pouch.broker import frames, wire
+from pouch.broker import direct, frames, wire
 from pouch.broker.client import ClientPool
 from pouch.broker.frames import Malformed
 from pouch.broker.router import HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS
@@ -41,6 +45,7 @@ from pouch.proto.envelope import PouchError
 from pouch.proto.shapes import MetricFamilies
 from pouch.proto.stubs import Calls
 
+Deliver = Callable[[bytes, bool, int], None]
 log = logging.getLogger("pouch.host")
 
 
@@ -257,6 +262,9 @@ class Host:
         self._serving: threading.Thread | None = None
         self._inflight: dict[tuple[bytes, int], Reply] = {}
         self._sock: zmq.Socket | None = None
+        self._direct: socket.socket | None = None  # the direct socket's listener
+        self._links: dict[int, _Link] = {}  # its clients, by descriptor
+        self._direct_out: deque[tuple[_Link, bytes]] = deque()
         self._poller = zmq.Poller()
         self._stopping = False
         self.actor_ref: pykka.ActorRef[Any] | None = None
@@ -275,9 +283,12 @@ class Host:
                contract: dict[str, Declaration], endpoint: str, *,
                metrics: ActorMetrics | None = None, context: zmq.Context | None = None,
                heartbeat: float = HEARTBEAT_INTERVAL,
-               liveness: int = HEARTBEAT_LIVENESS) -> None:
-        """Connect the actor to the broker: from now on its inbox serves requests."""
+               liveness: int = HEARTBEAT_LIVENESS, direct_dir: Path | None = None) -> None:
+        """Connect the actor to the broker: from now on its inbox serves requests.
+        `direct_dir`: where to listen for direct calls too (pouch.broker.direct)."""
         self.service, self.contract, self.endpoint = service, contract, endpoint
+        if direct_dir is not None:
+            self._direct = direct.listen(direct.socket_path(direct_dir, service))
         self.metrics = metrics or ActorMetrics(service)
         self.heartbeat, self.liveness = heartbeat, liveness
         self._ctx = context or zmq.Context.instance()
@@ -363,6 +374,14 @@ class Host:
             self._read_fd()
             while self._frames:
                 self._send_now(*self._frames.popleft())
+            while self._direct_out:
+                self._send_direct(*self._direct_out.popleft())
+        if self._direct is not None and self._direct.fileno() in ready:
+            self._accept_direct()
+        for fd in ready:
+            link = self._links.get(fd) if isinstance(fd, int) else None
+            if link is not None:
+                self._read_direct(link)
         if sock in ready:
             self._heard_broker()
             self._receive(sock)
@@ -395,6 +414,8 @@ class Host:
         self._poller = zmq.Poller()
         self._poller.register(sock, zmq.POLLIN)
         self._poller.register(self.fd, zmq.POLLIN)
+        for fd in [*([self._direct.fileno()] if self._direct else []), *self._links]:
+            self._poller.register(fd, zmq.POLLIN)
         self._sock = sock
         self._say_ready(sock)
         now = time.monotonic()
@@ -410,6 +431,7 @@ class Host:
 
     def _leave(self) -> None:
         """Stopping: tell the broker, so it stops routing here at once."""
+        self._close_direct()
         if self._sock is not None:
             while self._frames:
                 self._send_now(*self._frames.popleft())
@@ -441,7 +463,8 @@ class Host:
             return
         command = message[1]
         if command == env.REQ and len(message) == 4:
-            self._on_request(message[2], message[3])
+            client = message[2]
+            self._on_request(message[3], self._deliverer(client), client)
         elif command == env.CANCEL and len(message) == 4:
             reply = self._inflight.get((message[2], frames.cancel_id(message[3])))
             if reply is not None:
@@ -456,17 +479,16 @@ class Host:
             self._abandon_inflight()
             self._say_ready(sock)
 
-    def _on_request(self, client: bytes, body: bytes) -> None:
+    def _on_request(self, body: bytes, deliver: Deliver, client: bytes | None) -> None:
+        """A request from the broker for `client`, or (None) from the direct socket."""
         try:
             msg = frames.request(body)
         except Malformed as exc:
             if exc.rid is not None:
-                Reply(self._deliverer(client), exc.rid, self.service).fail(
-                    env.invalid(str(exc)))
+                Reply(deliver, exc.rid, self.service).fail(env.invalid(str(exc)))
             return
         rid, name = msg.rid, msg.method
-        reply = Reply(self._deliverer(client), rid, f"{self.service}.{name}",
-                      self.observer(name))
+        reply = Reply(deliver, rid, f"{self.service}.{name}", self.observer(name))
         decl = self.contract.get(name)
         if decl is None:
             reply.fail(env.invalid(f"the {self.service} actor has no method '{name}'"))
@@ -474,6 +496,11 @@ class Host:
         if decl.handoff:
             reply.fail(env.invalid(f"{self.service}.{name} takes a client connection: "
                                    "call it through the hand-off socket"))
+            return
+        if client is None and (decl.stream or not decl.idempotent):
+            reply.fail(env.invalid(f"{self.service}.{name} is not served on the direct "
+                                   "socket (it streams, or is not idempotent): call it "
+                                   "through the broker"))
             return
         if msg.deadline and msg.deadline <= time.time():
             return  # its caller has given up already
@@ -483,14 +510,78 @@ class Host:
             reply.fail(exc)
             return
         reply.once = decl.once
-        self._inflight[(client, rid)] = reply
+        if client is not None:
+            self._inflight[(client, rid)] = reply
         assert self.actor_ref is not None
         self.actor_ref.tell(Call(decl, args, reply))
 
-    def _deliverer(self, client: bytes) -> Callable[[bytes, bool, int], None]:
+    def _deliverer(self, client: bytes) -> Deliver:
         def deliver(body: bytes, final: bool, rid: int) -> None:
             self.send([env.ACTOR, env.REP, client, body], (client, rid) if final else None)
         return deliver
+
+    # -- the direct socket (the actor's thread) --------------------------------
+
+    def _accept_direct(self) -> None:
+        assert self._direct is not None
+        while True:
+            try:
+                conn, _ = self._direct.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of descriptors: the broker path remains
+                log.warning("%s: a direct link was refused: %s", self.service, exc)
+                return
+            conn.settimeout(direct.SEND_WAIT)  # polled before each read: reads never wait
+            link = _Link(conn)
+            self._links[conn.fileno()] = link
+            self._poller.register(conn.fileno(), zmq.POLLIN)
+
+    def _read_direct(self, link: _Link) -> None:
+        try:
+            data = link.conn.recv(direct.READ_SIZE)
+            bodies = link.reader.feed(data) if data else None
+        except (OSError, direct.BadFrame):
+            bodies = None
+        if bodies is None:
+            self._drop_direct(link)
+            return
+        for body in bodies:
+            self._on_request(body, self._direct_deliverer(link), None)
+
+    def _direct_deliverer(self, link: _Link) -> Deliver:
+        def deliver(body: bytes, final: bool, _rid: int) -> None:
+            if not final:
+                return  # nothing streams on the direct socket
+            if threading.get_ident() == self._owner:
+                self._send_direct(link, body)
+            else:
+                self._direct_out.append((link, body))
+                self._wake()
+        return deliver
+
+    def _send_direct(self, link: _Link, body: bytes) -> None:
+        if self._links.get(link.fd) is not link:
+            return  # its client went away: the answer has nowhere to go
+        try:
+            link.conn.sendall(direct.frame(body))
+        except OSError:
+            self._drop_direct(link)
+
+    def _drop_direct(self, link: _Link) -> None:
+        if self._links.pop(link.fd, None) is link:
+            with contextlib.suppress(KeyError):
+                self._poller.unregister(link.fd)
+        link.conn.close()
+
+    def _close_direct(self) -> None:
+        for link in list(self._links.values()):
+            self._drop_direct(link)
+        if self._direct is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._direct.getsockname())
+            self._direct.close()
+            self._direct = None
 
     def _abandon_inflight(self) -> None:
         # The broker that routed these has failed them to their callers already. A call
@@ -499,6 +590,15 @@ class Host:
         for reply in self._inflight.values():
             reply.cancelled = reply.cancelled or not reply.once
         self._inflight.clear()
+
+
+class _Link:
+    """A direct client's connection, and the bytes of its next request so far."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+        self.fd = conn.fileno()
+        self.reader = direct.Reader()
 
 
 def serve(actor_cls: type[ActorBase], config: DaemonConfig,
@@ -510,12 +610,14 @@ def serve(actor_cls: type[ActorBase], config: DaemonConfig,
     """
     service = actor_cls.service
     write_pid(config.pid_path(service))  # before READY: who reads the event may look it up
-    calls = ClientPool(config.broker_endpoint)  # as a client: what any client may call
+    # As a client: what any client may call.
+    calls = ClientPool(config.broker_endpoint, direct_dir=config.direct_dir)
     metrics = ActorMetrics(service)
     ref = actor_cls.start(ActorContext(service, config, calls, Calls(calls), metrics,
                                        Faults(config.debug)))
     host = host_of(ref)
-    host.attach(ref, service, actor_cls.contract, config.actor_endpoint, metrics=metrics)
+    host.attach(ref, service, actor_cls.contract, config.actor_endpoint, metrics=metrics,
+                direct_dir=config.direct_dir)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -17,12 +17,13 @@ Blocks of each case run in turn (pouch, dockerd, pouch, ...), so a burst of
 outside load on this shared machine hits both. Then pouch's time is taken
 apart, stage by stage, on the same daemon:
 
-    zmq call        ClientPool.call from this process: broker -> actor -> broker -> back,
+    actor call      ClientPool.call from this process, as the gateway makes it: an
+                    idempotent call on the actor's direct socket (pouch.broker.direct),
                     what a gateway thread waits for in `Calls` (no HTTP at all)
     actor handler   from the actor host reading the request to its answer leaving, as the
                     actor's own latency metric says (its sum over count for the block)
     falcon app      the gateway's Falcon app built in this process and called with a WSGI
-                    environ: routing, middleware, media, the zmq call; no gunicorn, no socket
+                    environ: routing, middleware, media, the actor call; no gunicorn, no socket
     HTTP            the full request over the socket (keep-alive): the rest is gunicorn,
                     its event loop, its thread hand-off and the socket
 
@@ -160,7 +161,7 @@ def environ(path: str) -> dict[str, Any]:
 
 def app_caller(config: DaemonConfig) -> tuple[Callable[[str], None], Callable[[], None]]:
     from pouch.gateway.app import create_app
-    pool = ClientPool(config.broker_endpoint)
+    pool = ClientPool(config.broker_endpoint, direct_dir=config.direct_dir)
     app = create_app(config, pool)
 
     def call(path: str) -> None:
@@ -225,7 +226,7 @@ def breakdown(daemon: PouchDaemon, runs: int, gap: float) -> dict[str, Any]:
     """pouch's stages for every path, back-to-back and after idle; and CPU per request."""
     config = DaemonConfig(home_dir=daemon.home, exec_root_dir=daemon.run_dir,
                           listen=(daemon.host,))
-    pool = ClientPool(config.broker_endpoint)
+    pool = ClientPool(config.broker_endpoint, direct_dir=config.direct_dir)
     app, close_app = app_caller(config)
     out: dict[str, Any] = {}
     try:
@@ -236,7 +237,7 @@ def breakdown(daemon: PouchDaemon, runs: int, gap: float) -> dict[str, Any]:
                 suffix = "after idle" if idle else "back-to-back"
                 if target is not None:
                     service, method = target
-                    cases[f"zmq call|{suffix}"] = partial(
+                    cases[f"actor call|{suffix}"] = partial(
                         repeat, partial(pool.call, service, method), wait, n)
                 cases[f"falcon app|{suffix}"] = partial(repeat, partial(app, path), wait, n)
                 cases[f"HTTP|{suffix}"] = partial(timed_block, daemon.socket, path, True, wait, n)
@@ -301,14 +302,14 @@ def report(results: dict[str, dict[str, Any]], parts: dict[str, Any], gap: float
     for path in PATHS:
         s = parts[path]
         for suffix in ("back-to-back", "after idle"):
-            zmq_call = s.get(f"zmq call|{suffix}", 0.0)
+            actor_call = s.get(f"actor call|{suffix}", 0.0)
             app = s[f"falcon app|{suffix}"]
             whole = s[f"HTTP|{suffix}"]
             actor = s["actor handler|mean"]
             stage_rows.append([f"{path} {suffix}", actor * US,
-                               (zmq_call - actor) * US if zmq_call else float("nan"),
-                               (app - zmq_call) * US, (whole - app) * US, whole * US])
-    print(table(["request", "actor", "broker+zmq", "falcon", "gunicorn+socket", "HTTP total"],
+                               (actor_call - actor) * US if actor_call else float("nan"),
+                               (app - actor_call) * US, (whole - app) * US, whole * US])
+    print(table(["request", "actor", "call transport", "falcon", "gunicorn+socket", "HTTP total"],
                 stage_rows))
     print("\nCPU per request by pouch process (keep-alive, back-to-back; less what it spends "
           "idle): us, context switches")

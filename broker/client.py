@@ -7,6 +7,9 @@ threads under the pool's lock (a full memory barrier, as ZeroMQ requires).
 Idempotent calls are retried across an actor or broker restart until their
 deadline; the others fail with `unavailable` saying the outcome is unknown.
 Which methods are idempotent is read from the contract the actor declared.
+Given the folder of the actors' direct sockets (a local client), a client sends
+its idempotent calls straight to the actor (`pouch.broker.direct`), and through
+the broker whenever that path cannot answer.
 Callers name methods through the typed stubs of `pouch.proto.stubs`
 (`Calls(pool).container.inspect(id=...)`), which both classes here serve.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import socket
 import threading
 import time
 from collections import deque
@@ -27,7 +31,7 @@ from typing import Any
 import zmq
 import zmq.auth
 
-from pouch.broker import wire
+from pouch.broker import direct, wire
 from pouch.proto import envelope as env
 from pouch.proto.envelope import PouchError
 
@@ -63,10 +67,14 @@ class CurveKeys:
 
 class Client:
     def __init__(self, endpoint: str, *, timeout: float = DEFAULT_TIMEOUT,
-                 context: zmq.Context | None = None, curve: CurveKeys | None = None) -> None:
-        """`curve`: the keys to reach the broker's tcp:// endpoint (`--zmq-listen`)."""
+                 context: zmq.Context | None = None, curve: CurveKeys | None = None,
+                 direct_dir: Path | None = None) -> None:
+        """`curve`: the keys to reach the broker's tcp:// endpoint (`--zmq-listen`);
+        `direct_dir`: where the actors' direct sockets are, for a local client."""
         self.endpoint = endpoint
         self.timeout = timeout
+        self._direct_dir = direct_dir
+        self._links: dict[str, socket.socket] = {}  # by service
         ctx = context or zmq.Context.instance()
         self._sock = ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
@@ -89,6 +97,9 @@ class Client:
         self._contracts: dict[str, dict[str, Any]] = {}
 
     def close(self) -> None:
+        for link in self._links.values():
+            link.close()
+        self._links.clear()
         self._sock.disable_monitor()
         self._monitor.close(linger=0)
         self._sock.close(linger=0)
@@ -100,9 +111,11 @@ class Client:
         """Send one request and return its result, or raise PouchError."""
         args = args or {}
         deadline = self._deadline(timeout)
+        body = self._call_direct(service, method, args, deadline)
         while True:
-            rid = self._send_request(service, method, args, deadline)
-            body = self._await(rid, deadline)
+            if body is None:  # the broker's way
+                rid = self._send_request(service, method, args, deadline)
+                body = self._await(rid, deadline)
             if body is None:
                 self._send_cancel(service, rid)
                 raise PouchError("timeout", f"{service}.{method} did not answer in time")
@@ -119,6 +132,7 @@ class Client:
             if deadline and time.time() + RETRY_PAUSE >= deadline:
                 raise PouchError.from_wire(error)
             time.sleep(RETRY_PAUSE)
+            body = None
 
     def stream(self, service: str, method: str, args: dict[str, Any] | None = None,
                timeout: float | None = None) -> Stream:
@@ -140,6 +154,47 @@ class Client:
         return Stream(self, "", rid, 0.0)
 
     # -- internals -----------------------------------------------------------
+
+    def _call_direct(self, service: str, method: str, args: dict[str, Any],
+                     deadline: float) -> Any:
+        """The reply body of an idempotent call made on the actor's direct socket; None
+        where the broker must take the call (see pouch.broker.direct)."""
+        if self._direct_dir is None or service == "broker":
+            return None
+        # One quick ask at most: an actor that is down has told the broker no contract,
+        # and the broker's way says at once why the call cannot be served.
+        declared = self._declared(service, method, time.time() + CONTRACT_WAIT, once=True)
+        if not declared.get("idempotent") or declared.get("stream") \
+                or declared.get("handoff"):
+            return None
+        link = self._links.get(service)
+        if link is None:
+            link = direct.connect(direct.socket_path(self._direct_dir, service))
+            if link is None:
+                return None  # its actor is not listening (it restarts): the broker waits
+            self._links[service] = link
+        rid = next(self._ids)
+        wait = deadline - time.time() if deadline else None
+        if wait is not None and wait <= 0:
+            raise PouchError("timeout", f"{service}.{method} did not answer in time")
+        try:
+            body = env.unpack(direct.exchange(
+                link, env.request(rid, method, args, deadline), wait))
+        except TimeoutError:
+            self._drop_link(service)
+            raise PouchError("timeout", f"{service}.{method} did not answer in time") from None
+        except (OSError, ValueError, direct.BadFrame):
+            self._drop_link(service)
+            return None  # the actor died midway: the call is idempotent, so again
+        if not isinstance(body, dict) or body.get("id") != rid:
+            self._drop_link(service)
+            return None
+        return body
+
+    def _drop_link(self, service: str) -> None:
+        link = self._links.pop(service, None)
+        if link is not None:
+            link.close()
 
     def _deadline(self, timeout: float | None) -> float:
         wait = self.timeout if timeout is DEFAULT else timeout
@@ -198,8 +253,10 @@ class Client:
         declared = self._declared(service, method, deadline or time.time() + self.timeout)
         return bool(declared.get("idempotent") or declared.get("once"))
 
-    def _declared(self, service: str, method: str, until: float) -> dict[str, Any]:
-        """What the service declared of `method`, asked of the broker once per service."""
+    def _declared(self, service: str, method: str, until: float,
+                  once: bool = False) -> dict[str, Any]:
+        """What the service declared of `method`, asked of the broker once per service
+        until it knows, or until `until` ({} then); `once`: one ask at most."""
         contract = self._contracts.get(service)
         while contract is None and time.time() < until:
             try:
@@ -207,6 +264,8 @@ class Client:
                                      timeout=max(0.05, min(1.0, until - time.time())))
                 self._contracts[service] = contract
             except PouchError:
+                if once:
+                    break
                 # A restarted broker knows it once the actor says READY again.
                 time.sleep(RETRY_PAUSE)
         return dict((contract or {}).get(method) or {})
@@ -322,9 +381,10 @@ class ClientPool:
     """Lends one Client per concurrent caller; sockets are reused, never shared at once."""
 
     def __init__(self, endpoint: str, *, timeout: float = DEFAULT_TIMEOUT,
-                 context: zmq.Context | None = None) -> None:
+                 context: zmq.Context | None = None, direct_dir: Path | None = None) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
+        self.direct_dir = direct_dir
         self._ctx = context or zmq.Context.instance()
         self._idle: list[Client] = []
         self._lock = threading.Lock()
@@ -334,7 +394,8 @@ class ClientPool:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
-        return Client(self.endpoint, timeout=self.timeout, context=self._ctx)
+        return Client(self.endpoint, timeout=self.timeout, context=self._ctx,
+                      direct_dir=self.direct_dir)
 
     def release(self, client: Client, broken: bool = False) -> None:
         with self._lock:

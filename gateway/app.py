@@ -66,7 +66,7 @@ def _page_not_found(req: falcon.Request, resp: falcon.Response, **_: str) -> Non
 
 
 def create_app(config: DaemonConfig, calls: ClientPool | None = None) -> falcon.App:
-    typed = Calls(calls or ClientPool(config.broker_endpoint))
+    typed = Calls(calls or ClientPool(config.broker_endpoint, direct_dir=config.direct_dir))
     app = falcon.App(middleware=[ApiVersion()])
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.auto_parse_qs_csv = False

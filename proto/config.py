@@ -96,6 +96,11 @@ class DaemonConfig:
         return self.exec_root_dir / "handoff"
 
     @property
+    def direct_dir(self) -> Path:
+        """Where each actor listens for local clients' direct calls (pouch.broker.direct)."""
+        return self.exec_root_dir / "direct"
+
+    @property
     def pidfile_path(self) -> Path:
         return Path(self.pidfile) if self.pidfile else self.exec_root_dir / "pouchd.pid"
 

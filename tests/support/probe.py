@@ -110,13 +110,14 @@ class BrokerEnd:
         return dict(env.unpack(frames[3]))
 
 
-def start_probe(endpoint: str) -> pykka.ActorRef[Any]:
-    """A started ProbeActor whose host serves `endpoint`."""
+def start_probe(endpoint: str, direct_dir: Path | None = None) -> pykka.ActorRef[Any]:
+    """A started ProbeActor whose host serves `endpoint` (and direct calls in `direct_dir`)."""
     pool = ClientPool(endpoint)
     ctx = ActorContext(service="probe", config=DaemonConfig(), pool=pool, calls=Calls(pool),
                        metrics=ActorMetrics("probe"), faults=Faults(False))
     ref = ProbeActor.start(ctx)
-    host_of(ref).attach(ref, "probe", ProbeActor.contract, endpoint, heartbeat=QUIET_HEARTBEAT)
+    host_of(ref).attach(ref, "probe", ProbeActor.contract, endpoint, heartbeat=QUIET_HEARTBEAT,
+                        direct_dir=direct_dir)
     return ref
 
 
@@ -128,10 +129,11 @@ def stop_probe(ref: pykka.ActorRef[Any]) -> None:
 
 
 @contextlib.contextmanager
-def hosted(folder: Path) -> Iterator[tuple[pykka.ActorRef[Any], BrokerEnd]]:
+def hosted(folder: Path, direct_dir: Path | None = None
+           ) -> Iterator[tuple[pykka.ActorRef[Any], BrokerEnd]]:
     """A ProbeActor registered with the test's broker end (its READY already read)."""
     broker = BrokerEnd(f"ipc://{folder}/broker.sock")
-    ref = start_probe(broker.endpoint)
+    ref = start_probe(broker.endpoint, direct_dir)
     try:
         ready = broker.receive()
         assert ready[:3] == [env.ACTOR, env.READY, b"probe"], ready
