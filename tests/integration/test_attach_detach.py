@@ -72,6 +72,15 @@ class Terminal:
             if select.select([self.master], [], [], 0.05)[0]:
                 with contextlib.suppress(OSError):  # the CLI's side is gone already
                     self.seen += os.read(self.master, 4096)
+        # What it printed last may still wait in the terminal after it exited.
+        while select.select([self.master], [], [], 0.05)[0]:
+            try:
+                chunk = os.read(self.master, 4096)
+            except OSError:  # EIO: all read, and the CLI's side is closed
+                break
+            if not chunk:
+                break
+            self.seen += chunk
         return self.proc.returncode
 
     def close(self) -> None:
