@@ -57,10 +57,17 @@ class Build:
         self.spool = spool
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if req.get_param("remote"):
+        remote = req.get_param("remote")
+        if remote:
+            # Never fetched: a daemon that cannot reach it would hang on it, and one that
+            # can would build what its client never saw.
             raise falcon.HTTPBadRequest(description=(
-                "pouch builds from the context sent as the body only, not from a remote "
-                "URL or git repository"))
+                f"cannot build from the remote context {remote}: this daemon builds from "
+                "the context sent as the request's body only (docker build fetches a URL "
+                "or clones a git repository itself, then sends it)"))
+        if flag(req, "squash") is True:  # dockerd 20.10's answer without experimental mode
+            raise falcon.HTTPBadRequest(description="squash is only supported with "
+                                                    "experimental mode")
         chunked = "chunked" in (req.get_header("Transfer-Encoding") or "").lower()
         length = req.content_length
         if not chunked and length is None:
@@ -79,6 +86,7 @@ class Build:
             "networkmode": req.get_param("networkmode") or "",
             "extrahosts": req.get_param("extrahosts") or "",
             "shmsize": integer(req, "shmsize"),
+            "platform": req.get_param("platform") or "",
         }
         given = {key: value for key, value in options.items() if value is not OMIT}
         with self._head(req) as head:

@@ -225,6 +225,12 @@ class ImageCalls:
         Served by pouch.actors.image.actor.ImageActor.build_step."""
         return self._caller.call('image', 'build_step', _args(base=base, config=config, created_by=created_by, container=container, layer=layer), 600.0)
 
+    def check_tags(self, *, names: builtins.list[str]) -> None:
+        """Refuse, in dockerd's words, a name no image could be tagged with ("" is no name): a build checks its tags before it starts, as dockerd's does. Errors: invalid.
+
+        Served by pouch.actors.image.actor.ImageActor.check_tags."""
+        return self._caller.call('image', 'check_tags', _args(names=names), 30.0)
+
     def commit(self, *, container: str, repo: str | Omitted = OMIT, tag: str | Omitted = OMIT, comment: str | Omitted = OMIT, author: str | Omitted = OMIT, changes: builtins.list[str] | Omitted | None = OMIT, pause: bool | Omitted = OMIT, config: builtins.dict[str, Any] | Omitted | None = OMIT) -> CommitResult:
         """Make an image of a container's changes on its image (docker commit), named `repo:tag` if given: its config is the container's, fields of `config` over it, then the Dockerfile `changes`; frozen meanwhile if `pause`. Errors: not_found, invalid, conflict.
 
@@ -779,7 +785,7 @@ class BuilderHandoffs:
         self._handover = handover
 
     def build(self, conn: Any, *, head: str, chunked: bool | Omitted = OMIT, length: int | Omitted = OMIT, options: builtins.dict[str, Any] | Omitted | None = OMIT) -> None:
-        """docker build on a handed-over connection: the context is the request's body (what the gateway read of it already in the spool file `head`, the rest on the connection: `chunked`, or `length` bytes), the answer the classic builder's JSON messages. `options`: POST /build's query (t as `tags`, dockerfile, buildargs, labels, target, nocache, pull, rm, forcerm, q, cachefrom, networkmode, extrahosts, shmsize). Errors: invalid.
+        """docker build on a handed-over connection: the context is the request's body (what the gateway read of it already in the spool file `head`, the rest on the connection: `chunked`, or `length` bytes), the answer the classic builder's JSON messages. `options`: POST /build's query (t as `tags`, dockerfile, buildargs, labels, target, nocache, pull, rm, forcerm, q, cachefrom, networkmode, extrahosts, shmsize, platform). Errors, before the build starts: invalid tags (as dockerd's reference grammar has them) or a platform not this machine's. Errors: invalid.
 
         Served by pouch.actors.builder.actor.BuilderActor.build."""
         self._handover.hand_over(conn, 'builder', 'build', _args(head=head, chunked=chunked, length=length, options=options))

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pouch.actors.builder.cache import BuildCache
-from pouch.actors.builder.run import STEP_LABEL, Build, Env, Options
+from pouch.actors.builder.run import STEP_LABEL, Build, Env, Options, check_platform
 from pouch.actors.host import ActorBase, ActorContext, Reply
 from pouch.proto.contract import method
 from pouch.proto.docker import check_filters
@@ -66,7 +66,8 @@ class BuilderActor(ActorBase):
         connection: `chunked`, or `length` bytes), the answer the classic builder's JSON
         messages. `options`: POST /build's query (t as `tags`, dockerfile, buildargs,
         labels, target, nocache, pull, rm, forcerm, q, cachefrom, networkmode,
-        extrahosts, shmsize)."""
+        extrahosts, shmsize, platform). Errors, before the build starts: invalid tags
+        (as dockerd's reference grammar has them) or a platform not this machine's."""
         spool = Path(head)
         if spool.parent != self._spool or not spool.name.startswith("build-") \
                 or spool.is_symlink() or not spool.is_file():
@@ -78,14 +79,33 @@ class BuilderActor(ActorBase):
             spool.unlink(missing_ok=True)
             conn.close()
             raise invalid(f"invalid build option: {exc}") from None
+        threading.Thread(target=self._begin, args=(conn, reply, spool, parsed, chunked, length),
+                         name="build", daemon=True).start()
+
+    def _begin(self, conn: StreamSession, reply: Reply, spool: Path, options: Options,
+               chunked: bool, length: int) -> None:
+        """A build refused as dockerd refuses it, before it starts (an error answer, not
+        a stream ending in one: the client has no build to wait for), else run."""
+        ok, _ = reply.attempt(self._check, options)
+        if not ok:
+            spool.unlink(missing_ok=True)
+            conn.close()
+            return
         reply.send(None)
         if not conn.start():
             spool.unlink(missing_ok=True)
             return
         env = Env(self.ctx.calls, self.ctx.config.handoff_dir, self._spool, self._contexts,
                   self._cache)
-        build = Build(env, conn, parsed, spool, chunked, length)
-        threading.Thread(target=build.run, name="build", daemon=True).start()
+        Build(env, conn, options, spool, chunked, length).run()
+
+    def _check(self, options: Options) -> None:
+        try:
+            check_platform(options.platform)
+        except ValueError as exc:
+            raise invalid(str(exc)) from None
+        if options.tags:
+            self.ctx.calls.image.check_tags(names=options.tags)
 
     @method(idempotent=True, returns=BuildCachePruned, timeout=120.0, errors=("invalid",))
     def prune(self, reply: Reply, all: bool = False,

@@ -14,6 +14,12 @@ made in a place only root can read (the setuid bits are kept), and deletes after
 unpacks every member unless given rules to skip by; the build reads the Dockerfile,
 then removes what `IgnoreRules.removed_by_daemon` names, as dockerd does.
 
+A plain context (regular files, folders and fifos, each named once) need not be
+unpacked at all: `spool_context` copies the tar into one file as it reads it and
+indexes it on the way (`ContextIndex`), and its sources resolve and sum from the index
+exactly as from the unpacked folder. Unpacking costs a file creation per member, which
+dominates a build whose steps are all cached.
+
 Sources are found as dockerd finds them: a source names a path inside the context (a
 leading "/" or "./" is dropped); `..` that leads out of it is refused; symlinks are
 followed inside the context as if it were the root (an absolute target or one with too
@@ -33,10 +39,10 @@ import shutil
 import stat
 import tarfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, BinaryIO, TypeVar
 
 from pouch.actors.builder.ignore import (
     IGNORE_FILE,
@@ -51,6 +57,9 @@ HEADER_MAX = 1 << 20  # bytes of a pax or GNU long-name header (Go's archive/tar
 MAX_LINKS = 255  # symlinks followed while resolving one source (moby's maxSymlinkDepth)
 _MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"),
           (b"\x28\xb5\x2f\xfd", "zstd"))
+
+
+_Found = TypeVar("_Found")
 
 
 class ContextError(ValueError):
@@ -381,6 +390,12 @@ def _in_scope(context: Path, rel: str) -> Path:
     return context.joinpath(*done)
 
 
+def in_scope(context: Path, rel: str) -> Path:
+    """The path `rel` names in the unpacked context, symlinks followed inside it (a
+    Dockerfile that is a link to /etc/shadow is the context's etc/shadow, if any)."""
+    return _in_scope(context, rel)
+
+
 def _walk(context: Path) -> Iterable[str]:
     """Every path in the context, relative, in filepath.Walk's order (lexical, symlinks
     to folders not entered)."""
@@ -400,12 +415,21 @@ def resolve_named(context: Path, patterns: list[str],
     in the context (whose last element names it at the destination) and the path to
     read, symlinks followed inside the context. Wildcards match as Go's filepath.Match
     against every path of the context. Given `ignore`, excluded paths are not found."""
-    found: list[tuple[str, Path]] = []
+    return _resolve(patterns, ignore, lambda: _walk(context),
+                    lambda rel: _existing(context, rel))
+
+
+def _resolve(patterns: list[str], ignore: IgnoreRules | None,
+             walk: Callable[[], Iterable[str]],
+             existing: Callable[[str], _Found]) -> list[tuple[str, _Found]]:
+    """`resolve_named` over any view of a context: `walk` lists its paths, `existing`
+    finds one (or raises `_not_found`)."""
+    found: list[tuple[str, _Found]] = []
     for source in patterns:
         rel = source[1:] if source.startswith("/") and len(source) > 1 else source
         rel = rel.removeprefix("./")
         if has_wildcards(rel):
-            found += [(name, _existing(context, name)) for name in _walk(context)
+            found += [(name, existing(name)) for name in walk()
                       if filepath_match(rel, name)
                       and not (ignore is not None and ignore.excluded(name))]
             continue
@@ -413,7 +437,7 @@ def resolve_named(context: Path, patterns: list[str],
             raise ContextError(f"forbidden path outside the build context: {source} ()")
         if ignore is not None and ignore.excluded(rel):
             raise _not_found(rel)
-        found.append((go_clean(rel), _existing(context, rel)))
+        found.append((go_clean(rel), existing(rel)))
     if not found:
         raise ContextError("no source files were specified")
     return found
@@ -494,3 +518,213 @@ def sources_digest(paths: list[Path], context: Path,
     `known`: `ContextInfo.sums` of the unpacking, not to read those files again."""
     sums = [_source_sum(path, context, known or {}) for path in paths]
     return sums[0] if len(sums) == 1 else _joined("multi", sums)
+
+
+# -- a plain context, kept as its tar ----------------------------------------------------
+
+
+@dataclass
+class Node:
+    """A member of a plain context, as `ContextIndex` knows it."""
+
+    kind: int  # stat.S_IFREG, S_IFDIR or S_IFIFO
+    mode: int  # permission bits
+    mtime: float
+    size: int = 0
+    offset: int = 0  # where a regular file's content starts in the spool
+    digest: str = ""  # a regular file's sum, as `_entry_sum` takes it off the file
+    implied: bool = False  # a folder no member named, made for a member inside it
+
+
+# The unpacked context's own folder is a fresh mkdtemp's: COPY . sums it with this mode.
+_ROOT_MODE = 0o700
+_IMPLIED_MODE = 0o755  # as `_folder` makes a missing folder (under the usual umask)
+
+
+class _Tee(io.RawIOBase):
+    """The decompressed tar, copied to the spool as it is read (byte for byte, so a
+    member's offset in the stream is its offset in the spool)."""
+
+    def __init__(self, inner: io.RawIOBase, out: IO[bytes]) -> None:
+        self._inner, self._out = inner, out
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self._inner.read(len(buffer))
+        self._out.write(data)
+        buffer[:len(data)] = data
+        return len(data)
+
+
+def spool_context(stream: BinaryIO, spool: Path, limit_bytes: int) -> ContextIndex | None:
+    """Copy a context tar (plain, gzip, bzip2 or xz), decompressed, into the new file
+    `spool` as it is read, and index it on the way. Its index if the context is plain:
+    regular files, folders and fifos, each named once by a clean relative name under
+    folders only; else None, and the caller unpacks the spool with `unpack_context`,
+    which refuses what it must in words naming the member. A ContextError past
+    `limit_bytes` of tar or for a stream that is no tar.
+
+    Why: most contexts are plain, and a build that finds every step in its cache needs
+    the Dockerfile and the sums of COPY's sources only; writing a thousand files to
+    read them back costs more than all the rest of such a build (a file's creation is
+    about a millisecond of kernel time on a busy ext4)."""
+    tar_stream, _ = _decompressed(stream)
+    nodes: dict[str, Node] = {"": Node(stat.S_IFDIR, _ROOT_MODE, 0.0)}
+    plain = True
+    try:
+        with open(spool, "xb") as out:
+            tee = _Tee(_Limited(tar_stream, limit_bytes), out)
+            with tarfile.open(fileobj=tee, mode="r|", tarinfo=_BoundedInfo) as tar:
+                for member in tar:
+                    plain = plain and _index_member(tar, member, nodes)
+                while tee.read(CHUNK):  # the rest: padding, a compressor's trailer
+                    pass
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise ContextError("no space left on device for the build context") from None
+        raise ContextError(f"invalid build context: {e}") from None
+    except (tarfile.TarError, EOFError, lzma.LZMAError, zlib.error) as e:
+        raise ContextError(f"invalid build context: {e}") from None
+    return ContextIndex(spool, nodes) if plain else None
+
+
+def _index_member(tar: tarfile.TarFile, member: tarfile.TarInfo,
+                  nodes: dict[str, Node]) -> bool:
+    """Index one member; False if it makes the context other than plain."""
+    try:
+        rel = _relative(member.name, member.name)
+    except ContextError:
+        return False
+    if rel == "":
+        return True  # "./": the context itself
+    if not (member.isreg() or member.isdir() or member.isfifo()) or member.issparse():
+        return False
+    known = nodes.get(rel)
+    if known is not None and not (member.isdir() and known.implied):
+        return False  # named twice: which one wins is for unpacking to say
+    parts = rel.split("/")
+    for index in range(1, len(parts)):
+        prefix = "/".join(parts[:index])
+        parent = nodes.get(prefix)
+        if parent is None:
+            nodes[prefix] = Node(stat.S_IFDIR, _IMPLIED_MODE, member.mtime, implied=True)
+        elif parent.kind != stat.S_IFDIR:
+            return False
+    mode = member.mode & 0o7777
+    if member.isreg():
+        source = tar.extractfile(member)
+        assert source is not None  # a regular member has content
+        digest = _entry_header(rel, stat.S_IFREG, mode, member.size, "")
+        while chunk := source.read(CHUNK):
+            digest.update(chunk)
+        nodes[rel] = Node(stat.S_IFREG, mode, member.mtime, member.size, member.offset_data,
+                          digest.hexdigest())
+    else:
+        nodes[rel] = Node(stat.S_IFDIR if member.isdir() else stat.S_IFIFO, mode,
+                          member.mtime)
+    return True
+
+
+class ContextIndex:
+    """A plain context as its tar in a spool file and an index of its members. Sources
+    resolve and sum as `resolve_named` and `sources_digest` find and sum them in the
+    unpacked folder (a plain context has no symlink: no path leads anywhere else), and
+    a file is read straight out of the tar."""
+
+    def __init__(self, spool: Path, nodes: dict[str, Node]) -> None:
+        self.spool = spool
+        self._nodes = nodes
+        self._children: dict[str, list[str]] | None = None
+
+    def node(self, rel: str) -> Node:
+        return self._nodes[rel]
+
+    def is_file(self, rel: str) -> bool:
+        node = self._nodes.get("" if rel == "." else rel)
+        return node is not None and node.kind == stat.S_IFREG
+
+    def read(self, rel: str) -> bytes:
+        """A regular file's content."""
+        node = self._nodes[rel]
+        with open(self.spool, "rb") as data:
+            data.seek(node.offset)
+            return data.read(node.size)
+
+    def children(self, rel: str) -> list[str]:
+        """The names in a folder, sorted."""
+        if self._children is None:
+            found: dict[str, list[str]] = {}
+            for name in self._nodes:
+                if name:
+                    parent, _, base = name.rpartition("/")
+                    found.setdefault(parent, []).append(base)
+            for names in found.values():
+                names.sort()
+            self._children = found
+        return self._children.get(rel, [])
+
+    def tree(self, rel: str) -> Iterator[tuple[str, str]]:
+        """A folder and everything under it as os.walk goes (a folder, its other members
+        sorted, then its folders, each in turn): (path in the context, path under
+        `rel`, "" for `rel` itself)."""
+        prefix = rel + "/" if rel else ""
+
+        def visit(folder: str) -> Iterator[tuple[str, str]]:
+            yield folder, folder[len(prefix):] if folder != rel else ""
+            names = [f"{folder}/{n}" if folder else n for n in self.children(folder)]
+            for name in names:
+                if self._nodes[name].kind != stat.S_IFDIR:
+                    yield name, name[len(prefix):]
+            for name in names:
+                if self._nodes[name].kind == stat.S_IFDIR:
+                    yield from visit(name)
+        return visit(rel)
+
+    def _walk(self) -> Iterator[str]:
+        def visit(folder: str) -> Iterator[str]:
+            for name in self.children(folder):
+                path = f"{folder}/{name}" if folder else name
+                yield path
+                if self._nodes[path].kind == stat.S_IFDIR:
+                    yield from visit(path)
+        return visit("")
+
+    def _existing(self, rel: str) -> str:
+        done: list[str] = []
+        for part in rel.split("/"):
+            if part == "..":
+                if done:
+                    done.pop()
+            elif part not in ("", "."):
+                done.append(part)
+        found = "/".join(done)
+        if found not in self._nodes:
+            raise _not_found(rel)
+        return found
+
+    def resolve_named(self, patterns: list[str],
+                      ignore: IgnoreRules | None = None) -> list[tuple[str, str]]:
+        """As `resolve_named`: each source's name, and its path in the context ("" for
+        the context itself)."""
+        return _resolve(patterns, ignore, self._walk, self._existing)
+
+    def _sum(self, rel: str) -> str:
+        node = self._nodes[rel]
+        if node.kind == stat.S_IFREG:
+            return node.digest
+        return _entry_header(rel or ".", node.kind, node.mode, 0, "").hexdigest()
+
+    def digest(self, rels: list[str]) -> str:
+        """As `sources_digest`, of sources `resolve_named` found."""
+        sums = []
+        for rel in rels:
+            if self._nodes[rel].kind != stat.S_IFDIR:
+                sums.append("file:" + self._sum(rel))
+                continue
+            prefix = rel + "/" if rel else ""
+            inner = [self._sum(rel)] + [self._sum(name) for name in self._nodes
+                                        if name and name.startswith(prefix)]
+            sums.append(_joined("dir", sorted(inner)))
+        return sums[0] if len(sums) == 1 else _joined("multi", sums)

@@ -98,7 +98,7 @@ class Dockerfile:
 
 
 def _fail(line: int, message: str) -> DockerfileError:
-    return DockerfileError(f"Dockerfile parse error line {line}: {message}")
+    return DockerfileError(f"dockerfile parse error line {line}: {message}")
 
 
 # -- the parser ------------------------------------------------------------------------

@@ -1,21 +1,33 @@
 """One build, from the request body to the last message, as dockerd's classic builder
-runs it: the context unpacked into a private folder, the Dockerfile parsed, then each
-step in turn, each making an image (the cache: a step run before on the same image is
-not run again).
+runs it: the context received, the Dockerfile parsed, then each step in turn, each
+making an image (the cache: a step run before on the same image is not run again).
+
+The context is kept as the tar it came as, in a spool file of the builder's: a plain
+one (files and folders only, the usual case) is read from there through an index
+(`context.ContextIndex`) and never unpacked, so a build whose steps are all in the
+cache writes no file of it; any other is unpacked into a private folder (which refuses
+what it must, naming the member), and so is a plain one when an ADD needs its files.
 
 - FROM: a local image (pulled if missing, or always with `pull`), an earlier stage, or
   scratch; the base's ONBUILD triggers run first.
 - RUN: a container of the step's config (Cmd: the shell and the command), attached
   before it starts, so its output streams as it comes; its changes become the step's
   layer (the container actor's commit_layer, through containerd's diff service).
-- COPY and ADD: the sources, placed at their destination, make a tar in the daemon's
-  tmp folder that is the step's layer as it is (the image actor stores it and unpacks
-  it with containerd's diff service onto the image's snapshot, whose missing parent
-  folders it makes): no container, no mount, no second copy of the files.
+- COPY and ADD: the sources, placed at their destination (inside it when it is a
+  folder of the image, as dockerd places them), make a tar in the daemon's tmp folder
+  that is the step's layer as it is (the image actor stores it and unpacks it with
+  containerd's diff service onto the image's snapshot, whose missing parent folders it
+  makes): no container, no mount, no second copy of the files.
+- WORKDIR: its folder, where the image lacks it, is the step's layer (as dockerd makes
+  it), so that a later `COPY x .` lands in it.
 - The rest (ENV, CMD, LABEL, ...): an image with the new config and no layer.
 
+Output is dockerd's line for line, but for the " ---> Running in" and "Removing
+intermediate container" lines dockerd prints for metadata steps: it makes a container
+for each, and this builder makes none.
+
 A client that goes away cancels the build: the step's container is removed, no image
-is made of the step, and the context folder goes.
+is made of the step, and the context (tar and folder) goes.
 """
 
 from __future__ import annotations
@@ -26,7 +38,9 @@ import io
 import json
 import logging
 import os
+import platform as pyplatform
 import posixpath
+import re
 import select
 import shutil
 import socket
@@ -34,18 +48,22 @@ import stat
 import tarfile
 import tempfile
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 from pouch.actors.builder import streams
 from pouch.actors.builder.body import BodyError, BodyReader
 from pouch.actors.builder.cache import BuildCache, cache_key
 from pouch.actors.builder.context import (
     ContextError,
+    ContextIndex,
+    in_scope,
     resolve_named,
     sources_digest,
+    spool_context,
     unpack_context,
 )
 from pouch.actors.builder.dockerfile import (
@@ -73,6 +91,7 @@ log = logging.getLogger("pouch.builder")
 DEFAULT_SHELL: Final = ["/bin/sh", "-c"]
 CONTEXT_LIMIT: Final = 10 << 30  # bytes a context may unpack to
 READ_AFTER_BODY: Final = 4096
+QUIET_KEPT: Final = 8 << 20  # characters of a quiet build's output kept, to show if it fails
 # On the containers a build makes: those a dead builder left running or unstarted are
 # removed by its successor (a failed step's, exited, is left as dockerd leaves it).
 STEP_LABEL: Final = "io.pouch.build.step"
@@ -116,6 +135,7 @@ class Options:
     networkmode: str = ""
     extrahosts: list[str] = field(default_factory=list)
     shmsize: int = 0
+    platform: str = ""
 
     @classmethod
     def from_wire(cls, raw: dict[str, Any]) -> Options:
@@ -144,7 +164,37 @@ class Options:
             cachefrom=[str(c) for c in strings("cachefrom", raw.get("cachefrom") or [], list)],
             networkmode=str(raw.get("networkmode") or ""),
             extrahosts=[h for h in str(extrahosts).replace(",", " ").split() if h],
-            shmsize=int(raw.get("shmsize") or 0))
+            shmsize=int(raw.get("shmsize") or 0), platform=str(raw.get("platform") or ""))
+
+
+# Go's names of machines (platform.machine()) and the other names a platform may use.
+GO_ARCH: Final = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armv7l": "arm",
+                  "armhf": "arm", "i686": "386", "i386": "386"}
+_PLATFORM_PART: Final = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def check_platform(text: str, machine: str | None = None) -> None:
+    """Refuse a build `platform` other than this machine's (its RUN steps could not run,
+    and its images would say what they are not): ValueError, in dockerd's words for one
+    that does not parse. "" (none), "linux" and "linux/<this arch>[/variant]" pass."""
+    if not text:
+        return
+    parts = text.split("/")
+    for part in parts:
+        if not _PLATFORM_PART.fullmatch(part):
+            raise ValueError(f'"{part}" is an invalid component of "{text}": platform '
+                             'specifier component must match "^[A-Za-z0-9_-]+$": invalid '
+                             "argument")
+    if len(parts) > 3:
+        raise ValueError(f'"{text}": unknown operating system or architecture: invalid '
+                         "argument")
+    raw = machine or pyplatform.machine()
+    here = GO_ARCH.get(raw, raw)
+    os_name = parts[0].lower()
+    arch = GO_ARCH.get(parts[1].lower(), parts[1].lower()) if len(parts) > 1 else here
+    if os_name != "linux" or arch != here:
+        raise ValueError(f"this daemon builds for its own platform only (linux/{here}), "
+                         f"not {text}")
 
 
 @dataclass
@@ -183,6 +233,11 @@ class Build:
         self.chunked = chunked
         self.length = length
         self.context = Path(tempfile.mkdtemp(prefix="context-", dir=env.work_dir))
+        # The context as its (decompressed) tar; a plain one is read from there through
+        # `index` and unpacked into `context` only if a step needs its files as files.
+        self.context_tar = self.context.with_name(self.context.name + ".tar")
+        self.index: ContextIndex | None = None
+        self.unpacked = False
         self.cancelled = threading.Event()
         self.stages: dict[str, str] = {}  # stage name or index -> its image
         self.meta_args: dict[str, str | None] = {}
@@ -194,15 +249,24 @@ class Build:
         self.sums: dict[str, tuple[tuple[int, ...], str]] = {}  # the context's files' sums
         self._sources: list[list[tuple[Any, ...]]] | None = None  # cachefrom's histories
         self.escape = "\\"
+        self.triggers = False  # running the base image's ONBUILD triggers
+        self.kept: list[str] = []  # a quiet build's output, shown if it fails (as dockerd)
+        self.kept_size = 0
 
     # -- output ------------------------------------------------------------
 
     def say(self, text: str, always: bool = False) -> None:
         if self.options.q and not always:
+            self._keep(text)
             return
         if not self.conn.write_json({"stream": text}):
             self.cancelled.set()
             raise Cancelled()
+
+    def _keep(self, text: str) -> None:
+        if self.kept_size < QUIET_KEPT:
+            self.kept.append(text)
+            self.kept_size += len(text)
 
     def check(self) -> None:
         if self.cancelled.is_set():
@@ -233,7 +297,7 @@ class Build:
             gone = self.cancelled.is_set()
             if not gone:
                 self.conn.end()
-            shutil.rmtree(self.context, ignore_errors=True)
+            self._drop_context()
             if gone:
                 self.conn.end()
 
@@ -241,11 +305,18 @@ class Build:
         """The build's last message. What the build leaves is settled first: a client
         ends at this message, and what it looks at next must be as it stays."""
         self._drop_container()
-        shutil.rmtree(self.context, ignore_errors=True)
+        self._drop_context()
+        for text in self.kept:
+            self.conn.write_json({"stream": text})
         detail: dict[str, Any] = {"message": message}
         if code:
             detail["code"] = code
         self.conn.write_json({"errorDetail": detail, "error": message})
+
+    def _drop_context(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.context_tar.unlink()
+        shutil.rmtree(self.context, ignore_errors=True)
 
     def _run(self) -> None:
         head = self.head.read_bytes()
@@ -253,12 +324,12 @@ class Build:
         self.conn.conn.setblocking(True)
         body = io.BufferedReader(BodyReader(head, self.conn.conn, self.chunked, self.length),
                                  1 << 20)
-        self.sums = unpack_context(body, self.context, CONTEXT_LIMIT).sums
+        self.index = spool_context(body, self.context_tar, CONTEXT_LIMIT)
+        if self.index is None:  # refused here, if it must be, naming the member
+            self._folder()
+            self.context_tar.unlink()
         self._watch_client()
         dockerfile = self._dockerfile()
-        if not dockerfile.stages:
-            raise BuildError(f"the Dockerfile ({self.options.dockerfile or 'Dockerfile'}) "
-                             "cannot be empty")
         target = self.options.target or None
         if self.options.labels:
             dockerfile = with_labels(dockerfile, self.options.labels, target)
@@ -297,6 +368,18 @@ class Build:
             self.env.calls.image.tag(name=image, repo=repo, tag=tag_part)
             self.say(f"Successfully tagged {repo}:{tag_part or 'latest'}\n")
 
+    def _folder(self) -> Path:
+        """The context unpacked (the first time it is asked for)."""
+        if not self.unpacked:
+            with open(self.context_tar, "rb") as tar:
+                self.sums = unpack_context(tar, self.context, CONTEXT_LIMIT).sums
+            self.unpacked = True
+        return self.context
+
+    def _index(self) -> ContextIndex:
+        assert self.index is not None  # asked for only where a plain context has one
+        return self.index
+
     def _step(self, ins: Instruction) -> None:
         self.step += 1
         self.say(f"Step {self.step}/{self.total} : {ins.original}\n")
@@ -306,15 +389,30 @@ class Build:
         path = _inside(self.context, name)
         if path is None:
             raise BuildError(f"The Dockerfile ({name}) must be within the build context")
+        if self.index is not None:
+            return self._indexed_dockerfile(self.index, path.relative_to(self.context)
+                                            .as_posix(), name)
+        # Read as dockerd reads it: symlinks followed inside the context, never out of it.
+        path = in_scope(self.context, path.relative_to(self.context).as_posix())
         if not path.is_file() and not self.options.dockerfile:
-            lower = self.context / "dockerfile"
+            lower = in_scope(self.context, "dockerfile")
             path = lower if lower.is_file() else path
         if not path.is_file():
             raise BuildError(f"Cannot locate specified Dockerfile: {name}")
-        ignore_file = self.context / ".dockerignore"
+        ignore_file = in_scope(self.context, ".dockerignore")
         if ignore_file.is_file():
             self.ignore = IgnoreRules.from_text(ignore_file.read_text(errors="replace"))
-        return parse(path.read_text(errors="replace"))
+        return _parse(path.read_text(errors="replace"), name)
+
+    def _indexed_dockerfile(self, index: ContextIndex, rel: str, name: str) -> Dockerfile:
+        if not index.is_file(rel) and not self.options.dockerfile \
+                and index.is_file("dockerfile"):
+            rel = "dockerfile"
+        if not index.is_file(rel):
+            raise BuildError(f"Cannot locate specified Dockerfile: {name}")
+        if index.is_file(".dockerignore"):
+            self.ignore = IgnoreRules.from_text(_text(index.read(".dockerignore")))
+        return _parse(_text(index.read(rel)), name)
 
     def _watch_client(self) -> None:
         """Once the body is read, a client that closes its connection cancels the build."""
@@ -368,15 +466,20 @@ class Build:
             image_id = self.stages.get(image_name.lower()) or self._base_image(image_name)
             state.image = image_id
             state.config = dict(self.env.calls.image.inspect(name=image_id)["Config"] or {})
-            self.say(f" ---> {short(image_id)}\n")
         triggers = list(state.config.get("OnBuild") or [])
         state.config["OnBuild"] = None
         if triggers:
             self.say(f"# Executing {len(triggers)} build trigger"
                      f"{'s' if len(triggers) > 1 else ''}\n")
-            for text in triggers:
-                trigger = parse_instruction(text, self.escape)
-                self._dispatch(state, trigger)
+            # As dockerd: a trigger's step shows what it runs, not the image it makes;
+            # the stage's image shows once, after them all.
+            self.triggers = True
+            try:
+                for text in triggers:
+                    self._dispatch(state, parse_instruction(text, self.escape))
+            finally:
+                self.triggers = False
+        self.say(f" ---> {short(state.image)}\n")  # nothing after the arrow for scratch
         return state
 
     def _base_image(self, name: str) -> str:
@@ -487,9 +590,34 @@ class Build:
         if self._cached(state, key):
             state.config = config
             return
-        image = self.env.calls.image.build_step(base=state.image, config=config,
-                                                created_by=created_by)
+        layer = self._workdir_layer(state.image, config["WorkingDir"]) \
+            if ins.command == "workdir" else None
+        try:
+            image = self.env.calls.image.build_step(base=state.image, config=config,
+                                                    created_by=created_by,
+                                                    layer=str(layer) if layer else "")
+        finally:
+            if layer is not None:
+                layer.unlink()
         self._made(state, key, image, config)
+
+    def _workdir_layer(self, image: str, path: str) -> Path | None:
+        """WORKDIR's folder as dockerd makes it where the image lacks it (with its missing
+        parents: root's, 0755), so that a COPY to "." lands in it: the step's layer, as a
+        tar spool file; None if there is nothing to make."""
+        missing = self._missing_folders(image, path)
+        if not missing:
+            return None
+        fd, name = tempfile.mkstemp(prefix="build-workdir-", suffix=".tar",
+                                    dir=self.env.spool_dir)
+        made = time.time()
+        with os.fdopen(fd, "wb") as tarball, \
+                tarfile.open(fileobj=tarball, mode="w", format=tarfile.PAX_FORMAT) as out:
+            for folder in missing:
+                info = tarfile.TarInfo(folder.lstrip("/"))
+                info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, made
+                out.addfile(info)
+        return Path(name)
 
     def _cached(self, state: Stage, key: str) -> bool:
         if self.options.nocache:
@@ -505,7 +633,8 @@ class Build:
             if self.options.cachefrom and not self._from_cache_sources(image):
                 continue
             self.say(" ---> Using cache\n")
-            self.say(f" ---> {short(image)}\n")
+            if not self.triggers:
+                self.say(f" ---> {short(image)}\n")
             state.image = image
             return True
         return False
@@ -529,7 +658,8 @@ class Build:
         self.env.cache.put(key, image)
         state.image = image
         state.config = config
-        self.say(f" ---> {short(image)}\n")
+        if not self.triggers:
+            self.say(f" ---> {short(image)}\n")
 
     # -- RUN ---------------------------------------------------------------
 
@@ -557,7 +687,9 @@ class Build:
         attached = streams.attach(self.env.handoff_dir, cid)
 
         def emit(_name: str, data: bytes) -> None:
-            if not self.options.q:
+            if self.options.q:
+                self._keep(data.decode(errors="replace"))
+            else:
                 self.conn.write_json({"stream": data.decode(errors="replace")})
 
         pumping = threading.Thread(target=streams.pump, args=(attached, emit),
@@ -646,13 +778,28 @@ class Build:
         as_dir = dest.endswith("/") or dest.endswith("/.") or len(sources) > 1
         source_from = ins.flags.get("from", "")
         named: list[tuple[str, Path]] = []
+        indexed: list[tuple[str, str]] = []
         digest = ""
-        if not source_from:  # the cache is looked at before anything is copied
-            named = resolve_named(self.context, sources, self.ignore)
-            as_dir = as_dir or len(named) > 1
-            digest = sources_digest([path for _, path in named], self.context, self.sums)
-            if self._cached(state, self._copy_key(state, ins, digest, dest, chown)[1]):
-                return
+        try:
+            if not source_from and self.index is not None and not add:
+                indexed = self.index.resolve_named(sources, self.ignore)
+                as_dir = as_dir or len(indexed) > 1
+                digest = self.index.digest([rel for _, rel in indexed])
+            elif not source_from:
+                named = resolve_named(self._folder(), sources, self.ignore)
+                as_dir = as_dir or len(named) > 1
+                digest = sources_digest([path for _, path in named], self.context, self.sums)
+        except ContextError as exc:  # as dockerd words a source it cannot find
+            raise BuildError(f"{ins.command.upper()} failed: {exc}") from None
+        # The cache is looked at before anything is copied.
+        if not source_from and self._cached(
+                state, self._copy_key(state, ins, digest, dest, chown)[1]):
+            return
+        lone_file = bool(source_from) or (
+            len(indexed) == 1 and self._index().node(indexed[0][1]).kind != stat.S_IFDIR) \
+            or (len(named) == 1 and not named[0][1].is_dir())
+        if not as_dir and lone_file and self._is_dir_in(state.image, target):
+            as_dir = True  # as dockerd: a file copied onto a folder of the image goes in it
         owner = _owner(chown, lambda path: self._image_file(state.image, path))
         fd, name = tempfile.mkstemp(prefix="build-copy-", suffix=".tar",
                                     dir=self.env.spool_dir)
@@ -665,6 +812,8 @@ class Build:
                 for source_name, path in named:
                     self._add_path(out, path, posixpath.basename(source_name), target,
                                    as_dir, owner, add)
+                if indexed:
+                    self._add_indexed(out, indexed, target, as_dir, owner)
             created_by, key = self._copy_key(state, ins, digest, dest, chown)
             if source_from and self._cached(state, key):
                 return
@@ -711,18 +860,47 @@ class Build:
                     continue
                 _add_member(out, full, posixpath.join(base, name), owner)
 
-    def _image_file(self, image: str, path: str) -> str:
-        """A small text file of an image ("" if it has none), read through a container
-        made of it (never started) and the container actor's archive_get."""
-        if not image:
-            return ""
+    def _add_indexed(self, out: tarfile.TarFile, indexed: list[tuple[str, str]], target: str,
+                     as_dir: bool, owner: tuple[int, int] | None) -> None:
+        """COPY's sources out of a plain context's tar, as `_add_path` adds them out of
+        the unpacked folder."""
+        index = self._index()
+        with open(index.spool, "rb") as data:
+            for source_name, rel in indexed:
+                if index.node(rel).kind != stat.S_IFDIR:
+                    name = posixpath.join(target, posixpath.basename(source_name)) \
+                        if as_dir else target
+                    _add_node(out, index, data, rel, name, owner)
+                    continue
+                for path, inner in index.tree(rel):
+                    if inner and index.node(path).kind != stat.S_IFDIR and \
+                            self.ignore is not None and self.ignore.excluded(path):
+                        continue
+                    _add_node(out, index, data, path,
+                              posixpath.join(target, inner) if inner else target, owner)
+
+    @contextlib.contextmanager
+    def _reader(self, image: str) -> Iterator[str]:
+        """A container made of `image` (never started), to look at its files through the
+        container actor's archive methods; removed after."""
         created = self.env.calls.container.create(name="", config={
             "Image": image, "Cmd": ["/bin/sh"], "Entrypoint": [],
             "Labels": {STEP_LABEL: "read"}})
+        try:
+            yield created["Id"]
+        finally:
+            with contextlib.suppress(PouchError):
+                self.env.calls.container.remove(id=created["Id"], force=True)
+
+    def _image_file(self, image: str, path: str) -> str:
+        """A small text file of an image ("" if it has none)."""
+        if not image:
+            return ""
         fd, name = tempfile.mkstemp(prefix="build-file-", suffix=".tar", dir=self.env.spool_dir)
         os.close(fd)
         try:
-            self.env.calls.container.archive_get(id=created["Id"], path=path, spool=name)
+            with self._reader(image) as cid:
+                self.env.calls.container.archive_get(id=cid, path=path, spool=name)
             with tarfile.open(name) as tar:
                 for member in tar:
                     data = tar.extractfile(member) if member.isreg() else None
@@ -735,8 +913,38 @@ class Build:
             return ""
         finally:
             os.unlink(name)
-            with contextlib.suppress(PouchError):
-                self.env.calls.container.remove(id=created["Id"], force=True)
+
+    def _is_dir_in(self, image: str, path: str) -> bool:
+        """Whether `path` is a folder (or a symlink to one) in an image."""
+        return bool(image) and self._missing_folders(image, path) is None
+
+    def _missing_folders(self, image: str, path: str) -> list[str] | None:
+        """The folders of `path` (absolute) an image lacks, outermost first; None if
+        `path` is there as a folder or a symlink to one, [] if as something else."""
+        parts = [part for part in path.split("/") if part]
+        if not image:
+            return ["/" + "/".join(parts[:n]) for n in range(1, len(parts) + 1)]
+        missing: list[str] = []
+        with self._reader(image) as cid:
+            while parts:
+                here = "/" + "/".join(parts)
+                try:
+                    found = self.env.calls.container.archive_stat(id=cid, path=here)
+                except PouchError as exc:
+                    if exc.code != "not_found":
+                        raise
+                    missing.insert(0, here)
+                    parts.pop()
+                    continue
+                mode = int(found.get("mode") or 0)
+                if mode & GO_MODE_SYMLINK and found.get("linkTarget"):
+                    with contextlib.suppress(PouchError):  # where it leads, resolved
+                        mode = int(self.env.calls.container.archive_stat(
+                            id=cid, path=found["linkTarget"]).get("mode") or 0)
+                if not mode & GO_MODE_DIR:
+                    return []
+                break
+        return missing or None
 
     def _copy_from(self, out: tarfile.TarFile, source: str, paths: list[str], target: str,
                    as_dir: bool, owner: tuple[int, int] | None) -> str:
@@ -803,38 +1011,35 @@ def _inside(root: Path, name: str) -> Path | None:
 
 
 def _owner(chown: str, files: Callable[[str], str]) -> tuple[int, int] | None:
-    """COPY's --chown=user[:group] as IDs: names are looked up in the image's
-    /etc/passwd and /etc/group (`files` reads one), as dockerd does; a user alone gives
-    its own group ID too."""
+    """COPY's --chown=user[:group] as IDs, as dockerd takes it: names are looked up in
+    the image's /etc/passwd and /etc/group (`files` reads one); a user alone names the
+    group too."""
     if not chown:
         return None
+    if chown.count(":") > 1:
+        raise BuildError("unable to convert uid/gid chown string to host mapping: invalid "
+                         f"chown string format: {chown}")
     user, _, group = chown.partition(":")
-    passwd: dict[str, tuple[int, int]] = {}
+    group = group or user
+    users: dict[str, int] = {}
     groups: dict[str, int] = {}
-    if not user.isdigit() or (group and not group.isdigit()):
+    if not user.isdigit() or not group.isdigit():
         for line in files("/etc/passwd").splitlines():
             fields = line.split(":")
-            if len(fields) > 3 and fields[2].isdigit() and fields[3].isdigit():
-                passwd[fields[0]] = (int(fields[2]), int(fields[3]))
+            if len(fields) > 2 and fields[2].isdigit():
+                users[fields[0]] = int(fields[2])
         for line in files("/etc/group").splitlines():
             fields = line.split(":")
             if len(fields) > 2 and fields[2].isdigit():
                 groups[fields[0]] = int(fields[2])
-    if user.isdigit():
-        uid, gid = int(user), int(user)
-    elif user in passwd:
-        uid, gid = passwd[user]
-    else:
+    uid = int(user) if user.isdigit() else users.get(user)
+    if uid is None:
         raise BuildError(f"unable to convert uid/gid chown string to host mapping: can't "
                          f"find uid for user {user}: no such user: {user}")
-    if group:
-        if group.isdigit():
-            gid = int(group)
-        elif group in groups:
-            gid = groups[group]
-        else:
-            raise BuildError(f"unable to convert uid/gid chown string to host mapping: "
-                             f"can't find gid for group {group}: no such group: {group}")
+    gid = int(group) if group.isdigit() else groups.get(group)
+    if gid is None:
+        raise BuildError(f"unable to convert uid/gid chown string to host mapping: "
+                         f"can't find gid for group {group}: no such group: {group}")
     return uid, gid
 
 
@@ -856,6 +1061,40 @@ def _add_member(out: tarfile.TarFile, path: Path, name: str,
             out.addfile(info, data)
     else:
         out.addfile(info)
+
+
+GO_MODE_DIR: Final = 1 << 31  # Go's os.ModeDir, in the container actor's path stats
+GO_MODE_SYMLINK: Final = 1 << 27
+_TAR_TYPES: Final = {stat.S_IFREG: tarfile.REGTYPE, stat.S_IFDIR: tarfile.DIRTYPE,
+                     stat.S_IFIFO: tarfile.FIFOTYPE}
+
+
+def _add_node(out: tarfile.TarFile, index: ContextIndex, data: BinaryIO, rel: str,
+              name: str, owner: tuple[int, int] | None) -> None:
+    """A member of a plain context, as `_add_member` adds the file unpacked from it."""
+    if not name.strip("/"):
+        return  # the root itself: the image's stays as it is
+    node = index.node(rel)
+    info = tarfile.TarInfo(name.lstrip("/"))
+    info.type, info.mode, info.mtime = _TAR_TYPES[node.kind], node.mode, node.mtime
+    info.uid, info.gid = owner or (0, 0)
+    if node.kind == stat.S_IFREG:
+        info.size = node.size
+        data.seek(node.offset)
+        out.addfile(info, data)
+    else:
+        out.addfile(info)
+
+
+def _parse(text: str, name: str) -> Dockerfile:
+    if not text:  # as dockerd tells an empty file from one of comments only
+        raise BuildError(f"the Dockerfile ({name}) cannot be empty")
+    return parse(text)
+
+
+def _text(data: bytes) -> str:
+    """A file's text as Path.read_text gives it (universal newlines)."""
+    return data.decode(errors="replace").replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _renamed(member: tarfile.TarInfo, name: str,

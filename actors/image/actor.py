@@ -444,6 +444,14 @@ class ImageActor(ActorBase):
             raise invalid("refusing to create a tag with a digest reference")
         reply.run_in_thread(self._tag, image, new.full())
 
+    @method(idempotent=True, errors=("invalid",))
+    def check_tags(self, names: builtins.list[str]) -> None:
+        """Refuse, in dockerd's words, a name no image could be tagged with ("" is no
+        name): a build checks its tags before it starts, as dockerd's does."""
+        for name in names:
+            if name and reference.parse(name, self._registry).digest:
+                raise invalid("build tag cannot contain a digest")
+
     def _tag(self, image: Image, name: str) -> None:
         target = self._target(image)
         self._ctrd.images.put(name, target)

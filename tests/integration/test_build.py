@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import tarfile
@@ -185,7 +186,7 @@ def test_a_dockerignore_keeps_files_out_and_errors_name_the_line(pouchd: PouchDa
     (folder / "Dockerfile").write_text("FROM busybox\nRUN true\nBOGUS thing\n")
     bad = pouchd.docker_result("build", str(folder), timeout=60)
     assert bad.returncode != 0
-    assert "Dockerfile parse error line 3: unknown instruction: BOGUS" in bad.stderr
+    assert "dockerfile parse error line 3: unknown instruction: BOGUS" in bad.stderr
 
     (folder / "Dockerfile").write_text("FROM busybox\nCOPY ../outside /x\n")
     escape = pouchd.docker_result("build", str(folder), timeout=60)
@@ -370,6 +371,17 @@ def test_hostile_contexts_are_refused_naming_the_member(pouchd: PouchDaemon):
             errors = [m["error"] for m in messages if "error" in m]
             assert errors, (name, messages)
             assert name.lstrip("/") in errors[0] or "link/passwd" in errors[0], errors
+        # A Dockerfile that is a link out of the context is read inside it, as dockerd
+        # reads it: the host's file never is (its lines would show in the parse error).
+        fileobj = io.BytesIO()
+        with tarfile.open(fileobj=fileobj, mode="w") as tar:
+            link = tarfile.TarInfo("Dockerfile")
+            link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            tar.addfile(link)
+        fileobj.seek(0)
+        messages = list(client.build(fileobj=fileobj, custom_context=True, decode=True))
+        assert [m.get("error") for m in messages if "error" in m] == [
+            "Cannot locate specified Dockerfile: Dockerfile"], messages
     finally:
         client.close()
     assert pouchd.docker("images", "-q", "--filter", "dangling=true") == ""
@@ -406,3 +418,131 @@ def test_from_pulls_a_missing_base_and_pull_always_asks(pouchd: PouchDaemon, tmp
         again = build(pouchd, folder, "--pull", "-t", "pulled:v1")
         assert f"Status: Image is up to date for {base}" in again
         assert "Using cache" in again
+
+
+def test_what_dockerd_refuses_before_building_is_refused_at_once(pouchd: PouchDaemon,
+                                                                 tmp_path: Path):
+    """A bad tag, squash (dockerd 20.10 without its experimental mode), a remote context
+    (this daemon fetches none: the docker CLI fetches URLs itself, docker-py passes them
+    on), a platform other than this machine's: an error before anything is built."""
+    folder = context(tmp_path, {"Dockerfile": "FROM busybox\nRUN echo ran > /ran\n"})
+    bad = pouchd.docker_result("build", "-t", "Bad:Tag", str(folder), timeout=60)
+    assert bad.returncode != 0 and "invalid reference format" in bad.stderr
+    squash = pouchd.docker_result("build", "--squash", str(folder), timeout=60)
+    assert squash.returncode != 0  # the CLI asks the daemon whether it is experimental
+    assert "only supported on a Docker daemon with experimental" in squash.stderr
+    other = pouchd.docker_result("build", "--platform", "linux/s390x", str(folder),
+                                 timeout=60)
+    assert other.returncode != 0 and "linux/s390x" in other.stderr, other.stderr
+
+    client = docker_py.APIClient(base_url=pouchd.host, version="1.41", timeout=60)
+    try:
+        # docker-py checks tags itself too: they go as they are, on its HTTP session.
+        for query, words in (
+                ({"t": "Bad:Tag"},
+                 "invalid reference format: repository name must be lowercase"),
+                ({"t": ["ok:v1", "ok@sha256:" + "a" * 64]},
+                 "build tag cannot contain a digest"),
+                ({"platform": "linux//amd64"},
+                 'platform specifier component must match "^[A-Za-z0-9_-]+$"'),
+                ({"platform": "windows/amd64"}, "not windows/amd64"),
+                ({"squash": "1"}, "squash is only supported with experimental mode")):
+            answer = client.post(f"{client.base_url}/v1.41/build", params=query,
+                                 data=_tar({"Dockerfile": b"FROM busybox\nRUN true\n"}),
+                                 headers={"Content-Type": "application/x-tar"})
+            assert answer.status_code == 400, (query, answer.text)
+            assert words in answer.json()["message"], (query, answer.text)
+        with pytest.raises(docker_py.errors.APIError) as refused:
+            list(client.build(fileobj=_tar({"Dockerfile": b"FROM busybox\n"}),
+                              custom_context=True, platform="linux/s390x"))
+        assert refused.value.status_code == 400
+        remote = "http://127.0.0.1:9/context.tar"
+        with pytest.raises(docker_py.errors.APIError) as refused:
+            list(client.build(path=remote))
+        assert refused.value.status_code == 400 and remote in str(refused.value.explanation)
+    finally:
+        client.close()
+    assert pouchd.docker("ps", "-aq") == ""
+    assert pouchd.docker("images", "-a", "--format", "{{.Repository}}") == "busybox"
+
+    here = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+    out = build(pouchd, folder, "--platform", f"linux/{here}", "-t", "same:v1")
+    assert "Successfully tagged same:v1" in out
+
+
+def _tar(files: dict[str, bytes]) -> io.BytesIO:
+    fileobj = io.BytesIO()
+    with tarfile.open(fileobj=fileobj, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    fileobj.seek(0)
+    return fileobj
+
+
+def test_workdir_makes_its_folder_and_a_file_copied_onto_a_folder_goes_into_it(
+        pouchd: PouchDaemon, tmp_path: Path):
+    """As dockerd's classic builder: WORKDIR makes its folder (and its parents) where the
+    image has none, so that COPY x . lands in it; a file copied onto a folder the image
+    has goes into it, never in its place; WORKDIR of a folder there already adds nothing."""
+    dockerfile = ("FROM busybox\nWORKDIR /app/sub\nCOPY a.txt .\nCOPY a.txt /tmp\n"
+                  "WORKDIR /tmp\nCOPY a.txt named.txt\nRUN pwd > /where\n")
+    folder = context(tmp_path, {"Dockerfile": dockerfile, "a.txt": "a\n"})
+    build(pouchd, folder, "-t", "workdir:v1")
+    shown = pouchd.docker("run", "--rm", "workdir:v1", "sh", "-c",
+                          "cat /app/sub/a.txt /tmp/a.txt /tmp/named.txt /where; "
+                          "stat -c '%a:%u' /app /app/sub /tmp")
+    assert shown.split() == ["a", "a", "a", "/tmp", "755:0", "755:0", "1777:0"]
+    history = pouchd.docker("history", "--format", "{{.CreatedBy}}|{{.Size}}",
+                            "workdir:v1").splitlines()
+    assert "/bin/sh -c #(nop)  WORKDIR /tmp|0B" in history
+    assert "Using cache" in build(pouchd, folder, "-t", "workdir:v1")
+
+
+def _lines(output: str) -> list[str]:
+    """Build output with IDs as <id>, and without the CLI's own first line."""
+    return [re.sub(r"[0-9a-f]{12,64}", "<id>", line) for line in output.splitlines()
+            if not line.startswith("Sending build context")]
+
+
+def test_the_output_is_dockerds_line_for_line(pouchd: PouchDaemon, tmp_path: Path):
+    """As dockerd 20.10's classic builder prints it (these lines are its own), but for
+    the " ---> Running in" and "Removing intermediate container" lines of metadata steps
+    (ENV, CMD, ...), for which dockerd makes a container and pouch makes none."""
+    parent = context(tmp_path / "parent", {
+        "Dockerfile": "FROM busybox\nONBUILD RUN echo trig\nONBUILD ENV T=1\n"})
+    build(pouchd, parent, "-t", "parent:v1")
+    child = pouchd.docker_result("build", "-", input="FROM parent:v1\nRUN echo child\n",
+                                 timeout=180)
+    assert child.returncode == 0, child.stderr
+    assert _lines(child.stdout) == [
+        "", "Step 1/2 : FROM parent:v1", "# Executing 2 build triggers",
+        " ---> Running in <id>", "trig", "Removing intermediate container <id>",
+        " ---> <id>",
+        "Step 2/2 : RUN echo child", " ---> Running in <id>", "child",
+        "Removing intermediate container <id>", " ---> <id>", "Successfully built <id>"]
+
+    scratch = pouchd.docker_result("build", "-", input="FROM scratch\nENV A=1\n")
+    assert _lines(scratch.stdout) == ["", "Step 1/2 : FROM scratch", " ---> ",
+                                      "Step 2/2 : ENV A=1", " ---> <id>",
+                                      "Successfully built <id>"]
+
+    quiet = pouchd.docker_result("build", "-q", "-",
+                                 input="FROM busybox\nRUN echo before && exit 3\n")
+    assert quiet.returncode == 3 and quiet.stdout == ""
+    # Quiet, until it fails: then what it said shows, as dockerd shows it.
+    assert [line for line in _lines(quiet.stderr) if line][-6:] \
+        == ["Step 1/2 : FROM busybox", " ---> <id>", "Step 2/2 : RUN echo before && exit 3",
+            " ---> Running in <id>", "before",
+            "The command '/bin/sh -c echo before && exit 3' returned a non-zero code: 3"]
+
+    missing = context(tmp_path / "missing", {"Dockerfile": "FROM busybox\nCOPY nothere /x\n"})
+    failed = pouchd.docker_result("build", str(missing), timeout=60)
+    assert failed.returncode == 1
+    assert failed.stderr.strip().endswith(
+        "COPY failed: file not found in build context or excluded by .dockerignore: "
+        "stat nothere: file does not exist")
+    empty = context(tmp_path / "empty", {"Dockerfile": ""})
+    failed = pouchd.docker_result("build", str(empty), timeout=60)
+    assert failed.stderr.strip().endswith("the Dockerfile (Dockerfile) cannot be empty")

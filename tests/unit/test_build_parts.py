@@ -1,6 +1,7 @@
 """The builder's own pure parts: reading a request body off a socket (a length, or
 chunked), the cache's keys and file, options off the wire, references split for
-tagging, and which images others were built on."""
+tagging, which images others were built on, COPY --chown's owners and the platforms a
+build may ask for."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from pouch.actors.builder.body import BodyError, BodyReader
 from pouch.actors.builder.cache import BuildCache, cache_key
-from pouch.actors.builder.run import Options, split_tag
+from pouch.actors.builder.run import BuildError, Options, _owner, check_platform, split_tag
 from pouch.actors.image.commit import parents
 
 
@@ -107,3 +108,38 @@ def test_images_built_on_are_parents():
     other = {"history": [{"created": "9"}]}
     found = parents({"base": base, "step": step, "top": top, "other": other, "none": {}})
     assert found == {"base", "step"}
+
+
+PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n"
+GROUP = "root:x:0:\nusers:x:100:\nnogroup:x:65534:\n"
+
+
+def test_chown_names_are_looked_up_as_dockerd_looks_them_up():
+    def files(path: str) -> str:
+        return {"/etc/passwd": PASSWD, "/etc/group": GROUP}[path]
+
+    assert _owner("", files) is None
+    assert _owner("1234", files) == (1234, 1234)
+    assert _owner("1234:5678", files) == (1234, 5678)
+    assert _owner("nobody:users", files) == (65534, 100)
+    assert _owner("0:nogroup", files) == (0, 65534)
+    # A user alone names the group too: busybox has no group "nobody".
+    with pytest.raises(BuildError, match="can't find gid for group nobody: no such group"):
+        _owner("nobody", files)
+    with pytest.raises(BuildError, match="can't find uid for user ghost: no such user"):
+        _owner("ghost:users", files)
+    with pytest.raises(BuildError, match="to host mapping: invalid chown string format: 1:2:3"):
+        _owner("1:2:3", files)
+
+
+def test_a_build_platform_is_this_machines_or_refused():
+    for fine in ("", "linux", "linux/amd64", "Linux/x86_64", "linux/amd64/v3"):
+        check_platform(fine, machine="x86_64")
+    check_platform("linux/arm64/v8", machine="aarch64")
+    for other in ("linux/arm64", "windows/amd64", "darwin"):
+        with pytest.raises(ValueError, match=f"linux/amd64\\), not {other}$"):
+            check_platform(other, machine="x86_64")
+    with pytest.raises(ValueError, match='"" is an invalid component of "linux//amd64"'):
+        check_platform("linux//amd64", machine="x86_64")
+    with pytest.raises(ValueError, match="unknown operating system or architecture"):
+        check_platform("linux/amd64/v3/x", machine="x86_64")

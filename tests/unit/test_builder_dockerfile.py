@@ -116,21 +116,21 @@ def test_commands_are_case_insensitive_and_errors_name_the_line():
     df = parse("from busybox\nRuN true\n")
     assert df.stages[0].instructions[0].command == "run"
     assert refused("FROM busybox\nRUN true\nFOO bar\n") == (
-        "Dockerfile parse error line 3: unknown instruction: FOO")
+        "dockerfile parse error line 3: unknown instruction: FOO")
     assert refused("RUN true\n") == (
-        "Dockerfile parse error line 1: no build stage in current context")
+        "dockerfile parse error line 1: no build stage in current context")
     assert refused("# only a comment\n") == "No image was generated. Is your Dockerfile empty?"
 
 
 def test_a_line_longer_than_the_scanner_takes_is_refused():
     parse("FROM busybox\nRUN " + "x" * 65531 + "\n")
     assert refused("FROM busybox\nRUN " + "x" * 65532 + "\n") == (
-        "Dockerfile parse error line 2: dockerfile line greater than max allowed size of 65535")
+        "dockerfile parse error line 2: dockerfile line greater than max allowed size of 65535")
 
 
 def test_the_error_of_a_continued_instruction_names_its_first_line():
     assert refused("FROM busybox\n\nCOPY \\\n  onlyone\n") == (
-        "Dockerfile parse error line 3: COPY requires at least two arguments, but only one "
+        "dockerfile parse error line 3: COPY requires at least two arguments, but only one "
         "was provided. Destination could not be determined.")
 
 
