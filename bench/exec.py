@@ -9,7 +9,11 @@ sample is one `docker exec c true`: the CLI pings, inspects the container, creat
 exec, starts it attached (an upgraded stream that ends when the process has exited) and
 inspects it for the exit code. Runs alternate. The issue's target: pouch at most 0.8x
 dockerd. A second table splits pouch's and dockerd's time by API call (a client of our
-own making the same calls), which shows what the CLI's own start-up adds to both.
+own making the same calls, alternating between the daemons), which shows what the CLI's
+own start-up adds to both; the start is split where its head (101) arrives. Its last row
+is the floor both share: `runc exec` of the same process run by hand on each daemon's
+container (what containerd's shim runs for a start; most of it is runc compiling the
+container's seccomp filter for the new process).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import contextlib
 import itertools
 import json
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -44,7 +49,10 @@ NAME = "bench-exec"
 POUCH = "pouch docker exec"
 DOCKERD_CASE = "dockerd 20.10 docker exec"
 TARGET = 0.8  # pouch's median over dockerd's, at most
-STEPS = ("inspect container", "create exec", "start exec (stream)", "inspect exec")
+STEPS = ("ping", "inspect container", "create exec", "start exec: head",
+         "start exec: to the end", "inspect exec")
+RUNC_ALONE = "runc exec alone (floor)"
+RUNC_ROOTS = ("/run/containerd/runc",)  # pouch's containerd's, and a system one's
 
 
 def timed(argv: list[str], env: dict[str, str]) -> float:
@@ -60,9 +68,9 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
 
 
 def http(path: Path, method: str, target: str, body: Any = None,
-         upgrade: bool = False) -> bytes:
+         upgrade: bool = False, marks: list[float] | None = None) -> bytes:
     """One request on the daemon's socket; the whole answer (an upgraded stream's, until
-    the daemon ends it)."""
+    the daemon ends it). `marks` gets the time its first bytes arrived."""
     data = b"" if body is None else json.dumps(body).encode()
     head = (f"{method} /v1.41{target} HTTP/1.1\r\nHost: d\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n")
@@ -74,6 +82,8 @@ def http(path: Path, method: str, target: str, body: Any = None,
         s.sendall(head.encode() + b"\r\n" + data)
         answer = b""
         while chunk := s.recv(65536):
+            if not answer and marks is not None:
+                marks.append(time.perf_counter())
             answer += chunk
             if not upgrade and _complete(answer):
                 break
@@ -92,8 +102,11 @@ def _complete(answer: bytes) -> bool:
 
 
 def api_steps(path: Path) -> list[float]:
-    """The CLI's calls for `docker exec c true` (its ping aside), each timed."""
+    """The CLI's calls for `docker exec c true`, each timed (the start twice: to its
+    head, and from there to its end)."""
     marks = [time.perf_counter()]
+    http(path, "GET", "/_ping")
+    marks.append(time.perf_counter())
     http(path, "GET", f"/containers/{NAME}/json")
     marks.append(time.perf_counter())
     created = http(path, "POST", f"/containers/{NAME}/exec",
@@ -101,13 +114,33 @@ def api_steps(path: Path) -> list[float]:
     exec_id = json.loads(created.partition(b"\r\n\r\n")[2])["Id"]
     marks.append(time.perf_counter())
     http(path, "POST", f"/exec/{exec_id}/start", {"Detach": False, "Tty": False},
-         upgrade=True)
+         upgrade=True, marks=marks)
     marks.append(time.perf_counter())
     shown = json.loads(http(path, "GET", f"/exec/{exec_id}/json").partition(b"\r\n\r\n")[2])
     marks.append(time.perf_counter())
     if shown.get("ExitCode") != 0:
         raise RuntimeError(f"exec {exec_id} ended with {shown.get('ExitCode')!r}")
     return [b - a for a, b in itertools.pairwise(marks)]
+
+
+def runc_exec(cid: str, roots: list[Path], spec_dir: Path) -> Callable[[], float]:
+    """A sample of `runc exec` of `true` in the container, as its shim runs an exec (the
+    container's own process spec, its arguments replaced), timed alone. The spec is
+    written in `spec_dir`."""
+    runc = shutil.which("runc") or "runc"
+    state = next((p for root in roots for p in root.glob(f"**/{cid}/state.json")), None)
+    if state is None:
+        raise RuntimeError(f"no runc state for container {cid} under {roots}")
+    root = state.parent.parent
+    shown = subprocess.run([runc, "--root", str(root), "state", cid], capture_output=True,
+                           text=True, check=True)
+    process = json.loads((Path(json.loads(shown.stdout)["bundle"]) / "config.json")
+                         .read_text())["process"]
+    process.update(args=["true"], terminal=False)
+    spec = spec_dir / f"runc-exec-{cid[:12]}.json"
+    spec.write_text(json.dumps(process))
+    return lambda: timed([runc, "--root", str(root), "exec", "--process", str(spec), cid],
+                         os.environ.copy())
 
 
 @contextlib.contextmanager
@@ -124,7 +157,7 @@ def dockerd_with_busybox(tarball: Path) -> Iterator[Dockerd]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser(__doc__.splitlines()[0], default_runs=30).parse_args(argv)
-    require("docker", str(DOCKERD))
+    require("docker", "runc", str(DOCKERD))
     with pouchd() as daemon:
         tarball = daemon.base / "busybox.tar"
         if not tarball.exists():
@@ -148,6 +181,11 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(max(5, args.runs // 2)):
                 steps[POUCH].append(api_steps(daemon.socket))
                 steps[DOCKERD_CASE].append(api_steps(docker.socket))
+            alone = alternate(max(5, args.runs // 2), {
+                POUCH: runc_exec(daemon.inspect(NAME)["Id"], [Path(r) for r in RUNC_ROOTS],
+                                 daemon.base),
+                DOCKERD_CASE: runc_exec(docker.get(f"/containers/{NAME}/json")["Id"],
+                                        [docker.exec_root], docker.base)}, warmup=1)
         firewall_diff = docker.firewall_diff
     medians = {name: summarize(values)["median"] for name, values in samples.items()}
     results: dict[str, Any] = {}
@@ -166,10 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     split = {name: [summarize([run[i] for run in runs])["median"] for i in range(len(STEPS))]
              for name, runs in steps.items()}
     print()
+    floor = {name: summarize(values)["median"] for name, values in alone.items()}
     print(table(["API call, median ms", "pouch", "dockerd", "x dockerd"],
                 [[step, split[POUCH][i] * MS, split[DOCKERD_CASE][i] * MS,
                   ratio(split[POUCH][i], split[DOCKERD_CASE][i])]
-                 for i, step in enumerate(STEPS)]))
+                 for i, step in enumerate(STEPS)]
+                + [[RUNC_ALONE, floor[POUCH] * MS, floor[DOCKERD_CASE] * MS,
+                    ratio(floor[POUCH], floor[DOCKERD_CASE])]]))
     if firewall_diff:
         print("firewall rules changed while dockerd ran (see above); left as they are")
     write_json(args.json, {"benchmark": "exec", "unit": "seconds", "results": results,
@@ -177,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                            "dockerd_version": version,
                            "api_steps_s": {name: dict(zip(STEPS, values, strict=True))
                                            for name, values in split.items()},
+                           "runc_exec_alone_s": floor,
                            "firewall_changed": bool(firewall_diff)})
     return 0
 

@@ -21,6 +21,11 @@ writes to the handed-over client connection, and moves its input to the process;
 exec's streams are `held` (see IOHub.open): read once its process runs and its client
 is attached, and ended once its exit is recorded.
 
+What an attached start costs beyond runc's own `exec` (which most of it is: runc compiles
+the container's seccomp filter for every new process) is kept off its path where it can
+be: the FIFOs and containerd's Exec are made while the gateway writes the head, and
+what a finished exec held goes just after its client has been told of the end.
+
 Pure rules first (the record, the process spec, when an exec may run, the GC); the
 effects (`Execs`) after.
 """
@@ -36,6 +41,7 @@ import shutil
 import signal
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -60,6 +66,14 @@ GC_EVERY = 300.0  # dockerd's execCommandGC: every 5 minutes
 # After its exit, how long an exec's output may take to be all read (dockerd waits as
 # long) before its stream ends anyway (a process it left behind holds its pipes).
 DRAIN_WAIT = 2.0
+# How long the worker itself waits for that (the hub reads the FIFOs' ends around the
+# time the exit is told, often just after) before a thread of its own takes the wait:
+# a thread and its hop back to the worker cost more than the usual wait.
+DRAIN_NEAR = 0.05
+# What a finished exec held (its process in containerd, its FIFOs) goes this long after
+# its stream has ended: not while its client, told of the end, inspects it (the docker
+# CLI does at once), which that work (containerd, the shim) would slow down.
+TIDY_AFTER = 0.05
 # An exec whose container died is killed with it; its own exit comes just after the
 # container's: if it does not come within this, it is recorded as killed.
 EXIT_GRACE = 2.0
@@ -307,16 +321,24 @@ class Execs:
             if conn is not None:
                 conn.close()  # after the refusal: closing tells the gateway it is over
             return
-        if conn is not None:
-            reply.send(None)
-            if not conn.start(multiplexed=not tty):
-                return  # the client left first: the exec stays created, as dockerd's
-        error = self.start(record, conn, container_config)
         if conn is None:
+            error = self.start(record, None, container_config)
             if error is None:
                 reply.send(None)
             else:
                 reply.fail(explain_start_error(error))
+            return
+        # containerd is given the process while the gateway writes the head and says go
+        # (a round trip through two other processes); only its start waits for that.
+        running = self._running[record.id] = _Running()
+        record.phase = Phase.STARTING
+        prepared = _helpers().submit(self._prepare, record, running, record.open_stdin,
+                                     container_config)
+        reply.send(None)
+        if not conn.start(multiplexed=not tty):
+            self._unprepare(record, running, prepared)
+            return  # the client left first: the exec stays created, as dockerd's
+        self.start(record, conn, container_config, prepared=(running, prepared))
 
     def startable(self, exec_id: str, runnable: Callable[[], None]) -> ExecRecord:
         """The exec, if it may start now. Errors: not_found, conflict."""
@@ -329,15 +351,25 @@ class Execs:
         return record
 
     def start(self, record: ExecRecord, conn: StreamSession | None,
-              container_config: dict[str, Any]) -> PouchError | None:
+              container_config: dict[str, Any],
+              prepared: tuple[_Running, Future[None]] | None = None) -> PouchError | None:
         """Run the exec, its output to `conn` (None: detached, the output dropped, as
         dockerd drops it); the error if its process could not start (then recorded as
-        exited with START_FAILED, and said on the stream)."""
+        exited with START_FAILED, and said on the stream). `prepared`: its _prepare runs
+        already, on a helper thread."""
         record.phase = Phase.STARTING  # the copies say so once it runs: one message less
-        running = self._running[record.id] = _Running()
+        if prepared is None:
+            running = self._running[record.id] = _Running()
+        else:
+            running = prepared[0]
         self.env.event(f"exec_start: {record.command}", execID=record.id)
+        stdin = record.open_stdin and conn is not None
         try:
-            record.pid = self._run(record, running, conn, container_config)
+            if prepared is None:
+                self._prepare(record, running, stdin, container_config)
+            else:
+                prepared[1].result()
+            record.pid = self._launch(record, running, conn, stdin)
         except Exception as exc:
             error = exc if isinstance(exc, PouchError) else \
                 PouchError("internal", f"{type(exc).__name__}: {exc}")
@@ -349,8 +381,11 @@ class Execs:
         self._changed(record)
         return None
 
-    def _run(self, record: ExecRecord, running: _Running, conn: StreamSession | None,
-             container_config: dict[str, Any]) -> int:
+    def _prepare(self, record: ExecRecord, running: _Running, stdin: bool,
+                 container_config: dict[str, Any]) -> None:
+        """Its FIFOs and its process in containerd, not started. `stdin`: its input comes
+        from a client (a detached exec's is empty, as dockerd's). On the worker's thread,
+        or on a helper's while the worker waits for the gateway (see serve_start)."""
         env, cid = self.env, self.env.cid
         if self._container_process is None:
             container = env.ctrd.containers.get(cid)
@@ -364,8 +399,6 @@ class Execs:
                                 read_rootfs_file(mounts, "etc/group"), env.group_add())
         process = process_spec(self._container_process, record, container_config, user,
                                _grantable())
-        # Input only from a client: a detached exec's stdin is empty, as dockerd's.
-        stdin = record.open_stdin and conn is not None
         # Held: the output waits in the FIFOs until writers_ready, so none is missed.
         paths, running.drained = env.hub.open(
             record.id, env.fifo_root / record.id, None, tty=record.tty, stdin=stdin,
@@ -373,7 +406,12 @@ class Execs:
         env.ctrd.tasks.exec(cid, record.id, process, paths["stdin"], paths["stdout"],
                             paths["stderr"], terminal=record.tty)
         running.made = True
-        pid = env.ctrd.tasks.start(cid, record.id)
+
+    def _launch(self, record: ExecRecord, running: _Running, conn: StreamSession | None,
+                stdin: bool) -> int:
+        """Start the prepared process and connect its client; its pid."""
+        env = self.env
+        pid = env.ctrd.tasks.start(env.cid, record.id)
         if conn is not None:
             conn.settle()  # the output must not reach the client with the head (runc's
             # start takes longer than that wait: it is over by now, but for slow starts)
@@ -383,6 +421,19 @@ class Execs:
         # its creation as a task's are): until then the hub's own writers stand in.
         env.hub.writers_ready(record.id)
         return pid
+
+    def _unprepare(self, record: ExecRecord, running: _Running, prepared: Future[None]) -> None:
+        """The client left before the start: what _prepare made goes, the exec stays
+        created (it may be started again)."""
+        with contextlib.suppress(Exception):  # whatever it failed on is undone the same
+            prepared.result()
+        record.phase = Phase.CREATED
+        self._running.pop(record.id, None)
+        if running.drained is not None:
+            self.env.hub.forget(record.id)
+        if running.made:
+            self._delete_process(record.id)
+        shutil.rmtree(self.env.fifo_root / record.id, ignore_errors=True)
 
     def _consumer(self, record: ExecRecord, conn: StreamSession, stdin: bool) -> Consumer:
         """The client's side of the exec's IO: with a terminal, its detach keys (the
@@ -430,7 +481,7 @@ class Execs:
             return
         running.ending = True
         drained = running.drained
-        if drained is None or drained.is_set():
+        if drained is None or drained.wait(DRAIN_NEAR):
             self._record_exit(record, running, status)
             return
 
@@ -451,15 +502,17 @@ class Execs:
         self._end(record.id, running)
 
     def _end(self, exec_id: str, running: _Running) -> None:
-        """What a finished exec held: its process in containerd, its FIFOs."""
+        """What a finished exec held goes (see TIDY_AFTER), on a timer's thread: it needs
+        nothing of the worker's, and a shim still copying what a leftover process writes
+        may keep the deletion waiting."""
         self._running.pop(exec_id, None)
-        if running.made:
-            drained = running.drained is None or running.drained.is_set()
-            if drained:
-                self._delete_process(exec_id)
-            else:  # the shim may still be copying what a leftover process writes
-                threading.Thread(target=self._delete_process, args=(exec_id,),
-                                 daemon=True).start()
+        timer = threading.Timer(TIDY_AFTER, self._tidy, args=(exec_id, running.made))
+        timer.daemon = True
+        timer.start()
+
+    def _tidy(self, exec_id: str, made: bool) -> None:
+        if made:
+            self._delete_process(exec_id)
         shutil.rmtree(self.env.fifo_root / exec_id, ignore_errors=True)
 
     def _delete_process(self, exec_id: str) -> None:
@@ -512,6 +565,13 @@ def forget_leftovers(fifo_root: Path) -> None:
     (a shim that still writes holds its own descriptors)."""
     with contextlib.suppress(FileNotFoundError):
         shutil.rmtree(fifo_root)
+
+
+@functools.cache
+def _helpers() -> ThreadPoolExecutor:
+    """Threads that prepare attached execs (see Execs.serve_start), shared by every
+    container; made on first use, in the actor's process (not in the parent it forks from)."""
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="exec-prepare")
 
 
 @functools.cache

@@ -81,6 +81,26 @@ def test_a_command_that_is_not_there_fails_as_dockerds_does(daemon: PouchDaemon,
     assert 'exec: "no-such-command": executable file not found' in result.stdout
 
 
+def test_a_user_that_is_not_there_fails_the_start_on_its_stream(daemon: PouchDaemon,
+                                                                running: str):
+    # The user is looked up while the gateway writes the head (the exec is made ready
+    # meanwhile): the failure still reaches the client on the stream, as dockerd's does.
+    result = daemon.docker_result("exec", "-u", "no-such-user", running, "true")
+    assert result.returncode == 126
+    assert "unable to find user no-such-user" in result.stdout
+    assert daemon.docker("exec", running, "echo", "next") == "next"
+
+
+def test_an_exec_that_leaves_a_process_behind_ends_soon_after_its_exit(daemon: PouchDaemon,
+                                                                       running: str):
+    # The process left behind holds the output's pipes: the stream ends a little after
+    # the exit all the same (dockerd waits as long), with what was written and the code.
+    began = time.monotonic()
+    result = daemon.docker_result("exec", running, "sh", "-c", "sleep 30 & echo hi; exit 4")
+    assert (result.returncode, result.stdout) == (4, "hi\n")
+    assert time.monotonic() - began < 15
+
+
 def test_input_reaches_the_exec_and_its_end_ends_the_input(daemon: PouchDaemon,
                                                            running: str):
     out = daemon.docker("exec", "-i", running, "sh", "-c", "cat; echo done", input="hello\n")
