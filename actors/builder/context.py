@@ -500,6 +500,11 @@ def _joined(kind: str, sums: list[str]) -> str:
     return kind + ":" + hashlib.sha256(",".join(sums).encode()).hexdigest()
 
 
+def multi_digest(sums: list[str]) -> str:
+    """Several sources' sums as one, as `sources_digest` joins them (one stays itself)."""
+    return sums[0] if len(sums) == 1 else _joined("multi", sums)
+
+
 def _source_sum(path: Path, context: Path,
                 known: dict[str, tuple[tuple[int, ...], str]]) -> str:
     if not path.is_dir() or path.is_symlink():
@@ -516,8 +521,7 @@ def sources_digest(paths: list[Path], context: Path,
     and shown in history ("COPY file:<hex> in /app"): "file:<hex>" for one file,
     "dir:<hex>" for one folder (its files' sums, sorted), "multi:<hex>" for several.
     `known`: `ContextInfo.sums` of the unpacking, not to read those files again."""
-    sums = [_source_sum(path, context, known or {}) for path in paths]
-    return sums[0] if len(sums) == 1 else _joined("multi", sums)
+    return multi_digest([_source_sum(path, context, known or {}) for path in paths])
 
 
 # -- a plain context, kept as its tar ----------------------------------------------------

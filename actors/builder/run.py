@@ -17,7 +17,9 @@ what it must, naming the member), and so is a plain one when an ADD needs its fi
   folder of the image, as dockerd places them), make a tar in the daemon's tmp folder
   that is the step's layer as it is (the image actor stores it and unpacks it with
   containerd's diff service onto the image's snapshot, whose missing parent folders it
-  makes): no container, no mount, no second copy of the files.
+  makes): no container, no mount, no second copy of the files. ADD's URLs are
+  downloaded on every build, before the cache is looked at (`remote`: the file as it
+  came, 0600, never unpacked).
 - WORKDIR: its folder, where the image lacks it, is the step's layer (as dockerd makes
   it), so that a later `COPY x .` lands in it.
 - The rest (ENV, CMD, LABEL, ...): an image with the new config and no layer.
@@ -61,6 +63,7 @@ from pouch.actors.builder.context import (
     ContextError,
     ContextIndex,
     in_scope,
+    multi_digest,
     resolve_named,
     sources_digest,
     spool_context,
@@ -82,6 +85,15 @@ from pouch.actors.builder.dockerfile import (
     with_labels,
 )
 from pouch.actors.builder.ignore import IgnoreRules
+from pouch.actors.builder.remote import (
+    FILE_MODE,
+    UNNAMED,
+    Download,
+    RemoteError,
+    fetch,
+    is_url,
+    progress_text,
+)
 from pouch.proto.envelope import PouchError
 from pouch.proto.stream import StreamSession
 from pouch.proto.stubs import Calls
@@ -768,14 +780,59 @@ class Build:
             raise BuildError(f"{ins.command.upper()} requires at least two arguments")
         sources, dest = words[:-1], words[-1]
         add = ins.command == "add"
-        for source in sources:
-            if add and "://" in source:
-                raise BuildError(f"ADD {source}: this daemon cannot fetch URLs (no network "
-                                 "access for builds); download it into the context instead")
+        source_from = ins.flags.get("from", "")
+        urls = [] if source_from else [source for source in sources if is_url(source)]
+        if urls and not add:
+            raise BuildError("COPY failed: source can't be a URL for COPY")
+        local = [source for source in sources if source not in urls]
+        fetched = Path(tempfile.mkdtemp(prefix="remote-", dir=self.env.work_dir)) \
+            if urls else None
+        try:
+            downloads = self._fetch(urls, fetched, dest) if fetched is not None else []
+            self._copy_sources(state, ins, local, downloads, dest, len(sources))
+        finally:
+            if fetched is not None:
+                shutil.rmtree(fetched, ignore_errors=True)
+
+    def _fetch(self, urls: list[str], folder: Path, dest: str) -> list[Download]:
+        """ADD's remote sources, downloaded (on every build, as dockerd: the cache is
+        looked at after, by what came), each in a folder of its own."""
+        downloads: list[Download] = []
+        for number, url in enumerate(urls):
+            into = folder / str(number)
+            into.mkdir()
+            try:
+                download = fetch(url, into, CONTEXT_LIMIT, check=self.check,
+                                 progress=self._download_progress)
+            except RemoteError as exc:
+                raise BuildError(f"ADD failed: {exc}") from None
+            self.say("\n")  # dockerd's blank line after a download
+            if not download.name and dest.endswith("/"):
+                raise BuildError(f"ADD failed: cannot determine filename for source {url}")
+            downloads.append(download)
+        return downloads
+
+    def _download_progress(self, current: int, total: int) -> None:
+        """A download's progress, as dockerd's JSON progress output writes it (the CLI
+        draws it on a terminal and shows nothing of it elsewhere)."""
+        if self.options.q:
+            return
+        detail = {key: value for key, value in (("current", current), ("total", total))
+                  if value}
+        if not self.conn.write_json({"status": "Downloading", "progressDetail": detail,
+                                     "progress": progress_text(current, total)}):
+            self.cancelled.set()
+            raise Cancelled()
+
+    def _copy_sources(self, state: Stage, ins: Instruction, sources: list[str],
+                      downloads: list[Download], dest: str, count: int) -> None:
+        """COPY's or ADD's step: `sources` in the context (or in --from's image), and
+        ADD's downloads; `count`: how many sources the instruction names."""
+        add = ins.command == "add"
         chown = ins.flags.get("chown", "")
         workdir = state.config.get("WorkingDir") or "/"
         target = posixpath.normpath(posixpath.join(workdir, dest))
-        as_dir = dest.endswith("/") or dest.endswith("/.") or len(sources) > 1
+        as_dir = dest.endswith("/") or dest.endswith("/.") or count > 1
         source_from = ins.flags.get("from", "")
         named: list[tuple[str, Path]] = []
         indexed: list[tuple[str, str]] = []
@@ -785,19 +842,30 @@ class Build:
                 indexed = self.index.resolve_named(sources, self.ignore)
                 as_dir = as_dir or len(indexed) > 1
                 digest = self.index.digest([rel for _, rel in indexed])
-            elif not source_from:
+            elif not source_from and not downloads:
                 named = resolve_named(self._folder(), sources, self.ignore)
                 as_dir = as_dir or len(named) > 1
                 digest = sources_digest([path for _, path in named], self.context, self.sums)
+            elif not source_from:
+                named = resolve_named(self._folder(), sources, self.ignore) if sources else []
+                as_dir = as_dir or len(named) + len(downloads) > 1
+                sums = [sources_digest([path], self.context, self.sums) for _, path in named]
+                # A download's sum goes bare, as dockerd puts it ("ADD <hex> in /dest").
+                digest = multi_digest(sums + [download.digest for download in downloads])
         except ContextError as exc:  # as dockerd words a source it cannot find
             raise BuildError(f"{ins.command.upper()} failed: {exc}") from None
+        found = len(sources) if source_from else len(named) + len(indexed) + len(downloads)
+        if found > 1 and not dest.endswith("/"):
+            raise BuildError(f"When using {ins.command.upper()} with more than one source "
+                             "file, the destination must be a directory and end with a /")
         # The cache is looked at before anything is copied.
         if not source_from and self._cached(
                 state, self._copy_key(state, ins, digest, dest, chown)[1]):
             return
         lone_file = bool(source_from) or (
             len(indexed) == 1 and self._index().node(indexed[0][1]).kind != stat.S_IFDIR) \
-            or (len(named) == 1 and not named[0][1].is_dir())
+            or (len(named) == 1 and not downloads and not named[0][1].is_dir()) \
+            or (len(downloads) == 1 and not named)
         if not as_dir and lone_file and self._is_dir_in(state.image, target):
             as_dir = True  # as dockerd: a file copied onto a folder of the image goes in it
         owner = _owner(chown, lambda path: self._image_file(state.image, path))
@@ -814,6 +882,8 @@ class Build:
                                    as_dir, owner, add)
                 if indexed:
                     self._add_indexed(out, indexed, target, as_dir, owner)
+                for download in downloads:
+                    _add_download(out, download, target, as_dir, owner)
             created_by, key = self._copy_key(state, ins, digest, dest, chown)
             if source_from and self._cached(state, key):
                 return
@@ -828,7 +898,7 @@ class Build:
     def _copy_key(self, state: Stage, ins: Instruction, digest: str, dest: str,
                   chown: str) -> tuple[str, str]:
         """A COPY's or ADD's history line and cache key."""
-        flags = f"--chown={chown} " if chown else ""
+        flags = f"--chown={chown}" if chown else ""  # no space after it: dockerd's line
         created_by = f"/bin/sh -c #(nop) {ins.command.upper()} {flags}{digest} in {dest} "
         return created_by, cache_key(state.image, created_by, state.config, digest)
 
@@ -1104,6 +1174,21 @@ def _renamed(member: tarfile.TarInfo, name: str,
         member.uid, member.gid = owner
         member.uname = member.gname = ""
     return member
+
+
+def _add_download(out: tarfile.TarFile, download: Download, target: str, as_dir: bool,
+                  owner: tuple[int, int] | None) -> None:
+    """ADD of a URL: the file as it came, never unpacked; 0600, dated as the server
+    said (dockerd's temp file, copied as it is)."""
+    name = posixpath.join(target, download.name or UNNAMED) if as_dir else target
+    if not name.strip("/"):
+        raise BuildError(f"ADD failed: cannot copy {download.url} onto the root folder")
+    info = tarfile.TarInfo(name.lstrip("/"))
+    info.type, info.mode, info.mtime, info.size = (tarfile.REGTYPE, FILE_MODE,
+                                                   download.mtime, download.size)
+    info.uid, info.gid = owner or (0, 0)
+    with download.path.open("rb") as data:
+        out.addfile(info, data)
 
 
 def _add_archive(out: tarfile.TarFile, path: Path, target: str,

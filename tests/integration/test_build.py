@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import docker as docker_py
@@ -20,6 +21,7 @@ import pytest
 from pouch.tests.faults.checks import list_leases
 from pouch.tests.integration.test_image_pull import publish_busybox
 from pouch.tests.support.daemon import PouchDaemon
+from pouch.tests.support.fileserver import Served, closed_port, serving
 from pouch.tests.support.registry import Registry
 from pouch.tests.support.wait import wait_for
 
@@ -546,3 +548,155 @@ def test_the_output_is_dockerds_line_for_line(pouchd: PouchDaemon, tmp_path: Pat
     empty = context(tmp_path / "empty", {"Dockerfile": ""})
     failed = pouchd.docker_result("build", str(empty), timeout=60)
     assert failed.stderr.strip().endswith("the Dockerfile (Dockerfile) cannot be empty")
+
+
+# -- ADD <url>, from a server of the test's own on 127.0.0.1 --------------------------
+
+WEB_DATE = "Wed, 21 Oct 2015 07:28:00 GMT"  # 1445412480
+
+
+def _targz(files: dict[str, bytes]) -> bytes:
+    fileobj = io.BytesIO()
+    with tarfile.open(fileobj=fileobj, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return fileobj.getvalue()
+
+
+def test_add_of_a_url_downloads_it_as_dockerd_does(pouchd: PouchDaemon, tmp_path: Path):
+    """ADD <url> as dockerd 20.10's classic builder runs it (these outputs are its own):
+    the daemon reaches 127.0.0.1 although its HTTP(S)_PROXY is a closed port (loopback
+    is never proxied); the file goes into a folder under the URL's name, or at the path
+    given, 0600, dated by Last-Modified (else the epoch), an archive never unpacked,
+    --chown honoured. Each build downloads again; the step is cached by what came."""
+    bundle = _targz({"inside.txt": b"in\n"})
+    files = {"/files/hello.txt": Served(b"hello from the web\n", {"Last-Modified": WEB_DATE}),
+             "/files/bundle.tar.gz": Served(bundle),
+             "/named/": Served(b"no name\n")}
+    with serving(files) as server:
+        hello = server.url("/files/hello.txt")
+        dockerfile = (f"FROM busybox\nADD {hello} /downloads/\nADD {hello} /renamed.txt\n"
+                      f"ADD {server.url('/files/bundle.tar.gz')} /downloads/\n"
+                      f"ADD --chown=1234:5678 {hello} /owned.txt\nADD {hello} /tmp\n"
+                      f"ADD {server.url('/named/')} /unnamed-file\n")
+        folder = context(tmp_path, {"Dockerfile": dockerfile})
+        first = build(pouchd, folder, "-t", "fetched:v1")
+        assert _lines(first)[3:6] == [f"Step 2/7 : ADD {hello} /downloads/", "", " ---> <id>"]
+        shown = pouchd.docker("run", "--rm", "fetched:v1", "sh", "-c",
+                              "cat /downloads/hello.txt; ls /downloads; sha256sum "
+                              "/downloads/bundle.tar.gz; stat -c '%n %a %u:%g %Y %s' "
+                              "/downloads/* /renamed.txt /owned.txt /tmp/hello.txt "
+                              "/unnamed-file")
+        assert shown.splitlines() == [
+            "hello from the web", "bundle.tar.gz", "hello.txt",
+            f"{hashlib.sha256(bundle).hexdigest()}  /downloads/bundle.tar.gz",
+            "/downloads/bundle.tar.gz 600 0:0 0 105",
+            "/downloads/hello.txt 600 0:0 1445412480 19",
+            "/renamed.txt 600 0:0 1445412480 19", "/owned.txt 600 1234:5678 1445412480 19",
+            "/tmp/hello.txt 600 0:0 1445412480 19", "/unnamed-file 600 0:0 0 8"]
+        # The sums are dockerd's own (its history of this very build, as root).
+        history = pouchd.docker("history", "--no-trunc", "--format", "{{.CreatedBy}}",
+                                "fetched:v1").splitlines()
+        hello_sum = "4bd589178d0a2d8a5b2ab0d3dc78e8054d552444ffb4362947b86650229bb08c"
+        assert [line.rstrip() for line in history[:3]] == [
+            "/bin/sh -c #(nop) ADD 625d3aab8d30f8858faf7b6cfa2b57217a7e24d41a29f8131bda697bb"
+            "2f79fea in /unnamed-file",
+            f"/bin/sh -c #(nop) ADD {hello_sum} in /tmp",
+            f"/bin/sh -c #(nop) ADD --chown=1234:5678{hello_sum} in /owned.txt"]
+        assert re.fullmatch(r"/bin/sh -c #\(nop\) ADD [0-9a-f]{64} in /downloads/ ", history[3])
+        assert server.asked["/files/hello.txt"] == 4
+
+        again = build(pouchd, folder, "-t", "fetched:v1")
+        assert again.count(" ---> Using cache") == 6 and _built(again) == _built(first)
+        assert server.asked["/files/hello.txt"] == 8  # downloaded again, then looked up
+
+        files["/files/hello.txt"] = Served(b"changed\n", {"Last-Modified": WEB_DATE})
+        changed = build(pouchd, folder, "-t", "fetched:v2")
+        assert "Using cache" not in changed
+        assert pouchd.docker("run", "--rm", "fetched:v2", "cat", "/renamed.txt") == "changed"
+        assert pouchd.docker("run", "--rm", "fetched:v1", "cat", "/renamed.txt") \
+            == "hello from the web"
+    wait_for(lambda: list((pouchd.home / "builder" / "contexts").iterdir()) == [], 10,
+             "the builds' contexts and downloads removed")
+
+
+def test_add_of_a_url_that_fails_names_it_and_fails_at_once(pouchd: PouchDaemon):
+    """A 404, a closed port, a host only a proxy could reach (the daemon's is a closed
+    loopback port), a nameless download into a folder, COPY of a URL: the step fails at
+    once, in dockerd 20.10's words (these are its own), naming the URL; nothing is left."""
+    with serving({"/files/hello.txt": Served(b"hello\n"), "/": Served(b"index\n")}) as server:
+        hello, missing, index = (server.url(path) for path in
+                                 ("/files/hello.txt", "/missing.txt", "/"))
+        port = closed_port()
+        gone = f"http://127.0.0.1:{port}/gone.txt"
+        far = "http://files.example.invalid/a.txt"
+        for line, error in (
+                (f"ADD {missing} /x", f"ADD failed: failed to GET {missing} with status 404 "
+                                      "Not Found: no such file: /missing.txt"),
+                (f"ADD {gone} /x", f'ADD failed: Get "{gone}": dial tcp 127.0.0.1:{port}: '
+                                   "connect: connection refused"),
+                (f"ADD {far} /x", f'ADD failed: Get "{far}": proxyconnect tcp: dial tcp '
+                                  "127.0.0.1:9: connect: connection refused"),
+                (f"ADD {index} /dir/", f"ADD failed: cannot determine filename for source "
+                                       f"{index}"),
+                (f"ADD {hello} {hello} /multi", "When using ADD with more than one source "
+                 "file, the destination must be a directory and end with a /"),
+                (f"COPY {hello} /x", "COPY failed: source can't be a URL for COPY")):
+            began = time.monotonic()
+            failed = pouchd.docker_result("build", "-", input=f"FROM busybox\n{line}\n",
+                                          timeout=60)
+            assert failed.returncode == 1, failed.stdout
+            assert failed.stderr.strip().endswith(error), failed.stderr
+            assert time.monotonic() - began < 15, line
+    assert pouchd.docker("ps", "-aq") == ""
+    assert pouchd.docker("images", "-a", "--format", "{{.Repository}}") == "busybox"
+    wait_for(lambda: list((pouchd.home / "builder" / "contexts").iterdir()) == [], 10,
+             "the builds' contexts and downloads removed")
+    assert not [p for p in (pouchd.home / "tmp").iterdir() if p.name.startswith("build-")]
+
+
+def test_a_build_cancelled_while_downloading_gives_the_download_up(pouchd: PouchDaemon,
+                                                                     tmp_path: Path):
+    slow = Served(b"x" * (8 << 20), pause=0.2)  # 128 parts of 64 kB, one each 0.2 s
+    with serving({"/slow.bin": slow}) as server:
+        folder = context(tmp_path, {
+            "Dockerfile": f"FROM busybox\nADD {server.url('/slow.bin')} /\n"})
+        env = {**os.environ, "DOCKER_HOST": pouchd.host, "DOCKER_BUILDKIT": "0"}
+        proc = subprocess.Popen(["docker", "build", "-t", "slow:v1", str(folder)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: server.asked["/slow.bin"] == 1, 60, "the download under way")
+            wait_for(lambda: list((pouchd.home / "builder" / "contexts").glob("remote-*/*/*")),
+                     10, "the download's file")
+        finally:
+            proc.send_signal(signal.SIGINT)  # the user's ^C: the CLI closes the connection
+            proc.wait(30)
+        wait_for(lambda: server.cut["/slow.bin"] == 1, 10, "the download given up")
+    wait_for(lambda: list((pouchd.home / "builder" / "contexts").iterdir()) == [], 10,
+             "the build's context and download removed")
+    assert pouchd.docker_result("image", "inspect", "slow:v1").returncode != 0
+    assert pouchd.docker("images", "-a", "--format", "{{.Repository}}") == "busybox"
+
+
+def test_docker_py_sees_a_downloads_progress(pouchd: PouchDaemon):
+    """As dockerd sends it: progress now and then (no last one), then a blank line."""
+    body = os.urandom(3 << 20)
+    with serving({"/big.bin": Served(body)}) as server:
+        client = docker_py.APIClient(base_url=pouchd.host, version="1.41", timeout=120)
+        try:
+            dockerfile = f"FROM busybox\nADD {server.url('/big.bin')} /big.bin\n"
+            messages = list(client.build(fileobj=io.BytesIO(dockerfile.encode()),
+                                         decode=True, tag="big:v1"))
+        finally:
+            client.close()
+    progress = [m for m in messages if m.get("status") == "Downloading"]
+    assert progress, messages
+    assert progress[0]["progressDetail"]["total"] == len(body)
+    assert 0 < progress[0]["progressDetail"]["current"] < len(body)
+    assert progress[0]["progress"].startswith("[") and \
+        progress[0]["progress"].endswith("/3.146MB")
+    assert messages[messages.index(progress[-1]) + 1] == {"stream": "\n"}
+    assert pouchd.docker("run", "--rm", "big:v1", "sha256sum", "/big.bin").split()[0] \
+        == hashlib.sha256(body).hexdigest()

@@ -1,20 +1,33 @@
 """The builder's own pure parts: reading a request body off a socket (a length, or
 chunked), the cache's keys and file, options off the wire, references split for
-tagging, which images others were built on, COPY --chown's owners and the platforms a
-build may ask for."""
+tagging, which images others were built on, COPY --chown's owners, the platforms a
+build may ask for, and ADD's downloads (against a server of the test's own)."""
 
 from __future__ import annotations
 
+import os
+import re
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from pouch.actors.builder.body import BodyError, BodyReader
 from pouch.actors.builder.cache import BuildCache, cache_key
+from pouch.actors.builder.remote import (
+    RemoteError,
+    fetch,
+    file_name,
+    is_url,
+    modified,
+    progress_text,
+    proxies_for,
+)
 from pouch.actors.builder.run import BuildError, Options, _owner, check_platform, split_tag
 from pouch.actors.image.commit import parents
+from pouch.tests.support.fileserver import Served, closed_port, serving
 
 
 def read_all(head: bytes, wire: bytes, chunked: bool, length: int) -> bytes:
@@ -143,3 +156,107 @@ def test_a_build_platform_is_this_machines_or_refused():
         check_platform("linux//amd64", machine="x86_64")
     with pytest.raises(ValueError, match="unknown operating system or architecture"):
         check_platform("linux/amd64/v3/x", machine="x86_64")
+
+
+# -- ADD <url>: the download itself, against a server of the test's own on 127.0.0.1 --
+
+
+def test_a_downloads_name_comes_from_the_url_then_the_answer():
+    assert file_name("http://h/files/app.tar.gz?x=1") == "app.tar.gz"
+    assert file_name("http://h/a%20b.txt") == "a b.txt"
+    assert file_name("http://h/dir/", 'attachment; filename="given.txt"') == "given.txt"
+    assert file_name("https://h", "attachment; filename=../../etc/passwd") == "passwd"
+    assert file_name("http://h/") == "" and file_name("http://h/dir/", "inline") == ""
+    assert is_url("http://h/x") and is_url("https://h/x")
+    assert not is_url("ftp://h/x") and not is_url("git@h:x") and not is_url("HTTP://h/x")
+
+
+def test_last_modified_dates_the_file_else_the_epoch():
+    assert modified("Wed, 21 Oct 2015 07:28:00 GMT") == 1445412480
+    assert modified("") == 0 and modified("yesterday") == 0
+
+
+def test_loopback_goes_direct_and_no_proxy_is_honoured(monkeypatch: pytest.MonkeyPatch):
+    for name in ("http_proxy", "https_proxy", "no_proxy", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3129")
+    monkeypatch.setenv("NO_PROXY", "internal.example")
+    assert proxies_for("http://127.0.0.1:8080/a") == {}
+    assert proxies_for("http://localhost/a") == {} and proxies_for("http://[::1]/a") == {}
+    assert proxies_for("http://files.example/a")["http"] == "http://proxy.example:3128"
+    assert proxies_for("https://files.example/a")["https"] == "http://proxy.example:3129"
+    assert proxies_for("http://internal.example/a") == {}
+    assert proxies_for("http://a.internal.example/a") == {}
+
+
+def test_a_download_is_written_as_it_came(tmp_path: Path):
+    body = bytes(range(256)) * 8192  # 2 MiB: progress along the way
+    with serving({"/data.bin": Served(body, {"Last-Modified": "Wed, 21 Oct 2015 07:28:00 GMT"}),
+                  "/": Served(b"no name\n"),
+                  "/files/hello.txt": Served(b"hello from the web\n")}) as server:
+        told: list[tuple[int, int]] = []
+        got = fetch(server.url("/data.bin"), tmp_path, 10 << 20,
+                    progress=lambda current, total: told.append((current, total)))
+        unnamed_dir = tmp_path / "unnamed"
+        unnamed_dir.mkdir()
+        unnamed = fetch(server.url("/"), unnamed_dir, 100)
+        hello = fetch(server.url("/files/hello.txt"), unnamed_dir, 100)
+    assert got.path == tmp_path / "data.bin" and got.path.read_bytes() == body
+    assert got.name == "data.bin" and got.size == len(body) and got.mtime == 1445412480
+    info = got.path.stat()
+    assert oct(info.st_mode & 0o7777) == "0o600" and info.st_mtime == 1445412480
+    # As dockerd's: the first past 1% of it, then ten a second at most; none at the end.
+    assert told and told[0][1] == len(body) and len(body) // 100 < told[0][0] < len(body)
+    assert unnamed.name == "" and unnamed.path.name == "__unnamed__" and unnamed.mtime == 0
+    # The sums dockerd 20.10 (as root) took of the same answers, and showed in history.
+    if os.geteuid() == 0:
+        assert unnamed.digest == \
+            "625d3aab8d30f8858faf7b6cfa2b57217a7e24d41a29f8131bda697bb2f79fea"
+        assert hello.digest == "4bd589178d0a2d8a5b2ab0d3dc78e8054d552444ffb4362947b86650229bb08c"
+
+
+def test_progress_is_drawn_as_dockerds():
+    assert progress_text(32768, 3145728) == "[>" + " " * 50 + "]  32.77kB/3.146MB"
+    assert progress_text(3145728, 3145728) == "[" + "=" * 50 + ">]  3.146MB/3.146MB"
+    assert progress_text(1_500_000, 3_000_000) == "[" + "=" * 25 + ">" + " " * 25 \
+        + "]    1.5MB/3MB"
+    assert progress_text(999, -1) == "    999B"
+
+
+def test_a_failed_download_names_the_url_and_leaves_no_file(tmp_path: Path):
+    with serving({"/big": Served(b"x" * 4096)}) as server:
+        missing = server.url("/missing.txt")
+        with pytest.raises(RemoteError) as failed:
+            fetch(missing, tmp_path, 1 << 20)
+        assert str(failed.value) == (f"failed to GET {missing} with status 404 Not Found: "
+                                     "no such file: /missing.txt")  # dockerd's words
+        with pytest.raises(RemoteError, match="more than the 1000 a build may add"):
+            fetch(server.url("/big"), tmp_path, 1000)
+        cancelled = RuntimeError("cancelled")
+
+        def check() -> None:
+            raise cancelled
+
+        with pytest.raises(RuntimeError) as stopped:
+            fetch(server.url("/big"), tmp_path, 1 << 20, check=check)
+        assert stopped.value is cancelled
+    port = closed_port()
+    closed = f"http://127.0.0.1:{port}/gone.txt"
+    with pytest.raises(RemoteError) as refused:
+        fetch(closed, tmp_path, 1 << 20)
+    assert str(refused.value) == \
+        f'Get "{closed}": dial tcp 127.0.0.1:{port}: connect: connection refused'  # Go's words
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_server_that_never_answers_fails_at_the_timeout(tmp_path: Path):
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/slow.txt"
+        began = time.monotonic()
+        with pytest.raises(RemoteError, match=f'Get "{re.escape(url)}": no answer within 0.5 s'):
+            fetch(url, tmp_path, 1 << 20, timeout=0.5)
+        assert time.monotonic() - began < 5
+    assert list(tmp_path.iterdir()) == []
