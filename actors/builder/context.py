@@ -29,6 +29,7 @@ many `..` stays in it), so no source ever resolves outside it.
 from __future__ import annotations
 
 import bz2
+import contextlib
 import errno
 import gzip
 import hashlib
@@ -253,6 +254,19 @@ def _own(path: Path, member: tarfile.TarInfo) -> None:
         os.lchown(path, member.uid, member.gid)
 
 
+@contextlib.contextmanager
+def _reading_context() -> Iterator[None]:
+    """What reading a context's tar can raise, as the ContextError a build reports."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise ContextError("no space left on device for the build context") from None
+        raise ContextError(f"invalid build context: {e}") from None
+    except (tarfile.TarError, EOFError, lzma.LZMAError, zlib.error) as e:
+        raise ContextError(f"invalid build context: {e}") from None
+
+
 def unpack_context(stream: BinaryIO, dest: Path, limit_bytes: int,
                    ignore: IgnoreRules | None = None,
                    keep: Iterable[str] = ()) -> ContextInfo:
@@ -270,27 +284,21 @@ def unpack_context(stream: BinaryIO, dest: Path, limit_bytes: int,
     # Whose a new file is as made (no folder passes on its group by a setgid bit while
     # unpacking: folders get their modes last), so that a member owned so needs no chown.
     made = None if dest.stat().st_mode & stat.S_ISGID else (os.geteuid(), os.getegid())
-    try:
-        with tarfile.open(fileobj=limited, mode="r|", tarinfo=_BoundedInfo) as tar:
-            for member in tar:
-                rel = _relative(member.name, member.name)
-                if rel == "":
-                    continue  # "./": the context itself
-                if ignore is not None and rel not in kept and ignore.excluded(rel):
-                    skipped += 1
-                    continue
-                path = _unpack_member(tar, member, rel, dest, known, sums, made)
-                if member.isdir():
-                    folders.append((path, member))
-                members += 1
-            while limited.read(CHUNK):  # the rest: padding, a compressor's trailer
-                pass
-    except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise ContextError("no space left on device for the build context") from None
-        raise ContextError(f"invalid build context: {e}") from None
-    except (tarfile.TarError, EOFError, lzma.LZMAError, zlib.error) as e:
-        raise ContextError(f"invalid build context: {e}") from None
+    with _reading_context(), \
+            tarfile.open(fileobj=limited, mode="r|", tarinfo=_BoundedInfo) as tar:
+        for member in tar:
+            rel = _relative(member.name, member.name)
+            if rel == "":
+                continue  # "./": the context itself
+            if ignore is not None and rel not in kept and ignore.excluded(rel):
+                skipped += 1
+                continue
+            path = _unpack_member(tar, member, rel, dest, known, sums, made)
+            if member.isdir():
+                folders.append((path, member))
+            members += 1
+        while limited.read(CHUNK):  # the rest: padding, a compressor's trailer
+            pass
     # Folders last, deepest first: unpacking into them changed their mtimes.
     for path, member in reversed(folders):
         if not (path.is_dir() and not path.is_symlink()):
@@ -577,20 +585,13 @@ def spool_context(stream: BinaryIO, spool: Path, limit_bytes: int) -> ContextInd
     tar_stream, _ = _decompressed(stream)
     nodes: dict[str, Node] = {"": Node(stat.S_IFDIR, _ROOT_MODE, 0.0)}
     plain = True
-    try:
-        with open(spool, "xb") as out:
-            tee = _Tee(_Limited(tar_stream, limit_bytes), out)
-            with tarfile.open(fileobj=tee, mode="r|", tarinfo=_BoundedInfo) as tar:
-                for member in tar:
-                    plain = plain and _index_member(tar, member, nodes)
-                while tee.read(CHUNK):  # the rest: padding, a compressor's trailer
-                    pass
-    except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise ContextError("no space left on device for the build context") from None
-        raise ContextError(f"invalid build context: {e}") from None
-    except (tarfile.TarError, EOFError, lzma.LZMAError, zlib.error) as e:
-        raise ContextError(f"invalid build context: {e}") from None
+    with _reading_context(), open(spool, "xb") as out:
+        tee = _Tee(_Limited(tar_stream, limit_bytes), out)
+        with tarfile.open(fileobj=tee, mode="r|", tarinfo=_BoundedInfo) as tar:
+            for member in tar:
+                plain = plain and _index_member(tar, member, nodes)
+            while tee.read(CHUNK):  # the rest: padding, a compressor's trailer
+                pass
     return ContextIndex(spool, nodes) if plain else None
 
 
