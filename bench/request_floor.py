@@ -33,9 +33,7 @@ threads): one request at a time, that CPU is on the critical path.
 
 from __future__ import annotations
 
-import http.client
 import io
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -62,6 +60,7 @@ from pouch.bench.procfs import context_switches, cpu_ns
 from pouch.broker.client import ClientPool
 from pouch.proto.config import DaemonConfig
 from pouch.tests.support.daemon import PouchDaemon
+from pouch.tests.support.unixhttp import UnixConnection
 
 POUCH, DOCKERD_NAME = "pouch", "dockerd"
 # path -> (service, method) of the one call pouch makes for it (None: the gateway answers)
@@ -74,20 +73,6 @@ TARGETS = {"/_ping": 1.0, "/v1.41/containers/json": 2.0}  # the issue's, keep-al
 BLOCK = 40         # back-to-back requests per block
 IDLE_BLOCK = 3     # requests after a gap per block
 DEFAULT_GAP_MS = 200.0
-
-
-class UnixConnection(http.client.HTTPConnection):
-    """http.client over the daemon's unix socket."""
-
-    def __init__(self, path: Path, timeout: float = 30.0) -> None:
-        super().__init__("docker", timeout=timeout)
-        self.path_ = str(path)
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self.path_)
-        self.sock = sock
 
 
 def get(conn: UnixConnection, path: str) -> None:

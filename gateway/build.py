@@ -97,7 +97,9 @@ class Build:
     @contextlib.contextmanager
     def _head(self, req: falcon.Request) -> Any:
         """What the gateway read of the body already, in a spool file the builder reads
-        (and removes); removed here if the hand-off failed."""
+        (and removes); removed here if the hand-off failed, and those bytes given back
+        to the connection's reader, which reads past the body before the connection's
+        next request (else it would take that request's first bytes for the body's)."""
         reader = getattr(req.env.get("wsgi.input"), "reader", None)
         # gunicorn's readers: a length's holds the connection's reader, chunked's its request.
         unreader = getattr(reader, "unreader", None) or getattr(
@@ -112,6 +114,8 @@ class Build:
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name)
+            if unreader is not None:
+                unreader.unread(data)
             raise
 
 

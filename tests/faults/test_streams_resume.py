@@ -15,7 +15,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from pouch.proto import stdstream
@@ -24,6 +23,7 @@ from pouch.tests.faults.tree import BrokerView, broker, kill, until, watch_repla
 from pouch.tests.support.daemon import PouchDaemon
 from pouch.tests.support.procs import alive
 from pouch.tests.support.tools import require
+from pouch.tests.support.unixhttp import UnixConnection
 
 ANSWER_WITHIN = 20.0
 # A container that runs until `docker kill -s TERM`, then exits with this status.
@@ -31,17 +31,6 @@ EXIT_ON_TERM = 7
 WAITS_FOR_TERM = ["sh", "-c", f"trap 'exit {EXIT_ON_TERM}' TERM; while true; do sleep 0.1; done"]
 TICKING = ["sh", "-c", "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.1; done"]
 LIVE_AFTER = 10  # lines: a second of ticks
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path) -> None:
-        super().__init__("pouch", timeout=ANSWER_WITHIN)
-        self._path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.settimeout(ANSWER_WITHIN)
-        self.sock.connect(str(self._path))
 
 
 def sockets_of(pid: int) -> int:
@@ -74,7 +63,7 @@ def waiting(daemon: PouchDaemon, condition: str) -> http.client.HTTPResponse:
 
 def wait_request(daemon: PouchDaemon, container: str, condition: str) -> http.client.HTTPResponse:
     """A wait on `container` whose head is out (the container actor holds its connection)."""
-    conn = UnixHTTPConnection(daemon.socket)
+    conn = UnixConnection(daemon.socket, ANSWER_WITHIN)
     conn.request("POST", f"/containers/{container}/wait?condition={condition}")
     answer = conn.getresponse()
     assert answer.status == 200

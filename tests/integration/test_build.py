@@ -23,6 +23,7 @@ from pouch.tests.integration.test_image_pull import publish_busybox
 from pouch.tests.support.daemon import PouchDaemon
 from pouch.tests.support.fileserver import Served, closed_port, serving
 from pouch.tests.support.registry import Registry
+from pouch.tests.support.unixhttp import UnixConnection
 from pouch.tests.support.wait import wait_for
 
 
@@ -466,6 +467,17 @@ def test_what_dockerd_refuses_before_building_is_refused_at_once(pouchd: PouchDa
         client.close()
     assert pouchd.docker("ps", "-aq") == ""
     assert pouchd.docker("images", "-a", "--format", "{{.Repository}}") == "busybox"
+    # A small refused body is read to its end before the next request on the same
+    # connection, which is read from its first byte.
+    conn = UnixConnection(pouchd.socket)
+    try:
+        conn.request("POST", "/v1.41/build?platform=windows/amd64", body=b"\x04[|f?")
+        assert conn.getresponse().read() and conn.sock is not None
+        conn.request("GET", "/v1.41/version")
+        answer = conn.getresponse()
+        assert (answer.status, json.loads(answer.read())["ApiVersion"]) == (200, "1.41")
+    finally:
+        conn.close()
 
     here = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
     out = build(pouchd, folder, "--platform", f"linux/{here}", "-t", "same:v1")
