@@ -96,12 +96,15 @@ def test_an_auto_removal_cut_halfway_is_finished_at_restore(pouchd: PouchDaemon,
 
 def test_a_container_that_exits_while_the_actor_is_down_is_auto_removed(
         pouchd: PouchDaemon, api):
-    cid = auto_removed(api, "rm-while-down", "sleep", "1")
+    cid = auto_removed(api, "rm-while-down", "sleep", "300")
     api.start(cid)
+    sleeper = api.inspect_container(cid)["State"]["Pid"]
     view = BrokerView(pouchd)
     old = pouchd.pid_of("container")
     try:
         stopped_at = kill(old, signal.SIGSTOP)  # down: it sees no exit
+        # Ended from outside, now: a timed exit may come before the actor is stopped.
+        kill(sleeper, signal.SIGKILL)
         with Containerd(pouchd.containerd_socket, NAMESPACE) as ctrd:
             wait_for(lambda: ctrd.tasks.list()[cid].status == "STOPPED", EXIT_WITHIN,
                      "the container's exit")
