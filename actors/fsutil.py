@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644, durable: bool = True) -> None:
+def atomic_write(path: Path, data: bytes, mode: int = 0o644, durable: bool = True,
+                 sync_dir: bool = True) -> None:
     """Write `data` so that readers see the old file or the new one, never a torn one.
     `durable`: on disk before this returns, so that it outlives the machine's crash
-    (not only the process's)."""
+    (not only the process's). `sync_dir=False`: the rename is left for the caller to
+    make durable, with one fsync of the folder after several writes into it."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -25,7 +27,7 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644, durable: bool = Tru
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    if not durable:
+    if not (durable and sync_dir):
         return
     dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:

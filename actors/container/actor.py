@@ -152,6 +152,9 @@ class ContainerActor(ActorBase):
         self._sweeper = Sweeper(self._ctrd, self._meta, OWNER_LABEL)
         self._records: dict[str, dict[str, Any]] = {}
         self._workers: dict[str, pykka.ActorRef[ContainerWorker]] = {}
+        # One proxy per worker, made once (see _proxy).
+        self._proxies: dict[str, tuple[pykka.ActorRef[ContainerWorker],
+                                       pykka.ActorProxy[ContainerWorker]]] = {}
         self._names: dict[str, str] = {}  # name (no slash) -> ID; reserved during create
         self._tokens: dict[str, str] = {}  # token of a create or start done -> container ID
         self._tombs = Graveyard({})
@@ -310,38 +313,52 @@ class ContainerActor(ActorBase):
                 self._tombs.add(message.cid, message.tomb)
             self._records.pop(message.cid, None)
             self._workers.pop(message.cid, None)
+            self._proxies.pop(message.cid, None)
             for name, cid in list(self._names.items()):
                 if cid == message.cid:
                     del self._names[name]
         elif isinstance(message, TaskExit):
-            ref = self._workers.get(message.cid)
-            if ref is not None:
-                ref.proxy().task_exited(message.pid, message.status, message.exited_at)
+            if (worker := self._proxy(message.cid)) is not None:
+                worker.task_exited(message.pid, message.status, message.exited_at)
         elif isinstance(message, TaskOOM):
-            if (ref := self._workers.get(message.cid)) is not None:
+            if (worker := self._proxy(message.cid)) is not None:
                 with contextlib.suppress(pykka.ActorDeadError):  # removed meanwhile
-                    ref.proxy().task_oom()
+                    worker.task_oom()
         elif isinstance(message, ExecExit):
-            if (ref := self._workers.get(message.cid)) is not None:
+            if (worker := self._proxy(message.cid)) is not None:
                 with contextlib.suppress(pykka.ActorDeadError):  # removed meanwhile
-                    ref.proxy().exec_exited(message.exec_id, message.status)
+                    worker.exec_exited(message.exec_id, message.status)
         elif isinstance(message, ExecChanged):
             if message.inspect is None:
                 self._execs.pop(message.exec_id, None)
             else:
                 self._execs[message.exec_id] = message.inspect
         elif isinstance(message, ExecGarbage):
-            for ref in self._workers.values():
+            for cid in list(self._workers):
                 with contextlib.suppress(pykka.ActorDeadError):
-                    ref.proxy().exec_collect_garbage()
+                    if (worker := self._proxy(cid)) is not None:
+                        worker.exec_collect_garbage()
         elif isinstance(message, EventsResumed):
-            for ref in self._workers.values():
-                ref.proxy().check_task()
+            for cid in list(self._workers):
+                if (worker := self._proxy(cid)) is not None:
+                    worker.check_task()
         elif isinstance(message, Swept):
             for cid in message.ids:
-                if (ref := self._workers.get(cid)) is not None:
-                    ref.proxy().sweep()
+                if (worker := self._proxy(cid)) is not None:
+                    worker.sweep()
         return None
+
+    def _proxy(self, cid: str) -> pykka.ActorProxy[ContainerWorker] | None:
+        """The container's worker as a proxy, made once per worker: pykka introspects the
+        whole worker to make one (over a millisecond of this thread's time, which every
+        task's and exec's exit paid). Raises pykka.ActorDeadError."""
+        ref = self._workers.get(cid)
+        if ref is None:
+            return None
+        made = self._proxies.get(cid)
+        if made is None or made[0] is not ref:
+            made = self._proxies[cid] = (ref, ref.proxy())
+        return made[1]
 
     # -- lookups -------------------------------------------------------------
 

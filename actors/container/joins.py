@@ -5,8 +5,10 @@ may join.
 The other container's namespaces are its task's, and a task changes with every
 start: so, as dockerd rebuilds its spec at each start, the joining container's
 spec is pointed at the other's current task (/proc/<pid>/ns/ipc, .../pid) right
-before its own task is created. The spec made at create holds the namespace
-entry without a path, and no /dev/shm: the shared one is bound in here. That is
+before its own task is created. The spec made at create is joined already to the
+donors that run then (a pod's sandbox does), so that a first start has nothing to
+update; a donor that does not run yet leaves its namespace entry without a path, and
+no /dev/shm: the shared one is bound in at the start. That is
 the donor's /dev/shm as a tmpfs on the host (pouch.actors.container.shm, dockerd's
 ShmPath), which a shareable container gets at each of its starts.
 
@@ -214,9 +216,50 @@ def prepare(ctrd: Containerd, inspect: Callable[[str], Mapping[str, Any]],
     a container's folder. The container whose network it joins, if it does (for
     `share_network`). Errors: not_found, conflict, invalid (dockerd's words);
     containerd's; OSError (the tmpfs could not be mounted)."""
-    def find(ref: str) -> Donor:
-        return Donor.of(inspect(ref))
+    ipc, pid, source, net = _donors(_finder(inspect), folder_of, cid, host_config)
+    if ipc is None and source:  # its own shareable /dev/shm
+        shm.mount(Path(source), int(host_config.get("ShmSize") or DEFAULT_SHM_SIZE))
+    container = ctrd.containers.get(cid)
+    if container is None:
+        raise not_found(f"No such container: {cid}")
+    spec = joined_spec(container.spec, ipc, pid, source, net, _own_files(folder_of, cid))
+    if spec != container.spec:
+        ctrd.containers.update_spec(cid, spec)
+    return net
 
+
+def initial_spec(spec: Mapping[str, Any], inspect: Callable[[str], Mapping[str, Any]],
+                 folder_of: Callable[[str], Path], cid: str, host_config: Mapping[str, Any]
+                 ) -> dict[str, Any]:
+    """The spec a create gives containerd: joined already to the donors' tasks as they
+    are now (a pod's containers are made while its sandbox runs), so that the first
+    start, which prepares it again, finds nothing to update. A donor that cannot be
+    joined now is left to that start, which says why."""
+    if not prepares(host_config):
+        return dict(spec)
+    try:
+        ipc, pid, source, net = _donors(_finder(inspect), folder_of, cid, host_config)
+    except PouchError:
+        return dict(spec)
+    return joined_spec(spec, ipc, pid, source, net, _own_files(folder_of, cid))
+
+
+def _finder(inspect: Callable[[str], Mapping[str, Any]]) -> Callable[[str], Donor]:
+    found: dict[str, Donor] = {}
+
+    def find(ref: str) -> Donor:
+        # A pod's containers join one container's IPC and PID: asked about once.
+        if ref not in found:
+            found[ref] = Donor.of(inspect(ref))
+        return found[ref]
+    return find
+
+
+def _donors(find: Callable[[str], Donor], folder_of: Callable[[str], Path], cid: str,
+            host_config: Mapping[str, Any]
+            ) -> tuple[Donor | None, Donor | None, str, Donor | None]:
+    """The IPC, PID and network donors of container `cid`, and the host folder to bind
+    as its /dev/shm ("": its own, inside the container). Errors: as prepare's."""
     ipc_mode = str(host_config.get("IpcMode") or "")
     ipc_ref, pid_ref = donor_of(ipc_mode), donor_of(str(host_config.get("PidMode") or ""))
     ipc = ipc_donor(ipc_ref, find) if ipc_ref else None
@@ -228,15 +271,11 @@ def prepare(ctrd: Containerd, inspect: Callable[[str], Mapping[str, Any]],
         source = shm_source(ipc, find, folder_of)
     elif ipc_mode == "shareable":
         source = str(shm.path_of(folder_of(cid)))
-        shm.mount(Path(source), int(host_config.get("ShmSize") or DEFAULT_SHM_SIZE))
-    container = ctrd.containers.get(cid)
-    if container is None:
-        raise not_found(f"No such container: {cid}")
-    own = [str(folder_of(cid) / Path(dest).name) for dest, _ in NETWORK_FILES]
-    spec = joined_spec(container.spec, ipc, pid, source, net, own)
-    if spec != container.spec:
-        ctrd.containers.update_spec(cid, spec)
-    return net
+    return ipc, pid, source, net
+
+
+def _own_files(folder_of: Callable[[str], Path], cid: str) -> list[str]:
+    return [str(folder_of(cid) / Path(dest).name) for dest, _ in NETWORK_FILES]
 
 
 def share_network(record: dict[str, Any], donor: Donor) -> None:

@@ -18,6 +18,8 @@ import re
 import shutil
 import socket
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,9 @@ class MetaStore:
         self.root = root
         self._tombs = root.with_name("removed-containers")
         root.mkdir(parents=True, exist_ok=True)
+        # A create's files are synced at once (the disk commits them together), and a
+        # save may go on while its worker prepares what follows it.
+        self._writers = ThreadPoolExecutor(len(FILES) - 1, "meta-write")
 
     def folder(self, cid: str) -> Path:
         return self.root / cid
@@ -47,8 +52,11 @@ class MetaStore:
     def paths(self, cid: str) -> dict[str, str]:
         return {name: str(self.folder(cid) / name) for name in FILES}
 
-    def create(self, cid: str, hostname: str, network_mode: str) -> None:
-        """The container's folder and the files it sees as /etc/hostname, hosts, resolv.conf."""
+    def create(self, cid: str, hostname: str, network_mode: str) -> Callable[[], None]:
+        """The container's folder, and the files it sees as /etc/hostname, hosts and
+        resolv.conf, written on helper threads meanwhile: the function it returns waits
+        for them (call it before they are read or written again, and before the
+        container's meta.json is saved). Errors: OSError, from that function too."""
         folder = self.folder(cid)
         folder.mkdir(mode=0o700)
         if network_mode == "host":
@@ -58,13 +66,26 @@ class MetaStore:
         else:
             hosts = LOCALHOST_HOSTS + f"127.0.1.1\t{hostname}\n"
             resolv = _resolv_without_loopback(_read_host_file("/etc/resolv.conf"))
-        atomic_write(folder / "hostname", f"{hostname}\n".encode())
-        atomic_write(folder / "hosts", hosts.encode())
-        atomic_write(folder / "resolv.conf", resolv.encode())
+        # Their renames become durable with meta.json's, whose save syncs this folder;
+        # a folder without meta.json is a create that never finished (load_all).
+        writes = [self._writers.submit(atomic_write, folder / name, text.encode(),
+                                       sync_dir=False)
+                  for name, text in (("hostname", f"{hostname}\n"), ("hosts", hosts),
+                                     ("resolv.conf", resolv))]
         (folder / "json.log").touch(mode=0o640)
+
+        def written() -> None:
+            for write in writes:
+                write.result()
+        return written
 
     def save(self, record: dict[str, Any]) -> None:
         atomic_write_json(self.folder(record["Id"]) / "meta.json", record)
+
+    def save_soon(self, record: dict[str, Any]) -> Future[None]:
+        """save() on a helper thread, while the caller goes on (it waits for the result
+        before its next save of the same record: the later one must land last)."""
+        return self._writers.submit(self.save, record)
 
     def load_all(self) -> tuple[list[dict[str, Any]], list[str]]:
         """The containers' records, and the IDs of creates that never finished (their

@@ -4,7 +4,8 @@ The meta store is the owner of record: a container's folder is made before a cre
 asks containerd for anything, and removed after a removal is done with it. So a
 containerd container, task, snapshot or shim of an ID with no folder is a leftover
 (of a create or removal cut by the actor's death) and is ended here, through
-containerd's API first; a shim with no task, which the API cannot reach, by its process.
+containerd's API first; a shim with no task, which the API cannot reach, by its process
+(a shim that a group of containers shares serves the tasks of them all: shims.GROUP_LABEL).
 What belongs to a container that exists is its worker's to judge (`ContainerWorker.sweep`):
 only it knows whether a start of its own is under way.
 """
@@ -14,11 +15,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 
 from pouch.actors.container.meta import MetaStore
 from pouch.actors.containerd import shims
 from pouch.actors.containerd.client import Containerd
+from pouch.actors.containerd.containers import ContainerRecord
 from pouch.proto.envelope import PouchError
 
 log = logging.getLogger("pouch.container")
@@ -38,9 +40,11 @@ class Sweeper:
         address, namespace = self._ctrd.address, self._ctrd.namespace
         found = shims.find(address, namespace)
         tasks = self._ctrd.tasks.list()
-        containers = [c.id for c in self._ctrd.containers.list([f'labels."{self._label}"'])]
+        listed = self._ctrd.containers.list([f'labels."{self._label}"'])
+        containers = [c.id for c in listed]
         snapshots = [s.name for s in self._ctrd.snapshots.list() if self._label in s.labels]
         known = self._meta.ids() if known is None else known
+        grouped = _groups_with_tasks([c for c in listed if c.id in known], tasks)
         for cid in containers:
             if cid not in known:
                 log.warning("containerd holds container %s that pouch does not know: "
@@ -59,7 +63,8 @@ class Sweeper:
                 except PouchError as exc:
                     log.warning("could not remove snapshot %s: %s", name, exc.message)
         for shim in found:
-            if shim.id not in known and shims.end(shim, address, namespace):
+            if shim.id not in known and shim.id not in grouped \
+                    and shims.end(shim, address, namespace):
                 log.warning("ended shim %d of %s: no container owns it", shim.pid, shim.id)
         return known & (set(tasks) | {shim.id for shim in found})
 
@@ -67,8 +72,10 @@ class Sweeper:
         """Every shim that serves no task: at a clean stop, when no start is under way."""
         address, namespace = self._ctrd.address, self._ctrd.namespace
         tasks = self._ctrd.tasks.list()
+        serving = tasks.keys() | _groups_with_tasks(
+            self._ctrd.containers.list([f'labels."{shims.GROUP_LABEL}"']), tasks)
         for shim in shims.find(address, namespace):
-            if shim.id not in tasks and shims.end(shim, address, namespace):
+            if shim.id not in serving and shims.end(shim, address, namespace):
                 log.warning("ended shim %d of %s: it served no task", shim.pid, shim.id)
 
     def _end_task(self, cid: str) -> None:
@@ -78,3 +85,18 @@ class Sweeper:
         for step in steps:
             with contextlib.suppress(PouchError):
                 step()
+
+
+def group_serves(ctrd: Containerd, group: str) -> bool:
+    """Whether the shim that `group` names (a container's ID) serves a task of another
+    container of its group: then it is no leftover, though its first container's task
+    is gone. Errors: what containerd answers."""
+    members = ctrd.containers.list([f'labels."{shims.GROUP_LABEL}"=={group}'])
+    return bool(members) and bool(_groups_with_tasks(members, ctrd.tasks.list()))
+
+
+def _groups_with_tasks(containers: Iterable[ContainerRecord], tasks: Collection[str]
+                       ) -> set[str]:
+    """The shim groups (see shims.GROUP_LABEL) that some task of `containers` is in."""
+    return {c.labels[shims.GROUP_LABEL] for c in containers
+            if c.id in tasks and c.labels.get(shims.GROUP_LABEL)}

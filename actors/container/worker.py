@@ -43,6 +43,7 @@ from pouch.actors.container.spec.oci import (
     nofile_ceiling,
 )
 from pouch.actors.container.spec.user import resolve_user
+from pouch.actors.container.sweep import group_serves
 from pouch.actors.container.update import linux_resources, plan_update, with_limits
 from pouch.actors.containerd import shims
 from pouch.actors.containerd.client import Containerd
@@ -105,9 +106,10 @@ def unless_gone(step: Callable[[], T]) -> T | None:
 def _cut_create_in_the_way(exc: PouchError) -> bool:
     """Whether a task create failed on the remains of a cut one that containerd is still
     cleaning up: its task still exists, or the bundle folder (the same container, the
-    same folder) went away under the new shim ("getwd", or its log fifo)."""
+    same folder) went away under the new shim ("getwd", or its log fifo), or the new
+    shim's connection closed as that cleanup ended it ("ttrpc: closed")."""
     text = exc.message
-    return "exists" in text or "getwd" in text or (
+    return "exists" in text or "getwd" in text or "ttrpc: closed" in text or (
         "failed to start shim" in text and "no such file or directory" in text)
 
 
@@ -125,6 +127,9 @@ class ContainerWorker(ObjectActor):
         self._restart_timer: threading.Timer | None = None
         self._restarters: list[Reply] = []  # restarts whose stop waits for the exit
         self._created: dict[str, Any] | Exception = PouchError("internal", "no create ran here")
+        # No task in containerd, as far as this worker knows (one made for a create has
+        # none; a restored one asks): a removal then skips deleting it.
+        self._task_gone = record is None
         self._volume_env = vols.VolumeEnv(env.calls, cid, env.views)
         self._execs = Execs(ExecEnv(
             cid=cid, ctrd=env.ctrd, hub=env.hub, fifo_root=env.fifo_root / "exec",
@@ -201,17 +206,23 @@ class ContainerWorker(ObjectActor):
         mode = rec.network_mode(body)
         hostname = body.get("Hostname") or cid[:12]
         body = {**body, "Hostname": hostname}
+        files_written: Callable[[], None] | None = None
         try:
             if joins.donor_of(mode):  # container:<name> is recorded as container:<id>
                 mode = joins.network_mode(cid, mode, self._donor)
                 body = {**body, "HostConfig": {**body["HostConfig"], "NetworkMode": mode}}
             process = effective_process(image["config"], body)
             planned = vols.plan(self._volume_env, body, image["config"])
-            env.meta.create(cid, hostname, mode)
+            files_written = env.meta.create(cid, hostname, mode)
             paths = env.meta.paths(cid)
+            if nets.on_network(mode):
+                files_written()  # the network actor writes the container's name in its hosts
             endpoint = nets.attach(env.calls, cid, name, body, mode, hostname, paths["hosts"])
             labels = {OWNER_LABEL: name}
-            with env.ctrd.leases.hold() as lease:
+            if group := (body.get("Labels") or {}).get(shims.GROUP_LABEL):
+                labels[shims.GROUP_LABEL] = str(group)  # its shim's: see Sweeper
+            # Its end is not waited for: the container holds the snapshot once it exists.
+            with env.ctrd.leases.hold(end_later=True) as lease:
                 mounts = env.ctrd.snapshots.prepare(cid, image["chain_id"], labels=labels,
                                                     lease=lease)
                 env.faults.hit("container.create.prepared")
@@ -232,12 +243,18 @@ class ContainerWorker(ObjectActor):
                     labels=dict(body.get("Labels") or {}),
                     grantable_caps=grantable_capabilities(), nofile_ceiling=nofile_ceiling(),
                     mounts=tuple(placed)))
+                spec = joins.initial_spec(spec, lambda ref: env.calls.container.inspect(id=ref),
+                                          env.meta.folder, cid, body.get("HostConfig") or {})
                 env.ctrd.containers.create(cid, image["name"], spec, snapshot_key=cid,
                                            labels=labels)
                 env.faults.hit("container.create.container_made")
                 if reply.cancelled:  # the caller gave up: it was told the create failed
                     raise PouchError("timeout", f"the create of {name} was given up on")
+            files_written()  # before meta.json, which says the container exists
         except BaseException:
+            if files_written is not None:
+                with contextlib.suppress(OSError):
+                    files_written()  # done with the folder, which the undo removes
             self._undo_create()
             raise
         self.record = rec.new_record(cid, name, body, image, process.args, paths)
@@ -370,9 +387,17 @@ class ContainerWorker(ObjectActor):
             self._end_shims()
 
     def _end_shims(self) -> None:
-        """The last resort for shims of this container that containerd lost track of."""
+        """The last resort for shims of this container that containerd lost track of
+        (not one that serves the other containers of its group)."""
         address, namespace = self.env.ctrd.address, self.env.ctrd.namespace
-        for shim in shims.find(address, namespace, (self.cid,)):
+        found = shims.find(address, namespace, (self.cid,))
+        try:
+            if found and group_serves(self.env.ctrd, self.cid):
+                return
+        except PouchError as exc:  # left to the sweep, which asks again
+            log.warning("shims of %s: %s", self.cid, exc.message)
+            return
+        for shim in found:
             if shims.end(shim, address, namespace):
                 log.warning("ended shim %d of container %s: it served no task", shim.pid,
                             self.cid)
@@ -408,6 +433,19 @@ class ContainerWorker(ObjectActor):
     def _commit(self, life: lc.State) -> None:
         rec.set_lifecycle(self.record, life)
         self._save()
+
+    def _commit_soon(self, life: lc.State) -> Callable[[], None]:
+        """_commit, its save made on a helper thread meanwhile. The function it returns
+        waits for that save: call it before the effect the save must precede, and before
+        any other save of the record."""
+        rec.set_lifecycle(self.record, life)
+        record = copy.deepcopy(self.record)
+        saving = self.env.meta.save_soon(record)
+
+        def saved() -> None:
+            saving.result()
+            self.env.updated(record)
+        return saved
 
     def _decide(self, decide: Callable[[lc.State], lc.Transition]) -> lc.Transition:
         self._check_alive()
@@ -452,6 +490,8 @@ class ContainerWorker(ObjectActor):
                 # Gone already: its exit is on the way, and answers what waits for it.
                 unless_gone(lambda: self.env.ctrd.tasks.kill(self.cid, signum, all=every))
                 self._event("kill", signal=str(signum))
+            case lc.KillAfter(seconds) if seconds <= 0:
+                self.escalate(self._state["Pid"])  # now: no timer, no hop back to this worker
             case lc.KillAfter(seconds):
                 self._later(seconds, self._escalate_later, self._state["Pid"])
             case lc.AnswerBy(seconds):
@@ -519,22 +559,26 @@ class ContainerWorker(ObjectActor):
             return False
         ctrd = self.env.ctrd
         self._cancel_restart()
+        self._task_gone = False
         try:
             if self._ran_before():  # a stopped task of an earlier run
                 unless_gone(lambda: ctrd.tasks.delete(self.cid))
             rec.begin_start(self.record, token)
-            self._commit(lc.on_starting(life))
-            if joins.prepares(self.record["HostConfig"]):
-                network = joins.prepare(ctrd, lambda ref: self.env.calls.container.inspect(
-                    id=ref), self.env.meta.folder, self.cid, self.record["HostConfig"])
-                if network is not None:
-                    joins.share_network(self.record, network)
-            if plugins.loaded().has("pre_start"):
-                self._pre_start()
-            self._mount_volumes()
-            nets.publish_ports(self.env.calls, self.record)
-            fifos = self._open_io()
-            mounts = ctrd.snapshots.mounts(self.cid)
+            intent_saved = self._commit_soon(lc.on_starting(life))
+            try:
+                if joins.prepares(self.record["HostConfig"]):
+                    network = joins.prepare(ctrd, lambda ref: self.env.calls.container.inspect(
+                        id=ref), self.env.meta.folder, self.cid, self.record["HostConfig"])
+                    if network is not None:
+                        joins.share_network(self.record, network)
+                if plugins.loaded().has("pre_start"):
+                    self._pre_start()
+                self._mount_volumes()
+                nets.publish_ports(self.env.calls, self.record)
+                fifos = self._open_io()
+                mounts = ctrd.snapshots.mounts(self.cid)
+            finally:
+                intent_saved()  # on disk before the task is made
             pid = self._create_task(mounts, fifos)
             self.env.hub.writers_ready(self.cid)
             self.env.faults.hit("container.start.task_created")
@@ -1072,6 +1116,7 @@ class ContainerWorker(ObjectActor):
         try:
             # Deleting the task makes the shim flush the rest of the output first.
             exit_info = unless_gone(lambda: self.env.ctrd.tasks.delete(self.cid))
+            self._task_gone = True
             if exit_info is not None:
                 status, exited_at = exit_info.exit_status, exit_info.exited_at or exited_at
         except PouchError as exc:
@@ -1150,12 +1195,15 @@ class ContainerWorker(ObjectActor):
 
     def _destroy(self) -> None:
         ctrd = self.env.ctrd
-        for step in (lambda: ctrd.tasks.delete(self.cid),
+        for step in (lambda: None if self._task_gone else ctrd.tasks.delete(self.cid),
                      lambda: self.env.faults.hit("container.remove.task_deleted"),
                      lambda: ctrd.containers.delete(self.cid),
                      lambda: ctrd.snapshots.remove(self.cid)):
             unless_gone(step)
-        self._end_shims()
+        # A shim containerd lost keeps its socket (its own exit removes it): without one,
+        # the process table need not be searched.
+        if shims.socket_path(ctrd.address, ctrd.namespace, self.cid).exists():
+            self._end_shims()
         self.env.hub.forget(self.cid)
         self._health.stop()
         self._execs.forget_all()
@@ -1172,9 +1220,11 @@ class ContainerWorker(ObjectActor):
         self.env.meta.bury(self.cid, tomb)  # first: a removal cut after it is done at restore
         self.env.meta.remove(self.cid)
         self._gone = True
+        # The actor's index first: a waiter told of the removal lists containers next
+        # (`docker run --rm` returns), and finds it gone.
+        self.env.removed(self.cid, self._name, tomb)
         self._answer_waits(("removed", "not-running", "next-exit"))
         self._event("destroy")
-        self.env.removed(self.cid, self._name, tomb)
         self.actor_ref.stop(block=False)
 
     # -- streams handed over by the gateway ----------------------------------

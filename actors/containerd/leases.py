@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
+import threading
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -14,6 +16,8 @@ from pouch.actors.containerd.conn import DEFAULT_TIMEOUT, Conn, Service
 from pouch.actors.containerd.types import rfc3339
 from pouch.proto.containerd.api.services.leases.v1 import leases_pb2, leases_pb2_grpc
 from pouch.proto.envelope import PouchError
+
+log = logging.getLogger("pouch.containerd")
 
 GC_EXPIRE_LABEL: Final = "containerd.io/gc.expire"
 LEASE_OWNER_LABEL: Final = "io.pouch.lease-owner"
@@ -76,8 +80,11 @@ class Leases(Service):
         self._conn.call(self._stub.AddResource, request, timeout)
 
     @contextlib.contextmanager
-    def hold(self) -> Iterator[str]:
-        """A lease for the duration of the block, ended when it ends."""
+    def hold(self, end_later: bool = False) -> Iterator[str]:
+        """A lease for the duration of the block, ended when it ends. `end_later`: a
+        block that succeeded does not wait for the end, which a thread of its own asks
+        for (what was made is held by something else by then; a lease that an owner's
+        death leaves is dropped at its next start, and expires anyway)."""
         lease_id = self.create()
         try:
             yield lease_id
@@ -86,4 +93,14 @@ class Leases(Service):
             with contextlib.suppress(PouchError):
                 self.delete(lease_id)
             raise
-        self.delete(lease_id)
+        if end_later:
+            threading.Thread(target=self._end_quietly, args=(lease_id,), daemon=True,
+                             name="lease-end").start()
+        else:
+            self.delete(lease_id)
+
+    def _end_quietly(self, lease_id: str) -> None:
+        try:
+            self.delete(lease_id)
+        except PouchError as exc:
+            log.warning("ending lease %s: %s", lease_id, exc.message)

@@ -37,6 +37,10 @@ SOCKET_ROOT: Final = Path("/run/containerd/s")
 TERM_GRACE: Final = 2.0
 KILL_WAIT: Final = 2.0
 _ACTIONS: Final = ("start", "delete")  # a shim run as a command, not as the daemon
+# A container labelled (and annotated, in its spec) with another one's ID shares that
+# one's shim, as containerd's CRI groups a pod's containers: the runc shim serves every
+# container of the group from the process its first one started, whose ID it names.
+GROUP_LABEL: Final = "io.containerd.runc.v2.group"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Any
 
 from cri_api.v1 import api_pb2 as cri
 
+from pouch.actors.containerd.shims import GROUP_LABEL
 from pouch.proto.envelope import invalid
 
 PREFIX = "io.pouch.cri."
@@ -197,6 +198,8 @@ def container_body(config: cri.ContainerConfig, sandbox: Mapping[str, Any], imag
     pod_host = sandbox.get("HostConfig") or {}
     labels = kept_labels(CONTAINER_KIND, config.labels, config.annotations)
     labels[SANDBOX] = sandbox["Id"]
+    # Served by its pause container's shim, as containerd's CRI does: no shim to start.
+    labels[GROUP_LABEL] = sandbox["Id"]
     labels[IMAGE] = config.image.image
     labels[METADATA] = json.dumps({"name": config.metadata.name,
                                    "attempt": config.metadata.attempt})

@@ -18,12 +18,15 @@ import pytest
 from cri_api.v1 import api_pb2 as cri
 from cri_api.v1 import api_pb2_grpc
 
+from pouch.actors.container.actor import SWEEP_FIRST
+from pouch.actors.containerd import shims
 from pouch.tests.images import BUSYBOX, PAUSE_CMD, build_busybox_tarball
 from pouch.tests.support.daemon import PouchDaemon
 from pouch.tests.support.registry import Registry, image_config, layer, publish
 from pouch.tests.support.wait import wait_for
 
 PAUSE = "pouch/pause:latest"
+NAMESPACE = "pouch"  # containerd's, pouchd's default
 CRI_LINE = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z (stdout|stderr) [PF] .*$")
 
 
@@ -514,3 +517,41 @@ def test_kubelet_resources_with_a_clamped_oom_score(crictl: Cri, pods: Callable[
     score = crictl.runtime.ExecSync(cri.ExecSyncRequest(
         container_id=created, cmd=["cat", "/proc/1/oom_score_adj"], timeout=10)).stdout
     assert -997 <= int(score) <= 0
+
+
+def test_a_pods_shim_serves_its_containers_after_its_sandbox_is_gone(
+        crictl: Cri, cri_daemon: PouchDaemon) -> None:
+    pod = crictl.runtime.RunPodSandbox(cri.RunPodSandboxRequest(
+        config=pod_config("grouped"))).pod_sandbox_id
+    config = container_config("grouped", "sleep 600")
+    config.linux.security_context.namespace_options.pid = cri.CONTAINER  # outlives the pause
+    created = crictl.runtime.CreateContainer(cri.CreateContainerRequest(
+        pod_sandbox_id=pod, config=config, sandbox_config=pod_config("grouped"))
+    ).container_id
+    try:
+        crictl.runtime.StartContainer(cri.StartContainerRequest(container_id=created))
+
+        def pod_shims() -> list[str]:
+            return [s.id for s in shims.find(str(cri_daemon.containerd_socket), NAMESPACE)
+                    if s.id in (pod, created)]
+
+        assert pod_shims() == [pod]  # the pause's shim runs the container too, as containerd's
+        # Its first task gone, the shim is no leftover: not at a clean stop, not by the sweep
+        # after the restore, nor when the pause container goes.
+        cri_daemon.docker("stop", "-t", "0", pod)
+        assert cri_daemon.proc is not None
+        cri_daemon.proc.send_signal(signal.SIGTERM)
+        assert cri_daemon.proc.wait(30) == 0
+        cri_daemon.start()
+        wait_for(lambda: state_of(crictl, created) == cri.CONTAINER_RUNNING, 30,
+                 "the container, restored")
+        time.sleep(SWEEP_FIRST + 2)
+        cri_daemon.docker("rm", pod)
+        assert state_of(crictl, created) == cri.CONTAINER_RUNNING
+        assert crictl.runtime.ExecSync(cri.ExecSyncRequest(
+            container_id=created, cmd=["echo", "alive"], timeout=10)).stdout == b"alive\n"
+        assert pod_shims() == [pod]
+    finally:
+        crictl.runtime.RemoveContainer(cri.RemoveContainerRequest(container_id=created))
+        crictl.runtime.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod))
+    wait_for(lambda: not pod_shims(), 10, "the shim ending with the pod's last task")
