@@ -245,6 +245,7 @@ class ContainerActor(ActorBase):
             except Exception:
                 log.exception("sweeping containerd's leftovers failed")
                 continue
+            log.debug("swept containerd's leftovers: %d containers to judge", len(owned))
             if owned:
                 me.tell(Swept(frozenset(owned)))
 

@@ -545,7 +545,10 @@ def test_a_pods_shim_serves_its_containers_after_its_sandbox_is_gone(
         cri_daemon.start()
         wait_for(lambda: state_of(crictl, created) == cri.CONTAINER_RUNNING, 30,
                  "the container, restored")
-        time.sleep(SWEEP_FIRST + 2)
+        actor = cri_daemon.pid_of("container")
+        wait_for(lambda: re.search(rf"container\[{actor}\].*swept containerd's leftovers",
+                                   cri_daemon.log_tail(2000)), SWEEP_FIRST + 20,
+                 "the first sweep after the restore")
         cri_daemon.docker("rm", pod)
         assert state_of(crictl, created) == cri.CONTAINER_RUNNING
         assert crictl.runtime.ExecSync(cri.ExecSyncRequest(
