@@ -32,6 +32,9 @@ def _as_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split("."))
 
 
+_NEWEST, _OLDEST = _as_tuple(API_VERSION), _as_tuple(MIN_API_VERSION)
+
+
 class ApiVersion:
     """Strips `/v1.NN` from the path (after checking it) and adds Docker's headers."""
 
@@ -41,12 +44,13 @@ class ApiVersion:
         if not match:
             return
         major, minor, rest = match.groups()
-        asked = f"{int(major)}.{int(minor)}"
-        if _as_tuple(asked) > _as_tuple(API_VERSION):
+        version = (int(major), int(minor))
+        asked = f"{version[0]}.{version[1]}"
+        if version > _NEWEST:
             raise falcon.HTTPBadRequest(description=(
                 f"client version {asked} is too new. Maximum supported API version is "
                 f"{API_VERSION}"))
-        if _as_tuple(asked) < _as_tuple(MIN_API_VERSION):
+        if version < _OLDEST:
             raise falcon.HTTPBadRequest(description=(
                 f"client version {asked} is too old. Minimum supported API version is "
                 f"{MIN_API_VERSION}, please upgrade your client to a newer version"))

@@ -65,6 +65,10 @@ class HandOff:
         threading.Thread(target=self._serve, args=(job,), name=f"{self._name}-{number}").start()
         return future
 
+    def idle(self) -> bool:
+        """Whether a thread waits for a job (a hint: another may take it meanwhile)."""
+        return bool(self._idle)
+
     def shutdown(self, wait: bool = True) -> None:
         """No more jobs; threads finish the one they run (and those waiting), then end."""
         with self._lock:

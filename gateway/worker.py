@@ -25,10 +25,13 @@ TLS connections (pouchd's --tls/--tlsverify, on its tcp:// addresses only) keep
 gthread's way: their handshake and head are read by a thread, each read bounded
 as above.
 
-Per request, the fewer thread wake-ups the better (bench/request_floor.py): a
-plain /_ping is answered by the event loop itself (pouch.gateway.canned); a
-thread is woken alone for its job (pouch.gateway.threads); and a thread whose
-answer keeps the connection alive puts it back in the poller itself.
+Per request, the less Python and the fewer thread wake-ups the better
+(bench/request_floor.py): a plain /_ping is answered by the event loop itself
+(pouch.gateway.canned); a plain request skips gunicorn's parser and response
+(pouch.gateway.plain), and its thread serves the client's next plain request
+if it comes within LINGER_MS; a thread is woken alone for its job
+(pouch.gateway.threads); and a thread whose answer keeps the connection alive
+puts it back in the poller itself.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from gunicorn.http2 import negotiation
 from gunicorn.workers import gthread
 
 from pouch.actors import plugins  # self-contained: it imports nothing of the actors
+from pouch.gateway import plain
 from pouch.gateway.canned import CannedPing
 from pouch.gateway.threads import HandOff
 
@@ -66,6 +70,11 @@ READ_SIZE = 64 * 1024
 ORPHAN_ACCEPTS = 10.0
 # A thread's answer after which it put the connection back in the poller itself.
 _KEPT = object()
+# How long a request thread that answered a plain request waits for the client's next
+# one on the same connection (milliseconds): a client that sends its requests in a row
+# (the docker CLI's /_ping then its command; docker-py) is served without a turn of
+# the event loop and a thread wake-up per request.
+LINGER_MS = 2
 
 
 class ClientStalled(NoMoreData):
@@ -183,6 +192,7 @@ class Worker(gthread.ThreadWorker):
 
     orphaned_at: float | None = None
     canned: CannedPing | None = None  # /_ping's answer, when the event loop may give it
+    plain = False  # whether plain requests skip gunicorn's parse and response (gateway.plain)
     _notified = 0.0
 
     def set_accept_enabled(self, enabled: bool) -> None:
@@ -195,9 +205,10 @@ class Worker(gthread.ThreadWorker):
         written = serving.with_name(f"{serving.name}.{os.getpid()}")
         written.write_text(str(self.ppid))
         written.replace(serving)
+        # gunicorn's access log and request count see only the requests it parses.
+        self.plain = not (self.cfg.accesslog or self.cfg.max_requests)
         # A plugin may wrap /_ping or add middleware that must see every request.
-        if not (plugins.loaded().has("update_api") or self.cfg.accesslog
-                or self.cfg.max_requests):
+        if self.plain and not plugins.loaded().has("update_api"):
             self.canned = CannedPing.render(self, Conn)
         super().run()
 
@@ -267,9 +278,15 @@ class Worker(gthread.ThreadWorker):
         keep = self.handle(conn)
         if keep is not True or conn.parser.unreader.buf.getvalue():
             return keep  # closing, deferred, or a next request read already: the loop's
+        return self._keep(conn)
+
+    def _keep(self, conn: Conn) -> Any:
+        """Put a connection whose answer kept it alive back in the poller, from its thread."""
         with self._keeping:
             if not self.alive:
-                return keep  # stopping: the loop keeps it briefly (gthread's STOP_KEEPALIVE_LINGER)
+                # Stopping: the loop keeps it briefly (gthread's STOP_KEEPALIVE_LINGER),
+                # if gunicorn's parser is to read the next request.
+                return conn.parser is not None
             conn.sock.setblocking(False)
             conn.set_timeout()
             # Listed before the poller may report it (on_client_socket_readable removes it).
@@ -338,10 +355,57 @@ class Worker(gthread.ThreadWorker):
     def _serve(self, conn: Conn) -> None:
         if self.canned is not None and self._answer_canned(conn):
             return
+        environ = plain.plain_environ(
+            bytes(conn.received), conn.server, conn.client,
+            multiprocess=self.cfg.workers > 1) if self.plain else None
+        if environ is not None:
+            conn.received.clear()
+            fs = self.tpool.submit(self._serve_plain, conn, environ)
+            fs.add_done_callback(partial(self._handled, conn))
+            return
         conn.init()
         conn.parser.unreader.unread(bytes(conn.received))
         conn.received.clear()
         self.enqueue_req(conn)
+
+    def _serve_plain(self, conn: Conn, environ: dict[str, Any] | None) -> Any:
+        """Serve a plain request (pouch.gateway.plain) on a request thread, and those
+        that follow it at once on the same connection."""
+        conn.sock.setblocking(True)
+        while environ is not None:
+            environ["gunicorn.socket"] = conn.sock  # for a hand-over (gateway.hijack)
+            keep = self.alive and len(self.keepalived_conns) < self.max_keepalived
+            try:
+                keep = plain.respond(self.wsgi, environ, conn.sock, keep)
+            except OSError:
+                return False  # the client went, or the connection was handed over
+            except plain.AppFailed as failed:
+                self.handle_error(None, conn.sock, conn.client, failed.__cause__)
+                return False
+            if not keep:
+                return False
+            environ = self._next_plain(conn)
+        return self._keep(conn)
+
+    def _next_plain(self, conn: Conn) -> dict[str, Any] | None:
+        """The connection's next request if it comes within LINGER_MS, whole and plain,
+        while another thread is free for other clients; else None, and whatever came
+        stays in the socket for the event loop."""
+        if not (self.alive and self.tpool.idle()):
+            return None
+        poll = select.poll()
+        poll.register(conn.sock, select.POLLIN)
+        if not poll.poll(LINGER_MS):
+            return None
+        try:
+            data = conn.sock.recv(READ_SIZE, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except OSError:
+            return None
+        environ = plain.plain_environ(data, conn.server, conn.client,
+                                      multiprocess=self.cfg.workers > 1) if data else None
+        if environ is not None:
+            conn.sock.recv(len(data))  # what was peeked: there already
+        return environ
 
     def _answer_canned(self, conn: Conn) -> bool:
         """Answer a plain /_ping from the loop (see pouch.gateway.canned); False if it
