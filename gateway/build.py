@@ -10,6 +10,7 @@ the builder in a spool file, so the gateway keeps nothing of the body.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import tempfile
@@ -100,11 +101,15 @@ class Build:
         (and removes); removed here if the hand-off failed, and those bytes given back
         to the connection's reader, which reads past the body before the connection's
         next request (else it would take that request's first bytes for the body's)."""
-        reader = getattr(req.env.get("wsgi.input"), "reader", None)
+        given = req.env.get("wsgi.input")
+        reader = getattr(given, "reader", None)
         # gunicorn's readers: a length's holds the connection's reader, chunked's its request.
         unreader = getattr(reader, "unreader", None) or getattr(
             getattr(reader, "req", None), "unreader", None)
-        data = unreader.take_buffered() if unreader is not None else b""
+        if unreader is not None:
+            data = unreader.take_buffered()
+        else:  # a plain request's (gateway.plain): the whole body, read with the head
+            data = given.read() if isinstance(given, io.BytesIO) else b""
         self.spool.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix="build-", suffix=".head", dir=self.spool)
         try:

@@ -1,22 +1,25 @@
 """Plain requests, served without gunicorn's per-request machinery.
 
-Most of what the docker CLI sends is plain: HTTP/1.1, no body, no upgrade, one
-request at a time. gunicorn parses each request in Python objects (its config
-looked up a dozen times, a trusted-proxy check), then builds the environ and a
-response object, and writes the head and the body in two writes: some 170 us
-of CPU per request on this two-core machine, on the path of every answer
-(bench/request_floor.py). The worker's event loop has a plain request's whole
-head in hand already; gunicorn_h1c (gunicorn's own C parser, its `fast` extra)
-makes it a WSGI environ in a few microseconds, and the answer leaves in one
-write when the app gives its body at once (Falcon does for every JSON answer).
+Most of what the docker CLI sends is plain: HTTP/1.1, no body or a short one
+that came whole with its head, no upgrade, one request at a time. gunicorn
+parses each request in Python objects (its config looked up a dozen times, a
+trusted-proxy check), then builds the environ and a response object, and
+writes the head and the body in two writes: some 170 us of CPU per request on
+this two-core machine, on the path of every answer (bench/request_floor.py).
+The worker's event loop has a plain request in hand already; gunicorn_h1c
+(gunicorn's own C parser, its `fast` extra) makes it a WSGI environ in a few
+microseconds, and the answer leaves in one write when the app gives its body
+at once (Falcon does for every JSON answer).
 
 What is plain is judged strictly, and anything else goes gunicorn's way as
-before: a body (but an empty one), chunked framing, `Expect`, `Upgrade`,
-`Connection`, HTTP/1.0, a request-target that is not a plain path, a request
-gunicorn_h1c refuses (gunicorn then answers 400 and says why), bytes behind the
-request. Responses are framed as gunicorn frames them: its status-line and
-header checks, its Server, Date and Connection headers, chunked when the app
-gives no length, no body for HEAD, 1xx, 204 and 304.
+before: a body not all there (the rest would be read from the socket as the
+route consumes it), chunked framing, `Expect`, `Upgrade`, `Connection`,
+HTTP/1.0, a request-target that is not a plain path, a request gunicorn_h1c
+refuses (gunicorn then answers 400 and says why), bytes behind the request. A
+plain request's body is its environ's `wsgi.input`, wholly read: nothing of
+it is left on the connection. Responses are framed as gunicorn frames them:
+its status-line and header checks, its Server, Date and Connection headers,
+chunked when the app gives no length, no body for HEAD, 1xx, 204 and 304.
 """
 
 from __future__ import annotations
@@ -41,7 +44,6 @@ _NOT_PLAIN = ("HTTP_TRANSFER_ENCODING", "HTTP_EXPECT", "HTTP_UPGRADE", "HTTP_CON
               "HTTP_TE", "HTTP_HTTP2_SETTINGS", "HTTP_KEEP_ALIVE")
 # An origin-form target: a path, maybe a query; no fragment, no absolute form.
 _TARGET_BYTES = frozenset(range(0x21, 0x7f)) - {ord("#")}
-_INPUT = io.BytesIO(b"")  # never read from: a plain request has no body
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -52,13 +54,16 @@ class AppFailed(Exception):
 
 def plain_environ(data: bytes, server: Any, client: Any, *, multiprocess: bool) \
         -> dict[str, Any] | None:
-    """The WSGI environ of `data` (a whole request), or None if it is not plain."""
+    """The WSGI environ of `data` (a whole request, body and all), or None if it is
+    not plain."""
     try:
         environ: dict[str, Any] = gunicorn_h1c.parse_to_wsgi_environ(data)
     except Exception:
         return None
-    if environ.pop("_consumed") != len(data) or environ["SERVER_PROTOCOL"] != "HTTP/1.1" \
-            or environ.get("CONTENT_LENGTH", "0") != "0" \
+    head = environ.pop("_consumed")
+    length = environ.get("CONTENT_LENGTH", "0")
+    if not length.isdigit() or head + int(length) != len(data) \
+            or environ["SERVER_PROTOCOL"] != "HTTP/1.1" \
             or any(key in environ for key in _NOT_PLAIN):
         return None
     path = environ["PATH_INFO"]
@@ -73,7 +78,7 @@ def plain_environ(data: bytes, server: Any, client: Any, *, multiprocess: bool) 
     environ["SERVER_SOFTWARE"] = SERVER
     _addresses(environ, server, client)
     environ["wsgi.version"] = (1, 0)
-    environ["wsgi.input"] = _INPUT
+    environ["wsgi.input"] = io.BytesIO(data[head:])
     environ["wsgi.input_terminated"] = True
     environ["wsgi.errors"] = sys.stderr
     environ["wsgi.multithread"] = True

@@ -78,6 +78,12 @@ def test_every_kind_of_request_in_turn_on_one_connection(daemon: PouchDaemon):
         client.send(body)
         status, _, answer = client.answer()
         assert status == 400 and b"StopTimeout" in answer
+        # The same body with its head in one write: a plain request.
+        client.send(b"POST /v1.41/containers/create HTTP/1.1\r\nHost: pouch\r\n"
+                    b"Content-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        status, _, answer = client.answer()
+        assert status == 400 and b"StopTimeout" in answer
         # Pipelined: two plain requests and a missing container's inspect in one write.
         client.send(get("/v1.41/version") + get("/_ping") + get("/v1.41/containers/nosuch/json"))
         status, _, version = client.answer()

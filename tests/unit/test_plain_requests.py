@@ -30,8 +30,15 @@ def test_what_the_docker_cli_sends_without_a_body_is_plain(request_: bytes):
     assert environ(request_) is not None
 
 
+def test_a_body_that_came_whole_with_its_head_is_the_wsgi_input():
+    env = environ(b"POST /containers/create HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}")
+    assert env is not None and env["wsgi.input"].read() == b"{}"
+
+
 @pytest.mark.parametrize("request_", [
-    b"POST /containers/create HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
+    b"POST /containers/create HTTP/1.1\r\nContent-Length: 3\r\n\r\n{}",  # not all there
+    b"POST /containers/create HTTP/1.1\r\nContent-Length: 1\r\n\r\n{}",  # more behind
+    b"POST /containers/create HTTP/1.1\r\nContent-Length: +2\r\n\r\n{}",
     b"POST /build HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
     b"POST /containers/create HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
     b"POST /containers/a/attach HTTP/1.1\r\nUpgrade: tcp\r\nConnection: Upgrade\r\n\r\n",
