@@ -355,9 +355,7 @@ class Worker(gthread.ThreadWorker):
     def _serve(self, conn: Conn) -> None:
         if self.canned is not None and self._answer_canned(conn):
             return
-        environ = plain.plain_environ(
-            bytes(conn.received), conn.server, conn.client,
-            multiprocess=self.cfg.workers > 1) if self.plain else None
+        environ = self._plain_environ(conn, bytes(conn.received)) if self.plain else None
         if environ is not None:
             conn.received.clear()
             fs = self.tpool.submit(self._serve_plain, conn, environ)
@@ -401,11 +399,14 @@ class Worker(gthread.ThreadWorker):
             data = conn.sock.recv(READ_SIZE, socket.MSG_PEEK | socket.MSG_DONTWAIT)
         except OSError:
             return None
-        environ = plain.plain_environ(data, conn.server, conn.client,
-                                      multiprocess=self.cfg.workers > 1) if data else None
+        environ = self._plain_environ(conn, data) if data else None
         if environ is not None:
             conn.sock.recv(len(data))  # what was peeked: there already
         return environ
+
+    def _plain_environ(self, conn: Conn, data: bytes) -> dict[str, Any] | None:
+        return plain.plain_environ(data, conn.server, conn.client,
+                                   multiprocess=self.cfg.workers > 1)
 
     def _answer_canned(self, conn: Conn) -> bool:
         """Answer a plain /_ping from the loop (see pouch.gateway.canned); False if it
