@@ -38,6 +38,7 @@ POINTS = (
     "container.create.container_made",  # the containerd container exists, no meta.json yet
     "container.create.recorded",    # meta.json written, the create not yet answered
     "container.start.task_created",  # the task exists in containerd, not yet started
+    "container.start.recorded_running",  # the task exists, recorded as running, not started
     "container.start.task_started",  # the task runs, the start not yet recorded nor answered
     "container.remove.task_deleted",  # the task is gone, the container and snapshot not yet
     "container.exit.task_deleted",  # an exited task is deleted, its exit not yet recorded
@@ -69,6 +70,11 @@ class Faults:
             raise ValueError(f"unknown fault point {point!r}: one of {', '.join(POINTS)}")
         with self._lock:
             self._armed[point] = (action, once)
+
+    def armed(self, point: str) -> bool:
+        """Whether a fault waits at `point` (for a caller that reaches a state first)."""
+        with self._lock:
+            return self.enabled and point in self._armed
 
     def hit(self, point: str) -> None:
         """Crash or hang here if a fault is armed for `point` (never without --debug)."""

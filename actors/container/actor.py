@@ -17,6 +17,7 @@ import copy
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -37,7 +38,7 @@ from pouch.actors.container.iohub import IOHub
 from pouch.actors.container.meta import MetaStore
 from pouch.actors.container.sweep import Sweeper
 from pouch.actors.container.tombs import Graveyard
-from pouch.actors.container.worker import OWNER_LABEL, ContainerWorker, WorkerEnv
+from pouch.actors.container.worker import OWNER_LABEL, ContainerWorker, Notice, WorkerEnv
 from pouch.actors.containerd.client import Containerd
 from pouch.actors.containerd.types import rfc3339
 from pouch.actors.host import ActorBase, ActorContext, Job, Reply
@@ -75,6 +76,7 @@ SWEEP_FIRST = 5.0
 SWEEP_EVERY = 30.0
 # How long a prune waits for one container's removal before it goes on without it.
 PRUNE_EACH = 60.0
+SIDE_THREADS = 16  # for the calls workers make alongside their own (WorkerEnv.side); made as needed
 
 
 # A terminal's rows or columns, as a tty's winsize holds them.
@@ -152,9 +154,6 @@ class ContainerActor(ActorBase):
         self._sweeper = Sweeper(self._ctrd, self._meta, OWNER_LABEL)
         self._records: dict[str, dict[str, Any]] = {}
         self._workers: dict[str, pykka.ActorRef[ContainerWorker]] = {}
-        # One proxy per worker, made once (see _proxy).
-        self._proxies: dict[str, tuple[pykka.ActorRef[ContainerWorker],
-                                       pykka.ActorProxy[ContainerWorker]]] = {}
         self._names: dict[str, str] = {}  # name (no slash) -> ID; reserved during create
         self._tokens: dict[str, str] = {}  # token of a create or start done -> container ID
         self._tombs = Graveyard({})
@@ -171,7 +170,8 @@ class ContainerActor(ActorBase):
             publish=lambda action, cid, attrs: self.publish("container", action, cid, attrs),
             faults=ctx.faults,
             exec_changed=lambda exec_id, copy: me.tell(ExecChanged(exec_id, copy)),
-            views=cfg.exec_root_dir / "views")
+            views=cfg.exec_root_dir / "views", peek=self._peek, image_files={},
+            side=ThreadPoolExecutor(SIDE_THREADS, "worker-side"))
 
     # -- life ----------------------------------------------------------------
 
@@ -200,6 +200,7 @@ class ContainerActor(ActorBase):
         except PouchError as exc:
             log.warning("could not sweep shims at stop: %s", exc.message)
         self._hub.stop()
+        self._env.side.shutdown(wait=False)
         self._ctrd.close()
 
     def _restore(self) -> None:
@@ -218,7 +219,7 @@ class ContainerActor(ActorBase):
             self._tokens.update(dict.fromkeys(rec.tokens(record), cid))
             ref = ContainerWorker.start(self._env, cid, record)
             self._workers[cid] = ref
-            ref.proxy().restore()
+            ref.tell(Notice(ContainerWorker.restore))
         try:  # the workers' restores judge their own tasks and shims
             self._sweeper.sweep(known)
         except PouchError as exc:
@@ -314,21 +315,17 @@ class ContainerActor(ActorBase):
                 self._tombs.add(message.cid, message.tomb)
             self._records.pop(message.cid, None)
             self._workers.pop(message.cid, None)
-            self._proxies.pop(message.cid, None)
             for name, cid in list(self._names.items()):
                 if cid == message.cid:
                     del self._names[name]
         elif isinstance(message, TaskExit):
-            if (worker := self._proxy(message.cid)) is not None:
-                worker.task_exited(message.pid, message.status, message.exited_at)
+            self._notify(message.cid, ContainerWorker.task_exited, message.pid, message.status,
+                         message.exited_at)
         elif isinstance(message, TaskOOM):
-            if (worker := self._proxy(message.cid)) is not None:
-                with contextlib.suppress(pykka.ActorDeadError):  # removed meanwhile
-                    worker.task_oom()
+            self._notify(message.cid, ContainerWorker.task_oom)
         elif isinstance(message, ExecExit):
-            if (worker := self._proxy(message.cid)) is not None:
-                with contextlib.suppress(pykka.ActorDeadError):  # removed meanwhile
-                    worker.exec_exited(message.exec_id, message.status)
+            self._notify(message.cid, ContainerWorker.exec_exited, message.exec_id,
+                         message.status)
         elif isinstance(message, ExecChanged):
             if message.inspect is None:
                 self._execs.pop(message.exec_id, None)
@@ -336,32 +333,31 @@ class ContainerActor(ActorBase):
                 self._execs[message.exec_id] = message.inspect
         elif isinstance(message, ExecGarbage):
             for cid in list(self._workers):
-                with contextlib.suppress(pykka.ActorDeadError):
-                    if (worker := self._proxy(cid)) is not None:
-                        worker.exec_collect_garbage()
+                self._notify(cid, ContainerWorker.exec_collect_garbage)
         elif isinstance(message, EventsResumed):
             for cid in list(self._workers):
-                if (worker := self._proxy(cid)) is not None:
-                    worker.check_task()
+                self._notify(cid, ContainerWorker.check_task)
         elif isinstance(message, Swept):
             for cid in message.ids:
-                if (worker := self._proxy(cid)) is not None:
-                    worker.sweep()
+                self._notify(cid, ContainerWorker.sweep)
         return None
 
-    def _proxy(self, cid: str) -> pykka.ActorProxy[ContainerWorker] | None:
-        """The container's worker as a proxy, made once per worker: pykka introspects the
-        whole worker to make one (over a millisecond of this thread's time, which every
-        task's and exec's exit paid). Raises pykka.ActorDeadError."""
+    def _notify(self, cid: str, handler: Callable[..., None], *args: Any) -> None:
+        """Have the container's worker run `handler` (none: it is gone, and so is what
+        the notice was about)."""
         ref = self._workers.get(cid)
-        if ref is None:
-            return None
-        made = self._proxies.get(cid)
-        if made is None or made[0] is not ref:
-            made = self._proxies[cid] = (ref, ref.proxy())
-        return made[1]
+        if ref is not None:
+            with contextlib.suppress(pykka.ActorDeadError):  # removed meanwhile
+                ref.tell(Notice(handler, args))
 
     # -- lookups -------------------------------------------------------------
+
+    def _peek(self, cid: str) -> dict[str, Any] | None:
+        """From a worker's thread, without a message: the copy of container `cid` (a full
+        ID; None for a name or prefix, which only this thread resolves). A copy is
+        replaced whole and never changed in place, so the read needs no lock; it is the
+        one an inspect sent now would answer, or newer (the inbox is served in order)."""
+        return self._records.get(cid)
 
     def _resolve(self, ref: str) -> str:
         """A container ID from a full ID, a name (with or without its slash), or a unique
@@ -387,7 +383,7 @@ class ContainerActor(ActorBase):
         cid = self._tokens.get(args.get("token") or "") if method == "create" else None
         if cid is not None and (ref := self._workers.get(cid)) is not None:
             with contextlib.suppress(pykka.ActorDeadError):  # its create failed
-                ref.proxy().run(ContainerWorker.unclaimed)  # after the create if it still runs
+                ref.tell(Notice(ContainerWorker.unclaimed))  # after the create if it still runs
 
     def _delegate(self, ref: str, handler: Callable[..., None], reply: Reply,
                   *args: Any) -> None:

@@ -225,13 +225,19 @@ class HealthMonitor:
 
     def started(self) -> None:
         """The container (re)started: State.Health starts over, probes follow."""
-        record = self.env.record()
         self.stop()
+        if self.reset():
+            self._schedule()
+
+    def reset(self) -> bool:
+        """State.Health as a start leaves it (probes are started()'s); whether the
+        container has a check."""
+        record = self.env.record()
         if check_of(record["Config"]) is None:
             record["State"].pop("Health", None)
-            return
+            return False
         record["State"]["Health"] = fresh(record["State"].get("Health"))
-        self._schedule()
+        return True
 
     def resume(self) -> None:
         """At restore, of a container that ran on: the probes go on where they were."""

@@ -44,6 +44,7 @@ READ_SIZE = 64 * 1024
 PAUSE_ABOVE = 1 << 20     # a consumer this far behind stops the container's output...
 RESUME_BELOW = 256 << 10  # ...until it is this close again
 LINGER = 5.0              # how long a closed connection waits for its client's FIN
+CALL_TIMEOUT = 30.0       # s: how long a caller waits for the hub's thread
 
 
 @dataclass(eq=False)
@@ -139,12 +140,22 @@ class IOHub:
         their consumers end on release(), once its exit code is known, rather than with
         the output. `log_config`: the container's log
         driver and rotation (json-file, unbounded, if None)."""
-        return self._call(lambda: self._open(cid, fifo_dir, log_path, tty, stdin, stdin_once,
-                                             restore, held, log_config))
+        return self.open_soon(cid, fifo_dir, log_path, tty=tty, stdin=stdin,
+                              stdin_once=stdin_once, restore=restore, held=held,
+                              log_config=log_config).result(timeout=CALL_TIMEOUT)
+
+    def open_soon(self, cid: str, fifo_dir: Path, log_path: Path | None, *, tty: bool,
+                  stdin: bool, stdin_once: bool, restore: bool = False, held: bool = False,
+                  log_config: LogConfig | None = None,
+                  ) -> Future[tuple[dict[str, str], threading.Event]]:
+        """open(), done by the hub while the caller goes on: its result is open()'s."""
+        return self._submit(lambda: self._open(cid, fifo_dir, log_path, tty, stdin,
+                                               stdin_once, restore, held, log_config))
 
     def writers_ready(self, cid: str) -> None:
-        """The task exists, so the shim holds the FIFOs: drop our placeholder writers."""
-        self._call(lambda: self._drop_placeholders(cid))
+        """The task exists, so the shim holds the FIFOs: drop our placeholder writers.
+        Not waited for: the hub's later jobs find it done."""
+        self._submit(lambda: self._drop_placeholders(cid), wait=False)
 
     def attach(self, cid: str, consumer: Consumer) -> None:
         """Send the container's output to a client from now on."""
@@ -213,6 +224,11 @@ class IOHub:
     def _call(self, fn: Callable[[], T]) -> T:
         if threading.current_thread() is self._thread:
             return fn()
+        return self._submit(fn).result(timeout=CALL_TIMEOUT)
+
+    def _submit(self, fn: Callable[[], T], wait: bool = True) -> Future[T]:
+        """Have the hub's thread run `fn`; `wait=False`: nobody waits for the outcome,
+        so an error is logged."""
         future: Future[T] = Future()
 
         def run() -> None:
@@ -220,10 +236,15 @@ class IOHub:
                 future.set_result(fn())
             except BaseException as exc:
                 future.set_exception(exc)
+                if not wait:
+                    log.error("io hub: %s", exc, exc_info=exc)
 
-        self._queue.put(run)
-        os.eventfd_write(self._wake, 1)
-        return future.result(timeout=30)
+        if threading.current_thread() is self._thread:
+            run()
+        else:
+            self._queue.put(run)
+            os.eventfd_write(self._wake, 1)
+        return future
 
     # -- the hub's thread ----------------------------------------------------
 

@@ -23,7 +23,6 @@ shareable (`--ipc shareable`, `host`, or itself joined to one that is).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +30,7 @@ from typing import Any
 
 from pouch.actors.container import shm
 from pouch.actors.container.spec.oci import DEFAULT_SHM_SIZE
-from pouch.actors.containerd.client import Containerd
-from pouch.proto.envelope import PouchError, conflict, invalid, not_found
+from pouch.proto.envelope import PouchError, conflict, invalid
 
 SHM = "/dev/shm"
 # The files a container that joins another's network shares with it: destination in the
@@ -158,9 +156,11 @@ def joined_spec(spec: Mapping[str, Any], ipc: Donor | None, pid: Donor | None,
     """The spec with its IPC, PID and network namespaces those of the donors' tasks now,
     `shm_source` (a folder on the host) bound as its /dev/shm, and the network donor's
     hostname and network files in place of the container's own (`own_files`: a bind of
-    the user's at /etc/resolv.conf, say, stays). Pure: a new dict."""
-    out = copy.deepcopy(dict(spec))
-    linux = out.setdefault("linux", {})
+    the user's at /etc/resolv.conf, say, stays). Pure: `spec` is left as it is, and the
+    new one shares with it what it leaves unchanged (a deep copy of the whole spec, at
+    every create and start, cost more than all the rest here)."""
+    out = dict(spec)
+    linux = out["linux"] = dict(out.get("linux") or {})
     joined = {kind for kind, donor in (("ipc", ipc), ("pid", pid), ("network", net)) if donor}
     entries = [e for e in linux.get("namespaces") or [] if e.get("type") not in joined]
     if ipc is not None:
@@ -207,24 +207,22 @@ def shm_source(donor: Donor, find: Callable[[str], Donor], folder_of: Callable[[
                   f"than {CHAIN_MAX}")
 
 
-def prepare(ctrd: Containerd, inspect: Callable[[str], Mapping[str, Any]],
-            folder_of: Callable[[str], Path], cid: str, host_config: Mapping[str, Any]
-            ) -> Donor | None:
+def prepare(current: Callable[[], Mapping[str, Any]], update: Callable[[dict[str, Any]], None],
+            inspect: Callable[[str], Mapping[str, Any]], folder_of: Callable[[str], Path],
+            cid: str, host_config: Mapping[str, Any]) -> Donor | None:
     """Before a start of container `cid`: mount its shareable /dev/shm, or point its
-    spec at the donors' tasks as they are now; the spec is updated in containerd if
-    that changed it. `inspect` gives another container's inspect document, `folder_of`
-    a container's folder. The container whose network it joins, if it does (for
-    `share_network`). Errors: not_found, conflict, invalid (dockerd's words);
-    containerd's; OSError (the tmpfs could not be mounted)."""
+    spec at the donors' tasks as they are now; `current` gives the spec containerd holds
+    and `update` gives containerd another, if that changed it. `inspect` gives another
+    container's inspect document, `folder_of` a container's folder. The container whose
+    network it joins, if it does (for `share_network`). Errors: not_found, conflict,
+    invalid (dockerd's words); containerd's; OSError (the tmpfs could not be mounted)."""
     ipc, pid, source, net = _donors(_finder(inspect), folder_of, cid, host_config)
     if ipc is None and source:  # its own shareable /dev/shm
         shm.mount(Path(source), int(host_config.get("ShmSize") or DEFAULT_SHM_SIZE))
-    container = ctrd.containers.get(cid)
-    if container is None:
-        raise not_found(f"No such container: {cid}")
-    spec = joined_spec(container.spec, ipc, pid, source, net, _own_files(folder_of, cid))
-    if spec != container.spec:
-        ctrd.containers.update_spec(cid, spec)
+    spec = current()
+    joined = joined_spec(spec, ipc, pid, source, net, _own_files(folder_of, cid))
+    if joined != spec:
+        update(joined)
     return net
 
 

@@ -241,6 +241,14 @@ def on_started(state: State, now: float, by_policy: bool = False) -> State:
     return replace(running, restart_count=0, backoff=0, manually_stopped=False)
 
 
+def on_start_sent(state: State, now: float, by_policy: bool = False) -> State:
+    """The task is made and its start on its way: the state it will have once started
+    (`on_started`), saved while containerd starts it, the start's intent still in it.
+    A restore that finds the task so (running, or gone with the machine) takes it as
+    it is; one that finds the task made and never started finds the start cut."""
+    return replace(on_started(state, now, by_policy), start_pending=True)
+
+
 def on_start_failed(state: State, policy: RestartPolicy, exit_code: int, now: float,
                     by_policy: bool = False) -> Transition:
     """The task could not start. A restart that fails counts as a run that ended at once;

@@ -79,13 +79,25 @@ class MetaStore:
                 write.result()
         return written
 
-    def save(self, record: dict[str, Any]) -> None:
-        atomic_write_json(self.folder(record["Id"]) / "meta.json", record)
+    def save(self, record: dict[str, Any]) -> str:
+        """Write the record; the JSON written, whose json.loads is a copy of the record
+        (cheaper than a deep copy, and what a restore reads)."""
+        data = json.dumps(record, separators=(",", ":"))
+        self._write(record["Id"], data)
+        return data
 
-    def save_soon(self, record: dict[str, Any]) -> Future[None]:
-        """save() on a helper thread, while the caller goes on (it waits for the result
-        before its next save of the same record: the later one must land last)."""
-        return self._writers.submit(self.save, record)
+    def save_soon(self, record: dict[str, Any], sync_dir: bool = True
+                  ) -> tuple[str, Future[None]]:
+        """save(), its write made on a helper thread while the caller goes on (it waits
+        for the write before its next save of the same record: the later one must land
+        last); the record is serialized now, so the caller may change it meanwhile.
+        `sync_dir=False`: the new record is on disk, but after a crash of the machine
+        meta.json may still be the one before (for a record either of which will do)."""
+        data = json.dumps(record, separators=(",", ":"))
+        return data, self._writers.submit(self._write, record["Id"], data, sync_dir)
+
+    def _write(self, cid: str, data: str, sync_dir: bool = True) -> None:
+        atomic_write(self.folder(cid) / "meta.json", data.encode(), sync_dir=sync_dir)
 
     def load_all(self) -> tuple[list[dict[str, Any]], list[str]]:
         """The containers' records, and the IDs of creates that never finished (their

@@ -258,9 +258,39 @@ def begin_start(record: dict[str, Any], token: str) -> None:
 
 def settle_start(record: dict[str, Any], went_through: bool) -> None:
     """The start begun last ran (its token is remembered) or was cut (forgotten)."""
-    token = (record.get(PRIVATE) or {}).pop("StartingToken", "")
+    private = record.get(PRIVATE) or {}
+    token = private.pop("StartingToken", "")
+    private.pop("StartedFrom", None)
     if went_through:
         remember_token(record, token)
+
+
+# What a running record changes of the one before, by record key and by private key.
+_STARTED_KEYS = ("State", "RestartCount")
+_STARTED_PRIVATE = ("Backoff", "ManuallyStopped", "ExitRequested")
+
+
+def begin_running(record: dict[str, Any], pid: int, started_at: str) -> None:
+    """The task is made and its start on its way: the record says it runs, and keeps
+    what it said before for `unstarted` (until settle_start)."""
+    private = record.setdefault(PRIVATE, {})
+    before = {key: record[key] for key in _STARTED_KEYS if key in record}
+    before["State"] = dict(record["State"])  # set_running changes it in place
+    before.update((key, private[key]) for key in _STARTED_PRIVATE if key in private)
+    private["StartedFrom"] = before
+    set_running(record, pid, started_at)
+
+
+def unstarted(record: dict[str, Any]) -> None:
+    """Put back what begin_running changed and the lifecycle made of it: its task never
+    started. Nothing when no start is recorded as running."""
+    private = record.get(PRIVATE) or {}
+    before = private.pop("StartedFrom", None)
+    if before is None:
+        return
+    for key in (*_STARTED_KEYS, *_STARTED_PRIVATE):
+        if key in before:
+            (record if key in _STARTED_KEYS else private)[key] = before[key]
 
 
 def begin_removal(record: dict[str, Any], token: str, volumes: bool = False) -> None:

@@ -5,18 +5,25 @@ The worker owns the container's record: it changes it, saves it (atomically)
 and then tells the container actor, which answers list and inspect from its
 copies. Operations that finish later (stop waits for the exit, wait for the
 exit or the removal) keep their reply and answer when the task exit arrives.
+Saves that need not precede what follows them are made on helper threads
+meanwhile (a start's intent, and its running record while containerd starts
+the task: see lifecycle.on_start_sent); so are containerd calls that need not
+follow each other (a snapshot made while its container is, both removed at once).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import functools
+import json
 import logging
 import secrets
 import signal as signals
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Executor, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,6 +55,7 @@ from pouch.actors.container.update import linux_resources, plan_update, with_lim
 from pouch.actors.containerd import shims
 from pouch.actors.containerd.client import Containerd
 from pouch.actors.containerd.rootfs import read_rootfs_file
+from pouch.actors.containerd.snapshots import GC_ROOT_LABEL
 from pouch.actors.faults import Faults
 from pouch.actors.host import ObjectActor, Reply
 from pouch.actors.timefmt import ZERO_TIME, parse_timestamp, rfc3339_nano
@@ -63,6 +71,8 @@ OWNER_LABEL = "io.pouch.container"
 CGROUP_PARENT = "/pouch"
 DRAIN_TIMEOUT = 5.0
 TASK_CREATE_WAIT = 10.0
+IO_OPEN_WAIT = 30.0  # s: the hub opening a container's output
+IMAGE_FILES_KEPT = 64
 # A commit's layer: uncompressed, so its digest is its diff ID and nothing is zipped.
 LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar"
 
@@ -91,6 +101,34 @@ class WorkerEnv:
     faults: Faults
     exec_changed: Callable[[str, ExecInspect | None], None]  # an exec's copy (None: gone)
     views: Path  # where a stopped container's files are mounted to be read (fsview.View)
+    # Another container's latest copy by its full ID, read without a message (None: ask).
+    peek: Callable[[str], Mapping[str, Any] | None]
+    # An image's /etc/passwd and /etc/group by its chain ID (its layers never change).
+    image_files: dict[str, tuple[str | None, str | None]]
+    side: Executor  # a worker's calls that may run alongside its own
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A call on a worker that answers nobody (a task's exit, a timer that fired): told
+    as it is, not through a pykka proxy, whose making introspects the whole worker (over
+    a millisecond of the sender's thread). An error it raises is logged."""
+
+    handler: Callable[..., None]  # a ContainerWorker method taking (*args)
+    args: tuple[Any, ...] = ()
+
+
+def _nothing() -> None:
+    pass
+
+
+def remember_image_files(known: dict[str, tuple[str | None, str | None]], chain: str,
+                         files: tuple[str | None, str | None]) -> None:
+    """Keep an image's users for the next creates (a few images' worth: shared by every
+    worker, so a dict's single steps, which need no lock)."""
+    if len(known) >= IMAGE_FILES_KEPT:
+        known.clear()
+    known[chain] = files
 
 
 def unless_gone(step: Callable[[], T]) -> T | None:
@@ -130,6 +168,11 @@ class ContainerWorker(ObjectActor):
         # No task in containerd, as far as this worker knows (one made for a create has
         # none; a restored one asks): a removal then skips deleting it.
         self._task_gone = record is None
+        # What containerd holds for the container, as this worker last made or changed it
+        # (None: not known here, containerd is asked): its OCI spec, and its snapshot's
+        # mounts. A start then asks containerd for neither.
+        self._spec: dict[str, Any] | None = None
+        self._mounts: list[Any] | None = None
         self._volume_env = vols.VolumeEnv(env.calls, cid, env.views)
         self._execs = Execs(ExecEnv(
             cid=cid, ctrd=env.ctrd, hub=env.hub, fifo_root=env.fifo_root / "exec",
@@ -143,6 +186,15 @@ class ContainerWorker(ObjectActor):
             kill_exec=lambda exec_id: env.ctrd.tasks.kill(cid, KILL, exec_id=exec_id),
             may_probe=self._may_probe))
 
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Notice):
+            try:
+                message.handler(self, *message.args)
+            except Exception:
+                log.exception("container %s: %s failed", self.cid, message.handler.__name__)
+            return None
+        return super().on_receive(message)
+
     # -- helpers -------------------------------------------------------------
 
     @property
@@ -154,8 +206,7 @@ class ContainerWorker(ObjectActor):
         return str(self.record.get("Name", "")).lstrip("/")
 
     def _save(self) -> None:
-        self.env.meta.save(self.record)
-        self.env.updated(copy.deepcopy(self.record))
+        self.env.updated(json.loads(self.env.meta.save(self.record)))
 
     def _event(self, action: str, **extra: str) -> None:
         attributes = {"name": self._name, "image": self.record["Config"].get("Image", ""),
@@ -207,6 +258,7 @@ class ContainerWorker(ObjectActor):
         hostname = body.get("Hostname") or cid[:12]
         body = {**body, "Hostname": hostname}
         files_written: Callable[[], None] | None = None
+        preparing: Future[list[Any]] | None = None
         try:
             if joins.donor_of(mode):  # container:<name> is recorded as container:<id>
                 mode = joins.network_mode(cid, mode, self._donor)
@@ -221,40 +273,60 @@ class ContainerWorker(ObjectActor):
             labels = {OWNER_LABEL: name}
             if group := (body.get("Labels") or {}).get(shims.GROUP_LABEL):
                 labels[shims.GROUP_LABEL] = str(group)  # its shim's: see Sweeper
-            # Its end is not waited for: the container holds the snapshot once it exists.
-            with env.ctrd.leases.hold(end_later=True) as lease:
-                mounts = env.ctrd.snapshots.prepare(cid, image["chain_id"], labels=labels,
-                                                    lease=lease)
+            # A root of containerd's garbage collection until the container's removal
+            # removes it: no lease need hold it until the container does (a lease costs
+            # containerd two more writes on a create's way). What a cut create leaves,
+            # the sweep removes: a snapshot of ours that no container's folder names.
+            prepare = functools.partial(env.ctrd.snapshots.prepare, cid, image["chain_id"],
+                                        labels={**labels, GC_ROOT_LABEL: "pouch"})
+            chain = image["chain_id"]
+            files = env.image_files.get(chain)
+            rootfs: list[dict[str, Any]] = []
+            if files is None or any(m.type == "volume" for m in planned):
+                mounts = prepare()
                 env.faults.hit("container.create.prepared")
                 rootfs = [dict(m) for m in mounts]
-                user = resolve_user(process.user, read_rootfs_file(rootfs, "etc/passwd"),
-                                    read_rootfs_file(rootfs, "etc/group"),
-                                    (body.get("HostConfig") or {}).get("GroupAdd"))
-                placed = vols.place(self._volume_env, planned, rootfs)
-                spec = build_spec(SpecInput(
-                    container_id=cid, process=process, user=user, hostname=hostname,
-                    network_mode=mode, netns_path=endpoint["SandboxKey"] if endpoint else None,
-                    hosts_path=paths["hosts"],
-                    resolv_conf_path=paths["resolv.conf"], hostname_path=paths["hostname"],
-                    # --cgroup-parent (the CRI's pod cgroup), else pouch's own.
-                    cgroup_parent=str((body.get("HostConfig") or {}).get("CgroupParent")
-                                      or CGROUP_PARENT),
-                    host_config=body.get("HostConfig") or {},
-                    labels=dict(body.get("Labels") or {}),
-                    grantable_caps=grantable_capabilities(), nofile_ceiling=nofile_ceiling(),
-                    mounts=tuple(placed)))
-                spec = joins.initial_spec(spec, lambda ref: env.calls.container.inspect(id=ref),
-                                          env.meta.folder, cid, body.get("HostConfig") or {})
-                env.ctrd.containers.create(cid, image["name"], spec, snapshot_key=cid,
-                                           labels=labels)
-                env.faults.hit("container.create.container_made")
-                if reply.cancelled:  # the caller gave up: it was told the create failed
-                    raise PouchError("timeout", f"the create of {name} was given up on")
+                files = (read_rootfs_file(rootfs, "etc/passwd"),
+                         read_rootfs_file(rootfs, "etc/group"))
+                remember_image_files(env.image_files, chain, files)
+            else:
+                # Nothing below reads the snapshot (the image's users are known, no volume
+                # is filled from it), and containerd takes a container whose snapshot is
+                # still to come: the two are made at once.
+                preparing = env.side.submit(prepare)
+            user = resolve_user(process.user, *files,
+                                (body.get("HostConfig") or {}).get("GroupAdd"))
+            placed = vols.place(self._volume_env, planned, rootfs)
+            spec = build_spec(SpecInput(
+                container_id=cid, process=process, user=user, hostname=hostname,
+                network_mode=mode, netns_path=endpoint["SandboxKey"] if endpoint else None,
+                hosts_path=paths["hosts"],
+                resolv_conf_path=paths["resolv.conf"], hostname_path=paths["hostname"],
+                # --cgroup-parent (the CRI's pod cgroup), else pouch's own.
+                cgroup_parent=str((body.get("HostConfig") or {}).get("CgroupParent")
+                                  or CGROUP_PARENT),
+                host_config=body.get("HostConfig") or {},
+                labels=dict(body.get("Labels") or {}),
+                grantable_caps=grantable_capabilities(), nofile_ceiling=nofile_ceiling(),
+                mounts=tuple(placed)))
+            spec = joins.initial_spec(spec, self._other, env.meta.folder, cid,
+                                      body.get("HostConfig") or {})
+            made = env.ctrd.containers.create(cid, image["name"], spec, snapshot_key=cid,
+                                              labels=labels)
+            if preparing is not None:
+                mounts, preparing = preparing.result(), None
+                env.faults.hit("container.create.prepared")
+            self._spec, self._mounts = made.spec, mounts  # what its first start needs
+            env.faults.hit("container.create.container_made")
+            if reply.cancelled:  # the caller gave up: it was told the create failed
+                raise PouchError("timeout", f"the create of {name} was given up on")
             files_written()  # before meta.json, which says the container exists
         except BaseException:
             if files_written is not None:
                 with contextlib.suppress(OSError):
                     files_written()  # done with the folder, which the undo removes
+            if preparing is not None:
+                wait([preparing])  # its snapshot, if made, is the undo's to remove
             self._undo_create()
             raise
         self.record = rec.new_record(cid, name, body, image, process.args, paths)
@@ -268,7 +340,13 @@ class ContainerWorker(ObjectActor):
 
     def _donor(self, ref: str) -> joins.Donor:
         """Another container, as `--network container:<ref>` names it."""
-        return joins.Donor.of(self.env.calls.container.inspect(id=ref))
+        return joins.Donor.of(self._other(ref))
+
+    def _other(self, ref: str) -> Mapping[str, Any]:
+        """Another container's inspect document (the actor's copy, read in place when
+        `ref` is its full ID). Errors: not_found, invalid."""
+        found = self.env.peek(ref)
+        return found if found is not None else self.env.calls.container.inspect(id=ref)
 
     def _pre_create(self, name: str, body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         """The body as the pre_create plugins leave it, then checked (the actor checks
@@ -321,6 +399,7 @@ class ContainerWorker(ObjectActor):
             # never ran. Drop the task; the start failed, as on_restore decides below.
             self._drop_unstarted_task()
             task = None
+            rec.unstarted(self.record)  # recorded as running already: as it was before
         # A start cut by the last actor's death ran if a task (or its exit) is left: a
         # retry of it (the same token) must not run the container again.
         rec.settle_start(self.record, went_through=task is not None or self._task_live)
@@ -403,12 +482,23 @@ class ContainerWorker(ObjectActor):
                             self.cid)
 
     def _open_io(self, restore: bool = False) -> dict[str, str]:
+        return self._io_opened(self._open_io_soon(restore))
+
+    def _open_io_soon(self, restore: bool = False
+                      ) -> Future[tuple[dict[str, str], threading.Event]]:
+        """The hub opens the container's output while this thread goes on: _io_opened
+        waits for it."""
         config = self.record["Config"]
-        paths, self._drained = self.env.hub.open(
+        return self.env.hub.open_soon(
             self.cid, self.env.fifo_root / self.cid, Path(self.record["LogPath"]),
             tty=bool(config.get("Tty")), stdin=bool(config.get("OpenStdin")),
             stdin_once=bool(config.get("StdinOnce")), restore=restore,
             log_config=log_config(self.record["HostConfig"].get("LogConfig")))
+
+    def _io_opened(self, opening: Future[tuple[dict[str, str], threading.Event]]
+                   ) -> dict[str, str]:
+        """The FIFOs' paths for the task."""
+        paths, self._drained = opening.result(timeout=IO_OPEN_WAIT)
         return paths
 
     # -- the lifecycle: lifecycle.py decides, the worker carries it out -------
@@ -434,17 +524,16 @@ class ContainerWorker(ObjectActor):
         rec.set_lifecycle(self.record, life)
         self._save()
 
-    def _commit_soon(self, life: lc.State) -> Callable[[], None]:
+    def _commit_soon(self, life: lc.State, sync_dir: bool = True) -> Callable[[], None]:
         """_commit, its save made on a helper thread meanwhile. The function it returns
         waits for that save: call it before the effect the save must precede, and before
-        any other save of the record."""
+        any other save of the record. `sync_dir`: see MetaStore.save_soon."""
         rec.set_lifecycle(self.record, life)
-        record = copy.deepcopy(self.record)
-        saving = self.env.meta.save_soon(record)
+        data, saving = self.env.meta.save_soon(self.record, sync_dir)
 
         def saved() -> None:
             saving.result()
-            self.env.updated(record)
+            self.env.updated(json.loads(data))
         return saved
 
     def _decide(self, decide: Callable[[lc.State], lc.Transition]) -> lc.Transition:
@@ -560,41 +649,63 @@ class ContainerWorker(ObjectActor):
         ctrd = self.env.ctrd
         self._cancel_restart()
         self._task_gone = False
+        running_saved: Callable[[], None] = _nothing
         try:
             if self._ran_before():  # a stopped task of an earlier run
                 unless_gone(lambda: ctrd.tasks.delete(self.cid))
             rec.begin_start(self.record, token)
-            intent_saved = self._commit_soon(lc.on_starting(life))
+            # The intent need outlive the actor only (a crash of the machine takes the
+            # task with it, and the record before is then as good): its rename is made
+            # durable by the next full save, the running record's.
+            intent_saved = self._commit_soon(lc.on_starting(life), sync_dir=False)
+            opening = self._open_io_soon()
             try:
                 if joins.prepares(self.record["HostConfig"]):
-                    network = joins.prepare(ctrd, lambda ref: self.env.calls.container.inspect(
-                        id=ref), self.env.meta.folder, self.cid, self.record["HostConfig"])
+                    network = joins.prepare(self._current_spec, self._set_spec, self._other,
+                                            self.env.meta.folder, self.cid,
+                                            self.record["HostConfig"])
                     if network is not None:
                         joins.share_network(self.record, network)
                 if plugins.loaded().has("pre_start"):
                     self._pre_start()
                 self._mount_volumes()
                 nets.publish_ports(self.env.calls, self.record)
-                fifos = self._open_io()
-                mounts = ctrd.snapshots.mounts(self.cid)
+                if self._mounts is None:
+                    self._mounts = ctrd.snapshots.mounts(self.cid)
+                mounts = self._mounts
             finally:
                 intent_saved()  # on disk before the task is made
+                fifos = self._io_opened(opening)  # even after a failure: the hub is done
             pid = self._create_task(mounts, fifos)
             self.env.hub.writers_ready(self.cid)
             self.env.faults.hit("container.start.task_created")
             started_at = rfc3339_nano()  # before: a quick process may end before start returns
+            now = time.time()
+            # Recorded as running while containerd starts the task, so that the answer
+            # waits for no write of its own: a restore that finds the task started (or
+            # gone with the machine) takes this record as it is, one that finds it made
+            # and never started puts the record back (rec.unstarted): a cut start.
+            rec.begin_running(self.record, pid, started_at)
+            self._health.reset()
+            running_saved = self._commit_soon(lc.on_start_sent(self._life, now, by_policy))
+            if self.env.faults.armed("container.start.recorded_running"):
+                running_saved()  # the point is that record on disk, the start not sent
+            self.env.faults.hit("container.start.recorded_running")
             self._start_task()
             self.env.faults.hit("container.start.task_started")
         except PouchError as exc:
-            self._start_failed(life, exc.message, by_policy)
+            self._start_failed(life, exc.message, by_policy, running_saved)
             raise self._explain_start_error(exc) from None
         except Exception as exc:
-            self._start_failed(life, f"{type(exc).__name__}: {exc}", by_policy)
+            self._start_failed(life, f"{type(exc).__name__}: {exc}", by_policy, running_saved)
             raise
-        rec.set_running(self.record, pid, started_at)
+        running_saved()  # a failed write fails the answer (the task runs, as before)
         rec.settle_start(self.record, went_through=True)
-        self._health.started()  # saved with the commit below
-        self._commit(lc.on_started(self._life, time.time(), by_policy))
+        self._health.started()
+        # What the running record says once the start answers: not saved again (see
+        # above), the next save writes it.
+        rec.set_lifecycle(self.record, lc.on_started(self._life, now, by_policy))
+        self.env.updated(json.loads(json.dumps(self.record)))
         self._event("start")
         return True
 
@@ -609,16 +720,28 @@ class ContainerWorker(ObjectActor):
     def _pre_start(self) -> None:
         """The pre_start plugins change the spec the task is made from (kept in
         containerd: the next start begins from it). A failure fails the start."""
-        ctrd = self.env.ctrd
-        container = ctrd.containers.get(self.cid)
-        if container is None:
-            raise not_found(f"No such container: {self.cid}")
-        spec = copy.deepcopy(container.spec)
+        current = self._current_spec()
         changed = plugins.loaded().pre_start(plugins.ContainerStart(
             id=self.cid, name=self._name, config=copy.deepcopy(self.record["Config"]),
-            host_config=copy.deepcopy(self.record["HostConfig"]), spec=spec))
-        if changed != container.spec:
-            ctrd.containers.update_spec(self.cid, changed)
+            host_config=copy.deepcopy(self.record["HostConfig"]),
+            spec=copy.deepcopy(current)))
+        if changed != current:
+            self._set_spec(changed)
+
+    def _current_spec(self) -> dict[str, Any]:
+        """The OCI spec containerd holds for the container (do not change it in place).
+        Errors: not_found, containerd's."""
+        if self._spec is None:
+            container = self.env.ctrd.containers.get(self.cid)
+            if container is None:
+                raise not_found(f"No such container: {self.cid}")
+            self._spec = container.spec
+        return self._spec
+
+    def _set_spec(self, spec: Mapping[str, Any]) -> None:
+        """Give containerd the container's new spec (its next task is made from it)."""
+        self._spec = None  # unknown, should the update fail
+        self._spec = self.env.ctrd.containers.update_spec(self.cid, spec).spec
 
     def _create_task(self, mounts: list[Any], fifos: dict[str, str]) -> int:
         """The task's pid. A start cut by the last actor's death may still be creating its
@@ -666,18 +789,21 @@ class ContainerWorker(ObjectActor):
         """The volumes mounted for the task; should one lie elsewhere than the spec made
         at create says, the spec follows it."""
         moved = vols.mount_all(self._volume_env, vols.from_records(rec.mounts(self.record)))
-        container = self.env.ctrd.containers.get(self.cid) if moved else None
-        if container is not None:
-            spec = copy.deepcopy(container.spec)
+        if moved:
+            spec = copy.deepcopy(self._current_spec())
             for mount in spec.get("mounts") or []:
                 if mount.get("type") == "bind" and mount.get("destination") in moved:
                     mount["source"] = moved[mount["destination"]]
-            self.env.ctrd.containers.update_spec(self.cid, spec)
+            self._set_spec(spec)
 
     def _unmount_volumes(self) -> None:
         vols.unmount_all(self._volume_env, vols.from_records(rec.mounts(self.record)))
 
-    def _start_failed(self, life: lc.State, message: str, by_policy: bool) -> None:
+    def _start_failed(self, life: lc.State, message: str, by_policy: bool,
+                      running_saved: Callable[[], None] = _nothing) -> None:
+        with contextlib.suppress(Exception):
+            running_saved()  # first: the failure's record must land after it
+        rec.unstarted(self.record)
         with contextlib.suppress(PouchError):
             self.env.ctrd.tasks.delete(self.cid)
         self._release_shm()
@@ -707,7 +833,7 @@ class ContainerWorker(ObjectActor):
 
     def _escalate_later(self, pid: int) -> None:
         with contextlib.suppress(pykka.ActorDeadError):
-            self.actor_ref.proxy().escalate(pid)
+            self.actor_ref.tell(Notice(ContainerWorker.escalate, (pid,)))
 
     def escalate(self, pid: int) -> None:
         """The grace period is over: kill what still runs."""
@@ -814,9 +940,9 @@ class ContainerWorker(ObjectActor):
             try:
                 if life.live:
                     ctrd.tasks.update(self.cid, limits)
-                container = ctrd.containers.get(self.cid)
-                if container is not None:
-                    ctrd.containers.update_spec(self.cid, with_limits(container.spec, limits))
+                spec = unless_gone(self._current_spec)
+                if spec is not None:
+                    self._set_spec(with_limits(spec, limits))
             except PouchError as exc:
                 raise PouchError(exc.code, f"Cannot update container {self.cid}: "
                                            f"{exc.message}") from None
@@ -1150,7 +1276,7 @@ class ContainerWorker(ObjectActor):
     def _tell_self(self, action: Callable[[ContainerWorker], None]) -> None:
         """From a timer's thread: run `action` on this worker's own thread."""
         with contextlib.suppress(pykka.ActorDeadError):
-            self.actor_ref.proxy().run(action)
+            self.actor_ref.tell(Notice(ContainerWorker.run, (action,)))
 
     def run(self, action: Callable[[ContainerWorker], None]) -> None:
         action(self)
@@ -1195,27 +1321,36 @@ class ContainerWorker(ObjectActor):
 
     def _destroy(self) -> None:
         ctrd = self.env.ctrd
-        for step in (lambda: None if self._task_gone else ctrd.tasks.delete(self.cid),
-                     lambda: self.env.faults.hit("container.remove.task_deleted"),
-                     lambda: ctrd.containers.delete(self.cid),
-                     lambda: ctrd.snapshots.remove(self.cid)):
-            unless_gone(step)
+        if not self._task_gone:
+            unless_gone(lambda: ctrd.tasks.delete(self.cid))
+        self.env.faults.hit("container.remove.task_deleted")
+        # The container and its snapshot go while this thread lets go of the rest: none of
+        # it needs another gone first (the task is), and what a cut removal leaves of any,
+        # its restore (or the sweep) removes.
+        deletes = [self.env.side.submit(unless_gone, step) for step in (
+            lambda: ctrd.containers.delete(self.cid), lambda: ctrd.snapshots.remove(self.cid))]
+        try:
+            self.env.hub.forget(self.cid)
+            self._health.stop()
+            self._execs.forget_all()
+            fifo_dir = self.env.fifo_root / self.cid
+            for fifo in fifo_dir.glob("*"):
+                fifo.unlink(missing_ok=True)
+            if fifo_dir.exists():
+                fifo_dir.rmdir()
+            if any(m["type"] == "volume" for m in rec.mounts(self.record)):
+                vols.release(self._volume_env, rec.removes_volumes(self.record))
+            self._release_shm()  # before its folder goes: a mount point cannot be removed
+            nets.release(self.env.calls, self.cid,
+                         self.record["HostConfig"].get("NetworkMode", ""))
+        finally:
+            wait(deletes)
+        for done in deletes:
+            done.result()  # the first error, if one failed
         # A shim containerd lost keeps its socket (its own exit removes it): without one,
         # the process table need not be searched.
         if shims.socket_path(ctrd.address, ctrd.namespace, self.cid).exists():
             self._end_shims()
-        self.env.hub.forget(self.cid)
-        self._health.stop()
-        self._execs.forget_all()
-        fifo_dir = self.env.fifo_root / self.cid
-        for fifo in fifo_dir.glob("*"):
-            fifo.unlink(missing_ok=True)
-        if fifo_dir.exists():
-            fifo_dir.rmdir()
-        if any(m["type"] == "volume" for m in rec.mounts(self.record)):
-            vols.release(self._volume_env, rec.removes_volumes(self.record))
-        self._release_shm()  # before its folder goes: a mount point cannot be removed
-        nets.release(self.env.calls, self.cid, self.record["HostConfig"].get("NetworkMode", ""))
         tomb = rec.tomb(self.record)
         self.env.meta.bury(self.cid, tomb)  # first: a removal cut after it is done at restore
         self.env.meta.remove(self.cid)

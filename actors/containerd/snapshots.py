@@ -12,6 +12,10 @@ from pouch.actors.containerd.types import Mount, mount_dict, to_datetime
 from pouch.proto.containerd.api.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
 from pouch.proto.docker import SNAPSHOTTER
 
+# A snapshot with this label is a root of containerd's garbage collection: kept, with its
+# parents, until removed by name.
+GC_ROOT_LABEL: Final = "containerd.io/gc.root"
+
 _SNAPSHOT_KINDS: Final = {
     snapshots_pb2.VIEW: "view",
     snapshots_pb2.ACTIVE: "active",

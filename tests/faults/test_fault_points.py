@@ -5,7 +5,7 @@ either the whole container or nothing of it."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import docker
 import pytest
@@ -25,6 +25,27 @@ def arm(daemon: PouchDaemon, point: str, action: str = "crash") -> None:
         client.call("container", "debug_fault", {"point": point, "action": action})
     finally:
         client.close()
+
+
+def crash_during(pouchd: PouchDaemon, point: str, request: Callable[[], object],
+                 action: str = "crash") -> str:
+    """Arm a crash (or another action of pouch.actors.faults) at `point`, make the
+    request, wait for the actor's successor; how the request ended."""
+    view = BrokerView(pouchd)
+    old = pouchd.pid_of("container")
+    arm(pouchd, point, action)
+    sent = time.monotonic()
+    try:
+        try:
+            request()
+            answer = "ok"
+        except APIError as exc:
+            answer = f"{exc.status_code} {exc.explanation}"
+        watch_replacement(view, pouchd, "container", old, sent)
+    finally:
+        view.close()
+    wait_restored(pouchd, sent)
+    return answer
 
 
 @pytest.fixture
@@ -58,6 +79,24 @@ def test_a_crash_after_the_snapshot_is_prepared_leaves_only_the_retried_create(
     assert api.wait(cid)["StatusCode"] == 0 and api.logs(cid) == b"made\n"
     print(f"create.prepared: the create answered after {took:.3f} s, the actor was back after "
           f"{recovery.back_after:.3f} s, the service after {restored:.3f} s")
+
+
+def test_a_crash_once_recorded_running_before_the_task_started_leaves_the_start_cut(
+        pouchd: PouchDaemon, api):
+    """The record says the container runs while containerd starts its task: an actor that
+    dies before the start reached containerd finds the task made and never started, and
+    the record put back as it was; the client's retry runs the container, once."""
+    cid = api.create_container("busybox", ["echo", "ran"], name="recorded-early")["Id"]
+    answer = crash_during(pouchd, "container.start.recorded_running", lambda: api.start(cid))
+    assert answer == "ok" or (answer.startswith("503") and "container actor" in answer), answer
+    settled(pouchd)
+    if answer != "ok":
+        assert api.inspect_container(cid)["State"]["Status"] == "created"
+        api.start(cid)
+    wait_for(lambda: api.inspect_container(cid)["State"]["Status"] == "exited", RUN_WITHIN,
+             "the container running its command and exiting")
+    assert api.wait(cid)["StatusCode"] == 0 and api.logs(cid) == b"ran\n"
+    check_invariants(pouchd, [])
 
 
 def test_a_crash_between_task_create_and_start_leaves_a_container_that_starts(

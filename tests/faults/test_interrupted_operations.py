@@ -11,18 +11,16 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import docker
 import pytest
 import requests
-from docker.errors import APIError
 
 from pouch.actors.containerd.client import Containerd
 from pouch.tests.faults.checks import NAMESPACE, docker_api, settled, wait_restored
-from pouch.tests.faults.test_fault_points import arm
+from pouch.tests.faults.test_fault_points import arm, crash_during
 from pouch.tests.faults.test_streams_resume import wait_request
 from pouch.tests.faults.tree import BrokerView, kill, until, watch_replacement
 from pouch.tests.support.daemon import PouchDaemon
@@ -37,27 +35,6 @@ def api(pouchd: PouchDaemon) -> Iterator[docker.APIClient]:
     client = docker_api(pouchd)
     yield client
     client.close()
-
-
-def crash_during(pouchd: PouchDaemon, point: str, request: Callable[[], object],
-                 action: str = "crash") -> str:
-    """Arm a crash (or another action of pouch.actors.faults) at `point`, make the
-    request, wait for the actor's successor; how the request ended."""
-    view = BrokerView(pouchd)
-    old = pouchd.pid_of("container")
-    arm(pouchd, point, action)
-    sent = time.monotonic()
-    try:
-        try:
-            request()
-            answer = "ok"
-        except APIError as exc:
-            answer = f"{exc.status_code} {exc.explanation}"
-        watch_replacement(view, pouchd, "container", old, sent)
-    finally:
-        view.close()
-    wait_restored(pouchd, sent)
-    return answer
 
 
 def auto_removed(api: docker.APIClient, name: str, *command: str) -> str:

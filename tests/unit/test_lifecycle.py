@@ -210,6 +210,16 @@ def test_a_start_cut_by_a_restart_leaves_an_auto_removed_container_time_for_its_
     assert not lc.on_started(starting, T0).start_pending
 
 
+def test_a_start_on_its_way_is_recorded_running_with_its_intent_kept():
+    starting = lc.on_starting(State(id="c1", status=Status.EXITED, restart_count=3, backoff=2))
+    sent = lc.on_start_sent(starting, T0)
+    assert sent == replace(lc.on_started(starting, T0), start_pending=True)
+    assert sent.status is Status.RUNNING and sent.restart_count == 0
+    # Found with its task started, it runs, its intent settled; gone, the exit is recorded.
+    assert lc.on_restore_live(sent) == lc.Transition(lc.on_started(starting, T0))
+    assert not lc.on_exit(sent, RestartPolicy(), 255, T0 + 1).state.start_pending
+
+
 def test_a_failed_start_removes_an_auto_removed_container_as_dockerd_does():
     created = State(id="c1", status=Status.CREATED)
     failed = lc.on_start_failed(created, RestartPolicy(auto_remove=True), 127, T0)

@@ -430,3 +430,31 @@ def test_stop_timeout_and_console_size_are_bounded():
     assert "Config.StopTimeout" in refused(body(StopTimeout=2**40))
     assert "ConsoleSize" in refused(body(HostConfig={"ConsoleSize": [70000, 1]}))
     assert "ConsoleSize" in refused(body(HostConfig={"ConsoleSize": [1]}))
+
+
+def test_a_start_recorded_as_running_before_it_answered_can_be_put_back():
+    record = new()
+    rec.begin_start(record, "tok")
+    rec.set_lifecycle(record, lc.on_starting(rec.lifecycle(record)))
+    before = rec.lifecycle(record), dict(record["State"]), record["RestartCount"]
+    rec.begin_running(record, 4242, at(1))
+    rec.set_lifecycle(record, lc.on_start_sent(rec.lifecycle(record), NOW + 1))
+    assert record["State"]["Running"] and record["State"]["Pid"] == 4242
+    # Its task never started (a restore found it made only): as before, the start cut.
+    rec.unstarted(record)
+    assert (rec.lifecycle(record), record["State"], record["RestartCount"]) == before
+    assert rec.lifecycle(record).start_pending
+    rec.settle_start(record, went_through=False)
+    assert "tok" not in rec.tokens(record)
+    rec.unstarted(record)  # nothing recorded as running: nothing to put back
+    assert (rec.lifecycle(record), record["State"]) == before[:2]
+
+
+def test_a_start_that_went_through_forgets_what_it_ran_from():
+    record = new()
+    rec.begin_start(record, "tok")
+    rec.begin_running(record, 7, at(1))
+    rec.settle_start(record, went_through=True)
+    assert "StartedFrom" not in record[rec.PRIVATE] and "tok" in rec.tokens(record)
+    rec.unstarted(record)
+    assert record["State"]["Pid"] == 7
