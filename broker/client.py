@@ -95,6 +95,9 @@ class Client:
         self._wake = wire.Wakeup((self._sock, self._monitor))
         self._ids = itertools.count(int.from_bytes(os.urandom(3), "big"))
         self._contracts: dict[str, dict[str, Any]] = {}
+        # The open streams' replies that came while another request's were awaited, by
+        # request ID: a stream's items arrive whenever its actor sends them.
+        self._early: dict[int, deque[dict[str, Any]]] = {}
 
     def close(self) -> None:
         for link in self._links.values():
@@ -143,6 +146,7 @@ class Client:
         resumable = declared.get("resumable")
         args = args or {}
         rid = self._send_request(service, method, args, deadline)
+        self._early[rid] = deque()
         return Stream(self, service, rid, deadline, Resumed(method, args, resumable)
                       if isinstance(resumable, dict) else None)
 
@@ -151,6 +155,7 @@ class Client:
         `Actor.Attributes.name`) hold one of the values given."""
         rid = next(self._ids)
         self._send([env.CLIENT, env.SUB, b"", env.pack({"id": rid, "fields": fields or {}})])
+        self._early[rid] = deque()
         return Stream(self, "", rid, 0.0)
 
     # -- internals -----------------------------------------------------------
@@ -226,6 +231,9 @@ class Client:
 
     def _await(self, rid: int, deadline: float) -> Any:
         """The reply body for `rid`; None at the deadline (0: none); _LOST on disconnect."""
+        early = self._early.get(rid)
+        if early:
+            return early.popleft()
         # The socket was sent on (see wire.Wakeup); the monitor was drained to its end.
         ready: Collection[zmq.Socket] = (self._sock,)
         while True:
@@ -236,6 +244,9 @@ class Client:
                         body = env.unpack(frames[3])
                         if body.get("id") == rid:
                             return body
+                        kept = self._early.get(body.get("id"))
+                        if kept is not None:
+                            kept.append(body)  # an open stream's, for its next __next__
                     # Anything else answers a request we already gave up on.
             if self._monitor in ready and wire.readable(self._monitor):
                 self._forget_old_disconnects()
@@ -336,13 +347,13 @@ class Stream:
                     and self._take_up():
                 continue
             if body is _LOST:
-                self._done = True
+                self._end()
                 raise env.unavailable("the broker went away during the stream")
             if not body["ok"]:
-                self._done = True
+                self._end()
                 raise PouchError.from_wire(body["error"])
             if not body.get("more"):
-                self._done = True
+                self._end()
                 if body.get("result") is None:
                     break
             if self._resumed is not None and self._resumed.had(body.get("result")):
@@ -361,14 +372,20 @@ class Stream:
         if now - resumed.cut_at > RESUME_WITHIN:
             return False
         time.sleep(RETRY_PAUSE)
+        self._client._early.pop(self._rid, None)
         self._rid = self._client._send_request(self._service, resumed.method, resumed.args(),
                                                self._deadline)
+        self._client._early[self._rid] = deque()
         return True
 
     def close(self) -> None:
         if not self._done:
-            self._done = True
+            self._end()
             self._client._send_cancel(self._service, self._rid)
+
+    def _end(self) -> None:
+        self._done = True
+        self._client._early.pop(self._rid, None)
 
     def __enter__(self) -> Stream:
         return self

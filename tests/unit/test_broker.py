@@ -104,6 +104,16 @@ def test_a_stream_arrives_in_order(actors, client):
     assert list(client.stream("echo", "count", {"n": 5})) == [0, 1, 2, 3, 4]
 
 
+def test_a_streams_items_that_come_during_another_call_wait_for_it(actors, client):
+    actors.start()
+    wait_ready(client)
+    counting = client.stream("echo", "count", {"n": 3}, timeout=10)
+    # Its items arrive while this call's answer is awaited: kept for the stream.
+    assert client.call("echo", "echo", {"text": "meanwhile"}) == "meanwhile"
+    assert list(counting) == [0, 1, 2]
+    assert client._early == {}  # nothing kept once the stream is over
+
+
 def test_a_request_waits_for_its_actor_to_arrive(actors, client):
     threading.Timer(0.5, actors.start).start()
     assert client.call("echo", "echo", {"text": "late"}, timeout=15) == "late"
