@@ -23,6 +23,7 @@ from pouch.tests.integration.test_image_pull import publish_busybox
 from pouch.tests.support.daemon import PouchDaemon
 from pouch.tests.support.fileserver import Served, closed_port, serving
 from pouch.tests.support.registry import Registry
+from pouch.tests.support.tars import tar_of
 from pouch.tests.support.unixhttp import UnixConnection
 from pouch.tests.support.wait import wait_for
 
@@ -451,12 +452,12 @@ def test_what_dockerd_refuses_before_building_is_refused_at_once(pouchd: PouchDa
                 ({"platform": "windows/amd64"}, "not windows/amd64"),
                 ({"squash": "1"}, "squash is only supported with experimental mode")):
             answer = client.post(f"{client.base_url}/v1.41/build", params=query,
-                                 data=_tar({"Dockerfile": b"FROM busybox\nRUN true\n"}),
+                                 data=tar_of({"Dockerfile": b"FROM busybox\nRUN true\n"}),
                                  headers={"Content-Type": "application/x-tar"})
             assert answer.status_code == 400, (query, answer.text)
             assert words in answer.json()["message"], (query, answer.text)
         with pytest.raises(docker_py.errors.APIError) as refused:
-            list(client.build(fileobj=_tar({"Dockerfile": b"FROM busybox\n"}),
+            list(client.build(fileobj=io.BytesIO(tar_of({"Dockerfile": b"FROM busybox\n"})),
                               custom_context=True, platform="linux/s390x"))
         assert refused.value.status_code == 400
         remote = "http://127.0.0.1:9/context.tar"
@@ -482,17 +483,6 @@ def test_what_dockerd_refuses_before_building_is_refused_at_once(pouchd: PouchDa
     here = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
     out = build(pouchd, folder, "--platform", f"linux/{here}", "-t", "same:v1")
     assert "Successfully tagged same:v1" in out
-
-
-def _tar(files: dict[str, bytes]) -> io.BytesIO:
-    fileobj = io.BytesIO()
-    with tarfile.open(fileobj=fileobj, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    fileobj.seek(0)
-    return fileobj
 
 
 def test_workdir_makes_its_folder_and_a_file_copied_onto_a_folder_goes_into_it(
@@ -567,23 +557,13 @@ def test_the_output_is_dockerds_line_for_line(pouchd: PouchDaemon, tmp_path: Pat
 WEB_DATE = "Wed, 21 Oct 2015 07:28:00 GMT"  # 1445412480
 
 
-def _targz(files: dict[str, bytes]) -> bytes:
-    fileobj = io.BytesIO()
-    with tarfile.open(fileobj=fileobj, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return fileobj.getvalue()
-
-
 def test_add_of_a_url_downloads_it_as_dockerd_does(pouchd: PouchDaemon, tmp_path: Path):
     """ADD <url> as dockerd 20.10's classic builder runs it (these outputs are its own):
     the daemon reaches 127.0.0.1 although its HTTP(S)_PROXY is a closed port (loopback
     is never proxied); the file goes into a folder under the URL's name, or at the path
     given, 0600, dated by Last-Modified (else the epoch), an archive never unpacked,
     --chown honoured. Each build downloads again; the step is cached by what came."""
-    bundle = _targz({"inside.txt": b"in\n"})
+    bundle = tar_of({"inside.txt": b"in\n"}, gzip=True)
     files = {"/files/hello.txt": Served(b"hello from the web\n", {"Last-Modified": WEB_DATE}),
              "/files/bundle.tar.gz": Served(bundle),
              "/named/": Served(b"no name\n")}

@@ -19,6 +19,7 @@ from docker.errors import APIError, NotFound
 
 from pouch.tests.support.containerd import mounts_under
 from pouch.tests.support.daemon import PouchDaemon
+from pouch.tests.support.tars import tar_of
 from pouch.tests.support.wait import wait_for
 
 DEADLINE = 30.0
@@ -50,16 +51,6 @@ def planted(daemon: PouchDaemon, run: Callable[..., str]) -> str:
     wait_for(lambda: daemon.docker_result("exec", name, "cat", "/ready").stdout == "ready\n",
              DEADLINE, "the symlinks planted")
     return name
-
-
-def _tar(files: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return out.getvalue()
 
 
 def _untar(chunks: Iterator[bytes]) -> dict[str, tarfile.TarInfo]:
@@ -133,8 +124,8 @@ def test_symlinks_resolve_inside_the_container(daemon: PouchDaemon,
     # In: through both symlinks, into the container's /box.
     (tmp_path / "one.txt").write_text("1")
     daemon.docker("cp", str(tmp_path / "one.txt"), f"{planted}:/etc/evil/")
-    assert container.put_archive("/etc/rel", _tar({"two.txt": b"2"}))
-    assert container.put_archive("/", _tar({"etc/evil/three.txt": b"3"}))
+    assert container.put_archive("/etc/rel", tar_of({"two.txt": b"2"}))
+    assert container.put_archive("/", tar_of({"etc/evil/three.txt": b"3"}))
     assert daemon.docker("exec", planted, "ls", "/box").split() == [
         "f", "one.txt", "three.txt", "two.txt"]
     assert not Path("/box").exists()
@@ -143,14 +134,14 @@ def test_symlinks_resolve_inside_the_container(daemon: PouchDaemon,
 def test_members_that_climb_out_are_refused(client: docker.DockerClient, planted: str):
     container = client.containers.get(planted)
     with pytest.raises(APIError) as caught:
-        container.put_archive("/tmp", _tar({"../../../escaped.txt": b"x"}))
+        container.put_archive("/tmp", tar_of({"../../../escaped.txt": b"x"}))
     assert caught.value.status_code == 400
     assert not Path("/escaped.txt").exists()
 
 
 def test_docker_py_archives_both_ways(client: docker.DockerClient, run: Callable[..., str]):
     container = client.containers.get(run())
-    assert container.put_archive("/tmp", _tar({"dir/a.txt": b"a", "dir/b.txt": b"bb"}))
+    assert container.put_archive("/tmp", tar_of({"dir/a.txt": b"a", "dir/b.txt": b"bb"}))
     chunks, stat = container.get_archive("/tmp/dir")
     assert stat["name"] == "dir" and stat["mode"] & (1 << 31)
     assert set(_untar(chunks)) == {"dir", "dir/a.txt", "dir/b.txt"}
@@ -192,7 +183,7 @@ def test_a_copy_does_not_race_the_containers_removal(daemon: PouchDaemon,
                                                      run: Callable[..., str]):
     name = run("true", detach=False)
     container = client.containers.get(name)
-    big = _tar({f"f{i}": b"x" * 65536 for i in range(64)})
+    big = tar_of({f"f{i}": b"x" * 65536 for i in range(64)})
     assert container.put_archive("/tmp", big)
     daemon.docker("rm", name)
     with pytest.raises(NotFound):

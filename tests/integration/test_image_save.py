@@ -23,6 +23,7 @@ from pouch.actors.image.dockersave import MEDIA_TYPE_TAR, read_archive
 from pouch.actors.image.store import MANIFEST_MEDIA_TYPE, import_image
 from pouch.tests.images import build_busybox_tarball
 from pouch.tests.support.daemon import PouchDaemon
+from pouch.tests.support.tars import tar_of
 from pouch.tests.support.tools import require
 
 
@@ -161,16 +162,6 @@ def test_docker_py_streams_an_image(pouchd: PouchDaemon, tmp_path: Path):
 # -- write_archive against containerd ----------------------------------------
 
 
-def small_layer(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, content in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            tar.addfile(info, io.BytesIO(content))
-    return buf.getvalue()
-
-
 def zstd(data: bytes) -> bytes:
     program = require("zstd", "zstd")
     return subprocess.run([program, "-q", "-c"], input=data, capture_output=True,
@@ -215,9 +206,9 @@ def layered_archive(path: Path, images: list[tuple[str, list[bytes]]],
                          ids=["plain", "gzip", "zstd"])
 def test_layers_are_saved_uncompressed_whatever_their_blobs(
         ctrd: Containerd, tmp_path: Path, compress: Callable[[bytes], bytes]) -> None:
-    base = small_layer({"etc/base": os.urandom(300_000), "etc/name": tmp_path.name.encode()})
-    top = small_layer({"etc/top": os.urandom(3_000_000)})  # more than one Read window below
-    other = small_layer({"etc/other": os.urandom(1000)})
+    base = tar_of({"etc/base": os.urandom(300_000), "etc/name": tmp_path.name.encode()})
+    top = tar_of({"etc/top": os.urandom(3_000_000)})  # more than one Read window below
+    other = tar_of({"etc/other": os.urandom(1000)})
     source = tmp_path / "source.tar"
     layered_archive(source, [("one:1", [base, top]), ("two:1", [base, top, other])], compress)
     wanted = []

@@ -23,6 +23,7 @@ from pouch.actors.image.dockersave import (
 )
 from pouch.proto.envelope import PouchError
 from pouch.tests.images import build_busybox_tarball, go_architecture
+from pouch.tests.support.tars import tar_of
 
 # A busybox archive built once per module, and its image ID.
 Built = tuple[Path, str]
@@ -53,16 +54,6 @@ def read_files(path: Path) -> dict[str, bytes]:
             for info in tar.getmembers()
             if info.isreg()
         }
-
-
-def tiny_layer(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, content in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            tar.addfile(info, io.BytesIO(content))
-    return buf.getvalue()
 
 
 def config_for(*diff_ids: str) -> bytes:
@@ -248,7 +239,7 @@ def test_the_cli_says_how_to_install_a_missing_busybox(
 
 def test_a_docker_25_oci_archive_with_a_gzip_layer_reads_back(tmp_path: Path) -> None:
     path = tmp_path / "oci.tar"
-    made = oci_archive(path, tiny_layer({"hello": b"world"}), ["tiny:1"])
+    made = oci_archive(path, tar_of({"hello": b"world"}), ["tiny:1"])
     image = only_image(path)
     assert image.config == made["config"]
     assert image.config_digest == sha256(made["config"])
@@ -263,13 +254,13 @@ def test_a_docker_25_oci_archive_with_a_gzip_layer_reads_back(tmp_path: Path) ->
 
 
 def test_an_untagged_image_in_an_oci_archive_has_no_repo_tags(tmp_path: Path) -> None:
-    oci_archive(tmp_path / "oci.tar", tiny_layer({"a": b"1"}), None)
+    oci_archive(tmp_path / "oci.tar", tar_of({"a": b"1"}), None)
     assert only_image(tmp_path / "oci.tar").repo_tags == []
 
 
 def test_two_images_sharing_a_layer_through_a_symlink_read_it_once(tmp_path: Path) -> None:
     # Docker before 25 saves a layer once and links to it from the other image.
-    layer = tiny_layer({"shared": b"base"})
+    layer = tar_of({"shared": b"base"})
     first, second = config_for(sha256(layer)), config_for(sha256(layer)) + b" "
     manifest = [
         {"Config": "one.json", "RepoTags": ["one:1"], "Layers": ["aaa/layer.tar"]},
@@ -377,7 +368,7 @@ def test_a_layer_named_but_absent_is_invalid(tmp_path: Path, busybox_tar: Built)
 
 
 def test_a_layer_symlink_to_nowhere_is_invalid(tmp_path: Path) -> None:
-    layer = tiny_layer({"a": b"1"})
+    layer = tar_of({"a": b"1"})
     manifest = [{"Config": "c.json", "RepoTags": [], "Layers": ["bbb/layer.tar"]}]
     path = write_archive(
         tmp_path / "a.tar",
@@ -406,14 +397,14 @@ def test_a_layer_that_does_not_match_its_diff_id_is_invalid(
     tmp_path: Path, busybox_tar: Built
 ) -> None:
     entry, _ = busybox_parts(busybox_tar)
-    other = tiny_layer({"tampered": b"yes"})
+    other = tar_of({"tampered": b"yes"})
     path = with_files(busybox_tar[0], tmp_path / "a.tar", {entry["Layers"][0]: other})
     assert_invalid(path, "says sha256:")
 
 
 def test_an_oci_config_that_does_not_match_its_digest_is_invalid(tmp_path: Path) -> None:
     path = tmp_path / "oci.tar"
-    made = oci_archive(path, tiny_layer({"a": b"1"}), ["tiny:1"])
+    made = oci_archive(path, tar_of({"a": b"1"}), ["tiny:1"])
     config_path = "blobs/sha256/" + hashlib.sha256(made["config"]).hexdigest()
     tampered = made["config"].replace(b"amd64", b"arm64")
     bad = with_files(path, tmp_path / "bad.tar", {config_path: tampered})
@@ -422,14 +413,14 @@ def test_an_oci_config_that_does_not_match_its_digest_is_invalid(tmp_path: Path)
 
 def test_an_oci_layer_that_does_not_match_its_digest_is_invalid(tmp_path: Path) -> None:
     path = tmp_path / "oci.tar"
-    made = oci_archive(path, tiny_layer({"a": b"1"}), ["tiny:1"])
+    made = oci_archive(path, tar_of({"a": b"1"}), ["tiny:1"])
     tampered = gzip.compress(made["layer"], mtime=12345)
     bad = with_files(path, tmp_path / "bad.tar", {made["blob_path"]: tampered})
     assert_invalid(bad, made["blob_path"], "does not match its digest")
 
 
 def test_a_bzip2_layer_is_refused_by_name_of_its_compression(tmp_path: Path) -> None:
-    layer = tiny_layer({"a": b"1"})
+    layer = tar_of({"a": b"1"})
     manifest = [{"Config": "c.json", "RepoTags": ["x:1"], "Layers": ["l/layer.tar"]}]
     path = write_archive(
         tmp_path / "a.tar",
@@ -525,7 +516,7 @@ def platform(name: str) -> dict[str, str]:
 def test_an_oci_layout_loads_named_by_its_annotations(
     tmp_path: Path, annotations: dict[str, str], names: list[str]
 ) -> None:
-    layer = tiny_layer({"hello": b"layout"})
+    layer = tar_of({"hello": b"layout"})
     manifest, blobs = image_blobs(layer)
     index = index_of([descriptor(OCI_MANIFEST, manifest, annotations=annotations)])
     path = layout_archive(tmp_path / "layout.tar", index, blobs)
@@ -540,8 +531,8 @@ def test_an_oci_layout_loads_named_by_its_annotations(
 
 
 def test_descriptors_of_one_manifest_make_one_image_with_every_name(tmp_path: Path) -> None:
-    first, first_blobs = image_blobs(tiny_layer({"a": b"1"}))
-    second, second_blobs = image_blobs(tiny_layer({"b": b"2"}))
+    first, first_blobs = image_blobs(tar_of({"a": b"1"}))
+    second, second_blobs = image_blobs(tar_of({"b": b"2"}))
     index = index_of(
         [
             descriptor(OCI_MANIFEST, first, annotations={REF_NAME: "one:1"}),
@@ -558,8 +549,8 @@ def test_descriptors_of_one_manifest_make_one_image_with_every_name(tmp_path: Pa
 
 def test_a_nested_index_gives_its_linux_amd64_image(tmp_path: Path) -> None:
     # As `ctr images export --platform` writes it: the other platform's blobs are absent.
-    arm, _ = image_blobs(tiny_layer({"arch": b"arm64"}))
-    amd, blobs = image_blobs(tiny_layer({"arch": b"amd64"}))
+    arm, _ = image_blobs(tar_of({"arch": b"arm64"}))
+    amd, blobs = image_blobs(tar_of({"arch": b"amd64"}))
     nested = index_of(
         [
             descriptor(OCI_MANIFEST, arm, platform=platform("linux/arm64/v8")),
@@ -570,11 +561,11 @@ def test_a_nested_index_gives_its_linux_amd64_image(tmp_path: Path) -> None:
     path = layout_archive(tmp_path / "layout.tar", index, {blob_path(nested): nested, **blobs})
     image = only_image(path)
     assert image.repo_tags == ["multi:1"]
-    assert image.config == config_for(sha256(tiny_layer({"arch": b"amd64"})))
+    assert image.config == config_for(sha256(tar_of({"arch": b"amd64"})))
 
 
 def test_an_index_without_linux_amd64_is_invalid_naming_its_platforms(tmp_path: Path) -> None:
-    arm, blobs = image_blobs(tiny_layer({"a": b"1"}))
+    arm, blobs = image_blobs(tar_of({"a": b"1"}))
     nested = index_of(
         [
             descriptor(OCI_MANIFEST, arm, platform=platform("linux/arm64/v8")),
@@ -587,7 +578,7 @@ def test_an_index_without_linux_amd64_is_invalid_naming_its_platforms(tmp_path: 
 
 
 def test_index_json_listing_only_other_platforms_is_invalid(tmp_path: Path) -> None:
-    arm, blobs = image_blobs(tiny_layer({"a": b"1"}))
+    arm, blobs = image_blobs(tar_of({"a": b"1"}))
     index = index_of([descriptor(OCI_MANIFEST, arm, platform=platform("linux/s390x"))])
     path = layout_archive(tmp_path / "layout.tar", index, blobs)
     assert_invalid(path, "index.json has no linux/amd64 manifest", "linux/s390x")
@@ -600,7 +591,7 @@ def test_index_json_listing_only_other_platforms_is_invalid(tmp_path: Path) -> N
 def test_a_manifest_blob_unlike_its_descriptor_is_invalid(
     tmp_path: Path, change: str, words: str
 ) -> None:
-    manifest, blobs = image_blobs(tiny_layer({"a": b"1"}))
+    manifest, blobs = image_blobs(tar_of({"a": b"1"}))
     named = descriptor(OCI_MANIFEST, manifest)
     if change == "digest":
         # Same size, other bytes: only the digest can tell.
@@ -612,7 +603,7 @@ def test_a_manifest_blob_unlike_its_descriptor_is_invalid(
 
 
 def garbled_indexes() -> list[tuple[bytes, str]]:
-    manifest, _ = image_blobs(tiny_layer({"a": b"1"}))
+    manifest, _ = image_blobs(tar_of({"a": b"1"}))
     good = descriptor(OCI_MANIFEST, manifest)
     return [
         (b"{not json", "index.json is not valid JSON"),
@@ -628,12 +619,12 @@ def garbled_indexes() -> list[tuple[bytes, str]]:
 
 @pytest.mark.parametrize(("index", "words"), garbled_indexes())
 def test_a_garbled_index_json_is_invalid(tmp_path: Path, index: bytes, words: str) -> None:
-    _, blobs = image_blobs(tiny_layer({"a": b"1"}))
+    _, blobs = image_blobs(tar_of({"a": b"1"}))
     assert_invalid(layout_archive(tmp_path / "layout.tar", index, blobs), words)
 
 
 def test_indexes_nested_too_deep_are_invalid(tmp_path: Path) -> None:
-    manifest, blobs = image_blobs(tiny_layer({"a": b"1"}))
+    manifest, blobs = image_blobs(tar_of({"a": b"1"}))
     inner = descriptor(OCI_MANIFEST, manifest, platform=platform("linux/amd64"))
     for _ in range(5):
         nested = index_of([inner])
@@ -656,7 +647,7 @@ def classic_archive(path: Path, manifest: list[dict[str, Any]], files: dict[str,
 def test_manifest_json_naming_a_path_outside_the_archive_is_refused(
     tmp_path: Path, field: str, name: str
 ) -> None:
-    layer = tiny_layer({"a": b"1"})
+    layer = tar_of({"a": b"1"})
     entry = {"Config": "c.json", "RepoTags": ["x:1"], "Layers": ["layer.tar"]}
     entry[field] = [name] if field == "Layers" else name
     # What clamping the name would find is there: only a refusal fails this load.
@@ -666,7 +657,7 @@ def test_manifest_json_naming_a_path_outside_the_archive_is_refused(
 
 @pytest.mark.parametrize("target", ["/etc/passwd", "../../outside", "../aaa/../../outside"])
 def test_a_layer_that_links_outside_the_archive_is_refused(tmp_path: Path, target: str) -> None:
-    layer = tiny_layer({"a": b"1"})
+    layer = tar_of({"a": b"1"})
     manifest = [{"Config": "c.json", "RepoTags": ["x:1"], "Layers": ["bbb/layer.tar"]}]
     files = {"c.json": config_for(sha256(layer)), "etc/passwd": layer, "outside": layer}
     path = classic_archive(tmp_path / "a.tar", manifest, files, links={"bbb/layer.tar": target})
@@ -687,7 +678,7 @@ def test_an_archive_member_named_above_its_root_is_refused(
 def test_a_layer_with_a_member_outside_the_root_is_refused_naming_it(
     tmp_path: Path, hostile: dict[str, bytes], words: str
 ) -> None:
-    layer = tiny_layer({"ok": b"1", **hostile})
+    layer = tar_of({"ok": b"1", **hostile})
     manifest = [{"Config": "c.json", "RepoTags": ["x:1"], "Layers": ["l/layer.tar"]}]
     files = {"c.json": config_for(sha256(layer)), "l/layer.tar": layer}
     assert_invalid(classic_archive(tmp_path / "a.tar", manifest, files),
