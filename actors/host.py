@@ -3,11 +3,11 @@
 Each actor process hosts one service actor (a pykka actor) whose thread also
 owns the DEALER socket to the broker (see `Host`): it registers the service
 with its contract, heartbeats, and runs each request's handler. The same thread
-serves local clients' idempotent calls on the direct socket (`pouch.broker.direct`).
-Longer work
-runs in other pykka actors (one per container, say) or threads; their
-answers come back to the socket's thread through a queue and an eventfd it
-polls beside the socket, so no socket is ever touched by two threads.
+serves local clients' calls that may be sent again (idempotent, or done once per
+token) on the direct socket (`pouch.broker.direct`). Longer work runs in other
+pykka actors (one per container, say) or threads; their answers come back to the
+socket's thread through a queue and an eventfd it polls beside the socket, so no
+socket is ever touched by two threads.
 """
 
 from __future__ import annotations
@@ -264,7 +264,7 @@ class Host:
         self._sock: zmq.Socket | None = None
         self._direct: socket.socket | None = None  # the direct socket's listener
         self._links: dict[int, _Link] = {}  # its clients, by descriptor
-        self._direct_out: deque[tuple[_Link, bytes]] = deque()
+        self._direct_out: deque[tuple[_Link, bytes, int]] = deque()
         self._poller = zmq.Poller()
         self._stopping = False
         self.actor_ref: pykka.ActorRef[Any] | None = None
@@ -349,8 +349,10 @@ class Host:
         self.actor_ref.tell(Call(decl, {**args, "conn": conn}, reply))
 
     def observer(self, method: str) -> Callable[[str | None], None]:
-        """Counts one request (latency from now) once its answer goes out."""
+        """Counts one request in flight from now, and answered (its latency) once its
+        answer goes out."""
         started = time.perf_counter()
+        self.metrics.begin(method)
 
         def done(error_code: str | None) -> None:
             self.metrics.observe(method, time.perf_counter() - started, error_code)
@@ -479,8 +481,9 @@ class Host:
             self._abandon_inflight()
             self._say_ready(sock)
 
-    def _on_request(self, body: bytes, deliver: Deliver, client: bytes | None) -> None:
-        """A request from the broker for `client`, or (None) from the direct socket."""
+    def _on_request(self, body: bytes, deliver: Deliver, client: bytes | None,
+                    link: _Link | None = None) -> None:
+        """A request from the broker for `client`, or (None) from the direct `link`."""
         try:
             msg = frames.request(body)
         except Malformed as exc:
@@ -488,6 +491,8 @@ class Host:
                 Reply(deliver, exc.rid, self.service).fail(env.invalid(str(exc)))
             return
         rid, name = msg.rid, msg.method
+        if msg.deadline and msg.deadline <= time.time():
+            return  # its caller has given up already
         reply = Reply(deliver, rid, f"{self.service}.{name}", self.observer(name))
         decl = self.contract.get(name)
         if decl is None:
@@ -497,13 +502,11 @@ class Host:
             reply.fail(env.invalid(f"{self.service}.{name} takes a client connection: "
                                    "call it through the hand-off socket"))
             return
-        if client is None and (decl.stream or not decl.idempotent):
+        if client is None and (decl.stream or not (decl.idempotent or decl.once)):
             reply.fail(env.invalid(f"{self.service}.{name} is not served on the direct "
-                                   "socket (it streams, or is not idempotent): call it "
-                                   "through the broker"))
+                                   "socket (it streams, or is neither idempotent nor done "
+                                   "once per token): call it through the broker"))
             return
-        if msg.deadline and msg.deadline <= time.time():
-            return  # its caller has given up already
         try:
             args = decl.validate(self.service, msg.args)
         except PouchError as exc:
@@ -512,6 +515,8 @@ class Host:
         reply.once = decl.once
         if client is not None:
             self._inflight[(client, rid)] = reply
+        elif link is not None and decl.once:
+            link.once[rid] = (reply, Lost(decl.name, args))
         assert self.actor_ref is not None
         self.actor_ref.tell(Call(decl, args, reply))
 
@@ -547,32 +552,41 @@ class Host:
             self._drop_direct(link)
             return
         for body in bodies:
-            self._on_request(body, self._direct_deliverer(link), None)
+            self._on_request(body, self._direct_deliverer(link), None, link)
 
     def _direct_deliverer(self, link: _Link) -> Deliver:
-        def deliver(body: bytes, final: bool, _rid: int) -> None:
+        def deliver(body: bytes, final: bool, rid: int) -> None:
             if not final:
                 return  # nothing streams on the direct socket
             if threading.get_ident() == self._owner:
-                self._send_direct(link, body)
+                self._send_direct(link, body, rid)
             else:
-                self._direct_out.append((link, body))
+                self._direct_out.append((link, body, rid))
                 self._wake()
         return deliver
 
-    def _send_direct(self, link: _Link, body: bytes) -> None:
-        if self._links.get(link.fd) is not link:
-            return  # its client went away: the answer has nowhere to go
-        try:
-            link.conn.sendall(direct.frame(body))
-        except OSError:
-            self._drop_direct(link)
+    def _send_direct(self, link: _Link, body: bytes, rid: int) -> None:
+        once = link.once.pop(rid, None)
+        if self._links.get(link.fd) is link:
+            try:
+                link.conn.sendall(direct.frame(body))
+                return
+            except OSError:
+                self._drop_direct(link)
+        # Its client went away: the answer has nowhere to go. As the broker does, the
+        # actor hears of a call done once per token whose answer reached nobody.
+        if once is not None and self.actor_ref is not None:
+            self.actor_ref.tell(once[1])
 
     def _drop_direct(self, link: _Link) -> None:
         if self._links.pop(link.fd, None) is link:
             with contextlib.suppress(KeyError):
                 self._poller.unregister(link.fd)
         link.conn.close()
+        # A client drops its link when it gives up on a call (its deadline), as one
+        # through the broker sends a cancel then.
+        for reply, _lost in link.once.values():
+            reply.cancelled = True
 
     def _close_direct(self) -> None:
         for link in list(self._links.values()):
@@ -593,12 +607,15 @@ class Host:
 
 
 class _Link:
-    """A direct client's connection, and the bytes of its next request so far."""
+    """A direct client's connection, the bytes of its next request so far, and its calls
+    in flight that are done once per token."""
 
     def __init__(self, conn: socket.socket) -> None:
         self.conn = conn
         self.fd = conn.fileno()
         self.reader = direct.Reader()
+        # Its calls done once per token that are not answered yet, by request ID.
+        self.once: dict[int, tuple[Reply, Lost]] = {}
 
 
 def serve(actor_cls: type[ActorBase], config: DaemonConfig,

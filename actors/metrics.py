@@ -65,6 +65,10 @@ class ActorMetrics:
                                    ("service", "method", "code"))
         self.latency = self.histogram("pouch_request_seconds", "Time from request to answer",
                                       ("service", "method"), LATENCY_BUCKETS)
+        # Seen here, not at the broker: local clients send some calls straight to the actor.
+        self.in_flight = self.gauge("pouch_requests_in_flight",
+                                    "Requests taken and not answered yet, by method",
+                                    ("service", "method"))
 
     def counter(self, name: str, help: str, labels: tuple[str, ...]) -> Family:
         return self._add(Family(name, "counter", help, labels, self._lock))
@@ -80,7 +84,12 @@ class ActorMetrics:
         self._families.append(family)
         return family
 
+    def begin(self, method: str) -> None:
+        """A request taken, whose answer `observe` counts."""
+        self.in_flight.inc(self.service, method)
+
     def observe(self, method: str, seconds: float, error_code: str | None) -> None:
+        self.in_flight.inc(self.service, method, by=-1.0)
         self.requests.inc(self.service, method)
         self.latency.observe(self.service, method, value=seconds)
         if error_code is not None:

@@ -4,12 +4,12 @@ A `Client` owns one DEALER socket and is used by one thread at a time; a
 `ClientPool` lends clients to threads, so a socket only moves between
 threads under the pool's lock (a full memory barrier, as ZeroMQ requires).
 
-Idempotent calls are retried across an actor or broker restart until their
-deadline; the others fail with `unavailable` saying the outcome is unknown.
-Which methods are idempotent is read from the contract the actor declared.
-Given the folder of the actors' direct sockets (a local client), a client sends
-its idempotent calls straight to the actor (`pouch.broker.direct`), and through
-the broker whenever that path cannot answer.
+Idempotent calls, and those done once per token (sent again with the same token),
+are retried across an actor or broker restart until their deadline; the others
+fail with `unavailable` saying the outcome is unknown. Which methods are which is
+read from the contract the actor declared. Given the folder of the actors' direct
+sockets (a local client), a client sends those calls straight to the actor
+(`pouch.broker.direct`), and through the broker whenever that path cannot answer.
 Callers name methods through the typed stubs of `pouch.proto.stubs`
 (`Calls(pool).container.inspect(id=...)`), which both classes here serve.
 """
@@ -162,15 +162,16 @@ class Client:
 
     def _call_direct(self, service: str, method: str, args: dict[str, Any],
                      deadline: float) -> Any:
-        """The reply body of an idempotent call made on the actor's direct socket; None
-        where the broker must take the call (see pouch.broker.direct)."""
+        """The reply body of a call that may be sent again (idempotent, or done once per
+        token), made on the actor's direct socket; None where the broker must take the
+        call (see pouch.broker.direct)."""
         if self._direct_dir is None or service == "broker":
             return None
         # One quick ask at most: an actor that is down has told the broker no contract,
         # and the broker's way says at once why the call cannot be served.
         declared = self._declared(service, method, time.time() + CONTRACT_WAIT, once=True)
-        if not declared.get("idempotent") or declared.get("stream") \
-                or declared.get("handoff"):
+        if not (declared.get("idempotent") or declared.get("once")) \
+                or declared.get("stream") or declared.get("handoff"):
             return None
         link = self._links.get(service)
         if link is None:
@@ -190,7 +191,7 @@ class Client:
             raise PouchError("timeout", f"{service}.{method} did not answer in time") from None
         except (OSError, ValueError, direct.BadFrame):
             self._drop_link(service)
-            return None  # the actor died midway: the call is idempotent, so again
+            return None  # the actor died midway: the call may be sent again, so it is
         if not isinstance(body, dict) or body.get("id") != rid:
             self._drop_link(service)
             return None

@@ -1,19 +1,25 @@
-"""The direct path: a local client's idempotent calls straight to the actor's process.
+"""The direct path: a local client's calls that may be sent again, straight to the
+actor's process.
 
 Through the broker a request crosses four ZeroMQ sockets, each with libzmq's I/O
 thread behind it: about fourteen thread wake-ups and half a millisecond of CPU
 for a call whose handler takes a tenth of that (bench/request_floor.py). So each
 actor also listens on a unix stream socket of its own (`<exec-root>/direct/
 <service>.sock`, mode 0600), polled by the actor's serving thread beside its
-broker socket, and a local client sends its idempotent calls there: one write
-and one wake-up each way.
+broker socket, and a local client sends there its calls that are idempotent or
+done once per token (a container's create, start and remove): one write and one
+wake-up each way.
 
 The broker stays the way everything else goes, and the way of last resort: a
-call that is not idempotent (its outcome must be known when an actor dies midway,
-and a `once` call's lost answer reported), a stream, a hand-off, a remote client,
-and any call the direct path cannot finish (no actor listening, or the link ends
-before the answer) go through it, which also waits for an actor that restarts.
-An idempotent call may run twice that way, which it is declared to allow.
+call that is neither (its outcome must be known when an actor dies midway), a
+stream, a hand-off, a remote client, and any call the direct path cannot finish
+(no actor listening, or the link ends before the answer) go through it, which
+also waits for an actor that restarts. A call may then run twice, which an
+idempotent one is declared to allow, and which a once-per-token one answers
+with its first run's outcome (its token goes again). The actor treats a link
+its client closed as the broker's cancel of that link's calls in flight, and
+tells itself of a once-per-token answer that found no link as of one the broker
+could not deliver.
 
 On the socket, each message is a request or reply body exactly as the broker
 carries them (`pouch.proto.envelope`), prefixed with its length (4 bytes,

@@ -6,12 +6,13 @@ from __future__ import annotations
 import os
 import threading
 
-import docker
 import zmq
 
 from pouch.actors.containerd.client import Containerd
 from pouch.broker.trust import private_endpoint, read_token
 from pouch.proto import envelope as env
+from pouch.proto.envelope import PouchError
+from pouch.proto.stubs import Calls
 from pouch.tests.faults.checks import (
     check_failures_clear,
     check_invariants,
@@ -19,7 +20,7 @@ from pouch.tests.faults.checks import (
     quiet_call,
     wait_restored,
 )
-from pouch.tests.faults.tree import BrokerView, kill, kill_while_busy, until
+from pouch.tests.faults.tree import BrokerView, broker, kill, kill_while_busy, until
 from pouch.tests.faults.workload import Request, Workload
 from pouch.tests.support.daemon import PouchDaemon
 from pouch.tests.support.procs import alive, children_of
@@ -146,16 +147,20 @@ def test_an_actor_saying_ready_again_is_not_reported_lost(pouchd: PouchDaemon):
 
 
 def test_a_start_interrupted_by_a_broker_restart_runs_the_container_once(pouchd: PouchDaemon):
+    """The start goes through the broker, as a remote client's does (a local one's goes
+    straight to the actor): sent again with its token after the broker's restart, or
+    answered that its outcome is unknown, it runs the container once."""
     api = docker_api(pouchd)
     view = BrokerView(pouchd)
+    client = broker(pouchd, timeout=30)
     try:
         cid = api.create_container("busybox", ["echo", "once"])["Id"]
         outcome: list[object] = []
 
         def start() -> None:
             try:
-                outcome.append(api.start(cid))
-            except docker.errors.APIError as exc:
+                outcome.append(Calls(client).container.start(id=cid))
+            except PouchError as exc:
                 outcome.append(exc)
 
         starting = threading.Thread(target=start)
@@ -164,14 +169,14 @@ def test_a_start_interrupted_by_a_broker_restart_runs_the_container_once(pouchd:
         fault = kill(pouchd.pid_of("broker"))
         starting.join(30)
         wait_restored(pouchd, fault)
-        # Either it answered, or it said honestly that the outcome is unknown: never retried.
         [answer] = outcome
-        if isinstance(answer, docker.errors.APIError):
-            assert answer.status_code == 503 and "outcome is unknown" in str(answer)
+        if isinstance(answer, PouchError):
+            assert answer.code == "unavailable" and "outcome is unknown" in answer.message
         assert api.wait(cid)["StatusCode"] == 0
         assert api.logs(cid) == b"once\n"
     finally:
         view.close()
+        client.close()
         api.close()
 
 

@@ -19,10 +19,11 @@ import pytest
 import requests
 
 from pouch.actors.containerd.client import Containerd
+from pouch.proto.stubs import Calls
 from pouch.tests.faults.checks import NAMESPACE, docker_api, settled, wait_restored
 from pouch.tests.faults.test_fault_points import arm, crash_during
 from pouch.tests.faults.test_streams_resume import wait_request
-from pouch.tests.faults.tree import BrokerView, kill, until, watch_replacement
+from pouch.tests.faults.tree import BrokerView, broker, kill, until, watch_replacement
 from pouch.tests.support.daemon import PouchDaemon
 from pouch.tests.support.procs import alive, children_of
 from pouch.tests.support.wait import wait_for
@@ -128,17 +129,21 @@ def test_a_create_sent_again_while_it_is_still_being_made_gets_its_answer(
         pouchd: PouchDaemon, api):
     """The broker restarts while a slow create runs: the client's retry (the same token)
     reaches the actor before that create is done, and gets its answer, not a conflict
-    with the name the first attempt holds."""
+    with the name the first attempt holds. The client is one whose calls all go through
+    the broker, as a remote one's do (a local one's create goes straight to the actor)."""
     view = BrokerView(pouchd)
+    client = broker(pouchd, timeout=30)
     arm(pouchd, "container.create.prepared", "delay")
     try:
         with ThreadPoolExecutor(1) as pool:
-            creating = pool.submit(api.create_container, "busybox", ["true"], name="slow")
+            creating = pool.submit(Calls(client).container.create, name="slow",
+                                   config={"Image": "busybox", "Cmd": ["true"]})
             until(lambda: view.busy("container"), 5.0, "the create reaching the container actor")
             wait_restored(pouchd, kill(pouchd.pid_of("broker")))
             created = creating.result(30)
     finally:
         view.close()
+        client.close()
 
     assert [c["Id"] for c in api.containers(all=True)] == [created["Id"]]
 

@@ -43,13 +43,17 @@ def internal(daemon: PouchDaemon, timeout: float = 2.0) -> Client:
 
 
 class BrokerView:
-    """The broker's routing table, asked often; None while the broker cannot answer."""
+    """The broker's routing table, asked often; None while the broker cannot answer. And
+    what the actors hold in flight: a local client sends some calls straight to them."""
 
     def __init__(self, daemon: PouchDaemon) -> None:
         self._client = broker(daemon, timeout=0.5)
+        self._actors = Client(f"ipc://{daemon.run_dir}/broker.sock", timeout=0.5,
+                              direct_dir=daemon.run_dir / "direct")
 
     def close(self) -> None:
         self._client.close()
+        self._actors.close()
 
     def services(self) -> dict[str, Any] | None:
         try:
@@ -64,7 +68,18 @@ class BrokerView:
         return {int(w["pid"]) for w in self.workers(service)}
 
     def busy(self, service: str) -> bool:
-        return any(w["inflight"] for w in self.workers(service))
+        """A request in the actor's hands: in flight at the broker, or taken by the actor
+        (a local client's create, start or remove goes straight to it)."""
+        return any(w["inflight"] for w in self.workers(service)) or self._taken(service)
+
+    def _taken(self, service: str) -> bool:
+        try:
+            families = self._actors.call(service, "metrics", timeout=0.5)
+        except PouchError:
+            return False
+        return any(value > 0 and labels[1] != "metrics"
+                   for family in families if family["name"] == "pouch_requests_in_flight"
+                   for labels, value in family["samples"])
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,11 @@ ANSWER_WITHIN = 5.0
 class ProbeActor(ActorBase):
     service = "probe"
 
+    def __init__(self, ctx: ActorContext) -> None:
+        super().__init__(ctx)
+        self.held: list[tuple[Reply, str]] = []
+        self.lost: list[tuple[str, dict[str, Any]]] = []
+
     @method(idempotent=True)
     def echo(self, text: str) -> str:
         """Say it back."""
@@ -70,7 +75,25 @@ class ProbeActor(ActorBase):
             conn.write_json({"hello": name})
             conn.end()
 
+    @method(idempotent=False, once=True, returns=str)
+    def hold(self, text: str, token: str, reply: Reply) -> None:
+        """Done once per token: says it back when the test sends "release"."""
+        self.held.append((reply, text))
+
+    def on_answer_lost(self, method: str, args: dict[str, Any]) -> None:
+        self.lost.append((method, dict(args)))
+
     def on_message(self, message: Any) -> Any:
+        """What the test asks of the actor's state; anything else is said back."""
+        if message == "held":
+            return [reply.cancelled for reply, _ in self.held]
+        if message == "release":
+            for reply, text in self.held:
+                reply.send(text)
+            self.held.clear()
+            return None
+        if message == "lost":
+            return list(self.lost)
         return ("seen", message)
 
 

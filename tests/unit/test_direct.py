@@ -1,5 +1,6 @@
-"""The direct path (`pouch.broker.direct`): a local client's idempotent calls on the
-actor's own socket, served by the actor's thread beside its broker socket."""
+"""The direct path (`pouch.broker.direct`): a local client's calls that may be sent again
+(idempotent, or done once per token) on the actor's own socket, served by the actor's
+thread beside its broker socket."""
 
 from __future__ import annotations
 
@@ -12,22 +13,31 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pykka
 import pytest
 
 from pouch.broker import direct
 from pouch.proto import envelope as env
 from pouch.tests.support.probe import ANSWER_WITHIN, BrokerEnd, hosted
+from pouch.tests.support.wait import wait_for
 
 
 @pytest.fixture
-def probe() -> Iterator[tuple[Path, BrokerEnd]]:
-    """A probe actor's direct socket, and the test's broker end it registered with."""
+def probed() -> Iterator[tuple[Path, BrokerEnd, pykka.ActorRef[Any]]]:
+    """A probe actor's direct socket, the test's broker end it registered with, and the
+    actor."""
     folder = Path(tempfile.mkdtemp(prefix="pd-", dir="/tmp"))  # unix paths must be short
     try:
-        with hosted(folder, folder / "direct") as (_ref, broker):
-            yield direct.socket_path(folder / "direct", "probe"), broker
+        with hosted(folder, folder / "direct") as (ref, broker):
+            yield direct.socket_path(folder / "direct", "probe"), broker, ref
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def probe(probed) -> tuple[Path, BrokerEnd]:
+    """A probe actor's direct socket, and the test's broker end it registered with."""
+    return probed[0], probed[1]
 
 
 def call(link: socket.socket, method: str, args: dict[str, Any], rid: int = 7) -> Any:
@@ -58,9 +68,44 @@ def test_an_answer_given_on_another_thread_comes_back_on_the_link(probe):
         assert call(link, "later", {"text": "hey"})["result"] == "hey"
 
 
+def test_a_call_done_once_per_token_is_answered_without_the_broker(probed):
+    path, broker, ref = probed
+    with linked(path) as link:
+        link.sendall(direct.frame(env.request(
+            4, "hold", {"text": "once", "token": "t-1"}, time.time() + 30)))
+        wait_for(lambda: ref.ask("held"), ANSWER_WITHIN, "the call reaches the actor")
+        ref.ask("release")
+        link.settimeout(ANSWER_WITHIN)
+        bodies: list[bytes] = []
+        reader = direct.Reader()
+        while not bodies:
+            bodies = reader.feed(link.recv(4096))
+    assert env.unpack(bodies[0]) == {"id": 4, "ok": True, "result": "once"}
+    with pytest.raises(AssertionError, match="sent nothing"):
+        broker.receive(timeout=0.3)
+    assert ref.ask("lost") == []
+
+
+def test_a_link_closed_before_its_once_per_token_answer_cancels_it_and_tells_the_actor(
+        probed):
+    """As the broker does: a client that leaves gives up on its calls (the handler sees
+    its reply cancelled), and the answer that then reaches nobody is reported."""
+    path, _broker, ref = probed
+    args = {"text": "gone", "token": "t-2"}
+    with linked(path) as link:
+        link.sendall(direct.frame(env.request(5, "hold", args, time.time() + 30)))
+        wait_for(lambda: ref.ask("held"), ANSWER_WITHIN, "the call reaches the actor")
+    assert wait_for(lambda: ref.ask("held") == [True], ANSWER_WITHIN,
+                    "the call cancelled once its link closed")
+    ref.ask("release")
+    assert wait_for(lambda: ref.ask("lost"), ANSWER_WITHIN,
+                    "the lost answer reported") == [("hold", args)]
+
+
 @pytest.mark.parametrize("method, args", [("broken", {}), ("count", {"n": 2})])
 def test_what_must_go_through_the_broker_is_refused(probe, method, args):
-    """Not idempotent (its outcome must be known if the actor dies), or a stream."""
+    """Neither idempotent nor done once per token (its outcome must be known if the
+    actor dies), or a stream."""
     path, _ = probe
     with linked(path) as link:
         answer = call(link, method, args)

@@ -46,3 +46,14 @@ def test_a_snapshot_survives_msgpack():
     metrics.observe("info", 0.01, None)
     snapshot = env.unpack(env.pack(metrics.snapshot()))
     assert "pouch_requests_total" in render([snapshot])
+
+
+def test_requests_in_flight_are_those_taken_and_not_answered():
+    metrics = ActorMetrics("container")
+    metrics.begin("create")
+    metrics.begin("create")
+    metrics.begin("list")
+    metrics.observe("create", 0.01, None)
+    metrics.observe("list", 0.001, "invalid")
+    samples = families(render([metrics.snapshot()]))["pouch_requests_in_flight"]
+    assert {s.labels["method"]: s.value for s in samples} == {"create": 1.0, "list": 0.0}
