@@ -8,6 +8,9 @@ and one file per container removed within TOMB_KEPT seconds (its tomb):
 
     removed-containers/<id>.json  its name, exit status and the once-tokens of the calls
                                   that created, started and removed it (tombs.py)
+
+A removed container's folder is moved to removed-folders/<id> (one rename, so that the
+removal need not wait for its files to be deleted) and deleted there.
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ class MetaStore:
         # A create's files are synced at once (the disk commits them together), and a
         # save may go on while its worker prepares what follows it.
         self._writers = ThreadPoolExecutor(len(FILES) - 1, "meta-write")
+        # Removed containers' folders, moved out of the way until their files are deleted
+        # (a long json.log takes a while): by a thread of their own, or the next restore.
+        self._gone = root.with_name("removed-folders")
+        self._deleter = ThreadPoolExecutor(1, "meta-delete")
 
     def folder(self, cid: str) -> Path:
         return self.root / cid
@@ -103,6 +110,8 @@ class MetaStore:
         """The containers' records, and the IDs of creates that never finished (their
         folders removed here; what else they began is the caller's to release)."""
         records, interrupted = [], []
+        # What the last run removed and had no time to delete.
+        self._deleter.submit(shutil.rmtree, self._gone, ignore_errors=True)
         for folder in sorted(self.root.iterdir()):
             meta = folder / "meta.json"
             if not meta.is_file():
@@ -124,7 +133,17 @@ class MetaStore:
         return {folder.name for folder in self.root.iterdir() if ID.fullmatch(folder.name)}
 
     def remove(self, cid: str) -> None:
-        shutil.rmtree(self.folder(cid), ignore_errors=True)
+        """The container's folder gone from its place at once; its files are deleted
+        meanwhile."""
+        folder = self.folder(cid)
+        try:
+            self._gone.mkdir(exist_ok=True)
+            moved = self._gone / cid
+            folder.rename(moved)
+        except OSError:  # nothing to move, or a folder of that name is there already
+            shutil.rmtree(folder, ignore_errors=True)
+            return
+        self._deleter.submit(shutil.rmtree, moved, ignore_errors=True)
 
     def bury(self, cid: str, tomb: dict[str, Any]) -> None:
         """Keep what a removed container leaves to know (written before its folder goes)."""
