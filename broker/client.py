@@ -370,9 +370,19 @@ class Stream:
             return False
         now = time.monotonic()
         resumed.cut_at = resumed.cut_at or now
-        if now - resumed.cut_at > RESUME_WITHIN:
+        left = RESUME_WITHIN - (now - resumed.cut_at)
+        if left <= 0:
             return False
         time.sleep(RETRY_PAUSE)
+        # Asked again only of a broker that answers: a request sent while there is none
+        # waits in the socket for one, and a daemon that stopped for good never answers
+        # it (nor says so: its disconnect was reported once, when it went).
+        try:
+            self._client.call("broker", "contract", {"service": self._service},
+                              timeout=max(left, RETRY_PAUSE))
+        except PouchError as error:
+            if error.code in ("timeout", "unavailable"):
+                return False
         self._client._early.pop(self._rid, None)
         self._rid = self._client._send_request(self._service, resumed.method, resumed.args(),
                                                self._deadline)

@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,10 +16,14 @@ from pathlib import Path
 import pytest
 import zmq.auth
 
+from pouch.broker import client as client_module
 from pouch.broker.client import Client, CurveKeys
 from pouch.proto.envelope import PouchError
 from pouch.proto.stubs import Calls
 from pouch.tests.support.daemon import PouchDaemon, running
+
+STREAM_GIVES_UP = 3.0  # s: the resume window of the stream whose daemon is gone
+ENDS_WITHIN = 20.0     # s more for the stream's last asks of the broker to time out
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,42 @@ def test_a_client_without_an_authorized_key_gets_nothing(remote: str, keys: Keys
     finally:
         stranger.close()
         plain.close()
+
+
+def test_a_remote_stream_ends_once_the_daemon_stopped_for_good(
+        keys: Keys, monkeypatch: pytest.MonkeyPatch):
+    """Its disconnect is reported once: the stream asks again only of a broker that
+    answers, and gives up at the end of its resume window (shortened here) instead of
+    waiting for a daemon that never comes back."""
+    monkeypatch.setattr(client_module, "RESUME_WITHIN", STREAM_GIVES_UP)
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    daemon = PouchDaemon(extra_args=["--zmq-listen", endpoint, "--zmq-keys", str(keys.folder)])
+    daemon.start()
+    client = Client(endpoint, timeout=20, curve=CurveKeys.load(keys.client, keys.server))
+    ended: list[object] = []
+
+    def follow() -> None:
+        try:
+            for _event in events:  # what the daemon said as it stopped, then the cut
+                pass
+            ended.append("the stream ended as if complete")
+        except PouchError as exc:
+            ended.append(exc)
+
+    following = threading.Thread(target=follow, daemon=True)
+    try:
+        events = Calls(client).system.events()
+        assert Calls(client).system.version()["ApiVersion"] == "1.41"  # the stream is set up
+        daemon.stop()
+        following.start()
+        following.join(STREAM_GIVES_UP + ENDS_WITHIN)
+        assert ended, "the stream still waits for the daemon that stopped"
+        [error] = ended
+        assert isinstance(error, PouchError) and error.code == "unavailable", error
+    finally:
+        if not following.is_alive():  # its socket is the waiting thread's until then
+            client.close()
+        daemon.stop()
 
 
 @pytest.mark.parametrize(("args", "says"), [
