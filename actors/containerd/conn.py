@@ -28,8 +28,9 @@ DEFAULT_TIMEOUT: Final = 30.0
 STREAM_TIMEOUT: Final = 600.0
 MAX_MESSAGE_SIZE: Final = 16 * 1024 * 1024
 RECONNECT_WAIT: Final = 5.0
-# gRPC's words for a call that found no connection, so never reached containerd.
-_NOT_CONNECTED: Final = "failed to connect to all addresses"
+# gRPC's words for a call that never reached containerd: it found no connection, or its
+# write found the connection closed by a containerd that had gone (before gRPC noticed).
+_NOT_CONNECTED: Final = ("failed to connect to all addresses", "sendmsg: Broken pipe")
 
 _CODES: Final[dict[grpc.StatusCode, ErrorCode]] = {
     grpc.StatusCode.NOT_FOUND: "not_found",
@@ -103,8 +104,9 @@ class Conn:
 
     def _reconnected(self, err: grpc.RpcError, timeout: float | None) -> bool:
         """The call found containerd away: whether it is back within RECONNECT_WAIT."""
+        details = status_details(err)
         if status_code(err) != grpc.StatusCode.UNAVAILABLE \
-                or _NOT_CONNECTED not in status_details(err):
+                or not any(words in details for words in _NOT_CONNECTED):
             return False
         wait = RECONNECT_WAIT if timeout is None else min(RECONNECT_WAIT, timeout)
         try:
