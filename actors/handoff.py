@@ -90,6 +90,7 @@ class HandoffListener:
                 return
             session = StreamSession(conn, spec, watch=LinkWatch(link, decl.resumable is True),
                                     resumed_at=float(message.get("resumed_at") or 0.0),
+                                    began_at=float(message.get("began_at") or 0.0),
                                     head_out=True)
             self.host.dispatch_with_conn(decl, checked, session, reply)
 

@@ -96,10 +96,11 @@ class Handoff:
     spec: StreamSpec
 
     def give(self, fd: int, *, again: bool = False, resumed_at: float = 0.0,
-             wait_for_actor: float = FIRST_HANDOFF_WAIT) -> socket.socket:
+             began_at: float = 0.0, wait_for_actor: float = FIRST_HANDOFF_WAIT
+             ) -> socket.socket:
         """Hand `fd` over; `again`: to a restarted actor (the head is out)."""
         return hand_over(self.handoff_dir, self.service, self.method, self.args, self.spec,
-                         fd, resumed_at=resumed_at, head_out=again,
+                         fd, resumed_at=resumed_at, began_at=began_at, head_out=again,
                          wait_for_actor=wait_for_actor)
 
 
@@ -110,6 +111,7 @@ class Kept:
     handoff: Handoff
     conn: socket.socket  # our duplicate of the client's connection
     link: socket.socket
+    began_at: float            # when it was first handed over
     multiplexed: bool = False
     resumable: bool = False    # the current hand-off can be taken up again
     resumed_at: float = 0.0    # when the actor's death last cut the stream after it began
@@ -128,8 +130,9 @@ class StreamKeeper:
 
     def hand_over(self, handoff: Handoff, fd: int) -> None:
         """Hand `fd` over and keep watch; raises PouchError if the actor refuses."""
+        began_at = time.time()
         link = handoff.give(fd)
-        self.keep(Kept(handoff, socket.socket(fileno=os.dup(fd)), link))
+        self.keep(Kept(handoff, socket.socket(fileno=os.dup(fd)), link, began_at))
 
     def keep(self, kept: Kept) -> None:
         self._new.put(kept)
@@ -184,6 +187,7 @@ def take_up(keeper: StreamKeeper, kept: Kept) -> None:
     while True:
         try:
             kept.link = handoff.give(kept.conn.fileno(), again=True, resumed_at=kept.resumed_at,
+                                     began_at=kept.began_at,
                                      wait_for_actor=max(0.0, deadline - time.monotonic()))
             log.info("%s handed over again after its actor restarted", what)
             keeper.keep(kept)

@@ -4,9 +4,10 @@ A long stream (attach, wait, logs -f) must not hold a gunicorn thread for its
 whole life, so the gateway passes the client's socket to the actor that
 produces the stream, over a SOCK_SEQPACKET unix socket per service
 (`<exec-root>/handoff/<service>.sock`, SCM_RIGHTS). One message carries the
-descriptor and `{method, args, stream, resumed_at}`, `stream` describing the
-response (`pouch.proto.stream.StreamSpec`) and `resumed_at` (Unix seconds)
-saying, when not 0, that this continues a stream an actor's death cut then.
+descriptor and `{method, args, stream, resumed_at, began_at}`, `stream`
+describing the response (`pouch.proto.stream.StreamSpec`) and `resumed_at` (Unix
+seconds) saying, when not 0, that this continues a stream an actor's death cut
+then, which was first handed over at `began_at`.
 The actor answers with one reply body in the broker's shape: ok once it has
 taken the connection, or an error the gateway turns into an HTTP status while
 it still owns the connection. After an ok the gateway writes the response's
@@ -49,7 +50,8 @@ def socket_path(handoff_dir: Path, service: str) -> Path:
 
 def hand_over(handoff_dir: Path, service: str, method: str, args: dict[str, Any],
               spec: StreamSpec, fd: int, *, timeout: float = 30.0, resumed_at: float = 0.0,
-              head_out: bool = False, wait_for_actor: float = 0.0) -> socket.socket:
+              began_at: float = 0.0, head_out: bool = False,
+              wait_for_actor: float = 0.0) -> socket.socket:
     """Pass `fd` to the service's actor for `method`, which answers on it as `spec`
     says, and write the response's head once it took it (unless `head_out`); the
     link, on which the actor's notices follow. Raises PouchError if the actor
@@ -57,7 +59,7 @@ def hand_over(handoff_dir: Path, service: str, method: str, args: dict[str, Any]
     path = socket_path(handoff_dir, service)
     until = time.monotonic() + wait_for_actor
     message = env.pack({"method": method, "args": args, "stream": spec.to_wire(),
-                        "resumed_at": resumed_at})
+                        "resumed_at": resumed_at, "began_at": began_at})
     while True:
         link = _connect(path, service, until)
         try:

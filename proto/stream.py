@@ -92,15 +92,18 @@ class StreamSession:
     Blocking writers use write(), write_json() and end(); the IO hub, which
     buffers for many clients on one thread, takes encode() and trailer() bytes
     and sends them itself on `conn`. A `resumed_at` session continues a stream
-    that an actor's death cut at that time (Unix seconds). `head_out`: the head
-    was written already (a handed-over connection's, by the gateway).
+    that an actor's death cut at that time (Unix seconds), as the gateway saw it:
+    a little after the death. It was first handed over at `began_at`. `head_out`:
+    the head was written already (a handed-over connection's, by the gateway).
     """
 
     def __init__(self, conn: socket.socket, spec: StreamSpec, *, watch: Watch | None = None,
-                 resumed_at: float = 0.0, head_out: bool = False) -> None:
+                 resumed_at: float = 0.0, began_at: float = 0.0,
+                 head_out: bool = False) -> None:
         self.conn = conn
         self.spec = spec
         self.resumed_at = resumed_at
+        self.began_at = began_at
         self.head_out = head_out
         self.multiplexed = False
         self._watch = watch

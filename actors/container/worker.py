@@ -1390,17 +1390,19 @@ class ContainerWorker(ObjectActor):
             return
         waiter = Waiter(conn, condition)
         ended = not self._state["Running"] and not self._state.get("Restarting") and (
-            condition == "not-running" or self._exited_since(conn.resumed_at))
+            condition == "not-running" or self._exited_since(conn))
         if ended or self._gone:
             self._answer(waiter)
             return
         self._wait_conns.append(waiter)
 
-    def _exited_since(self, cut_at: float) -> bool:
-        """A wait for the next exit, resumed after this actor restarted: did the exit
-        come while no actor was there to see it?"""
+    def _exited_since(self, conn: StreamSession) -> bool:
+        """A wait for the next exit, resumed after this actor restarted: did an exit come
+        after it began, which no actor answered? (Not after the cut: the gateway sees
+        the cut a little late, and an exit may come in between.)"""
         finished = self._state.get("FinishedAt") or ZERO_TIME
-        return bool(cut_at) and finished != ZERO_TIME and parse_timestamp(finished) >= cut_at
+        return (bool(conn.resumed_at) and finished != ZERO_TIME
+                and parse_timestamp(finished) >= conn.began_at)
 
     def _answer_waits(self, conditions: tuple[str, ...]) -> None:
         keep = []

@@ -17,11 +17,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
 from pouch.proto import stdstream
 from pouch.tests.faults.checks import docker_api
 from pouch.tests.faults.tree import BrokerView, broker, kill, until, watch_replacement
 from pouch.tests.support.daemon import PouchDaemon
-from pouch.tests.support.procs import alive
+from pouch.tests.support.procs import alive, children_of
 from pouch.tests.support.tools import require
 from pouch.tests.support.unixhttp import UnixConnection
 
@@ -105,21 +107,42 @@ def test_docker_wait_and_docker_py_wait_outlive_a_restart_of_the_container_actor
     view.close()
 
 
-def exit_while_the_actor_is_down(daemon: PouchDaemon, view: BrokerView) -> None:
+def exit_while_the_actor_is_down(daemon: PouchDaemon, view: BrokerView,
+                                 gateway_late: bool = False) -> None:
     """kill -9 the container actor, end "waited" while no actor is there to see it, and
-    wait for the actor's successor."""
+    wait for the actor's successor. `gateway_late`: the gateway's processes are stopped
+    meanwhile, so they learn of the actor's death only after the exit."""
     shell = daemon.inspect("waited")["State"]["Pid"]
     pid = daemon.pid_of("container")
-    fault = kill(pid)
-    until(lambda: not alive(pid), ANSWER_WITHIN, "the container actor gone")
-    os.kill(shell, signal.SIGTERM)
+    gateway = daemon.pid_of("gateway")
+    with stopped((children_of(gateway) or [gateway]) if gateway_late else []):
+        fault = kill(pid)
+        until(lambda: not alive(pid), ANSWER_WITHIN, "the container actor gone")
+        os.kill(shell, signal.SIGTERM)
+        until(lambda: not alive(shell), ANSWER_WITHIN, "the container's process gone")
     watch_replacement(view, daemon, "container", pid, fault)
 
 
-def test_a_wait_for_the_next_exit_sees_an_exit_while_the_actor_was_down(pouchd):
+@contextlib.contextmanager
+def stopped(pids: list[int]) -> Iterator[None]:
+    """`pids` stopped (SIGSTOP) for the block."""
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+
+
+@pytest.mark.parametrize("gateway_late", [False, True], ids=["gateway-at-once", "gateway-late"])
+def test_a_wait_for_the_next_exit_sees_an_exit_while_the_actor_was_down(pouchd, gateway_late):
+    """Also when the gateway learns of the actor's death only after the exit (its
+    keeper thread had to wait for the CPU: once the wait hung, as the restarted actor
+    looked for an exit after the gateway's time of the cut, not after the wait began)."""
     answer = waiting(pouchd, "next-exit")
     view = BrokerView(pouchd)
-    exit_while_the_actor_is_down(pouchd, view)
+    exit_while_the_actor_is_down(pouchd, view, gateway_late)
 
     assert json.loads(answer.read()) == {"StatusCode": EXIT_ON_TERM, "Error": None}
     view.close()
