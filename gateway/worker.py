@@ -283,12 +283,15 @@ class Worker(gthread.ThreadWorker):
     def _keep(self, conn: Conn) -> Any:
         """Put a connection whose answer kept it alive back in the poller, from its thread."""
         with self._keeping:
-            if not self.alive:
-                # Stopping: the loop keeps it briefly (gthread's STOP_KEEPALIVE_LINGER),
-                # if gunicorn's parser is to read the next request.
-                return conn.parser is not None
             conn.sock.setblocking(False)
             conn.set_timeout()
+            if not self.alive:
+                # Stopping, after an answer that said keep-alive: the client may have sent
+                # its next request already. The loop answers it (with "Connection: close")
+                # within gthread's linger; closing at once dropped it (`docker run` saw
+                # EOF on its wait, sent on the connection of its create).
+                conn.timeout = min(conn.timeout,
+                                   time.monotonic() + gthread.STOP_KEEPALIVE_LINGER)
             # Listed before the poller may report it (on_client_socket_readable removes it).
             self.keepalived_conns.append(conn)
             self.poller.register(conn.sock, selectors.EVENT_READ,

@@ -1,11 +1,14 @@
 """The gateway killed under `docker run --rm`: a single-process gateway's death
 ends the CLI's connection at once (it does not wait out its timeout), and what
 the daemon started finishes there (the container runs to its end and is
-removed); gunicorn's master killed again and again cuts no run at all."""
+removed); gunicorn's master killed again and again cuts no run at all; a worker
+told to stop drops no request sent on a connection it kept alive."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -15,6 +18,7 @@ from functools import partial
 from pouch.tests.faults.tree import kill, until
 from pouch.tests.support.daemon import PouchDaemon
 from pouch.tests.support.procs import alive, children_of
+from pouch.tests.support.unixhttp import UnixConnection
 
 CLI_TIMEOUT = 60.0
 ENDS_WITHIN = 10.0
@@ -110,3 +114,45 @@ def test_gateway_masters_killed_again_and_again_cut_no_run(pouchd: PouchDaemon):
           "the killed masters' workers exiting")
     assert pouchd.docker("ps", "-aq") == ""
     print(f"{MASTER_KILLS} gateway masters killed: {len(runs)} `docker run --rm`, none failed")
+
+
+def unread_from(reader: int, writers: list[int]) -> bool | None:
+    """Whether `reader` holds unread bytes on a unix socket whose other end one of
+    `writers` holds (`ss`: its receive queue)."""
+    listed = subprocess.run(["ss", "-xpnH"], capture_output=True, text=True, check=True)
+    rows = [row for line in listed.stdout.splitlines() if len(row := line.split()) > 8]
+    owner = {row[5]: row[8] for row in rows}  # a socket's inode: who holds it
+    return any(int(row[2]) > 0 and f"pid={reader}," in row[8]
+               and any(f"pid={pid}," in owner.get(row[7], "") for pid in writers)
+               for row in rows) or None
+
+
+def test_a_stopping_worker_answers_the_next_request_on_a_connection_it_kept_alive(
+        pouchd: PouchDaemon):
+    """A worker told to stop while it serves a request answers it with keep-alive (it
+    was not stopping when it began), so the client may send its next request at once:
+    that one is answered too, saying the connection closes (once, the worker closed
+    the connection as it answered, and `docker run` saw EOF on the wait it sent on the
+    connection of its create)."""
+    workers = children_of(pouchd.pid_of("gateway"))
+    actor = pouchd.pid_of("container")
+    conn = UnixConnection(pouchd.socket, CLI_TIMEOUT)
+    conn.request("GET", "/containers/json")
+    conn.getresponse().read()
+    kill(actor, signal.SIGSTOP)
+    try:
+        conn.request("GET", "/containers/json")
+        until(partial(unread_from, actor, workers), ENDS_WITHIN,
+              "the request waiting in the stopped container actor's socket")
+        for worker in workers:
+            kill(worker, signal.SIGTERM)  # gunicorn's graceful stop
+    finally:
+        kill(actor, signal.SIGCONT)
+    first = conn.getresponse()
+    assert (first.status, first.will_close) == (200, False)
+    first.read()
+    conn.request("GET", "/containers/json")
+    second = conn.getresponse()
+    assert (second.status, second.will_close) == (200, True)
+    assert json.loads(second.read()) == []
+    conn.close()
