@@ -7,8 +7,10 @@ Every call takes a `timeout` in seconds (None: no deadline) and raises
 `PouchError` with containerd's own message. containerd is pouchd's child and
 comes back within a second when it dies, so a call made while it is away
 waits for it (RECONNECT_WAIT at most, within its deadline) instead of failing
-at once; a call that was on the way when it died still fails (it may or may
-not have been done).
+at once. A call that was on the way when it died may or may not have been done:
+a lookup or a delete (`idempotent`) is made again of the successor, as doing it
+twice is doing it once (a delete done already finds nothing: not_found, which
+its callers take as gone); any other fails.
 `Conn.error` is the one place where gRPC status codes become pouch error codes.
 """
 
@@ -87,13 +89,14 @@ class Conn:
         return metadata
 
     def call(
-        self, method: Any, request: Any, timeout: float | None, lease: str | None = None
+        self, method: Any, request: Any, timeout: float | None, lease: str | None = None,
+        idempotent: bool = False,
     ) -> Any:
         began = time.monotonic()
         try:
             return method(request, timeout=timeout, metadata=self.metadata(lease))
         except grpc.RpcError as err:
-            if not self._reconnected(err, timeout):
+            if not self._reconnected(err, timeout, idempotent):
                 raise self.error(err) from err
         if timeout is not None:
             timeout = max(0.0, timeout - (time.monotonic() - began))
@@ -102,11 +105,12 @@ class Conn:
         except grpc.RpcError as err:
             raise self.error(err) from err
 
-    def _reconnected(self, err: grpc.RpcError, timeout: float | None) -> bool:
-        """The call found containerd away: whether it is back within RECONNECT_WAIT."""
+    def _reconnected(self, err: grpc.RpcError, timeout: float | None, idempotent: bool) -> bool:
+        """The call found containerd away (or, `idempotent`, lost it on the way): whether
+        it is back within RECONNECT_WAIT."""
         details = status_details(err)
-        if status_code(err) != grpc.StatusCode.UNAVAILABLE \
-                or not any(words in details for words in _NOT_CONNECTED):
+        if status_code(err) != grpc.StatusCode.UNAVAILABLE or not (
+                idempotent or any(words in details for words in _NOT_CONNECTED)):
             return False
         wait = RECONNECT_WAIT if timeout is None else min(RECONNECT_WAIT, timeout)
         try:
@@ -118,7 +122,7 @@ class Conn:
     def find(self, method: Any, request: Any, timeout: float | None) -> Any:
         """A lookup's response, or None when containerd has no such thing."""
         try:
-            return self.call(method, request, timeout)
+            return self.call(method, request, timeout, idempotent=True)
         except PouchError as err:
             if err.code == "not_found":
                 return None

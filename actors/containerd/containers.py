@@ -102,4 +102,4 @@ class Containers(Service):
 
     def delete(self, container_id: str, timeout: float | None = DEFAULT_TIMEOUT) -> None:
         request = containers_pb2.DeleteContainerRequest(id=container_id)
-        self._conn.call(self._stub.Delete, request, timeout)
+        self._conn.call(self._stub.Delete, request, timeout, idempotent=True)

@@ -118,7 +118,7 @@ class Snapshots(Service):
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> None:
         request = snapshots_pb2.RemoveSnapshotRequest(snapshotter=snapshotter, key=key)
-        self._conn.call(self._stub.Remove, request, timeout)
+        self._conn.call(self._stub.Remove, request, timeout, idempotent=True)
 
     def stat(
         self,

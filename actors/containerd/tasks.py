@@ -152,7 +152,7 @@ class Tasks(Service):
     def delete(self, container_id: str, timeout: float | None = DEFAULT_TIMEOUT) -> Exit:
         """Delete a stopped task; returns how it exited."""
         request = tasks_pb2.DeleteTaskRequest(container_id=container_id)
-        response = self._conn.call(self._stub.Delete, request, timeout)
+        response = self._conn.call(self._stub.Delete, request, timeout, idempotent=True)
         return Exit(int(response.exit_status), rfc3339(response.exited_at))
 
     def get(self, container_id: str, timeout: float | None = DEFAULT_TIMEOUT,

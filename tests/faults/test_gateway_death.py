@@ -17,7 +17,7 @@ from functools import partial
 
 from pouch.tests.faults.tree import kill, until
 from pouch.tests.support.daemon import PouchDaemon
-from pouch.tests.support.procs import alive, children_of
+from pouch.tests.support.procs import alive, children_of, unread_from
 from pouch.tests.support.unixhttp import UnixConnection
 
 CLI_TIMEOUT = 60.0
@@ -114,17 +114,6 @@ def test_gateway_masters_killed_again_and_again_cut_no_run(pouchd: PouchDaemon):
           "the killed masters' workers exiting")
     assert pouchd.docker("ps", "-aq") == ""
     print(f"{MASTER_KILLS} gateway masters killed: {len(runs)} `docker run --rm`, none failed")
-
-
-def unread_from(reader: int, writers: list[int]) -> bool | None:
-    """Whether `reader` holds unread bytes on a unix socket whose other end one of
-    `writers` holds (`ss`: its receive queue)."""
-    listed = subprocess.run(["ss", "-xpnH"], capture_output=True, text=True, check=True)
-    rows = [row for line in listed.stdout.splitlines() if len(row := line.split()) > 8]
-    owner = {row[5]: row[8] for row in rows}  # a socket's inode: who holds it
-    return any(int(row[2]) > 0 and f"pid={reader}," in row[8]
-               and any(f"pid={pid}," in owner.get(row[7], "") for pid in writers)
-               for row in rows) or None
 
 
 def test_a_stopping_worker_answers_the_next_request_on_a_connection_it_kept_alive(

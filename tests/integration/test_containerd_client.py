@@ -27,6 +27,7 @@ from pouch.actors.containerd.types import Descriptor, rfc3339
 from pouch.proto.containerd.api.events import task_pb2 as task_events
 from pouch.proto.envelope import PouchError
 from pouch.tests.support.containerd import ContainerdProcess
+from pouch.tests.support.procs import unread_from
 from pouch.tests.support.tools import require_file
 from pouch.tests.support.wait import wait_for
 
@@ -423,5 +424,41 @@ def test_a_call_made_while_containerd_restarts_waits_for_it(tmp_path: Path) -> N
 
         assert ctrd.version(timeout=10)  # made while no containerd listens
         restarting.join()
+    finally:
+        process.stop()
+
+
+def test_a_delete_cut_by_containerd_s_death_is_made_again_of_its_successor() -> None:
+    """A delete is idempotent: one on its way when containerd died (done or not) is
+    made again once the successor answers (`docker rm` failed when containerd was
+    killed under it, and the container went away later, on its own)."""
+    process = ContainerdProcess(Path(tempfile.mkdtemp(prefix="pc-", dir="/tmp")))
+    try:
+        old = process.start()
+        ctrd = old.client()
+        container_id = unique("cut")
+        ctrd.containers.create(container_id, "busybox", runc_spec(["/bin/busybox", "true"]),
+                               container_id)
+        outcome: queue.SimpleQueue[str] = queue.SimpleQueue()
+
+        def delete() -> None:
+            try:
+                ctrd.containers.delete(container_id)
+                outcome.put("deleted")
+            except PouchError as exc:
+                outcome.put(exc.message)
+
+        old.process.send_signal(signal.SIGSTOP)
+        deleting = threading.Thread(target=delete)
+        deleting.start()
+        wait_for(functools.partial(unread_from, old.process.pid, [os.getpid()]), 10,
+                 "the delete waiting in the stopped containerd's socket")
+        old.process.kill()
+        old.process.wait()
+        process.start()
+        deleting.join(30)
+
+        assert outcome.get_nowait() == "deleted"
+        assert ctrd.containers.get(container_id) is None
     finally:
         process.stop()

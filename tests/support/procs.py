@@ -1,8 +1,10 @@
-"""What /proc says about processes, for tests and benchmarks that watch pouch's tree."""
+"""What /proc (and `ss`) say about processes, for tests and benchmarks that watch
+pouch's tree."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,3 +64,14 @@ def in_cgroups_named(names: set[str]) -> list[int]:
         if any(line.rsplit("/", 1)[-1] in names for line in text.splitlines()):
             found.append(pid)
     return found
+
+
+def unread_from(reader: int, writers: list[int]) -> bool | None:
+    """Whether `reader` holds unread bytes on a unix socket whose other end one of
+    `writers` holds (`ss`: its receive queue); None if not, for `until`."""
+    listed = subprocess.run(["ss", "-xpnH"], capture_output=True, text=True, check=True)
+    rows = [row for line in listed.stdout.splitlines() if len(row := line.split()) > 8]
+    owner = {row[5]: row[8] for row in rows}  # a socket's inode: who holds it
+    return any(int(row[2]) > 0 and f"pid={reader}," in row[8]
+               and any(f"pid={pid}," in owner.get(row[7], "") for pid in writers)
+               for row in rows) or None
