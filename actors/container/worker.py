@@ -71,6 +71,9 @@ OWNER_LABEL = "io.pouch.container"
 CGROUP_PARENT = "/pouch"
 DRAIN_TIMEOUT = 5.0
 TASK_CREATE_WAIT = 10.0
+# How long a task that containerd says exists and cannot show may be another create
+# still on its way, before it is taken for one containerd's death left (_create_task).
+LOST_TASK_AFTER = 1.0
 IO_OPEN_WAIT = 30.0  # s: the hub opening a container's output
 IMAGE_FILES_KEPT = 64
 # A commit's layer: uncompressed, so its digest is its diff ID and nothing is zipped.
@@ -747,8 +750,11 @@ class ContainerWorker(ObjectActor):
         """The task's pid. A start cut by the last actor's death may still be creating its
         task inside containerd (its shim's folder exists), and so may a create on the way
         when containerd died: that task is waited for and dropped, and this one created,
-        within TASK_CREATE_WAIT."""
-        ctrd, deadline = self.env.ctrd, time.monotonic() + TASK_CREATE_WAIT
+        within TASK_CREATE_WAIT. A create that containerd's death cut after it started
+        the shim leaves a task that its successor says exists and cannot show: after
+        LOST_TASK_AFTER its shim is ended, and containerd cleans up after it."""
+        ctrd, began = self.env.ctrd, time.monotonic()
+        deadline = began + TASK_CREATE_WAIT
         while True:
             try:
                 return ctrd.tasks.create(self.cid, mounts, fifos["stdin"], fifos["stdout"],
@@ -758,10 +764,13 @@ class ContainerWorker(ObjectActor):
                 if not (_cut_create_in_the_way(exc) or exc.code == "unavailable") \
                         or time.monotonic() > deadline:
                     raise
+                exists = exc.code == "conflict"
             time.sleep(0.1)
             task = ctrd.tasks.get(self.cid)
             if task is not None and task.status == "CREATED":
                 self._drop_unstarted_task()
+            elif task is None and exists and time.monotonic() > began + LOST_TASK_AFTER:
+                self._end_shims()
 
     def _release_shm(self) -> None:
         """A shareable /dev/shm lives as long as a run (pouch.actors.container.shm)."""

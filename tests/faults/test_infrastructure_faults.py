@@ -4,10 +4,12 @@ replaced, the rest of the tree reconnects by itself, running containers run on."
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 
 import zmq
 
+from pouch.actors.containerd import shims
 from pouch.actors.containerd.client import Containerd
 from pouch.broker.trust import private_endpoint, read_token
 from pouch.proto import envelope as env
@@ -24,6 +26,7 @@ from pouch.tests.faults.tree import BrokerView, broker, kill, kill_while_busy, u
 from pouch.tests.faults.workload import Request, Workload
 from pouch.tests.support.daemon import PouchDaemon
 from pouch.tests.support.procs import alive, children_of
+from pouch.tests.support.wait import wait_for
 
 ACTORS = ("system", "image", "volume", "network", "container", "builder")
 BACK_WITHIN = 15.0
@@ -65,6 +68,30 @@ def test_containerd_killed_is_restarted_and_running_containers_run_on(pouchd: Po
     print(f"containerd: pid {old} -> {new}, answering after {back - fault:.3f} s, service back "
           f"after {restored:.3f} s; {len(requests)} requests, "
           f"failed: {brief(failed)}")
+
+
+def test_a_start_whose_task_create_containerd_s_death_cut_goes_through(pouchd: PouchDaemon):
+    """containerd killed as it creates a start's task, the task's shim started: its
+    successor says the task exists and cannot show it. The start ends that shim and goes
+    through (the chaos soak's `docker run` failed after 10 s: "task <id>: already
+    exists")."""
+    pouchd.docker("create", "--name", "cut", "busybox", "sleep", "60")
+    cid = pouchd.inspect("cut")["Id"]
+    address = str(pouchd.containerd_socket.absolute())
+    env = {**os.environ, "DOCKER_HOST": pouchd.host, "DOCKER_CONFIG": str(pouchd.docker_config)}
+    start = subprocess.Popen(["docker", "start", "cut"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: shims.find(address, "pouch", (cid,)) or None, BACK_WITHIN,
+                 "the task's shim started", poll=0.002)
+        kill(pouchd.pid_of("containerd"))
+        _, err = start.communicate(timeout=60)
+    finally:
+        if start.poll() is None:
+            start.kill()
+            start.wait()
+    assert start.returncode == 0, err
+    assert pouchd.inspect("cut")["State"]["Running"]
 
 
 def test_broker_killed_is_restarted_and_everyone_reconnects(pouchd: PouchDaemon):
