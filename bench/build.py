@@ -68,10 +68,9 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
 
 def cases(context: Path, daemon: PouchDaemon, docker: Dockerd | None
           ) -> dict[str, Callable[[], float]]:
-    envs = {"pouch": {**os.environ, "DOCKER_HOST": daemon.host, "DOCKER_BUILDKIT": "0",
-                      "DOCKER_CONFIG": str(daemon.docker_config)}}
+    envs = {"pouch": {**daemon.cli_env(), "DOCKER_BUILDKIT": "0"}}
     if docker is not None:
-        envs["dockerd"] = {**docker.env(), "DOCKER_BUILDKIT": "0"}
+        envs["dockerd"] = {**docker.cli_env(), "DOCKER_BUILDKIT": "0"}
     def case(env: dict[str, str], *flags: str) -> Callable[[], float]:
         return lambda: timed(["docker", "build", *flags, "-t", "bench:build", str(context)],
                              env)

@@ -1,7 +1,7 @@
 """A dockerd 20.10 (Debian's docker.io) of its own for a benchmark, started by hand.
 
     with dockerd(insecure_registries=[registry.host]) as docker:
-        subprocess.run(["docker", "pull", name], env=docker.env())
+        subprocess.run(["docker", "pull", name], env=docker.cli_env())
 
 Everything it writes lives under one temporary folder: data root, exec root,
 socket, pid file, trust key, config file and its log. It touches no host
@@ -88,12 +88,12 @@ class Dockerd:
             return self.own_containerd.address
         return self.exec_root / "containerd" / "containerd.sock"
 
-    def env(self) -> dict[str, str]:
-        """The environment for a docker CLI talking to this daemon."""
+    def cli_env(self) -> dict[str, str]:
+        """The environment in which the docker CLI talks to this daemon."""
         return {**os.environ, "DOCKER_HOST": self.host, "DOCKER_CONFIG": str(self.docker_config)}
 
     def docker(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["docker", *args], env=self.env(), stdin=subprocess.DEVNULL,
+        return subprocess.run(["docker", *args], env=self.cli_env(), stdin=subprocess.DEVNULL,
                               capture_output=True, text=True, timeout=timeout, check=False)
 
     def get(self, path: str, timeout: float = 30) -> Any:

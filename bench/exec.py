@@ -169,12 +169,11 @@ def main(argv: list[str] | None = None) -> int:
                 if started.returncode != 0:
                     raise RuntimeError(f"starting {NAME}: {started.stderr.strip()}")
             version = docker.version()
-            pouch_env = {**os.environ, "DOCKER_HOST": daemon.host,
-                         "DOCKER_CONFIG": str(daemon.docker_config)}
+            pouch_env = daemon.cli_env()
             argv_exec = ["docker", "exec", NAME, "true"]
             cases: dict[str, Callable[[], float]] = {
                 POUCH: lambda: timed(argv_exec, pouch_env),
-                DOCKERD_CASE: lambda: timed(argv_exec, docker.env()),
+                DOCKERD_CASE: lambda: timed(argv_exec, docker.cli_env()),
             }
             samples = alternate(args.runs, cases, warmup=2)
             steps: dict[str, list[list[float]]] = {POUCH: [], DOCKERD_CASE: []}

@@ -97,8 +97,7 @@ class Cases:
         self.daemon = daemon
         self.docker = docker
         self.name = f"{registry.host}/bench/big:v1"
-        self.env = {**os.environ, "DOCKER_HOST": daemon.host,
-                    "DOCKER_CONFIG": str(daemon.docker_config)}
+        self.env = daemon.cli_env()
         # (download, rest) per sample, warm-up included.
         self.split: dict[str, list[tuple[float, float]]] = {POUCH: [], DOCKERD_CASE: []}
 

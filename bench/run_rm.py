@@ -57,8 +57,7 @@ def cases(daemon: PouchDaemon, docker: Dockerd | None) -> dict[str, Callable[[],
     ids = itertools.count()
     prefix = f"bench-{os.getpid()}-"
     ctr = ["ctr", "--address", str(daemon.containerd_socket), "--namespace", NAMESPACE]
-    docker_env = {**os.environ, "DOCKER_HOST": daemon.host,
-                  "DOCKER_CONFIG": str(daemon.docker_config)}
+    docker_env = daemon.cli_env()
 
     def ctr_run() -> float:
         return timed([*ctr, "run", "--rm", IMAGE, f"{prefix}{next(ids)}", "true"])
@@ -70,8 +69,8 @@ def cases(daemon: PouchDaemon, docker: Dockerd | None) -> dict[str, Callable[[],
             "docker run --rm": docker_run(docker_env),
             "docker run --rm --network none": docker_run(docker_env, "--network", "none")}
     if docker is not None:
-        runs["dockerd run --rm"] = docker_run(docker.env())
-        runs["dockerd run --rm --network none"] = docker_run(docker.env(), "--network", "none")
+        runs["dockerd run --rm"] = docker_run(docker.cli_env())
+        runs["dockerd run --rm --network none"] = docker_run(docker.cli_env(), "--network", "none")
     return runs
 
 

@@ -378,8 +378,7 @@ class Stream:
         # waits in the socket for one, and a daemon that stopped for good never answers
         # it (nor says so: its disconnect was reported once, when it went).
         try:
-            self._client.call("broker", "contract", {"service": self._service},
-                              timeout=max(left, RETRY_PAUSE))
+            self._client.call("broker", "ping", {}, timeout=max(left, RETRY_PAUSE))
         except PouchError as error:
             if error.code in ("timeout", "unavailable"):
                 return False

@@ -17,8 +17,7 @@ from pouch.tests.support.wait import wait_for
 def test_a_builder_killed_mid_step_leaves_nothing_running(pouchd: PouchDaemon,
                                                            tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN echo started; sleep 120\n")
-    env = {**os.environ, "DOCKER_HOST": pouchd.host, "DOCKER_BUILDKIT": "0",
-           "DOCKER_CONFIG": str(pouchd.docker_config)}
+    env = {**pouchd.cli_env(), "DOCKER_BUILDKIT": "0"}
     proc = subprocess.Popen(["docker", "build", "-t", "cut:v1", str(tmp_path)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -7,7 +7,6 @@ told to stop drops no request sent on a connection it kept alive."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import threading
@@ -30,7 +29,7 @@ RUN_LOOPS = 4
 
 def test_a_run_rm_cut_by_a_gateway_death_ends_at_once_and_leaves_nothing(pouchd: PouchDaemon):
     old = pouchd.pid_of("gateway")
-    env = {**os.environ, "DOCKER_HOST": pouchd.host, "DOCKER_CONFIG": str(pouchd.docker_config)}
+    env = pouchd.cli_env()
     run = subprocess.Popen(["docker", "run", "--rm", "--name", "cut", "busybox", "sh", "-c",
                             "sleep 2; echo done"], env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
@@ -69,7 +68,7 @@ def test_gateway_masters_killed_again_and_again_cut_no_run(pouchd: PouchDaemon):
     serve what they took and exit: none accepts a connection it has no time left to
     serve (once, the old workers accepted through their grace time and dropped what
     arrived at its end: `docker run` saw EOF, or waited out its timeout)."""
-    env = {**os.environ, "DOCKER_HOST": pouchd.host, "DOCKER_CONFIG": str(pouchd.docker_config)}
+    env = pouchd.cli_env()
     runs: list[Run] = []
     done = threading.Event()
 

@@ -78,7 +78,7 @@ def test_a_start_whose_task_create_containerd_s_death_cut_goes_through(pouchd: P
     pouchd.docker("create", "--name", "cut", "busybox", "sleep", "60")
     cid = pouchd.inspect("cut")["Id"]
     address = str(pouchd.containerd_socket.absolute())
-    env = {**os.environ, "DOCKER_HOST": pouchd.host, "DOCKER_CONFIG": str(pouchd.docker_config)}
+    env = pouchd.cli_env()
     start = subprocess.Popen(["docker", "start", "cut"], env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     try:

@@ -51,7 +51,7 @@ def restart_container_actor(daemon: PouchDaemon, view: BrokerView) -> None:
 
 
 def docker_in_background(daemon: PouchDaemon, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "DOCKER_HOST": daemon.host, "DOCKER_CONFIG": str(daemon.docker_config)}
+    env = daemon.cli_env()
     return subprocess.Popen([require("docker", "docker.io"), *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -31,8 +31,7 @@ class Terminal:
 
     def __init__(self, daemon: PouchDaemon, *args: str,
                  env: dict[str, str] | None = None) -> None:
-        env = env or {**os.environ, "DOCKER_HOST": daemon.host,
-                      "DOCKER_CONFIG": str(daemon.docker_config)}
+        env = env or daemon.cli_env()
         self.master, slave = os.openpty()
         self.proc = subprocess.Popen(
             [require("docker", "docker.io"), *args], stdin=slave, stdout=slave,

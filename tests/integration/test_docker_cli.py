@@ -166,11 +166,10 @@ def test_metrics_count_what_the_actors_answered(docker, daemon: PouchDaemon):
 
 
 def test_an_interactive_terminal_works(daemon: PouchDaemon):
-    import os
     import subprocess
 
     script, docker = require("script", "bsdutils"), require("docker", "docker.io")
-    env = {**os.environ, "DOCKER_HOST": daemon.host, "DOCKER_CONFIG": str(daemon.docker_config)}
+    env = daemon.cli_env()
     # script gives the CLI a terminal; the shell reads its commands from it.
     result = subprocess.run(
         [script, "-qec", f"{docker} run -it --rm busybox sh", "/dev/null"],

@@ -178,7 +178,7 @@ def test_an_exec_ends_with_its_container(daemon: PouchDaemon, running: str):
 
 
 def cli_env(daemon: PouchDaemon) -> dict[str, str]:
-    return {**os.environ, "DOCKER_HOST": daemon.host, "DOCKER_CONFIG": str(daemon.docker_config)}
+    return daemon.cli_env()
 
 
 class Terminal:

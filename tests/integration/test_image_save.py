@@ -59,7 +59,7 @@ def check_archive(archive: Path) -> list[dict[str, Any]]:
 def docker_bytes(pouchd: PouchDaemon, script: str) -> subprocess.CompletedProcess[bytes]:
     """Run a shell line of docker commands (pipes, redirections) against `pouchd`."""
     require("docker", "docker.io")
-    env = {**os.environ, "DOCKER_HOST": pouchd.host, "DOCKER_CONFIG": str(pouchd.docker_config)}
+    env = pouchd.cli_env()
     return subprocess.run(["sh", "-c", script], capture_output=True, env=env, timeout=120)
 
 

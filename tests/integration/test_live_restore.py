@@ -65,7 +65,7 @@ def test_a_running_container_outlives_the_container_actor(pouchd: PouchDaemon):
     # logs -f works again: it replays, then follows.
     follow = subprocess.Popen(
         ["docker", "logs", "-f", "--tail", "0", name], stdout=subprocess.PIPE, text=True,
-        env={**os.environ, "DOCKER_HOST": pouchd.host, "DOCKER_CONFIG": str(pouchd.docker_config)})
+        env=pouchd.cli_env())
     try:
         assert follow.stdout is not None
         assert follow.stdout.readline().startswith("line ")

@@ -148,9 +148,12 @@ class PouchDaemon:
     def docker_result(self, *args: str, input: str | None = None,
                       timeout: float = 60) -> subprocess.CompletedProcess[str]:
         docker = require("docker", "docker.io")
-        env = {**os.environ, "DOCKER_HOST": self.host, "DOCKER_CONFIG": str(self.docker_config)}
         return subprocess.run([docker, *args], input=input, capture_output=True, text=True,
-                              env=env, timeout=timeout)
+                              env=self.cli_env(), timeout=timeout)
+
+    def cli_env(self) -> dict[str, str]:
+        """The environment in which the docker CLI talks to this daemon."""
+        return {**os.environ, "DOCKER_HOST": self.host, "DOCKER_CONFIG": str(self.docker_config)}
 
     def inspect(self, name: str) -> dict[str, Any]:
         return json.loads(self.docker("inspect", name))[0]
