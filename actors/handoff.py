@@ -28,12 +28,18 @@ log = logging.getLogger("pouch.handoff")
 
 
 class HandoffListener:
-    def __init__(self, host: Host, handoff_dir: Path) -> None:
+    """`up_at`: when this actor process began, before its actor's restore."""
+
+    def __init__(self, host: Host, handoff_dir: Path, up_at: float) -> None:
         self.host = host
         self.path = socket_path(handoff_dir, host.service)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._thread = threading.Thread(target=self._serve, name="handoff", daemon=True)
         self._stopping = False
+        # A stream handed over again continues from its cut. The gateway's time of the
+        # cut can be late (its keeper thread waits for the CPU); what this process made
+        # (logged, say) came after the cut, and the client has none of it yet.
+        self._up_at = up_at
 
     def start(self) -> Callable[[], None]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,7 +95,8 @@ class HandoffListener:
                 reply.fail(exc)
                 return
             session = StreamSession(conn, spec, watch=LinkWatch(link, decl.resumable is True),
-                                    resumed_at=float(message.get("resumed_at") or 0.0),
+                                    resumed_at=min(float(message.get("resumed_at") or 0.0),
+                                                   self._up_at),
                                     began_at=float(message.get("began_at") or 0.0),
                                     head_out=True)
             self.host.dispatch_with_conn(decl, checked, session, reply)
@@ -103,7 +110,12 @@ def _answer_on(link: socket.socket,
         with contextlib.suppress(OSError):  # the gateway gave up waiting: the actor owns it
             link.send(body)
         if not env.unpack(body).get("ok"):
-            link.close()  # refused: no stream follows; else the session's watch owns the link
+            # Refused: no stream follows, and the gateway answers the client (else the
+            # session owns the connection, and its watch the link). Kept, the connection
+            # would hang a client that the gateway cut (a stream it handed over again).
+            link.close()
+            if conn is not None:
+                conn.close()
         elif not wait_for_go(link) and conn is not None:
             # Whether the head went out is unknown: a body must not follow. The session's
             # first write finds the connection shut and ends the stream.

@@ -8,6 +8,10 @@ and one file per container removed within TOMB_KEPT seconds (its tomb):
 
     removed-containers/<id>.json  its name, exit status and the once-tokens of the calls
                                   that created, started and removed it (tombs.py)
+    removed-containers/<id>.log   its json.log (and rotated files, .log.N), kept LOG_KEPT
+                                  seconds: an attach or `logs -f` that an actor's death
+                                  cut is handed over again, maybe after the removal
+                                  (`docker run --rm`), and sends what was logged since
 
 A removed container's folder is moved to removed-folders/<id> (one rename, so that the
 removal need not wait for its files to be deleted) and deleted there.
@@ -15,6 +19,7 @@ removal need not wait for its files to be deleted) and deleted there.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -26,6 +31,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from pouch.actors.container import record as rec
+from pouch.actors.container.jsonlog import rotated_files
 from pouch.actors.fsutil import atomic_write, atomic_write_json
 
 log = logging.getLogger("pouch.container")
@@ -34,6 +41,8 @@ ID = re.compile(r"[0-9a-f]{64}")
 # Long enough for any retry of a cut call (their deadlines are a minute at most).
 TOMB_KEPT = 600.0
 TOMB_KEYS = {"Name", "ExitCode", "Error", "Tokens", "At"}
+# Longer than the gateway waits for a restarted actor to take a cut stream (a minute).
+LOG_KEPT = 90.0
 LOCALHOST_HOSTS = ("127.0.0.1\tlocalhost\n"
                    "::1\tlocalhost ip6-localhost ip6-loopback\n"
                    "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\n"
@@ -145,11 +154,21 @@ class MetaStore:
             return
         self._deleter.submit(shutil.rmtree, moved, ignore_errors=True)
 
-    def bury(self, cid: str, tomb: dict[str, Any]) -> None:
-        """Keep what a removed container leaves to know (written before its folder goes)."""
+    def bury(self, cid: str, record: dict[str, Any]) -> dict[str, Any]:
+        """Keep what a removed container leaves to know (its tomb, returned), and its log
+        if that is in its folder (a CRI container's is not ours to move); before its
+        folder goes."""
+        log_path = Path(record.get("LogPath") or "")
+        kept = self._tombs / f"{cid}.log" if log_path.parent == self.folder(cid) else None
+        tomb = rec.tomb(record, kept)
         self._tombs.mkdir(exist_ok=True)
         # Only this process's death need be outlived: the callers die with the machine.
         atomic_write_json(self._tombs / f"{cid}.json", tomb, durable=False)
+        if kept is not None:
+            for path in [*rotated_files(log_path), log_path]:
+                with contextlib.suppress(FileNotFoundError):
+                    path.rename(kept.with_name(kept.name + path.name[len(log_path.name):]))
+        return tomb
 
     def tombs(self) -> dict[str, dict[str, Any]]:
         """The tombs of containers removed within TOMB_KEPT s, by ID, oldest first; older
@@ -157,7 +176,12 @@ class MetaStore:
         found: dict[str, dict[str, Any]] = {}
         if not self._tombs.is_dir():
             return found
-        oldest = time.time() - TOMB_KEPT
+        now = time.time()
+        for path in self._tombs.glob("*.log*"):
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_ctime < now - LOG_KEPT:  # the removal's rename set it
+                    path.unlink()
+        oldest = now - TOMB_KEPT
         for path in self._tombs.glob("*.json"):
             try:
                 if path.stat().st_mtime < oldest:

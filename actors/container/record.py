@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from pathlib import Path
 from typing import Any
 
 from pouch.actors.container import health
@@ -322,13 +323,15 @@ def removal_token(record: dict[str, Any]) -> str:
     return str((record.get(PRIVATE) or {}).get("RemovingToken") or "")
 
 
-def tomb(record: dict[str, Any]) -> dict[str, Any]:
-    """What a removed container leaves behind (pouch.actors.container.meta)."""
+def tomb(record: dict[str, Any], kept_log: Path | None) -> dict[str, Any]:
+    """What a removed container leaves behind (pouch.actors.container.meta), its log kept
+    at `kept_log` if not None."""
     state = record["State"]
     removal = removal_token(record)
     return {"Name": record["Name"].lstrip("/"), "ExitCode": state["ExitCode"],
             "Error": state.get("Error") or "",
-            "Tokens": tokens(record) + ([removal] if removal else []), "At": time.time()}
+            "Tokens": tokens(record) + ([removal] if removal else []), "At": time.time(),
+            "Tty": bool(record["Config"].get("Tty")), "Log": str(kept_log or "")}
 
 
 def wait_answer(exit_code: int, error: str) -> dict[str, Any]:

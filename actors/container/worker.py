@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import functools
 import json
 import logging
@@ -42,6 +43,7 @@ from pouch.actors.container.health import KILL, HealthEnv, HealthMonitor
 from pouch.actors.container.iohub import Consumer, IOHub
 from pouch.actors.container.jsonlog import Selection, log_config
 from pouch.actors.container.meta import MetaStore
+from pouch.actors.container.replay import log_window, replay
 from pouch.actors.container.spec.merge import effective_process
 from pouch.actors.container.spec.oci import (
     SpecInput,
@@ -1360,8 +1362,8 @@ class ContainerWorker(ObjectActor):
         # the process table need not be searched.
         if shims.socket_path(ctrd.address, ctrd.namespace, self.cid).exists():
             self._end_shims()
-        tomb = rec.tomb(self.record)
-        self.env.meta.bury(self.cid, tomb)  # first: a removal cut after it is done at restore
+        # First: a removal cut after it is done at restore.
+        tomb = self.env.meta.bury(self.cid, self.record)
         self.env.meta.remove(self.cid)
         self._gone = True
         # The actor's index first: a waiter told of the removal lists containers next
@@ -1454,58 +1456,38 @@ class ContainerWorker(ObjectActor):
             conn.end()
 
     def logs_container(self, reply: Reply, conn: StreamSession, opts: dict[str, Any]) -> None:
-        window: list[float] = []
+        window: list[Selection] = []
 
         def parse() -> None:
             self._check_alive()
             if not log_config(self.record["HostConfig"].get("LogConfig")).keeps:
                 # dockerd's words (its 501 has no code of ours: 400 says it as plainly).
                 raise invalid("configured logging driver does not support reading")
-            window.extend(parse_timestamp(opts[key]) if opts[key] else 0.0
-                          for key in ("since", "until"))
-            window.append(-1 if opts["tail"] in ("all", "") else int(opts["tail"]))
+            window.append(log_window(opts, conn.resumed_at))
 
         if not self._take(reply, conn, parse):
             return
-        since, until, tail = window
-        if conn.resumed_at:
-            # Taken up after this actor restarted: what was logged since the cut follows.
-            since, tail = max(since, conn.resumed_at), -1
-        streams = (opts["stdout"], opts["stderr"])
-        consumer = Consumer(conn, stdout=streams[0], stderr=streams[1], lines=True,
+        selection = window[0]
+        consumer = Consumer(conn, stdout=opts["stdout"], stderr=opts["stderr"], lines=True,
                             timestamps=opts["timestamps"],
-                            selection=Selection(*streams, since, until))
-        self._replay(consumer, Selection(*streams, since, until, int(tail)),
-                     opts["follow"] and self._task_live)
+                            selection=dataclasses.replace(selection, tail=-1))
+        self._replay(consumer, selection, opts["follow"] and self._task_live)
 
     def _replay(self, consumer: Consumer, selection: Selection, live: bool,
                 resumable: bool = True) -> None:
         """Send the log so far and then, if `live`, what comes; in a thread of its own.
         `resumable`: once it follows live, a restarted actor could take it up."""
-        hub, cid, path = self.env.hub, self.cid, Path(self.record["LogPath"])
+        hub, cid, session = self.env.hub, self.cid, consumer.session
         # Not started yet: the client waits for the start, unless one happens meanwhile.
         runs_seen = hub.runs(cid) if live and self._state["Status"] == "created" else None
         # Opened now, on this thread: a removal of the container, which this thread also
         # does, unlinks the files (a rotation renames them) but cannot take them from
         # the reader.
-        log = hub.open_log(cid, path)
+        log = hub.open_log(cid, Path(self.record["LogPath"]))
 
-        def run() -> None:
-            session = consumer.session
-            try:
-                session.settle()
-                for entry in selection.pick(log.entries()):
-                    if not session.write(entry.stream, consumer.line(entry)):
-                        return
-                if live:
-                    if resumable:
-                        session.may_resume()
-                    hub.follow(cid, consumer, log, runs_seen)
-                    return
-                session.end()
-            except OSError as exc:
-                session.fail(f"Error grabbing logs: {exc}")
-            finally:
-                log.close()
+        def follow() -> None:
+            if resumable:
+                session.may_resume()
+            hub.follow(cid, consumer, log, runs_seen)
 
-        threading.Thread(target=run, name=f"logs-{cid[:12]}", daemon=True).start()
+        replay(consumer, log, selection, f"logs-{cid[:12]}", follow if live else None)

@@ -22,6 +22,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -139,11 +140,12 @@ def run_actor(config: DaemonConfig, name: str) -> int:
     from pouch.actors.handoff import HandoffListener
     from pouch.actors.host import serve
 
+    up_at = time.time()
     module_name, _, class_name = ACTOR_CLASSES[name].partition(":")
     actor_cls = getattr(importlib.import_module(module_name), class_name)
     takes_conns = any(d.handoff for d in actor_cls.contract.values())
     return serve(actor_cls, config,
-                 extra=(lambda host: HandoffListener(host, config.handoff_dir).start())
+                 extra=(lambda host: HandoffListener(host, config.handoff_dir, up_at).start())
                  if takes_conns else None)
 
 

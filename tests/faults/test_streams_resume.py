@@ -14,12 +14,14 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from pouch.broker.client import Client
 from pouch.proto import stdstream
+from pouch.proto.envelope import PouchError
 from pouch.tests.faults.checks import docker_api
 from pouch.tests.faults.tree import BrokerView, broker, kill, until, watch_replacement
 from pouch.tests.support.daemon import PouchDaemon
@@ -307,3 +309,74 @@ def test_docker_events_outlives_a_restart_of_the_system_actor(pouchd):
         watcher.kill()
         watcher.wait()
         view.close()
+
+
+def removed_while_the_gateway_is_stopped(daemon: PouchDaemon, cid: str,
+                                         end: Callable[[Client], None]) -> None:
+    """kill -9 the container actor while the gateway's processes are stopped, so that its
+    keeper thread learns of the death late; `end` makes the container exit (through the
+    broker: the gateway is stopped), and it is removed (AutoRemove) before the gateway
+    goes on and hands its streams over again."""
+    view = BrokerView(daemon)
+    client = broker(daemon, timeout=ANSWER_WITHIN)
+    gateway = daemon.pid_of("gateway")
+    with stopped(children_of(gateway) or [gateway]):
+        restart_container_actor(daemon, view)
+        end(client)
+
+        def removed() -> bool:
+            try:
+                client.call("container", "inspect", {"id": cid})
+            except PouchError as exc:
+                return exc.code == "not_found"
+            return False
+        until(removed, ANSWER_WITHIN, "the container removed")
+    client.close()
+    view.close()
+
+
+def test_an_attach_taken_up_after_its_container_was_removed_gets_the_output(pouchd):
+    """`docker run --rm busybox echo hi` whose container actor dies after the attach
+    began: the start goes on with the restarted actor, and the container may run, exit
+    and be removed before the gateway hands the attach over again (its keeper thread had
+    to wait for the CPU). The attach must still bring "hi" (once, it came back empty)."""
+    pouchd.docker("create", "--rm", "--name", "attached", "busybox", "echo", "hi")
+    sock = attach_request(pouchd, "attached")
+    cid = pouchd.inspect("attached")["Id"]
+
+    removed_while_the_gateway_is_stopped(
+        pouchd, cid, lambda client: client.call("container", "start", {"id": cid}))
+
+    assert list(read_frames(sock)) == [(stdstream.STREAMS["stdout"], b"hi\n")]
+    sock.close()
+
+
+def test_a_logs_follow_taken_up_after_its_container_was_removed_gets_the_last_lines(pouchd):
+    """The same for `docker logs -f` of a `--rm` container: the lines logged after the
+    cut, then the end of the stream."""
+    pouchd.docker("run", "-d", "--rm", "--name", "followed", "busybox", "sh", "-c",
+                  "trap 'echo tick' USR1; trap 'echo bye; exit 0' TERM; "
+                  "while true; do sleep 0.1; done")
+    cid = pouchd.inspect("followed")["Id"]
+    conn = UnixConnection(pouchd.socket, ANSWER_WITHIN)
+    conn.request("GET", "/containers/followed/logs?follow=1&stdout=1")
+    answer = conn.getresponse()
+    assert answer.status == 200
+    # A line logged after the request: the stream follows live (it could be taken up).
+    pouchd.docker("kill", "-s", "USR1", "followed")
+    assert read_frame(answer) == (stdstream.STREAMS["stdout"], b"tick\n")
+    shell = pouchd.inspect("followed")["State"]["Pid"]
+
+    removed_while_the_gateway_is_stopped(
+        pouchd, cid, lambda _client: os.kill(shell, signal.SIGTERM))
+
+    assert read_frame(answer) == (stdstream.STREAMS["stdout"], b"bye\n")
+    assert answer.read() == b""  # and the stream ended whole (http.client checks the chunks)
+    conn.close()
+
+
+def read_frame(answer: http.client.HTTPResponse) -> tuple[int, bytes]:
+    """One multiplexed frame of a chunked response."""
+    head = answer.read(8)
+    return head[0], answer.read(int.from_bytes(head[4:8], "big"))
+

@@ -7,6 +7,7 @@ import array
 import shutil
 import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def handoff_dir() -> Iterator[Path]:
     folder = Path(tempfile.mkdtemp(prefix="ph-", dir="/tmp"))  # unix paths must be short
     try:
         with hosted(folder) as (ref, _broker):
-            stop = HandoffListener(host_of(ref), folder / "handoff").start()
+            stop = HandoffListener(host_of(ref), folder / "handoff", time.time()).start()
             try:
                 yield folder / "handoff"
             finally:
