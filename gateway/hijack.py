@@ -27,10 +27,18 @@ multiplexed, and with the last chunk when chunked, so that the client reads a
 complete response that says what happened. A stream that could be taken up
 whose actor does not come back in time is cut without a last chunk: a client
 waiting for a result (wait's exit status) must not read one that was made up.
+
+The streams outlive the gateway process that handed them over, so its keeper's
+watch must too: a worker that exits (told to stop, or orphaned by its master's
+death) first passes what it keeps to another worker's keeper, through the
+datagram socket each binds (`<handoff dir>/gateway.<pid>.sock`): the client's
+connection and the link as descriptors (SCM_RIGHTS), and what the keeper knows
+of the stream as one message.
 """
 
 from __future__ import annotations
 
+import array
 import contextlib
 import functools
 import logging
@@ -49,8 +57,10 @@ from typing import Any
 
 import falcon
 
+from pouch.broker.trust import umask
+from pouch.proto import envelope as env
 from pouch.proto.envelope import PouchError
-from pouch.proto.handoff import hand_over, read_notice
+from pouch.proto.handoff import MAX_MESSAGE, hand_over, read_notice
 from pouch.proto.stream import StreamSession, StreamSpec
 
 log = logging.getLogger("pouch.hijack")
@@ -63,6 +73,8 @@ FIRST_HANDOFF_WAIT = 10.0
 # How long a stream cut by its actor's death waits for the actor to come back.
 RESUME_WITHIN = 60.0
 RESUME_RETRY = 0.2
+LEAVE_WITHIN = 5.0  # how long an exiting worker waits for its keeper to pass its streams on
+ADOPTER_GLOB = "gateway.*.sock"
 
 
 @dataclass(frozen=True)
@@ -119,14 +131,30 @@ class Kept:
 
 
 class StreamKeeper:
-    """One thread that watches the links of every stream this process handed over."""
+    """One thread that watches the links of every stream this process handed over, or
+    adopted from a gateway process that exited."""
 
-    def __init__(self) -> None:
+    def __init__(self, handoff_dir: Path) -> None:
+        self._dir = handoff_dir
         self._sel = selectors.DefaultSelector()
-        self._new: queue.SimpleQueue[Kept] = queue.SimpleQueue()
+        self._new: queue.SimpleQueue[Kept | threading.Event] = queue.SimpleQueue()
         self._wake_r, self._wake_w = socket.socketpair()
-        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, self._take_new)
+        self._path = handoff_dir / f"gateway.{os.getpid()}.sock"
+        self._adopter: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._path.unlink(missing_ok=True)  # a dead process's of the same pid
+        with umask(0o177):  # mode 0600 from the moment the socket exists
+            self._adopter.bind(str(self._path))
+        self._sel.register(self._adopter, selectors.EVENT_READ, self._adopt)
         threading.Thread(target=self._run, name="stream-keeper", daemon=True).start()
+
+    def leave(self) -> None:
+        """This process is about to exit: pass what it keeps (and what it is given to
+        keep from now on) to another gateway process's keeper."""
+        left = threading.Event()
+        self._new.put(left)
+        self._wake_w.send(b"\0")
+        left.wait(LEAVE_WITHIN)
 
     def hand_over(self, handoff: Handoff, fd: int) -> None:
         """Hand `fd` over and keep watch; raises PouchError if the actor refuses."""
@@ -141,16 +169,88 @@ class StreamKeeper:
     def _run(self) -> None:
         while True:
             for key, _mask in self._sel.select():
-                if key.data is None:
-                    self._take_new()
-                else:
+                if isinstance(key.data, Kept):
                     self._on_notice(key.data)
+                else:
+                    key.data()
 
     def _take_new(self) -> None:
         self._wake_r.recv(READ_SIZE)
         while not self._new.empty():
-            kept = self._new.get()
-            self._sel.register(kept.link, selectors.EVENT_READ, kept)
+            item = self._new.get()
+            if isinstance(item, threading.Event):
+                self._leave()
+                item.set()
+            elif self._adopter is None:
+                self._pass_on(item)
+            else:
+                self._sel.register(item.link, selectors.EVENT_READ, item)
+
+    def _leave(self) -> None:
+        if self._adopter is None:
+            return
+        self._sel.unregister(self._adopter)
+        self._adopter.close()
+        self._adopter = None
+        self._path.unlink(missing_ok=True)
+        for key in list(self._sel.get_map().values()):
+            if isinstance(key.data, Kept):
+                self._sel.unregister(key.fileobj)
+                self._pass_on(key.data)
+
+    def _pass_on(self, kept: Kept) -> None:
+        """Give `kept` to another gateway process's keeper (else its watch ends here)."""
+        handoff = kept.handoff
+        message = env.pack({
+            "service": handoff.service, "method": handoff.method, "args": handoff.args,
+            "stream": handoff.spec.to_wire(), "began_at": kept.began_at,
+            "resumed_at": kept.resumed_at, "started": kept.started,
+            "multiplexed": kept.multiplexed, "resumable": kept.resumable})
+        fds = [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                array.array("i", [kept.conn.fileno(), kept.link.fileno()]))]
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as out:
+            for path in self._dir.glob(ADOPTER_GLOB):
+                try:
+                    out.sendmsg([message], fds, socket.MSG_DONTWAIT, str(path))
+                    break
+                except ConnectionRefusedError:  # its process died
+                    path.unlink(missing_ok=True)
+                except OSError:
+                    continue
+            else:
+                log.info("%s.%s: no gateway process to keep watch over it",
+                         handoff.service, handoff.method)
+        kept.conn.close()
+        kept.link.close()
+
+    def _adopt(self) -> None:
+        """Keep what a gateway process passed on as it exited."""
+        assert self._adopter is not None
+        try:
+            data, ancdata, _flags, _addr = self._adopter.recvmsg(
+                MAX_MESSAGE, socket.CMSG_SPACE(2 * array.array("i").itemsize))
+        except OSError:
+            return
+        fds = array.array("i")
+        for level, kind, payload in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+        socks = [socket.socket(fileno=fd) for fd in fds]
+        try:
+            body = env.unpack(data)
+            conn, link = socks
+            kept = Kept(Handoff(self._dir, body["service"], body["method"], body["args"],
+                                StreamSpec.from_wire(body["stream"])),
+                        conn, link, float(body["began_at"]),
+                        multiplexed=bool(body["multiplexed"]),
+                        resumable=bool(body["resumable"]),
+                        resumed_at=float(body["resumed_at"]), started=bool(body["started"]))
+        except (ValueError, KeyError, TypeError, PouchError) as exc:
+            log.warning("a stream passed on could not be kept: %s", exc)
+            for sock in socks:
+                sock.close()
+            return
+        self._sel.register(link, selectors.EVENT_READ, kept)
 
     def _on_notice(self, kept: Kept) -> None:
         notice = read_notice(kept.link)
@@ -208,9 +308,9 @@ def _end(kept: Kept, reason: str) -> None:
 
 
 @functools.cache
-def keeper() -> StreamKeeper:
+def keeper(handoff_dir: Path) -> StreamKeeper:
     """This process's keeper, started on first use (in the gunicorn worker, not before)."""
-    return StreamKeeper()
+    return StreamKeeper(handoff_dir)
 
 
 def hijack(req: falcon.Request, handoff: Handoff) -> None:
@@ -219,7 +319,7 @@ def hijack(req: falcon.Request, handoff: Handoff) -> None:
     sock = req.env.get("gunicorn.socket")
     if not isinstance(sock, socket.socket):
         raise PouchError("internal", "this server cannot hand connections over")
-    give = functools.partial(keeper().hand_over, handoff)
+    give = functools.partial(keeper(handoff.handoff_dir).hand_over, handoff)
     if isinstance(sock, ssl.SSLSocket):
         hand_over_relayed(sock, give)
         _end_tls(sock)

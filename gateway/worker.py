@@ -58,7 +58,7 @@ from gunicorn.http2 import negotiation
 from gunicorn.workers import gthread
 
 from pouch.actors import plugins  # self-contained: it imports nothing of the actors
-from pouch.gateway import plain
+from pouch.gateway import hijack, plain
 from pouch.gateway.canned import CannedPing
 from pouch.gateway.threads import HandOff
 
@@ -210,7 +210,12 @@ class Worker(gthread.ThreadWorker):
         # A plugin may wrap /_ping or add middleware that must see every request.
         if self.plain and not plugins.loaded().has("update_api"):
             self.canned = CannedPing.render(self, Conn)
-        super().run()
+        # Started before any stream: another worker may pass on its streams any time.
+        keeper = hijack.keeper(self.app.daemon_config.handoff_dir)
+        try:
+            super().run()
+        finally:
+            keeper.leave()
 
     def get_thread_pool(self) -> Any:
         self._keeping = threading.Lock()  # see _handle_and_keep
