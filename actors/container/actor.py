@@ -34,10 +34,9 @@ from pouch.actors.container.detach import parse_detach_keys
 from pouch.actors.container.exec import GC_EVERY as EXEC_GC_EVERY
 from pouch.actors.container.exec import forget_leftovers as forget_exec_leftovers
 from pouch.actors.container.fsview import forget_views
-from pouch.actors.container.iohub import Consumer, IOHub
-from pouch.actors.container.jsonlog import LogView, Selection
+from pouch.actors.container.iohub import IOHub
 from pouch.actors.container.meta import MetaStore
-from pouch.actors.container.replay import log_window, replay
+from pouch.actors.container.replay import after_removal
 from pouch.actors.container.sweep import Sweeper
 from pouch.actors.container.tombs import Graveyard
 from pouch.actors.container.worker import OWNER_LABEL, ContainerWorker, Notice, WorkerEnv
@@ -652,18 +651,10 @@ class ContainerActor(ActorBase):
         to a handed-over connection, and its stdin from it. Defaults are Docker's: nothing.
         With a terminal, typing `detach_keys` (Docker's form, "" for ctrl-p,ctrl-q) ends
         the attach and leaves the container running."""
-        keys = parse_detach_keys(detach_keys)
-        tomb = self._tomb_of(id) if conn.began_at else None
-        if tomb is not None:
-            # Taken up after this actor restarted (so without stdin, following live), for
-            # a container removed meanwhile: what it logged since the cut, from its tomb.
-            self._replay_kept(tomb, conn, reply, Consumer(conn, stdout=stdout, stderr=stderr),
-                              Selection(stdout, stderr, conn.resumed_at or (
-                                  0.0 if logs else conn.began_at)))
-            return
-        self._delegate(id, ContainerWorker.attach_container, reply, conn, {
-            "stream": stream, "logs": logs, "stdin": stdin,
-            "stdout": stdout, "stderr": stderr, "detach_keys": keys})
+        opts = {"stream": stream, "logs": logs, "stdin": stdin, "stdout": stdout,
+                "stderr": stderr, "detach_keys": parse_detach_keys(detach_keys)}
+        if not self._taken_up_after_removal(id, conn, reply, "attach", opts):
+            self._delegate(id, ContainerWorker.attach_container, reply, conn, opts)
 
     @method(idempotent=False, returns=None, errors=("not_found", "invalid"), resumable=True)
     def wait(self, id: str, conn: StreamSession, reply: Reply,
@@ -671,15 +662,8 @@ class ContainerActor(ActorBase):
         """Write the exit status to a handed-over connection when the condition holds."""
         if condition not in ("not-running", "next-exit", "removed"):
             raise invalid(f"invalid condition: {condition!r}")
-        tomb = self._tomb_of(id) if conn.began_at else None
-        if tomb is not None:
-            # Taken up after this actor restarted, for a container removed meanwhile.
-            reply.send(None)
-            if conn.start():
-                conn.write_json(rec.wait_answer(tomb["ExitCode"], tomb["Error"]))
-                conn.end()
-            return
-        self._delegate(id, ContainerWorker.wait_container, reply, conn, condition)
+        if not self._taken_up_after_removal(id, conn, reply, "wait", {}):
+            self._delegate(id, ContainerWorker.wait_container, reply, conn, condition)
 
     @method(idempotent=False, returns=None, errors=("not_found", "invalid"), resumable=True)
     def logs(self, id: str, conn: StreamSession, reply: Reply,
@@ -691,26 +675,17 @@ class ContainerActor(ActorBase):
             raise invalid("Bad parameters: you must choose at least one stream")
         opts = {"follow": follow, "stdout": stdout, "stderr": stderr,
                 "timestamps": timestamps, "tail": tail, "since": since, "until": until}
-        tomb = self._tomb_of(id) if conn.began_at else None
-        if tomb is not None:
-            # Taken up after this actor restarted (following live), for a container
-            # removed meanwhile: what it logged since the cut, from its tomb.
-            self._replay_kept(tomb, conn, reply, Consumer(
-                conn, stdout=stdout, stderr=stderr, lines=True, timestamps=timestamps),
-                log_window(opts, conn.resumed_at))
-            return
-        self._delegate(id, ContainerWorker.logs_container, reply, conn, opts)
+        if not self._taken_up_after_removal(id, conn, reply, "logs", opts):
+            self._delegate(id, ContainerWorker.logs_container, reply, conn, opts)
 
-    def _replay_kept(self, tomb: dict[str, Any], conn: StreamSession, reply: Reply,
-                     consumer: Consumer, selection: Selection) -> None:
-        """Send what `selection` picks of a removed container's kept log, and end."""
-        reply.send(None)
-        if not conn.start(multiplexed=not tomb.get("Tty")):
-            return
-        if not tomb.get("Log"):
-            conn.end()
-            return
-        replay(consumer, LogView(Path(tomb["Log"])), selection, "logs-removed")
+    def _taken_up_after_removal(self, ref: str, conn: StreamSession, reply: Reply,
+                                method: str, opts: dict[str, Any]) -> bool:
+        """A stream handed over again after this actor restarted, for a container removed
+        meanwhile: answered from its tomb (see replay.after_removal)."""
+        tomb = self._tomb_of(ref) if conn.began_at else None
+        if tomb is not None:
+            after_removal(tomb, conn, reply, method, opts)
+        return tomb is not None
 
     # -- observation and files (pouch.actors.container.observe, .archive, .changes) --
 

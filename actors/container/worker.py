@@ -43,7 +43,7 @@ from pouch.actors.container.health import KILL, HealthEnv, HealthMonitor
 from pouch.actors.container.iohub import Consumer, IOHub
 from pouch.actors.container.jsonlog import Selection, log_config
 from pouch.actors.container.meta import MetaStore
-from pouch.actors.container.replay import log_window, replay
+from pouch.actors.container.replay import after_removal, log_window, replay
 from pouch.actors.container.spec.merge import effective_process
 from pouch.actors.container.spec.oci import (
     SpecInput,
@@ -163,6 +163,7 @@ class ContainerWorker(ObjectActor):
         self.cid = cid
         self.record: dict[str, Any] = record or {}
         self._gone = False
+        self._tomb: dict[str, Any] | None = None  # once removed (not for a create undone)
         self._drained: threading.Event | None = None
         self._held: list[tuple[Reply, Any]] = []  # answered when the task exits
         self._remover: Reply | None = None  # answered when the container is gone
@@ -1363,12 +1364,12 @@ class ContainerWorker(ObjectActor):
         if shims.socket_path(ctrd.address, ctrd.namespace, self.cid).exists():
             self._end_shims()
         # First: a removal cut after it is done at restore.
-        tomb = self.env.meta.bury(self.cid, self.record)
+        self._tomb = self.env.meta.bury(self.cid, self.record)
         self.env.meta.remove(self.cid)
         self._gone = True
         # The actor's index first: a waiter told of the removal lists containers next
         # (`docker run --rm` returns), and finds it gone.
-        self.env.removed(self.cid, self._name, tomb)
+        self.env.removed(self.cid, self._name, self._tomb)
         self._answer_waits(("removed", "not-running", "next-exit"))
         self._event("destroy")
         self.actor_ref.stop(block=False)
@@ -1433,6 +1434,8 @@ class ContainerWorker(ObjectActor):
         # Without stdin, an attach that follows live is taken up as a `logs -f` is: the
         # output logged since the cut, then what comes. What a client sent to stdin died
         # with the actor: that attach ends saying so.
+        if self._removed_meanwhile(conn, reply, "attach", opts):
+            return
         follows = opts["stream"] and not opts["stdin"]
         if not self._take(reply, conn, resumable=follows and not opts["logs"]):
             return
@@ -1455,7 +1458,19 @@ class ContainerWorker(ObjectActor):
         else:
             conn.end()
 
+    def _removed_meanwhile(self, conn: StreamSession, reply: Reply, method: str,
+                           opts: dict[str, Any]) -> bool:
+        """A stream handed over again after the actor restarted, for this container, which
+        was removed before the actor's index heard: answered as the actor answers one
+        after (replay.after_removal)."""
+        if self._tomb is not None and conn.began_at:
+            after_removal(self._tomb, conn, reply, method, opts)
+            return True
+        return False
+
     def logs_container(self, reply: Reply, conn: StreamSession, opts: dict[str, Any]) -> None:
+        if self._removed_meanwhile(conn, reply, "logs", opts):
+            return
         window: list[Selection] = []
 
         def parse() -> None:

@@ -23,7 +23,7 @@ from pouch.broker.client import Client
 from pouch.proto import stdstream
 from pouch.proto.envelope import PouchError
 from pouch.tests.faults.checks import docker_api
-from pouch.tests.faults.tree import BrokerView, broker, kill, until, watch_replacement
+from pouch.tests.faults.tree import BrokerView, broker, internal, kill, until, watch_replacement
 from pouch.tests.support.daemon import PouchDaemon
 from pouch.tests.support.procs import alive, children_of
 from pouch.tests.support.tools import require
@@ -312,40 +312,54 @@ def test_docker_events_outlives_a_restart_of_the_system_actor(pouchd):
 
 
 def removed_while_the_gateway_is_stopped(daemon: PouchDaemon, cid: str,
-                                         end: Callable[[Client], None]) -> None:
+                                         end: Callable[[Client], None],
+                                         while_removing: bool = False) -> None:
     """kill -9 the container actor while the gateway's processes are stopped, so that its
     keeper thread learns of the death late; `end` makes the container exit (through the
     broker: the gateway is stopped), and it is removed (AutoRemove) before the gateway
-    goes on and hands its streams over again."""
+    goes on and hands its streams over again. `while_removing`: the removal is held
+    (a fault point's delay) and the gateway goes on during it."""
     view = BrokerView(daemon)
     client = broker(daemon, timeout=ANSWER_WITHIN)
     gateway = daemon.pid_of("gateway")
+
+    def state() -> str:
+        try:
+            return str(client.call("container", "inspect", {"id": cid})["State"]["Status"])
+        except PouchError as exc:
+            return "gone" if exc.code == "not_found" else exc.code
     with stopped(children_of(gateway) or [gateway]):
         restart_container_actor(daemon, view)
+        if while_removing:
+            actors = internal(daemon)
+            actors.call("container", "debug_fault",
+                        {"point": "container.remove.task_deleted", "action": "delay"})
+            actors.close()
         end(client)
-
-        def removed() -> bool:
-            try:
-                client.call("container", "inspect", {"id": cid})
-            except PouchError as exc:
-                return exc.code == "not_found"
-            return False
-        until(removed, ANSWER_WITHIN, "the container removed")
+        # Its exit recorded, the auto-removal follows at once on the same thread.
+        until(lambda: state() == ("exited" if while_removing else "gone"), ANSWER_WITHIN,
+              "the container's removal")
+    if while_removing:
+        until(lambda: state() == "gone", ANSWER_WITHIN, "the container removed")
     client.close()
     view.close()
 
 
-def test_an_attach_taken_up_after_its_container_was_removed_gets_the_output(pouchd):
+@pytest.mark.parametrize("while_removing", [False, True], ids=["after", "during"])
+def test_an_attach_taken_up_after_its_container_was_removed_gets_the_output(
+        pouchd, while_removing):
     """`docker run --rm busybox echo hi` whose container actor dies after the attach
     began: the start goes on with the restarted actor, and the container may run, exit
     and be removed before the gateway hands the attach over again (its keeper thread had
-    to wait for the CPU). The attach must still bring "hi" (once, it came back empty)."""
+    to wait for the CPU), or while it is being removed. The attach must still bring "hi"
+    (once, it came back empty)."""
     pouchd.docker("create", "--rm", "--name", "attached", "busybox", "echo", "hi")
     sock = attach_request(pouchd, "attached")
     cid = pouchd.inspect("attached")["Id"]
 
     removed_while_the_gateway_is_stopped(
-        pouchd, cid, lambda client: client.call("container", "start", {"id": cid}))
+        pouchd, cid, lambda client: client.call("container", "start", {"id": cid}),
+        while_removing)
 
     assert list(read_frames(sock)) == [(stdstream.STREAMS["stdout"], b"hi\n")]
     sock.close()
