@@ -120,11 +120,13 @@ READY_PROBE = object()
 
 @dataclass(frozen=True)
 class Call:
-    """A request on its way to the actor that serves it."""
+    """A request on its way to the actor that serves it (`again`: a second time, after
+    what was in its inbox then)."""
 
     decl: Declaration
     args: dict[str, Any]
     reply: Reply
+    again: bool = False
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import copy
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
@@ -42,7 +43,7 @@ from pouch.actors.container.tombs import Graveyard
 from pouch.actors.container.worker import OWNER_LABEL, ContainerWorker, Notice, WorkerEnv
 from pouch.actors.containerd.client import Containerd
 from pouch.actors.containerd.types import rfc3339
-from pouch.actors.host import ActorBase, ActorContext, Job, Reply
+from pouch.actors.host import ActorBase, ActorContext, Call, Job, Reply
 from pouch.actors.timefmt import parse_rfc3339, parse_timestamp
 from pouch.proto.contract import method
 from pouch.proto.docker import (
@@ -158,6 +159,7 @@ class ContainerActor(ActorBase):
         self._names: dict[str, str] = {}  # name (no slash) -> ID; reserved during create
         self._tokens: dict[str, str] = {}  # token of a create or start done -> container ID
         self._tombs = Graveyard({})
+        self._serving: Call | None = None  # the call being served (see _delegate)
         self._execs: dict[str, ExecInspect] = {}  # copies from the workers, by exec ID
         self._layer_sizes: sizes.LayerCache = {}  # image layers' sizes, read once
         self._events_stop = threading.Event()
@@ -386,10 +388,24 @@ class ContainerActor(ActorBase):
             with contextlib.suppress(pykka.ActorDeadError):  # its create failed
                 ref.tell(Notice(ContainerWorker.unclaimed))  # after the create if it still runs
 
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Call):
+            self._serving = message
+        return super().on_receive(message)
+
     def _delegate(self, ref: str, handler: Callable[..., None], reply: Reply,
                   *args: Any) -> None:
         """Run an operation on the container's worker, which answers `reply`."""
-        self._workers[self._resolve(ref)].tell(Job(handler, reply, args))
+        try:
+            self._workers[self._resolve(ref)].tell(Job(handler, reply, args))
+        except pykka.ActorDeadError:
+            # The worker removed its container and stopped, and its notice is in this
+            # inbox already (sent before the stop): the call is served again after it,
+            # and finds the container gone (a stream taken up, its tomb).
+            call = self._serving
+            if call is None or call.reply is not reply or call.again:
+                raise not_found(f"No such container: {ref}") from None
+            self.actor_ref.tell(dataclasses.replace(call, again=True))
 
     # -- the contract --------------------------------------------------------
 
