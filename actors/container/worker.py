@@ -1226,6 +1226,11 @@ class ContainerWorker(ObjectActor):
             return
         if pid and self._state["Pid"] and pid != self._state["Pid"]:
             return  # a task this run replaced (a start cut by the last actor's death)
+        if not pid and exited_at and parse_timestamp(exited_at) < parse_timestamp(
+                self._state["StartedAt"]):
+            # containerd's own word for a shim it lost (no pid, status 255), of an
+            # attempt before this run's task: a create that containerd's death cut.
+            return
         self._handle_exit(status, exited_at)
 
     def task_oom(self) -> None:
@@ -1431,11 +1436,11 @@ class ContainerWorker(ObjectActor):
         waiter.session.end()
 
     def attach_container(self, reply: Reply, conn: StreamSession, opts: dict[str, Any]) -> None:
+        if self._removed_meanwhile(conn, reply, "attach", opts):
+            return
         # Without stdin, an attach that follows live is taken up as a `logs -f` is: the
         # output logged since the cut, then what comes. What a client sent to stdin died
         # with the actor: that attach ends saying so.
-        if self._removed_meanwhile(conn, reply, "attach", opts):
-            return
         follows = opts["stream"] and not opts["stdin"]
         if not self._take(reply, conn, resumable=follows and not opts["logs"]):
             return

@@ -7,12 +7,17 @@ import os
 import subprocess
 import threading
 
+import grpc
 import zmq
+from google.protobuf import any_pb2, timestamp_pb2
 
 from pouch.actors.containerd import shims
 from pouch.actors.containerd.client import Containerd
+from pouch.actors.timefmt import parse_rfc3339
 from pouch.broker.trust import private_endpoint, read_token
 from pouch.proto import envelope as env
+from pouch.proto.containerd.api.events import task_pb2 as task_events
+from pouch.proto.containerd.api.services.events.v1 import events_pb2, events_pb2_grpc
 from pouch.proto.envelope import PouchError
 from pouch.proto.stubs import Calls
 from pouch.tests.faults.checks import (
@@ -257,3 +262,30 @@ def test_killed_gateway_workers_cut_only_what_they_served(pouchd: PouchDaemon):
     check_invariants(pouchd, requests)
     print(f"gateway workers {workers} killed: service back after {restored:.3f} s; "
           f"{len(requests)} requests, failed: {brief(failed)}")
+
+
+def test_containerd_s_exit_for_a_shim_lost_before_this_run_leaves_the_container_running(
+        pouchd: PouchDaemon):
+    """A start that containerd's death cut goes through with another task; containerd's
+    cleanup of the first attempt's shim then says that task exited (pid 0, status 255)
+    after the second was made. Once, that made-up exit was taken for the run's: the
+    container was recorded exited 255 while its process ran on (the chaos soak's
+    `docker wait` printed 255)."""
+    pouchd.docker("run", "-d", "--name", "runs", "busybox", "sleep", "600")
+    state = pouchd.inspect("runs")["State"]
+    started = parse_rfc3339(state["StartedAt"])
+    before = timestamp_pb2.Timestamp()
+    before.FromNanoseconds(int((started - 0.5) * 1e9))
+    cid = pouchd.inspect("runs")["Id"]
+    stale = task_events.TaskExit(container_id=cid, id=cid, pid=0, exit_status=255,
+                                 exited_at=before)
+    with grpc.insecure_channel(f"unix://{pouchd.containerd_socket}") as channel:
+        events_pb2_grpc.EventsStub(channel).Publish(
+            events_pb2.PublishRequest(topic="/tasks/exit", event=any_pb2.Any(
+                type_url="containerd.events.TaskExit", value=stale.SerializeToString())),
+            metadata=[("containerd-namespace", "pouch")], timeout=10)
+
+    # The stale exit is taken (or not) before this kill's real one: events come in order.
+    pouchd.docker("kill", "runs")
+    assert pouchd.docker("wait", "runs") == "137"
+    assert pouchd.inspect("runs")["State"]["Pid"] == 0
