@@ -146,15 +146,27 @@ class StreamKeeper:
         with umask(0o177):  # mode 0600 from the moment the socket exists
             self._adopter.bind(str(self._path))
         self._sel.register(self._adopter, selectors.EVENT_READ, self._adopt)
+        self._resuming = 0  # streams being handed over again (take_up)
+        self._resuming_changed = threading.Condition()
         threading.Thread(target=self._run, name="stream-keeper", daemon=True).start()
 
     def leave(self) -> None:
         """This process is about to exit: pass what it keeps (and what it is given to
-        keep from now on) to another gateway process's keeper."""
-        left = threading.Event()
-        self._new.put(left)
+        keep from now on) to another gateway process's keeper; a stream being handed
+        over again to a restarted actor meanwhile is passed on once it is."""
+        until = time.monotonic() + LEAVE_WITHIN
+        self._flush(until)
+        with self._resuming_changed:
+            self._resuming_changed.wait_for(lambda: not self._resuming,
+                                            max(0.0, until - time.monotonic()))
+        self._flush(until)
+
+    def _flush(self, until: float) -> None:
+        """Wait until the keeper thread has taken what was given to it so far."""
+        taken = threading.Event()
+        self._new.put(taken)
         self._wake_w.send(b"\0")
-        left.wait(LEAVE_WITHIN)
+        taken.wait(max(0.0, until - time.monotonic()))
 
     def hand_over(self, handoff: Handoff, fd: int) -> None:
         """Hand `fd` over and keep watch; raises PouchError if the actor refuses."""
@@ -179,7 +191,7 @@ class StreamKeeper:
         while not self._new.empty():
             item = self._new.get()
             if isinstance(item, threading.Event):
-                self._leave()
+                self._leave()  # once; a second flush finds it done
                 item.set()
             elif self._adopter is None:
                 self._pass_on(item)
@@ -263,10 +275,20 @@ class StreamKeeper:
         self._sel.unregister(kept.link)
         kept.link.close()
         if notice is None:  # the link ended before the stream: the actor died
-            threading.Thread(target=take_up, args=(self, kept), name="stream-resume",
+            with self._resuming_changed:
+                self._resuming += 1
+            threading.Thread(target=self._take_up, args=(kept,), name="stream-resume",
                              daemon=True).start()
         else:
             kept.conn.close()
+
+    def _take_up(self, kept: Kept) -> None:
+        try:
+            take_up(self, kept)
+        finally:
+            with self._resuming_changed:
+                self._resuming -= 1
+                self._resuming_changed.notify_all()
 
 
 def take_up(keeper: StreamKeeper, kept: Kept) -> None:

@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ from pouch.proto import stdstream
 from pouch.proto.envelope import PouchError
 from pouch.tests.faults.checks import docker_api
 from pouch.tests.faults.tree import BrokerView, broker, internal, kill, until, watch_replacement
-from pouch.tests.support.daemon import PouchDaemon
+from pouch.tests.support.daemon import PouchDaemon, running
 from pouch.tests.support.procs import alive, children_of
 from pouch.tests.support.tools import require
 from pouch.tests.support.unixhttp import UnixConnection
@@ -412,3 +413,36 @@ def test_a_wait_outlives_the_gateway_process_that_handed_it_over_and_then_its_ac
 
     assert json.loads(answer.read()) == {"StatusCode": EXIT_ON_TERM, "Error": None}
     view.close()
+
+
+class SlowRestoreDaemon(PouchDaemon):
+    """Every container actor it starts takes DELAY seconds more over its restore."""
+
+    def env(self) -> dict[str, str]:
+        return {**super().env(), "POUCH_FAULTS": "container.restore=delay"}
+
+
+@pytest.fixture
+def slow_restore(busybox_tarball: Path) -> Iterator[PouchDaemon]:
+    with running(busybox_tarball, SlowRestoreDaemon()) as daemon:
+        yield daemon
+
+
+def test_a_wait_being_handed_over_again_as_its_gateway_process_exits_goes_on(slow_restore):
+    """The container actor and the gateway's master killed at once: the old master's
+    workers are to exit once a new master's serve, while their keepers still wait for
+    the restarted actor (its restore is slow) to take the wait up again. They wait for
+    that hand-over (LEAVE_WITHIN at most), then pass the stream on (once, the wait died
+    with the worker: "unexpected EOF")."""
+    daemon = slow_restore
+    answer = waiting(daemon, "not-running")
+    master, actor = daemon.pid_of("gateway"), daemon.pid_of("container")
+    orphans = children_of(master)
+    kill(actor)
+    kill(master)
+    until(lambda: not any(alive(pid) for pid in orphans) or None, ANSWER_WITHIN,
+          "the killed master's workers gone")
+
+    daemon.docker("kill", "-s", "TERM", "waited")
+
+    assert json.loads(answer.read()) == {"StatusCode": EXIT_ON_TERM, "Error": None}
