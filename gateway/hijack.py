@@ -201,6 +201,9 @@ class StreamKeeper:
     def _leave(self) -> None:
         if self._adopter is None:
             return
+        self._adopter.setblocking(False)
+        while self._adopt():  # what another exiting process passed on meanwhile
+            pass
         self._sel.unregister(self._adopter)
         self._adopter.close()
         self._adopter = None
@@ -235,14 +238,14 @@ class StreamKeeper:
         kept.conn.close()
         kept.link.close()
 
-    def _adopt(self) -> None:
-        """Keep what a gateway process passed on as it exited."""
+    def _adopt(self) -> bool:
+        """Keep what a gateway process passed on as it exited; False if none had."""
         assert self._adopter is not None
         try:
             data, ancdata, _flags, _addr = self._adopter.recvmsg(
                 MAX_MESSAGE, socket.CMSG_SPACE(2 * array.array("i").itemsize))
         except OSError:
-            return
+            return False
         fds = array.array("i")
         for level, kind, payload in ancdata:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -261,8 +264,9 @@ class StreamKeeper:
             log.warning("a stream passed on could not be kept: %s", exc)
             for sock in socks:
                 sock.close()
-            return
+            return True
         self._sel.register(link, selectors.EVENT_READ, kept)
+        return True
 
     def _on_notice(self, kept: Kept) -> None:
         notice = read_notice(kept.link)
