@@ -60,7 +60,7 @@ import falcon
 from pouch.broker.trust import umask
 from pouch.proto import envelope as env
 from pouch.proto.envelope import PouchError
-from pouch.proto.handoff import MAX_MESSAGE, hand_over, read_notice
+from pouch.proto.handoff import hand_over, read_notice, receive_sockets
 from pouch.proto.stream import StreamSession, StreamSpec
 
 log = logging.getLogger("pouch.hijack")
@@ -241,18 +241,9 @@ class StreamKeeper:
     def _adopt(self) -> bool:
         """Keep what a gateway process passed on as it exited; False if none had."""
         assert self._adopter is not None
+        socks: list[socket.socket] = []
         try:
-            data, ancdata, _flags, _addr = self._adopter.recvmsg(
-                MAX_MESSAGE, socket.CMSG_SPACE(2 * array.array("i").itemsize))
-        except OSError:
-            return False
-        fds = array.array("i")
-        for level, kind, payload in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
-        socks = [socket.socket(fileno=fd) for fd in fds]
-        try:
-            body = env.unpack(data)
+            body, socks = receive_sockets(self._adopter, 2)
             conn, link = socks
             kept = Kept(Handoff(self._dir, body["service"], body["method"], body["args"],
                                 StreamSpec.from_wire(body["stream"])),
@@ -260,6 +251,8 @@ class StreamKeeper:
                         multiplexed=bool(body["multiplexed"]),
                         resumable=bool(body["resumable"]),
                         resumed_at=float(body["resumed_at"]), started=bool(body["started"]))
+        except OSError:  # nothing to read
+            return False
         except (ValueError, KeyError, TypeError, PouchError) as exc:
             log.warning("a stream passed on could not be kept: %s", exc)
             for sock in socks:

@@ -133,17 +133,30 @@ def _connect(path: Path, service: str, until: float) -> socket.socket:
 
 def receive(link: socket.socket) -> tuple[dict[str, Any], socket.socket | None]:
     """One hand-off message and the connection it carries (None if it carried none)."""
-    data, ancdata, _flags, _addr = link.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(4 * 4))
+    message, conns = receive_sockets(link, 1)
+    return message, (conns[0] if conns else None)
+
+
+def receive_sockets(sock: socket.socket, wanted: int
+                    ) -> tuple[dict[str, Any], list[socket.socket]]:
+    """One message and the first `wanted` sockets it carries (SCM_RIGHTS); any more are
+    closed. Raises OSError (nothing to read), ValueError (not a message)."""
+    data, ancdata, _flags, _addr = sock.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(4 * 4))
     conns: list[socket.socket] = []
     for level, kind, payload in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds = array.array("i")
             fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
             conns += [socket.socket(fileno=fd) for fd in fds]
-    for extra in conns[1:]:
+    for extra in conns[wanted:]:
         extra.close()
-    message = env.unpack(data) if data else {}
-    return message, (conns[0] if conns else None)
+    try:
+        message = env.unpack(data) if data else {}
+    except ValueError:
+        for conn in conns[:wanted]:
+            conn.close()
+        raise
+    return message, conns[:wanted]
 
 
 class LinkWatch:

@@ -28,6 +28,14 @@ def log_window(opts: dict[str, Any], resumed_at: float = 0.0) -> Selection:
     return Selection(opts["stdout"], opts["stderr"], since, until, tail)
 
 
+def attach_window(opts: dict[str, Any], session: StreamSession) -> Selection:
+    """The logged output an attach sends before it follows live: all of it with `logs`;
+    if handed over again after an actor's death, what was logged since the cut (since
+    the attach began, if it had not begun)."""
+    since = session.resumed_at or (0.0 if opts["logs"] else session.began_at)
+    return Selection(opts["stdout"], opts["stderr"], since)
+
+
 def replay(consumer: Consumer, log: LogView, selection: Selection, name: str,
            then: Callable[[], None] | None = None) -> None:
     """On a thread of its own (`name`): send the client what `selection` picks of `log`,
@@ -74,6 +82,5 @@ def after_removal(tomb: dict[str, Any], session: StreamSession, reply: Reply, me
         selection = log_window(opts, session.resumed_at)
     else:
         consumer = Consumer(session, stdout=opts["stdout"], stderr=opts["stderr"])
-        since = session.resumed_at or (0.0 if opts["logs"] else session.began_at)
-        selection = Selection(opts["stdout"], opts["stderr"], since)
+        selection = attach_window(opts, session)
     replay(consumer, LogView(Path(tomb["Log"])), selection, "logs-removed")

@@ -43,7 +43,7 @@ from pouch.actors.container.health import KILL, HealthEnv, HealthMonitor
 from pouch.actors.container.iohub import Consumer, IOHub
 from pouch.actors.container.jsonlog import Selection, log_config
 from pouch.actors.container.meta import MetaStore
-from pouch.actors.container.replay import after_removal, log_window, replay
+from pouch.actors.container.replay import after_removal, attach_window, log_window, replay
 from pouch.actors.container.spec.merge import effective_process
 from pouch.actors.container.spec.oci import (
     SpecInput,
@@ -1456,8 +1456,7 @@ class ContainerWorker(ObjectActor):
         # A created container's output is still to come: attaching waits for its start.
         live = opts["stream"] and self._state["Status"] not in ("exited", "dead")
         if conn.resumed_at or opts["logs"]:
-            self._replay(consumer, Selection(opts["stdout"], opts["stderr"], conn.resumed_at),
-                         live, resumable=follows)
+            self._replay(consumer, attach_window(opts, conn), live, resumable=follows)
         elif live:
             self.env.hub.attach(self.cid, consumer)  # this thread serializes starts: no race
         else:

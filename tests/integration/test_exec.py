@@ -150,7 +150,7 @@ def test_no_exec_starts_while_the_container_is_being_stopped(daemon: PouchDaemon
                                                              running: str):
     # `sleep` is the container's init: it ignores SIGTERM, so the stop waits 3 s.
     stop = subprocess.Popen([require("docker", "docker.io"), "stop", "-t", "3", running],
-                            env=cli_env(daemon), stdout=subprocess.DEVNULL,
+                            env=daemon.cli_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         refused = wait_for(lambda: "is stopping" in daemon.docker_result(
@@ -162,7 +162,7 @@ def test_no_exec_starts_while_the_container_is_being_stopped(daemon: PouchDaemon
 
 def test_an_exec_ends_with_its_container(daemon: PouchDaemon, running: str):
     execd = subprocess.Popen([require("docker", "docker.io"), "exec", running, "sleep", "300"],
-                             env=cli_env(daemon), stdout=subprocess.DEVNULL,
+                             env=daemon.cli_env(), stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: exec_ids(daemon, running), DEADLINE, "the exec runs")
@@ -177,10 +177,6 @@ def test_an_exec_ends_with_its_container(daemon: PouchDaemon, running: str):
 # -- a terminal ------------------------------------------------------------------------
 
 
-def cli_env(daemon: PouchDaemon) -> dict[str, str]:
-    return daemon.cli_env()
-
-
 class Terminal:
     """The docker CLI on a pseudo-terminal of `rows` x `cols`, as a user's shell runs it."""
 
@@ -188,7 +184,7 @@ class Terminal:
         self.master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         self.proc = subprocess.Popen([require("docker", "docker.io"), *args], stdin=slave,
-                                     stdout=slave, stderr=slave, env=cli_env(daemon),
+                                     stdout=slave, stderr=slave, env=daemon.cli_env(),
                                      start_new_session=True)
         os.close(slave)
         self.seen = b""
@@ -418,7 +414,7 @@ def test_execs_end_with_the_container_actor_and_the_container_runs_on(pouchd: Po
     name = f"ex-{uuid.uuid4().hex[:10]}"
     pouchd.docker("run", "-d", "--name", name, "busybox", "sleep", "300")
     execd = subprocess.Popen([require("docker", "docker.io"), "exec", name, "sh", "-c",
-                              "echo began; sleep 300"], env=cli_env(pouchd),
+                              "echo began; sleep 300"], env=pouchd.cli_env(),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert execd.stdout is not None and execd.stdout.readline() == "began\n"
