@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +15,21 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644, durable: bool = Tru
     `durable`: on disk before this returns, so that it outlives the machine's crash
     (not only the process's). `sync_dir=False`: the rename is left for the caller to
     make durable, with one fsync of the folder after several writes into it."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    # Unique while this thread writes it: no two writes of one thread overlap, and a
+    # leftover of a dead process with the same ids is only overwritten.
+    tmp = path.parent / f".{path.name}.{os.getpid()}-{threading.get_native_id()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        try:
+            _write_all(fd, data)
+            os.fchmod(fd, mode)
             if durable:
-                f.flush()
-                os.fsync(f.fileno())
-        os.chmod(tmp, mode)
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     if not (durable and sync_dir):
         return
@@ -34,6 +38,12 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644, durable: bool = Tru
         os.fsync(dir_fd)  # the rename itself must survive a crash
     finally:
         os.close(dir_fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def atomic_write_json(path: Path, value: Any, durable: bool = True) -> None:

@@ -30,15 +30,13 @@ waiting for a result (wait's exit status) must not read one that was made up.
 
 The streams outlive the gateway process that handed them over, so its keeper's
 watch must too: a worker that exits (told to stop, or orphaned by its master's
-death) first passes what it keeps to another worker's keeper, through the
-datagram socket each binds (`<handoff dir>/gateway.<pid>.sock`): the client's
-connection and the link as descriptors (SCM_RIGHTS), and what the keeper knows
-of the stream as one message.
+death) first passes what it keeps to another worker's keeper
+(`pouch.proto.handoff.pass_to_keeper`). A worker killed outright cannot: the
+actor finds the link's gateway end closed, and passes the stream on itself.
 """
 
 from __future__ import annotations
 
-import array
 import contextlib
 import functools
 import logging
@@ -58,9 +56,14 @@ from typing import Any
 import falcon
 
 from pouch.broker.trust import umask
-from pouch.proto import envelope as env
 from pouch.proto.envelope import PouchError
-from pouch.proto.handoff import hand_over, read_notice, receive_sockets
+from pouch.proto.handoff import (
+    hand_over,
+    keeper_path,
+    pass_to_keeper,
+    read_notice,
+    receive_sockets,
+)
 from pouch.proto.stream import StreamSession, StreamSpec
 
 log = logging.getLogger("pouch.hijack")
@@ -74,7 +77,6 @@ FIRST_HANDOFF_WAIT = 10.0
 RESUME_WITHIN = 60.0
 RESUME_RETRY = 0.2
 LEAVE_WITHIN = 5.0  # how long an exiting worker waits for its keeper to pass its streams on
-ADOPTER_GLOB = "gateway.*.sock"
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,7 @@ class Handoff:
         """Hand `fd` over; `again`: to a restarted actor (the head is out)."""
         return hand_over(self.handoff_dir, self.service, self.method, self.args, self.spec,
                          fd, resumed_at=resumed_at, began_at=began_at, head_out=again,
-                         wait_for_actor=wait_for_actor)
+                         kept=True, wait_for_actor=wait_for_actor)
 
 
 @dataclass(eq=False)
@@ -140,7 +142,7 @@ class StreamKeeper:
         self._new: queue.SimpleQueue[Kept | threading.Event] = queue.SimpleQueue()
         self._wake_r, self._wake_w = socket.socketpair()
         self._sel.register(self._wake_r, selectors.EVENT_READ, self._take_new)
-        self._path = handoff_dir / f"gateway.{os.getpid()}.sock"
+        self._path = keeper_path(handoff_dir, os.getpid())
         self._adopter: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._path.unlink(missing_ok=True)  # a dead process's of the same pid
         with umask(0o177):  # mode 0600 from the moment the socket exists
@@ -216,25 +218,13 @@ class StreamKeeper:
     def _pass_on(self, kept: Kept) -> None:
         """Give `kept` to another gateway process's keeper (else its watch ends here)."""
         handoff = kept.handoff
-        message = env.pack({
-            "service": handoff.service, "method": handoff.method, "args": handoff.args,
-            "stream": handoff.spec.to_wire(), "began_at": kept.began_at,
-            "resumed_at": kept.resumed_at, "started": kept.started,
-            "multiplexed": kept.multiplexed, "resumable": kept.resumable})
-        fds = [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                array.array("i", [kept.conn.fileno(), kept.link.fileno()]))]
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as out:
-            for path in self._dir.glob(ADOPTER_GLOB):
-                try:
-                    out.sendmsg([message], fds, socket.MSG_DONTWAIT, str(path))
-                    break
-                except ConnectionRefusedError:  # its process died
-                    path.unlink(missing_ok=True)
-                except OSError:
-                    continue
-            else:
-                log.info("%s.%s: no gateway process to keep watch over it",
-                         handoff.service, handoff.method)
+        state = {"service": handoff.service, "method": handoff.method, "args": handoff.args,
+                 "stream": handoff.spec.to_wire(), "began_at": kept.began_at,
+                 "resumed_at": kept.resumed_at, "started": kept.started,
+                 "multiplexed": kept.multiplexed, "resumable": kept.resumable}
+        if pass_to_keeper(self._dir, state, kept.conn.fileno(), kept.link.fileno()) is None:
+            log.info("%s.%s: no gateway process to keep watch over it",
+                     handoff.service, handoff.method)
         kept.conn.close()
         kept.link.close()
 

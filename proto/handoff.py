@@ -23,6 +23,15 @@ it is multiplexed and whether a restarted actor could take the stream up from
 there), `resumable` once it could if it could not at first (only ever for a
 method declared resumable), `done` once the stream is over. A link that ends
 without `done` means the actor died.
+
+A gateway process keeps watch over the links of the streams it handed over (its
+keeper, `pouch.gateway.hijack`), and says so in the hand-off (`kept`). Each
+keeper binds a datagram socket, `<handoff dir>/gateway.<pid>.sock`, on which it
+takes streams to keep from others (`pass_to_keeper`): the client's connection
+and a link as descriptors (SCM_RIGHTS), and one message saying what the keeper
+needs to take the stream up. A gateway process that exits passes its streams
+on so; the actor does it for a kept stream whose link's gateway end closed
+without a word, its process killed.
 """
 
 from __future__ import annotations
@@ -30,7 +39,9 @@ from __future__ import annotations
 import array
 import contextlib
 import socket
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,24 +53,52 @@ MAX_MESSAGE = 64 * 1024
 CONNECT_RETRY = 0.1  # how often to look again for an actor that is not listening yet
 GO = env.pack({"go": True})
 GO_WITHIN = 10.0  # a gateway that took this long to write a head is not coming back
+KEEPER_GLOB = "gateway.*.sock"
 
 
 def socket_path(handoff_dir: Path, service: str) -> Path:
     return handoff_dir / f"{service}.sock"
 
 
+def keeper_path(handoff_dir: Path, pid: int) -> Path:
+    """Where the keeper of gateway process `pid` takes streams passed to it."""
+    return handoff_dir / f"gateway.{pid}.sock"
+
+
+def pass_to_keeper(handoff_dir: Path, state: dict[str, Any], conn: int, link: int
+                   ) -> int | None:
+    """Give a stream to some gateway process's keeper: the client's connection `conn`,
+    the `link` on which its actor's notices come, and `state`: the hand-off's `service`,
+    `method`, `args`, `stream`, `began_at` and `resumed_at`, and what the actor told of
+    it (`started`, `multiplexed`, `resumable`). The pid of the gateway process it went
+    to, None if no gateway process keeps any."""
+    message = env.pack(state)
+    fds = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [conn, link]))]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as out:
+        for path in handoff_dir.glob(KEEPER_GLOB):
+            try:
+                out.sendmsg([message], fds, socket.MSG_DONTWAIT, str(path))
+                return int(path.name.split(".")[1])
+            except ConnectionRefusedError:  # its process died
+                path.unlink(missing_ok=True)
+            except OSError:
+                continue
+    return None
+
+
 def hand_over(handoff_dir: Path, service: str, method: str, args: dict[str, Any],
               spec: StreamSpec, fd: int, *, timeout: float = 30.0, resumed_at: float = 0.0,
-              began_at: float = 0.0, head_out: bool = False,
+              began_at: float = 0.0, head_out: bool = False, kept: bool = False,
               wait_for_actor: float = 0.0) -> socket.socket:
     """Pass `fd` to the service's actor for `method`, which answers on it as `spec`
     says, and write the response's head once it took it (unless `head_out`); the
-    link, on which the actor's notices follow. Raises PouchError if the actor
-    refuses, or if none takes it within `wait_for_actor` seconds (it restarts)."""
+    link, on which the actor's notices follow (`kept`: by a gateway keeper). Raises
+    PouchError if the actor refuses, or if none takes it within `wait_for_actor`
+    seconds (it restarts)."""
     path = socket_path(handoff_dir, service)
     until = time.monotonic() + wait_for_actor
     message = env.pack({"method": method, "args": args, "stream": spec.to_wire(),
-                        "resumed_at": resumed_at, "began_at": began_at})
+                        "resumed_at": resumed_at, "began_at": began_at, "kept": kept})
     while True:
         link = _connect(path, service, until)
         try:
@@ -161,11 +200,16 @@ def receive_sockets(sock: socket.socket, wanted: int
 
 class LinkWatch:
     """The actor's end of an open link: a `pouch.proto.stream.Watch` that tells the
-    gateway how the stream goes."""
+    gateway how the stream goes. `on_done`: who closes the link once the stream is
+    over (else done() does)."""
 
     def __init__(self, link: socket.socket, resumable: bool) -> None:
         self.link = link
         self.resumable = resumable
+        self.told = {"started": False, "multiplexed": False, "resumable": False}
+        self.ended = False
+        self.lock = threading.Lock()  # a link moves (see moved_to) between notices
+        self.on_done: Callable[[], None] | None = None
 
     def started(self, multiplexed: bool, resumable: bool) -> None:
         self._tell({"started": True, "multiplexed": multiplexed,
@@ -176,14 +220,24 @@ class LinkWatch:
             self._tell({"resumable": True})
 
     def done(self) -> None:
-        self._tell({"done": True})
-        self.link.close()
+        self._tell({"done": True}, end=True)
+        (self.on_done or self.link.close)()
 
-    def _tell(self, notice: dict[str, Any]) -> None:
-        # Never blocks the writer (the IO hub serves every stream on one thread): a
-        # notice is tiny and the gateway reads them at once.
-        with contextlib.suppress(OSError):
-            self.link.send(env.pack(notice), socket.MSG_DONTWAIT)
+    def moved_to(self, link: socket.socket) -> socket.socket:
+        """Notices go on `link` from now on (hold `lock`); the link they went on."""
+        old, self.link = self.link, link
+        return old
+
+    def _tell(self, notice: dict[str, Any], end: bool = False) -> None:
+        with self.lock:
+            if self.ended:
+                return
+            self.ended = end
+            self.told.update({k: bool(v) for k, v in notice.items() if k in self.told})
+            # Never blocks the writer (the IO hub serves every stream on one thread): a
+            # notice is tiny and the gateway reads them at once.
+            with contextlib.suppress(OSError):
+                self.link.send(env.pack(notice), socket.MSG_DONTWAIT)
 
 
 def read_notice(link: socket.socket) -> dict[str, Any] | None:

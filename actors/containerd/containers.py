@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -27,13 +28,18 @@ class ContainerRecord:
     snapshotter: str
     snapshot_key: str
     runtime: str
-    spec: dict[str, Any]
+    spec_json: bytes
     created_at: datetime
     updated_at: datetime
 
+    @functools.cached_property
+    def spec(self) -> dict[str, Any]:
+        """The OCI spec, decoded when first asked for: most readers of a container (a
+        sweep's list, a create's answer) never look at it."""
+        return json.loads(self.spec_json) if self.spec_json else {}
+
 
 def _container_record(container: Any) -> ContainerRecord:
-    spec = json.loads(container.spec.value) if container.spec.value else {}
     return ContainerRecord(
         id=container.id,
         image=container.image,
@@ -41,7 +47,7 @@ def _container_record(container: Any) -> ContainerRecord:
         snapshotter=container.snapshotter,
         snapshot_key=container.snapshot_key,
         runtime=container.runtime.name,
-        spec=spec,
+        spec_json=container.spec.value,
         created_at=to_datetime(container.created_at),
         updated_at=to_datetime(container.updated_at),
     )

@@ -9,6 +9,7 @@ import http.client
 import itertools
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -36,6 +37,15 @@ EXIT_ON_TERM = 7
 WAITS_FOR_TERM = ["sh", "-c", f"trap 'exit {EXIT_ON_TERM}' TERM; while true; do sleep 0.1; done"]
 TICKING = ["sh", "-c", "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.1; done"]
 LIVE_AFTER = 10  # lines: a second of ticks
+
+PASSED_ON = re.compile(r"container\.wait: its gateway process died; "
+                       r"passed to gateway process (\d+)")
+
+
+def passed_to_a_new_worker(daemon: PouchDaemon, master: int, killed: list[int]) -> bool:
+    """Whether the actor last passed the wait to a worker the master made since."""
+    passed = PASSED_ON.findall(daemon.log_path.read_text(errors="replace"))
+    return bool(passed) and int(passed[-1]) in set(children_of(master)) - set(killed)
 
 
 def sockets_of(pid: int) -> int:
@@ -75,18 +85,26 @@ def wait_request(daemon: PouchDaemon, container: str, condition: str) -> http.cl
     return answer
 
 
-@pytest.mark.parametrize("orphaned", [False, True], ids=["gateway-as-is", "gateway-master-killed"])
-def test_a_wait_outlives_a_restart_of_the_container_actor(pouchd, orphaned):
-    """`orphaned`: the gateway's master is killed first. Its workers exit once a new
-    master's serve, and pass the streams they keep watch over to them (once, the watch
-    ended with them, and the wait got "unexpected EOF" at the actor's restart)."""
+@pytest.mark.parametrize("gateway", ["as-is", "master-killed", "workers-killed"],
+                         ids=lambda case: f"gateway-{case}")
+def test_a_wait_outlives_a_restart_of_the_container_actor(pouchd, gateway):
+    """The gateway process that handed the wait over is gone before the actor dies:
+    `master-killed`: its orphaned workers exit once a new master's serve, and pass the
+    streams they keep watch over to them; `workers-killed`: they are killed outright,
+    and the actor passes each stream to a new worker. (Once, the watch ended with the
+    worker, and the wait got "unexpected EOF" at the actor's restart.)"""
     answer = waiting(pouchd, "not-running")
-    if orphaned:
-        master = pouchd.pid_of("gateway")
-        orphans = children_of(master)
+    master = pouchd.pid_of("gateway")
+    workers = children_of(master)
+    if gateway == "master-killed":
         kill(master)
-        until(lambda: not any(alive(pid) for pid in orphans) or None, ANSWER_WITHIN,
+        until(lambda: not any(alive(pid) for pid in workers) or None, ANSWER_WITHIN,
               "the killed master's workers gone")
+    elif gateway == "workers-killed":
+        for pid in workers:
+            kill(pid)
+        until(lambda: passed_to_a_new_worker(pouchd, master, workers) or None, ANSWER_WITHIN,
+              "the actor passing the wait to a new worker")
     view = BrokerView(pouchd)
 
     restart_container_actor(pouchd, view)

@@ -18,7 +18,17 @@ from pouch.actors.host import host_of
 from pouch.gateway.errors import HTTP_STATUS
 from pouch.proto import envelope as env
 from pouch.proto.envelope import PouchError
-from pouch.proto.handoff import GO, MAX_MESSAGE, hand_over, read_notice, socket_path
+from pouch.proto.handoff import (
+    GO,
+    MAX_MESSAGE,
+    LinkWatch,
+    hand_over,
+    keeper_path,
+    pass_to_keeper,
+    read_notice,
+    receive_sockets,
+    socket_path,
+)
 from pouch.proto.stream import JSON, StreamSpec
 from pouch.tests.support.probe import ANSWER_WITHIN, hosted
 
@@ -174,3 +184,40 @@ def test_no_actor_listening_is_unavailable(tmp_path, client_conn):
         hand_over(tmp_path, "probe", "greet", {"name": "ann"}, CHUNKED_JSON, accepted.fileno())
     assert refused.value.code == "unavailable"
     assert HTTP_STATUS[refused.value.code] == 503
+
+
+def test_a_stream_is_passed_to_a_living_keeper_and_a_dead_ones_socket_is_dropped(tmp_path):
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    dead.bind(str(keeper_path(tmp_path, 1)))
+    dead.close()  # its process died: the path stays, nothing reads it
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as living:
+        living.bind(str(keeper_path(tmp_path, 2)))
+        conn, link = socket.socketpair()
+        with conn, link:
+            state = {"service": "probe", "method": "greet", "started": True}
+            assert pass_to_keeper(tmp_path, state, conn.fileno(), link.fileno()) == 2
+        message, passed = receive_sockets(living, 2)
+    assert message == state and len(passed) == 2
+    for sock in passed:
+        sock.close()
+    assert not keeper_path(tmp_path, 1).exists()
+    assert pass_to_keeper(tmp_path, state, 0, 0) is None  # no keeper left
+
+
+def test_a_link_watch_says_what_it_told_and_nothing_after_done():
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    closed: list[bool] = []
+    watch = LinkWatch(ours, resumable=True)
+    watch.on_done = lambda: closed.append(True)
+    watch.started(multiplexed=True, resumable=False)
+    watch.may_resume()
+    assert watch.told == {"started": True, "multiplexed": True, "resumable": True}
+    watch.done()
+    watch.may_resume()
+    assert closed == [True] and watch.ended
+    theirs.settimeout(ANSWER_WITHIN)
+    notices = [read_notice(theirs) for _ in range(3)]
+    assert notices[2] == {"done": True}
+    ours.close()
+    assert read_notice(theirs) is None  # nothing after done
+    theirs.close()

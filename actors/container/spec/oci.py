@@ -26,7 +26,7 @@ from pouch.actors.container.spec.merge import Process, clean_abs
 from pouch.actors.container.spec.mounts import Planned, bind_mount, rootfs_propagation
 from pouch.actors.container.spec.namespaces import Namespaces, namespaces
 from pouch.actors.container.spec.resources import MIN_MEMORY, resources
-from pouch.actors.container.spec.seccomp import default_profile, oci_seccomp, parse_profile
+from pouch.actors.container.spec.seccomp import default_oci, oci_seccomp, parse_profile
 from pouch.actors.container.spec.security import (
     MASKED_PATHS,
     READONLY_PATHS,
@@ -212,9 +212,9 @@ def build_spec(inp: SpecInput) -> dict:
                 raise invalid("invalid HostConfig.SecurityOpt: seccomp profiles are not "
                               "supported: this kernel has no seccomp")
         else:
-            profile = default_profile() if security.seccomp is None else parse_profile(
-                security.seccomp)
-            linux["seccomp"] = oci_seccomp(profile, capabilities["bounding"])
+            linux["seccomp"] = default_oci(frozenset(capabilities["bounding"])) \
+                if security.seccomp is None else \
+                oci_seccomp(parse_profile(security.seccomp), capabilities["bounding"])
     if propagation := rootfs_propagation(inp.mounts):
         linux["rootfsPropagation"] = propagation
     spec["linux"] = linux

@@ -18,6 +18,7 @@ back to clone, whose namespace flags the filter can see.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -202,6 +203,13 @@ def default_profile() -> dict[str, Any]:
                 for _go, main, subs in _ARCHES.values()]
     return {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": EPERM,
             "archMap": arch_map, "syscalls": rules}
+
+
+@functools.lru_cache(maxsize=8)
+def default_oci(caps: frozenset[str]) -> dict[str, Any]:
+    """oci_seccomp of the default profile on this machine, made once for each capability
+    set and shared by the specs of every container holding it: do not change it."""
+    return oci_seccomp(default_profile(), caps)
 
 
 def parse_profile(text: str) -> dict[str, Any]:
