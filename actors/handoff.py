@@ -19,6 +19,7 @@ stream goes to another gateway process's keeper then, over a new link
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import queue
@@ -29,7 +30,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pouch.actors.host import Host, Reply
 from pouch.broker.trust import umask
@@ -37,6 +37,7 @@ from pouch.proto import envelope as env
 from pouch.proto.handoff import (
     MAX_MESSAGE,
     LinkWatch,
+    PassedStream,
     pass_to_keeper,
     receive,
     socket_path,
@@ -55,7 +56,7 @@ class Guarded:
 
     watch: LinkWatch
     conn: socket.socket    # our duplicate of the client's connection, to pass it on
-    state: dict[str, Any]  # what a keeper takes it up with (see pass_to_keeper)
+    passed: PassedStream   # as first handed over (what was told since: watch.told)
     orphaned: bool = False  # no keeper would take it: it is tried again
 
 
@@ -144,22 +145,23 @@ class HandoffListener:
             conn.close()
             reply().fail(exc)
             return
+        began_at = float(message.get("began_at") or 0.0)
+        resumed_at = float(message.get("resumed_at") or 0.0)
         watch = LinkWatch(link, decl.resumable is True)
-        on_go = self._guarding(watch, conn, name, message) if message.get("kept") else None
+        on_go = None
+        if message.get("kept"):
+            on_go = self._guarding(watch, conn, PassedStream(
+                self.host.service, name, dict(message.get("args") or {}), spec,
+                began_at or time.time(), resumed_at))
         session = StreamSession(conn, spec, watch=watch,
-                                resumed_at=min(float(message.get("resumed_at") or 0.0),
-                                               self._up_at),
-                                began_at=float(message.get("began_at") or 0.0), head_out=True)
+                                resumed_at=min(resumed_at, self._up_at),
+                                began_at=began_at, head_out=True)
         self.host.dispatch_with_conn(decl, checked, session, reply(on_go))
 
-    def _guarding(self, watch: LinkWatch, conn: socket.socket, name: str,
-                  message: dict[str, Any]) -> Callable[[], None]:
+    def _guarding(self, watch: LinkWatch, conn: socket.socket,
+                  passed: PassedStream) -> Callable[[], None]:
         """What to do on go for a kept stream: watch its link (not before: a refused
         hand-off must leave no duplicate of the client's connection here)."""
-        state = {"service": self.host.service, "method": name, "args": message.get("args"),
-                 "stream": message.get("stream"),
-                 "began_at": float(message.get("began_at") or 0.0) or time.time(),
-                 "resumed_at": float(message.get("resumed_at") or 0.0)}
 
         def on_go() -> None:
             with watch.lock:
@@ -167,7 +169,7 @@ class HandoffListener:
                     return
                 try:
                     guarded = Guarded(watch, socket.socket(fileno=os.dup(conn.fileno())),
-                                      state)
+                                      passed)
                 except OSError:
                     return  # closed already: the stream is over
                 watch.on_done = lambda: self._change(lambda: self._forget(guarded))
@@ -221,20 +223,23 @@ class HandoffListener:
             if watch.ended:
                 ours.close()
                 return
-            keeper = pass_to_keeper(self._dir, {**guarded.state, **watch.told},
-                                    guarded.conn.fileno(), theirs.fileno())
+            told = watch.told
+            passed = dataclasses.replace(guarded.passed, started=told["started"],
+                                         multiplexed=told["multiplexed"],
+                                         resumable=told["resumable"])
+            keeper = pass_to_keeper(self._dir, passed, guarded.conn.fileno(), theirs.fileno())
             if keeper is None:
                 ours.close()
                 if not guarded.orphaned:
                     guarded.orphaned = True
                     log.info("%s.%s: its gateway process died, and no other keeps streams "
-                             "yet", self.host.service, guarded.state["method"])
+                             "yet", self.host.service, guarded.passed.method)
                 self._orphans.append(guarded)
                 return
             watch.moved_to(ours).close()
         # Should that process be dying too, the link ends again, and it goes on.
         log.info("%s.%s: its gateway process died; passed to gateway process %d",
-                 self.host.service, guarded.state["method"], keeper)
+                 self.host.service, guarded.passed.method, keeper)
         self._sel.register(ours, selectors.EVENT_READ, lambda: self._on_link(guarded))
 
 

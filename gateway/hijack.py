@@ -58,6 +58,7 @@ import falcon
 from pouch.broker.trust import umask
 from pouch.proto.envelope import PouchError
 from pouch.proto.handoff import (
+    PassedStream,
     hand_over,
     keeper_path,
     pass_to_keeper,
@@ -218,11 +219,10 @@ class StreamKeeper:
     def _pass_on(self, kept: Kept) -> None:
         """Give `kept` to another gateway process's keeper (else its watch ends here)."""
         handoff = kept.handoff
-        state = {"service": handoff.service, "method": handoff.method, "args": handoff.args,
-                 "stream": handoff.spec.to_wire(), "began_at": kept.began_at,
-                 "resumed_at": kept.resumed_at, "started": kept.started,
-                 "multiplexed": kept.multiplexed, "resumable": kept.resumable}
-        if pass_to_keeper(self._dir, state, kept.conn.fileno(), kept.link.fileno()) is None:
+        passed = PassedStream(handoff.service, handoff.method, handoff.args, handoff.spec,
+                              kept.began_at, kept.resumed_at, kept.started, kept.multiplexed,
+                              kept.resumable)
+        if pass_to_keeper(self._dir, passed, kept.conn.fileno(), kept.link.fileno()) is None:
             log.info("%s.%s: no gateway process to keep watch over it",
                      handoff.service, handoff.method)
         kept.conn.close()
@@ -235,12 +235,12 @@ class StreamKeeper:
         try:
             body, socks = receive_sockets(self._adopter, 2)
             conn, link = socks
-            kept = Kept(Handoff(self._dir, body["service"], body["method"], body["args"],
-                                StreamSpec.from_wire(body["stream"])),
-                        conn, link, float(body["began_at"]),
-                        multiplexed=bool(body["multiplexed"]),
-                        resumable=bool(body["resumable"]),
-                        resumed_at=float(body["resumed_at"]), started=bool(body["started"]))
+            passed = PassedStream.from_wire(body)
+            kept = Kept(Handoff(self._dir, passed.service, passed.method, passed.args,
+                                passed.stream),
+                        conn, link, passed.began_at, multiplexed=passed.multiplexed,
+                        resumable=passed.resumable, resumed_at=passed.resumed_at,
+                        started=passed.started)
         except OSError:  # nothing to read
             return False
         except (ValueError, KeyError, TypeError, PouchError) as exc:

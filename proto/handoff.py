@@ -42,6 +42,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,14 +66,43 @@ def keeper_path(handoff_dir: Path, pid: int) -> Path:
     return handoff_dir / f"gateway.{pid}.sock"
 
 
-def pass_to_keeper(handoff_dir: Path, state: dict[str, Any], conn: int, link: int
+@dataclass(frozen=True)
+class PassedStream:
+    """What a keeper is told of a stream passed to it, to take it up should its actor
+    die: the hand-off (`service`, `method`, `args`, `stream`), when it was first handed
+    over and last taken up, and what the actor told of it so far."""
+
+    service: str
+    method: str
+    args: dict[str, Any]
+    stream: StreamSpec
+    began_at: float
+    resumed_at: float = 0.0
+    started: bool = False
+    multiplexed: bool = False
+    resumable: bool = False
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"service": self.service, "method": self.method, "args": self.args,
+                "stream": self.stream.to_wire(), "began_at": self.began_at,
+                "resumed_at": self.resumed_at, "started": self.started,
+                "multiplexed": self.multiplexed, "resumable": self.resumable}
+
+    @classmethod
+    def from_wire(cls, body: dict[str, Any]) -> PassedStream:
+        """Raises KeyError, TypeError, ValueError or PouchError if `body` is not one."""
+        return cls(str(body["service"]), str(body["method"]), dict(body["args"]),
+                   StreamSpec.from_wire(body["stream"]), float(body["began_at"]),
+                   float(body["resumed_at"]), bool(body["started"]),
+                   bool(body["multiplexed"]), bool(body["resumable"]))
+
+
+def pass_to_keeper(handoff_dir: Path, passed: PassedStream, conn: int, link: int
                    ) -> int | None:
     """Give a stream to some gateway process's keeper: the client's connection `conn`,
-    the `link` on which its actor's notices come, and `state`: the hand-off's `service`,
-    `method`, `args`, `stream`, `began_at` and `resumed_at`, and what the actor told of
-    it (`started`, `multiplexed`, `resumable`). The pid of the gateway process it went
-    to, None if no gateway process keeps any."""
-    message = env.pack(state)
+    the `link` on which its actor's notices come, and what `passed` says of it. The pid
+    of the gateway process it went to, None if no gateway process keeps any."""
+    message = env.pack(passed.to_wire())
     fds = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [conn, link]))]
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as out:
         for path in handoff_dir.glob(KEEPER_GLOB):

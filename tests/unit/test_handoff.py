@@ -22,6 +22,7 @@ from pouch.proto.handoff import (
     GO,
     MAX_MESSAGE,
     LinkWatch,
+    PassedStream,
     hand_over,
     keeper_path,
     pass_to_keeper,
@@ -194,10 +195,11 @@ def test_a_stream_is_passed_to_a_living_keeper_and_a_dead_ones_socket_is_dropped
         living.bind(str(keeper_path(tmp_path, 2)))
         conn, link = socket.socketpair()
         with conn, link:
-            state = {"service": "probe", "method": "greet", "started": True}
+            state = PassedStream("probe", "greet", {"name": "ann"}, CHUNKED_JSON, 1.0,
+                                 started=True)
             assert pass_to_keeper(tmp_path, state, conn.fileno(), link.fileno()) == 2
         message, passed = receive_sockets(living, 2)
-    assert message == state and len(passed) == 2
+    assert PassedStream.from_wire(message) == state and len(passed) == 2
     for sock in passed:
         sock.close()
     assert not keeper_path(tmp_path, 1).exists()
