@@ -574,7 +574,7 @@ class ContainerCalls:
         """Create an exec in a running container from a Docker exec body (Cmd, Env, User, WorkingDir, Tty, Privileged, AttachStdin/out/err, DetachKeys); start it next. Errors: not_found, conflict, invalid.
 
         Served by pouch.actors.container.actor.ContainerActor.exec_create."""
-        return self._caller.call('container', 'exec_create', _args(id=id, config=config), 30.0)
+        return self._caller.call('container', 'exec_create', _args(id=id, config=config, token=uuid.uuid4().hex), 30.0)
 
     def exec_inspect(self, *, id: str) -> ExecInspect:
         """One exec, as GET /exec/{id}/json shows it (ExitCode null until it has exited). Errors: not_found.

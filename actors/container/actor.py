@@ -15,6 +15,7 @@ import builtins
 import contextlib
 import copy
 import dataclasses
+import hashlib
 import logging
 import threading
 from collections.abc import Callable
@@ -781,11 +782,16 @@ class ContainerActor(ActorBase):
             raise not_found(f"No such exec instance: {exec_id}")
         return ref
 
-    @method(idempotent=False, returns=ExecCreated, errors=("not_found", "conflict", "invalid"))
-    def exec_create(self, id: str, config: dict[str, Any], reply: Reply) -> None:
+    # Once per token: the exec's ID is the token's, so a create sent again finds its exec
+    # made (or makes it, should the first have died with its actor), never a second one.
+    @method(idempotent=False, once=True, returns=ExecCreated,
+            errors=("not_found", "conflict", "invalid"))
+    def exec_create(self, id: str, config: dict[str, Any], reply: Reply,
+                    token: str = "") -> None:
         """Create an exec in a running container from a Docker exec body (Cmd, Env, User,
         WorkingDir, Tty, Privileged, AttachStdin/out/err, DetachKeys); start it next."""
-        self._delegate(id, ContainerWorker.exec_create, reply, rec.new_id(), config)
+        exec_id = hashlib.sha256(token.encode()).hexdigest() if token else rec.new_id()
+        self._delegate(id, ContainerWorker.exec_create, reply, exec_id, config)
 
     @method(idempotent=False, returns=None, errors=("not_found", "conflict"))
     def exec_start(self, id: str, conn: StreamSession, reply: Reply, tty: bool = False) -> None:

@@ -301,7 +301,10 @@ class Execs:
     # -- create ------------------------------------------------------------
 
     def create(self, exec_id: str, body: dict[str, Any], container_user: str) -> ExecCreated:
-        """The caller checked that the container may run an exec (check_runnable)."""
+        """The caller checked that the container may run an exec (check_runnable). An
+        exec_id made already is a create sent again (its token's ID): answered alike."""
+        if exec_id in self._records:
+            return {"Id": exec_id}
         record = new_exec(exec_id, self.env.cid, body, container_user)
         self._records[exec_id] = record
         self._changed(record)

@@ -369,6 +369,26 @@ def test_execs_are_told_in_events_as_dockerd_tells_them(daemon: PouchDaemon,
     assert [e["Action"] for e in filtered] == ["exec_start: sh -c exit 2"]
 
 
+def test_an_exec_create_sent_again_with_its_token_makes_one_exec(daemon: PouchDaemon,
+                                                                client: docker.DockerClient,
+                                                                running: str):
+    """A caller that lost the answer sends the create again with the same token (the
+    broker's client does so after an actor's restart): it gets the same exec, and the
+    container has one."""
+    calls = Client(f"ipc://{daemon.run_dir}/broker.sock", timeout=20)
+    try:
+        args = {"id": running, "config": {"Cmd": ["true"]}, "token": uuid.uuid4().hex}
+        first = calls.call("container", "exec_create", args)
+        again = calls.call("container", "exec_create", args)
+        other = calls.call("container", "exec_create", {**args, "token": uuid.uuid4().hex})
+    finally:
+        calls.close()
+    assert again == first
+    assert other["Id"] != first["Id"]
+    assert sorted(client.api.inspect_container(running)["ExecIDs"]) == sorted(
+        [first["Id"], other["Id"]])
+
+
 def test_a_raw_client_gets_the_upgraded_stream(daemon: PouchDaemon, running: str):
     created = json.loads(post(daemon, f"/containers/{running}/exec",
                               {"Cmd": ["echo", "hi"], "AttachStdout": True}).partition(
