@@ -26,7 +26,7 @@ from typing import Annotated, Any
 
 import pykka
 
-from pouch.actors import plugins
+from pouch.actors import pipekeeper, plugins
 from pouch.actors.backoff import Backoff
 from pouch.actors.container import lifecycle as lc
 from pouch.actors.container import listing, sizes
@@ -152,7 +152,8 @@ class ContainerActor(ActorBase):
         super().__init__(ctx)
         cfg = ctx.config
         self._ctrd = Containerd(cfg.containerd_socket, lease_owner=self.service)
-        self._hub = IOHub(close_stdin=self._close_stdin)
+        self._hub = IOHub(close_stdin=self._close_stdin,
+                          keeper=pipekeeper.PipeHolder(pipekeeper.socket_path(cfg.exec_root_dir)))
         self._meta = MetaStore(cfg.home_dir / "containers")
         self._sweeper = Sweeper(self._ctrd, self._meta, OWNER_LABEL)
         self._records: dict[str, dict[str, Any]] = {}

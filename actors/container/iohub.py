@@ -11,8 +11,10 @@ ask it for things through a queue.
 FIFO trap: a FIFO read with no writer gives end-of-file at once. Before the
 shim has opened its ends, the hub holds a writer of its own (a placeholder),
 dropped once the task exists; from then on end-of-file means the shim is
-done. After an actor restart the shim still holds its ends, so reopening the
-FIFOs picks the stream up where it was (the pipe kept what came meanwhile).
+done. After an actor restart, reopening the FIFOs picks the stream up where it
+was: the pipe kept what came meanwhile, held open by the shim while its process
+runs, and after that by pouchd's pipe keeper (pouch.actors.pipekeeper), which
+holds a reader of each container's output until the hub has read it to its end.
 """
 
 from __future__ import annotations
@@ -35,12 +37,14 @@ from typing import TypeVar
 
 from pouch.actors.container.detach import EscapeScanner
 from pouch.actors.container.jsonlog import Entry, LogConfig, LogView, LogWriter, Selection
+from pouch.actors.pipekeeper import PipeHolder
 from pouch.proto.stream import StreamSession
 
 log = logging.getLogger("pouch.iohub")
 T = TypeVar("T")
 
 READ_SIZE = 64 * 1024
+RESTORE_READS = 64        # READ_SIZE each: beyond the largest pipe a process may make
 PAUSE_ABOVE = 1 << 20     # a consumer this far behind stops the container's output...
 RESUME_BELOW = 256 << 10  # ...until it is this close again
 LINGER = 5.0              # how long a closed connection waits for its client's FIN
@@ -113,10 +117,14 @@ def fifo_paths(fifo_dir: Path) -> dict[str, Path]:
 
 
 class IOHub:
-    def __init__(self, close_stdin: Callable[[str], None]) -> None:
+    def __init__(self, close_stdin: Callable[[str], None],
+                 keeper: PipeHolder | None = None) -> None:
         """`close_stdin(cid)` tells the shim a container's input has ended: the shim
-        holds the stdin FIFO open itself, so closing our end alone is not seen."""
+        holds the stdin FIFO open itself, so closing our end alone is not seen.
+        `keeper`: where a container's output FIFOs are held while they may hold output
+        (pouch.actors.pipekeeper), so that they outlive this process."""
         self._close_task_stdin = close_stdin
+        self._keeper = keeper
         self._sel = selectors.DefaultSelector()
         self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._sel.register(self._wake, selectors.EVENT_READ, self._on_wake)
@@ -220,6 +228,8 @@ class IOHub:
         self._stopping = True
         os.eventfd_write(self._wake, 1)
         self._thread.join(timeout=5)
+        if self._keeper is not None:
+            self._keeper.close()
 
     def _call(self, fn: Callable[[], T]) -> T:
         if threading.current_thread() is self._thread:
@@ -299,6 +309,8 @@ class IOHub:
                     os.open(paths[name], os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC))
             if not held:
                 self._sel.register(fd, selectors.EVENT_READ, self._reader(streams, fd))
+        if self._keeper is not None and log_path is not None:
+            self._keeper.hold(cid, list(streams.fifos))
         # A held stream's output waits in its FIFOs until writers_ready (its client is
         # attached by then; an exec's output must not reach it before the settle time).
         streams.paused = held
@@ -308,10 +320,15 @@ class IOHub:
             self._write_stdin(streams)  # what a client sent before the start
         if restore:
             # The shim may have closed its ends already (the process exited while no
-            # actor read): a FIFO opened after its last writer left never reports the
-            # hang-up, but a read says end of file at once.
+            # actor read; the keeper kept what it wrote): a FIFO opened after its last
+            # writer left never reports the hang-up, so it is read here to its end
+            # (which a pipe with no writer reaches within its capacity; one with a
+            # writer reports the rest itself).
             for fd in list(streams.fifos):
-                self._reader(streams, fd)(selectors.EVENT_READ)
+                read = self._reader(streams, fd)
+                for _ in range(RESTORE_READS):
+                    if fd not in streams.fifos or not read(selectors.EVENT_READ):
+                        break
         result = {"stdin": str(paths["stdin"]) if stdin else "", "stdout": str(paths["stdout"]),
                   "stderr": "" if tty else str(paths["stderr"])}
         return result, streams.drained
@@ -362,24 +379,26 @@ class IOHub:
         self._finish(cid)
         self._runs.pop(cid, None)
 
-    def _reader(self, streams: Streams, fd: int) -> Callable[[int], None]:
-        def on_readable(_mask: int) -> None:
+    def _reader(self, streams: Streams, fd: int) -> Callable[[int], bool]:
+        """Read what `fd` has now; whether it had some (neither end of file nor none)."""
+        def on_readable(_mask: int) -> bool:
             try:
                 chunk = os.read(fd, READ_SIZE)
             except BlockingIOError:
-                return
+                return False
             name, log = streams.fifos[fd], streams.log
             if not chunk:
                 self._close_fifo(streams, fd)
                 self._deliver(streams, name, b"", log.flush(name) if log else [])
                 if streams.fifos:
-                    return
+                    return False
                 if streams.held:
                     streams.drained.set()
                 else:
                     self._finish(streams.cid)
-                return
+                return False
             self._deliver(streams, name, chunk, log.write(name, chunk) if log else [])
+            return True
         return on_readable
 
     def _deliver(self, streams: Streams, name: str, chunk: bytes, entries: list[Entry]) -> None:
@@ -417,6 +436,9 @@ class IOHub:
             self._flush(consumer)
         streams.consumers.clear()
         streams.drained.set()
+        if self._keeper is not None and not self._stopping:
+            # Not when this process stops: its successor may find output in the pipes.
+            self._keeper.release(cid)
 
     def _close_fifo(self, streams: Streams, fd: int) -> None:
         with contextlib.suppress(KeyError, ValueError):

@@ -12,7 +12,7 @@ from typing import Any
 
 import pykka
 
-from pouch.actors import plugins
+from pouch.actors import pipekeeper, plugins
 from pouch.actors.containerd.config import (
     allowed_oom_score_adj,
     render_config,
@@ -21,6 +21,7 @@ from pouch.actors.containerd.config import (
 from pouch.actors.faults import Faults
 from pouch.actors.host import ActorContext, host_of, remove_pid, write_pid
 from pouch.actors.metrics import ActorMetrics
+from pouch.actors.pipekeeper import PipeKeeper
 from pouch.actors.sdnotify import notify, start_watchdog
 from pouch.actors.supervisor.actor import SupervisorActor, Unresponsive
 from pouch.actors.supervisor.children import build_specs, kill_stale, listening
@@ -68,6 +69,9 @@ def run_supervisor(config: DaemonConfig, only: tuple[str, ...] | None = None,
     launcher = Launcher(zygote, api_listeners)
     if zygote is not None:
         zygote.prefork(config, launcher.env())
+    # Containers' output pipes outlive the container actor here (pouch.actors.pipekeeper).
+    keeper = PipeKeeper(pipekeeper.socket_path(config.exec_root_dir))
+    keeper.start()
     # pouchd's own: its reports (mark_down, worker_gone) are refused on the client endpoint.
     calls = ClientPool(config.actor_endpoint, timeout=5.0)
     specs = [spec for spec in build_specs(config, calls, containerd_config, containerd_ready,
@@ -132,6 +136,7 @@ def run_supervisor(config: DaemonConfig, only: tuple[str, ...] | None = None,
         host.stop()
         ref.proxy().stop_all().get()
         ref.stop()
+        keeper.stop()
         calls.close()
         if zygote is not None:
             zygote.close()

@@ -195,6 +195,30 @@ def test_a_wait_for_a_removal_done_while_the_actor_was_down_gets_the_exit_status
     view.close()
 
 
+def test_output_of_a_process_that_ends_while_the_actor_is_down_is_kept(pouchd):
+    """The container writes and exits while no container actor reads its output, and its
+    shim closes the FIFOs: the supervisor's pipe keeper holds them open, so what was
+    written waits in them for the actor's successor, which logs it and sends it to the
+    attach it takes up again (before the keeper, the pipes went with the shim's ends)."""
+    pouchd.docker("run", "-d", "--name", "waited", "busybox", "sh", "-c",
+                  f"trap 'echo bye; exit {EXIT_ON_TERM}' TERM; "
+                  "i=0; while true; do echo $i; i=$((i+1)); sleep 0.1; done")
+    attach = docker_in_background(pouchd, "attach", "--no-stdin", "waited")
+    assert attach.stdout is not None
+    first = int(attach.stdout.readline())  # attached: it follows live
+    view = BrokerView(pouchd)
+    exit_while_the_actor_is_down(pouchd, view)
+
+    rest, _ = attach.communicate(timeout=ANSWER_WITHIN)
+    attached = [str(first), *rest.splitlines()]
+    logged = pouchd.docker("logs", "waited").splitlines()
+    assert logged[-1] == "bye" and attached[-1] == "bye"
+    assert logged[:-1] == [str(i) for i in range(len(logged) - 1)], "lines lost or repeated"
+    assert attached[:-1] == logged[first:-1]
+    assert attach.returncode == EXIT_ON_TERM
+    view.close()
+
+
 def log_lines(proc: subprocess.Popen[str]) -> Iterator[int]:
     assert proc.stdout is not None
     for line in proc.stdout:
