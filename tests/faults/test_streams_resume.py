@@ -30,6 +30,7 @@ from pouch.tests.support.daemon import PouchDaemon, running
 from pouch.tests.support.procs import alive, children_of
 from pouch.tests.support.tools import require
 from pouch.tests.support.unixhttp import UnixConnection
+from pouch.tests.support.wait import wait_for
 
 ANSWER_WITHIN = 20.0
 # A container that runs until `docker kill -s TERM`, then exits with this status.
@@ -217,6 +218,30 @@ def test_output_of_a_process_that_ends_while_the_actor_is_down_is_kept(pouchd):
     assert attached[:-1] == logged[first:-1]
     assert attach.returncode == EXIT_ON_TERM
     view.close()
+
+
+def kept_fifos(daemon: PouchDaemon, cid: str) -> list[str]:
+    """The FIFOs of `cid` that pouchd's pipe keeper holds."""
+    folder = str(daemon.run_dir / "fifo" / cid) + "/"
+    found = []
+    for fd in Path(f"/proc/{daemon.pid_of('pouchd')}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            if (target := os.readlink(fd)).startswith(folder):
+                found.append(target.removeprefix(folder))
+    return sorted(found)
+
+
+def test_the_keeper_holds_a_containers_output_only_while_it_runs(pouchd):
+    pouchd.docker("run", "-d", "--name", "kept", "busybox", *WAITS_FOR_TERM)
+    cid = pouchd.inspect("kept")["Id"]
+    held = ["stderr", "stdout"]
+    wait_for(lambda: kept_fifos(pouchd, cid) == held, ANSWER_WITHIN, "the keeper holding")
+    pouchd.docker("stop", "kept")  # its output read to the end: let go
+    wait_for(lambda: kept_fifos(pouchd, cid) == [], ANSWER_WITHIN, "the keeper letting go")
+    pouchd.docker("start", "kept")
+    wait_for(lambda: kept_fifos(pouchd, cid) == held, ANSWER_WITHIN, "the keeper holding")
+    pouchd.docker("rm", "-f", "kept")
+    wait_for(lambda: kept_fifos(pouchd, cid) == [], ANSWER_WITHIN, "the keeper letting go")
 
 
 def log_lines(proc: subprocess.Popen[str]) -> Iterator[int]:
