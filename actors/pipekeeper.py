@@ -56,7 +56,6 @@ class PipeKeeper:
         self._wake_r, self._wake_w = socket.socketpair()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="pipe-keeper", daemon=True)
-        self._listener: socket.socket | None = None
 
     def start(self) -> None:
         # Two readers per running container: beyond the usual soft limit of 1024.
@@ -70,7 +69,6 @@ class PipeKeeper:
             listener.bind(str(self._path))
         listener.listen(16)
         listener.setblocking(False)
-        self._listener = listener
         self._sel.register(listener, selectors.EVENT_READ, self._accept)
         self._sel.register(self._wake_r, selectors.EVENT_READ, None)
         self._thread.start()
