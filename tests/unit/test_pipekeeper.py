@@ -4,13 +4,15 @@ end (the shim's and the dead actor's), until it is released or the FIFO unlinked
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pouch.actors.pipekeeper import PipeHolder, PipeKeeper, socket_path
+from pouch.tests.support.wait import wait_for
+
+WITHIN = 5.0  # s: the keeper takes each datagram on its own thread
 
 
 @pytest.fixture
@@ -42,14 +44,6 @@ def read_again(fifo: Path) -> bytes:
         os.close(fd)
 
 
-def until(condition: Callable[[], bool]) -> bool:
-    """The keeper takes each datagram on its own thread: give it a moment."""
-    deadline = time.monotonic() + 5
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return condition()
-
-
 def test_without_a_keeper_the_output_goes_with_the_last_end(tmp_path: Path):
     written_then_abandoned(tmp_path / "stdout", None, b"hi\n")
     assert read_again(tmp_path / "stdout") == b""
@@ -70,14 +64,14 @@ def held(tmp_path: Path, keeper: PipeKeeper) -> tuple[PipeHolder, Path]:
     reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
     holder.hold("c1", [reader])
     os.close(reader)
-    assert until(lambda: keeper._held.keys() == {"c1"})
+    wait_for(lambda: keeper._held.keys() == {"c1"}, WITHIN, "the keeper holding")
     return holder, fifo
 
 
 def test_a_released_pipe_is_let_go(tmp_path: Path, keeper: PipeKeeper):
     holder, _ = held(tmp_path, keeper)
     holder.release("c1")
-    assert until(lambda: keeper._held == {})
+    wait_for(lambda: keeper._held == {}, WITHIN, "the keeper letting go")
     holder.close()
 
 
