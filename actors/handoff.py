@@ -138,8 +138,9 @@ class HandoffListener:
             conn.close()
             reply().fail(env.invalid(f"{self.host.service}.{name} does not take a connection"))
             return
+        args = dict(message.get("args") or {})
         try:
-            checked = decl.validate(self.host.service, dict(message.get("args") or {}))
+            checked = decl.validate(self.host.service, args)
             spec = StreamSpec.from_wire(message.get("stream"))
         except env.PouchError as exc:
             conn.close()
@@ -151,8 +152,7 @@ class HandoffListener:
         on_go = None
         if message.get("kept"):
             on_go = self._guarding(watch, conn, PassedStream(
-                self.host.service, name, dict(message.get("args") or {}), spec,
-                began_at or time.time(), resumed_at))
+                self.host.service, name, args, spec, began_at or time.time(), resumed_at))
         session = StreamSession(conn, spec, watch=watch,
                                 resumed_at=min(resumed_at, self._up_at),
                                 began_at=began_at, head_out=True)
