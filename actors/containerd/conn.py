@@ -101,7 +101,10 @@ class Conn:
         if timeout is not None:
             timeout = max(0.0, timeout - (time.monotonic() - began))
         try:
-            return method(request, timeout=timeout, metadata=self.metadata(lease))
+            # The channel may still say ready when the call lost containerd just now; the
+            # call made again waits for the successor rather than failing at the old socket.
+            return method(request, timeout=timeout, metadata=self.metadata(lease),
+                          wait_for_ready=True)
         except grpc.RpcError as err:
             raise self.error(err) from err
 
