@@ -92,30 +92,32 @@ class Conn:
         self, method: Any, request: Any, timeout: float | None, lease: str | None = None,
         idempotent: bool = False,
     ) -> Any:
-        began = time.monotonic()
-        try:
-            return method(request, timeout=timeout, metadata=self.metadata(lease))
-        except grpc.RpcError as err:
-            if not self._reconnected(err, timeout, idempotent):
-                raise self.error(err) from err
-        if timeout is not None:
-            timeout = max(0.0, timeout - (time.monotonic() - began))
-        try:
-            # The channel may still say ready when the call lost containerd just now; the
-            # call made again waits for the successor rather than failing at the old socket.
-            return method(request, timeout=timeout, metadata=self.metadata(lease),
-                          wait_for_ready=True)
-        except grpc.RpcError as err:
-            raise self.error(err) from err
+        deadline = None if timeout is None else time.monotonic() + timeout
+        reconnect_by: float | None = None  # set by the first call that finds containerd away
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return method(request, timeout=left, metadata=self.metadata(lease))
+            except grpc.RpcError as err:
+                if reconnect_by is None:
+                    reconnect_by = time.monotonic() + RECONNECT_WAIT
+                    if deadline is not None:
+                        reconnect_by = min(reconnect_by, deadline)
+                if not self._reconnected(err, reconnect_by, idempotent):
+                    raise self.error(err) from err
 
-    def _reconnected(self, err: grpc.RpcError, timeout: float | None, idempotent: bool) -> bool:
+    def _reconnected(self, err: grpc.RpcError, by: float, idempotent: bool) -> bool:
         """The call found containerd away (or, `idempotent`, lost it on the way): whether
-        it is back within RECONNECT_WAIT."""
+        it is back by `by` (monotonic). The channel may still say ready when the call lost
+        containerd just now; the call made again then finds no connection, never reached
+        containerd, and waits here once more."""
         details = status_details(err)
         if status_code(err) != grpc.StatusCode.UNAVAILABLE or not (
                 idempotent or any(words in details for words in _NOT_CONNECTED)):
             return False
-        wait = RECONNECT_WAIT if timeout is None else min(RECONNECT_WAIT, timeout)
+        wait = by - time.monotonic()
+        if wait <= 0:
+            return False
         try:
             grpc.channel_ready_future(self.channel).result(timeout=wait)
         except grpc.FutureTimeoutError:
