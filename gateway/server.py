@@ -54,6 +54,9 @@ class Gateway(BaseApplication):
             "workers": config.gateway_workers,
             "threads": config.gateway_threads,
             "pidfile": str(config.pid_path("gateway")),
+            # Not gunicorn's default (the system's temp folder, found by leaving a probe
+            # file there, which a kill -9 at that moment left behind for good).
+            "worker_tmp_dir": str(config.exec_root_dir),
             "loglevel": "debug" if config.debug else "info",
         }
         if config.uses_tls:

@@ -451,9 +451,9 @@ def test_a_delete_cut_by_containerd_s_death_is_made_again_of_its_successor() -> 
         old.process.send_signal(signal.SIGSTOP)
         deleting = threading.Thread(target=delete)
         deleting.start()
-        # The delete is seen waiting unread in the stopped containerd's socket, except
-        # once in CI, for a reason not found (the delete was still done of the successor
-        # then, by all signs): the wait only lets it get there; what counts is asserted after.
+        # Seen waiting in the stopped containerd's socket (or its backlog), except once in
+        # CI, for a reason not found: the wait only lets the delete get there; what counts
+        # is asserted after.
         with contextlib.suppress(AssertionError):
             wait_for(functools.partial(unread_from, old.process.pid, [os.getpid()]), 5,
                      "the delete waiting in the stopped containerd's socket")

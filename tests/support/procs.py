@@ -67,11 +67,14 @@ def in_cgroups_named(names: set[str]) -> list[int]:
 
 
 def unread_from(reader: int, writers: list[int]) -> bool | None:
-    """Whether `reader` holds unread bytes on a unix socket whose other end one of
-    `writers` holds (`ss`: its receive queue); None if not, for `until`."""
-    listed = subprocess.run(["ss", "-xpnH"], capture_output=True, text=True, check=True)
+    """Whether something `writers` sent waits for `reader` (`ss`): unread bytes on a unix
+    socket `reader` holds whose other end one of `writers` holds, or a connection not yet
+    accepted on a socket `reader` listens on (its peer is not shown: anyone's counts);
+    None if not, for `until`."""
+    listed = subprocess.run(["ss", "-xapnH"], capture_output=True, text=True, check=True)
     rows = [row for line in listed.stdout.splitlines() if len(row := line.split()) > 8]
     owner = {row[5]: row[8] for row in rows}  # a socket's inode: who holds it
     return any(int(row[2]) > 0 and f"pid={reader}," in row[8]
-               and any(f"pid={pid}," in owner.get(row[7], "") for pid in writers)
+               and (row[1] == "LISTEN"
+                    or any(f"pid={pid}," in owner.get(row[7], "") for pid in writers))
                for row in rows) or None
