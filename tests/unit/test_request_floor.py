@@ -25,6 +25,7 @@ DATE = b"Date: "
 @pytest.fixture
 def worker(tmp_path: Path) -> Iterator[Worker]:
     """A gateway worker as gunicorn makes it, its app loaded, serving no socket."""
+    (tmp_path / "run").mkdir()  # pouchd's supervisor makes it before the gateway starts
     config = DaemonConfig(home_dir=tmp_path / "home", exec_root_dir=tmp_path / "run",
                           listen=(f"unix://{tmp_path}/api.sock",), gateway_workers=1)
     gateway = Gateway(config)
