@@ -1453,8 +1453,11 @@ class ContainerWorker(ObjectActor):
             conn, stdout=opts["stdout"], stderr=opts["stderr"], stdin=opts["stdin"], tty=tty,
             escape=EscapeScanner(opts["detach_keys"]) if tty and opts["stdin"] else None,
             on_detach=lambda: self.env.publish("detach", self.cid, detached))
-        # A created container's output is still to come: attaching waits for its start.
-        live = opts["stream"] and self._state["Status"] not in ("exited", "dead")
+        # A container that does not run has its output still to come: attaching waits for
+        # its next start (`docker start -a` attaches first, as to dockerd). A stream taken
+        # up again after the actor's restart ends with the run that it followed.
+        ended = ("exited", "dead") if conn.resumed_at else ("dead",)
+        live = opts["stream"] and self._state["Status"] not in ended
         if conn.resumed_at or opts["logs"]:
             self._replay(consumer, attach_window(opts, conn), live, resumable=follows)
         elif live:
@@ -1497,8 +1500,9 @@ class ContainerWorker(ObjectActor):
         """Send the log so far and then, if `live`, what comes; in a thread of its own.
         `resumable`: once it follows live, a restarted actor could take it up."""
         hub, cid, session = self.env.hub, self.cid, consumer.session
-        # Not started yet: the client waits for the start, unless one happens meanwhile.
-        runs_seen = hub.runs(cid) if live and self._state["Status"] == "created" else None
+        # Not running: the client waits for the next start, unless one happens meanwhile.
+        runs_seen = hub.runs(cid) if live and self._state["Status"] in ("created", "exited") \
+            else None
         # Opened now, on this thread: a removal of the container, which this thread also
         # does, unlinks the files (a rotation renames them) but cannot take them from
         # the reader.

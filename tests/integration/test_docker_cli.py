@@ -62,6 +62,29 @@ def test_logs_keep_both_streams_in_order(docker, daemon: PouchDaemon):
     docker("rm", name)
 
 
+def test_start_a_of_an_exited_container_prints_its_new_run(docker, daemon: PouchDaemon):
+    name = unique("again")
+    assert daemon.docker_result("run", "--name", name, "busybox", "sh", "-c",
+                                "echo run; echo oops >&2; exit 4").returncode == 4
+    # The CLI attaches before it starts: the attach waits for the next run, as dockerd's.
+    for _ in range(2):
+        result = daemon.docker_result("start", "-a", name)
+        assert (result.returncode, result.stdout, result.stderr) == (4, "run\n", "oops\n")
+    assert docker("logs", name).count("run") == 3
+    docker("rm", name)
+
+
+def test_an_attach_to_an_exited_container_takes_its_next_run(daemon: PouchDaemon, api):
+    name = unique("attach-next")
+    cid = api.create_container("busybox", ["echo", "next"], name=name)["Id"]
+    api.start(cid)
+    assert api.wait(cid, timeout=20)["StatusCode"] == 0
+    frames = api.attach(cid, stream=True, logs=False)
+    api.start(cid)
+    assert b"".join(frames) == b"next\n"
+    api.remove_container(cid)
+
+
 def test_a_detached_container_is_listed_inspected_and_force_removed(docker, daemon):
     name = unique("sleeper")
     cid = docker("run", "-d", "--name", name, "busybox", "sleep", "300")
