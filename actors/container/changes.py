@@ -12,6 +12,10 @@ from typing import Any
 from pouch.proto.envelope import PouchError
 
 MODIFIED, ADDED, DELETED = 0, 1, 2
+# dockerd's init layer gives every container an empty /.dockerenv, which programs take
+# to mean "in a container": pouch writes it into a new container's writable layer and,
+# like the mount points, does not count it as the container's own change.
+DOCKERENV = "/.dockerenv"
 _OPAQUE = ("trusted.overlay.opaque", "user.overlay.opaque")
 
 
@@ -123,9 +127,28 @@ def _is_opaque(path: str) -> bool:
     return False
 
 
+def mark_new_layer(mounts: list[dict[str, Any]]) -> None:
+    """Write DOCKERENV into a new container's writable layer, unless its image has one
+    (or the layer is of a kind this cannot tell: the marker is not worth a failed create)."""
+    try:
+        upper, lowers = layers_of(mounts)
+    except PouchError:
+        return
+    if _lower_stat(lowers, DOCKERENV) is not None:
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(os.path.join(upper, DOCKERENV.lstrip("/")),
+                     os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            os.fchmod(fd, 0o755)  # dockerd's mode, whatever the umask
+        finally:
+            os.close(fd)
+
+
 def init_paths(spec_mounts: Iterable[dict[str, Any]]) -> frozenset[str]:
-    """The container's mount points and the folders above them (see `changes`)."""
-    paths: set[str] = set()
+    """The container's mount points and the folders above them, and DOCKERENV (see
+    `changes`)."""
+    paths = {DOCKERENV}
     for mount in spec_mounts:
         path = posixpath.normpath("/" + str(mount.get("destination", "")).lstrip("/"))
         while path != "/":

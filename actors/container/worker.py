@@ -323,6 +323,7 @@ class ContainerWorker(ObjectActor):
                 mounts, preparing = preparing.result(), None
                 env.faults.hit("container.create.prepared")
             self._spec, self._mounts = made.spec, mounts  # what its first start needs
+            changes.mark_new_layer([dict(m) for m in mounts])
             env.faults.hit("container.create.container_made")
             if reply.cancelled:  # the caller gave up: it was told the create failed
                 raise PouchError("timeout", f"the create of {name} was given up on")

@@ -4,6 +4,9 @@ service, with the changes, message and author asked for; what it leaves is an im
 from __future__ import annotations
 
 import json
+import tarfile
+import tempfile
+from pathlib import Path
 
 import docker as docker_py
 
@@ -37,6 +40,20 @@ def test_docker_commit_makes_an_image_with_the_file_and_the_changes(pouchd: Pouc
     assert history[0] == "sh -c echo committed > /greeting && rm /bin/ls|a message"
     assert len(history) == len(docker("history", "-q", "busybox").splitlines()) + 1
     assert list_leases(pouchd.containerd_socket) == []
+    # The layer is the container's changes: not dockerd's marker, which every container has.
+    layer = _last_layer(pouchd, "made:v1")
+    assert {"greeting", "bin/.wh.ls"} <= layer and ".dockerenv" not in layer
+
+
+def _last_layer(daemon: PouchDaemon, image: str) -> set[str]:
+    """The names in an image's top layer, from `docker save`."""
+    with tempfile.TemporaryDirectory() as folder:
+        saved = Path(folder) / "saved.tar"
+        daemon.docker("save", "-o", str(saved), image)
+        with tarfile.open(saved) as archive:
+            manifest = json.load(archive.extractfile("manifest.json"))  # type: ignore[arg-type]
+            with tarfile.open(fileobj=archive.extractfile(manifest[0]["Layers"][-1])) as layer:
+                return {name.removeprefix("./") for name in layer.getnames()}
 
 
 def test_a_running_container_is_committed_paused_and_goes_on(pouchd: PouchDaemon):

@@ -160,7 +160,7 @@ def test_export_is_the_whole_file_system(daemon: PouchDaemon, client: docker.Doc
         names = set(tar.getnames())
         mine = tar.extractfile("root/mine")
         assert mine is not None and mine.read() == b"mine\n"
-    assert {"bin/busybox", "etc/passwd", "root/mine"} <= names
+    assert {"bin/busybox", "etc/passwd", "root/mine", ".dockerenv"} <= names
     exported = _untar(client.containers.get(name).export())
     assert "root/mine" in exported
     assert _views(daemon) == []
