@@ -64,7 +64,8 @@ def _registry_config(config: DaemonConfig) -> RegistryConfig:
     change made at run time applies to the next one)."""
     config = settings.current(config)
     return RegistryConfig(insecure=config.insecure_registries, mirrors=config.registry_mirrors,
-                          hosts_dir=config.registry_config_path, proxy=config.image_proxy)
+                          hosts_dir=config.registry_config_path, proxy=config.image_proxy,
+                          bundle_dir=config.exec_root_dir / "ca")
 
 
 class ImageActor(ActorBase):

@@ -38,6 +38,7 @@ from requests.adapters import HTTPAdapter
 from requests.utils import get_environ_proxies
 
 from pouch.actors.containerd.types import Descriptor
+from pouch.actors.fsutil import atomic_write
 from pouch.actors.image.reference import DOCKER_HUB, Reference
 from pouch.proto.envelope import PouchError, invalid, not_found, unavailable
 
@@ -111,6 +112,9 @@ class RegistryConfig:
     hosts_dir: Path | None = None  # folder of <host>/hosts.toml, as containerd reads them
     proxy: str = ""  # HTTP(S) proxy for registries; "" = the environment's
     timeout: float = 30.0
+    # Where a bundle joined from several `ca` files of a hosts.toml goes (pouchd: its exec
+    # root); None: the system's temporary folder.
+    bundle_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -199,7 +203,8 @@ def _host_endpoint(
     verify: bool | str = not table.get("skip_verify", False)
     ca = table.get("ca")
     if verify and ca:
-        verify = _ca_bundle([ca] if isinstance(ca, str) else list(ca), folder)
+        verify = _ca_bundle([ca] if isinstance(ca, str) else list(ca), folder,
+                            config.bundle_dir)
     return Endpoint(
         url=url,
         verify=verify,
@@ -209,7 +214,7 @@ def _host_endpoint(
     )
 
 
-def _ca_bundle(paths: list[str], folder: Path) -> str:
+def _ca_bundle(paths: list[str], folder: Path, bundle_dir: Path | None) -> str:
     """requests takes one CA file: several are joined into a bundle named by their content."""
     files = [path if path.is_absolute() else folder / path for path in map(Path, paths)]
     if len(files) == 1:
@@ -218,11 +223,11 @@ def _ca_bundle(paths: list[str], folder: Path) -> str:
         text = "\n".join(path.read_text() for path in files)
     except OSError as error:
         raise invalid(f"cannot read CA file {error.filename}: {error.strerror}") from None
-    bundle = Path(tempfile.gettempdir()) / (
-        f"pouch-ca-{hashlib.sha256(text.encode()).hexdigest()[:16]}.pem"
-    )
+    into = bundle_dir or Path(tempfile.gettempdir())
+    bundle = into / f"pouch-ca-{hashlib.sha256(text.encode()).hexdigest()[:16]}.pem"
     if not bundle.exists():
-        bundle.write_text(text)
+        into.mkdir(parents=True, exist_ok=True)
+        atomic_write(bundle, text.encode(), durable=False)
     return str(bundle)
 
 

@@ -89,6 +89,32 @@ def test_hosts_toml_hosts_are_mirrors_in_file_order(tmp_path):
     assert found[1].api == "https://second.example/prefix/v2"
 
 
+
+def test_several_ca_files_are_joined_into_one_bundle_in_pouch_s_folder(tmp_path):
+    folder = write_hosts(tmp_path / "hosts", "registry.k8s.io", """
+[host."https://mirror.example"]
+  ca = ["one.pem", "two.pem"]
+""")
+    (folder / "one.pem").write_text("ONE")
+    (folder / "two.pem").write_text("TWO")
+    config = RegistryConfig(hosts_dir=tmp_path / "hosts", bundle_dir=tmp_path / "run" / "ca")
+    verify = endpoints(config, "registry.k8s.io")[0].verify
+    assert isinstance(verify, str) and Path(verify).parent == tmp_path / "run" / "ca"
+    assert Path(verify).read_text() == "ONE\nTWO"
+    assert endpoints(config, "registry.k8s.io")[0].verify == verify  # named by content
+
+
+def test_a_missing_ca_file_is_invalid_naming_it(tmp_path):
+    folder = write_hosts(tmp_path, "registry.k8s.io", """
+[host."https://mirror.example"]
+  ca = ["one.pem", "gone.pem"]
+""")
+    (folder / "one.pem").write_text("ONE")
+    with pytest.raises(PouchError) as caught:
+        endpoints(RegistryConfig(hosts_dir=tmp_path, bundle_dir=tmp_path / "ca"),
+                  "registry.k8s.io")
+    assert caught.value.code == "invalid" and "gone.pem" in caught.value.message
+
 def test_hosts_toml_server_replaces_the_registry_and_takes_the_top_level_fields(tmp_path):
     write_hosts(tmp_path, "docker.io", """
 server = "https://docker.io"
