@@ -134,6 +134,24 @@ def network_donor(cid: str, ref: str, find: Callable[[str], Donor]) -> Donor:
     return donor
 
 
+def check_donors(host_config: Mapping[str, Any],
+                 inspect: Callable[[str], Mapping[str, Any]]) -> None:
+    """Refuse at create, as dockerd does, an IPC or PID donor that does not exist (one that
+    does not run is for the start to refuse). Errors: invalid (a 404 to a create would
+    make the docker CLI pull the image), the lookup's."""
+    for key, prefix in (("IpcMode", "can't join IPC of container"),
+                        ("PidMode", "cannot join PID of a non running container:")):
+        ref = donor_of(str(host_config.get(key) or ""))
+        if not ref:
+            continue
+        try:
+            inspect(ref)
+        except PouchError as exc:
+            if exc.code != "not_found":
+                raise
+            raise invalid(f"{prefix} {ref}: {exc.message}") from None
+
+
 def network_mode(cid: str, mode: str, find: Callable[[str], Donor]) -> str:
     """The network mode as recorded at create: `container:<ref>` becomes
     `container:<its full ID>` (the other container need not run yet). Errors: invalid

@@ -266,6 +266,7 @@ class ContainerWorker(ObjectActor):
         files_written: Callable[[], None] | None = None
         preparing: Future[list[Any]] | None = None
         try:
+            joins.check_donors(body.get("HostConfig") or {}, self._other)
             if joins.donor_of(mode):  # container:<name> is recorded as container:<id>
                 mode = joins.network_mode(cid, mode, self._donor)
                 body = {**body, "HostConfig": {**body["HostConfig"], "NetworkMode": mode}}

@@ -121,6 +121,7 @@ def test_ipc_container_needs_a_running_shareable_donor(daemon: PouchDaemon, dock
                       "true")
     assert "can't join IPC of container no-such-donor: No such container: no-such-donor" \
         in missing
+    assert "Unable to find image" not in missing  # refused at create with a 400, as dockerd
 
 
 def test_pid_container_sees_the_donors_processes(daemon: PouchDaemon, docker, names):
@@ -148,6 +149,12 @@ def test_joining_is_refused_with_http_statuses(api: docker_py.APIClient, names):
     with pytest.raises(docker_py.errors.APIError) as refused:
         api.start(joiner)
     assert refused.value.response.status_code == 409  # the donor does not run
+    for mode in ("ipc_mode", "pid_mode"):  # no such donor: refused at create, as dockerd
+        with pytest.raises(docker_py.errors.APIError) as refused:
+            api.create_container("busybox", "true", host_config=api.create_host_config(
+                **{mode: "container:no-such-donor"}))
+        assert refused.value.response.status_code == 400
+        assert "No such container: no-such-donor" in refused.value.explanation
 
 
 # -- health probes rest while paused or stopping ------------------------------------

@@ -300,11 +300,15 @@ def test_volumes_from_shares_the_other_containers_mounts(daemon: PouchDaemon,
     docker("rm", source)
     in_use = _refused(daemon, "volume", "rm", volume)
     assert f"volume is in use - [{daemon.inspect(reader)['Id']}]" in in_use
-    # (The CLI takes a 404 of create for a missing image, as against dockerd: docker-py.)
-    with pytest.raises(docker_py.errors.NotFound) as excinfo:
+    # A 400, as dockerd's: the CLI takes a 404 of create for a missing image, and pulls.
+    with pytest.raises(docker_py.errors.APIError) as excinfo:
         api.create_container("busybox", "true", host_config=api.create_host_config(
             volumes_from=["no-such-container"]))
+    assert excinfo.value.status_code == 400
     assert "No such container: no-such-container" in str(excinfo.value.explanation)
+    refused = _refused(daemon, "run", "--volumes-from", "no-such-container", "busybox", "true")
+    assert "No such container: no-such-container" in refused
+    assert "Unable to find image" not in refused
 
 
 # -- inspect ---------------------------------------------------------------------------
