@@ -132,21 +132,25 @@ def _published(rec: dict[str, Any]) -> bool:
 
 def publish_ports(calls: Calls, rec: dict[str, Any]) -> None:
     """Publish its ports (-p, -P) as it starts: NetworkSettings.Ports as dockerd shows
-    them. Errors: the network actor's (a host port taken: conflict), which fail the start."""
+    them (an exposed port that is not published too, with no bindings). Errors: the
+    network actor's (a host port taken: conflict), which fail the start."""
     host = rec["HostConfig"]
     mode = host.get("NetworkMode") or ""
     exposed = sorted((rec["Config"].get("ExposedPorts") or {}).keys())
-    if not on_network(mode) or not (host.get("PortBindings") or
-                                     (host.get("PublishAllPorts") and exposed)):
+    if not on_network(mode):
         return
-    rec["NetworkSettings"]["Ports"] = calls.network.publish_ports(
-        container=rec["Id"], port_bindings=host.get("PortBindings") or {},
-        exposed=exposed, publish_all=bool(host.get("PublishAllPorts")))
+    ports: dict[str, Any] = dict.fromkeys(exposed)
+    if host.get("PortBindings") or (host.get("PublishAllPorts") and exposed):
+        ports.update(calls.network.publish_ports(
+            container=rec["Id"], port_bindings=host.get("PortBindings") or {},
+            exposed=exposed, publish_all=bool(host.get("PublishAllPorts"))))
+    rec["NetworkSettings"]["Ports"] = ports
 
 
 def unpublish_ports(calls: Calls, rec: dict[str, Any]) -> None:
-    """Release its published ports (it stopped, or its start failed)."""
+    """Release its published ports (it stopped, or its start failed): it shows none."""
     if not _published(rec):
+        rec["NetworkSettings"]["Ports"] = {}
         return
     try:
         calls.network.unpublish_ports(container=rec["Id"])

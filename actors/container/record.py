@@ -111,7 +111,7 @@ def check_config(body: dict[str, Any]) -> list[str]:
         raise invalid(f"invalid field HostConfig.NetworkMode: network mode {mode!r} is not "
                       "supported yet (supported: none, host, bridge, a user network, "
                       "container:<name|id>)")
-    if mode in ("default", "none", "host") and (host.get("PortBindings") or
+    if mode in ("none", "host") and (host.get("PortBindings") or
                                                 host.get("PublishAllPorts")):
         warnings.append(f"published ports are discarded in network mode {mode}: they need "
                         "--network bridge or a user network")
@@ -409,6 +409,21 @@ def status_text(state: dict[str, Any], now: float | None = None) -> str:
     return "Created"
 
 
+def _summary_ports(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The list's Ports, from the inspect document's (dockerd's): one entry per binding, an
+    exposed port without one as its number and protocol alone."""
+    ports: list[dict[str, Any]] = []
+    for port, bindings in ((record.get("NetworkSettings") or {}).get("Ports") or {}).items():
+        number, _, proto = port.partition("/")
+        if not number.isdigit():
+            continue
+        private = {"PrivatePort": int(number), "Type": proto or "tcp"}
+        published = [b for b in bindings or [] if str(b.get("HostPort") or "").isdigit()]
+        ports += [{"IP": b.get("HostIp") or "", **private, "PublicPort": int(b["HostPort"])}
+                  for b in published] or [private]
+    return ports
+
+
 def summary(record: dict[str, Any]) -> ContainerSummary:
     """One row of GET /containers/json."""
     config = record["Config"]
@@ -417,7 +432,7 @@ def summary(record: dict[str, Any]) -> ContainerSummary:
     return {
         "Id": record["Id"], "Names": [record["Name"]], "Image": config.get("Image", ""),
         "ImageID": record["Image"], "Command": command,
-        "Created": int(parse_rfc3339(record["Created"])), "Ports": [],
+        "Created": int(parse_rfc3339(record["Created"])), "Ports": _summary_ports(record),
         "Labels": config.get("Labels") or {}, "State": record["State"]["Status"],
         "Status": status_text(record["State"]), "HostConfig": {"NetworkMode": mode},
         "NetworkSettings": {"Networks": record["NetworkSettings"]["Networks"]},

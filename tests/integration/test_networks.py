@@ -484,11 +484,15 @@ def dnat_rules(daemon: PouchDaemon) -> list[str]:
 
 def test_a_published_port_answers_from_the_host_on_loopback(daemon: PouchDaemon, names):
     name = names("web")
-    daemon.docker("run", "-d", "--name", name, "--network", "bridge", "-p", "127.0.0.1:0:80",
-                  "busybox", "sh", "-c", HTTPD)
+    # No --network, as a user types it: the default network is the bridge.
+    ran = daemon.docker_result("run", "-d", "--name", name, "-p", "127.0.0.1:0:80",
+                               "busybox", "sh", "-c", HTTPD)
+    assert (ran.returncode, ran.stderr) == (0, "")
     address, port = host_port(daemon, name)
     assert address == "127.0.0.1" and port > 0
     assert daemon.docker("port", name, "80") == f"127.0.0.1:{port}"
+    assert daemon.docker("ps", "--filter", f"name={name}", "--format", "{{.Ports}}") == \
+        f"127.0.0.1:{port}->80/tcp"
     answer = wait_for(lambda: fetch(f"http://127.0.0.1:{port}/"), 20, "httpd answering")
     assert answer.startswith("hello from")
     assert any(f"--dport {port} " in line for line in dnat_rules(daemon))
@@ -507,6 +511,21 @@ def test_publish_all_publishes_every_exposed_port(daemon: PouchDaemon, names):
     assert address == "0.0.0.0"
     answer = wait_for(lambda: fetch(f"http://127.0.0.1:{port}/"), 20, "httpd answering")
     assert answer.startswith("hello from")
+    listed = daemon.docker("ps", "-a", "--filter", f"name={name}", "--format", "{{.Ports}}")
+    assert listed == f"0.0.0.0:{port}->80/tcp"
+    daemon.docker("stop", "-t", "1", name)  # what a stopped one publishes: nothing
+    assert daemon.docker("ps", "-a", "--filter", f"name={name}", "--format", "{{.Ports}}") == ""
+
+
+def test_an_exposed_port_that_is_not_published_is_shown_as_dockerd_shows_it(
+        daemon: PouchDaemon, names):
+    name = names("exposed")
+    daemon.docker("run", "-d", "--name", name, "--expose", "80", "busybox", "sleep", "300")
+    assert daemon.inspect(name)["NetworkSettings"]["Ports"] == {"80/tcp": None}
+    assert daemon.docker("ps", "--filter", f"name={name}", "--format", "{{.Ports}}") == \
+        "80/tcp"
+    daemon.docker("stop", "-t", "0", name)
+    assert daemon.inspect(name)["NetworkSettings"]["Ports"] == {}
 
 
 def test_a_host_port_is_given_once(daemon: PouchDaemon, names):
