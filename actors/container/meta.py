@@ -31,6 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from pouch.actors.container import etcfiles
 from pouch.actors.container import record as rec
 from pouch.actors.container.jsonlog import rotated_files
 from pouch.actors.fsutil import atomic_write, atomic_write_json
@@ -43,6 +44,7 @@ TOMB_KEPT = 600.0
 TOMB_KEYS = {"Name", "ExitCode", "Error", "Tokens", "At"}
 # Longer than the gateway waits for a restarted actor to take a cut stream (a minute).
 LOG_KEPT = 90.0
+NO_DNS = etcfiles.Dns()  # the host's resolv.conf, as it is
 LOCALHOST_HOSTS = ("127.0.0.1\tlocalhost\n"
                    "::1\tlocalhost ip6-localhost ip6-loopback\n"
                    "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\n"
@@ -68,20 +70,22 @@ class MetaStore:
     def paths(self, cid: str) -> dict[str, str]:
         return {name: str(self.folder(cid) / name) for name in FILES}
 
-    def create(self, cid: str, hostname: str, network_mode: str) -> Callable[[], None]:
-        """The container's folder, and the files it sees as /etc/hostname, hosts and
-        resolv.conf, written on helper threads meanwhile: the function it returns waits
-        for them (call it before they are read or written again, and before the
-        container's meta.json is saved). Errors: OSError, from that function too."""
+    def create(self, cid: str, hostname: str, network_mode: str,
+               dns: etcfiles.Dns = NO_DNS, extra_hosts: str = "") -> Callable[[], None]:
+        """The container's folder, and the files it sees as /etc/hostname, hosts (with
+        the `extra_hosts` lines) and resolv.conf, written on helper threads meanwhile: the
+        function it returns waits for them (call it before they are read or written
+        again, and before the container's meta.json is saved). Errors: OSError, from
+        that function too."""
         folder = self.folder(cid)
         folder.mkdir(mode=0o700)
-        if network_mode == "host":
+        host_network = network_mode == "host"
+        if host_network:
             hostname = socket.gethostname()
-            hosts = _read_host_file("/etc/hosts") or LOCALHOST_HOSTS
-            resolv = _read_host_file("/etc/resolv.conf")
+            hosts = (_read_host_file("/etc/hosts") or LOCALHOST_HOSTS) + extra_hosts
         else:
-            hosts = LOCALHOST_HOSTS + f"127.0.1.1\t{hostname}\n"
-            resolv = _resolv_without_loopback(_read_host_file("/etc/resolv.conf"))
+            hosts = LOCALHOST_HOSTS + extra_hosts + f"127.0.1.1\t{hostname}\n"
+        resolv = etcfiles.resolv_conf(_read_host_file("/etc/resolv.conf"), dns, host_network)
         # Their renames become durable with meta.json's, whose save syncs this folder;
         # a folder without meta.json is a create that never finished (load_all).
         writes = [self._writers.submit(atomic_write, folder / name, text.encode(),
@@ -202,11 +206,3 @@ def _read_host_file(path: str) -> str:
         return Path(path).read_text()
     except OSError:
         return ""
-
-
-def _resolv_without_loopback(text: str) -> str:
-    # A nameserver on the host's loopback is unreachable from another network namespace.
-    kept = [line for line in text.splitlines()
-            if not (line.startswith("nameserver") and
-                    (line.split()[1:2] or [""])[0].startswith(("127.", "::1")))]
-    return "\n".join(kept) + ("\n" if kept else "")

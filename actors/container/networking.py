@@ -121,6 +121,22 @@ def disconnect(calls: Calls, rec: dict[str, Any], network: str) -> None:
                                       MacAddress="")
 
 
+def host_gateway(calls: Calls) -> str:
+    """The address `--add-host name:host-gateway` names: the default bridge's gateway, as
+    dockerd's default --host-gateway-ip. Errors: invalid (pouchd has no default bridge)."""
+    try:
+        configs = calls.network.inspect(ref="bridge")["IPAM"]["Config"] or []
+    except PouchError as exc:
+        if exc.code != "not_found":
+            raise
+        configs = []
+    gateway = next((c.get("Gateway") for c in configs if c.get("Gateway")), "")
+    if not gateway:
+        raise invalid("invalid field HostConfig.ExtraHosts: host-gateway names the default "
+                      "bridge's gateway, and pouchd has no default bridge")
+    return str(gateway)
+
+
 def static_ip(body: dict[str, Any], mode: str) -> str:
     ip = (_endpoint_config(body, mode).get("IPAMConfig") or {}).get("IPv4Address") or ""
     return ip if isinstance(ip, str) else ""

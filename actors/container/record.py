@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pouch.actors.container import health
+from pouch.actors.container import etcfiles, health
 from pouch.actors.container import lifecycle as lc
 from pouch.actors.container.jsonlog import log_config
 from pouch.actors.container.spec.defaults import create_warnings, recorded_host_config
@@ -42,10 +42,9 @@ _CONFIG_TYPES: dict[str, tuple[type | None, ...]] = {
 # of them null, [], {}, false, "" or 0) or only values that every container gets anyway.
 _HOST_NOT_YET: dict[str, frozenset[str]] = {
     key: frozenset() for key in (
-        "DeviceRequests", "Links", "Dns", "DnsOptions", "DnsSearch", "ExtraHosts",
-        "StorageOpt", "Cgroup", "CpuRealtimePeriod", "CpuRealtimeRuntime",
-        "CpuCount", "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth", "KernelMemory",
-        "KernelMemoryTCP")
+        "DeviceRequests", "Links", "StorageOpt", "Cgroup", "CpuRealtimePeriod",
+        "CpuRealtimeRuntime", "CpuCount", "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth",
+        "KernelMemory", "KernelMemoryTCP")
 } | {
     "UsernsMode": frozenset({"host"}),
     "CgroupnsMode": frozenset({"host"}),
@@ -146,6 +145,8 @@ def check_not_yet(body: dict[str, Any]) -> list[str]:
         if value and not all(isinstance(v, str) and v in allowed for v in values):
             raise _not_yet(f"HostConfig.{key}")
     log_config(host.get("LogConfig"))  # json-file (rotated or not) or none
+    etcfiles.Dns.of(host)
+    etcfiles.extra_hosts(host)
     check_hostname(body)
     size = host.get("ConsoleSize")
     if size is not None and not (isinstance(size, list) and len(size) == 2 and all(

@@ -32,7 +32,15 @@ from typing import Any, TypeVar
 import pykka
 
 from pouch.actors import plugins
-from pouch.actors.container import archive, changes, cproot, fsview, joins, observe
+from pouch.actors.container import (
+    archive,
+    changes,
+    cproot,
+    etcfiles,
+    fsview,
+    joins,
+    observe,
+)
 from pouch.actors.container import lifecycle as lc
 from pouch.actors.container import mounts as vols
 from pouch.actors.container import networking as nets
@@ -272,7 +280,12 @@ class ContainerWorker(ObjectActor):
                 body = {**body, "HostConfig": {**body["HostConfig"], "NetworkMode": mode}}
             process = effective_process(image["config"], body)
             planned = vols.plan(self._volume_env, body, image["config"])
-            files_written = env.meta.create(cid, hostname, mode)
+            host_config = body.get("HostConfig") or {}
+            extra_hosts = etcfiles.extra_hosts(host_config)
+            gateway = nets.host_gateway(env.calls) if any(
+                address == etcfiles.HOST_GATEWAY for _, address in extra_hosts) else ""
+            files_written = env.meta.create(cid, hostname, mode, etcfiles.Dns.of(host_config),
+                                            etcfiles.hosts_lines(extra_hosts, gateway))
             paths = env.meta.paths(cid)
             if nets.on_network(mode):
                 files_written()  # the network actor writes the container's name in its hosts

@@ -372,6 +372,31 @@ def test_containers_on_a_user_network_reach_each_other_by_name_and_alias(
     assert not pings(daemon, second, first)
 
 
+def test_dns_settings_and_extra_hosts_reach_the_containers_files(daemon: PouchDaemon, names,
+                                                                 networks):
+    resolv = daemon.docker("run", "--rm", "--dns", "9.9.9.9", "--dns-search", "example.com",
+                           "--dns-option", "ndots:2", "busybox", "cat", "/etc/resolv.conf")
+    assert resolv == "search example.com\nnameserver 9.9.9.9\noptions ndots:2"
+    assert daemon.docker("run", "--rm", "--network", "none", "--dns", "1.1.1.1", "busybox",
+                         "grep", "nameserver", "/etc/resolv.conf") == "nameserver 1.1.1.1"
+    gateway = inspect(daemon, "bridge")["IPAM"]["Config"][0]["Gateway"]
+    hosts = daemon.docker("run", "--rm", "--add-host", "x:1.2.3.4", "--add-host",
+                          "gw:host-gateway", "busybox", "cat", "/etc/hosts").splitlines()
+    assert "1.2.3.4\tx" in hosts and f"{gateway}\tgw" in hosts
+    # On a user network, the network actor's rewrites of the file keep the extra hosts.
+    net, first, second = networks(), names("extra"), names("peer")
+    daemon.docker("network", "create", "--subnet", str(free_net()), net)
+    daemon.docker("run", "-d", "--name", first, "--network", net, "--add-host", "x:1.2.3.4",
+                  "busybox", "sleep", "600")
+    daemon.docker("run", "-d", "--name", second, "--network", net, "busybox", "sleep", "600")
+    seen = daemon.docker("exec", first, "cat", "/etc/hosts").splitlines()
+    assert "1.2.3.4\tx" in seen and any(second in line.split() for line in seen)
+    assert daemon.inspect(first)["HostConfig"]["ExtraHosts"] == ["x:1.2.3.4"]
+    refused = daemon.docker_result("run", "--rm", "--network", f"container:{first}", "--dns",
+                                   "1.1.1.1", "busybox", "true")
+    assert "conflicting options: dns and the network mode" in refused.stderr
+
+
 def test_a_container_on_another_network_cannot_reach_them(daemon: PouchDaemon, names,
                                                           networks):
     red, blue = networks("red"), networks("blue")
