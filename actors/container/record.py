@@ -55,7 +55,7 @@ _HOST_NOT_YET: dict[str, frozenset[str]] = {
 # The resources, devices, namespaces (IpcMode, PidMode, UTSMode), security options,
 # masked paths, GroupAdd and Init are the spec's to check (actors/container/spec), when it
 # is built at create: what it cannot apply it refuses, naming the field and why.
-_CONFIG_NOT_YET = ("Domainname", "MacAddress")
+_CONFIG_NOT_YET = ("MacAddress",)
 
 _LEFT = ("brave", "calm", "clever", "cosmic", "eager", "fervent", "gentle", "happy", "jolly",
          "keen", "kind", "lucid", "mellow", "nimble", "proud", "quiet", "rapid", "serene",

@@ -319,6 +319,7 @@ class ContainerWorker(ObjectActor):
             placed = vols.place(self._volume_env, planned, rootfs)
             spec = build_spec(SpecInput(
                 container_id=cid, process=process, user=user, hostname=hostname,
+                domainname=str(body.get("Domainname") or ""),
                 network_mode=mode, netns_path=endpoint["SandboxKey"] if endpoint else None,
                 hosts_path=paths["hosts"],
                 resolv_conf_path=paths["resolv.conf"], hostname_path=paths["hostname"],

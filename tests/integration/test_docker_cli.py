@@ -104,9 +104,10 @@ def test_a_detached_container_is_listed_inspected_and_force_removed(docker, daem
 
 
 def test_the_container_sees_its_hostname_env_and_workdir(docker):
-    out = docker("run", "--rm", "--hostname", "box", "-e", "COLOR=blue", "-w", "/tmp",
-                 "busybox", "sh", "-c", "hostname; echo $COLOR; pwd; cat /etc/hostname")
-    assert out.splitlines() == ["box", "blue", "/tmp", "box"]
+    out = docker("run", "--rm", "--hostname", "box", "--domainname", "example.org", "-e",
+                 "COLOR=blue", "-w", "/tmp", "busybox", "sh", "-c",
+                 "hostname; echo $COLOR; pwd; cat /etc/hostname; cat /proc/sys/kernel/domainname")
+    assert out.splitlines() == ["box", "blue", "/tmp", "box", "example.org"]
 
 
 def test_user_and_entrypoint_are_honoured(docker):

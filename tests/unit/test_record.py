@@ -400,7 +400,7 @@ def test_a_field_the_container_would_not_get_is_refused_by_name(field, value):
 
 
 @pytest.mark.parametrize(("field", "value"), [
-    ("Domainname", "example.org"),
+    ("MacAddress", "02:42:ac:11:00:02"),
 ])
 def test_a_config_field_the_container_would_not_get_is_refused_by_name(field, value):
     assert f"Config.{field}" in refused(body(**{field: value}))

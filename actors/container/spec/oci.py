@@ -117,6 +117,7 @@ class SpecInput:
     nofile_ceiling: int | None = None
     host: HostView | None = None
     mounts: tuple[Planned, ...] = ()
+    domainname: str = ""  # Config.Domainname: the NIS domain name of its UTS namespace
 
 
 @functools.cache
@@ -199,7 +200,7 @@ def build_spec(inp: SpecInput) -> dict:
         "namespaces": ns.entries,
         "cgroupsPath": _cgroups_path(inp.cgroup_parent, inp.container_id),
         "resources": resources(hc, device_rules, host),
-        "sysctl": _sysctls(hc, ns),
+        "sysctl": _sysctls(hc, ns, inp.domainname),
         "devices": nodes,
         "maskedPaths": masked,
         "readonlyPaths": readonly,
@@ -479,8 +480,12 @@ def _resources(hc: Mapping[str, Any], privileged: bool,
 # -- sysctls ---------------------------------------------------------------
 
 
-def _sysctls(hc: Mapping[str, Any], ns: Namespaces) -> dict[str, str]:
+def _sysctls(hc: Mapping[str, Any], ns: Namespaces, domainname: str) -> dict[str, str]:
     out: dict[str, str] = {}
+    if domainname and not ns.host_network and not ns.host_uts:
+        # runc 1.1 has no spec field for it: set as dockerd sets it, by the sysctl that
+        # does what setdomainname(2) does (a --sysctl of it wins).
+        out["kernel.domainname"] = domainname
     if ns.private_network:
         # dockerd's defaults in a network namespace of the container's own:
         # ping without CAP_NET_RAW, low ports without CAP_NET_BIND_SERVICE.
