@@ -83,6 +83,11 @@ class DaemonConfig:
         return Path(self.containerd) if self.containerd else self.exec_root_dir / "containerd.sock"
 
     @property
+    def containerd_state_dir(self) -> Path:
+        """The state folder of the containerd pouchd runs itself (unless --containerd)."""
+        return self.exec_root_dir / "containerd"
+
+    @property
     def broker_endpoint(self) -> str:
         return f"ipc://{self.exec_root_dir / 'broker.sock'}"
 

@@ -42,6 +42,7 @@ from pouch.actors.container.replay import after_removal
 from pouch.actors.container.sweep import Sweeper
 from pouch.actors.container.tombs import Graveyard
 from pouch.actors.container.worker import OWNER_LABEL, ContainerWorker, Notice, WorkerEnv
+from pouch.actors.containerd import shims
 from pouch.actors.containerd.client import Containerd
 from pouch.actors.containerd.types import rfc3339
 from pouch.actors.host import ActorBase, ActorContext, Call, Job, Reply
@@ -176,7 +177,9 @@ class ContainerActor(ActorBase):
             faults=ctx.faults,
             exec_changed=lambda exec_id, copy: me.tell(ExecChanged(exec_id, copy)),
             views=cfg.exec_root_dir / "views", peek=self._peek, image_files={},
-            side=ThreadPoolExecutor(SIDE_THREADS, "worker-side"))
+            side=ThreadPoolExecutor(SIDE_THREADS, "worker-side"),
+            task_root=None if cfg.containerd else (
+                cfg.containerd_state_dir / shims.TASK_BUNDLES / self._ctrd.namespace))
 
     # -- life ----------------------------------------------------------------
 

@@ -32,6 +32,17 @@ def layers_of(mounts: list[dict[str, Any]]) -> tuple[str, list[str]]:
     raise PouchError("internal", "the container's snapshot is neither overlay nor bind")
 
 
+def overlay_dirs(mounts: list[dict[str, Any]]) -> dict[str, str]:
+    """An overlay snapshot's folders as dockerd's overlay2 shows them in inspect's
+    GraphDriver.Data (LowerDir, UpperDir, WorkDir); none for another kind."""
+    for mount in mounts:
+        if mount.get("type") == "overlay":
+            keyed = dict(o.split("=", 1) for o in mount.get("options") or [] if "=" in o)
+            return {"LowerDir": keyed.get("lowerdir", ""), "UpperDir": keyed.get("upperdir", ""),
+                    "WorkDir": keyed.get("workdir", "")}
+    return {}
+
+
 def changes(upper: str, lowers: list[str], init_paths: frozenset[str] = frozenset()
             ) -> list[dict[str, Any]]:
     """The writable layer's changes against the image's layers, as dockerd's overlay

@@ -119,6 +119,9 @@ class WorkerEnv:
     # An image's /etc/passwd and /etc/group by its chain ID (its layers never change).
     image_files: dict[str, tuple[str | None, str | None]]
     side: Executor  # a worker's calls that may run alongside its own
+    # Where containerd keeps the bundles of its tasks, when it is pouchd's own (a task's
+    # rootfs is mounted in its bundle: dockerd's MergedDir); None when it is elsewhere.
+    task_root: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -352,6 +355,10 @@ class ContainerWorker(ObjectActor):
             self._undo_create()
             raise
         self.record = rec.new_record(cid, name, body, image, process.args, paths)
+        if dirs := changes.overlay_dirs([dict(m) for m in mounts]):
+            if env.task_root is not None:
+                dirs["MergedDir"] = str(env.task_root / cid / "rootfs")
+            self.record["GraphDriver"]["Data"] = dirs
         nets.record(self.record, mode, endpoint, nets.static_ip(body, mode))
         rec.set_mounts(self.record, vols.records(placed), vols.inspect_mounts(placed))
         rec.remember_token(self.record, token)

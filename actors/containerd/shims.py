@@ -34,6 +34,8 @@ log = logging.getLogger("pouch.containerd")
 PROC: Final = Path("/proc")
 # Where a shim puts its socket, whatever containerd's own state dir is.
 SOCKET_ROOT: Final = Path("/run/containerd/s")
+# The folder of task bundles (one per task, its rootfs mounted there) in containerd's state.
+TASK_BUNDLES: Final = "io.containerd.runtime.v2.task"
 TERM_GRACE: Final = 2.0
 KILL_WAIT: Final = 2.0
 _ACTIONS: Final = ("start", "delete")  # a shim run as a command, not as the daemon

@@ -53,7 +53,7 @@ def run_supervisor(config: DaemonConfig, only: tuple[str, ...] | None = None,
     containerd_config = config.home_dir / "containerd" / "config.toml"
     containerd_config.parent.mkdir(parents=True, exist_ok=True)
     write_config(containerd_config, render_config(
-        root=config.home_dir / "containerd", state=config.exec_root_dir / "containerd",
+        root=config.home_dir / "containerd", state=config.containerd_state_dir,
         address=config.containerd_socket, oom_score=oom, debug=config.debug))
 
     def containerd_ready() -> bool:

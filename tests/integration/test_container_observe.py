@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import docker
 import pytest
@@ -151,6 +152,13 @@ def test_diff_shows_what_the_container_changed(daemon: PouchDaemon,
     changes = client.containers.get(name).diff()
     assert {"Path": "/etc/group", "Kind": 2} in changes
     assert {"Path": "/tmp/new", "Kind": 1} in changes
+    # Where the layers are, as dockerd's overlay2 shows them: the change in the upper one,
+    # the whole file system merged while the container runs.
+    data = daemon.inspect(name)["GraphDriver"]["Data"]
+    assert (Path(data["UpperDir"]) / "tmp" / "new").read_text() == "x\n"
+    assert (Path(data["MergedDir"]) / "bin" / "busybox").exists()
+    assert all(Path(lower).is_dir() for lower in data["LowerDir"].split(":"))
+    assert Path(data["WorkDir"]).is_dir()
 
 
 def test_a_container_that_changed_nothing_has_no_changes(client: docker.DockerClient,

@@ -93,6 +93,7 @@ def test_a_detached_container_is_listed_inspected_and_force_removed(docker, daem
     info = daemon.inspect(name)
     assert info["State"]["Running"] is True and info["State"]["Pid"] > 0
     assert info["Name"] == f"/{name}" and info["Config"]["Cmd"] == ["sleep", "300"]
+    assert info["HostConfig"]["Runtime"] == "runc"
     folder = daemon.home / "containers" / cid
     assert {p.name for p in folder.iterdir()} >= {"meta.json", "hostname", "hosts",
                                                    "resolv.conf", "json.log"}

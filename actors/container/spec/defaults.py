@@ -34,6 +34,9 @@ def recorded_host_config(hc: Mapping[str, Any],
         if out.get("ReadonlyPaths") is None:
             out["ReadonlyPaths"] = list(READONLY_PATHS)
     out["LogConfig"] = recorded_log_config(out.get("LogConfig"))
+    out["Runtime"] = out.get("Runtime") or "runc"  # the one pouch runs containers with
+    for deprecated in ("KernelMemory", "KernelMemoryTCP"):  # refused unless 0: shown 0
+        out[deprecated] = out.get(deprecated) or 0
     return out
 
 
