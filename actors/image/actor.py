@@ -68,6 +68,15 @@ def _registry_config(config: DaemonConfig) -> RegistryConfig:
                           bundle_dir=config.exec_root_dir / "ca")
 
 
+# Docker's container config as dockerd shows an image's: every field, those the image's
+# config leaves out (an OCI config holds only what it sets) at their zero values.
+_CONFIG_ZERO: dict[str, Any] = {
+    "Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
+    "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None,
+    "Cmd": None, "Image": "", "Volumes": None, "WorkingDir": "", "Entrypoint": None,
+    "OnBuild": None, "Labels": None}
+
+
 class ImageActor(ActorBase):
     service = "image"
 
@@ -425,9 +434,10 @@ class ImageActor(ActorBase):
             "RepoDigests": image.digests(self._registry),
             "Parent": "", "Comment": config.get("comment", ""),
             "Created": config.get("created", ""), "Container": config.get("container", ""),
-            "ContainerConfig": config.get("container_config") or {},
+            "ContainerConfig": {**_CONFIG_ZERO, **(config.get("container_config") or {})},
             "DockerVersion": config.get("docker_version", ""),
-            "Author": config.get("author", ""), "Config": config.get("config") or {},
+            "Author": config.get("author", ""),
+            "Config": {**_CONFIG_ZERO, **(config.get("config") or {})},
             "Architecture": config.get("architecture", ""), "Os": config.get("os", ""),
             "Size": image.size, "VirtualSize": image.size,
             "GraphDriver": {"Name": SNAPSHOTTER, "Data": None},

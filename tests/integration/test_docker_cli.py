@@ -25,6 +25,9 @@ def test_loaded_image_is_listed_with_its_id(docker, busybox_tarball: Path):
     assert image["Id"] == f"sha256:{config_hex}"
     assert image["RepoTags"] == ["busybox:latest"]
     assert image["Config"]["Cmd"] == ["sh"]
+    # Every field of Docker's config, as dockerd shows it, those the image leaves out too.
+    assert image["Config"]["Entrypoint"] is None and image["Config"]["WorkingDir"] == ""
+    assert image["ContainerConfig"]["Tty"] is False
     assert image["Os"] == "linux"
 
 
