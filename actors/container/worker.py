@@ -276,14 +276,14 @@ class ContainerWorker(ObjectActor):
         body = {**body, "Hostname": hostname}
         files_written: Callable[[], None] | None = None
         preparing: Future[list[Any]] | None = None
+        host_config = body.get("HostConfig") or {}
         try:
-            joins.check_donors(body.get("HostConfig") or {}, self._other)
+            joins.check_donors(host_config, self._other)
             if joins.donor_of(mode):  # container:<name> is recorded as container:<id>
                 mode = joins.network_mode(cid, mode, self._donor)
                 body = {**body, "HostConfig": {**body["HostConfig"], "NetworkMode": mode}}
             process = effective_process(image["config"], body)
             planned = vols.plan(self._volume_env, body, image["config"])
-            host_config = body.get("HostConfig") or {}
             extra_hosts = etcfiles.extra_hosts(host_config)
             gateway = nets.host_gateway(env.calls) if any(
                 address == etcfiles.HOST_GATEWAY for _, address in extra_hosts) else ""
@@ -341,7 +341,8 @@ class ContainerWorker(ObjectActor):
                 mounts, preparing = preparing.result(), None
                 env.faults.hit("container.create.prepared")
             self._spec, self._mounts = made.spec, mounts  # what its first start needs
-            changes.mark_new_layer([dict(m) for m in mounts])
+            snapshot = [dict(m) for m in mounts]
+            changes.mark_new_layer(snapshot)
             env.faults.hit("container.create.container_made")
             if reply.cancelled:  # the caller gave up: it was told the create failed
                 raise PouchError("timeout", f"the create of {name} was given up on")
@@ -355,7 +356,7 @@ class ContainerWorker(ObjectActor):
             self._undo_create()
             raise
         self.record = rec.new_record(cid, name, body, image, process.args, paths)
-        if dirs := changes.overlay_dirs([dict(m) for m in mounts]):
+        if dirs := changes.overlay_dirs(snapshot):
             if env.task_root is not None:
                 dirs["MergedDir"] = str(env.task_root / cid / "rootfs")
             self.record["GraphDriver"]["Data"] = dirs
