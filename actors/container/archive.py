@@ -84,6 +84,8 @@ def find(root_fd: int, path: str, container: str) -> Found:
         raise missing from None
     except OSError as exc:
         raise invalid(f"{path}: {exc.strerror}") from None
+    if asked.follow_last and not stat.S_ISDIR(st.st_mode):
+        raise missing  # "f/" of a file is not there, as the kernel's ENOTDIR says
     return Found(parts, asked, st)
 
 

@@ -82,6 +82,11 @@ def test_cp_into_a_running_container_and_back(daemon: PouchDaemon, run: Callable
     assert daemon.docker("exec", name, "cat", "/tmp/hello.txt") == "hello"
     daemon.docker("cp", str(tmp_path / "hello.txt"), f"{name}:/tmp/renamed.txt")
     assert daemon.docker("exec", name, "cat", "/tmp/renamed.txt") == "hello"
+    # A trailing slash asks for a folder: a file of that name is not one (dockerd's ENOTDIR).
+    (tmp_path / "other.txt").write_text("other\n")
+    refused = daemon.docker_result("cp", str(tmp_path / "other.txt"), f"{name}:/tmp/hello.txt/")
+    assert refused.returncode != 0 and "no such directory" in refused.stderr
+    assert daemon.docker("exec", name, "cat", "/tmp/hello.txt") == "hello"
 
 
 def test_cp_into_a_stopped_container_shows_at_its_next_start(daemon: PouchDaemon,
