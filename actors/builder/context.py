@@ -267,6 +267,23 @@ def _reading_context() -> Iterator[None]:
         raise ContextError(f"invalid build context: {e}") from None
 
 
+def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """The tar's members, read as Go's reader reads them: a tar that ends right after its
+    last member's data, with neither its padding nor the end-of-archive blocks, is whole
+    (the docker CLI sends such a context with `-f -`). Each member's data is read before
+    the next is asked for, so the data itself cutting short still fails."""
+    while True:
+        try:
+            member = tar.next()
+        except tarfile.ReadError as e:
+            if str(e) == "unexpected end of data" and tar.offset > 0:
+                return
+            raise
+        if member is None:
+            return
+        yield member
+
+
 def unpack_context(stream: BinaryIO, dest: Path, limit_bytes: int,
                    ignore: IgnoreRules | None = None,
                    keep: Iterable[str] = ()) -> ContextInfo:
@@ -286,7 +303,7 @@ def unpack_context(stream: BinaryIO, dest: Path, limit_bytes: int,
     made = None if dest.stat().st_mode & stat.S_ISGID else (os.geteuid(), os.getegid())
     with _reading_context(), \
             tarfile.open(fileobj=limited, mode="r|", tarinfo=_BoundedInfo) as tar:
-        for member in tar:
+        for member in _members(tar):
             rel = _relative(member.name, member.name)
             if rel == "":
                 continue  # "./": the context itself
@@ -588,7 +605,7 @@ def spool_context(stream: BinaryIO, spool: Path, limit_bytes: int) -> ContextInd
     with _reading_context(), open(spool, "xb") as out:
         tee = _Tee(_Limited(tar_stream, limit_bytes), out)
         with tarfile.open(fileobj=tee, mode="r|", tarinfo=_BoundedInfo) as tar:
-            for member in tar:
+            for member in _members(tar):
                 plain = plain and _index_member(tar, member, nodes)
             while tee.read(CHUNK):  # the rest: padding, a compressor's trailer
                 pass

@@ -166,6 +166,26 @@ def test_garbage_is_an_invalid_context(tmp_path: Path):
         unpack(gzip.compress(tar_bytes(SIMPLE))[:200], tmp_path)
 
 
+def _unpadded(members: list[Member]) -> tuple[bytes, int]:
+    """A tar that ends right after its last member's data (as the docker CLI's `-f -`
+    context does), and where that data ends."""
+    whole = tar_bytes(members)
+    with tarfile.open(fileobj=io.BytesIO(whole)) as tar:
+        last = tar.getmembers()[-1]
+    return whole[:last.offset_data + last.size], last.offset_data + last.size
+
+
+def test_a_tar_without_its_end_blocks_is_whole_but_cut_data_is_not(tmp_path: Path):
+    data, end = _unpadded([("Dockerfile", "file", b"FROM busybox\n", 0o644),
+                           (".dockerfile.1234", "file", b"FROM scratch\n", 0o644)])
+    (tmp_path / "whole").mkdir()
+    (tmp_path / "cut").mkdir()
+    unpack(data, tmp_path / "whole")
+    assert (tmp_path / "whole" / ".dockerfile.1234").read_bytes() == b"FROM scratch\n"
+    with pytest.raises(ContextError, match="invalid build context"):
+        unpack(data[:end - 3], tmp_path / "cut")
+
+
 def test_ignore_rules_skip_members_but_never_the_dockerfile(tmp_path: Path):
     rules = IgnoreRules.from_text("*\n!src\n")
     info = unpack(tar_bytes([("Dockerfile", "file", b"FROM x\n", 0o644),

@@ -111,6 +111,15 @@ def test_a_compressed_context_is_spooled_decompressed(tmp_path: Path):
     assert index.read("b.txt") == b"b"
 
 
+def test_a_context_that_ends_unpadded_is_spooled_whole(tmp_path: Path):
+    # As the docker CLI sends it with `-f -`: no padding, no end-of-archive blocks.
+    whole = tar_bytes([("Dockerfile", "file", b"FROM busybox\n", 0o644),
+                       (".dockerfile.1", "file", b"FROM scratch\n", 0o644)])
+    index = spool_context(io.BytesIO(whole[:512 * 3 + len(b"FROM scratch\n")]),
+                          tmp_path / "ctx.tar", 1 << 26)
+    assert index is not None and index.read(".dockerfile.1") == b"FROM scratch\n"
+
+
 @pytest.mark.parametrize("odd", [
     [("link", "symlink", "a.txt", 0o777)],
     [("hard", "hardlink", "a.txt", 0o644)],
