@@ -608,17 +608,18 @@ class ImageActor(ActorBase):
 
     def _prune(self, candidates: builtins.list[Image]) -> ImagesPruned:
         used = {c["ImageID"] for c in self.ctx.calls.container.list(all=True)}
+        sizes = {image.id: image.size for image in self._index}
         deleted: builtins.list[ImageDeleted] = []
-        reclaimed = 0
         for image in candidates:
-            if image.id in used:
+            if image.id in used or {"Deleted": image.id} in deleted:
                 continue
             try:
-                deleted += self._remove(image, "", force=True)
+                # With the untagged images it was made on, as dockerd's prune (they were
+                # kept for it: see `parents`).
+                deleted += self._remove(image, "", force=True, prune_parents=True)
             except PouchError as exc:  # made a container's meanwhile, say: kept
                 log.info("prune kept %s: %s", image.id, exc.message)
-                continue
-            reclaimed += image.size
+        reclaimed = sum(sizes.get(d.get("Deleted", ""), 0) for d in deleted)
         return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
     @method(idempotent=True, returns=builtins.list[ImageHistoryItem],

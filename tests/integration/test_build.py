@@ -227,6 +227,29 @@ def test_docker_py_builds_with_a_dockerfile_outside_the_context(pouchd: PouchDae
         client.close()
 
 
+def test_a_dockerfile_from_stdin_builds_with_a_context_folder(pouchd: PouchDaemon,
+                                                              tmp_path: Path):
+    # `-f -`: the CLI puts the Dockerfile into the context's tar, which it ends unpadded.
+    folder = context(tmp_path, {"data.txt": "from the folder\n"})
+    out = pouchd.docker("build", "-q", "-t", "stdin:v1", "-f", "-", str(folder),
+                        input="FROM busybox\nCOPY data.txt /\nCMD [\"cat\", \"/data.txt\"]\n",
+                        timeout=180)
+    assert out.startswith("sha256:")
+    assert pouchd.docker("run", "--rm", "stdin:v1") == "from the folder"
+
+
+def test_prune_deletes_a_dangling_build_with_the_steps_it_was_made_on(pouchd: PouchDaemon,
+                                                                      tmp_path: Path):
+    before = pouchd.docker("images", "-aq", "--no-trunc")
+    folder = context(tmp_path, {"Dockerfile": "FROM busybox\nENV STEP=1\nRUN true\n"})
+    built = build(pouchd, folder, "-q")  # untagged: dangling
+    assert built in pouchd.docker("images", "-aq", "--no-trunc")
+    pruned = pouchd.docker("image", "prune", "-f")
+    assert f"deleted: {built}" in pruned
+    # Its untagged steps too, as dockerd's prune deletes them (one prune, not one per step).
+    assert pouchd.docker("images", "-aq", "--no-trunc") == before
+
+
 def test_history_shows_every_step(pouchd: PouchDaemon, tmp_path: Path):
     folder = context(tmp_path, {"Dockerfile": "FROM busybox\nLABEL a=b\nRUN echo x > /x\n"
                                               "EXPOSE 8080\nUSER nobody\n"})
