@@ -1154,6 +1154,7 @@ class ContainerWorker(ObjectActor):
             stat = archive.path_stat(root.fd, found)
             with archive.open_spool(spool, write=True) as out:
                 archive.write(root.fd, found, out, root.devices)
+        self._event("archive-path")
         return stat
 
     def archive_put_container(self, reply: Reply, path: str, spool: str, ref: str,
@@ -1175,6 +1176,7 @@ class ContainerWorker(ObjectActor):
                                              (owner.uid, owner.gid))
         with self._root(writable=True) as root, archive.open_spool(spool) as tarball:
             archive.extract(root.fd, path, tarball, options, ref)
+        self._event("extract-to-dir")
 
     def export_container(self, reply: Reply, conn: StreamSession) -> None:
         views: list[fsview.View] = []
@@ -1189,6 +1191,7 @@ class ContainerWorker(ObjectActor):
             return
         threading.Thread(target=archive.export_to, args=(views[0], conn),
                          name=f"export-{self.cid[:12]}", daemon=True).start()
+        self._event("export")
 
     # -- exec: pouch.actors.container.exec, run here in turn with the rest ------
 

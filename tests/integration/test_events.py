@@ -46,6 +46,28 @@ def test_a_containers_life_is_told_in_events_kept_for_since(docker, calls: Clien
     assert die["timeNano"] // 1_000_000_000 == die["time"] >= int(started)
 
 
+def test_copies_and_exports_are_told_in_dockerds_words(docker, calls: Client,
+                                                       tmp_path: Path):
+    started = time.time()
+    name = f"ev-cp-{uuid.uuid4().hex[:8]}"
+    docker("create", "--name", name, "busybox", "true")
+    cid = docker("inspect", "-f", "{{.Id}}", name)
+    docker("cp", f"{name}:/etc/hostname", str(tmp_path / "out"))
+    docker("cp", str(tmp_path / "out"), f"{name}:/tmp/")
+    docker("export", "-o", str(tmp_path / "all.tar"), name)
+    docker("rm", name)
+
+    def told() -> list[str]:
+        with calls.stream("system", "events", {"since": started, "until": time.time(),
+                                               "filters": {"container": [cid]}},
+                          timeout=20) as stream:
+            seen = actions(list(stream), cid)
+        return seen if "destroy" in seen else []
+
+    seen = wait_for(told, 10, f"the destroy of {name} in the events' history")
+    assert seen == ["create", "archive-path", "extract-to-dir", "export", "destroy"]
+
+
 def test_live_events_pass_the_filters(docker, calls: Client):
     name = f"ev-{uuid.uuid4().hex[:8]}"
     with calls.stream("system", "events", {"filters": {"event": ["die"], "label": ["team=b"]}},
