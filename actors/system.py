@@ -312,7 +312,8 @@ class SystemActor(ActorBase):
         return {"LayersSize": images["LayersSize"],
                 "Images": [{**image, "Containers": per_image[image["Id"]]}
                            for image in images["Images"]],
-                "Containers": containers, "Volumes": calls.volume.usage(), "BuildCache": []}
+                "Containers": containers, "Volumes": calls.volume.usage(), "BuildCache": [],
+                "BuilderSize": 0}
 
     @method(idempotent=True, returns=SystemInfo)
     def info(self, reply: Reply) -> None:

@@ -334,6 +334,7 @@ class DiskUsage(TypedDict):
     Containers: list[ContainerSummary]
     Volumes: list[Volume]
     BuildCache: list[dict[str, Any]]
+    BuilderSize: int  # BuildKit's cache (API 1.41 still shows it): the classic builder has none
 
 
 class VolumeList(TypedDict):
