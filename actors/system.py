@@ -75,14 +75,15 @@ GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "p
            "s390x": "s390x", "i686": "386"}
 
 
-def _os_name() -> str:
+def _os_release(key: str, default: str = "") -> str:
+    """A field of /etc/os-release (PRETTY_NAME, VERSION_ID), as dockerd's /info reads it."""
     try:
         for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
+            if line.startswith(f"{key}="):
                 return line.partition("=")[2].strip('"')
     except OSError:
         pass
-    return "Linux"
+    return default
 
 
 def _mem_total() -> int:
@@ -345,8 +346,9 @@ class SystemActor(ActorBase):
             "ContainersPaused": counts["paused"], "ContainersStopped": counts["stopped"],
             "Images": images,
             "Driver": SNAPSHOTTER, "DriverStatus": [], "DockerRootDir": str(cfg.home_dir),
-            "ServerVersion": VERSION, "OperatingSystem": _os_name(), "OSType": "linux",
-            "OSVersion": "", "Architecture": uname.machine, "KernelVersion": uname.release,
+            "ServerVersion": VERSION, "OperatingSystem": _os_release("PRETTY_NAME", "Linux"),
+            "OSType": "linux", "OSVersion": _os_release("VERSION_ID"),
+            "Architecture": uname.machine, "KernelVersion": uname.release,
             "NCPU": os.cpu_count() or 1, "MemTotal": _mem_total(),
             "CgroupDriver": "cgroupfs", "CgroupVersion": hostinfo.cgroup_version(),
             **support.fields(),
@@ -366,6 +368,7 @@ class SystemActor(ActorBase):
             "SecurityOptions": hostinfo.security_options(), "Labels": self._labels(cfg),
             "Debug": cfg.debug, "ExperimentalBuild": False, "LiveRestoreEnabled": True,
             "Isolation": "", "Swarm": hostinfo.SWARM_INACTIVE, "ListenAddresses": list(cfg.listen),
+            "GenericResources": None,
             "InitBinary": self._init_binary, "InitCommit": {"ID": self._init_commit},
             "ContainerdCommit": {"ID": containerd_commit},
             "RuncCommit": {"ID": self._runc.commit},

@@ -79,6 +79,8 @@ def test_info_tells_the_hosts_real_figures(daemon: PouchDaemon, api: docker_py.A
     assert info["Architecture"] == uname.machine
     assert info["OSType"] == "linux"
     assert info["OperatingSystem"] and info["OperatingSystem"] != "Linux"
+    assert info["OSVersion"] and info["OSVersion"] in info["OperatingSystem"]  # "12"
+    assert info["GenericResources"] is None
     assert info["Name"] == socket.gethostname()
     assert info["Driver"] == "overlayfs"
     assert info["DockerRootDir"] == str(daemon.home)
