@@ -41,7 +41,7 @@ FILES = ("hostname", "hosts", "resolv.conf", "json.log")
 ID = re.compile(r"[0-9a-f]{64}")
 # Long enough for any retry of a cut call (their deadlines are a minute at most).
 TOMB_KEPT = 600.0
-TOMB_KEYS = {"Name", "ExitCode", "Error", "Tokens", "At"}
+TOMB_KEYS = {"Name", "ExitCode", "Tokens", "At"}
 # Longer than the gateway waits for a restarted actor to take a cut stream (a minute).
 LOG_KEPT = 90.0
 NO_DNS = etcfiles.Dns()  # the host's resolv.conf, as it is

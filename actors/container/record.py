@@ -330,7 +330,6 @@ def tomb(record: dict[str, Any], kept_log: Path | None) -> dict[str, Any]:
     state = record["State"]
     removal = removal_token(record)
     return {"Name": record["Name"].lstrip("/"), "ExitCode": state["ExitCode"],
-            "Error": state.get("Error") or "",
             "Tokens": tokens(record) + ([removal] if removal else []), "At": time.time(),
             "Tty": bool(record["Config"].get("Tty")), "Log": str(kept_log or "")}
 

@@ -70,7 +70,7 @@ def after_removal(tomb: dict[str, Any], session: StreamSession, reply: Reply, me
     if not session.start(multiplexed=method != "wait" and not tomb.get("Tty")):
         return
     if method == "wait":
-        session.write_json(rec.wait_answer(tomb["ExitCode"], tomb["Error"]))
+        session.write_json(rec.wait_answer(tomb["ExitCode"], ""))  # a removal's: no error
         session.end()
         return
     if not tomb.get("Log"):

@@ -1402,7 +1402,7 @@ class ContainerWorker(ObjectActor):
         # The actor's index first: a waiter told of the removal lists containers next
         # (`docker run --rm` returns), and finds it gone.
         self.env.removed(self.cid, self._name, self._tomb)
-        self._answer_waits(("removed", "not-running", "next-exit"))
+        self._answer_waits(("removed", "not-running", "next-exit"), removed=True)
         self._event("destroy")
         self.actor_ref.stop(block=False)
 
@@ -1436,7 +1436,7 @@ class ContainerWorker(ObjectActor):
         ended = not self._state["Running"] and not self._state.get("Restarting") and (
             condition == "not-running" or self._exited_since(conn))
         if ended or self._gone:
-            self._answer(waiter)
+            self._answer(waiter, removed=self._gone)
             return
         self._wait_conns.append(waiter)
 
@@ -1448,18 +1448,20 @@ class ContainerWorker(ObjectActor):
         return (bool(conn.resumed_at) and finished != ZERO_TIME
                 and parse_timestamp(finished) >= conn.began_at)
 
-    def _answer_waits(self, conditions: tuple[str, ...]) -> None:
+    def _answer_waits(self, conditions: tuple[str, ...], removed: bool = False) -> None:
         keep = []
         for waiter in self._wait_conns:
             if waiter.condition in conditions:
-                self._answer(waiter)
+                self._answer(waiter, removed)
             else:
                 keep.append(waiter)
         self._wait_conns = keep
 
-    def _answer(self, waiter: Waiter) -> None:
-        waiter.session.write_json(rec.wait_answer(self._state["ExitCode"],
-                                                  self._state.get("Error") or ""))
+    def _answer(self, waiter: Waiter, removed: bool = False) -> None:
+        # Told of the removal, a waiter gets the exit code and no error, as from dockerd
+        # (the CLI's `run --rm` would print a failed start's error twice).
+        error = "" if removed else self._state.get("Error") or ""
+        waiter.session.write_json(rec.wait_answer(self._state["ExitCode"], error))
         waiter.session.end()
 
     def attach_container(self, reply: Reply, conn: StreamSession, opts: dict[str, Any]) -> None:

@@ -65,6 +65,13 @@ def test_logs_keep_both_streams_in_order(docker, daemon: PouchDaemon):
     docker("rm", name)
 
 
+def test_run_rm_of_what_cannot_start_says_why_once(daemon: PouchDaemon):
+    result = daemon.docker_result("run", "--rm", "busybox", "/nonexist")
+    assert result.returncode == 127
+    assert "no such file or directory" in result.stderr
+    assert "Error waiting for container" not in result.stderr  # said once, as by dockerd
+
+
 def test_start_a_of_an_exited_container_prints_its_new_run(docker, daemon: PouchDaemon):
     name = unique("again")
     assert daemon.docker_result("run", "--name", name, "busybox", "sh", "-c",

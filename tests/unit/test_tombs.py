@@ -10,7 +10,7 @@ from pouch.actors.container.tombs import Graveyard
 
 
 def tomb(name: str, at: float, *tokens: str, code: int = 0) -> dict[str, Any]:
-    return {"Name": name, "ExitCode": code, "Error": "", "Tokens": list(tokens), "At": at}
+    return {"Name": name, "ExitCode": code, "Tokens": list(tokens), "At": at}
 
 
 def test_a_token_of_any_call_on_a_removed_container_names_it():
