@@ -516,7 +516,8 @@ class ImageActor(ActorBase):
                                    f"image is being used by running container {cid[:12]}")
                 if not force:
                     raise conflict(
-                        f'conflict: unable to remove repository reference "{named}" (must '
+                        "conflict: unable to remove repository reference "
+                        f'"{reference.familiar_name(named, self._registry)}" (must '
                         f"force) - container {cid[:12]} is using its referenced image {short}"
                         if named else f"conflict: unable to delete {short} (must be forced) - "
                         f"image is being used by stopped container {cid[:12]}")

@@ -57,6 +57,15 @@ def test_an_id_with_names_in_two_repositories_needs_force(pouchd: PouchDaemon):
                                       f"Deleted: {full_id}"])
 
 
+def test_a_stopped_containers_image_is_kept_unless_forced(pouchd: PouchDaemon):
+    cid = pouchd.docker("create", "busybox", "true")
+    refused = pouchd.docker_result("rmi", "busybox")
+    assert refused.returncode == 1
+    assert ('conflict: unable to remove repository reference "busybox:latest" (must force) - '
+            f"container {cid[:12]} is using its referenced image") in refused.stderr
+    pouchd.docker("rm", cid)
+
+
 def test_a_running_container_keeps_its_image_even_forced(pouchd: PouchDaemon):
     full_id = image_id(pouchd, "busybox")
     pouchd.docker("run", "-d", "--name", "runner", "busybox", "sleep", "60")
