@@ -52,6 +52,7 @@ from pouch.actors.container.iohub import Consumer, IOHub
 from pouch.actors.container.jsonlog import Selection, log_config
 from pouch.actors.container.meta import MetaStore
 from pouch.actors.container.replay import after_removal, attach_window, log_window, replay
+from pouch.actors.container.sizes import files_size
 from pouch.actors.container.spec.merge import effective_process
 from pouch.actors.container.spec.oci import (
     SpecInput,
@@ -997,8 +998,8 @@ class ContainerWorker(ObjectActor):
         it does not run; the bytes its own layer took, or None when it stays."""
         if self._gone or not lc.prunable(self._life):
             return None
-        try:
-            size, _inodes = self.env.ctrd.snapshots.usage(self.cid)
+        try:  # its SizeRw, as dockerd counts what a prune reclaims
+            size = files_size(changes.layers_of(self._snapshot_mounts())[0])
         except PouchError:
             size = 0
         rec.begin_removal(self.record, "")

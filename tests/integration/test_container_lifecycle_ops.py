@@ -335,7 +335,7 @@ def test_prune_removes_what_does_not_run_and_keeps_the_rest(docker, daemon, name
     assert early == {"ContainersDeleted": None, "SpaceReclaimed": 0}
     report = api.prune_containers(filters={"label": [f"{label}=1"]})
     assert sorted(report["ContainersDeleted"]) == sorted(ids.values())
-    assert report["SpaceReclaimed"] >= 0
+    assert report["SpaceReclaimed"] == 0  # their SizeRw: they wrote nothing, as dockerd counts
     left = docker("ps", "-a", "--filter", f"label={label}", "--format", "{{.Names}}")
     assert sorted(left.splitlines()) == sorted([running, kept])
     # label! keeps what matches it; the CLI asks, unless forced.
