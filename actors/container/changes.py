@@ -19,12 +19,17 @@ DOCKERENV = "/.dockerenv"
 _OPAQUE = ("trusted.overlay.opaque", "user.overlay.opaque")
 
 
+def _keyed(mount: dict[str, Any]) -> dict[str, str]:
+    """A mount's `key=value` options (an overlay's lowerdir, upperdir, workdir)."""
+    return dict(o.split("=", 1) for o in mount.get("options") or [] if "=" in o)
+
+
 def layers_of(mounts: list[dict[str, Any]]) -> tuple[str, list[str]]:
     """The writable layer and the image's layers (top first) of a snapshot's mounts."""
     for mount in mounts:
         options = list(mount.get("options") or [])
         if mount.get("type") == "overlay":
-            keyed = dict(o.split("=", 1) for o in options if "=" in o)
+            keyed = _keyed(mount)
             lowers = [p for p in keyed.get("lowerdir", "").split(":") if p]
             return keyed.get("upperdir", ""), lowers
         if mount.get("type") in ("bind", "rbind") or "bind" in options or "rbind" in options:
@@ -37,7 +42,7 @@ def overlay_dirs(mounts: list[dict[str, Any]]) -> dict[str, str]:
     GraphDriver.Data (LowerDir, UpperDir, WorkDir); none for another kind."""
     for mount in mounts:
         if mount.get("type") == "overlay":
-            keyed = dict(o.split("=", 1) for o in mount.get("options") or [] if "=" in o)
+            keyed = _keyed(mount)
             return {"LowerDir": keyed.get("lowerdir", ""), "UpperDir": keyed.get("upperdir", ""),
                     "WorkDir": keyed.get("workdir", "")}
     return {}

@@ -23,7 +23,8 @@ shareable (`--ipc shareable`, `host`, or itself joined to one that is).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+import contextlib
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,35 +135,39 @@ def network_donor(cid: str, ref: str, find: Callable[[str], Donor]) -> Donor:
     return donor
 
 
+@contextlib.contextmanager
+def missing_is_invalid(prefix: str = "") -> Iterator[None]:
+    """A create's lookup of another container (a donor, --volumes-from): one that is not
+    there is invalid, a 400 as dockerd's (a 404 to a create would make the docker CLI pull
+    the image). `prefix`, if given, starts the message."""
+    try:
+        yield
+    except PouchError as exc:
+        if exc.code != "not_found":
+            raise
+        raise invalid(f"{prefix} {exc.message}" if prefix else exc.message) from None
+
+
 def check_donors(host_config: Mapping[str, Any],
                  inspect: Callable[[str], Mapping[str, Any]]) -> None:
     """Refuse at create, as dockerd does, an IPC or PID donor that does not exist (one that
-    does not run is for the start to refuse). Errors: invalid (a 404 to a create would
-    make the docker CLI pull the image), the lookup's."""
+    does not run is for the start to refuse). Errors: invalid, the lookup's."""
     for key, prefix in (("IpcMode", "can't join IPC of container"),
                         ("PidMode", "cannot join PID of a non running container:")):
         ref = donor_of(str(host_config.get(key) or ""))
-        if not ref:
-            continue
-        try:
-            inspect(ref)
-        except PouchError as exc:
-            if exc.code != "not_found":
-                raise
-            raise invalid(f"{prefix} {ref}: {exc.message}") from None
+        if ref:
+            with missing_is_invalid(f"{prefix} {ref}:"):
+                inspect(ref)
 
 
 def network_mode(cid: str, mode: str, find: Callable[[str], Donor]) -> str:
     """The network mode as recorded at create: `container:<ref>` becomes
-    `container:<its full ID>` (the other container need not run yet). Errors: invalid
-    (no such container: a 404 to a create would make the docker CLI pull the image)."""
+    `container:<its full ID>` (the other container need not run yet). Errors: invalid."""
     ref = donor_of(mode)
     if not ref:
         return mode
-    try:
+    with missing_is_invalid():
         donor = find(ref)
-    except PouchError as exc:
-        raise invalid(exc.message) if exc.code == "not_found" else exc from None
     if donor.id == cid:
         raise invalid("cannot join own network")
     return f"container:{donor.id}"

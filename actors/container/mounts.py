@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pouch.actors.container import copyup, fsview
+from pouch.actors.container.joins import missing_is_invalid
 from pouch.actors.container.spec.mounts import (
     Planned,
     from_records,
@@ -50,8 +51,8 @@ class VolumeEnv:
 
 def plan(env: VolumeEnv, body: dict[str, Any], image_config: dict[str, Any]) -> list[Planned]:
     """The mounts a create body asks for, `--volumes-from` containers looked up (through
-    the container actor). Errors: invalid (a missing container too: a 404 to a create
-    would make the docker CLI pull the image), the container actor's."""
+    the container actor). Errors: invalid (a missing container too), the container
+    actor's."""
     host_config = body.get("HostConfig") or {}
     volumes_from = host_config.get("VolumesFrom") or []
     if not isinstance(volumes_from, list):
@@ -59,10 +60,8 @@ def plan(env: VolumeEnv, body: dict[str, Any], image_config: dict[str, Any]) -> 
     sources = []
     for spec in volumes_from:
         ref, mode = parse_volumes_from(spec)
-        try:
+        with missing_is_invalid():
             other = env.calls.container.inspect(id=ref)
-        except PouchError as exc:
-            raise invalid(exc.message) if exc.code == "not_found" else exc from None
         sources.append((mode, [_planned_of(point) for point in other.get("Mounts") or []]))
     return plan_mounts(body, host_config, image_config.get("Volumes"), sources)
 
