@@ -7,7 +7,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from pouch.tests.integration.test_container_resources import refused, run
+from pouch.tests.support import i386
+from pouch.tests.support.daemon import DockerError
 
 # The filter mode of the shell itself: 0 none, 2 a filter.
 MODE = "grep Seccomp: /proc/self/status | cut -f2"
@@ -59,3 +63,20 @@ def test_a_broken_profile_is_refused_at_create(daemon, tmp_path: Path):
     profile = tmp_path / "broken.json"
     profile.write_text('{"defaultAction": "SCMP_ACT_SOMETIMES"}')
     assert "unknown action" in refused(daemon, "--security-opt", f"seccomp={profile}")
+
+
+def test_32_bit_programs_run_under_the_default_filter(docker, tmp_path: Path):
+    # The filter has an i386 section (x32's goes where the kernel refuses x32 calls).
+    hello = tmp_path / "hello32"
+    hello.write_bytes(i386.program(b"hello from i386\n"))
+    hello.chmod(0o755)
+    assert run(docker, "-v", f"{hello}:/hello32:ro", script="/hello32") == ["hello from i386"]
+    # Without one, its calls are not let through: the program above is one the filter sees.
+    native = tmp_path / "native.json"
+    native.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW",
+                                  "architectures": ["SCMP_ARCH_X86_64"],
+                                  "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}))
+    with pytest.raises(DockerError) as failed:
+        docker("run", "--rm", "--security-opt", f"seccomp={native}",
+               "-v", f"{hello}:/hello32:ro", "busybox", "/hello32")
+    assert "hello" not in failed.value.stdout

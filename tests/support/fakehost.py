@@ -16,14 +16,15 @@ SND = (DeviceNode("/dev/snd/pcmC0D0p", "c", 116, 16, 0o660, 0, 29),
 
 @dataclass
 class FakeHost:
-    """Eight CPUs, one memory node, every cgroup control unless told otherwise, tini, and
-    a /dev with null, loop0, kmsg and a sound folder."""
+    """Eight CPUs, one memory node, every cgroup control unless told otherwise, tini,
+    seccomp with x32, and a /dev with null, loop0, kmsg and a sound folder."""
 
     support: CgroupSupport = field(default_factory=CgroupSupport)
     cpus: int = 8
     init: str | None = "/usr/bin/tini-static"
     dev_shm: bool = True
     seccomp: bool = True
+    x32: bool = True
     devices: tuple[DeviceNode, ...] = (NULL, LOOP0, KMSG, *SND)
 
     def cgroups(self) -> CgroupSupport:
@@ -46,6 +47,9 @@ class FakeHost:
 
     def has_seccomp(self) -> bool:
         return self.seccomp
+
+    def serves_x32(self) -> bool:
+        return self.x32
 
     def devices_at(self, path_on_host: str, path_in_container: str) -> list[DeviceNode]:
         found = [d for d in self.devices if d.path == path_on_host]

@@ -33,6 +33,18 @@ def test_the_default_denies_with_eperm_on_this_architecture_family():
                                                            "SCMP_ARCH_ARM"]
 
 
+def test_a_kernel_refusing_x32_calls_gets_no_x32_section():
+    from pouch.tests.support.fakehost import FakeHost
+    from pouch.tests.unit.test_spec_resources import spec_of
+
+    without = seccomp.oci_seccomp(seccomp.default_profile(x32=False), DEFAULT_CAPABILITIES,
+                                  "x86_64", "6.1.0-13-amd64")
+    assert without["architectures"] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"]
+    assert without["syscalls"] == resolve()["syscalls"]
+    assert "SCMP_ARCH_X32" not in \
+        spec_of({}, FakeHost(x32=False))["linux"]["seccomp"].get("architectures", [])
+
+
 def test_the_default_allows_ordinary_calls_and_not_administration():
     calls = allowed(resolve())
     for name in ("read", "openat", "mkdir", "execve", "futex", "setuid", "arch_prctl",

@@ -7,7 +7,10 @@ modules stay pure: a unit test hands them a view of a made-up host.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
+import platform
 import stat
 from dataclasses import dataclass
 from functools import cache
@@ -82,6 +85,10 @@ class HostView(Protocol):
         """Whether the kernel filters system calls (seccomp)."""
         ...
 
+    def serves_x32(self) -> bool:
+        """Whether the kernel answers the system calls of x32 programs (x86_64 only)."""
+        ...
+
     def devices_at(self, path_on_host: str, path_in_container: str) -> list[DeviceNode]:
         """The device at a host path, or every device in a directory there (recursively),
         each named where the container sees it. Errors: OSError, NotADevice."""
@@ -120,6 +127,9 @@ class LocalHost:
 
     def has_seccomp(self) -> bool:
         return _seccomp_in_kernel()
+
+    def serves_x32(self) -> bool:
+        return _x32_served()
 
     def devices_at(self, path_on_host: str, path_in_container: str) -> list[DeviceNode]:
         resolved = os.path.realpath(path_on_host)
@@ -259,6 +269,23 @@ def _seccomp_in_kernel() -> bool:
             return any(line.startswith("Seccomp:") for line in status)
     except OSError:
         return False
+
+
+# x86_64's number of getpid(2), shared by the x32 ABI, whose calls carry this bit.
+_SYS_GETPID = 39
+_X32_SYSCALL_BIT = 0x40000000
+
+
+@cache
+def _x32_served() -> bool:
+    """Most distributions' kernels, Debian's among them, build the x32 ABI in but refuse
+    its calls (ENOSYS) unless booted with syscall.x32=y: asked with a harmless one.
+    Any other answer counts as served (EPERM: a filter around pouchd hides the kernel's)."""
+    if platform.machine() != "x86_64":
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    answered = libc.syscall(_X32_SYSCALL_BIT | _SYS_GETPID)
+    return answered != -1 or ctypes.get_errno() != errno.ENOSYS
 
 
 @cache

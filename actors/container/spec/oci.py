@@ -213,7 +213,8 @@ def build_spec(inp: SpecInput) -> dict:
                 raise invalid("invalid HostConfig.SecurityOpt: seccomp profiles are not "
                               "supported: this kernel has no seccomp")
         else:
-            linux["seccomp"] = default_oci(frozenset(capabilities["bounding"])) \
+            linux["seccomp"] = default_oci(frozenset(capabilities["bounding"]),
+                                           host.serves_x32()) \
                 if security.seccomp is None else \
                 oci_seccomp(parse_profile(security.seccomp), capabilities["bounding"])
     if propagation := rootfs_propagation(inp.mounts):
