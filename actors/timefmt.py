@@ -8,6 +8,7 @@ from datetime import datetime
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -20,14 +21,26 @@ def rfc3339_nano(ns: int | None = None) -> str:
     return f"{base}.{digits}Z" if digits else f"{base}Z"
 
 
-def parse_rfc3339(value: str) -> float:
-    """Seconds since the epoch of an RFC 3339 time with up to nanoseconds."""
-    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", value)
+def _rfc3339_parts(value: str) -> tuple[int, str]:
+    """The whole seconds since the epoch of an RFC 3339 time, and its fraction's digits."""
+    match = _RFC3339.fullmatch(value)
     if not match:
         raise ValueError(f"not an RFC 3339 time: {value!r}")
     base, fraction, zone = match.groups()
     stamp = datetime.fromisoformat(base + ("+00:00" if zone == "Z" else zone))
-    return stamp.timestamp() + (float("0." + fraction) if fraction else 0.0)
+    return int(stamp.timestamp()), fraction or ""
+
+
+def parse_rfc3339(value: str) -> float:
+    """Seconds since the epoch of an RFC 3339 time with up to nanoseconds."""
+    seconds, fraction = _rfc3339_parts(value)
+    return seconds + (float("0." + fraction) if fraction else 0.0)
+
+
+def rfc3339_nanos(value: str) -> int:
+    """Nanoseconds since the epoch of an RFC 3339 time, exactly (a float is not)."""
+    seconds, fraction = _rfc3339_parts(value)
+    return seconds * 1_000_000_000 + int(fraction.ljust(9, "0")[:9])
 
 
 def parse_timestamp(value: str, now: float | None = None) -> float:

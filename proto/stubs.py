@@ -612,11 +612,11 @@ class ContainerCalls:
         Served by pouch.actors.container.actor.ContainerActor.known."""
         return self._caller.call('container', 'known', _args(ids=ids), 5.0)
 
-    def list(self, *, all: bool | Omitted = OMIT, limit: int | Omitted = OMIT, size: bool | Omitted = OMIT, filters: builtins.dict[str, builtins.list[str]] | Omitted | None = OMIT) -> builtins.list[ContainerSummary]:
-        """Container summaries, newest first, as GET /containers/json shows them; with `size`, each with SizeRw and SizeRootFs (docker ps -s). Errors: invalid, not_found.
+    def list(self, *, all: bool | Omitted = OMIT, limit: int | Omitted = OMIT, size: bool | Omitted = OMIT, filters: builtins.dict[str, builtins.list[str]] | Omitted | None = OMIT, created_ns: bool | Omitted = OMIT) -> builtins.list[ContainerSummary]:
+        """Container summaries, newest first, as GET /containers/json shows them; with `size`, each with SizeRw and SizeRootFs (docker ps -s); with `created_ns`, their Created in nanoseconds, not seconds (the CRI's precision). Errors: invalid, not_found.
 
         Served by pouch.actors.container.actor.ContainerActor.list."""
-        return self._caller.call('container', 'list', _args(all=all, limit=limit, size=size, filters=filters), 30.0)
+        return self._caller.call('container', 'list', _args(all=all, limit=limit, size=size, filters=filters, created_ns=created_ns), 30.0)
 
     def metrics(self) -> builtins.list[builtins.dict[str, Any]]:
         """This actor process's figures (a snapshot: see pouch.actors.metrics).

@@ -452,9 +452,11 @@ class ContainerActor(ActorBase):
     @method(idempotent=True, returns=builtins.list[ContainerSummary],
             errors=("invalid", "not_found"))
     def list(self, reply: Reply, all: bool = False, limit: int = -1, size: bool = False,
-             filters: dict[str, builtins.list[str]] | None = None) -> None:
+             filters: dict[str, builtins.list[str]] | None = None,
+             created_ns: bool = False) -> None:
         """Container summaries, newest first, as GET /containers/json shows them; with
-        `size`, each with SizeRw and SizeRootFs (docker ps -s)."""
+        `size`, each with SizeRw and SizeRootFs (docker ps -s); with `created_ns`, their
+        Created in nanoseconds, not seconds (the CRI's precision)."""
         filters = listing.check(filters)
         every = all or limit > 0 or bool(filters.get("status"))
         # before/since name containers: those made earlier (later) than every one named.
@@ -467,7 +469,7 @@ class ContainerActor(ActorBase):
         rows.sort(key=lambda r: r["Created"], reverse=True)
         if limit > 0:
             rows = rows[:limit]
-        summaries = [rec.summary(r) for r in rows]
+        summaries = [rec.summary(r, created_ns) for r in rows]
         if not size:
             reply.send(summaries)
             return

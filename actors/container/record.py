@@ -13,7 +13,13 @@ from pouch.actors.container import lifecycle as lc
 from pouch.actors.container.jsonlog import log_config
 from pouch.actors.container.spec.defaults import create_warnings, recorded_host_config
 from pouch.actors.container.spec.namespaces import check_hostname, check_network_join
-from pouch.actors.timefmt import ZERO_TIME, human_duration, parse_rfc3339, rfc3339_nano
+from pouch.actors.timefmt import (
+    ZERO_TIME,
+    human_duration,
+    parse_rfc3339,
+    rfc3339_nano,
+    rfc3339_nanos,
+)
 from pouch.proto.docker import SNAPSHOTTER
 from pouch.proto.envelope import invalid
 from pouch.proto.limits import MAX_SECONDS
@@ -424,15 +430,17 @@ def _summary_ports(record: dict[str, Any]) -> list[dict[str, Any]]:
     return ports
 
 
-def summary(record: dict[str, Any]) -> ContainerSummary:
-    """One row of GET /containers/json."""
+def summary(record: dict[str, Any], created_ns: bool = False) -> ContainerSummary:
+    """One row of GET /containers/json (`created_ns`: Created in nanoseconds)."""
     config = record["Config"]
     command = " ".join([record["Path"], *record["Args"]]).strip()
     mode = record["HostConfig"].get("NetworkMode", "none")
     return {
         "Id": record["Id"], "Names": [record["Name"]], "Image": config.get("Image", ""),
         "ImageID": record["Image"], "Command": command,
-        "Created": int(parse_rfc3339(record["Created"])), "Ports": _summary_ports(record),
+        "Created": rfc3339_nanos(record["Created"]) if created_ns
+        else int(parse_rfc3339(record["Created"])),
+        "Ports": _summary_ports(record),
         "Labels": config.get("Labels") or {}, "State": record["State"]["Status"],
         "Status": status_text(record["State"]), "HostConfig": {"NetworkMode": mode},
         "NetworkSettings": {"Networks": record["NetworkSettings"]["Networks"]},

@@ -14,6 +14,7 @@ from cri_api.v1 import api_pb2 as cri
 from cri_api.v1 import api_pb2_grpc
 
 from pouch.actors.cri.errors import answered
+from pouch.actors.image import reference
 from pouch.proto.config import DaemonConfig
 from pouch.proto.envelope import PouchError
 from pouch.proto.stubs import Calls
@@ -38,12 +39,21 @@ def registry_auth(auth: cri.AuthConfig) -> str:
     return base64.urlsafe_b64encode(json.dumps(fields).encode()).decode()
 
 
-def image_of(doc: Mapping[str, Any]) -> cri.Image:
+def full_names(doc: Mapping[str, Any], default_registry: str) -> tuple[list[str], list[str]]:
+    """An image's tags and digests (Docker's short names) as containerd's CRI names them,
+    in full ("docker.io/library/busybox:latest"): what a kubelet shows of a pod."""
+    def full(names: Any) -> list[str]:
+        return [reference.parse(n, default_registry, default_tag=None).full()
+                for n in names or () if "<none>" not in n]
+    return full(doc.get("RepoTags")), full(doc.get("RepoDigests"))
+
+
+def image_of(doc: Mapping[str, Any], default_registry: str) -> cri.Image:
     """An image (inspect document or list summary) as CRI's Image."""
     config = doc.get("Config") or {}
     user = str(config.get("User") or "")
-    image = cri.Image(id=doc["Id"], repo_tags=list(doc.get("RepoTags") or []),
-                      repo_digests=list(doc.get("RepoDigests") or []),
+    tags, digests = full_names(doc, default_registry)
+    image = cri.Image(id=doc["Id"], repo_tags=tags, repo_digests=digests,
                       size=int(doc.get("Size") or 0))
     name, _, _group = user.partition(":")
     if name.isdigit():
@@ -65,13 +75,14 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
         if wanted:
             try:
                 return cri.ListImagesResponse(images=[image_of(
-                    self.calls.image.inspect(name=wanted))])
+                    self.calls.image.inspect(name=wanted), self.config.default_registry)])
             except PouchError as error:
                 if error.code == "not_found":
                     return cri.ListImagesResponse()
                 raise
         summaries = self.calls.image.list(all=False)
-        return cri.ListImagesResponse(images=[image_of(s) for s in summaries])
+        return cri.ListImagesResponse(images=[image_of(s, self.config.default_registry)
+                                              for s in summaries])
 
     @answered
     def ImageStatus(self, request: cri.ImageStatusRequest, context: grpc.ServicerContext,
@@ -82,7 +93,7 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
             if error.code == "not_found":
                 return cri.ImageStatusResponse()  # CRI: no image, no error
             raise
-        response = cri.ImageStatusResponse(image=image_of(doc))
+        response = cri.ImageStatusResponse(image=image_of(doc, self.config.default_registry))
         if request.verbose:
             config = doc.get("Config") or {}
             response.info["info"] = json.dumps({

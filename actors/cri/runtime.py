@@ -25,6 +25,7 @@ from pouch.actors.containerd.config import allowed_oom_score_adj
 from pouch.actors.cri import translate as tr
 from pouch.actors.cri.errors import answered, precondition
 from pouch.actors.cri.execsync import exec_sync
+from pouch.actors.cri.images import full_names
 from pouch.actors.cri.network import PodNetwork
 from pouch.actors.cri.stats import container_stats, docker_stats
 from pouch.actors.cri.streaming import StreamServer
@@ -232,7 +233,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
     def ListPodSandbox(self, request: cri.ListPodSandboxRequest,
                        context: grpc.ServicerContext) -> cri.ListPodSandboxResponse:
         f = request.filter
-        items = self.calls.container.list(all=True, filters=tr.list_filters(
+        items = self.calls.container.list(all=True, created_ns=True, filters=tr.list_filters(
             tr.SANDBOX_KIND, id=f.id, labels=dict(f.label_selector)))
         pods = [tr.sandbox_of(item) for item in items]
         if f.HasField("state"):
@@ -245,6 +246,9 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
     def CreateContainer(self, request: cri.CreateContainerRequest,
                         context: grpc.ServicerContext) -> cri.CreateContainerResponse:
         sandbox = self._sandbox(request.pod_sandbox_id)
+        if (sandbox.get("State") or {}).get("Status") != "running":
+            # Its namespaces are gone with its pause process: nothing could join them.
+            raise precondition(f"pod sandbox {request.pod_sandbox_id} is not ready")
         config = request.config
         if not config.metadata.name:
             raise PouchError("invalid", "a container needs metadata with a name")
@@ -290,7 +294,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
     def ListContainers(self, request: cri.ListContainersRequest,
                        context: grpc.ServicerContext) -> cri.ListContainersResponse:
         f = request.filter
-        items = self.calls.container.list(all=True, filters=tr.list_filters(
+        items = self.calls.container.list(all=True, created_ns=True, filters=tr.list_filters(
             tr.CONTAINER_KIND, id=f.id, sandbox=f.pod_sandbox_id,
             labels=dict(f.label_selector)))
         containers = [tr.container_of(item) for item in items]
@@ -302,7 +306,17 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
     def ContainerStatus(self, request: cri.ContainerStatusRequest,
                         context: grpc.ServicerContext) -> cri.ContainerStatusResponse:
         doc = self._container(request.container_id)
-        response = cri.ContainerStatusResponse(status=tr.container_status(doc))
+        status = tr.container_status(doc)
+        with missing_is_done():  # its image removed since: named as it was asked for
+            tags, digests = full_names(self.calls.image.inspect(name=doc["Image"]),
+                                       self.config.default_registry)
+            # As containerd's CRI: a kubelet creates a container from an image's ID, and
+            # shows the pod's users this name instead.
+            if tags:
+                status.image.image = tags[0]
+            if digests:
+                status.image_ref = digests[0]
+        response = cri.ContainerStatusResponse(status=status)
         if request.verbose:
             response.info["info"] = json.dumps({
                 "pid": (doc.get("State") or {}).get("Pid", 0), "config": doc.get("Config"),

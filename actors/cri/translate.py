@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from cri_api.v1 import api_pb2 as cri
 
 from pouch.actors.containerd.shims import GROUP_LABEL
+from pouch.actors.timefmt import rfc3339_nanos
 from pouch.proto.envelope import invalid
 
 PREFIX = "io.pouch.cri."
@@ -39,6 +39,7 @@ CONTAINER_STATE: dict[str, cri.ContainerState.ValueType] = {
     "removing": cri.CONTAINER_EXITED, "exited": cri.CONTAINER_EXITED,
     "dead": cri.CONTAINER_EXITED}
 _ZERO_TIME = "0001-01-01T00:00:00Z"
+START_ERROR_EXIT_CODE = 128  # a container whose process never started, as containerd's
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9_.-]")
 
 
@@ -77,13 +78,10 @@ def nanos(text: str | None) -> int:
     """Unix nanoseconds of an RFC 3339 time, to the nanosecond; 0 for Go's zero time."""
     if not text or text.startswith("0001-01-01"):
         return 0
-    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)",
-                         text)
-    if not match:
+    try:
+        return rfc3339_nanos(text)
+    except ValueError:
         return 0
-    base, fraction, zone = match.groups()
-    stamp = datetime.fromisoformat(base + ("+00:00" if zone == "Z" else zone))
-    return int(stamp.timestamp()) * 1_000_000_000 + int((fraction or "0").ljust(9, "0")[:9])
 
 
 # -- pods ----------------------------------------------------------------------
@@ -143,12 +141,13 @@ def sandbox_state(status: str) -> cri.PodSandboxState.ValueType:
 
 
 def sandbox_of(summary: Mapping[str, Any]) -> cri.PodSandbox:
-    """A pause container as ListPodSandbox shows it (from a container list item)."""
+    """A pause container as ListPodSandbox shows it (from a container list item, its
+    Created in nanoseconds)."""
     labels = summary.get("Labels") or {}
     return cri.PodSandbox(
         id=summary["Id"], metadata=sandbox_metadata(labels),
         state=sandbox_state(str(summary.get("State", ""))),
-        created_at=int(summary.get("Created", 0)) * 1_000_000_000,
+        created_at=int(summary.get("Created", 0)),
         labels=cri_labels(labels), annotations=cri_annotations(labels))
 
 
@@ -330,19 +329,31 @@ def _resources(res: cri.LinuxContainerResources, host: dict[str, Any]) -> None:
     host.update(update_body(res))
 
 
+# CRI's resource fields and Docker's names for them (OOM score adjustment aside: it is
+# the process's, set at create only).
+_RESOURCES = (("cpu_period", "CpuPeriod"), ("cpu_quota", "CpuQuota"),
+              ("cpu_shares", "CpuShares"), ("memory_limit_in_bytes", "Memory"),
+              ("memory_swap_limit_in_bytes", "MemorySwap"), ("cpuset_cpus", "CpusetCpus"),
+              ("cpuset_mems", "CpusetMems"))
+
+
 def update_body(res: cri.LinuxContainerResources) -> dict[str, Any]:
-    """A container's resources in Docker's update fields (unset ones left out)."""
-    out: dict[str, Any] = {}
-    for field, name in (("cpu_period", "CpuPeriod"), ("cpu_quota", "CpuQuota"),
-                        ("cpu_shares", "CpuShares"), ("memory_limit_in_bytes", "Memory")):
-        value = getattr(res, field)
-        if value:
-            out[name] = value
-    if res.cpuset_cpus:
-        out["CpusetCpus"] = res.cpuset_cpus
-    if res.cpuset_mems:
-        out["CpusetMems"] = res.cpuset_mems
+    """A container's resources in Docker's update fields (unset ones left out). A memory
+    limit without a swap limit allows no swap, as containerd's CRI sets it (Docker's
+    default would allow as much swap again)."""
+    out = {name: getattr(res, field) for field, name in _RESOURCES if getattr(res, field)}
+    if "Memory" in out:
+        out.setdefault("MemorySwap", out["Memory"])
     return out
+
+
+def container_resources(host: Mapping[str, Any]) -> cri.ContainerResources:
+    """A container's resources as ContainerStatus tells them (its HostConfig's)."""
+    linux = cri.LinuxContainerResources(oom_score_adj=int(host.get("OomScoreAdj") or 0))
+    for field, name in _RESOURCES:
+        if host.get(name):
+            setattr(linux, field, host[name])
+    return cri.ContainerResources(linux=linux)
 
 
 def container_metadata(labels: Mapping[str, str]) -> cri.ContainerMetadata:
@@ -352,7 +363,8 @@ def container_metadata(labels: Mapping[str, str]) -> cri.ContainerMetadata:
 
 
 def container_of(summary: Mapping[str, Any]) -> cri.Container:
-    """A container as ListContainers shows it (from a container list item)."""
+    """A container as ListContainers shows it (from a container list item, its Created in
+    nanoseconds)."""
     labels = summary.get("Labels") or {}
     image = labels.get(IMAGE) or str(summary.get("Image", ""))
     return cri.Container(
@@ -360,7 +372,7 @@ def container_of(summary: Mapping[str, Any]) -> cri.Container:
         metadata=container_metadata(labels),
         image=cri.ImageSpec(image=image), image_ref=str(summary.get("ImageID", "")),
         state=CONTAINER_STATE.get(str(summary.get("State", "")), cri.CONTAINER_UNKNOWN),
-        created_at=int(summary.get("Created", 0)) * 1_000_000_000,
+        created_at=int(summary.get("Created", 0)),
         labels=cri_labels(labels), annotations=cri_annotations(labels))
 
 
@@ -373,7 +385,11 @@ def container_status(doc: Mapping[str, Any]) -> cri.ContainerStatus:
     cstate = CONTAINER_STATE.get(status, cri.CONTAINER_UNKNOWN)
     exit_code = int(state.get("ExitCode") or 0)
     reason = ""
-    if cstate == cri.CONTAINER_EXITED:
+    if cstate == cri.CONTAINER_EXITED and state.get("Error") \
+            and not nanos(state.get("StartedAt")):
+        # Its process never ran: containerd's CRI says so with its own reason and code.
+        reason, exit_code = "StartError", START_ERROR_EXIT_CODE
+    elif cstate == cri.CONTAINER_EXITED:
         reason = "OOMKilled" if state.get("OOMKilled") else \
             "Completed" if exit_code == 0 else "Error"
     mounts = [cri.Mount(container_path=m.get("Destination", ""), host_path=m.get("Source", ""),
@@ -388,7 +404,8 @@ def container_status(doc: Mapping[str, Any]) -> cri.ContainerStatus:
         exit_code=exit_code, reason=reason, message=str(state.get("Error") or ""),
         image=cri.ImageSpec(image=labels.get(IMAGE) or str(config.get("Image", ""))),
         image_ref=str(doc.get("Image", "")), labels=cri_labels(labels),
-        annotations=cri_annotations(labels), mounts=mounts, log_path=labels.get(LOG_PATH, ""))
+        annotations=cri_annotations(labels), mounts=mounts, log_path=labels.get(LOG_PATH, ""),
+        resources=container_resources(doc.get("HostConfig") or {}))
 
 
 def _propagation(text: str) -> cri.MountPropagation.ValueType:

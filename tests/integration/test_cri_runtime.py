@@ -140,10 +140,11 @@ def test_status_reports_runtime_and_network_ready(crictl: Cri) -> None:
 def test_images_listed_with_their_tags(crictl: Cri) -> None:
     images = crictl.images.ListImages(cri.ListImagesRequest()).images
     tags = {tag for image in images for tag in image.repo_tags}
-    assert {"busybox:latest", PAUSE} <= tags
+    # Named in full, as containerd's CRI names them.
+    assert {"docker.io/library/busybox:latest", f"docker.io/{PAUSE}"} <= tags
     only = crictl.images.ListImages(cri.ListImagesRequest(
         filter=cri.ImageFilter(image=cri.ImageSpec(image="busybox")))).images
-    assert [image.repo_tags[:] for image in only] == [["busybox:latest"]]
+    assert [image.repo_tags[:] for image in only] == [["docker.io/library/busybox:latest"]]
 
 
 def test_image_status_and_verbose_info(crictl: Cri) -> None:
@@ -194,6 +195,7 @@ def test_host_network_pod_lifecycle(crictl: Cri, pods: Callable[..., str]) -> No
     listed = crictl.runtime.ListPodSandbox(cri.ListPodSandboxRequest(
         filter=cri.PodSandboxFilter(label_selector={"tier": "front"}))).items
     assert [p.id for p in listed] == [pod]
+    assert listed[0].created_at == status.created_at  # to the nanosecond
 
     crictl.runtime.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=pod))
     crictl.runtime.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=pod))
@@ -229,17 +231,28 @@ def test_pod_dns_config_in_resolv_conf(crictl: Cri, pods: Callable[..., str]) ->
 
 def test_container_lifecycle(crictl: Cri, pods: Callable[..., str]) -> None:
     pod = pods("life")
+    # A kubelet creates a container from the image's ID (what ImageStatus said).
+    image_id = crictl.images.ImageStatus(cri.ImageStatusRequest(
+        image=cri.ImageSpec(image="busybox"))).image.id
+    config = container_config("main", "sleep 60")
+    config.image.image = image_id
     created = crictl.runtime.CreateContainer(cri.CreateContainerRequest(
-        pod_sandbox_id=pod, config=container_config("main", "sleep 60"),
-        sandbox_config=pod_config("life"))).container_id
+        pod_sandbox_id=pod, config=config, sandbox_config=pod_config("life"))).container_id
     assert state_of(crictl, created) == cri.CONTAINER_CREATED
     crictl.runtime.StartContainer(cri.StartContainerRequest(container_id=created))
     assert state_of(crictl, created) == cri.CONTAINER_RUNNING
+    status = crictl.runtime.ContainerStatus(
+        cri.ContainerStatusRequest(container_id=created)).status
+    # What a kubelet shows of the pod: the image's name, as containerd's CRI gives it.
+    assert (status.image.image, status.image_ref) == (
+        "docker.io/library/busybox:latest", image_id)
 
     listed = crictl.runtime.ListContainers(cri.ListContainersRequest(
         filter=cri.ContainerFilter(pod_sandbox_id=pod))).containers
     assert [(c.id, c.metadata.name, c.labels["app"]) for c in listed] == [
         (created, "main", "main")]
+    # To the nanosecond, as the status has it: a kubelet orders attempts by it.
+    assert listed[0].created_at == status.created_at
     running = cri.ContainerStateValue(state=cri.CONTAINER_RUNNING)
     assert created in [c.id for c in crictl.runtime.ListContainers(cri.ListContainersRequest(
         filter=cri.ContainerFilter(state=running))).containers]
@@ -373,7 +386,42 @@ def test_update_container_resources(crictl: Cri, pods: Callable[..., str],
         container_id=container, linux=cri.LinuxContainerResources(
             memory_limit_in_bytes=64 << 20, cpu_shares=512)))
     host = cri_daemon.inspect(container)["HostConfig"]
-    assert (host["Memory"], host["CpuShares"]) == (64 << 20, 512)
+    # No swap beyond the limit, as containerd's CRI sets it.
+    assert (host["Memory"], host["MemorySwap"], host["CpuShares"]) == (
+        64 << 20, 64 << 20, 512)
+    resources = crictl.runtime.ContainerStatus(
+        cri.ContainerStatusRequest(container_id=container)).status.resources.linux
+    assert (resources.memory_limit_in_bytes, resources.memory_swap_limit_in_bytes,
+            resources.cpu_shares) == (64 << 20, 64 << 20, 512)
+
+
+def test_a_start_that_fails_is_a_start_error(crictl: Cri, pods: Callable[..., str]) -> None:
+    pod = pods("nostart")
+    config = container_config("missing")
+    config.command[:] = ["/no/such/program"]
+    created = crictl.runtime.CreateContainer(cri.CreateContainerRequest(
+        pod_sandbox_id=pod, config=config, sandbox_config=pod_config("nostart"))).container_id
+    with pytest.raises(grpc.RpcError):
+        crictl.runtime.StartContainer(cri.StartContainerRequest(container_id=created))
+    status = crictl.runtime.ContainerStatus(
+        cri.ContainerStatusRequest(container_id=created)).status
+    # What a kubelet shows as the container's last state, as with containerd's CRI.
+    assert (status.state, status.reason, status.exit_code) == (
+        cri.CONTAINER_EXITED, "StartError", 128)
+    assert "/no/such/program" in status.message
+
+
+def test_no_container_is_made_in_a_stopped_pod(crictl: Cri, pods: Callable[..., str]) -> None:
+    pod = pods("stopped")
+    crictl.runtime.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=pod))
+    with pytest.raises(grpc.RpcError) as refused:
+        crictl.runtime.CreateContainer(cri.CreateContainerRequest(
+            pod_sandbox_id=pod, config=container_config("late", "true"),
+            sandbox_config=pod_config("stopped")))
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "not ready" in str(refused.value.details())
+    assert not crictl.runtime.ListContainers(cri.ListContainersRequest(
+        filter=cri.ContainerFilter(pod_sandbox_id=pod))).containers
 
 
 def test_exec_and_attach_answer_stream_urls(crictl: Cri, pods: Callable[..., str]) -> None:
@@ -422,6 +470,7 @@ def test_pull_image_with_auth_from_a_registry(crictl: Cri) -> None:
         status = crictl.images.ImageStatus(cri.ImageStatusRequest(
             image=cri.ImageSpec(image=name))).image
         assert status.id == pulled.image_ref
+        assert status.repo_tags == [name]
         assert f"{registry.host}/team/app@{digest}" in status.repo_digests
         crictl.images.RemoveImage(cri.RemoveImageRequest(image=cri.ImageSpec(image=name)))
 

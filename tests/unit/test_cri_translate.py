@@ -69,6 +69,7 @@ def test_container_body_joins_its_pod() -> None:
     assert host["NetworkMode"] == host["IpcMode"] == f"container:{'p' * 64}"
     assert host["Binds"] == ["/h:/d:ro,rslave"]
     assert host["CapAdd"] == ["NET_ADMIN"] and host["Memory"] == 64 << 20
+    assert host["MemorySwap"] == 64 << 20  # no swap, as containerd's CRI
     assert (body["Entrypoint"], body["Cmd"], body["Env"], body["WorkingDir"], body["User"]) == (
         ["sh"], ["-c", "true"], ["A=1"], "/w", "1000")
     assert body["Labels"][tr.LOG_PATH] == "/var/log/pods/u1/app/1.log"
@@ -88,6 +89,25 @@ def test_status_from_inspect() -> None:
     assert status.created_at == 1767323045123456789
     assert status.finished_at - status.started_at == 1_000_000_000
     assert dict(status.labels) == {"k": "v"}
+
+
+def test_status_tells_a_start_that_failed_and_the_resources() -> None:
+    labels = {tr.METADATA: json.dumps({"name": "c", "attempt": 0})}
+    doc = {"Id": "c" * 64, "Created": "2026-01-02T03:04:05Z", "Image": "sha256:i",
+           "Config": {"Labels": labels}, "Mounts": [],
+           "HostConfig": {"Memory": 64 << 20, "MemorySwap": 64 << 20, "CpuShares": 512,
+                          "CpusetCpus": "0", "OomScoreAdj": 10, "CpuQuota": 0},
+           "State": {"Status": "exited", "ExitCode": 127, "Error": "exec: no such file",
+                     "StartedAt": "0001-01-01T00:00:00Z", "FinishedAt": "2026-01-02T03:04:06Z"}}
+    status = tr.container_status(doc)
+    assert (status.reason, status.exit_code, status.message) == (
+        "StartError", 128, "exec: no such file")
+    assert status.resources.linux == cri.LinuxContainerResources(
+        memory_limit_in_bytes=64 << 20, memory_swap_limit_in_bytes=64 << 20, cpu_shares=512,
+        cpuset_cpus="0", oom_score_adj=10)
+    update = cri.LinuxContainerResources(memory_limit_in_bytes=1 << 30,
+                                         memory_swap_limit_in_bytes=2 << 30)
+    assert tr.update_body(update) == {"Memory": 1 << 30, "MemorySwap": 2 << 30}
 
 
 def test_nanos_of_go_zero_time() -> None:
