@@ -407,7 +407,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
     @answered
     def ContainerStats(self, request: cri.ContainerStatsRequest,
                        context: grpc.ServicerContext) -> cri.ContainerStatsResponse:
-        doc = self._container(request.container_id)
+        doc = self._container(request.container_id, size=True)
         return cri.ContainerStatsResponse(stats=self._stats(doc))
 
     @answered
@@ -444,7 +444,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         stats = []
         for item in items:
             with missing_is_done():  # removed meanwhile
-                stats.append(self._stats(self._container(item["Id"])))
+                stats.append(self._stats(self._container(item["Id"], size=True)))
         return stats
 
     def _pod_stats(self, doc: dict[str, Any]) -> cri.PodSandboxStats:
@@ -524,17 +524,19 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
             raise not_found(f"pod sandbox {ref} not found")
         return doc
 
-    def _container(self, ref: str) -> dict[str, Any]:
-        doc = self._inspect(ref, "container")
+    def _container(self, ref: str, size: bool = False) -> dict[str, Any]:
+        """A container (inspect document; with `size`, with what its writable layer
+        holds: SizeRw). Errors: not_found."""
+        doc = self._inspect(ref, "container", size)
         if ((doc.get("Config") or {}).get("Labels") or {}).get(tr.KIND) != tr.CONTAINER_KIND:
             raise not_found(f"container {ref} not found")
         return doc
 
-    def _inspect(self, ref: str, what: str) -> dict[str, Any]:
+    def _inspect(self, ref: str, what: str, size: bool = False) -> dict[str, Any]:
         if not ref:
             raise PouchError("invalid", f"no {what} id given")
         try:
-            return dict(self.calls.container.inspect(id=ref))
+            return dict(self.calls.container.inspect(id=ref, size=size))
         except PouchError as error:
             if error.code == "not_found":
                 raise not_found(f"{what} {ref} not found") from None

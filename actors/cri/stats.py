@@ -81,7 +81,15 @@ def container_stats(doc: Mapping[str, Any], stats: Mapping[str, Any],
     out.memory.usage_bytes.value = usage
     out.memory.working_set_bytes.value = max(usage - inactive, 0)
     out.memory.rss_bytes.value = int(details.get("anon") or details.get("rss") or 0)
+    out.memory.page_faults.value = int(details.get("pgfault") or 0)
+    out.memory.major_page_faults.value = int(details.get("pgmajfault") or 0)
+    limit = int((doc.get("HostConfig") or {}).get("Memory") or 0)
+    if limit:
+        out.memory.available_bytes.value = max(limit - out.memory.working_set_bytes.value, 0)
     out.writable_layer.timestamp = stamp
     out.writable_layer.fs_id.mountpoint = str(
         ((doc.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir") or "")
+    if "SizeRw" in doc:
+        # What a kubelet counts against the pod's ephemeral storage.
+        out.writable_layer.used_bytes.value = int(doc["SizeRw"] or 0)
     return out

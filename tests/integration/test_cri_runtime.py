@@ -340,11 +340,17 @@ def test_start_a_running_container_is_refused(crictl: Cri, pods: Callable[..., s
 
 def test_stats_of_containers_and_pods(crictl: Cri, pods: Callable[..., str]) -> None:
     pod = pods("stats", labels={"stats": "yes"})
-    container = run_container(crictl, pod, "busy", "sleep 60", pod_name="stats")
+    container = run_container(crictl, pod, "busy",
+                              "head -c 300000 /dev/zero > /written; sleep 60", pod_name="stats")
+    wait_for(lambda: crictl.runtime.ContainerStats(cri.ContainerStatsRequest(
+        container_id=container)).stats.writable_layer.used_bytes.value >= 300000, timeout=10,
+        what="the written file counted")
     one = crictl.runtime.ContainerStats(cri.ContainerStatsRequest(container_id=container)).stats
     assert one.attributes.id == container and one.attributes.metadata.name == "busy"
     assert one.cpu.usage_core_nano_seconds.value > 0
-    assert one.memory.usage_bytes.value > 0
+    assert one.memory.usage_bytes.value > 0 and one.memory.page_faults.value > 0
+    # What a kubelet counts against the pod's ephemeral storage: the file it wrote.
+    assert 300000 <= one.writable_layer.used_bytes.value < 400000
     listed = crictl.runtime.ListContainerStats(cri.ListContainerStatsRequest(
         filter=cri.ContainerStatsFilter(pod_sandbox_id=pod))).stats
     assert [s.attributes.id for s in listed] == [container]

@@ -255,3 +255,19 @@ def test_oom_score_adj_clamped_to_what_the_machine_allows() -> None:
     config.linux.resources.oom_score_adj = 1000
     body = tr.container_body(config, sandbox, "img", cri.PodSandboxConfig(), oom_floor=0)
     assert body["HostConfig"]["OomScoreAdj"] == 1000
+
+
+def test_container_stats_from_dockers() -> None:
+    from pouch.actors.cri.stats import container_stats
+
+    doc = {"Id": "c" * 64, "Config": {"Labels": {}}, "HostConfig": {"Memory": 1000},
+           "GraphDriver": {"Data": {"UpperDir": "/u"}}, "SizeRw": 42}
+    stats = {"cpu_stats": {"cpu_usage": {"total_usage": 5}},
+             "memory_stats": {"usage": 700, "stats": {"total_inactive_file": 100, "rss": 300,
+                                                      "pgfault": 9, "pgmajfault": 1}}}
+    out = container_stats(doc, stats, now=1)
+    assert (out.memory.working_set_bytes.value, out.memory.available_bytes.value) == (600, 400)
+    assert (out.memory.page_faults.value, out.memory.major_page_faults.value) == (9, 1)
+    assert (out.writable_layer.used_bytes.value, out.writable_layer.fs_id.mountpoint) == (42, "/u")
+    unlimited = container_stats({**doc, "HostConfig": {}}, stats, now=1)
+    assert not unlimited.memory.HasField("available_bytes")
