@@ -108,6 +108,10 @@ class ContainerSummary(TypedDict):
     Mounts: list[dict[str, Any]]
 
 
+# The OCI runtime spec containerd holds for a container (its config.json).
+RuntimeSpec = dict[str, Any]
+
+
 class ContainerCounts(TypedDict):
     total: int
     running: int

@@ -666,6 +666,12 @@ class ContainerCalls:
         Served by pouch.actors.container.actor.ContainerActor.restart."""
         return self._caller.call('container', 'restart', _args(id=id, timeout=timeout), None)
 
+    def runtime_spec(self, *, id: str) -> builtins.dict[str, Any]:
+        """The OCI runtime spec containerd holds for the container, which its next task runs (what crictl inspect shows). Errors: not_found.
+
+        Served by pouch.actors.container.actor.ContainerActor.runtime_spec."""
+        return self._caller.call('container', 'runtime_spec', _args(id=id), 30.0)
+
     def start(self, *, id: str) -> bool:
         """Start a container; False if it already ran. Errors: not_found, conflict, invalid.
 

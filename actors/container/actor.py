@@ -69,6 +69,7 @@ from pouch.proto.shapes import (
     ExecCreated,
     ExecInspect,
     PathStat,
+    RuntimeSpec,
 )
 from pouch.proto.stream import StreamSession
 
@@ -732,6 +733,12 @@ class ContainerActor(ActorBase):
         """What the container changed in its files against its image, docker diff (null:
         nothing)."""
         self._delegate(id, ContainerWorker.changes_container, reply)
+
+    @method(idempotent=True, returns=RuntimeSpec, errors=("not_found",))
+    def runtime_spec(self, id: str, reply: Reply) -> None:
+        """The OCI runtime spec containerd holds for the container, which its next task
+        runs (what crictl inspect shows)."""
+        self._delegate(id, ContainerWorker.runtime_spec_container, reply)
 
     @method(idempotent=True, returns=ContainerLayer, timeout=600.0,
             errors=("not_found", "invalid"))

@@ -1073,6 +1073,9 @@ class ContainerWorker(ObjectActor):
             time.sleep(observe.STATS_EVERY)
         conn.end()
 
+    def runtime_spec_container(self, reply: Reply) -> None:
+        reply.run(self._current_spec)
+
     def changes_container(self, reply: Reply) -> None:
         reply.run(self._changes)
 

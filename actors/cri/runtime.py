@@ -226,7 +226,8 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
             response.info["info"] = json.dumps({
                 "pid": (doc.get("State") or {}).get("Pid", 0),
                 "image": (doc.get("Config") or {}).get("Image", ""),
-                "netns": self.network.netns_of(doc["Id"]), "config": doc.get("HostConfig")})
+                "netns": self.network.netns_of(doc["Id"]), "config": doc.get("HostConfig"),
+                "runtimeSpec": self.calls.container.runtime_spec(id=doc["Id"])})
         return response
 
     @answered
@@ -318,9 +319,14 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
                 status.image_ref = digests[0]
         response = cri.ContainerStatusResponse(status=status)
         if request.verbose:
+            # As containerd's CRI: what `crictl inspect` users read (.info.pid, the
+            # namespaces and mounts of .info.runtimeSpec) has the same place.
+            labels = (doc.get("Config") or {}).get("Labels") or {}
             response.info["info"] = json.dumps({
+                "sandboxID": labels.get(tr.SANDBOX, ""),
                 "pid": (doc.get("State") or {}).get("Pid", 0), "config": doc.get("Config"),
-                "hostConfig": doc.get("HostConfig")})
+                "hostConfig": doc.get("HostConfig"),
+                "runtimeSpec": self.calls.container.runtime_spec(id=doc["Id"])})
         return response
 
     @answered

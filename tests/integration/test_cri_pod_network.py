@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import os
 import shlex
 import shutil
 import signal
@@ -113,6 +114,12 @@ def test_pod_gets_an_address_its_containers_share(net: tuple[
         status = runtime.PodSandboxStatus(cri.PodSandboxStatusRequest(pod_sandbox_id=pod)).status
         assert status.state == cri.SANDBOX_READY
         assert ipaddress.IPv4Address(status.network.ip) in subnet
+        # What crictl inspectp shows, to nsenter: the pause's own namespace, pinned.
+        shown = json.loads(runtime.PodSandboxStatus(cri.PodSandboxStatusRequest(
+            pod_sandbox_id=pod, verbose=True)).info["info"])
+        pinned, own = os.stat(shown["netns"]), os.stat(f"/proc/{shown['pid']}/ns/net")
+        assert (pinned.st_dev, pinned.st_ino) == (own.st_dev, own.st_ino)
+        assert {"type": "network"} in shown["runtimeSpec"]["linux"]["namespaces"]
         container = runtime.CreateContainer(cri.CreateContainerRequest(
             pod_sandbox_id=pod, sandbox_config=pod_config("net1"),
             config=cri.ContainerConfig(metadata=cri.ContainerMetadata(name="c"),

@@ -190,7 +190,9 @@ def test_host_network_pod_lifecycle(crictl: Cri, pods: Callable[..., str]) -> No
     assert status.linux.namespaces.options.network == cri.NODE
     verbose = crictl.runtime.PodSandboxStatus(
         cri.PodSandboxStatusRequest(pod_sandbox_id=pod, verbose=True))
-    assert json.loads(verbose.info["info"])["pid"] > 0  # crictl reads each value as JSON
+    shown = json.loads(verbose.info["info"])  # crictl reads each value as JSON
+    assert shown["pid"] > 0
+    assert {"type": "network"} not in shown["runtimeSpec"]["linux"]["namespaces"]  # host's
 
     listed = crictl.runtime.ListPodSandbox(cri.ListPodSandboxRequest(
         filter=cri.PodSandboxFilter(label_selector={"tier": "front"}))).items
@@ -551,9 +553,12 @@ def test_pod_cgroup_parent(crictl: Cri) -> None:
         crictl.runtime.StartContainer(cri.StartContainerRequest(container_id=created))
         info = crictl.runtime.ContainerStatus(cri.ContainerStatusRequest(
             container_id=created, verbose=True)).info["info"]
-        pid = json.loads(info)["pid"]
-        cgroups = Path(f"/proc/{pid}/cgroup").read_text()
+        shown = json.loads(info)
+        cgroups = Path(f"/proc/{shown['pid']}/cgroup").read_text()
         assert f"{parent}/{created}" in cgroups
+        # Where containerd's CRI has them, for crictl inspect users.
+        assert shown["sandboxID"] == pod
+        assert shown["runtimeSpec"]["linux"]["cgroupsPath"] == f"{parent}/{created}"
     finally:
         crictl.runtime.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod))
         # runc leaves the parents it made, as for any --cgroup-parent: ours to remove.
