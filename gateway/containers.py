@@ -20,7 +20,8 @@ class Create:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = self.calls.container.create(name=req.get_param("name") or "",
-                                                 config=json_body(req))
+                                                 config=json_body(req),
+                                                 platform=req.get_param("platform") or "")
         resp.status = falcon.HTTP_201
 
 

@@ -12,7 +12,7 @@ import json
 import re
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import re2
 
@@ -140,11 +140,25 @@ def is_hex_id(text: str) -> bool:
 
 def event(etype: str, action: str, actor_id: str,
           attributes: Mapping[str, str] | None = None, now_ns: int | None = None) -> Event:
-    """One event in Docker's shape."""
+    """One event in Docker's shape.
+
+    Container and image events also carry the fields API 1.22 deprecated, which
+    dockerd 20.10 still fills and older clients (docker-py's `event["status"]`, the
+    CLI's `{{.Status}}`) still read: `status` (the action), `id` (the actor's) and,
+    for a container, `from` (its image); each left out when empty, as dockerd's are.
+    """
     now = time.time_ns() if now_ns is None else now_ns
-    return {"Type": etype, "Action": action, "scope": "local",
-            "Actor": {"ID": actor_id, "Attributes": dict(attributes or {})},
-            "time": now // 1_000_000_000, "timeNano": now}
+    attrs = dict(attributes or {})
+    deprecated: dict[str, str] = {}
+    if etype in ("container", "image"):
+        deprecated = {"status": action, "id": actor_id}
+        if etype == "container":
+            deprecated["from"] = attrs.get("image", "")
+    return cast(Event, {
+        **{key: value for key, value in deprecated.items() if value},
+        "Type": etype, "Action": action, "scope": "local",
+        "Actor": {"ID": actor_id, "Attributes": attrs},
+        "time": now // 1_000_000_000, "timeNano": now})
 
 
 # Filter keys that name an object of one event type: they match its ID or its name.

@@ -19,13 +19,19 @@ class EventActor(TypedDict):
     Attributes: dict[str, str]
 
 
-class Event(TypedDict):
-    Type: str
-    Action: str
-    scope: str
-    Actor: EventActor
-    time: int
-    timeNano: int
+# Docker's deprecated `status`, `id` and `from` come first, and only in the events of
+# the types that still carry them; `from` is a Python keyword, hence the call syntax.
+Event = TypedDict("Event", {
+    "status": NotRequired[str],
+    "id": NotRequired[str],
+    "from": NotRequired[str],
+    "Type": str,
+    "Action": str,
+    "scope": str,
+    "Actor": EventActor,
+    "time": int,
+    "timeNano": int,
+})
 
 
 # -- containers --------------------------------------------------------------
@@ -211,7 +217,7 @@ class ImageDeleted(TypedDict, total=False):
 
 
 class ImageHistoryItem(TypedDict):
-    Id: str             # the image's ID on its top line, "<missing>" below
+    Id: str             # the image, then its parents as far as known; "<missing>" below
     Created: int
     CreatedBy: str
     Tags: list[str] | None

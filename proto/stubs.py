@@ -274,7 +274,7 @@ class ImageCalls:
         return self._caller.call('image', 'inspect', _args(name=name), 30.0)
 
     def list(self, *, all: bool | Omitted = OMIT, filters: builtins.dict[str, builtins.list[str]] | Omitted | None = OMIT) -> builtins.list[ImageSummary]:
-        """Image summaries, as GET /images/json shows them. Errors: invalid.
+        """Image summaries, as GET /images/json shows them; with a `reference` filter, each with only its names that match (and only images with such a name). Errors: invalid.
 
         Served by pouch.actors.image.actor.ImageActor.list."""
         return self._caller.call('image', 'list', _args(all=all, filters=filters), 30.0)
@@ -316,16 +316,16 @@ class ImageCalls:
         return self._caller.stream('image', 'push', _args(name=name, tag=tag, auth=auth), None)
 
     def remove(self, *, name: str, force: bool | Omitted = OMIT, noprune: bool | Omitted = OMIT) -> builtins.list[ImageDeleted]:
-        """Drop a name of an image; the image itself with its last name (or when named by ID). Errors: conflict while a container uses it, or for an ID with several names, unless `force` (never while a container runs it). An image that goes takes its untagged parents (the build steps it was made of) that nothing else uses with it, unless `noprune`. Errors: not_found, conflict, invalid.
+        """Drop a name of an image; the image itself with its last name (or when named by ID). Errors: conflict while a container uses it, or for an ID with more than one tag or names in several repositories, unless `force` (never while a container runs it). An image that goes takes its untagged parents (the build steps it was made of) that nothing else uses with it, unless `noprune`. Errors: not_found, conflict, invalid.
 
         Served by pouch.actors.image.actor.ImageActor.remove."""
         return self._caller.call('image', 'remove', _args(name=name, force=force, noprune=noprune), 30.0)
 
-    def resolve(self, *, name: str) -> ResolvedImage:
-        """What a container needs of its image: ID, config, top snapshot. Errors: not_found, invalid.
+    def resolve(self, *, name: str, platform: str | Omitted = OMIT) -> ResolvedImage:
+        """What a container needs of its image: ID, config, top snapshot. With a `platform` (os[/arch[/variant]]), an image of another one is not found, as dockerd's create says (the docker CLI then pulls the one asked for). Errors: not_found, invalid.
 
         Served by pouch.actors.image.actor.ImageActor.resolve."""
-        return self._caller.call('image', 'resolve', _args(name=name), 30.0)
+        return self._caller.call('image', 'resolve', _args(name=name, platform=platform), 30.0)
 
     def save(self, *, names: builtins.list[str], path: str) -> None:
         """Write the named images to the file at `path` as one docker-save archive. Errors: not_found, invalid.
@@ -382,11 +382,11 @@ class VolumeCalls:
         Served by pouch.actors.host.ActorBase.metrics."""
         return self._caller.call('volume', 'metrics', _args(), 2.0)
 
-    def mount(self, *, name: str, container: str, destination: str | Omitted = OMIT, read_write: bool | Omitted = OMIT, propagation: str | Omitted = OMIT) -> str:
-        """The host folder to bind into `container` for the volume: its _data, with the volume's options mounted there while some container has it mounted. `destination`, `read_write` and `propagation` only describe the use in the mount event, as dockerd's. Errors: not_found.
+    def mount(self, *, name: str, container: str, destination: str | Omitted = OMIT, read_write: bool | Omitted = OMIT, propagation: str | Omitted = OMIT, quiet: bool | Omitted = OMIT) -> str:
+        """The host folder to bind into `container` for the volume: its _data, with the volume's options mounted there while some container has it mounted. `destination`, `read_write` and `propagation` only describe the use in the mount event, as dockerd's; `quiet`: no event, for a use that is no run of the container (the image's files copied in at create, which dockerd does not tell). Errors: not_found.
 
         Served by pouch.actors.volume.actor.VolumeActor.mount."""
-        return self._caller.call('volume', 'mount', _args(name=name, container=container, destination=destination, read_write=read_write, propagation=propagation), 30.0)
+        return self._caller.call('volume', 'mount', _args(name=name, container=container, destination=destination, read_write=read_write, propagation=propagation, quiet=quiet), 30.0)
 
     def prune(self, *, filters: builtins.dict[str, builtins.list[str]] | Omitted | None = OMIT) -> VolumesPruned:
         """Remove every volume no container uses (API 1.41: named ones too), narrowed by `label` and `label!`; the names removed and the bytes their files took. Errors: invalid.
@@ -406,11 +406,11 @@ class VolumeCalls:
         Served by pouch.actors.volume.actor.VolumeActor.remove."""
         return self._caller.call('volume', 'remove', _args(name=name, force=force), 30.0)
 
-    def unmount(self, *, name: str, container: str) -> None:
-        """`container` no longer has the volume mounted; the volume's own mount goes with its last such container. Nothing to do for a volume that is gone.
+    def unmount(self, *, name: str, container: str, quiet: bool | Omitted = OMIT) -> None:
+        """`container` no longer has the volume mounted; the volume's own mount goes with its last such container. Nothing to do for a volume that is gone. `quiet`: no event, for the end of a `quiet` mount.
 
         Served by pouch.actors.volume.actor.VolumeActor.unmount."""
-        return self._caller.call('volume', 'unmount', _args(name=name, container=container), 30.0)
+        return self._caller.call('volume', 'unmount', _args(name=name, container=container, quiet=quiet), 30.0)
 
     def usage(self) -> builtins.list[Volume]:
         """Every volume with its UsageData: the bytes of its files and how many containers use it, as docker system df shows them.
@@ -426,7 +426,7 @@ class NetworkCalls:
         self._caller = caller
 
     def attach(self, *, container: str, network: str, name: str | Omitted = OMIT, aliases: builtins.list[str] | Omitted | None = OMIT, ip: str | Omitted = OMIT, hostname: str | Omitted = OMIT, hosts_path: str | Omitted = OMIT) -> EndpointSettings:
-        """Connect a container (full ID; `name` as its neighbours resolve it) to a bridge network: its sandbox (a netns) made on its first attach, an address (`ip`, if given, on a user network with a configured subnet), a veth into the bridge, the default route through its first network's gateway. `hosts_path`: the container's /etc/hosts, whose section of addresses is kept current as containers come and go on its user networks. A retry answers the endpoint already made. Errors: not_found, invalid, conflict, forbidden.
+        """Connect a container (full ID; `name` as its neighbours resolve it) to a bridge network: its sandbox (a netns) made on its first attach, an address (`ip`, if given, on a user network with a configured subnet), a veth into the bridge, the default route through its first network's gateway. `hosts_path`: the container's /etc/hosts, whose section of addresses is kept current as containers come and go on its user networks; `hostname`: the names its own address has there ("web.example.com web"). A retry answers the endpoint already made. Errors: not_found, invalid, conflict, forbidden.
 
         Served by pouch.actors.network.actor.NetworkActor.attach."""
         return self._caller.call('network', 'attach', _args(container=container, network=network, name=name, aliases=aliases, ip=ip, hostname=hostname, hosts_path=hosts_path), 60.0)
@@ -552,11 +552,11 @@ class ContainerCalls:
         Served by pouch.actors.container.actor.ContainerActor.counts."""
         return self._caller.call('container', 'counts', _args(), 2.0)
 
-    def create(self, *, name: str, config: builtins.dict[str, Any]) -> ContainerCreated:
-        """Create a container from a Docker create body (a random name if `name` is empty). Errors: invalid, conflict, not_found.
+    def create(self, *, name: str, config: builtins.dict[str, Any], platform: str | Omitted = OMIT) -> ContainerCreated:
+        """Create a container from a Docker create body (a random name if `name` is empty); with a `platform` (os[/arch[/variant]]), from an image of that platform only. Errors: invalid, conflict, not_found.
 
         Served by pouch.actors.container.actor.ContainerActor.create."""
-        return self._caller.call('container', 'create', _args(name=name, config=config, token=uuid.uuid4().hex), 30.0)
+        return self._caller.call('container', 'create', _args(name=name, config=config, platform=platform, token=uuid.uuid4().hex), 30.0)
 
     def debug_fault(self, *, point: str, action: str | Omitted = OMIT, once: bool | Omitted = OMIT) -> None:
         """Arm a fault (crash or hang) at a named point; pouchd --debug only. Errors: invalid.

@@ -45,13 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, BinaryIO, TypeVar
 
-from pouch.actors.builder.ignore import (
-    IGNORE_FILE,
-    IgnoreRules,
-    filepath_match,
-    go_clean,
-    has_wildcards,
-)
+from pouch.actors.builder.ignore import IGNORE_FILE, IgnoreRules, go_clean, has_wildcards
+from pouch.actors.gomatch import filepath_match
 
 CHUNK = 1 << 16
 HEADER_MAX = 1 << 20  # bytes of a pax or GNU long-name header (Go's archive/tar's limit)

@@ -417,8 +417,10 @@ class ContainerActor(ActorBase):
 
     @method(idempotent=False, once=True, returns=ContainerCreated,
             errors=("invalid", "conflict", "not_found"))
-    def create(self, name: str, config: dict[str, Any], reply: Reply, token: str = "") -> None:
-        """Create a container from a Docker create body (a random name if `name` is empty)."""
+    def create(self, name: str, config: dict[str, Any], reply: Reply, token: str = "",
+               platform: str = "") -> None:
+        """Create a container from a Docker create body (a random name if `name` is empty);
+        with a `platform` (os[/arch[/variant]]), from an image of that platform only."""
         done = self._tokens.get(token) if token else None
         if done is not None and done not in self._records and done in self._workers:
             # Sent again while the first attempt is still being made.
@@ -448,7 +450,7 @@ class ContainerActor(ActorBase):
         ref = ContainerWorker.start(self._env, cid)
         self._workers[cid] = ref
         ref.tell(Job(ContainerWorker.create_container, reply,
-                     (name, copy.deepcopy(config), warnings, token)))
+                     (name, copy.deepcopy(config), warnings, token, platform)))
 
     @method(idempotent=True, returns=builtins.list[ContainerSummary],
             errors=("invalid", "not_found"))
@@ -459,6 +461,12 @@ class ContainerActor(ActorBase):
         `size`, each with SizeRw and SizeRootFs (docker ps -s); with `created_ns`, their
         Created in nanoseconds, not seconds (the CRI's precision)."""
         filters = listing.check(filters)
+        if filters.get("ancestor"):
+            images = self._images_named(filters["ancestor"])
+            if not images:  # as dockerd: no image by those names, no container of them
+                reply.send([])
+                return
+            filters = {**filters, "ancestor": images}
         every = all or limit > 0 or bool(filters.get("status"))
         # before/since name containers: those made earlier (later) than every one named.
         bounds = {key: [parse_rfc3339(self._record_of(ref)["Created"])
@@ -477,6 +485,16 @@ class ContainerActor(ActorBase):
         # Sizes walk the containers' files and ask containerd: not on this thread.
         reply.run_in_thread(sizes.with_list_sizes, self._ctrd.snapshots, summaries,
                             self._layer_sizes)
+
+    def _images_named(self, refs: builtins.list[str]) -> builtins.list[str]:
+        """The IDs of the images `refs` name as `docker run` would take them (a tag, its
+        short form, an ID or its prefix); a name of no image is left out, as dockerd
+        does."""
+        ids = []
+        for ref in refs:
+            with contextlib.suppress(PouchError):
+                ids.append(self.ctx.calls.image.resolve(name=ref)["id"])
+        return ids
 
     def _record_of(self, ref: str) -> dict[str, Any]:
         """Errors: not_found, invalid."""

@@ -78,6 +78,15 @@ def hosts_lines(entries: list[tuple[str, str]], gateway: str) -> str:
                    for name, address in entries)
 
 
+def own_names(hostname: str, domainname: str) -> str:
+    """The names a container's own address has in its /etc/hosts, as dockerd writes them:
+    the full name, then its first label if it has more ("web.example.com web"), so that
+    `hostname -f` and `hostname -i` answer."""
+    full = f"{hostname}.{domainname}" if domainname else hostname
+    short = full.split(".", 1)[0]
+    return full if short == full else f"{full} {short}"
+
+
 def _strings(host_config: Mapping[str, Any], key: str) -> tuple[str, ...]:
     value = host_config.get(key) or []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):

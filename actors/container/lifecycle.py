@@ -58,6 +58,12 @@ def parse_signal(value: str | int) -> int:
         name = text if text.startswith("SIG") else "SIG" + text
         if hasattr(signals.Signals, name):
             return int(signals.Signals[name])
+        # Real-time signals by offset, as systemd images name their stop signal.
+        base, sign, offset = name.partition("+" if "+" in name else "-")
+        if base in ("SIGRTMIN", "SIGRTMAX") and sign and offset.isdigit():
+            number = int(getattr(signals, base)) + int(offset) * (1 if sign == "+" else -1)
+            if signals.SIGRTMIN <= number <= signals.SIGRTMAX:
+                return number
     raise invalid(f"Invalid signal: {value}")
 
 
@@ -201,8 +207,16 @@ class RemoveUnlessStarted:
     seconds: float
 
 
+@dataclass(frozen=True)
+class TellStopped:
+    """Tell that a stop request is done (dockerd's `stop` event): at once, or, with
+    `at_exit`, once the exit it waits for is recorded (after the `die`)."""
+
+    at_exit: bool = False
+
+
 Effect = (Signal | KillAfter | AnswerBy | RestartAfter | CancelRestart | AnswerWaiters
-          | Freeze | Thaw | Destroy | RemoveUnlessStarted)
+          | Freeze | Thaw | Destroy | RemoveUnlessStarted | TellStopped)
 
 
 @dataclass(frozen=True)
@@ -250,10 +264,11 @@ def on_start_sent(state: State, now: float, by_policy: bool = False) -> State:
 
 
 def on_start_failed(state: State, policy: RestartPolicy, exit_code: int, now: float,
-                    by_policy: bool = False) -> Transition:
+                    by_policy: bool = False, ran_before: bool = True) -> Transition:
     """The task could not start. A restart that fails counts as a run that ended at once;
-    a start by hand leaves the container exited, the error told to the user, or removes
-    it with AutoRemove (as dockerd does)."""
+    a start by hand leaves the container as it was, created if it never ran, else
+    exited, the error told to the user, or removes it with AutoRemove (as dockerd
+    does)."""
     state = replace(state, start_pending=False)
     if by_policy:
         return on_exit(replace(state, status=Status.RUNNING, started_at=now), policy,
@@ -261,13 +276,15 @@ def on_start_failed(state: State, policy: RestartPolicy, exit_code: int, now: fl
     if policy.auto_remove:
         return Transition(replace(state, status=Status.EXITED, removal_pending=True),
                           (Destroy(),))
-    return Transition(replace(state, status=Status.EXITED))
+    return Transition(replace(state, status=Status.EXITED if ran_before else Status.CREATED))
 
 
 def on_stop(state: State, stop: StopPolicy, timeout: int | None) -> Transition:
     """A stop request, with the grace period it gives (None: the container's own).
     Answers True once the task has exited; False if it was not running. A negative
-    grace period waits for the exit without end, as dockerd's does."""
+    grace period waits for the exit without end, as dockerd's does. The stop signal
+    goes first even with no grace, as dockerd sends it; the stop is told once the
+    container is stopped (not when it was not running: dockerd answers 304 then)."""
     grace = stop.timeout if timeout is None else timeout
     if state.live:
         # A paused task is thawed once signalled, as dockerd does, so that the signal
@@ -275,14 +292,13 @@ def on_stop(state: State, stop: StopPolicy, timeout: int | None) -> Transition:
         thaw = (Thaw(after_signal=True),) if state.status is Status.PAUSED else ()
         stopping = replace(state, status=_unpaused(state.status), manually_stopped=True,
                            exit_requested=True)
-        if grace < 0:
-            return Transition(stopping, (Signal(stop.signal), *thaw), result=True, held=True)
-        signal = (Signal(stop.signal),) if grace > 0 else ()
-        return Transition(stopping, (*signal, *thaw, KillAfter(grace),
-                                     AnswerBy(grace + KILL_WAIT)), result=True, held=True)
+        force = () if grace < 0 else (KillAfter(grace), AnswerBy(grace + KILL_WAIT))
+        # Told last: a signal containerd refuses fails the stop, which then is not told.
+        return Transition(stopping, (Signal(stop.signal), *thaw, *force,
+                                     TellStopped(at_exit=True)), result=True, held=True)
     if state.status is Status.RESTARTING:
         return Transition(replace(state, status=Status.EXITED, manually_stopped=True),
-                          (CancelRestart(),), result=True)
+                          (CancelRestart(), TellStopped()), result=True)
     return Transition(state, result=False)
 
 

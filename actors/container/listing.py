@@ -116,8 +116,7 @@ def passes(record: dict[str, Any], filters: Filters) -> bool:
         if key == "exited" and (state["Status"] != "exited"
                                 or not any(int(w) == state["ExitCode"] for w in wanted)):
             return False
-        if key == "ancestor" and not any(w in (config.get("Image"), record["Image"])
-                                         for w in wanted):
+        if key == "ancestor" and record["Image"] not in wanted:  # image IDs, resolved
             return False
         if key == "label" and not labels_match(wanted, config.get("Labels") or {}):
             return False

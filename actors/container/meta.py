@@ -84,7 +84,8 @@ class MetaStore:
             hostname = socket.gethostname()
             hosts = (_read_host_file("/etc/hosts") or LOCALHOST_HOSTS) + extra_hosts
         else:
-            hosts = LOCALHOST_HOSTS + extra_hosts + f"127.0.1.1\t{hostname}\n"
+            # Its own address follows, by the network actor (none: no line, as dockerd's).
+            hosts = LOCALHOST_HOSTS + extra_hosts
         resolv = etcfiles.resolv_conf(_read_host_file("/etc/resolv.conf"), dns, host_network)
         # Their renames become durable with meta.json's, whose save syncs this folder;
         # a folder without meta.json is a create that never finished (load_all).

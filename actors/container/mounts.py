@@ -105,7 +105,8 @@ def _copy_image_files(env: VolumeEnv, fresh: list[Planned],
             fsview.opened_root(view.path) as root:
         for mount in fresh:
             # A volume with options is mounted only while used: it is, while its files come.
-            path = env.calls.volume.mount(name=mount.name, container=env.cid)
+            # Quietly: dockerd tells the mounts of a container's runs, not this one.
+            path = env.calls.volume.mount(name=mount.name, container=env.cid, quiet=True)
             try:
                 copyup.copy_up(root, mount.destination, path)
             except OSError as exc:
@@ -113,7 +114,7 @@ def _copy_image_files(env: VolumeEnv, fresh: list[Planned],
                                              f"{mount.destination} into volume {mount.name}: "
                                              f"{exc}") from None
             finally:
-                env.calls.volume.unmount(name=mount.name, container=env.cid)
+                env.calls.volume.unmount(name=mount.name, container=env.cid, quiet=True)
 
 
 def mount_all(env: VolumeEnv, mounts: Iterable[Planned]) -> dict[str, str]:

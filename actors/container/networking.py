@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from pouch.actors.container import etcfiles
 from pouch.proto.envelope import PouchError, conflict, invalid
 from pouch.proto.shapes import EndpointSettings
 from pouch.proto.stubs import Calls
@@ -42,9 +43,10 @@ def attach(calls: Calls, cid: str, name: str, body: dict[str, Any], mode: str,
     aliases = [a for a in config.get("Aliases") or [] if isinstance(a, str)]
     ip = (config.get("IPAMConfig") or {}).get("IPv4Address") or ""
     try:
-        return calls.network.attach(container=cid, network=mode, name=name, aliases=aliases,
-                                    ip=ip if isinstance(ip, str) else "", hostname=hostname,
-                                    hosts_path=hosts_path)
+        return calls.network.attach(
+            container=cid, network=mode, name=name, aliases=aliases,
+            ip=ip if isinstance(ip, str) else "", hosts_path=hosts_path,
+            hostname=etcfiles.own_names(hostname, str(body.get("Domainname") or "")))
     except PouchError as exc:
         if exc.code == "not_found":
             raise invalid(exc.message) from None
@@ -98,7 +100,9 @@ def connect(calls: Calls, rec: dict[str, Any], network: str, aliases: list[str],
     known = {n["NetworkID"]: key for key, n in rec["NetworkSettings"]["Networks"].items()}
     settings = calls.network.attach(container=rec["Id"], network=network, name=name,
                                     aliases=aliases, ip=ip,
-                                    hostname=rec["Config"].get("Hostname") or "",
+                                    hostname=etcfiles.own_names(
+                                        rec["Config"].get("Hostname") or "",
+                                        rec["Config"].get("Domainname") or ""),
                                     hosts_path=rec.get("HostsPath") or "")
     if settings["NetworkID"] in known:
         raise conflict(f"endpoint with name {name} already exists in network "

@@ -11,7 +11,13 @@ from typing import Any
 from pouch.actors.container import etcfiles, health
 from pouch.actors.container import lifecycle as lc
 from pouch.actors.container.jsonlog import log_config
-from pouch.actors.container.spec.defaults import create_warnings, recorded_host_config
+from pouch.actors.container.spec.defaults import (
+    create_warnings,
+    discard_unsupported,
+    recorded_host_config,
+)
+from pouch.actors.container.spec.host import local_host
+from pouch.actors.container.spec.merge import merge_env
 from pouch.actors.container.spec.namespaces import check_hostname, check_network_join
 from pouch.actors.timefmt import (
     ZERO_TIME,
@@ -21,7 +27,7 @@ from pouch.actors.timefmt import (
     rfc3339_nanos,
 )
 from pouch.proto.docker import SNAPSHOTTER
-from pouch.proto.envelope import invalid
+from pouch.proto.envelope import PouchError, invalid
 from pouch.proto.limits import MAX_SECONDS
 from pouch.proto.shapes import ContainerSummary, ResolvedImage
 
@@ -49,11 +55,9 @@ _CONFIG_TYPES: dict[str, tuple[type | None, ...]] = {
 _HOST_NOT_YET: dict[str, frozenset[str]] = {
     key: frozenset() for key in (
         "DeviceRequests", "Links", "StorageOpt", "Cgroup", "CpuRealtimePeriod",
-        "CpuRealtimeRuntime", "CpuCount", "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth",
-        "KernelMemory", "KernelMemoryTCP")
+        "CpuRealtimeRuntime", "CpuCount", "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth")
 } | {
     "UsernsMode": frozenset({"host"}),
-    "CgroupnsMode": frozenset({"host"}),
     "Runtime": frozenset({"runc", "io.containerd.runc.v2"}),
     "Isolation": frozenset({"default"}),
     "VolumeDriver": frozenset({"local"}),  # Binds, Mounts, VolumesFrom: spec/mounts.py
@@ -80,7 +84,9 @@ def random_name() -> str:
 
 
 def check_config(body: dict[str, Any]) -> list[str]:
-    """Validate a create body's types; the warnings it earns. Errors: invalid."""
+    """Validate a create body's types; the warnings it earns. Limits this machine cannot
+    apply are dropped from its HostConfig, with a warning each (discard_unsupported).
+    Errors: invalid."""
     for key, kinds in _CONFIG_TYPES.items():
         if key not in body:
             continue
@@ -108,6 +114,8 @@ def check_config(body: dict[str, Any]) -> list[str]:
     host = body.get("HostConfig") or {}
     check_network_join(body)  # container:<name|id>, and what the joiner cannot have
     warnings = check_not_yet(body)
+    if isinstance(host, dict):
+        warnings += discard_unsupported(host, local_host().cgroups())
     mode = host.get("NetworkMode") or "default"
     if not isinstance(mode, str):
         raise invalid("invalid field HostConfig.NetworkMode: must be a string")
@@ -183,11 +191,19 @@ def new_record(cid: str, name: str, body: dict[str, Any], image: ResolvedImage,
         host["RestartPolicy"] = {"Name": "no", "MaximumRetryCount": 0}
     config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
     image_config = image.get("config") or {}
-    config.setdefault("Env", None)
+    # What dockerd merges of the image's config into the container's (its commit.go's
+    # merge), so that inspect, exec, health probes, stop and commit see them.
+    config["Env"] = merge_env(config.get("Env") or [], image_config.get("Env") or []) or None
+    for key in ("User", "WorkingDir"):
+        config[key] = config.get(key) or image_config.get(key) or ""
+    if not config.get("StopSignal") and _is_signal(image_config.get("StopSignal")):
+        config["StopSignal"] = image_config["StopSignal"]
     if not config.get("Cmd") and not config.get("Entrypoint"):
         config["Cmd"] = image_config.get("Cmd")
     if config.get("Entrypoint") is None:
         config["Entrypoint"] = image_config.get("Entrypoint")
+    elif config["Entrypoint"] == [""]:
+        config["Entrypoint"] = None  # `--entrypoint ""`: none, recorded as dockerd does
     check = health.merge(image_config.get("Healthcheck"), config.get("Healthcheck"))
     if check is not None:
         config["Healthcheck"] = check
@@ -223,6 +239,15 @@ def new_record(cid: str, name: str, body: dict[str, Any], image: ResolvedImage,
                 "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
                 "MacAddress": "", "DriverOpts": None}}},
     }
+
+
+def _is_signal(value: Any) -> bool:
+    """A stop signal an image names is taken if it is one (an image is not refused)."""
+    try:
+        lc.parse_signal(value)
+    except PouchError:
+        return False
+    return bool(value)
 
 
 def set_running(record: dict[str, Any], pid: int, started_at: str) -> None:
@@ -433,7 +458,9 @@ def _summary_ports(record: dict[str, Any]) -> list[dict[str, Any]]:
 def summary(record: dict[str, Any], created_ns: bool = False) -> ContainerSummary:
     """One row of GET /containers/json (`created_ns`: Created in nanoseconds)."""
     config = record["Config"]
-    command = " ".join([record["Path"], *record["Args"]]).strip()
+    # dockerd's quoting: an argument with a space in single quotes, nothing else.
+    command = " ".join([record["Path"], *(f"'{a}'" if " " in a else a
+                                          for a in record["Args"])]).strip()
     mode = record["HostConfig"].get("NetworkMode", "none")
     return {
         "Id": record["Id"], "Names": [record["Name"]], "Image": config.get("Image", ""),

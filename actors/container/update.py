@@ -15,6 +15,7 @@ from typing import Any
 
 from pouch.actors.container import lifecycle as lc
 from pouch.actors.container import record as rec
+from pouch.actors.container.spec.defaults import discard_unsupported
 from pouch.actors.container.spec.host import local_host
 from pouch.actors.container.spec.resources import resources
 from pouch.proto.envelope import conflict, invalid
@@ -42,6 +43,7 @@ _LIMITS = ("memory", "cpu", "pids", "blockIO")
 class UpdatePlan:
     host_config: dict[str, Any]  # the container's HostConfig once updated
     limits: bool  # cgroup limits changed: the task (if it lives) and its spec get them
+    warnings: list[str]  # limits this machine cannot apply, discarded (as dockerd's)
 
 
 def plan_update(host_config: Mapping[str, Any], body: Mapping[str, Any]) -> UpdatePlan:
@@ -49,6 +51,9 @@ def plan_update(host_config: Mapping[str, Any], body: Mapping[str, Any]) -> Upda
     RestartPolicy). Errors: invalid (a field refused, a value out of range), conflict
     (NanoCpus against a CPU period or quota already set, as dockerd)."""
     given = _given_limits(body)
+    warnings = discard_unsupported(given, local_host().cgroups())
+    given = {key: value for key, value in given.items()
+             if value or key not in ("BlkioWeight", "KernelMemory")}  # discarded
     for key in FIXED:
         if _set(body.get(key)):
             raise invalid(f"invalid field {key}: docker update does not change it")
@@ -70,7 +75,7 @@ def plan_update(host_config: Mapping[str, Any], body: Mapping[str, Any]) -> Upda
         lc.check_restart_policy(policy)  # refuses it, naming what it must be
     if given:
         linux_resources(updated)  # the limits together are valid (spec code's checks)
-    return UpdatePlan(updated, bool(given))
+    return UpdatePlan(updated, bool(given), warnings)
 
 
 def linux_resources(host_config: Mapping[str, Any]) -> dict[str, Any]:
@@ -104,6 +109,8 @@ def _given_limits(body: Mapping[str, Any]) -> dict[str, Any]:
                 raise invalid(f"invalid field {key}: must be {what}")
             if value or not zero_unset:
                 given[key] = value
+    if given.get("PidsLimit", 1) < 0:
+        given["PidsLimit"] = 0  # "unlimited", as dockerd records it (the spec says -1)
     return given
 
 

@@ -21,6 +21,7 @@ import json
 import logging
 import secrets
 import signal as signals
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -182,6 +183,7 @@ class ContainerWorker(ObjectActor):
         self._wait_conns: list[Waiter] = []
         self._restart_timer: threading.Timer | None = None
         self._restarters: list[Reply] = []  # restarts whose stop waits for the exit
+        self._stops_at_exit = 0  # stops told (a `stop` event each) once the exit comes
         self._created: dict[str, Any] | Exception = PouchError("internal", "no create ran here")
         # No task in containerd, as far as this worker knows (one made for a create has
         # none; a restored one asks): a removal then skips deleting it.
@@ -238,8 +240,8 @@ class ContainerWorker(ObjectActor):
     # -- create --------------------------------------------------------------
 
     def create_container(self, reply: Reply, name: str, body: dict[str, Any],
-                         warnings: list[str], token: str) -> None:
-        reply.run(self._create_kept, reply, name, body, warnings, token)
+                         warnings: list[str], token: str, platform: str) -> None:
+        reply.run(self._create_kept, reply, name, body, warnings, token, platform)
 
     def _create_kept(self, *args: Any) -> dict[str, Any]:
         try:
@@ -261,19 +263,21 @@ class ContainerWorker(ObjectActor):
         return self._created
 
     def _create(self, reply: Reply, name: str, body: dict[str, Any],
-                warnings: list[str], token: str) -> dict[str, Any]:
+                warnings: list[str], token: str, platform: str) -> dict[str, Any]:
         env, cid = self.env, self.cid
         if plugins.loaded().has("pre_create"):
             body, warnings = self._pre_create(name, body)
         try:
-            image = env.calls.image.resolve(name=body["Image"])
+            image = env.calls.image.resolve(name=body["Image"], platform=platform)
         except PouchError as exc:
             self._abandon()
-            if exc.code == "not_found":
+            if exc.code == "not_found" and "platform" not in exc.message:
                 raise not_found(f"No such image: {body['Image']}") from None
             raise
         mode = rec.network_mode(body)
-        hostname = body.get("Hostname") or cid[:12]
+        # The host's network comes with the host's name, as dockerd gives it.
+        hostname = body.get("Hostname") or (socket.gethostname() if mode == "host"
+                                            else cid[:12])
         body = {**body, "Hostname": hostname}
         files_written: Callable[[], None] | None = None
         preparing: Future[list[Any]] | None = None
@@ -637,6 +641,10 @@ class ContainerWorker(ObjectActor):
                 self._event("unpause")
             case lc.RemoveUnlessStarted(seconds):
                 self._later(seconds, self._tell_self, ContainerWorker.unclaimed)
+            case lc.TellStopped(at_exit=True):
+                self._stops_at_exit += 1
+            case lc.TellStopped():
+                self._event("stop")
             case lc.AnswerWaiters():
                 held, self._held = self._held, []
                 for waiting, answer in held:
@@ -849,7 +857,9 @@ class ContainerWorker(ObjectActor):
         self.env.hub.forget(self.cid)
         code = 127 if ("not found" in message or "no such file" in message) else \
             126 if "permission denied" in message else 128
-        transition = lc.on_start_failed(life, self._restart_policy, code, time.time(), by_policy)
+        ran_before = self._state.get("StartedAt", ZERO_TIME) != ZERO_TIME  # as it was put back
+        transition = lc.on_start_failed(life, self._restart_policy, code, time.time(), by_policy,
+                                        ran_before)
         rec.settle_start(self.record, went_through=False)
         rec.set_exited(self.record, code, rfc3339_nano(), message)
         self._commit(transition.state)
@@ -879,6 +889,8 @@ class ContainerWorker(ObjectActor):
                 self.env.ctrd.tasks.kill(self.cid, signals.SIGKILL, all=True)
             except PouchError as exc:
                 log.warning("killing %s: %s", self.cid, exc.message)
+                return
+            self._event("kill", signal=str(int(signals.SIGKILL)))
 
     def resize_container(self, reply: Reply, height: int, width: int) -> None:
         reply.run(self._resize, height, width)
@@ -991,7 +1003,7 @@ class ContainerWorker(ObjectActor):
             hooks.post_update(plugins.ContainerUpdated(
                 self.cid, self._name, f"/proc/{pid}/root" if life.live and pid else "",
                 list(self.record["Config"].get("Env") or [])))
-        return {"Warnings": []}
+        return {"Warnings": plan.warnings}
 
     def prune(self) -> int | None:
         """docker container prune, asked through a pykka proxy: remove the container if
@@ -1315,6 +1327,10 @@ class ContainerWorker(ObjectActor):
         rec.set_exited(self.record, status, exited_at, error)
         self._commit(transition.state)
         self._event("die", exitCode=str(status))
+        # Told before the stops are answered, as dockerd tells each before its reply.
+        stops, self._stops_at_exit = self._stops_at_exit, 0
+        for _ in range(stops):
+            self._event("stop")
         self._carry_out_all(transition)
         if self._restarters:
             self._start_restarters()
@@ -1343,8 +1359,8 @@ class ContainerWorker(ObjectActor):
         if self._gone or not lc.on_restart_due(self._life):
             return
         try:
+            # Told by its `start` alone: dockerd's `restart` event is docker restart's.
             self._start(by_policy=True)
-            self._event("restart")
         except Exception as exc:  # the failed start is recorded; the policy decided what next
             log.warning("restarting %s: %s", self.cid, exc)
 
@@ -1477,6 +1493,8 @@ class ContainerWorker(ObjectActor):
         follows = opts["stream"] and not opts["stdin"]
         if not self._take(reply, conn, resumable=follows and not opts["logs"]):
             return
+        if not conn.resumed_at:  # a stream taken up again is no new client's attach
+            self._event("attach")
         # With a terminal, the client's input is watched for the detach keys (dockerd
         # watches only then: without one, every byte is the container's).
         tty = bool(self.record["Config"].get("Tty"))

@@ -31,6 +31,7 @@ from pouch.actors.cri.stats import container_stats, docker_stats
 from pouch.actors.cri.streaming import StreamServer
 from pouch.proto.config import DaemonConfig
 from pouch.proto.envelope import PouchError, not_found
+from pouch.proto.shapes import ContainerSummary
 from pouch.proto.stubs import Calls
 
 log = logging.getLogger("pouch.cri")
@@ -298,10 +299,19 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         items = self.calls.container.list(all=True, created_ns=True, filters=tr.list_filters(
             tr.CONTAINER_KIND, id=f.id, sandbox=f.pod_sandbox_id,
             labels=dict(f.label_selector)))
-        containers = [tr.container_of(item) for item in items]
+        containers = [self._listed(item) for item in items]
         if f.HasField("state"):
             containers = [c for c in containers if c.state == f.state.state]
         return cri.ListContainersResponse(containers=containers)
+
+    def _listed(self, item: ContainerSummary) -> cri.Container:
+        container = tr.container_of(item)
+        if container.state == cri.CONTAINER_CREATED:
+            # A start that failed leaves it created to Docker, exited to the CRI: only its
+            # status tells which (the list says nothing of errors).
+            with missing_is_done():
+                container.state = tr.container_status(self._container(item["Id"])).state
+        return container
 
     @answered
     def ContainerStatus(self, request: cri.ContainerStatusRequest,

@@ -385,10 +385,11 @@ def container_status(doc: Mapping[str, Any]) -> cri.ContainerStatus:
     cstate = CONTAINER_STATE.get(status, cri.CONTAINER_UNKNOWN)
     exit_code = int(state.get("ExitCode") or 0)
     reason = ""
-    if cstate == cri.CONTAINER_EXITED and state.get("Error") \
+    if cstate in (cri.CONTAINER_CREATED, cri.CONTAINER_EXITED) and state.get("Error") \
             and not nanos(state.get("StartedAt")):
-        # Its process never ran: containerd's CRI says so with its own reason and code.
-        reason, exit_code = "StartError", START_ERROR_EXIT_CODE
+        # Its process never ran (created again, to Docker): containerd's CRI counts it
+        # exited, with its own reason and code.
+        cstate, reason, exit_code = cri.CONTAINER_EXITED, "StartError", START_ERROR_EXIT_CODE
     elif cstate == cri.CONTAINER_EXITED:
         reason = "OOMKilled" if state.get("OOMKilled") else \
             "Completed" if exit_code == 0 else "Error"

@@ -7,15 +7,17 @@ from __future__ import annotations
 import builtins
 import collections
 import contextlib
-import fnmatch
 import json
 import logging
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from pouch.actors import plugins, settings
 from pouch.actors.containerd.client import Containerd
 from pouch.actors.containerd.types import Descriptor
+from pouch.actors.gomatch import PatternError, match_regex
 from pouch.actors.host import ActorBase, ActorContext, Reply
 from pouch.actors.image import reference
 from pouch.actors.image.commit import Base, Step, make_image, parents, store_layer
@@ -27,6 +29,7 @@ from pouch.actors.image.push import Push, pushed_message
 from pouch.actors.image.registry import Credentials, Registry, RegistryConfig, login
 from pouch.actors.image.rootfs_import import apply_changes, import_rootfs
 from pouch.actors.image.store import (
+    PARENT_LABEL,
     ImportedImage,
     chain_ids,
     diff_ids,
@@ -57,6 +60,39 @@ from pouch.proto.shapes import (
 log = logging.getLogger("pouch.image")
 SIZE_LABEL = "io.pouch.image.size"
 PLATFORM = "linux/amd64"  # what this daemon runs
+
+
+def _dangling_only(filters: dict[str, list[str]]) -> bool | None:
+    """The `dangling` filter of an image list: None without it. As dockerd, true wins
+    and a value neither true nor false is refused. Errors: invalid."""
+    values = filters.get("dangling")
+    if not values:
+        return None
+    if "true" in values or "false" in values:
+        return "true" in values
+    raise invalid(f"Invalid filter 'dangling=[{' '.join(values)}]'")
+
+
+# Architectures by the names Go gives them, as platforms are written.
+_GO_ARCH = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm",
+            "armel": "arm"}
+
+
+def check_platform(name: str, platform: str, config: dict[str, Any]) -> None:
+    """Errors: invalid (not a platform), not_found (the image is of another one)."""
+    parts = platform.lower().split("/")
+    if not 1 <= len(parts) <= 3 or not all(parts):
+        raise invalid(f'"{platform}": unknown operating system or architecture: invalid '
+                      "argument")
+    wanted = [parts[0], *(_GO_ARCH.get(p, p) for p in parts[1:2]), *parts[2:]]
+    actual = [str(config.get("os") or "linux"),
+              _GO_ARCH.get(str(config.get("architecture") or ""),
+                           str(config.get("architecture") or "")),
+              str(config.get("variant") or "")]
+    if any(w != a for w, a in zip(wanted, actual, strict=False)):
+        shown = "/".join(a for a in actual if a)
+        raise not_found(f"image with reference {name} was found but does not match the "
+                        f"specified platform: wanted {'/'.join(wanted)}, actual: {shown}")
 
 
 def _registry_config(config: DaemonConfig) -> RegistryConfig:
@@ -103,11 +139,15 @@ class ImageActor(ActorBase):
                 manifest = json.loads(self._ctrd.content.read(record.target["digest"]))
                 config_digest = manifest["config"]["digest"]
                 image = self._index.get(config_digest)
-                config = image.config if image else json.loads(
-                    self._ctrd.content.read(config_digest))
+                if image is not None:
+                    config, parent = image.config, image.parent
+                else:
+                    config = json.loads(self._ctrd.content.read(config_digest))
+                    info = self._ctrd.content.info(config_digest)
+                    parent = info.labels.get(PARENT_LABEL, "") if info else ""
                 self._index.add(config_digest, config, image_rootfs_chain(config),
                                 int(record.labels.get(SIZE_LABEL, "0") or 0),
-                                [] if is_untagged_name(record.name) else [record.name])
+                                [] if is_untagged_name(record.name) else [record.name], parent)
             except (PouchError, ValueError, KeyError) as exc:
                 log.warning("skipping image %s: %s", record.name, exc)
 
@@ -277,13 +317,16 @@ class ImageActor(ActorBase):
         then the Dockerfile `changes`; frozen meanwhile if `pause`."""
         names = [reference.parse(f"{repo}:{tag}" if tag else repo, self._registry).full()] \
             if repo else []
+        # As dockerd names it in the events: without the default tag if none was given.
+        image_ref = reference.parse(f"{repo}:{tag}" if tag else repo, self._registry,
+                                    default_tag=None).familiar(self._registry) if repo else ""
         apply_changes(changes or [], {})  # refused at once, before anything is stored
-        reply.run_in_thread(self._commit, container, names, comment, author, changes or [],
-                            pause, config or {})
+        reply.run_in_thread(self._commit, container, names, image_ref, comment, author,
+                            changes or [], pause, config or {})
 
-    def _commit(self, container: str, names: builtins.list[str], comment: str, author: str,
-                changes: builtins.list[str], pause: bool, overrides: dict[str, Any]
-                ) -> CommitResult:
+    def _commit(self, container: str, names: builtins.list[str], image_ref: str, comment: str,
+                author: str, changes: builtins.list[str], pause: bool,
+                overrides: dict[str, Any]) -> CommitResult:
         with self._ctrd.leases.hold() as lease:
             layer = self.ctx.calls.container.commit_layer(id=container, lease=lease,
                                                           pause=pause)
@@ -291,19 +334,23 @@ class ImageActor(ActorBase):
             held = layer["config"]
             config = apply_changes(changes, {**held, **{
                 key: value for key, value in overrides.items() if value not in (None, "", [], {})}})
+            committed = self.ctx.calls.container.inspect(id=container)
             step = Step(config, " ".join(held.get("Cmd") or []), comment, author,
-                        self._full_id(container), held)
+                        committed["Id"], held)
             imported, image_config = make_image(
                 self._ctrd, lease, base, {"media_type": layer["media_type"],
                                           "digest": layer["digest"], "size": layer["size"]},
                 step, names)
             self._label_size(imported)
-        self.actor_ref.proxy().record_loaded(imported, image_config, "commit").get()
+        # As dockerd: an image event for the name only, the commit is the container's.
+        self.actor_ref.proxy().record_loaded(imported, image_config, "tag" if names else "",
+                                             called=image_ref).get()
+        self.publish("container", "commit", committed["Id"], {
+            "comment": comment, "imageID": imported.id, "imageRef": image_ref,
+            **(held.get("Labels") or {}),
+            **({"image": held["Image"]} if held.get("Image") else {}),
+            "name": str(committed.get("Name", "")).lstrip("/")})
         return {"Id": imported.id}
-
-    def _full_id(self, container: str) -> str:
-        found = self.ctx.calls.container.inspect(id=container)
-        return found["Id"]
 
     def _base(self, image_id: str) -> Base:
         """An image to build on, by ID ("" or "scratch": none)."""
@@ -311,7 +358,7 @@ class ImageActor(ActorBase):
             return Base.scratch()
         image = self._index.find(image_id)
         manifest = json.loads(self._ctrd.content.read(self._target(image)["digest"]))
-        return Base(image.config, list(manifest.get("layers") or []))
+        return Base(image.config, list(manifest.get("layers") or []), image.id)
 
     @method(idempotent=False, returns=str, timeout=600.0, errors=("not_found", "invalid"))
     def build_step(self, reply: Reply, base: str, config: dict[str, Any], created_by: str,
@@ -347,38 +394,66 @@ class ImageActor(ActorBase):
     def record_loaded(self, imported: ImportedImage, config: dict[str, Any],
                       action: str = "load", about: str = "", called: str = "") -> None:
         """Add a freshly imported or pulled image to the index (on the actor's thread),
-        and publish `action` as dockerd does: about the image ID unless `about` names a
-        reference, with the attribute name `called` (default: what it is about)."""
-        self._index.add(imported.id, config, imported.chain_id, imported.size, imported.names)
-        about = about or imported.id
-        self.publish("image", action, about, {"name": called or about})
+        and publish `action` (none if "") as dockerd does: about the image ID unless
+        `about` names a reference, with the attribute name `called` (default: what it is
+        about)."""
+        self._index.add(imported.id, config, imported.chain_id, imported.size, imported.names,
+                        imported.parent)
+        if action:
+            about = about or imported.id
+            self.publish("image", action, about, {"name": called or about})
 
     @method(idempotent=True, errors=("invalid",))
     def list(self, all: bool = False,
              filters: dict[str, list[str]] | None = None) -> builtins.list[ImageSummary]:
-        """Image summaries, as GET /images/json shows them."""
+        """Image summaries, as GET /images/json shows them; with a `reference` filter, each
+        with only its names that match (and only images with such a name)."""
         filters = check_filters(filters, ("reference", "label", "dangling", "before", "since"))
+        dangling = _dangling_only(filters)
+        try:
+            patterns = [match_regex(p) for p in filters.get("reference", [])]
+        except PatternError as exc:
+            raise invalid(str(exc)) from None
         # before/since name images: those made earlier (later) than every one named.
         bounds = {key: [self._index.find(name).created
                         for name in filters.get(key, [])] for key in ("before", "since")}
         result: builtins.list[ImageSummary] = []
-        # As dockerd: an untagged image another was built on shows with `all` only.
-        hidden = set() if all else parents({image.id: image.config for image in self._index})
+        # As dockerd: an untagged image another was built on shows with `all` only, and
+        # never as dangling.
+        hidden = set() if all and not dangling else parents(
+            {image.id: image.config for image in self._index})
         for image in self._index:
-            created = image.created
-            if not self._passes(image, filters) or any(created >= t for t in bounds["before"]) \
-                    or any(created <= t for t in bounds["since"]) \
-                    or (image.id in hidden and not image.names):
+            names = {n for n in image.names if self._reference_matches(n, patterns)} \
+                if "reference" in filters else image.names
+            if not names:
+                if "reference" in filters or dangling is False or image.id in hidden:
+                    continue
+            elif dangling and any("@" not in n for n in names):
                 continue
-            result.append(self._summary(image))
+            created = image.created
+            if not labels_match(filters.get("label", []), image.labels) \
+                    or any(created >= t for t in bounds["before"]) \
+                    or any(created <= t for t in bounds["since"]):
+                continue
+            result.append(self._summary(image, names))
         result.sort(key=lambda summary: int(summary["Created"]), reverse=True)
         return result
 
-    def _summary(self, image: Image) -> ImageSummary:
-        tags = image.tags(self._registry)
-        digests = image.digests(self._registry)
+    def _reference_matches(self, name: str, patterns: builtins.list[re.Pattern[str]]) -> bool:
+        """Whether a pattern of the `reference` filter matches a full name, as dockerd's
+        FamiliarMatch: Go's path.Match, against the familiar name with its tag or digest,
+        or else against the familiar repository."""
+        familiar = self._index.familiar(name)
+        repository = self._index.familiar(self._index.repository(name))
+        return any(p.fullmatch(familiar) or p.fullmatch(repository) for p in patterns)
+
+    def _summary(self, image: Image, names: Iterable[str] | None = None) -> ImageSummary:
+        """An image as GET /images/json shows it, with `names` (default: all its own)."""
+        shown = image.names if names is None else names
+        tags = sorted(self._index.familiar(n) for n in shown if "@" not in n)
+        digests = sorted(self._index.familiar(n) for n in shown if "@" in n)
         return {
-            "Id": image.id, "ParentId": "",
+            "Id": image.id, "ParentId": image.parent,
             "RepoTags": tags or ["<none>:<none>"],
             "RepoDigests": digests or ([] if tags else ["<none>@<none>"]),
             "Created": image.created,
@@ -412,18 +487,6 @@ class ImageActor(ActorBase):
                            key=lambda summary: summary["Created"], reverse=True)
         return {"LayersSize": sum(sizes.values()), "Images": summaries}
 
-    def _passes(self, image: Image, filters: dict[str, Any]) -> bool:
-        if "dangling" in filters:
-            dangling = not image.names
-            if any((v == "true") != dangling for v in filters["dangling"]):
-                return False
-        if "reference" in filters:
-            tags = image.tags(self._registry)
-            if not any(fnmatch.fnmatch(t, pat) or fnmatch.fnmatch(t.rpartition(":")[0], pat)
-                       for t in tags for pat in filters["reference"]):
-                return False
-        return labels_match(filters.get("label", []), image.labels)
-
     @method(idempotent=True, errors=("not_found", "invalid"))
     def inspect(self, name: str) -> ImageInspect:
         """One image, as GET /images/{name}/json shows it."""
@@ -432,7 +495,7 @@ class ImageActor(ActorBase):
         return {
             "Id": image.id, "RepoTags": image.tags(self._registry),
             "RepoDigests": image.digests(self._registry),
-            "Parent": "", "Comment": config.get("comment", ""),
+            "Parent": image.parent, "Comment": config.get("comment", ""),
             "Created": config.get("created", ""), "Container": config.get("container", ""),
             "ContainerConfig": {**_CONFIG_ZERO, **(config.get("container_config") or {})},
             "DockerVersion": config.get("docker_version", ""),
@@ -487,10 +550,10 @@ class ImageActor(ActorBase):
     def remove(self, reply: Reply, name: str, force: bool = False,
                noprune: bool = False) -> None:
         """Drop a name of an image; the image itself with its last name (or when named by
-        ID). Errors: conflict while a container uses it, or for an ID with several
-        names, unless `force` (never while a container runs it). An image that goes
-        takes its untagged parents (the build steps it was made of) that nothing else
-        uses with it, unless `noprune`."""
+        ID). Errors: conflict while a container uses it, or for an ID with more than one
+        tag or names in several repositories, unless `force` (never while a container
+        runs it). An image that goes takes its untagged parents (the build steps it was
+        made of) that nothing else uses with it, unless `noprune`."""
         image = self._index.find(name)
         try:
             named = reference.parse(name, self._registry).full()
@@ -504,27 +567,34 @@ class ImageActor(ActorBase):
                 prune_parents: bool = False) -> builtins.list[ImageDeleted]:
         short = image.id.removeprefix("sha256:")[:12]
         dropped = self._index.dropped_with(image, named) if named else set(image.names)
-        if not named and len({self._index.repository(n) for n in image.names}) > 1 and not force:
-            raise conflict(f"conflict: unable to delete {short} (must be forced) - image is "
-                           "referenced in multiple repositories")
+        # By ID, dockerd drops without force only a single tag (with its digests).
+        several = not named and bool(image.names) and not self._index.single_reference(image)
+        # An image others were made on (committed, built) stays while they do: by name
+        # its name goes, by ID it is refused, as dockerd keeps its image graph whole.
+        has_children = any(other.parent == image.id for other in self._index)
         if dropped == image.names:  # the image goes with its last name
             user = self._container_using(image.id)
-            if user is not None:
-                cid, running = user
-                if running and not named:
-                    raise conflict(f"conflict: unable to delete {short} (cannot be forced) - "
-                                   f"image is being used by running container {cid[:12]}")
-                if not force:
-                    raise conflict(
-                        "conflict: unable to remove repository reference "
-                        f'"{reference.familiar_name(named, self._registry)}" (must '
-                        f"force) - container {cid[:12]} is using its referenced image {short}"
-                        if named else f"conflict: unable to delete {short} (must be forced) - "
-                        f"image is being used by stopped container {cid[:12]}")
-        deleted = dropped == image.names and (not named or self._container_using(image.id)
-                                              is None)
+            cid, running = user or ("", False)
+            if has_children and not named:
+                raise conflict(f"conflict: unable to delete {short} (cannot be forced) - "
+                               "image has dependent child images")
+            if running and not named:
+                raise conflict(f"conflict: unable to delete {short} (cannot be forced) - "
+                               f"image is being used by running container {cid[:12]}")
+            if several and not force:
+                raise conflict(f"conflict: unable to delete {short} (must be forced) - image "
+                               "is referenced in multiple repositories")
+            if user is not None and not force:
+                raise conflict(
+                    "conflict: unable to remove repository reference "
+                    f'"{reference.familiar_name(named, self._registry)}" (must '
+                    f"force) - container {cid[:12]} is using its referenced image {short}"
+                    if named else f"conflict: unable to delete {short} (must be forced) - "
+                    f"image is being used by stopped container {cid[:12]}")
+        deleted = dropped == image.names and not has_children and (
+            not named or self._container_using(image.id) is None)
         if not deleted and dropped == image.names:
-            # Kept for the container that uses it: by its ID, as an untagged image.
+            # Kept for the container or the images made on it: by its ID, untagged.
             self._ctrd.images.put(untagged_name(image.id), self._target(image))
         elif deleted:
             with contextlib.suppress(PouchError):
@@ -643,9 +713,15 @@ class ImageActor(ActorBase):
                          "CreatedBy": step.get("created_by", ""), "Tags": None,
                          "Size": size, "Comment": step.get("comment", "")})
         rows.reverse()
-        if rows:
-            rows[0]["Id"] = image.id
-            rows[0]["Tags"] = image.tags(self._registry) or None
+        # As dockerd: the rows from the top are the image, its parent, the parent's
+        # parent... while the chain is known; one row each.
+        made_on: Image | None = image
+        for row in rows:
+            if made_on is None:
+                break
+            row["Id"] = made_on.id
+            row["Tags"] = made_on.tags(self._registry) or None
+            made_on = self._index.get(made_on.parent) if made_on.parent else None
         return rows
 
     @method(idempotent=True, returns=None, errors=("not_found", "invalid"), timeout=600.0)
@@ -690,9 +766,13 @@ class ImageActor(ActorBase):
             write_archive(self._ctrd, images, out)
 
     @method(idempotent=True, errors=("not_found", "invalid"))
-    def resolve(self, name: str) -> ResolvedImage:
-        """What a container needs of its image: ID, config, top snapshot."""
+    def resolve(self, name: str, platform: str = "") -> ResolvedImage:
+        """What a container needs of its image: ID, config, top snapshot. With a
+        `platform` (os[/arch[/variant]]), an image of another one is not found, as
+        dockerd's create says (the docker CLI then pulls the one asked for)."""
         image = self._index.find(name)
+        if platform:
+            check_platform(name, platform, image.config)
         try:
             full = reference.parse(name, self._registry).full()
         except PouchError:

@@ -4,7 +4,8 @@ A container's changes come as a layer blob that containerd's diff service stored
 (the container actor's `commit_layer`, under the lease given here); the blob is
 unpacked onto the base image's top snapshot, so that the new image's snapshot chain
 exists for the containers made from it, and the image gets a config with that
-layer's diff ID and a `history` entry, a manifest, and its names, last. A step that
+layer's diff ID and a `history` entry, the base's ID as its parent (a label on the
+config, see PARENT_LABEL), a manifest, and its names, last. A step that
 changes no file (ENV, CMD, ... in a build) makes an image of the base's layers with an
 `empty_layer` history entry.
 """
@@ -26,6 +27,7 @@ from pouch.actors.image.store import (
     GC_REF_CONFIG,
     GC_REF_LAYER,
     MANIFEST_MEDIA_TYPE,
+    PARENT_LABEL,
     ImportedImage,
     chain_ids,
     diff_ids,
@@ -39,11 +41,12 @@ from pouch.proto.docker import SNAPSHOTTER
 
 @dataclass(frozen=True)
 class Base:
-    """The image a new one goes on: its config and its manifest's layers (none for
-    scratch)."""
+    """The image a new one goes on: its config, its manifest's layers and its ID (none
+    for scratch)."""
 
     config: dict[str, Any]
     layers: list[dict[str, Any]]  # the manifest's layer descriptors, OCI's spelling
+    id: str = ""
 
     @classmethod
     def scratch(cls) -> Base:
@@ -118,6 +121,8 @@ def make_image(ctrd: Containerd, lease: str, base: Base, layer: Descriptor | Non
     config_digest = "sha256:" + hashlib.sha256(blob).hexdigest()
     ctrd.content.write(f"pouch-commit-{config_digest}", blob, len(blob), config_digest,
                        lease=lease)
+    if base.id:
+        ctrd.content.update_labels(config_digest, {PARENT_LABEL: base.id})
     manifest = json.dumps({
         "schemaVersion": 2, "mediaType": MANIFEST_MEDIA_TYPE,
         "config": {"mediaType": CONFIG_MEDIA_TYPE, "digest": config_digest, "size": len(blob)},
@@ -134,7 +139,7 @@ def make_image(ctrd: Containerd, lease: str, base: Base, layer: Descriptor | Non
                                           "digest": manifest_digest, "size": len(manifest)})
     size = sum(ctrd.snapshots.usage(chain, snapshotter=SNAPSHOTTER)[0]
                for chain in chain_ids(below))
-    return ImportedImage(config_digest, manifest_digest, parent, size, names), config
+    return ImportedImage(config_digest, manifest_digest, parent, size, names, base.id), config
 
 
 def store_layer(ctrd: Containerd, tarball: Path, lease: str) -> Descriptor:

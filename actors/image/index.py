@@ -34,6 +34,9 @@ class Image:
     chain_id: str
     size: int
     names: set[str] = field(default_factory=set)  # full references
+    # The image it was made on here (a commit's, a build step's), as dockerd records it
+    # apart from the config; "" for one pulled, loaded or imported.
+    parent: str = ""
 
     @property
     def created(self) -> int:
@@ -84,10 +87,11 @@ class ImageIndex:
         return self._images[by_hex[found]]
 
     def add(self, image_id: str, config: dict[str, Any], chain_id: str, size: int,
-            names: list[str]) -> Image:
+            names: list[str], parent: str = "") -> Image:
         """Record an image (or more names of one known), taking each name from the image
-        that had it; a size of 0 keeps the one known."""
+        that had it; a size of 0 keeps the one known, as does an empty `parent`."""
         image = self._images.setdefault(image_id, Image(image_id, config, chain_id, size))
+        image.parent = parent or image.parent
         image.size = size or image.size
         for name in names:
             previous = self._names.get(name)
@@ -119,6 +123,13 @@ class ImageIndex:
         return [(self._images[image_id], name) for name, image_id in sorted(self._names.items())
                 if "@" not in name and self.repository(name) == repository
                 and image_id in self._images]
+
+    def single_reference(self, image: Image) -> bool:
+        """Whether the image's names are at most one tag, all in one repository: what
+        `docker rmi <ID>` drops without force (dockerd's isSingleReference). False for an
+        image without names."""
+        tags = [name for name in image.names if "@" not in name]
+        return len(tags) <= 1 and len({self.repository(name) for name in image.names}) == 1
 
     def dropped_with(self, image: Image, name: str) -> set[str]:
         """`name`, and the digests of its repository once no tag of it is left, as dockerd."""

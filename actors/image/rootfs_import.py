@@ -121,12 +121,13 @@ def import_rootfs(ctrd: Containerd, tarball: Path, changes: Sequence[str], messa
                 raise
             raise invalid(f"the root file system archive is not a tar: {exc.message}") from None
         now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        # The body is the only source taken (fromSrc=-), so dockerd's "Imported from <src>".
+        comment = message or "Imported from -"
         image_config = {
-            "architecture": "amd64", "os": "linux", "created": now,
+            "architecture": "amd64", "os": "linux", "created": now, "comment": comment,
             "config": container_config,
             "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-            "history": [{"created": now, "created_by": "",
-                         "comment": message or "Imported from -"}],
+            "history": [{"created": now, "created_by": "", "comment": comment}],
         }
         config = json.dumps(image_config, separators=(",", ":")).encode()
         config_digest = "sha256:" + hashlib.sha256(config).hexdigest()

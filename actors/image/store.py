@@ -37,6 +37,9 @@ CONFIG_MEDIA_TYPE: Final = "application/vnd.oci.image.config.v1+json"
 GC_REF_CONFIG: Final = "containerd.io/gc.ref.content.config"
 GC_REF_LAYER: Final = "containerd.io/gc.ref.content.l.{index}"
 GC_REF_SNAPSHOT: Final = "containerd.io/gc.ref.snapshot.{snapshotter}"
+# On an image's config blob: the ID of the image it was made on here. dockerd keeps
+# this apart from the config too, so that it never travels with the image.
+PARENT_LABEL: Final = "io.pouch.image.parent"
 _ID_NAME: Final = re.compile(r"sha256:[0-9a-f]{64}")
 
 
@@ -47,6 +50,7 @@ class ImportedImage:
     chain_id: str  # the top snapshot's name; "" for an image without layers
     size: int  # bytes the unpacked layers take on disk, as `docker images` shows
     names: list[str]  # the names asked for; empty for an untagged image
+    parent: str = ""  # the ID of the image it was made on here (commit, build step)
 
 
 def chain_ids(diff_ids: Sequence[str]) -> list[str]:

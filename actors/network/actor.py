@@ -245,7 +245,8 @@ class NetworkActor(ActorBase):
         given, on a user network with a configured subnet), a veth into the bridge, the
         default route through its first network's gateway. `hosts_path`: the container's
         /etc/hosts, whose section of addresses is kept current as containers come and go
-        on its user networks. A retry answers the endpoint already made."""
+        on its user networks; `hostname`: the names its own address has there
+        ("web.example.com web"). A retry answers the endpoint already made."""
         self._in_thread(reply, self._attach, container, network, name, aliases or [], ip,
                         hostname, hosts_path)
 

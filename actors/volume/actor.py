@@ -237,11 +237,12 @@ class VolumeActor(ActorBase):
 
     @method(idempotent=True, errors=("not_found",))
     def mount(self, name: str, container: str, destination: str = "",
-              read_write: bool = True, propagation: str = "") -> str:
+              read_write: bool = True, propagation: str = "", quiet: bool = False) -> str:
         """The host folder to bind into `container` for the volume: its _data, with the
         volume's options mounted there while some container has it mounted.
         `destination`, `read_write` and `propagation` only describe the use in the
-        mount event, as dockerd's."""
+        mount event, as dockerd's; `quiet`: no event, for a use that is no run of the
+        container (the image's files copied in at create, which dockerd does not tell)."""
         record = self._get(name)
         path = self._store.data(name)
         if container not in record.active:
@@ -258,19 +259,20 @@ class VolumeActor(ActorBase):
                     record.active.pop(container, None)
                     self._store.save(record)
                 raise
-        if fresh:
+        if fresh and not quiet:
             self.publish("volume", "mount", name, {
                 "driver": record.driver, "container": container, "destination": destination,
                 "read/write": str(read_write).lower(), "propagation": propagation})
         return str(path)
 
     @method(idempotent=True)
-    def unmount(self, name: str, container: str) -> None:
+    def unmount(self, name: str, container: str, quiet: bool = False) -> None:
         """`container` no longer has the volume mounted; the volume's own mount goes
-        with its last such container. Nothing to do for a volume that is gone."""
+        with its last such container. Nothing to do for a volume that is gone.
+        `quiet`: no event, for the end of a `quiet` mount."""
         record = self._volumes.get(name)
         if record is not None:
-            self._drop_active(record, container)
+            self._drop_active(record, container, quiet)
 
     # -- the parts -------------------------------------------------------------------
 
@@ -314,12 +316,13 @@ class VolumeActor(ActorBase):
         self.publish("volume", "create", name, {"driver": driver})
         return record, True
 
-    def _drop_active(self, record: Record, container: str) -> None:
+    def _drop_active(self, record: Record, container: str, quiet: bool = False) -> None:
         if container in record.active:
             del record.active[container]
             self._store.save(record)
-            self.publish("volume", "unmount", record.name,
-                         {"driver": record.driver, "container": container})
+            if not quiet:
+                self.publish("volume", "unmount", record.name,
+                             {"driver": record.driver, "container": container})
         if record.options and not record.active:
             self._unmount(record)
 

@@ -4,14 +4,18 @@ service, with the changes, message and author asked for; what it leaves is an im
 from __future__ import annotations
 
 import json
+import os
+import signal
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 
 import docker as docker_py
 
 from pouch.tests.faults.checks import list_leases
 from pouch.tests.support.daemon import PouchDaemon
+from pouch.tests.support.wait import wait_for
 
 
 def test_docker_commit_makes_an_image_with_the_file_and_the_changes(pouchd: PouchDaemon):
@@ -82,3 +86,82 @@ def test_commit_of_no_such_container_is_refused(pouchd: PouchDaemon):
     refused = pouchd.docker_result("commit", "-c", "RUN true", "c1", "x:v2")
     assert refused.returncode != 0 and "is not a valid change command" in refused.stderr
     assert list_leases(pouchd.containerd_socket) == []
+
+
+def test_a_committed_image_has_its_base_as_parent(pouchd: PouchDaemon):
+    docker = pouchd.docker
+    base = docker("image", "inspect", "-f", "{{.Id}}", "busybox")
+    assert docker("image", "inspect", "-f", "{{.Parent}}", "busybox") == ""  # loaded
+    docker("run", "--name", "first", "busybox", "touch", "/made")
+    committed = docker("commit", "first", "com:1")
+    docker("run", "--name", "second", "com:1", "true")
+    on_top = docker("commit", "second", "com:3")
+
+    def told() -> tuple[str, list[str]]:
+        return (docker("image", "inspect", "-f", "{{.Parent}}", "com:1"),
+                docker("history", "--no-trunc", "--format", "{{.ID}}", "com:3").splitlines())
+
+    parent, ids = told()
+    assert parent == base
+    steps = len(docker("history", "-q", "busybox").splitlines())
+    assert ids == [on_top, committed, base] + ["<missing>"] * (steps - 1)
+    api = docker_py.APIClient(base_url=pouchd.host, version="1.41", timeout=60)
+    try:
+        assert [i["ParentId"] for i in api.images(name="com:3")] == [committed]
+    finally:
+        api.close()
+    # The parent is the daemon's record, not the config's: a restarted actor knows it.
+    actor = pouchd.pid_of("image")
+    os.kill(actor, signal.SIGKILL)
+    wait_for(lambda: _pid(pouchd, "image") not in (None, actor)
+             and pouchd.docker_result("image", "inspect", "com:1").returncode == 0,
+             30, "a new image actor")
+    assert told() == (parent, ids)
+    # An image others were made on stays while they do: by name only its name goes, by
+    # ID it is refused, force or not (as dockerd).
+    docker("rm", "second")
+    for forced in ([], ["-f"]):
+        refused = pouchd.docker_result("rmi", *forced, committed)
+        assert refused.returncode != 0
+        assert "image has dependent child images" in refused.stderr
+    assert docker("rmi", "com:1") == "Untagged: com:1"
+    assert docker("image", "inspect", "-f", "{{.Id}}", committed) == committed
+    # The last child gone, the untagged parent goes with it (pruned, as dockerd does).
+    assert committed in docker("rmi", "com:3")
+    assert pouchd.docker_result("image", "inspect", committed).returncode != 0
+
+
+def _pid(daemon: PouchDaemon, actor: str) -> int | None:
+    try:
+        return daemon.pid_of(actor)
+    except (OSError, ValueError):
+        return None
+
+
+def test_a_commit_is_the_containers_event_and_its_name_the_images(pouchd: PouchDaemon):
+    docker = pouchd.docker
+    since = str(int(time.time()))
+    docker("run", "--name", "maker", "--label", "team=a", "busybox", "true")
+    cid = pouchd.inspect("maker")["Id"]
+    image = docker("commit", "-m", "a note", "maker", "com:1")
+    untagged = docker("commit", "maker")
+
+    def events(*filters: str) -> list[dict]:
+        out = docker("events", "--since", since, "--until", str(int(time.time()) + 1),
+                     "--format", "{{json .}}", *filters)
+        return [json.loads(line) for line in out.splitlines()]
+
+    def commits() -> list[dict]:
+        found = events("--filter", "type=container", "--filter", "event=commit")
+        return found if len(found) == 2 else []
+
+    told = wait_for(commits, 10, "both commits in the events")
+    assert [e["Actor"]["ID"] for e in told] == [cid, cid]
+    assert told[0]["Actor"]["Attributes"] == {
+        "comment": "a note", "imageID": image, "imageRef": "com:1", "team": "a",
+        "image": "busybox", "name": "maker"}
+    assert told[1]["Actor"]["Attributes"]["imageID"] == untagged
+    assert told[1]["Actor"]["Attributes"]["imageRef"] == ""
+    tags = events("--filter", "type=image", "--filter", "event=tag")
+    assert [(e["Actor"]["ID"], e["Actor"]["Attributes"]["name"]) for e in tags] == [
+        (image, "com:1")]

@@ -270,6 +270,11 @@ def test_ps_filters_of_the_issue(daemon: PouchDaemon, docker, names):
     assert listed(docker, "label=tier=gaps", "exited=3") == {first}
     assert listed(docker, "label=tier=gaps", "status=created") == {second}
     assert listed(docker, "label=tier=gaps", "ancestor=busybox") == {first, second}
+    # Any name of the image, as docker run takes it, finds them (as with dockerd).
+    image = docker("image", "inspect", "-f", "{{.Id}}", "busybox")
+    for same in ("busybox:latest", "docker.io/library/busybox", image, image[7:19]):
+        assert listed(docker, "label=tier=gaps", f"ancestor={same}") == {first, second}
+    assert listed(docker, "label=tier=gaps", "ancestor=no-such-image") == set()
     assert listed(docker, f"id={first_id[:12]}") == {first}
     assert listed(docker, "label=tier=gaps", f"since={first}") == {second}
     assert listed(docker, "label=tier=gaps", f"before={second}") == {first}

@@ -93,7 +93,7 @@ def test_restart_stops_with_the_stop_signal_then_starts_again(docker, daemon, na
     assert after["RestartCount"] == 0
     history = events_of(calls, cid, since, "restart")
     actions = [e["Action"] for e in history]
-    assert actions[actions.index("die"):] == ["die", "start", "restart"]
+    assert actions[actions.index("die"):] == ["die", "stop", "start", "restart"]
     # The trap answered SIGTERM: the exit was the stop's, not the SIGKILL's.
     die = next(e for e in history if e["Action"] == "die")
     assert die["Actor"]["Attributes"]["exitCode"] == "0"
@@ -299,13 +299,19 @@ def test_update_applies_limits_to_the_running_task_and_to_later_starts(docker, d
     docker("restart", "-t", "30", name)
     memory, pids, _ = applied(state(daemon, name)["Pid"])
     assert (int(memory), pids.strip()) == (64 * MiB, "50")
+    # -1 lifts the limit, recorded as 0 as dockerd records it.
+    docker("update", "--pids-limit", "-1", name)
+    assert daemon.inspect(name)["HostConfig"]["PidsLimit"] == 0
+    assert applied(state(daemon, name)["Pid"])[1].strip() == "max"
 
 
 def test_update_refuses_limits_it_would_not_apply_naming_them(docker, daemon, names, api):
     name = names("update-refused")
     docker("run", "-d", "--name", name, "busybox", "sleep", "300")
-    assert "HostConfig.KernelMemory" in refused(daemon, "update", "--kernel-memory", "10m",
-                                                name)
+    # Kernel memory limits are discarded with dockerd's warnings (runc does not apply them).
+    kernel = daemon.docker_result("update", "--kernel-memory", "10m", name)
+    assert kernel.returncode == 0 and "kernel memory limit is deprecated" in kernel.stdout
+    assert daemon.inspect(name)["HostConfig"]["KernelMemory"] == 0
     with pytest.raises(APIError) as err:
         api.update_container(name, mem_limit="3m")
     assert err.value.status_code == 400 and "6MB" in str(err.value)

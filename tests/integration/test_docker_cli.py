@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 from pathlib import Path
 
@@ -72,6 +73,18 @@ def test_run_rm_of_what_cannot_start_says_why_once(daemon: PouchDaemon):
     assert "Error waiting for container" not in result.stderr  # said once, as by dockerd
 
 
+def test_a_container_that_could_not_start_stays_created(docker, daemon: PouchDaemon, name):
+    assert daemon.docker_result("run", "--name", name, "busybox", "/nonexist").returncode == 127
+    state = json.loads(docker("inspect", "-f", "{{json .State}}", name))
+    # As dockerd: it never ran, so it is still created, with why and the code kept.
+    assert (state["Status"], state["ExitCode"], state["Running"]) == ("created", 127, False)
+    assert "/nonexist" in state["Error"]
+    assert docker("ps", "-a", "--filter", f"name={name}", "--format", "{{.Status}}") == \
+        "Created"
+    assert daemon.docker_result("start", name).returncode != 0  # and may be tried again
+    assert docker("inspect", "-f", "{{.State.Status}}", name) == "created"
+
+
 def test_start_a_of_an_exited_container_prints_its_new_run(docker, daemon: PouchDaemon):
     name = unique("again")
     assert daemon.docker_result("run", "--name", name, "busybox", "sh", "-c",
@@ -127,11 +140,31 @@ def test_user_and_entrypoint_are_honoured(docker):
         "from entry"
 
 
-def test_host_network_sees_the_hosts_interfaces(docker):
+def test_the_images_env_user_and_workdir_are_the_containers(docker, name):
+    # As dockerd merges them into the container's config: inspect, exec and commit see them.
+    image = f"merged-{uuid.uuid4().hex[:8]}"
+    docker("create", "--name", name, "busybox")
+    docker("commit", "-c", "ENV B=2", "-c", "USER 1000", "-c", "WORKDIR /wd", name, image)
+    docker("rm", name)
+    docker("run", "-d", "--name", name, "-e", "FOO=1", image, "sleep", "60")
+    config = json.loads(docker("inspect", "-f", "{{json .Config}}", name))
+    assert config["Env"][0] == "FOO=1" and "B=2" in config["Env"]
+    assert (config["User"], config["WorkingDir"]) == ("1000", "/wd")
+    assert docker("exec", name, "sh", "-c", "id -u; pwd; echo $B").splitlines() == [
+        "1000", "/wd", "2"]
+
+
+def test_host_network_sees_the_hosts_interfaces(docker, name):
     out = docker("run", "--rm", "--network", "host", "busybox", "ip", "-o", "link")
     assert "lo" in out
     none = docker("run", "--rm", "--network", "none", "busybox", "ip", "-o", "link")
     assert len(none.splitlines()) < len(out.splitlines()) or out == none
+    # ...and the host's name, in the environment and the record too (as dockerd).
+    host = socket.gethostname()
+    assert docker("run", "--rm", "--network", "host", "busybox", "sh", "-c",
+                  "hostname; echo $HOSTNAME").splitlines() == [host, host]
+    docker("create", "--name", name, "--network", "host", "busybox")
+    assert docker("inspect", "-f", "{{.Config.Hostname}}", name) == host
 
 
 def test_stdin_reaches_an_interactive_container(daemon):
@@ -212,3 +245,13 @@ def test_an_interactive_terminal_works(daemon: PouchDaemon):
     assert result.returncode == 5, result.stdout + result.stderr
     assert "/dev/pts/0" in result.stdout
     assert "failed to resize" not in result.stdout + result.stderr
+
+
+def test_a_platform_the_local_image_is_not_of_is_not_run(daemon: PouchDaemon):
+    # As dockerd: not found for that platform, so the CLI tries to pull it (no registry
+    # is reachable here) instead of running the image of another architecture.
+    refused = daemon.docker_result("run", "--rm", "--platform", "linux/arm64", "busybox",
+                                   "true")
+    assert refused.returncode == 125
+    assert daemon.docker("run", "--rm", "--platform", "linux/amd64", "busybox", "echo",
+                         "ok") == "ok"

@@ -38,7 +38,7 @@ def test_a_containers_life_is_told_in_events_kept_for_since(docker, calls: Clien
         return history if "destroy" in actions(history, cid) else []
 
     history = wait_for(told, 10, f"the destroy of {name} in the events' history")
-    assert actions(history, cid) == ["create", "start", "die", "destroy"]
+    assert actions(history, cid) == ["create", "attach", "start", "die", "destroy"]
     die = next(e for e in history if e["Actor"]["ID"] == cid and e["Action"] == "die")
     assert die["Actor"]["Attributes"]["exitCode"] == "0"
     assert die["Actor"]["Attributes"]["name"] == name

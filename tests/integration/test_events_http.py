@@ -22,7 +22,7 @@ def test_docker_events_between_since_and_until_tells_a_containers_life(
                  "--filter", f"container={name}", "--format",
                  "{{.Type}} {{.Action}} {{.Actor.Attributes.team}}")
     assert out.splitlines() == [f"container {a} http"
-                                for a in ("create", "start", "die", "destroy")]
+                                for a in ("create", "attach", "start", "die", "destroy")]
 
 
 def test_docker_py_follows_live_events_with_filters(

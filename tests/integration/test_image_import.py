@@ -56,3 +56,15 @@ def test_what_import_refuses_leaves_nothing(pouchd: PouchDaemon, tmp_path: Path)
 
     assert pouchd.docker("images", "--format", "{{.Repository}}") == "busybox"
     assert list_leases(pouchd.containerd_socket) == []
+
+
+def test_the_message_is_the_images_comment(pouchd: PouchDaemon, tmp_path: Path):
+    tarball = str(rootfs(tmp_path, False))
+    pouchd.docker("import", "-m", "imported msg", tarball, "said:v1")
+    assert pouchd.docker("image", "inspect", "-f", "{{.Comment}}", "said:v1") == "imported msg"
+    # Without one, dockerd's words for where it came from: the request's body.
+    pouchd.docker("import", tarball, "unsaid:v1")
+    assert pouchd.docker("image", "inspect", "-f", "{{.Comment}}",
+                         "unsaid:v1") == "Imported from -"
+    assert pouchd.docker("history", "--format", "{{.Comment}}",
+                         "unsaid:v1") == "Imported from -"

@@ -97,3 +97,49 @@ def test_prune_deletes_untagged_images_and_with_all_every_unused_one(pouchd: Pou
         "Total reclaimed space: 0B")
     assert pouchd.docker("images", "-aq") == ""
 
+
+
+def test_an_id_with_two_tags_in_one_repository_needs_force(pouchd: PouchDaemon):
+    full_id = image_id(pouchd, "busybox")
+    short = full_id.removeprefix("sha256:")[:12]
+    pouchd.docker("tag", "busybox", "busybox:2b")
+    refused = pouchd.docker_result("rmi", short)
+    assert refused.returncode == 1
+    assert (f"conflict: unable to delete {short} (must be forced) - image is referenced in "
+            "multiple repositories") in refused.stderr
+    assert sorted(pouchd.docker("images", "--format", "{{.Repository}}:{{.Tag}}")
+                  .splitlines()) == ["busybox:2b", "busybox:latest"]
+
+    # One tag left: by its ID, the image goes without force.
+    assert pouchd.docker("rmi", "busybox:2b") == "Untagged: busybox:2b"
+    assert pouchd.docker("rmi", short).splitlines() == [
+        "Untagged: busybox:latest", f"Deleted: {full_id}"]
+
+
+def test_a_reference_filter_shows_only_the_names_it_matches(pouchd: PouchDaemon):
+    pouchd.docker("tag", "busybox", "bb:v2")
+    pouchd.docker("tag", "busybox", "other/bb:v1")
+
+    def names(*args: str) -> list[str]:
+        return sorted(pouchd.docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}",
+                                    *args).splitlines())
+
+    assert names() == ["bb:v2", "busybox:latest", "other/bb:v1"]
+    assert names("busybox") == ["busybox:latest"]
+    assert names("--filter", "reference=bb") == ["bb:v2"]
+    assert names("--filter", "reference=*/bb") == ["other/bb:v1"]
+    assert names("--filter", "reference=*:v*") == ["bb:v2"]  # `*` stops at a slash
+    assert names("--filter", "reference=busybox:latest") == ["busybox:latest"]
+    assert names("--filter", "reference=bb", "--filter", "reference=*/bb") == [
+        "bb:v2", "other/bb:v1"]
+    assert names("--filter", "reference=nothing*") == []
+    rows = pouchd.docker("image", "ls", "--format", "{{json .}}", "busybox").splitlines()
+    assert len(rows) == 1
+
+
+def test_a_dangling_filter_is_true_or_false(pouchd: PouchDaemon):
+    refused = pouchd.docker_result("image", "ls", "--filter", "dangling=bogus")
+    assert refused.returncode == 1 and "Invalid filter 'dangling=[bogus]'" in refused.stderr
+    assert pouchd.docker("image", "ls", "-q", "--filter", "dangling=true") == ""
+    assert pouchd.docker("image", "ls", "--format", "{{.Repository}}",
+                         "--filter", "dangling=false") == "busybox"

@@ -441,6 +441,21 @@ def test_the_default_bridge_gives_an_address_and_a_way_out(daemon: PouchDaemon):
     assert pings_host_side(daemon, str(gateway.ip))
 
 
+def test_a_container_finds_its_own_address_by_its_names(daemon: PouchDaemon):
+    # As dockerd writes /etc/hosts: the address, the full name and its first label.
+    shown = daemon.docker("run", "--rm", "--hostname", "h1", "--domainname", "example.com",
+                          "busybox", "sh", "-c",
+                          "ip -o -4 addr show eth0; hostname -i; hostname -f; cat /etc/hosts")
+    lines = shown.splitlines()
+    address = lines[0].split()[3].split("/")[0]
+    assert lines[1:3] == [address, "h1.example.com"]
+    assert f"{address}\th1.example.com h1" in lines
+    # No network, no address: the name resolves to nothing, as with dockerd.
+    alone = daemon.docker_result("run", "--rm", "--network", "none", "--hostname", "h2",
+                                 "busybox", "hostname", "-i")
+    assert alone.returncode != 0
+
+
 def pings_host_side(daemon: PouchDaemon, address: str) -> bool:
     return daemon.docker_result("run", "--rm", "--network", "bridge", "busybox", "ping",
                                 "-c", "1", "-W", "2", address).returncode == 0

@@ -25,6 +25,7 @@ class FakeHost:
     dev_shm: bool = True
     seccomp: bool = True
     x32: bool = True
+    modules: frozenset[str] = frozenset()  # no AppArmor, no SELinux
     devices: tuple[DeviceNode, ...] = (NULL, LOOP0, KMSG, *SND)
 
     def cgroups(self) -> CgroupSupport:
@@ -50,6 +51,9 @@ class FakeHost:
 
     def serves_x32(self) -> bool:
         return self.x32
+
+    def security_modules(self) -> frozenset[str]:
+        return self.modules
 
     def devices_at(self, path_on_host: str, path_in_container: str) -> list[DeviceNode]:
         found = [d for d in self.devices if d.path == path_on_host]

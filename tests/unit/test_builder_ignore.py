@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pouch.actors.builder.ignore import (
-    IgnoreRules,
-    PatternError,
-    filepath_match,
-    go_clean,
-    has_wildcards,
-    read_patterns,
-)
+from pouch.actors.builder.ignore import IgnoreRules, go_clean, has_wildcards, read_patterns
+from pouch.actors.gomatch import PatternError, filepath_match
 
 # The reference's example .dockerignore.
 REFERENCE = """\

@@ -48,7 +48,9 @@ def test_filter_values_are_checked_in_dockerds_words():
     ({"publish": ["8080"]}, True), ({"publish": ["80"]}, False),
     ({"expose": ["80"]}, True), ({"expose": ["53/udp"]}, True), ({"expose": ["53"]}, False),
     ({"name": ["^web$"]}, True), ({"name": ["^/web$"]}, True), ({"name": ["db"]}, False),
-    ({"label": ["tier=front"]}, True), ({"ancestor": ["busybox"]}, True),
+    ({"label": ["tier=front"]}, True),
+    # The actor resolves ancestor names to image IDs first (as dockerd).
+    ({"ancestor": ["sha256:" + "c" * 64]}, True), ({"ancestor": ["busybox"]}, False),
 ])
 def test_filters_pick_containers(filters: dict[str, list[str]], kept: bool):
     assert listing.passes(record(), listing.check(filters)) is kept

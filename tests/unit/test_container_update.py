@@ -80,7 +80,7 @@ def test_a_limit_left_out_keeps_its_value():
     assert (after["Memory"], after["CpuShares"]) == (64 * MiB, 1024)
 
 
-@pytest.mark.parametrize("field", ["KernelMemory", "CpuRealtimePeriod", "CpuRealtimeRuntime"])
+@pytest.mark.parametrize("field", ["CpuRealtimePeriod", "CpuRealtimeRuntime"])
 def test_a_limit_the_container_would_not_get_is_refused_naming_it(field):
     err = refused(HOST, body(**{field: 1000}))
     assert err.code == "invalid" and f"HostConfig.{field}" in err.message
@@ -144,3 +144,9 @@ def test_the_spec_keeps_its_device_rules_and_takes_the_new_limits():
         "devices": [{"allow": False, "access": "rwm"}], "memory": {"limit": 64 * MiB},
         "pids": {"limit": 5}}
     assert spec["linux"]["resources"]["memory"] == {"limit": 1}  # a copy
+
+
+def test_a_kernel_memory_limit_is_discarded_with_dockerds_warnings():
+    plan = plan_update(HOST, body(KernelMemory=10 << 20))
+    assert plan.host_config.get("KernelMemory", 0) == 0
+    assert plan.warnings[0].startswith("Specifying a kernel memory limit is deprecated")

@@ -10,6 +10,7 @@ import pytest
 from pouch.proto.docker import (
     check_filters,
     check_name,
+    event,
     parse_filters,
     pattern_matches,
     resolve_id,
@@ -222,3 +223,17 @@ def test_a_catastrophic_pattern_answers():
 
 def test_a_pattern_re2_cannot_read_matches_nothing():
     assert not pattern_matches("(?=web)", "/web")
+
+
+def test_container_and_image_events_carry_dockers_deprecated_fields():
+    """As dockerd 20.10's: `status`, `id` and (containers) `from`, first, none empty."""
+    died = event("container", "die", CID, {"name": "web", "image": "busybox", "exitCode": "0"})
+    assert list(died)[:3] == ["status", "id", "from"]
+    assert (died["status"], died["id"], died["from"]) == ("die", CID, "busybox")
+    pulled = event("image", "pull", "busybox:latest", {"name": "busybox:latest"})
+    assert (pulled["status"], pulled["id"]) == ("pull", "busybox:latest")
+    assert "from" not in pulled
+    pruned = event("container", "prune", "", {"reclaimed": "0"})
+    assert pruned["status"] == "prune" and "id" not in pruned and "from" not in pruned
+    for etype in ("volume", "network", "daemon", "plugin"):
+        assert not {"status", "id", "from"} & set(event(etype, "create", "x", {"image": "y"}))

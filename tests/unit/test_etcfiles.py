@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pouch.actors.container.etcfiles import Dns, extra_hosts, hosts_lines, resolv_conf
+from pouch.actors.container.etcfiles import Dns, extra_hosts, hosts_lines, own_names, resolv_conf
 from pouch.proto.envelope import PouchError
 
 HOST = "# made by hand\nsearch corp.example\nnameserver 127.0.0.53\nnameserver 10.0.0.2\n" \
@@ -49,3 +49,9 @@ def test_extra_hosts_are_name_and_address_or_host_gateway():
         with pytest.raises(PouchError) as caught:
             extra_hosts({"ExtraHosts": [bad]})
         assert repr(bad) in caught.value.message
+
+
+def test_own_names_are_the_full_name_and_its_first_label() -> None:
+    assert own_names("h1", "example.com") == "h1.example.com h1"
+    assert own_names("h2.sub.example.com", "") == "h2.sub.example.com h2"
+    assert own_names("abc123", "") == "abc123"

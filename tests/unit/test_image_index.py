@@ -62,3 +62,33 @@ def test_tags_of_a_repository_and_where_a_push_may_mount_from():
 def test_created_times_read_as_unix_seconds():
     assert index_of_two().get(A).created == 1704164645  # type: ignore[union-attr]
     assert unix_time(None) == unix_time("yesterday") == 0
+
+
+@pytest.mark.parametrize(("names", "single"), [
+    ([f"{REPO}:latest"], True),
+    ([f"{REPO}:latest", f"{REPO}@{DIGEST}"], True),
+    ([f"{REPO}@{DIGEST}", f"{REPO}@sha256:{'e' * 64}"], True),
+    ([f"{REPO}:latest", f"{REPO}:2b"], False),  # two tags, one repository
+    ([f"{REPO}:latest", f"docker.io/other/box@{DIGEST}"], False),
+    ([f"{REPO}@{DIGEST}", f"docker.io/other/box@{DIGEST}"], False),
+    ([], False),
+])
+def test_an_id_alone_drops_one_tag_and_its_repositorys_digests(names: list[str], single: bool):
+    index = ImageIndex("docker.io")
+    image = index.add(A, {}, "chain-a", 10, names)
+    assert index.single_reference(image) is single
+
+
+def test_a_platform_the_image_is_not_of_is_not_found() -> None:
+    from pouch.actors.image.actor import check_platform
+
+    amd64 = {"os": "linux", "architecture": "amd64"}
+    for same in ("linux", "linux/amd64", "Linux/x86_64"):
+        check_platform("busybox", same, amd64)
+    with pytest.raises(PouchError) as other:
+        check_platform("busybox", "linux/arm64", amd64)
+    assert other.value.code == "not_found"
+    assert other.value.message.endswith("wanted linux/arm64, actual: linux/amd64")
+    with pytest.raises(PouchError) as bad:
+        check_platform("busybox", "linux//", amd64)
+    assert bad.value.code == "invalid"

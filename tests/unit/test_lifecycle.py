@@ -24,6 +24,7 @@ from pouch.actors.container.lifecycle import (
     State,
     Status,
     StopPolicy,
+    TellStopped,
 )
 from pouch.proto.envelope import PouchError
 
@@ -264,7 +265,8 @@ def test_a_restart_timer_that_fires_after_a_cancel_does_nothing():
 def test_stop_signals_then_kills_after_the_grace_and_answers_on_the_exit():
     transition = lc.on_stop(running(), StopPolicy(), timeout=None)
     assert transition.effects == (Signal(signal.SIGTERM), KillAfter(lc.DEFAULT_STOP_TIMEOUT),
-                                  AnswerBy(lc.DEFAULT_STOP_TIMEOUT + lc.KILL_WAIT))
+                                  AnswerBy(lc.DEFAULT_STOP_TIMEOUT + lc.KILL_WAIT),
+                                  TellStopped(at_exit=True))
     assert transition.held and transition.result is True
     assert transition.state.exit_requested and transition.state.manually_stopped
 
@@ -279,19 +281,30 @@ def test_stop_uses_the_containers_signal_and_timeout_unless_the_request_gives_on
 def test_a_negative_grace_waits_for_the_exit_without_end_as_dockerd():
     for policy, timeout in ((StopPolicy(), -100), (StopPolicy.of({"StopTimeout": -1}), None)):
         transition = lc.on_stop(running(), policy, timeout)
-        assert transition.effects == (Signal(signal.SIGTERM),)
+        assert transition.effects == (Signal(signal.SIGTERM), TellStopped(at_exit=True))
         assert transition.held and transition.result is True
 
 
-def test_stop_with_no_grace_kills_at_once():
-    assert lc.on_stop(running(), StopPolicy(), 0).effects == (KillAfter(0), AnswerBy(lc.KILL_WAIT))
+def test_stop_with_no_grace_signals_then_kills_at_once_as_dockerd():
+    assert lc.on_stop(running(), StopPolicy(), 0).effects == (
+        Signal(signal.SIGTERM), KillAfter(0), AnswerBy(lc.KILL_WAIT), TellStopped(at_exit=True))
 
 
 def test_stop_of_a_restarting_container_cancels_the_restart():
     transition = lc.on_stop(State(id="c1", status=Status.RESTARTING), StopPolicy(), None)
-    assert transition.effects == (CancelRestart(),)
+    assert transition.effects == (CancelRestart(), TellStopped())  # told at once: no exit comes
     assert transition.state.status is Status.EXITED and transition.result is True
     assert not transition.held
+
+
+def test_only_a_stop_is_told_as_one_not_a_kill_a_removal_or_an_exit():
+    """dockerd's `stop` event follows docker stop (and restart) alone."""
+    for transition in (lc.on_kill(running(), StopPolicy(), signal.SIGKILL),
+                       lc.on_kill(running(), StopPolicy(), signal.SIGTERM),
+                       lc.on_remove(running(), force=True),
+                       lc.on_exit(running(), RestartPolicy(), 0, 100.0),
+                       lc.on_exit(running(), RestartPolicy("always"), 1, 100.0)):
+        assert not any(isinstance(e, TellStopped) for e in transition.effects)
 
 
 def test_stop_of_what_does_not_run_answers_false():
@@ -434,11 +447,13 @@ def test_a_paused_container_cannot_be_started():
 def test_stop_of_a_paused_container_signals_then_thaws_it():
     transition = lc.on_stop(paused(), StopPolicy(), timeout=3)
     assert transition.effects == (Signal(signal.SIGTERM), lc.Thaw(after_signal=True),
-                                  KillAfter(3), AnswerBy(3 + lc.KILL_WAIT))
+                                  KillAfter(3), AnswerBy(3 + lc.KILL_WAIT),
+                                  TellStopped(at_exit=True))
     assert transition.state.status is Status.RUNNING and transition.held
     # With no grace, the SIGKILL follows the thaw at once.
     assert lc.on_stop(paused(), StopPolicy(), 0).effects == \
-        (lc.Thaw(after_signal=True), KillAfter(0), AnswerBy(lc.KILL_WAIT))
+        (Signal(signal.SIGTERM), lc.Thaw(after_signal=True), KillAfter(0),
+         AnswerBy(lc.KILL_WAIT), TellStopped(at_exit=True))
 
 
 def test_a_kill_that_ends_a_paused_container_thaws_it_and_others_wait_for_the_unpause():
@@ -482,7 +497,7 @@ def test_restart_of_what_does_not_run_only_cancels_a_pending_restart():
         transition = lc.on_restart(State(id="c1", status=status), StopPolicy(), None)
         assert not transition.held and transition.effects == ()
     restarting = lc.on_restart(State(id="c1", status=Status.RESTARTING), StopPolicy(), None)
-    assert restarting.effects == (CancelRestart(),) and not restarting.held
+    assert restarting.effects == (CancelRestart(), TellStopped()) and not restarting.held
 
 
 @pytest.mark.parametrize("state", [State(id="c1", status=Status.DEAD),

@@ -3,6 +3,7 @@ and the one-line summaries `docker ps` prints."""
 
 from __future__ import annotations
 
+import signal
 from dataclasses import replace
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 
 from pouch.actors.container import lifecycle as lc
 from pouch.actors.container import record as rec
-from pouch.actors.timefmt import ZERO_TIME, parse_rfc3339, rfc3339_nano
+from pouch.actors.timefmt import ZERO_TIME, parse_rfc3339, rfc3339_nano, rfc3339_nanos
 from pouch.proto.envelope import PouchError
 from pouch.proto.shapes import ResolvedImage
 
@@ -358,6 +359,14 @@ def test_the_summary_of_a_command_without_arguments():
     assert rec.summary(record)["Status"] == "Created"
 
 
+def test_the_summary_quotes_arguments_with_spaces_as_dockerd():
+    record = rec.new_record("d" * 64, "q", body(), IMAGE,
+                            ["echo", "a b", "c'd", "", "x"], PATHS)
+    assert rec.summary(record)["Command"] == "echo 'a b' c'd  x"
+    assert rec.summary(record, created_ns=True)["Created"] == \
+        rfc3339_nanos(record["Created"])
+
+
 # -- check_config: nothing silently ignored ------------------------------------------
 
 # What `docker run busybox` sends (docker CLI 28 at API 1.41), empty fields and all.
@@ -458,3 +467,34 @@ def test_a_start_that_went_through_forgets_what_it_ran_from():
     assert "StartedFrom" not in record[rec.PRIVATE] and "tok" in rec.tokens(record)
     rec.unstarted(record)
     assert record["State"]["Pid"] == 7
+
+
+def test_the_images_env_user_workdir_and_stop_signal_join_the_config_as_dockerd():
+    image = ResolvedImage(**{**IMAGE, "config": {
+        "Cmd": ["sh"], "Env": ["PATH=/bin", "B=2"], "User": "1000", "WorkingDir": "/wd",
+        "StopSignal": "SIGRTMIN+3"}})
+    config = rec.new_record("d" * 64, "m", body(Env=["B=3", "FOO=1"]), image, ["sh"],
+                            PATHS)["Config"]
+    # The request's entries first, then the image's it does not name.
+    assert config["Env"] == ["B=3", "FOO=1", "PATH=/bin"]
+    assert (config["User"], config["WorkingDir"], config["StopSignal"]) == (
+        "1000", "/wd", "SIGRTMIN+3")
+    assert lc.StopPolicy.of(config).signal == signal.SIGRTMIN + 3
+    own = rec.new_record("d" * 64, "m", body(User="nobody", WorkingDir="/", StopSignal="HUP"),
+                         image, ["sh"], PATHS)["Config"]
+    assert (own["Env"], own["User"], own["WorkingDir"], own["StopSignal"]) == (
+        ["PATH=/bin", "B=2"], "nobody", "/", "HUP")
+    bare = rec.new_record("d" * 64, "m", body(), IMAGE, ["sh"], PATHS)["Config"]
+    assert (bare["Env"], bare["User"], bare["WorkingDir"], "StopSignal" in bare) == (
+        None, "", "", False)
+
+
+def test_unset_limits_and_a_cleared_entrypoint_are_recorded_as_dockerd_records_them():
+    made = rec.new_record("d" * 64, "m", body(Entrypoint=[""], Cmd=["true"], HostConfig={
+        "PidsLimit": 0, "MemorySwappiness": -1}), IMAGE, ["true"], PATHS)
+    assert made["Config"]["Entrypoint"] is None
+    assert (made["HostConfig"]["PidsLimit"], made["HostConfig"]["MemorySwappiness"]) == (
+        None, None)
+    kept = rec.new_record("d" * 64, "m", body(HostConfig={
+        "PidsLimit": 50, "MemorySwappiness": 10}), IMAGE, ["sh"], PATHS)["HostConfig"]
+    assert (kept["PidsLimit"], kept["MemorySwappiness"]) == (50, 10)

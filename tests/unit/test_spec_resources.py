@@ -9,7 +9,11 @@ from typing import Any
 import pytest
 
 from pouch.actors.container.jsonlog import LogConfig, log_config, recorded_log_config
-from pouch.actors.container.spec.defaults import create_warnings, recorded_host_config
+from pouch.actors.container.spec.defaults import (
+    create_warnings,
+    discard_unsupported,
+    recorded_host_config,
+)
 from pouch.actors.container.spec.host import CgroupSupport
 from pouch.actors.container.spec.merge import DEFAULT_PATH, Process
 from pouch.actors.container.spec.oci import (
@@ -288,12 +292,18 @@ def test_no_new_privileges(options, expected):
     ("no-new-privileges=maybe", 'invalid --security-opt 2: "no-new-privileges=maybe"'),
     ("bogus", 'invalid --security-opt 1: "bogus"'),
     ("colour=red", 'invalid --security-opt 2: "colour=red"'),
-    ("apparmor=docker-default", "not supported yet"),
     ("seccomp={not json", "invalid seccomp profile"),
-    ("label=type:svirt_apache_t", "not supported yet"),
 ])
 def test_security_options_that_cannot_be_honoured_are_refused(option, words):
     assert words in refusal({"SecurityOpt": [option]})
+
+
+def test_an_apparmor_profile_or_selinux_label_is_refused_where_the_kernel_enforces_it():
+    enforcing = FakeHost(modules=frozenset({"apparmor", "selinux"}))
+    for option in ("apparmor=docker-default", "label=type:svirt_apache_t"):
+        assert "not supported yet" in refusal({"SecurityOpt": [option]}, enforcing)
+        # Where it does not, ignored, as dockerd ignores it.
+        assert "apparmorProfile" not in spec_of({"SecurityOpt": [option]})["process"]
 
 
 def test_masked_and_readonly_paths_may_be_given():
@@ -379,3 +389,22 @@ def test_a_log_config_that_cannot_be_honoured_is_refused(raw, words):
     with pytest.raises(PouchError) as err:
         log_config(raw)
     assert "HostConfig.LogConfig" in err.value.message and words in err.value.message
+
+
+def test_limits_the_machine_cannot_apply_are_discarded_with_dockerds_warnings():
+    lacking = CgroupSupport(blkio_weight=False, blkio_weight_device=False,
+                            kernel_memory=False, kernel_memory_tcp=False)
+    hc: dict[str, Any] = {"BlkioWeight": 5, "BlkioWeightDevice": [{"Path": "/dev/x"}],
+                          "KernelMemory": 1 << 20, "KernelMemoryTCP": 1 << 20, "Memory": 1}
+    warnings = discard_unsupported(hc, lacking)
+    assert hc == {"BlkioWeight": 0, "BlkioWeightDevice": [], "KernelMemory": 0,
+                  "KernelMemoryTCP": 0, "Memory": 1}
+    assert len(warnings) == 5 and warnings[0].endswith("Weight discarded.")
+    kept = {"BlkioWeight": 300}
+    assert discard_unsupported(kept, CgroupSupport()) == [] and kept == {"BlkioWeight": 300}
+
+
+def test_a_private_cgroup_namespace_is_asked_for_and_a_bogus_mode_refused():
+    assert {"type": "cgroup"} in spec_of({"CgroupnsMode": "private"})["linux"]["namespaces"]
+    assert {"type": "cgroup"} not in spec_of({"CgroupnsMode": "host"})["linux"]["namespaces"]
+    assert "invalid cgroup namespace mode: bogus" in refusal({"CgroupnsMode": "bogus"})

@@ -25,7 +25,7 @@ def recorded_host_config(hc: Mapping[str, Any],
     if not out.get("IpcMode"):
         out["IpcMode"] = "private"
     if not out.get("CgroupnsMode"):
-        out["CgroupnsMode"] = "host"  # no container gets a cgroup namespace of its own
+        out["CgroupnsMode"] = "host"  # unless asked, as dockerd's default on cgroup v1
     if out.get("OomKillDisable") is None:
         out["OomKillDisable"] = False
     if not out.get("Privileged"):
@@ -37,7 +37,48 @@ def recorded_host_config(hc: Mapping[str, Any],
     out["Runtime"] = out.get("Runtime") or "runc"  # the one pouch runs containers with
     for deprecated in ("KernelMemory", "KernelMemoryTCP"):  # refused unless 0: shown 0
         out[deprecated] = out.get(deprecated) or 0
+    # dockerd records "no pids limit" (0 or below) and "the kernel's swappiness" (-1, the
+    # docker CLI's default) as unset.
+    if (out.get("PidsLimit") or 0) <= 0:
+        out["PidsLimit"] = None
+    if out.get("MemorySwappiness") == -1:
+        out["MemorySwappiness"] = None
     return out
+
+
+KERNEL_MEMORY_DEPRECATED = ("Specifying a kernel memory limit is deprecated and will be "
+                            "removed in a future release.")
+
+
+def discard_unsupported(hc: dict[str, Any], support: CgroupSupport) -> list[str]:
+    """Drop from `hc` (in place) the limits this machine cannot apply, each with dockerd's
+    warning, as dockerd discards them rather than refusing the container (its
+    verifyPlatformContainerResources). Kernel memory limits go always: runc 1.1 does not
+    apply them whatever the kernel offers."""
+    warnings = []
+    if hc.get("BlkioWeight") and not support.blkio_weight:
+        warnings.append("Your kernel does not support Block I/O weight or the cgroup is not "
+                        "mounted. Weight discarded.")
+        hc["BlkioWeight"] = 0
+    if hc.get("BlkioWeightDevice") and not support.blkio_weight_device:
+        warnings.append("Your kernel does not support Block I/O weight_device or the cgroup "
+                        "is not mounted. Weight-device discarded.")
+        hc["BlkioWeightDevice"] = []
+    if hc.get("KernelMemory"):
+        warnings.append(KERNEL_MEMORY_DEPRECATED)
+        warnings.append("Your kernel does not support kernel memory limit capabilities or the "
+                        "cgroup is not mounted. Limitation discarded." if not
+                        support.kernel_memory else
+                        "Kernel memory limits are not applied by runc. Limitation discarded.")
+        hc["KernelMemory"] = 0
+    if hc.get("KernelMemoryTCP"):
+        warnings.append("Your kernel does not support kernel memory TCP limit capabilities "
+                        "or the cgroup is not mounted. Limitation discarded." if not
+                        support.kernel_memory_tcp else
+                        "Kernel memory TCP limits are not applied by runc. Limitation "
+                        "discarded.")
+        hc["KernelMemoryTCP"] = 0
+    return warnings
 
 
 def create_warnings(hc: Mapping[str, Any]) -> list[str]:

@@ -7,6 +7,7 @@ modules stay pure: a unit test hands them a view of a made-up host.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -89,6 +90,10 @@ class HostView(Protocol):
         """Whether the kernel answers the system calls of x32 programs (x86_64 only)."""
         ...
 
+    def security_modules(self) -> frozenset[str]:
+        """The security modules the kernel enforces, of "apparmor" and "selinux"."""
+        ...
+
     def devices_at(self, path_on_host: str, path_in_container: str) -> list[DeviceNode]:
         """The device at a host path, or every device in a directory there (recursively),
         each named where the container sees it. Errors: OSError, NotADevice."""
@@ -130,6 +135,9 @@ class LocalHost:
 
     def serves_x32(self) -> bool:
         return _x32_served()
+
+    def security_modules(self) -> frozenset[str]:
+        return _security_modules()
 
     def devices_at(self, path_on_host: str, path_in_container: str) -> list[DeviceNode]:
         resolved = os.path.realpath(path_on_host)
@@ -269,6 +277,17 @@ def _seccomp_in_kernel() -> bool:
             return any(line.startswith("Seccomp:") for line in status)
     except OSError:
         return False
+
+
+@cache
+def _security_modules() -> frozenset[str]:
+    found = set()
+    with contextlib.suppress(OSError):
+        if Path("/sys/module/apparmor/parameters/enabled").read_text().strip() == "Y":
+            found.add("apparmor")
+    if Path("/sys/fs/selinux/enforce").exists():
+        found.add("selinux")
+    return frozenset(found)
 
 
 # x86_64's number of getpid(2), shared by the x32 ABI, whose calls carry this bit.

@@ -59,7 +59,7 @@ def effective_process(image_config: dict, config: dict) -> Process:
         defaults.append(f"HOSTNAME={hostname}")
     if tty:
         defaults.append("TERM=xterm")
-    env = replace_or_append_env(defaults, _merge_env(request_env, image_env))
+    env = replace_or_append_env(defaults, merge_env(request_env, image_env))
 
     workdir = config.get("WorkingDir") or image_config.get("WorkingDir") or "/"
     if not isinstance(workdir, str) or not workdir.startswith("/"):
@@ -93,7 +93,7 @@ def _str_slice(value: Any, field: str) -> list[str] | None:
     return list(value)
 
 
-def _merge_env(request: list[str], image: list[str]) -> list[str]:
+def merge_env(request: list[str], image: list[str]) -> list[str]:
     """Request entries first, then the image's whose key the request does not name."""
     keys = {entry.split("=", 1)[0] for entry in request}
     return request + [entry for entry in image if entry.split("=", 1)[0] not in keys]

@@ -34,6 +34,10 @@ def namespaces(hc: Mapping[str, Any], network_mode: str, netns_path: str | None)
         _refuse_mode("PidMode", "PID", pid)
     if uts not in ("", "host"):
         raise invalid(f"invalid HostConfig.UTSMode: invalid UTS mode: {uts}")
+    cgroupns = str_field(hc, "CgroupnsMode")
+    if cgroupns not in ("", "host", "private"):
+        raise invalid(f"invalid HostConfig.CgroupnsMode: invalid cgroup namespace mode: "
+                      f"{cgroupns}")
     host_network = network_mode == "host"
     if network_mode.startswith("container:") and not _joins(network_mode):
         raise invalid("invalid HostConfig.NetworkMode: invalid container format "
@@ -52,6 +56,8 @@ def namespaces(hc: Mapping[str, Any], network_mode: str, netns_path: str | None)
         entries.append({"type": "pid"})
     if ipc != "host":
         entries.append({"type": "ipc"})
+    if cgroupns == "private":  # the host's is the default, as dockerd's on cgroup v1
+        entries.append({"type": "cgroup"})
     return Namespaces(
         entries=entries, host_network=host_network,
         private_network=not host_network and not network_mode.startswith("container:"),

@@ -152,7 +152,7 @@ def build_spec(inp: SpecInput) -> dict:
     privileged = _bool(hc, "Privileged")
     readonly_rootfs = _bool(hc, "ReadonlyRootfs")
     ns = namespaces(hc, inp.network_mode, inp.netns_path)
-    security = security_options(hc)
+    security = security_options(hc, host.security_modules())
     init = _init_binary(hc, host)
 
     args = list(inp.process.args)

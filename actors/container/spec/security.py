@@ -24,9 +24,11 @@ READONLY_PATHS: tuple[str, ...] = (
 # Go's strconv.ParseBool.
 _TRUE = frozenset(("1", "t", "T", "TRUE", "true", "True"))
 _FALSE = frozenset(("0", "f", "F", "FALSE", "false", "False"))
-# What pouch can honour of the other confinement options: none at all, which is what
-# its containers get (no AppArmor profile, no SELinux label).
+# What pouch can honour of the other confinement options where the kernel enforces them:
+# none at all, which is what its containers get (no AppArmor profile, no SELinux label).
 _UNCONFINED = {"apparmor": "unconfined", "label": "disable"}
+# The security module each of those options asks for.
+_MODULES = {"apparmor": "apparmor", "label": "selinux"}
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,11 @@ class SecurityOptions:
     seccomp: str | None = None
 
 
-def security_options(hc: Mapping[str, Any]) -> SecurityOptions:
-    """Parse HostConfig.SecurityOpt as dockerd does. Errors: invalid, naming the option."""
+def security_options(hc: Mapping[str, Any],
+                     modules: frozenset[str] = frozenset()) -> SecurityOptions:
+    """Parse HostConfig.SecurityOpt as dockerd does, on a host whose kernel enforces the
+    security `modules` ("apparmor", "selinux"): an option for one it does not enforce
+    is ignored, as dockerd ignores it. Errors: invalid, naming the option."""
     no_new_privileges = False
     seccomp: str | None = None
     for opt in str_list(hc, "SecurityOpt"):
@@ -59,7 +64,7 @@ def security_options(hc: Mapping[str, Any]) -> SecurityOptions:
                 parse_profile(value)  # refused at create, as the CLI's file would be
             seccomp = value
         elif key in _UNCONFINED:
-            if value != _UNCONFINED[key]:
+            if value != _UNCONFINED[key] and _MODULES[key] in modules:
                 shown = opt if len(opt) <= 60 else opt[:60] + "..."
                 raise invalid(
                     f"invalid HostConfig.SecurityOpt {shown!r}: not supported yet: containers "
