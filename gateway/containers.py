@@ -56,8 +56,23 @@ class Item:
         self.calls = calls
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
+        _refuse_link_removal(req)  # else `docker rm --link data` would remove `data`
         self.calls.container.remove(id=id, force=flag(req, "force"), volumes=flag(req, "v"))
         resp.status = falcon.HTTP_204
+
+
+def _refuse_link_removal(req: falcon.Request) -> None:
+    if flag(req, "link") is True:
+        raise falcon.HTTPBadRequest(description="removing a link (docker rm --link) is not "
+                                                "supported: remove the linking container")
+
+
+def _container_path_not_found(req: falcon.Request, resp: falcon.Response, **_: str) -> None:
+    """What no route takes under /containers/: `docker rm --link /web/data` sends the
+    link's name, slashes and all, as the container's."""
+    if req.method == "DELETE":
+        _refuse_link_removal(req)
+    raise falcon.HTTPNotFound(description="page not found")
 
 
 class Rename:
@@ -186,6 +201,7 @@ def add_routes(app: falcon.App, calls: Calls, config: DaemonConfig) -> None:
     app.add_route("/containers/prune", Prune(calls))
     app.add_route("/containers/{id}/json", Inspect(calls))
     app.add_route("/containers/{id}", Item(calls))
+    app.add_sink(_container_path_not_found, "/containers/")
     app.add_route("/containers/{id}/rename", Rename(calls))
     app.add_route("/containers/{id}/update", Update(calls))
     app.add_route("/containers/{id}/start", Start(calls))

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pouch.actors.container import etcfiles, health
+from pouch.actors.container import etcfiles, health, links
 from pouch.actors.container import lifecycle as lc
 from pouch.actors.container.jsonlog import log_config
 from pouch.actors.container.spec.defaults import (
@@ -54,7 +55,7 @@ _CONFIG_TYPES: dict[str, tuple[type | None, ...]] = {
 # of them null, [], {}, false, "" or 0) or only values that every container gets anyway.
 _HOST_NOT_YET: dict[str, frozenset[str]] = {
     key: frozenset() for key in (
-        "DeviceRequests", "Links", "StorageOpt", "Cgroup", "CpuRealtimePeriod",
+        "DeviceRequests", "StorageOpt", "Cgroup", "CpuRealtimePeriod",
         "CpuRealtimeRuntime", "CpuCount", "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth")
 } | {
     "UsernsMode": frozenset({"host"}),
@@ -113,6 +114,7 @@ def check_config(body: dict[str, Any]) -> list[str]:
         raise invalid(f"invalid field Config.StopTimeout: {stop_timeout} is above {MAX_SECONDS}")
     host = body.get("HostConfig") or {}
     check_network_join(body)  # container:<name|id>, and what the joiner cannot have
+    links.check(body)
     warnings = check_not_yet(body)
     if isinstance(host, dict):
         warnings += discard_unsupported(host, local_host().cgroups())
@@ -349,6 +351,36 @@ def set_mounts(record: dict[str, Any], planned: list[dict[str, Any]],
     """Keep the planned mounts (private) and what inspect shows of them."""
     record.setdefault(PRIVATE, {})["Mounts"] = planned
     record["Mounts"] = shown
+
+
+def set_links(record: dict[str, Any], wanted: list[links.Link],
+              reached: list[tuple[links.Link, Mapping[str, Any]]]) -> None:
+    """A create's links, as dockerd records them: on the default bridge (or none) in
+    HostConfig.Links, the containers they reach kept by ID; on a user network as its
+    endpoint's Links, as asked, and none in HostConfig (dockerd's inspect shows there
+    only the links it registered, never a user network's)."""
+    if reached:
+        kept = links.recorded(record["Name"], reached)
+        set_bridge_links(record, kept, links.shown(
+            kept, {other["Id"]: other["Name"] for _, other in reached}))
+        return
+    record["HostConfig"]["Links"] = None
+    for network in record["NetworkSettings"]["Networks"].values():
+        network["Links"] = [f"{link.name}:{link.alias}" for link in wanted]
+
+
+def bridge_links(record: dict[str, Any]) -> list[dict[str, str]] | None:
+    """The links on the default bridge recorded at create (links.recorded); None for a
+    container made without any."""
+    kept = (record.get(PRIVATE) or {}).get("Links")
+    return None if kept is None else list(kept)
+
+
+def set_bridge_links(record: dict[str, Any], kept: list[dict[str, str]],
+                     shown: list[str] | None) -> None:
+    """Keep the bridge links (private) and what inspect shows of them."""
+    record.setdefault(PRIVATE, {})["Links"] = kept
+    record["HostConfig"]["Links"] = shown
 
 
 def removal_token(record: dict[str, Any]) -> str:

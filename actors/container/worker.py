@@ -40,6 +40,7 @@ from pouch.actors.container import (
     etcfiles,
     fsview,
     joins,
+    links,
     observe,
 )
 from pouch.actors.container import lifecycle as lc
@@ -54,7 +55,7 @@ from pouch.actors.container.jsonlog import Selection, log_config
 from pouch.actors.container.meta import MetaStore
 from pouch.actors.container.replay import after_removal, attach_window, log_window, replay
 from pouch.actors.container.sizes import files_size
-from pouch.actors.container.spec.merge import effective_process
+from pouch.actors.container.spec.merge import daemon_env, effective_process
 from pouch.actors.container.spec.oci import (
     SpecInput,
     build_spec,
@@ -287,13 +288,20 @@ class ContainerWorker(ObjectActor):
             if joins.donor_of(mode):  # container:<name> is recorded as container:<id>
                 mode = joins.network_mode(cid, mode, self._donor)
                 body = {**body, "HostConfig": {**body["HostConfig"], "NetworkMode": mode}}
+            wanted = links.requested(body, mode)
+            reached = [] if links.is_user_network(mode) else [
+                (link, links.linked(link.name, self._other)) for link in wanted]
             process = effective_process(image["config"], body)
             planned = vols.plan(self._volume_env, body, image["config"])
             extra_hosts = etcfiles.extra_hosts(host_config)
             gateway = nets.host_gateway(env.calls) if any(
                 address == etcfiles.HOST_GATEWAY for _, address in extra_hosts) else ""
-            files_written = env.meta.create(cid, hostname, mode, etcfiles.Dns.of(host_config),
-                                            etcfiles.hosts_lines(extra_hosts, gateway))
+            # The links' lines, written at each start, follow the extra hosts (dockerd's
+            # order), above the network actor's section.
+            files_written = env.meta.create(
+                cid, hostname, mode, etcfiles.Dns.of(host_config),
+                etcfiles.hosts_lines(extra_hosts, gateway)
+                + (links.HOSTS_MARKER + "\n" if wanted else ""))
             paths = env.meta.paths(cid)
             if nets.on_network(mode):
                 files_written()  # the network actor writes the container's name in its hosts
@@ -366,6 +374,8 @@ class ContainerWorker(ObjectActor):
                 dirs["MergedDir"] = str(env.task_root / cid / "rootfs")
             self.record["GraphDriver"]["Data"] = dirs
         nets.record(self.record, mode, endpoint, nets.static_ip(body, mode))
+        if wanted:
+            rec.set_links(self.record, wanted, reached)
         rec.set_mounts(self.record, vols.records(placed), vols.inspect_mounts(placed))
         rec.remember_token(self.record, token)
         self._save()
@@ -705,6 +715,7 @@ class ContainerWorker(ObjectActor):
                                             self.record["HostConfig"])
                     if network is not None:
                         joins.share_network(self.record, network)
+                self._apply_links()
                 if plugins.loaded().has("pre_start"):
                     self._pre_start()
                 self._mount_volumes()
@@ -747,6 +758,45 @@ class ContainerWorker(ObjectActor):
         self.env.updated(json.loads(json.dumps(self.record)))
         self._event("start")
         return True
+
+    def _apply_links(self) -> None:
+        """The container's links as dockerd gives them at each start (see links): the
+        lines of its /etc/hosts, and on the default bridge their environment. That goes
+        into the spec's process, whose env the create fixed without it: containerd holds
+        the spec the task is made from, and so does every exec's process (dockerd gives
+        an exec the links' environment too). Errors: conflict (a linked container does
+        not run), the lookups'."""
+        record = self.record
+        kept = rec.bridge_links(record)
+        networks = record["NetworkSettings"]["Networks"]
+        if kept is None and not any(n.get("Links") for n in networks.values()):
+            return
+        find = links.finder(self._other)
+        lines: list[str] = []
+        if kept is not None and "bridge" in networks:
+            others = {k["Id"]: found for k in kept if (found := find(k["Id"])) is not None}
+            applied = links.on_bridge(kept, others)
+            names = {cid: str(other["Name"]) for cid, other in others.items()}
+            # One that is gone took its links with it, as in dockerd.
+            rec.set_bridge_links(record, [k for k in kept if k["Id"] in others],
+                                 links.shown(kept, names))
+            lines = applied.hosts
+            self._set_process_env(applied.env)
+        for network in networks.values():
+            if network.get("Links"):
+                lines += links.alias_lines(str(network["NetworkID"]),
+                                           map(links.parse, network["Links"]), find)
+        links.rewrite_hosts(str(record.get("HostsPath") or ""), lines)
+
+    def _set_process_env(self, linked: list[str]) -> None:
+        """The spec's process env made what dockerd gives at a start, with `linked`."""
+        config = self.record["Config"]
+        env = daemon_env(str(config.get("Hostname") or ""), bool(config.get("Tty")), linked,
+                         list(config.get("Env") or []))
+        spec = self._current_spec()
+        process = spec.get("process") or {}
+        if process.get("env") != env:
+            self._set_spec({**spec, "process": {**process, "env": env}})
 
     def _ran_before(self) -> bool:
         """Whether containerd may hold a task of an earlier run: not for a container that

@@ -372,6 +372,34 @@ def test_containers_on_a_user_network_reach_each_other_by_name_and_alias(
     assert not pings(daemon, second, first)
 
 
+def test_a_link_on_a_user_network_is_an_alias_for_the_linking_container_only(
+        daemon: PouchDaemon, names, networks):
+    net, db, web, other = networks(), names("db"), names("web"), names("other")
+    daemon.docker("network", "create", net)
+    daemon.docker("run", "-d", "--name", db, "--network", net, "busybox", "sleep", "600")
+    daemon.docker("run", "-d", "--name", web, "--network", net, "--link", f"{db}:data",
+                  "busybox", "sleep", "600")
+    daemon.docker("run", "-d", "--name", other, "--network", net, "busybox", "sleep", "600")
+    assert pings(daemon, web, "data")
+    assert not pings(daemon, other, "data")
+    # No environment of the link there, and inspect shows it on the endpoint, as dockerd.
+    assert "DATA_" not in daemon.docker("exec", web, "env")
+    shown = daemon.inspect(web)
+    assert shown["HostConfig"]["Links"] is None
+    assert shown["NetworkSettings"]["Networks"][net]["Links"] == [f"{db}:data"]
+
+
+def test_a_link_on_a_user_network_may_name_a_container_still_to_come(
+        daemon: PouchDaemon, names, networks):
+    net, db, web = networks(), names("db"), names("web")
+    daemon.docker("network", "create", net)
+    daemon.docker("create", "--name", web, "--network", net, "--link", f"{db}:data",
+                  "busybox", "sleep", "600")
+    daemon.docker("run", "-d", "--name", db, "--network", net, "busybox", "sleep", "600")
+    daemon.docker("start", web)
+    assert pings(daemon, web, "data")
+
+
 def test_dns_settings_and_extra_hosts_reach_the_containers_files(daemon: PouchDaemon, names,
                                                                  networks):
     resolv = daemon.docker("run", "--rm", "--dns", "9.9.9.9", "--dns-search", "example.com",

@@ -398,7 +398,6 @@ def test_the_empty_fields_the_docker_cli_sends_are_taken():
 @pytest.mark.parametrize(("field", "value"), [
     ("VolumeDriver", "flocker"),
     ("DeviceRequests", [{"Driver": "nvidia", "Count": -1}]),
-    ("Links", ["other:alias"]),
     ("CpuRealtimeRuntime", 1000),
     ("StorageOpt", {"size": "10G"}),
     ("Runtime", "kata"),

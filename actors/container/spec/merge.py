@@ -53,13 +53,8 @@ def effective_process(image_config: dict, config: dict) -> Process:
             raise invalid(f"invalid environment variable: {entry}")
     image_env = _str_slice(image_config.get("Env"), "image Env") or []
     tty = bool(config.get("Tty"))
-    defaults = [f"PATH={DEFAULT_PATH}"]
-    hostname = config.get("Hostname") or ""
-    if hostname:
-        defaults.append(f"HOSTNAME={hostname}")
-    if tty:
-        defaults.append("TERM=xterm")
-    env = replace_or_append_env(defaults, merge_env(request_env, image_env))
+    env = daemon_env(str(config.get("Hostname") or ""), tty, [],
+                     merge_env(request_env, image_env))
 
     workdir = config.get("WorkingDir") or image_config.get("WorkingDir") or "/"
     if not isinstance(workdir, str) or not workdir.startswith("/"):
@@ -77,6 +72,18 @@ def effective_process(image_config: dict, config: dict) -> Process:
         tty=tty,
         open_stdin=bool(config.get("OpenStdin")),
     )
+
+
+def daemon_env(hostname: str, tty: bool, linked: list[str], env: list[str]) -> list[str]:
+    """dockerd's CreateDaemonEnvironment: PATH, HOSTNAME, TERM with a terminal, the
+    environment of its links (pouch.actors.container.links), and the container's own
+    `env` (its Env over its image's) over all that."""
+    defaults = [f"PATH={DEFAULT_PATH}"]
+    if hostname:
+        defaults.append(f"HOSTNAME={hostname}")
+    if tty:
+        defaults.append("TERM=xterm")
+    return replace_or_append_env(defaults + linked, env)
 
 
 def _str_slice(value: Any, field: str) -> list[str] | None:
