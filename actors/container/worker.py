@@ -163,11 +163,13 @@ def unless_gone(step: Callable[[], T]) -> T | None:
 def _cut_create_in_the_way(exc: PouchError) -> bool:
     """Whether a task create failed on the remains of a cut one that containerd is still
     cleaning up: its task still exists, or the bundle folder (the same container, the
-    same folder) went away under the new shim ("getwd", or its log fifo), or the new
-    shim's connection closed as that cleanup ended it ("ttrpc: closed")."""
+    same folder) went away under the new shim ("getwd", its log fifo, or the root it
+    mounts the snapshot on), or the new shim's connection closed as that cleanup ended it
+    ("ttrpc: closed")."""
     text = exc.message
     return "exists" in text or "getwd" in text or "ttrpc: closed" in text or (
-        "failed to start shim" in text and "no such file or directory" in text)
+        "failed to start shim" in text and "no such file or directory" in text) or (
+        "mkdir" in text and "/rootfs: no such file or directory" in text)
 
 
 class ContainerWorker(ObjectActor):
