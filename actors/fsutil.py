@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +52,15 @@ def _write_all(fd: int, data: bytes) -> None:
 def atomic_write_json(path: Path, value: Any, durable: bool = True) -> None:
     atomic_write(path, json.dumps(value, indent=None, separators=(",", ":")).encode(),
                  durable=durable)
+
+
+def rewrite_in_place(path: str, change: Callable[[str], str]) -> None:
+    """Rewrite a text file as `change` makes its text, in place (truncate and write, not
+    a rename: a bind mount holds the inode, not the name), under an exclusive lock, so
+    that writers of its parts take turns. A file that is gone is left so."""
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError), open(path, "r+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        text = change(f.read())
+        f.seek(0)
+        f.write(text)
+        f.truncate()

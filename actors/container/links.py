@@ -20,14 +20,14 @@ actor's section of the file (pouch.actors.network.hosts), where they stay.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import posixpath
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pouch.actors.container.joins import CHAIN_MAX, donor_of, missing_is_invalid
+from pouch.actors.container.networking import on_network
+from pouch.actors.fsutil import rewrite_in_place
 from pouch.proto.envelope import PouchError, conflict, invalid
 
 HOSTS_MARKER = "# pouch: --link, written at each start"
@@ -82,7 +82,7 @@ def _strings(value: Any, field: str) -> list[str]:
 
 
 def is_user_network(mode: str) -> bool:
-    return mode not in ("default", "bridge", "none", "host") and not donor_of(mode)
+    return on_network(mode) and mode not in ("default", "bridge")
 
 
 def check(body: Mapping[str, Any]) -> None:
@@ -260,13 +260,8 @@ def with_hosts_lines(current: str, lines: Iterable[str]) -> str:
 
 def rewrite_hosts(path: str, lines: list[str]) -> None:
     """Write `lines` into the hosts file at `path`, in place (it is bind mounted, and the
-    network actor rewrites its own section of it meanwhile: both hold a lock on it)."""
-    with contextlib.suppress(FileNotFoundError), open(path, "r+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        text = with_hosts_lines(f.read(), lines)
-        f.seek(0)
-        f.write(text)
-        f.truncate()
+    network actor rewrites its own section of it meanwhile)."""
+    rewrite_in_place(path, lambda current: with_hosts_lines(current, lines))
 
 
 def finder(inspect: Inspect) -> Callable[[str], Mapping[str, Any] | None]:

@@ -8,9 +8,9 @@ mounted into the container, and a bind mount holds the inode, not the name.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 from collections.abc import Iterable
+
+from pouch.actors.fsutil import rewrite_in_place
 
 MARKER = "# pouch: addresses on networks, kept current by the network actor"
 
@@ -35,10 +35,5 @@ def rewrite(path: str, own: Iterable[tuple[str, str]],
             peers: Iterable[tuple[str, list[str]]]) -> None:
     """Update the file at `path` in place; a container whose folder is gone is fine.
     The container actor writes its links' lines above the marker at a start meanwhile:
-    both hold a lock on the file."""
-    with contextlib.suppress(FileNotFoundError, NotADirectoryError), open(path, "r+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        text = render(f.read(), own, peers)
-        f.seek(0)
-        f.write(text)
-        f.truncate()
+    both take turns (rewrite_in_place)."""
+    rewrite_in_place(path, lambda current: render(current, own, peers))
