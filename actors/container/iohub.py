@@ -109,7 +109,7 @@ class Streams:
     drained: threading.Event = field(default_factory=threading.Event)
     opened: bool = False
     paused: bool = False
-    held: bool = False  # its consumers end on release(), not with its output (an exec)
+    held: bool = False  # read from writers_ready() on (an exec's)
 
 
 def fifo_paths(fifo_dir: Path) -> dict[str, Path]:
@@ -142,12 +142,13 @@ class IOHub:
              stdin_once: bool, restore: bool = False, held: bool = False,
              log_config: LogConfig | None = None) -> tuple[dict[str, str], threading.Event]:
         """Start collecting a container's output; the FIFO paths for its task, and an
-        event set once all its output has been read (after the task is gone).
-        `cid` may name an exec's process instead, whose output is not logged (no
-        `log_path`) and whose streams are `held`: read only from writers_ready() on, and
-        their consumers end on release(), once its exit code is known, rather than with
-        the output. `log_config`: the container's log
-        driver and rotation (json-file, unbounded, if None)."""
+        event set once all its output has been read (after the task is gone). Its
+        clients end on release(), once its exit is recorded, not with the output: a
+        client that saw the output end then finds the container stopped, as with
+        dockerd. `cid` may name an exec's process instead, whose output is not logged
+        (no `log_path`) and whose streams are `held`: read only from writers_ready() on.
+        `log_config`: the container's log driver and rotation (json-file, unbounded,
+        if None)."""
         return self.open_soon(cid, fifo_dir, log_path, tty=tty, stdin=stdin,
                               stdin_once=stdin_once, restore=restore, held=held,
                               log_config=log_config).result(timeout=CALL_TIMEOUT)
@@ -209,8 +210,9 @@ class IOHub:
         self._call(lambda: self._forget(cid))
 
     def release(self, cid: str, note: bytes = b"") -> None:
-        """End a held stream (see open): its consumers get what is queued, then `note` on
-        their stdout (why it ended, if not as it should), then the end."""
+        """End a stream whose exit is recorded (see open): its consumers get what is
+        queued, then `note` on their stdout (why it ended, if not as it should), then
+        the end."""
         self._call(lambda: self._release(cid, note))
 
     def reopen_cri_log(self, cid: str) -> bool:
@@ -377,7 +379,8 @@ class IOHub:
             for consumer in streams.consumers:
                 consumer.out += consumer.session.encode("stdout", note)
         self._finish(cid)
-        self._runs.pop(cid, None)
+        if streams is not None and streams.held:
+            self._runs.pop(cid, None)
 
     def _reader(self, streams: Streams, fd: int) -> Callable[[int], bool]:
         """Read what `fd` has now; whether it had some (neither end of file nor none)."""
@@ -390,12 +393,8 @@ class IOHub:
             if not chunk:
                 self._close_fifo(streams, fd)
                 self._deliver(streams, name, b"", log.flush(name) if log else [])
-                if streams.fifos:
-                    return False
-                if streams.held:
+                if not streams.fifos:
                     streams.drained.set()
-                else:
-                    self._finish(streams.cid)
                 return False
             self._deliver(streams, name, chunk, log.write(name, chunk) if log else [])
             return True

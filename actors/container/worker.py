@@ -1378,6 +1378,7 @@ class ContainerWorker(ObjectActor):
         transition = lc.on_exit(self._life, policy, status, time.time())
         rec.set_exited(self.record, status, exited_at, error)
         self._commit(transition.state)
+        self.env.hub.release(self.cid)  # its attached clients end: they find it stopped
         self._event("die", exitCode=str(status))
         # Told before the stops are answered, as dockerd tells each before its reply.
         stops, self._stops_at_exit = self._stops_at_exit, 0
