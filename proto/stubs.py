@@ -431,6 +431,12 @@ class NetworkCalls:
         Served by pouch.actors.network.actor.NetworkActor.attach."""
         return self._caller.call('network', 'attach', _args(container=container, network=network, name=name, aliases=aliases, ip=ip, hostname=hostname, hosts_path=hosts_path), 60.0)
 
+    def check(self, *, container: str, networks: builtins.list[str]) -> None:
+        """A container is about to start: each of its `networks` (IDs) is still there with its endpoint (not_found, in dockerd's words, if one was removed while it was stopped), and none of them is removed under it while it starts. Errors: not_found.
+
+        Served by pouch.actors.network.actor.NetworkActor.check."""
+        return self._caller.call('network', 'check', _args(container=container, networks=networks), 30.0)
+
     def create(self, *, name: str, driver: str | Omitted = OMIT, internal: bool | Omitted = OMIT, attachable: bool | Omitted = OMIT, ipam_config: builtins.list[builtins.dict[str, str]] | Omitted | None = OMIT, ipam_options: builtins.dict[str, str] | Omitted | None = OMIT, options: builtins.dict[str, str] | Omitted | None = OMIT, labels: builtins.dict[str, str] | Omitted | None = OMIT, enable_ipv6: bool | Omitted = OMIT) -> NetworkCreated:
         """Create a bridge network. `ipam_config`: at most one {Subnet, Gateway, IPRange} (a subnet is chosen among dockerd's default pools, avoiding the host's routes and the other networks, when none is given). `options`: the driver's, among them com.docker.network.bridge.name and com.docker.network.driver.mtu. Errors: invalid, conflict, forbidden, not_found.
 
@@ -468,7 +474,7 @@ class NetworkCalls:
         return self._caller.call('network', 'metrics', _args(), 2.0)
 
     def prune(self, *, filters: builtins.dict[str, builtins.list[str]] | Omitted | None = OMIT) -> NetworksPruned:
-        """Remove every user network no container is connected to (filters: until, label, label!). Errors: invalid.
+        """Remove every user network no running container is connected to (filters: until, label, label!). Errors: invalid.
 
         Served by pouch.actors.network.actor.NetworkActor.prune."""
         return self._caller.call('network', 'prune', _args(filters=filters), 120.0)
@@ -486,7 +492,7 @@ class NetworkCalls:
         return self._caller.call('network', 'release', _args(container=container), 30.0)
 
     def remove(self, *, ref: str) -> None:
-        """Remove a network: forbidden for a predefined one, conflict while a container is connected to it. Errors: not_found, conflict, forbidden.
+        """Remove a network: forbidden for a predefined one, conflict while a running container is connected to it. The endpoints of containers that do not run are released with it, as dockerd has none for them: their next start fails. Errors: not_found, conflict, forbidden.
 
         Served by pouch.actors.network.actor.NetworkActor.remove."""
         return self._caller.call('network', 'remove', _args(ref=ref), 30.0)

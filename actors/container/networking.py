@@ -1,5 +1,6 @@
 """A container's networks, through the network actor's messages: its endpoint made at
-create (a netns the spec joins), released at remove, and NetworkSettings as dockerd
+create (a netns the spec joins), released at remove (or with a network removed while it
+was stopped: its next start fails, as with dockerd), and NetworkSettings as dockerd
 shows them. `none` and `host` need no network actor: runc makes a loopback-only
 namespace, or none at all."""
 
@@ -144,6 +145,16 @@ def host_gateway(calls: Calls) -> str:
 def static_ip(body: dict[str, Any], mode: str) -> str:
     ip = (_endpoint_config(body, mode).get("IPAMConfig") or {}).get("IPv4Address") or ""
     return ip if isinstance(ip, str) else ""
+
+
+def check(calls: Calls, rec: dict[str, Any]) -> None:
+    """Before a start: its networks are all still there. A network removed while it was
+    stopped (which took its endpoint) fails the start, as with dockerd. Errors: not_found,
+    the network actor's."""
+    if on_network(rec["HostConfig"].get("NetworkMode") or ""):
+        calls.network.check(container=rec["Id"], networks=[
+            n["NetworkID"] for n in rec["NetworkSettings"]["Networks"].values()
+            if n.get("NetworkID")])
 
 
 def _published(rec: dict[str, Any]) -> bool:

@@ -717,6 +717,7 @@ class ContainerWorker(ObjectActor):
                                             self.record["HostConfig"])
                     if network is not None:
                         joins.share_network(self.record, network)
+                nets.check(self.env.calls, self.record)
                 self._apply_links()
                 if plugins.loaded().has("pre_start"):
                     self._pre_start()
@@ -907,8 +908,9 @@ class ContainerWorker(ObjectActor):
         self._unmount_volumes()
         nets.unpublish_ports(self.env.calls, self.record)
         self.env.hub.forget(self.cid)
-        code = 127 if ("not found" in message or "no such file" in message) else \
-            126 if "permission denied" in message else 128
+        # dockerd's codes for what the runtime says (a network not found is no 127).
+        code = 127 if ("executable file not found" in message or "no such file" in message) \
+            else 126 if "permission denied" in message else 128
         ran_before = self._state.get("StartedAt", ZERO_TIME) != ZERO_TIME  # as it was put back
         transition = lc.on_start_failed(life, self._restart_policy, code, time.time(), by_policy,
                                         ran_before)

@@ -22,7 +22,7 @@ from pouch.actors.host import ActorBase, ActorContext, Reply
 from pouch.actors.network import describe, hosts, ipam, links, ports, sandbox
 from pouch.actors.network.iptables import BridgeRules, Chains
 from pouch.actors.network.store import Endpoint, Network, NetworkStore
-from pouch.actors.timefmt import parse_timestamp, rfc3339_nano
+from pouch.actors.timefmt import ZERO_TIME, parse_timestamp, rfc3339_nano
 from pouch.proto.contract import method
 from pouch.proto.docker import Filters, check_filters, check_name, is_hex_id, labels_match
 from pouch.proto.envelope import PouchError, conflict, forbidden, invalid, not_found
@@ -46,6 +46,9 @@ PREDEFINED = {BRIDGE: "bridge", HOST: "host", NONE: "null"}
 VETH_PREFIX = "pv"
 # How long a restored actor waits for the container actor to say which containers exist.
 RECONCILE_TIMEOUT = 120.0
+# How long after it passed check() a container that the container actor does not list as
+# running may still be starting (its task on the way), for a network's removal.
+STARTING_FOR = 60.0
 
 
 def _new_id() -> str:
@@ -66,6 +69,7 @@ class NetworkActor(ActorBase):
         self._lock = threading.RLock()
         self._networks: dict[str, Network] = {}
         self._netns_dir = config.exec_root_dir / "netns"
+        self._starting: dict[str, float] = {}  # container -> when it passed check() (epoch)
 
     # -- start: rebuilt from disk, the host repaired to match -----------------
 
@@ -218,14 +222,15 @@ class NetworkActor(ActorBase):
 
     @method(idempotent=False, returns=None, errors=("not_found", "conflict", "forbidden"))
     def remove(self, reply: Reply, ref: str) -> None:
-        """Remove a network: forbidden for a predefined one, conflict while a container
-        is connected to it."""
+        """Remove a network: forbidden for a predefined one, conflict while a running
+        container is connected to it. The endpoints of containers that do not run are
+        released with it, as dockerd has none for them: their next start fails."""
         self._in_thread(reply, self._remove, ref)
 
     @method(idempotent=True, returns=NetworksPruned, errors=("invalid",), timeout=120.0)
     def prune(self, reply: Reply, filters: dict[str, builtins.list[str]] | None = None) -> None:
-        """Remove every user network no container is connected to (filters: until,
-        label, label!)."""
+        """Remove every user network no running container is connected to (filters:
+        until, label, label!)."""
         checked = check_filters(filters, describe.PRUNE_FILTERS)
         until = None
         for value in checked.get("until", []):
@@ -255,6 +260,13 @@ class NetworkActor(ActorBase):
         """Disconnect a container from a network (its lease released); not connected
         is fine. Its sandbox stays until release."""
         self._in_thread(reply, self._detach, container, network)
+
+    @method(idempotent=True, returns=None, errors=("not_found",))
+    def check(self, reply: Reply, container: str, networks: builtins.list[str]) -> None:
+        """A container is about to start: each of its `networks` (IDs) is still there
+        with its endpoint (not_found, in dockerd's words, if one was removed while it
+        was stopped), and none of them is removed under it while it starts."""
+        self._in_thread(reply, self._check, container, networks)
 
     @method(idempotent=True, returns=None)
     def release(self, reply: Reply, container: str) -> None:
@@ -366,8 +378,7 @@ class NetworkActor(ActorBase):
         if net.builtin:
             raise forbidden(f"{net.name} is a pre-defined network and cannot be removed")
         if net.endpoints:
-            raise conflict(f"error while removing network: network {net.name} id {net.id} "
-                           "has active endpoints")
+            self._release_stopped(net)
         self._store.delete(net.id)
         del self._networks[net.id]
         self._apply_rules()
@@ -379,7 +390,7 @@ class NetworkActor(ActorBase):
     def _prune(self, filters: Filters, until: float | None) -> NetworksPruned:
         deleted: builtins.list[str] = []
         for net in self._ordered():
-            if net.builtin or net.endpoints:
+            if net.builtin:
                 continue
             if until is not None and _created_at(net) >= until:
                 continue
@@ -390,12 +401,58 @@ class NetworkActor(ActorBase):
             try:
                 self._remove(net.id)
             except PouchError as exc:
-                log.warning("prune: %s", exc)
+                if exc.code != "conflict":  # a running container's: kept, as it should be
+                    log.warning("prune: %s", exc)
                 continue
             deleted.append(net.name)
         if deleted:
             self.publish("network", "prune", "", {"reclaimed": "0"})
         return {"NetworksDeleted": deleted}
+
+    def _check(self, container: str, networks: builtins.list[str]) -> None:
+        for network in networks:
+            net = self._networks.get(network)
+            if net is None or container not in net.endpoints:
+                raise not_found(f"network {network} not found")
+        now = time.time()
+        self._starting = {cid: at for cid, at in self._starting.items()
+                          if now - at < STARTING_FOR}
+        self._starting[container] = now
+
+    def _release_stopped(self, net: Network) -> None:
+        """Before a network goes: the endpoints of its containers that do not run
+        released. Errors: conflict if one runs or starts (or the container actor cannot
+        say which do)."""
+        try:
+            running = self._running_on(net)
+        except PouchError as exc:
+            log.warning("network %s: which containers run is unknown (%s)", net.name,
+                        exc.message)
+            running = set(net.endpoints)
+        if running:
+            raise conflict(f"error while removing network: network {net.name} id {net.id} "
+                           "has active endpoints")
+        for container in list(net.endpoints):
+            self._detach(container, net.id)
+
+    def _running_on(self, net: Network) -> set[str]:
+        """The network's containers that run, or start: passed check() and have not
+        stopped since, though the container actor lists them as running only once their
+        task is made."""
+        calls = self.ctx.calls.container
+        running = {item["Id"] for item in calls.list(filters={"network": [net.id]})}
+        now = time.time()
+        for cid, at in self._starting.items():
+            if cid in net.endpoints and cid not in running and now - at < STARTING_FOR:
+                try:
+                    finished = calls.inspect(id=cid)["State"]["FinishedAt"]
+                except PouchError as exc:
+                    if exc.code == "not_found":
+                        continue
+                    raise
+                if finished == ZERO_TIME or parse_timestamp(finished) < at:
+                    running.add(cid)
+        return running & net.endpoints.keys()
 
     def _netns_path(self, container: str) -> str:
         return str(self._netns_dir / container)

@@ -4,6 +4,7 @@ either the whole container or nothing of it."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 from collections.abc import Callable, Iterator
 
@@ -130,3 +131,24 @@ def test_a_crash_between_task_create_and_start_leaves_a_container_that_starts(
     check_invariants(pouchd, [])
     print(f"start.task_created: start answered {answer!r}, the actor was back after "
           f"{recovery.back_after:.3f} s")
+
+
+def test_a_network_is_not_removed_under_a_container_whose_start_is_under_way(
+        pouchd: PouchDaemon):
+    """The container's start has passed the network actor's check and its task is being
+    made (held there by a delay): the container actor does not list it as running yet,
+    but its network may not go, or it would run without it."""
+    pouchd.docker("network", "create", "held")
+    pouchd.docker("create", "--name", "starting", "--network", "held", "busybox", "sleep",
+                  "600")
+    arm(pouchd, "container.start.task_created", "delay")
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        start = pool.submit(pouchd.docker, "start", "starting")
+        wait_for(lambda: "fault injected at container.start.task_created"
+                 in pouchd.log_tail(200), RUN_WITHIN, "the start held after its check")
+        refused = pouchd.docker_result("network", "rm", "held")
+        assert refused.returncode != 0 and "has active endpoints" in refused.stderr
+        start.result(timeout=RUN_WITHIN)
+    assert "eth0" in pouchd.docker("exec", "starting", "ip", "-o", "link")
+    pouchd.docker("rm", "-f", "starting")
+    pouchd.docker("network", "rm", "held")

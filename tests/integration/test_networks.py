@@ -372,6 +372,39 @@ def test_containers_on_a_user_network_reach_each_other_by_name_and_alias(
     assert not pings(daemon, second, first)
 
 
+def test_a_network_whose_containers_are_stopped_can_be_removed_as_with_dockerd(
+        daemon: PouchDaemon, names, networks):
+    net, pruned, running, stopped, created = (networks(), networks("pruned"), names("run"),
+                                              names("stop"), names("new"))
+    daemon.docker("network", "create", net)
+    daemon.docker("run", "-d", "--name", running, "--network", net, "busybox", "sleep", "600")
+    daemon.docker("run", "-d", "--name", stopped, "--network", net, "busybox", "sleep", "600")
+    daemon.docker("create", "--name", created, "--network", net, "busybox", "true")
+    daemon.docker("stop", "-t", "0", stopped)
+    # One running container keeps it; the stopped and never started ones do not.
+    conflict = daemon.docker_result("network", "rm", net)
+    assert conflict.returncode != 0 and "has active endpoints" in conflict.stderr
+    assert net not in daemon.docker("network", "prune", "-f").split()
+    daemon.docker("stop", "-t", "0", running)
+    net_id = inspect(daemon, net)["Id"]
+    daemon.docker("network", "rm", net)
+    assert net not in daemon.docker("network", "ls", "--format", "{{.Name}}").split()
+    for name in (running, stopped, created):
+        failed = daemon.docker_result("start", name)
+        assert failed.returncode != 0 and f"network {net_id} not found" in failed.stderr
+        state = daemon.inspect(name)["State"]
+        assert (state["Running"], state["ExitCode"]) == (False, 128)
+        assert f"network {net_id} not found" in state["Error"]
+    # A network pruned under a stopped container, likewise.
+    daemon.docker("network", "create", pruned)
+    daemon.docker("rm", "-f", stopped)
+    daemon.docker("run", "-d", "--name", stopped, "--network", pruned, "busybox", "sleep",
+                  "600")
+    daemon.docker("stop", "-t", "0", stopped)
+    assert pruned in daemon.docker("network", "prune", "-f").split()
+    assert daemon.docker_result("start", stopped).returncode != 0
+
+
 def test_a_link_on_a_user_network_is_an_alias_for_the_linking_container_only(
         daemon: PouchDaemon, names, networks):
     net, db, web, other = networks(), names("db"), names("web"), names("other")
