@@ -104,7 +104,8 @@ def _container(body: dict[str, Any]) -> str:
 
 
 class Connect:
-    """POST /networks/{ref}/connect: {Container, EndpointConfig: {IPAMConfig, Aliases}}."""
+    """POST /networks/{ref}/connect: {Container, EndpointConfig: {IPAMConfig, Aliases,
+    Links}}."""
 
     def __init__(self, calls: Calls) -> None:
         self.calls = calls
@@ -114,12 +115,14 @@ class Connect:
         container = _container(body)
         endpoint = _field(body, "EndpointConfig", dict) or {}
         ipam = _field(endpoint, "IPAMConfig", dict, "EndpointConfig.") or {}
-        aliases = _field(endpoint, "Aliases", list, "EndpointConfig.") or []
-        if not all(isinstance(alias, str) for alias in aliases):
-            raise falcon.HTTPBadRequest(description="invalid EndpointConfig.Aliases: must "
-                                                    "be strings")
+        lists = {}
+        for key in ("Aliases", "Links"):
+            lists[key] = _field(endpoint, key, list, "EndpointConfig.") or []
+            if not all(isinstance(item, str) for item in lists[key]):
+                raise falcon.HTTPBadRequest(description=f"invalid EndpointConfig.{key}: must "
+                                                        "be strings")
         self.calls.container.connect_network(
-            id=container, network=ref, aliases=aliases,
+            id=container, network=ref, aliases=lists["Aliases"], links=lists["Links"],
             ip=_field(ipam, "IPv4Address", str, "EndpointConfig.IPAMConfig.") or "")
         resp.status = falcon.HTTP_200
 

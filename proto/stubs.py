@@ -546,11 +546,11 @@ class ContainerCalls:
         Served by pouch.actors.container.actor.ContainerActor.commit_layer."""
         return self._caller.call('container', 'commit_layer', _args(id=id, lease=lease, pause=pause), 600.0)
 
-    def connect_network(self, *, id: str, network: str, aliases: builtins.list[str] | Omitted | None = OMIT, ip: str | Omitted = OMIT) -> None:
-        """Connect a container to one more network (docker network connect), with `aliases` and a static `ip`; conflict if it is connected already. Errors: not_found, invalid, conflict, forbidden.
+    def connect_network(self, *, id: str, network: str, aliases: builtins.list[str] | Omitted | None = OMIT, ip: str | Omitted = OMIT, links: builtins.list[str] | Omitted | None = OMIT) -> None:
+        """Connect a container to one more network (docker network connect), with `aliases`, a static `ip` and `links` ("name[:alias]", on a user network: aliases of other containers there that only this one knows); conflict if it is connected already. Errors: not_found, invalid, conflict, forbidden.
 
         Served by pouch.actors.container.actor.ContainerActor.connect_network."""
-        return self._caller.call('container', 'connect_network', _args(id=id, network=network, aliases=aliases, ip=ip), 60.0)
+        return self._caller.call('container', 'connect_network', _args(id=id, network=network, aliases=aliases, ip=ip, links=links), 60.0)
 
     def counts(self) -> ContainerCounts:
         """How many containers there are, by state.

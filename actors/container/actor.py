@@ -674,10 +674,14 @@ class ContainerActor(ActorBase):
     @method(idempotent=False, returns=None, timeout=60.0,
             errors=("not_found", "invalid", "conflict", "forbidden"))
     def connect_network(self, id: str, network: str, reply: Reply,
-                        aliases: builtins.list[str] | None = None, ip: str = "") -> None:
+                        aliases: builtins.list[str] | None = None, ip: str = "",
+                        links: builtins.list[str] | None = None) -> None:
         """Connect a container to one more network (docker network connect), with
-        `aliases` and a static `ip`; conflict if it is connected already."""
-        self._delegate(id, ContainerWorker.connect_network, reply, network, aliases or [], ip)
+        `aliases`, a static `ip` and `links` ("name[:alias]", on a user network: aliases
+        of other containers there that only this one knows); conflict if it is connected
+        already."""
+        self._delegate(id, ContainerWorker.connect_network, reply, network, aliases or [], ip,
+                       links or [])
 
     @method(idempotent=False, returns=None, errors=("not_found", "invalid"))
     def disconnect_network(self, id: str, network: str, reply: Reply,

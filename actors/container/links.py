@@ -28,6 +28,7 @@ from typing import Any
 from pouch.actors.container.joins import CHAIN_MAX, donor_of, missing_is_invalid
 from pouch.actors.container.networking import on_network
 from pouch.actors.fsutil import rewrite_in_place
+from pouch.actors.network.hosts import MARKER as NETWORK_SECTION
 from pouch.proto.envelope import PouchError, conflict, invalid
 
 HOSTS_MARKER = "# pouch: --link, written at each start"
@@ -245,23 +246,39 @@ def alias_lines(network_id: str, links: Iterable[Link],
     return lines
 
 
-def with_hosts_lines(current: str, lines: Iterable[str]) -> str:
-    """`current` (an /etc/hosts) with the lines after HOSTS_MARKER, up to the next
-    comment line (the network actor's section begins with one) or the end, made
-    `lines`; the marker and lines are appended if the file has no marker."""
+def _split_hosts(current: str) -> tuple[str, list[str], str]:
+    """An /etc/hosts as (what is above the links' lines, those lines, what follows
+    them): they follow HOSTS_MARKER, up to the next comment line (the network actor's
+    section begins with one) or the end. A file with no marker (its container had no
+    links at create) gets its lines above the network actor's section."""
     before, found, after = current.partition(HOSTS_MARKER + "\n")
     if not found:
-        before, after = current, ""
+        head = current.splitlines(keepends=True)
+        at = next((i for i, line in enumerate(head) if line.startswith(NETWORK_SECTION)),
+                  len(head))
+        return "".join(head[:at]), [], "".join(head[at:])
     rest = after.splitlines(keepends=True)
     kept_from = next((i for i, line in enumerate(rest) if line.startswith("#")), len(rest))
-    return (before + HOSTS_MARKER + "\n" + "".join(f"{line}\n" for line in lines)
-            + "".join(rest[kept_from:]))
+    return before, [line.rstrip("\n") for line in rest[:kept_from]], "".join(rest[kept_from:])
+
+
+def with_hosts_lines(current: str, lines: Iterable[str]) -> str:
+    """`current` (an /etc/hosts) with its links' lines made `lines`."""
+    before, _, after = _split_hosts(current)
+    return before + HOSTS_MARKER + "\n" + "".join(f"{line}\n" for line in lines) + after
 
 
 def rewrite_hosts(path: str, lines: list[str]) -> None:
     """Write `lines` into the hosts file at `path`, in place (it is bind mounted, and the
     network actor rewrites its own section of it meanwhile)."""
     rewrite_in_place(path, lambda current: with_hosts_lines(current, lines))
+
+
+def add_hosts_lines(path: str, lines: list[str]) -> None:
+    """rewrite_hosts, keeping the lines there and adding `lines` (a running container
+    connected to one more network with links)."""
+    rewrite_in_place(path, lambda current: with_hosts_lines(
+        current, list(dict.fromkeys(_split_hosts(current)[1] + lines))))
 
 
 def finder(inspect: Inspect) -> Callable[[str], Mapping[str, Any] | None]:

@@ -90,9 +90,9 @@ def record(rec: dict[str, Any], mode: str, settings: EndpointSettings | None,
 
 
 def connect(calls: Calls, rec: dict[str, Any], network: str, aliases: list[str],
-            ip: str) -> None:
-    """One more network for a container with a sandbox of ours. Errors: invalid (none,
-    host), conflict (connected already), the network actor's."""
+            ip: str) -> EndpointSettings:
+    """One more network for a container with a sandbox of ours; its endpoint. Errors:
+    invalid (none, host), conflict (connected already), the network actor's."""
     mode = rec["HostConfig"].get("NetworkMode") or ""
     name = rec["Name"].lstrip("/")
     if not on_network(mode):
@@ -109,6 +109,7 @@ def connect(calls: Calls, rec: dict[str, Any], network: str, aliases: list[str],
         raise conflict(f"endpoint with name {name} already exists in network "
                        f"{settings['NetworkName']}")
     record(rec, settings["NetworkName"], settings, ip)
+    return settings
 
 
 def disconnect(calls: Calls, rec: dict[str, Any], network: str) -> None:

@@ -235,7 +235,8 @@ def new_record(cid: str, name: str, body: dict[str, Any], image: ResolvedImage,
             "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",
             "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
             "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
-            "Networks": {mode: {
+            # One that joins another's network has none of its own (dockerd's {}).
+            "Networks": {} if mode.startswith("container:") else {mode: {
                 "IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": mode,
                 "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
                 "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
@@ -365,8 +366,15 @@ def set_links(record: dict[str, Any], wanted: list[links.Link],
             kept, {other["Id"]: other["Name"] for _, other in reached}))
         return
     record["HostConfig"]["Links"] = None
-    for network in record["NetworkSettings"]["Networks"].values():
-        network["Links"] = [f"{link.name}:{link.alias}" for link in wanted]
+    for network in record["NetworkSettings"]["Networks"]:
+        set_network_links(record, network, wanted)
+
+
+def set_network_links(record: dict[str, Any], network: str, wanted: list[links.Link]) -> None:
+    """The links of a user network the container was connected to, as its endpoint's
+    Links (as dockerd records them)."""
+    record["NetworkSettings"]["Networks"][network]["Links"] = [
+        f"{link.name}:{link.alias}" for link in wanted]
 
 
 def bridge_links(record: dict[str, Any]) -> list[dict[str, str]] | None:

@@ -1006,12 +1006,21 @@ class ContainerWorker(ObjectActor):
         self._save()
         self._event("rename", oldName=old)
 
-    def connect_network(self, reply: Reply, network: str, aliases: list[str], ip: str) -> None:
-        reply.run(self._connect_network, network, aliases, ip)
+    def connect_network(self, reply: Reply, network: str, aliases: list[str], ip: str,
+                        wanted: list[str]) -> None:
+        reply.run(self._connect_network, network, aliases, ip, wanted)
 
-    def _connect_network(self, network: str, aliases: list[str], ip: str) -> None:
+    def _connect_network(self, network: str, aliases: list[str], ip: str,
+                         wanted: list[str]) -> None:
         self._check_alive()
-        nets.connect(self.env.calls, self.record, network, aliases, ip)
+        parsed = [links.parse(entry) for entry in dict.fromkeys(wanted)]
+        settings = nets.connect(self.env.calls, self.record, network, aliases, ip)
+        if parsed and links.is_user_network(settings["NetworkName"]):
+            rec.set_network_links(self.record, settings["NetworkName"], parsed)
+            if self._task_live:  # the others' lines are the start's: these are added
+                links.add_hosts_lines(str(self.record.get("HostsPath") or ""),
+                                      links.alias_lines(settings["NetworkID"], parsed,
+                                                        links.finder(self._other)))
         self._save()
 
     def disconnect_network(self, reply: Reply, network: str) -> None:

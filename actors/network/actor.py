@@ -486,7 +486,8 @@ class NetworkActor(ActorBase):
         others = self._endpoints_of(container)
         ep = Endpoint(container=container, name=name, endpoint_id=_new_id(),
                       address=str(address), mac=ipam.mac_for(address),
-                      aliases=list(aliases) + ([] if net.builtin else [container[:12]]),
+                      aliases=list(dict.fromkeys(
+                          [*aliases, *([] if net.builtin else [container[:12]])])),
                       host_ifname=sandbox.veth_name(VETH_PREFIX, container, net.id),
                       ifname=f"eth{len(others)}", static=bool(ip), hostname=hostname,
                       hosts_path=hosts_path)

@@ -422,6 +422,32 @@ def test_a_link_on_a_user_network_is_an_alias_for_the_linking_container_only(
     assert shown["NetworkSettings"]["Networks"][net]["Links"] == [f"{db}:data"]
 
 
+def test_a_link_given_at_network_connect_is_an_alias_there_as_compose_gives_it(
+        daemon: PouchDaemon, names, networks):
+    """compose creates a container on its first network, then connects it to the others
+    with each endpoint's links and aliases (its short ID among them)."""
+    front, back, db, web, late = networks("front"), networks("back"), names("db"), \
+        names("web"), names("late")
+    daemon.docker("network", "create", front)
+    daemon.docker("network", "create", back)
+    daemon.docker("run", "-d", "--name", db, "--network", back, "busybox", "sleep", "600")
+    daemon.docker("create", "--name", web, "--network", front, "busybox", "sleep", "600")
+    short = daemon.inspect(web)["Id"][:12]
+    daemon.docker("network", "connect", "--link", f"{db}:data", "--alias", short,
+                  "--alias", "www", back, web)
+    settings = daemon.inspect(web)["NetworkSettings"]["Networks"][back]
+    assert settings["Links"] == [f"{db}:data"]
+    assert settings["Aliases"] == [short, "www"]
+    daemon.docker("start", web)
+    assert pings(daemon, web, "data")
+    # Connected while it runs: the alias is there at once.
+    daemon.docker("run", "-d", "--name", late, "--network", front, "busybox", "sleep", "600")
+    daemon.docker("network", "connect", "--link", f"{db}:store", back, late)
+    assert pings(daemon, late, "store") and not pings(daemon, web, "store")
+    hosts = daemon.docker("exec", late, "cat", "/etc/hosts")
+    assert hosts.index("store") < hosts.index("# pouch: addresses")
+
+
 def test_a_link_on_a_user_network_may_name_a_container_still_to_come(
         daemon: PouchDaemon, names, networks):
     net, db, web = networks(), names("db"), names("web")
