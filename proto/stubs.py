@@ -425,11 +425,11 @@ class NetworkCalls:
     def __init__(self, caller: Caller) -> None:
         self._caller = caller
 
-    def attach(self, *, container: str, network: str, name: str | Omitted = OMIT, aliases: builtins.list[str] | Omitted | None = OMIT, ip: str | Omitted = OMIT, hostname: str | Omitted = OMIT, hosts_path: str | Omitted = OMIT) -> EndpointSettings:
-        """Connect a container (full ID; `name` as its neighbours resolve it) to a bridge network: its sandbox (a netns) made on its first attach, an address (`ip`, if given, on a user network with a configured subnet), a veth into the bridge, the default route through its first network's gateway. `hosts_path`: the container's /etc/hosts, whose section of addresses is kept current as containers come and go on its user networks; `hostname`: the names its own address has there ("web.example.com web"). A retry answers the endpoint already made. Errors: not_found, invalid, conflict, forbidden.
+    def attach(self, *, container: str, network: str, name: str | Omitted = OMIT, aliases: builtins.list[str] | Omitted | None = OMIT, ip: str | Omitted = OMIT, hostname: str | Omitted = OMIT, hosts_path: str | Omitted = OMIT, dns: builtins.list[str] | Omitted | None = OMIT) -> EndpointSettings:
+        """Connect a container (full ID; `name` as its neighbours resolve it) to a bridge network: its sandbox (a netns) made on its first attach, an address (`ip`, if given, on a user network with a configured subnet), a veth into the bridge, the default route through its first network's gateway. `hosts_path`: the container's /etc/hosts, whose section of addresses is kept current as containers come and go on its user networks; `hostname`: the names its own address has there ("web.example.com web"). On a user network, the container is served DNS at 127.0.0.11 (see dns), which answers the names there and asks `dns` (its --dns; none: the host's nameservers) for the others. A retry answers the endpoint already made. Errors: not_found, invalid, conflict, forbidden.
 
         Served by pouch.actors.network.actor.NetworkActor.attach."""
-        return self._caller.call('network', 'attach', _args(container=container, network=network, name=name, aliases=aliases, ip=ip, hostname=hostname, hosts_path=hosts_path), 60.0)
+        return self._caller.call('network', 'attach', _args(container=container, network=network, name=name, aliases=aliases, ip=ip, hostname=hostname, hosts_path=hosts_path, dns=dns), 60.0)
 
     def check(self, *, container: str, networks: builtins.list[str]) -> None:
         """A container is about to start: each of its `networks` (IDs) is still there with its endpoint (not_found, in dockerd's words, if one was removed while it was stopped), and none of them is removed under it while it starts. Errors: not_found.

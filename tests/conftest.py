@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -81,6 +82,24 @@ def pouchd(busybox_tarball: Path) -> Iterator[PouchDaemon]:
 def docker(daemon: PouchDaemon) -> Callable[..., str]:
     """Run the docker CLI against the session's pouchd: docker("ps", "-a")."""
     return daemon.docker
+
+
+@pytest.fixture
+def networks(daemon: PouchDaemon) -> Iterator[Callable[[str], str]]:
+    """Unique network names; whatever bears one is removed after the test."""
+    made: list[str] = []
+
+    def make(prefix: str = "net") -> str:
+        made.append(f"{prefix}-{uuid.uuid4().hex[:8]}")
+        return made[-1]
+
+    yield make
+    for name in made:
+        # Containers of the test on it go first (its `names` fixture ends after this one).
+        found = daemon.docker_result("network", "inspect", "-f", "{{json .Containers}}", name)
+        for cid in json.loads(found.stdout or "{}") if found.returncode == 0 else {}:
+            daemon.docker_result("rm", "-f", cid)
+        daemon.docker_result("network", "rm", name)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from typing import Any
 from pouch.proto.envelope import invalid
 
 HOST_GATEWAY = "host-gateway"
+EMBEDDED_DNS = "127.0.0.11"  # where a container on a user network is served DNS
 
 
 @dataclass(frozen=True)
@@ -41,16 +42,22 @@ class Dns:
         return bool(self.servers or self.search or self.options)
 
 
-def resolv_conf(host_text: str, dns: Dns, host_network: bool) -> str:
-    """The container's resolv.conf, from the host's (`host_text`)."""
+def resolv_conf(host_text: str, dns: Dns, host_network: bool, embedded: bool = False) -> str:
+    """The container's resolv.conf, from the host's (`host_text`). `embedded`: it is
+    served DNS at EMBEDDED_DNS (on a user network), which asks its nameservers: that
+    one alone, with ndots:0 unless an ndots is asked for, as dockerd writes it."""
     lines = host_text.splitlines()
     if not host_network:
         lines = [line for line in lines if not _loopback_nameserver(line)]
-    if not dns:
+    if not dns and not embedded:
         return "\n".join(lines) + ("\n" if lines else "")
     servers = dns.servers or tuple(_values(lines, "nameserver"))
     search = dns.search or tuple(_last(lines, ("search", "domain")))
     options = dns.options or tuple(_values(lines, "options"))
+    if embedded:
+        servers = (EMBEDDED_DNS,)
+        if not any(option.startswith("ndots:") for option in options):
+            options = (*options, "ndots:0")
     out = []
     if search and search != (".",):
         out.append("search " + " ".join(s for s in search if s != "."))

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pouch.actors.container.joins import CHAIN_MAX, donor_of, missing_is_invalid
-from pouch.actors.container.networking import on_network
+from pouch.actors.container.networking import is_user_network
 from pouch.actors.fsutil import rewrite_in_place
 from pouch.actors.network.hosts import MARKER as NETWORK_SECTION
 from pouch.proto.envelope import PouchError, conflict, invalid
@@ -80,10 +80,6 @@ def _strings(value: Any, field: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise invalid(f"invalid field {field}: must be a list of strings")
     return list(value)
-
-
-def is_user_network(mode: str) -> bool:
-    return on_network(mode) and mode not in ("default", "bridge")
 
 
 def check(body: Mapping[str, Any]) -> None:

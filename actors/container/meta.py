@@ -34,6 +34,7 @@ from typing import Any
 from pouch.actors.container import etcfiles
 from pouch.actors.container import record as rec
 from pouch.actors.container.jsonlog import rotated_files
+from pouch.actors.container.networking import is_user_network
 from pouch.actors.fsutil import atomic_write, atomic_write_json
 
 log = logging.getLogger("pouch.container")
@@ -86,7 +87,8 @@ class MetaStore:
         else:
             # Its own address follows, by the network actor (none: no line, as dockerd's).
             hosts = LOCALHOST_HOSTS + extra_hosts
-        resolv = etcfiles.resolv_conf(_read_host_file("/etc/resolv.conf"), dns, host_network)
+        resolv = etcfiles.resolv_conf(_read_host_file("/etc/resolv.conf"), dns, host_network,
+                                      embedded=is_user_network(network_mode))
         # Their renames become durable with meta.json's, whose save syncs this folder;
         # a folder without meta.json is a create that never finished (load_all).
         writes = [self._writers.submit(atomic_write, folder / name, text.encode(),
@@ -99,6 +101,12 @@ class MetaStore:
             for write in writes:
                 write.result()
         return written
+
+    def unembed_dns(self, cid: str, dns: etcfiles.Dns) -> None:
+        """Its resolv.conf without the embedded DNS server, which create gave it for a
+        network that turned out to be the default bridge (named by its ID)."""
+        atomic_write(self.folder(cid) / "resolv.conf", etcfiles.resolv_conf(
+            _read_host_file("/etc/resolv.conf"), dns, False).encode())
 
     def save(self, record: dict[str, Any]) -> str:
         """Write the record; the JSON written, whose json.loads is a copy of the record

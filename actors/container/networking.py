@@ -47,11 +47,23 @@ def attach(calls: Calls, cid: str, name: str, body: dict[str, Any], mode: str,
         return calls.network.attach(
             container=cid, network=mode, name=name, aliases=aliases,
             ip=ip if isinstance(ip, str) else "", hosts_path=hosts_path,
-            hostname=etcfiles.own_names(hostname, str(body.get("Domainname") or "")))
+            hostname=etcfiles.own_names(hostname, str(body.get("Domainname") or "")),
+            dns=_upstreams(body.get("HostConfig") or {}))
     except PouchError as exc:
         if exc.code == "not_found":
             raise invalid(exc.message) from None
         raise
+
+
+def is_user_network(mode: str) -> bool:
+    """Whether the mode names a user network, whose containers get the embedded DNS
+    server (not the default bridge's, as with dockerd)."""
+    return on_network(mode) and mode not in ("default", "bridge")
+
+
+def _upstreams(host_config: dict[str, Any]) -> list[str]:
+    """What the embedded DNS server asks for the names it does not know: --dns."""
+    return list(etcfiles.Dns.of(host_config).servers)
 
 
 def release(calls: Calls, cid: str, mode: str) -> None:
@@ -104,7 +116,8 @@ def connect(calls: Calls, rec: dict[str, Any], network: str, aliases: list[str],
                                     hostname=etcfiles.own_names(
                                         rec["Config"].get("Hostname") or "",
                                         rec["Config"].get("Domainname") or ""),
-                                    hosts_path=rec.get("HostsPath") or "")
+                                    hosts_path=rec.get("HostsPath") or "",
+                                    dns=_upstreams(rec["HostConfig"]))
     if settings["NetworkID"] in known:
         raise conflict(f"endpoint with name {name} already exists in network "
                        f"{settings['NetworkName']}")

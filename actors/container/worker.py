@@ -291,7 +291,7 @@ class ContainerWorker(ObjectActor):
                 mode = joins.network_mode(cid, mode, self._donor)
                 body = {**body, "HostConfig": {**body["HostConfig"], "NetworkMode": mode}}
             wanted = links.requested(body, mode)
-            reached = [] if links.is_user_network(mode) else [
+            reached = [] if nets.is_user_network(mode) else [
                 (link, links.linked(link.name, self._other)) for link in wanted]
             process = effective_process(image["config"], body)
             planned = vols.plan(self._volume_env, body, image["config"])
@@ -308,6 +308,9 @@ class ContainerWorker(ObjectActor):
             if nets.on_network(mode):
                 files_written()  # the network actor writes the container's name in its hosts
             endpoint = nets.attach(env.calls, cid, name, body, mode, hostname, paths["hosts"])
+            if endpoint and nets.is_user_network(mode) \
+                    and not nets.is_user_network(endpoint["NetworkName"]):
+                env.meta.unembed_dns(cid, etcfiles.Dns.of(host_config))
             labels = {OWNER_LABEL: name}
             if group := (body.get("Labels") or {}).get(shims.GROUP_LABEL):
                 labels[shims.GROUP_LABEL] = str(group)  # its shim's: see Sweeper
@@ -1015,7 +1018,7 @@ class ContainerWorker(ObjectActor):
         self._check_alive()
         parsed = [links.parse(entry) for entry in dict.fromkeys(wanted)]
         settings = nets.connect(self.env.calls, self.record, network, aliases, ip)
-        if parsed and links.is_user_network(settings["NetworkName"]):
+        if parsed and nets.is_user_network(settings["NetworkName"]):
             rec.set_network_links(self.record, settings["NetworkName"], parsed)
             if self._task_live:  # the others' lines are the start's: these are added
                 links.add_hosts_lines(str(self.record.get("HostsPath") or ""),

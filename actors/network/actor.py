@@ -16,10 +16,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pouch.actors.host import ActorBase, ActorContext, Reply
 from pouch.actors.network import describe, hosts, ipam, links, ports, sandbox
+from pouch.actors.network.dns import EmbeddedDns
 from pouch.actors.network.iptables import BridgeRules, Chains
 from pouch.actors.network.store import Endpoint, Network, NetworkStore
 from pouch.actors.timefmt import ZERO_TIME, parse_timestamp, rfc3339_nano
@@ -70,6 +72,8 @@ class NetworkActor(ActorBase):
         self._networks: dict[str, Network] = {}
         self._netns_dir = config.exec_root_dir / "netns"
         self._starting: dict[str, float] = {}  # container -> when it passed check() (epoch)
+        self._dns: EmbeddedDns | None = None
+        self._dns_served: set[str] = set()
 
     # -- start: rebuilt from disk, the host repaired to match -----------------
 
@@ -89,6 +93,8 @@ class NetworkActor(ActorBase):
                 self._make_bridge(net)
             self._apply_rules()
             self._restore_endpoints()
+            self._dns = EmbeddedDns()
+            self._sync_dns()
             held = self._holders()
         if held:
             threading.Thread(target=self._release_unknown, args=(held,),
@@ -98,6 +104,8 @@ class NetworkActor(ActorBase):
         # The folder's own bind mount (see sandbox) outlives a clean stop only while it
         # holds a namespace a container still needs; the next start makes it again.
         with self._lock:
+            if self._dns is not None:
+                self._dns.stop()
             if not sandbox.list_netns(str(self._netns_dir)):
                 sandbox.release_netns_dir(str(self._netns_dir))
 
@@ -244,16 +252,19 @@ class NetworkActor(ActorBase):
             errors=("not_found", "invalid", "conflict", "forbidden"))
     def attach(self, reply: Reply, container: str, network: str, name: str = "",
                aliases: builtins.list[str] | None = None, ip: str = "", hostname: str = "",
-               hosts_path: str = "") -> None:
+               hosts_path: str = "", dns: builtins.list[str] | None = None) -> None:
         """Connect a container (full ID; `name` as its neighbours resolve it) to a bridge
         network: its sandbox (a netns) made on its first attach, an address (`ip`, if
         given, on a user network with a configured subnet), a veth into the bridge, the
         default route through its first network's gateway. `hosts_path`: the container's
         /etc/hosts, whose section of addresses is kept current as containers come and go
         on its user networks; `hostname`: the names its own address has there
-        ("web.example.com web"). A retry answers the endpoint already made."""
+        ("web.example.com web"). On a user network, the container is served DNS at
+        127.0.0.11 (see dns), which answers the names there and asks `dns` (its --dns;
+        none: the host's nameservers) for the others. A retry answers the endpoint
+        already made."""
         self._in_thread(reply, self._attach, container, network, name, aliases or [], ip,
-                        hostname, hosts_path)
+                        hostname, hosts_path, dns or [])
 
     @method(idempotent=True, returns=None, errors=("not_found",))
     def detach(self, reply: Reply, container: str, network: str) -> None:
@@ -467,7 +478,8 @@ class NetworkActor(ActorBase):
         return path
 
     def _attach(self, container: str, network: str, name: str, aliases: builtins.list[str],
-                ip: str, hostname: str, hosts_path: str) -> EndpointSettings:
+                ip: str, hostname: str, hosts_path: str, dns: builtins.list[str],
+                ) -> EndpointSettings:
         net = self._find(network)
         if net.driver != "bridge" or net.pool is None:
             raise invalid(f"container cannot be connected to network {net.name} "
@@ -490,7 +502,7 @@ class NetworkActor(ActorBase):
                           [*aliases, *([] if net.builtin else [container[:12]])])),
                       host_ifname=sandbox.veth_name(VETH_PREFIX, container, net.id),
                       ifname=f"eth{len(others)}", static=bool(ip), hostname=hostname,
-                      hosts_path=hosts_path)
+                      hosts_path=hosts_path, dns=list(dns))
         net.endpoints[container] = ep
         self._store.save(net)  # first: a cut attach is repaired at start, never leaked
         try:
@@ -503,6 +515,7 @@ class NetworkActor(ActorBase):
                 self._store.drop_sandbox(container)
             raise
         self._refresh_hosts(container)
+        self._sync_dns()
         self.publish("network", "connect", net.id,
                      {"container": container, "name": net.name, "type": net.driver})
         return self._settings(net, ep)
@@ -527,6 +540,7 @@ class NetworkActor(ActorBase):
         del net.endpoints[container]
         self._store.save(net)
         self._refresh_hosts(container, also=[net])
+        self._sync_dns()
         self.publish("network", "disconnect", net.id,
                      {"container": container, "name": net.name, "type": net.driver})
 
@@ -605,6 +619,44 @@ class NetworkActor(ActorBase):
             if path:
                 hosts.rewrite(path, own, peers)
 
+    def _sync_dns(self) -> None:
+        """The embedded DNS server made to match the endpoints: each container on a user
+        network served, and answered the names (container name and aliases, dockerd's)
+        of every container on its user networks, itself included."""
+        if self._dns is None:
+            return
+        by_net: dict[str, dict[str, builtins.list[str]]] = {}
+        for net in self._networks.values():
+            if not net.builtin and net.endpoints:
+                names: dict[str, builtins.list[str]] = {}
+                for ep in net.endpoints.values():
+                    for name in dict.fromkeys(n.lower() for n in (ep.name, *ep.aliases) if n):
+                        names.setdefault(name, []).append(ep.address)
+                by_net[net.id] = names
+        records: dict[str, dict[str, builtins.list[str]]] = {}
+        upstreams: dict[str, builtins.list[str]] = {}
+        for net_id, names in by_net.items():
+            for cid, ep in self._networks[net_id].endpoints.items():
+                upstreams.setdefault(cid, ep.dns)
+                mine = records.get(cid)
+                if mine is None:
+                    records[cid] = names  # shared, not copied: most are on one network
+                else:
+                    merged = {k: list(v) for k, v in mine.items()}
+                    for name, addresses in names.items():
+                        merged.setdefault(name, []).extend(addresses)
+                    records[cid] = merged
+        self._dns.set_records(records)
+        host = _host_nameservers()
+        for cid, servers in upstreams.items():
+            try:
+                self._dns.serve(cid, self._netns_path(cid), servers or host)
+            except OSError as exc:
+                log.warning("no DNS server for %s: %s", cid[:12], exc)
+        for cid in self._dns_served - upstreams.keys():
+            self._dns.forget(cid)
+        self._dns_served = set(upstreams)
+
     # -- helpers -------------------------------------------------------------
 
     def _find(self, ref: str) -> Network:
@@ -641,6 +693,17 @@ class NetworkActor(ActorBase):
             BridgeRules(net.bridge, str(net.pool.subnet), net.internal,
                         net.options.get(describe.MASQUERADE, "true") != "false")
             for net in self._bridges() if net.pool is not None)
+
+
+def _host_nameservers() -> builtins.list[str]:
+    """The host's nameservers: what an embedded DNS server (in this, the host's network
+    namespace) asks for names that are not the containers'."""
+    try:
+        lines = Path("/etc/resolv.conf").read_text().splitlines()
+    except OSError:
+        return []
+    return [fields[1] for fields in map(str.split, lines)
+            if len(fields) > 1 and fields[0] == "nameserver"]
 
 
 def _created_at(net: Network) -> float:

@@ -34,6 +34,7 @@ class Endpoint:
     static: bool = False   # given by --ip: kept across restarts as it was asked
     hostname: str = ""
     hosts_path: str = ""   # the container's /etc/hosts, whose peers section we keep current
+    dns: list[str] = field(default_factory=list)  # its --dns: its DNS server's upstreams
     # Published ports in force (ports.Binding's fields), while the container runs.
     ports: list[dict[str, Any]] = field(default_factory=list)
 

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker as docker_py
@@ -59,24 +58,6 @@ def host(net: ipaddress.IPv4Network, n: int) -> str:
 
 def inspect(daemon: PouchDaemon, name: str) -> dict:
     return json.loads(daemon.docker("network", "inspect", name))[0]
-
-
-@pytest.fixture
-def networks(daemon: PouchDaemon) -> Iterator[Callable[[str], str]]:
-    """Unique network names; whatever bears one is removed after the test."""
-    made: list[str] = []
-
-    def make(prefix: str = "net") -> str:
-        made.append(f"{prefix}-{uuid.uuid4().hex[:8]}")
-        return made[-1]
-
-    yield make
-    for name in made:
-        # Containers of the test on it go first (its `names` fixture ends after this one).
-        found = daemon.docker_result("network", "inspect", "-f", "{{json .Containers}}", name)
-        for cid in json.loads(found.stdout or "{}") if found.returncode == 0 else {}:
-            daemon.docker_result("rm", "-f", cid)
-        daemon.docker_result("network", "rm", name)
 
 
 def test_every_daemon_has_bridge_host_and_none(daemon: PouchDaemon):

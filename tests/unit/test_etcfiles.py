@@ -32,6 +32,15 @@ def test_a_search_of_dot_is_none_and_the_last_of_search_and_domain_counts():
         "search b\nnameserver 1.1.1.1\n"
 
 
+def test_on_a_user_network_the_embedded_server_is_the_only_one_with_ndots_0():
+    assert resolv_conf(HOST, Dns(), False, embedded=True) == \
+        "search corp.example\nnameserver 127.0.0.11\noptions edns0 ndots:0\n"
+    # Its upstreams (--dns) are not the container's to see; an ndots asked for is kept.
+    assert resolv_conf(HOST, Dns(servers=("9.9.9.9",), options=("ndots:3",)), False,
+                       embedded=True) == \
+        "search corp.example\nnameserver 127.0.0.11\noptions ndots:3\n"
+
+
 def test_dns_servers_must_be_addresses():
     assert Dns.of({"Dns": ["1.1.1.1", "::1"], "DnsSearch": None}) == Dns(("1.1.1.1", "::1"))
     with pytest.raises(PouchError) as caught:
