@@ -18,16 +18,22 @@ MARKER = "# pouch: addresses on networks, kept current by the network actor"
 def render(current: str, own: Iterable[tuple[str, str]],
            peers: Iterable[tuple[str, list[str]]]) -> str:
     """`current` with the section after MARKER made of `own` ((address, hostname)) and
-    `peers` ((address, [name, alias, ...])). Pure."""
+    `peers` ((address, [name, alias, ...])). A name of several addresses (an alias that
+    a scaled compose service shares, or a container on two of the networks) is left to
+    the embedded DNS server (dns.py), which answers all of them: a hosts file would give
+    every program the first one only. Pure."""
+    peers = list(peers)
+    addresses: dict[str, set[str]] = {}
+    for address, names in peers:
+        for name in names:
+            addresses.setdefault(name, set()).add(address)
     base = current.split(MARKER, 1)[0].rstrip("\n")
     lines = [base, MARKER] if base else [MARKER]
     lines += [f"{address}\t{hostname}" for address, hostname in own]
-    seen: set[str] = set()
     for address, names in peers:
-        fresh = [n for n in dict.fromkeys(names) if n and n not in seen]
-        seen.update(fresh)
-        if fresh:
-            lines.append(f"{address}\t{' '.join(fresh)}")
+        single = [n for n in dict.fromkeys(names) if n and len(addresses[n]) == 1]
+        if single:
+            lines.append(f"{address}\t{' '.join(single)}")
     return "\n".join(lines) + "\n"
 
 

@@ -86,8 +86,12 @@ def test_a_container_on_a_user_network_is_served_dns_as_with_dockerd(
            for name in (web1, web2)}
     assert addresses(nslookup(daemon, client, web1)) == {ips[web1]}
     assert addresses(nslookup(daemon, client, web2.upper())) == {ips[web2]}
-    # A shared alias (a scaled compose service) has every address.
+    # A shared alias (a scaled compose service) has every address, and is left out of
+    # the hosts file, which would give programs the first one only.
     assert addresses(nslookup(daemon, client, "web")) == set(ips.values())
+    hosts = daemon.docker("exec", client, "cat", "/etc/hosts").split()
+    assert "web" not in hosts and web1 in hosts
+    assert daemon.docker_result("exec", client, "ping", "-c1", "-W5", "web").returncode == 0
     assert addresses(nslookup(daemon, client, EXTERNAL.rstrip("."))) == {EXTERNAL_ADDRESS}
     assert not addresses(nslookup(daemon, client, "nothing.pouch.test"))
     # Gone with the container.

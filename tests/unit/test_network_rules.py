@@ -52,9 +52,10 @@ def test_the_hosts_section_follows_the_marker_and_keeps_what_is_above():
     assert again == f"{base}{hosts.MARKER}\n10.0.0.2\tabc\n"
 
 
-def test_a_name_is_given_to_one_address_only():
-    text = hosts.render("", [], [("10.0.0.3", ["web"]), ("10.0.1.3", ["web", "www"])])
-    assert text.splitlines()[1:] == ["10.0.0.3\tweb", "10.0.1.3\twww"]
+def test_a_name_of_several_addresses_is_left_to_the_dns_server():
+    text = hosts.render("", [], [("10.0.0.3", ["web"]), ("10.0.1.3", ["web", "www"]),
+                                 ("10.0.0.3", ["web"])])
+    assert text.splitlines()[1:] == ["10.0.1.3\twww"]
 
 
 def test_the_hosts_file_is_rewritten_in_place(tmp_path):
