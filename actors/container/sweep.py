@@ -40,8 +40,12 @@ class Sweeper:
         address, namespace = self._ctrd.address, self._ctrd.namespace
         found = shims.find(address, namespace)
         tasks = self._ctrd.tasks.list()
-        listed = self._ctrd.containers.list([f'labels."{self._label}"'])
+        everything = self._ctrd.containers.list()
+        listed = [c for c in everything if self._label in c.labels]
         containers = [c.id for c in listed]
+        # Another client's container in our namespace (ctr's, say): not ours to end,
+        # nor its task or shim.
+        foreign = {c.id for c in everything} - set(containers)
         snapshots = [s.name for s in self._ctrd.snapshots.list() if self._label in s.labels]
         known = self._meta.ids() if known is None else known
         grouped = _groups_with_tasks([c for c in listed if c.id in known], tasks)
@@ -52,7 +56,7 @@ class Sweeper:
                 self._end_task(cid)
                 with contextlib.suppress(PouchError):
                     self._ctrd.containers.delete(cid)
-        for cid in set(tasks) - known - set(containers):
+        for cid in set(tasks) - known - set(containers) - foreign:
             log.warning("containerd runs task %s that no container owns: ending it", cid)
             self._end_task(cid)
         for name in snapshots:
@@ -63,7 +67,7 @@ class Sweeper:
                 except PouchError as exc:
                     log.warning("could not remove snapshot %s: %s", name, exc.message)
         for shim in found:
-            if shim.id not in known and shim.id not in grouped \
+            if shim.id not in known and shim.id not in grouped and shim.id not in foreign \
                     and shims.end(shim, address, namespace):
                 log.warning("ended shim %d of %s: no container owns it", shim.pid, shim.id)
         return known & (set(tasks) | {shim.id for shim in found})

@@ -6,6 +6,7 @@ forgets it; the shim then serves no task and nobody ends it. The actor finds suc
 from __future__ import annotations
 
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -107,3 +108,30 @@ def test_a_clean_stop_leaves_no_shim_that_serves_no_task(pouchd: PouchDaemon, ap
     pouchd.proc.wait(STOP_TIMEOUT)
 
     assert live_shims(pouchd) == {}, pouchd.log_tail(400)
+
+
+def test_a_task_of_another_client_in_pouchs_namespace_is_left_alone(pouchd: PouchDaemon):
+    """The sweep ends what pouch's own containers left; a container that another client
+    (ctr, say) made in pouch's namespace has no owner label, and it, its task and its
+    shim are not pouch's to end: not at a restore, nor at the sweeps that follow."""
+    ctr = ["ctr", "--address", str(pouchd.containerd_socket), "--namespace", "pouch"]
+    subprocess.run([*ctr, "run", "-d", "docker.io/library/busybox:latest", "foreign",
+                    "sleep", "600"], check=True, capture_output=True, timeout=60)
+    try:
+        view = BrokerView(pouchd)
+        old = pouchd.pid_of("container")
+        watch_replacement(view, pouchd, "container", old, kill(old))
+        wait_restored(pouchd, time.monotonic())
+        time.sleep(SWEEP_FIRST + 1.0)  # the new actor's first sweep too
+        tasks = subprocess.run([*ctr, "task", "ls"], check=True, capture_output=True,
+                               text=True).stdout
+        assert any(line.split()[:1] == ["foreign"] and "RUNNING" in line
+                   for line in tasks.splitlines()), tasks
+    finally:
+        subprocess.run([*ctr, "task", "kill", "-s", "SIGKILL", "foreign"], capture_output=True)
+        wait_for(lambda: subprocess.run([*ctr, "task", "delete", "foreign"],
+                                        capture_output=True).returncode == 0
+                 or "not found" in subprocess.run([*ctr, "task", "ls"], capture_output=True,
+                                                  text=True).stdout or None,
+                 10.0, "the foreign task deleted")
+        subprocess.run([*ctr, "container", "delete", "foreign"], capture_output=True)
