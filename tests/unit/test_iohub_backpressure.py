@@ -1,5 +1,6 @@
-"""The IO hub under a client that stops reading: the test plays the shim (it writes
-the container's stdout FIFO) and the attached clients (socketpairs)."""
+"""The IO hub under a client that stops reading, and when its attached clients end: the
+test plays the shim (it writes the container's stdout FIFO) and the attached clients
+(socketpairs)."""
 
 from __future__ import annotations
 
@@ -181,3 +182,27 @@ def test_a_stalled_client_holds_up_no_other_container_and_lets_go_when_gone(hub,
     stuck.close()
     flood.thread.join(WITHIN)
     assert flood.written == FLOOD
+
+
+def test_an_attached_client_ends_on_release_after_the_output(hub: IOHub, tmp_path: Path):
+    """Not when the output ends, but once the container's exit is recorded (release): a
+    client that then removes the container must find it stopped, as with dockerd (which
+    closes attach streams under the container's lock, as it records the exit)."""
+    paths, drained = hub.open("c1", tmp_path / "c1", tmp_path / "c1.log", tty=True,
+                              stdin=False, stdin_once=False)
+    writer = os.open(paths["stdout"], os.O_WRONLY | os.O_CLOEXEC)
+    hub.writers_ready("c1")
+    with attach(hub, Container("c1", writer)) as ours:
+        os.write(writer, b"last words\n")
+        os.close(writer)  # the shim is done: the output has ended
+        assert drained.wait(WITHIN)
+        assert read_until(ours, b"last words\n") == b"last words\n"
+        # The hub's thread delivered the output and set `drained` in one go: an end of
+        # the stream would be in the socket now.
+        ours.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            ours.recv(1)
+        hub.release("c1")
+        ours.settimeout(WITHIN)
+        assert ours.recv(1) == b""
+    assert (tmp_path / "c1.log").read_bytes().count(b"last words") == 1
