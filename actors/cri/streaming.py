@@ -37,11 +37,9 @@ from __future__ import annotations
 import base64
 import collections
 import contextlib
-import ctypes
 import functools
 import json
 import logging
-import os
 import secrets
 import select
 import socket
@@ -67,6 +65,7 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError
 
 from pouch.actors.cri import spdy
+from pouch.actors.netns import in_netns
 from pouch.proto import stdstream
 from pouch.proto.envelope import PouchError, invalid
 from pouch.proto.handoff import hand_over
@@ -101,7 +100,6 @@ STDIN, STDOUT, STDERR, ERROR, RESIZE = 0, 1, 2, 3, 4
 CHANNELS = {"stdin": STDIN, "stdout": STDOUT, "stderr": STDERR, "error": ERROR,
             "resize": RESIZE}
 WS_CLOSE_CHANNEL = 255
-CLONE_NEWNET = 0x40000000
 
 
 # ---- tokens --------------------------------------------------------------------------
@@ -876,35 +874,13 @@ class ContainerStream:
 
 # ---- port-forward -------------------------------------------------------------------
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
 def connect_in_netns(netns: str, port: int, timeout: float = 10.0) -> socket.socket:
     """A TCP connection to 127.0.0.1:`port` inside the network namespace at `netns`,
-    made on a thread of its own (setns moves only the calling thread, which then ends)."""
-    result: list[socket.socket | BaseException] = []
-
-    def run() -> None:
-        try:
-            fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns {netns}: {os.strerror(err)}")
-            finally:
-                os.close(fd)
-            result.append(socket.create_connection(("127.0.0.1", port), timeout=timeout))
-        except BaseException as exc:  # handed to the caller's thread
-            result.append(exc)
-
-    thread = threading.Thread(target=run, name="cri-netns-connect", daemon=True)
-    thread.start()
-    thread.join()
-    outcome = result[0] if result else OSError("no connection was made")
-    if isinstance(outcome, BaseException):
-        raise outcome
-    outcome.settimeout(None)
-    return outcome
+    made there by a thread of its own (pouch.actors.netns)."""
+    conn = in_netns(netns, lambda: socket.create_connection(("127.0.0.1", port),
+                                                            timeout=timeout))
+    conn.settimeout(None)
+    return conn
 
 
 def netns_of(server: StreamServer, request: dict[str, Any]) -> str:

@@ -3,14 +3,12 @@ every served container's network namespace answers the names of its neighbours
 (names, aliases; a name shared by several containers gives all their addresses, in a
 new order each time) and forwards every other query to the upstream nameservers.
 
-Sockets. Each container's socket is made by a short-lived thread of its own that
-setns(2)s into the container's namespace, binds and ends: a socket stays in the
-namespace it was made in, while setns changes only the calling thread, so no other
-thread of the actor ever runs in a container's namespace (as sandbox.py does for
-netlink). Forwards leave from sockets made by the DNS thread, in the actor's own (the
-host's) namespace: the host's nameservers (127.0.0.53 of systemd-resolved, say) are
-reachable from there, not from the container. The thread brings the namespace's lo up
-if it is down: 127.0.0.11 is reachable only through it.
+Sockets. Each container's socket is made in the container's namespace by a
+short-lived thread of its own (pouch.actors.netns), and stays there. Forwards leave
+from sockets made by the DNS thread, in the actor's own (the host's) namespace: the
+host's nameservers (127.0.0.53 of systemd-resolved, say) are reachable from there, not
+from the container. The thread brings the namespace's lo up if it is down: 127.0.0.11
+is reachable only through it.
 
 Threads. One daemon thread owns every socket once it is made and runs one selector:
 queries, upstream answers and deadlines. `serve` and `forget` hand it work as
@@ -25,7 +23,6 @@ bind mount is gone alive (veths and all) until `forget` closes the socket.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import functools
@@ -53,6 +50,8 @@ import dns.rdatatype
 import dns.reversename
 import dns.rrset
 
+from pouch.actors.netns import in_netns
+
 log = logging.getLogger("pouch.network")
 
 ADDRESS = ("127.0.0.11", 53)
@@ -66,15 +65,11 @@ MAX_PENDING = 1024
 BATCH = 64
 UDP_MAX = 65535
 PLAIN_UDP_SIZE = 512  # the largest answer a client without EDNS takes (RFC 1035)
-CLONE_NEWNET = 0x40000000
 # netdevice(7): struct ifreq is a name of IFNAMSIZ (16) bytes and a 24-byte union, the
 # flags (a short) first in it.
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 _IFREQ_FLAGS = "16sH22x"
 JOIN_TIMEOUT = 5.0
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
 
 @dataclass(frozen=True)
 class _Table:
@@ -471,29 +466,10 @@ def _bind_in_netns(netns_path: str) -> tuple[socket.socket, tuple[int, int]]:
     """A UDP socket bound at 127.0.0.11:53 in the namespace at `netns_path`, made by a
     thread that enters it and ends (see the module docstring); and the namespace's
     (dev, inode)."""
-    made: list[tuple[socket.socket, tuple[int, int]]] = []
-    failed: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    code = ctypes.get_errno()
-                    raise OSError(code, f"setns {netns_path}: {os.strerror(code)}")
-                st = os.fstat(fd)
-            finally:
-                os.close(fd)
-            made.append((_bind_here(), (st.st_dev, st.st_ino)))
-        except BaseException as err:  # handed to the caller's thread
-            failed.append(err)
-
-    thread = threading.Thread(target=run, name="pouch-dns-netns", daemon=True)
-    thread.start()
-    thread.join()
-    if failed:
-        raise failed[0]
-    return made[0]
+    def bind() -> tuple[socket.socket, tuple[int, int]]:
+        st = os.stat("/proc/thread-self/ns/net")  # the namespace entered, as nsfs has it
+        return _bind_here(), (st.st_dev, st.st_ino)
+    return in_netns(netns_path, bind)
 
 
 def _bind_here() -> socket.socket:

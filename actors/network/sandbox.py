@@ -74,16 +74,16 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from pouch.actors import mountpoints
 from pouch.actors.mountpoints import MS_BIND, MS_REC, MS_SHARED
+from pouch.actors.netns import CLONE_NEWNET, in_netns, in_thread
 from pouch.proto.envelope import conflict, invalid, not_found
 
 T = TypeVar("T")
 Timings = dict[str, float]
 
 IFNAMSIZ = 15  # a link name's longest length (IFNAMSIZ - 1)
-CLONE_NEWNET = 0x40000000
 AF_INET = 2
 
-# unshare(2) and setns(2): mountpoints has mount(2) and umount2(2)
+# unshare(2) (setns(2) is pouch.actors.netns's); mountpoints has mount(2) and umount2(2)
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 _shared_dirs: set[str] = set()
 _shared_lock = threading.Lock()
@@ -127,7 +127,7 @@ def create_netns(path: str) -> Timings:
         with open(path, "a"):
             pass  # the mount point: a plain file, as `ip netns add` makes
         try:
-            _in_thread(lambda: _unshare_and_bind(path))
+            in_thread(lambda: _unshare_and_bind(path))
         except BaseException:
             _unlink(path)
             raise
@@ -388,36 +388,14 @@ def _unshare_and_bind(path: str) -> None:
 def _in_netns(path: str, work: Callable[[IPRoute], T], clock: _Clock | None = None) -> T:
     """`work` with an IPRoute whose socket is in the namespace at `path`, run by a
     thread made for it (see the module docstring)."""
+    started = time.perf_counter()
+
     def run() -> T:
-        started = time.perf_counter()
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            if _libc.setns(fd, CLONE_NEWNET) != 0:
-                _raise_errno(f"setns {path}")
-        finally:
-            os.close(fd)
         with IPRoute() as ipr:
             if clock is not None:
                 clock.timings["enter"] = time.perf_counter() - started
             return work(ipr)
-    return _in_thread(run)
-
-
-def _in_thread(work: Callable[[], T]) -> T:
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = work()
-        except BaseException as err:  # handed to the caller's thread
-            box["error"] = err
-
-    thread = threading.Thread(target=run, name="pouch-netns", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+    return in_netns(path, run)
 
 
 def _share_folder(folder: str) -> None:

@@ -110,6 +110,11 @@ def test_a_clean_stop_leaves_no_shim_that_serves_no_task(pouchd: PouchDaemon, ap
     assert live_shims(pouchd) == {}, pouchd.log_tail(400)
 
 
+def sweeps(pouchd: PouchDaemon) -> int:
+    """How many periodic sweeps the daemon's container actors have logged (--debug)."""
+    return pouchd.log_path.read_text(errors="replace").count("swept containerd's leftovers")
+
+
 def test_a_task_of_another_client_in_pouchs_namespace_is_left_alone(pouchd: PouchDaemon):
     """The sweep ends what pouch's own containers left; a container that another client
     (ctr, say) made in pouch's namespace has no owner label, and it, its task and its
@@ -120,9 +125,11 @@ def test_a_task_of_another_client_in_pouchs_namespace_is_left_alone(pouchd: Pouc
     try:
         view = BrokerView(pouchd)
         old = pouchd.pid_of("container")
+        swept = sweeps(pouchd)
         watch_replacement(view, pouchd, "container", old, kill(old))
         wait_restored(pouchd, time.monotonic())
-        time.sleep(SWEEP_FIRST + 1.0)  # the new actor's first sweep too
+        # The new actor's first periodic sweep too (its restore's sweep came before).
+        wait_for(lambda: sweeps(pouchd) > swept, SWEPT_WITHIN, "the new actor's sweep")
         tasks = subprocess.run([*ctr, "task", "ls"], check=True, capture_output=True,
                                text=True).stdout
         assert any(line.split()[:1] == ["foreign"] and "RUNNING" in line

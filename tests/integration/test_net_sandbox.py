@@ -5,7 +5,6 @@ all removed, and checked gone, after every test, failed or not)."""
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import ipaddress
 import os
 import random
@@ -15,18 +14,16 @@ import subprocess
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 from pyroute2 import IPRoute
 
+from pouch.actors.netns import in_netns
 from pouch.actors.network import ports, sandbox
 from pouch.proto.envelope import PouchError
 from pouch.tests.support.wait import wait_for
-
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 @dataclass
@@ -114,31 +111,6 @@ def net() -> Iterator[Net]:
         assert _leftovers(tag, folder) == []
 
 
-def _in_netns(path: str, work: Callable[[], socket.socket]) -> socket.socket:
-    """A socket made by a thread that joined the namespace at `path` (a socket stays in
-    the namespace it was made in; the thread, and its namespace, end here)."""
-    box: dict[str, object] = {}
-
-    def run() -> None:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            if _libc.setns(fd, CLONE_NEWNET) != 0:
-                box["error"] = OSError(ctypes.get_errno(), "setns")
-                return
-        finally:
-            os.close(fd)
-        box["sock"] = work()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    sock = box["sock"]
-    assert isinstance(sock, socket.socket)
-    return sock
-
-
 @contextlib.contextmanager
 def tcp_server(path: str, port: int, reply: bytes) -> Iterator[None]:
     """A TCP server on 0.0.0.0:`port` inside the namespace: every client gets `reply`."""
@@ -148,7 +120,7 @@ def tcp_server(path: str, port: int, reply: bytes) -> Iterator[None]:
         sock.listen(8)
         return sock
 
-    server = _in_netns(path, listen)
+    server = in_netns(path, listen)
 
     def serve() -> None:
         while True:
@@ -171,7 +143,7 @@ def tcp_server(path: str, port: int, reply: bytes) -> Iterator[None]:
 
 @contextlib.contextmanager
 def udp_echo(path: str, port: int) -> Iterator[None]:
-    server = _in_netns(path, lambda: _bound_udp(port))
+    server = in_netns(path, lambda: _bound_udp(port))
     server.settimeout(0.2)  # an unconnected UDP socket cannot be shut down: poll a flag
     stop = threading.Event()
 

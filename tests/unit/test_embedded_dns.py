@@ -5,16 +5,14 @@ not there at all (127.77.0.2: port unreachable)."""
 
 from __future__ import annotations
 
-import ctypes
 import os
 import secrets
 import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import dns.flags
 import dns.message
@@ -24,16 +22,12 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
+from pouch.actors.netns import in_netns
 from pouch.actors.network.dns import EmbeddedDns
 
-T = TypeVar("T")
-CLONE_NEWNET = 0x40000000
 ANSWERING, REFUSING, SILENT = "127.77.0.1", "127.77.0.2", "127.77.0.3"
 UPSTREAM_ANSWER = "192.0.2.1"
 C1, C2 = "c1" * 32, "c2" * 32
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
 
 # -- fixtures -------------------------------------------------------------------------
 
@@ -126,38 +120,13 @@ def upstream() -> Iterator[FakeUpstream]:
 
 # -- a container's side ---------------------------------------------------------------
 
-def _in_netns(path: str, work: Callable[[], T]) -> T:
-    """`work` run by a thread that entered the namespace at `path` and then ends."""
-    done: list[T] = []
-    failed: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), f"setns {path}")
-            finally:
-                os.close(fd)
-            done.append(work())
-        except BaseException as err:
-            failed.append(err)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(10)
-    if failed:
-        raise failed[0]
-    return done[0]
-
-
 def ask(path: str, name: str, rdtype: str = "A", *, query_id: int | None = None,
         use_edns: bool = False, timeout: float = 2.0) -> dns.message.Message:
     query = dns.message.make_query(name, rdtype, use_edns=0 if use_edns else False,
                                    payload=4096)
     if query_id is not None:
         query.id = query_id
-    return _in_netns(path, lambda: dns.query.udp(query, "127.0.0.11", timeout=timeout))
+    return in_netns(path, lambda: dns.query.udp(query, "127.0.0.11", timeout=timeout))
 
 
 def refused(path: str) -> bool:
@@ -173,7 +142,7 @@ def refused(path: str) -> bool:
             except ConnectionRefusedError:
                 return True
             return False
-    return _in_netns(path, probe)
+    return in_netns(path, probe)
 
 
 def addresses(response: dns.message.Message) -> list[str]:
@@ -336,7 +305,7 @@ def test_garbage_is_dropped_and_answers_go_on(server: EmbeddedDns, netns: str) -
     def send_garbage() -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.sendto(b"\x12\x34 not a DNS message", ("127.0.0.11", 53))
-    _in_netns(netns, send_garbage)
+    in_netns(netns, send_garbage)
     assert addresses(ask(netns, "web")) == ["10.0.0.2"]
 
 
