@@ -684,11 +684,11 @@ class ContainerCalls:
         Served by pouch.actors.container.actor.ContainerActor.start_."""
         return self._caller.call('container', 'start', _args(id=id, token=uuid.uuid4().hex), 60.0)
 
-    def stop(self, *, id: str, timeout: int | Omitted | None = OMIT) -> bool:
-        """Stop a container: its stop signal, then SIGKILL after `timeout` s (None: the container's StopTimeout, else 10 s; negative: no SIGKILL, as dockerd); False if it was not running. Errors: not_found, invalid.
+    def stop(self, *, id: str, timeout: int | Omitted | None = OMIT, signal: str | Omitted = OMIT) -> bool:
+        """Stop a container: its stop signal (or `signal`, as Engine API 1.42's), then SIGKILL after `timeout` s (None: the container's StopTimeout, else 10 s; negative: no SIGKILL, as dockerd); False if it was not running. Errors: not_found, invalid.
 
         Served by pouch.actors.container.actor.ContainerActor.stop_."""
-        return self._caller.call('container', 'stop', _args(id=id, timeout=timeout), None)
+        return self._caller.call('container', 'stop', _args(id=id, timeout=timeout, signal=signal), None)
 
     def top(self, *, id: str, ps_args: str | Omitted = OMIT) -> ContainerTop:
         """The container's processes as the host's `ps` lists them with `ps_args` ("": -ef), docker top (conflict: it does not run; invalid: ps refused the arguments). Errors: not_found, conflict, invalid.

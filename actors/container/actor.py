@@ -550,11 +550,12 @@ class ContainerActor(ActorBase):
     @method(idempotent=True, name="stop", returns=bool, timeout=None,
             errors=("not_found", "invalid"))
     def stop_(self, id: str, reply: Reply,
-              timeout: Annotated[int | None, Bounds(high=MAX_SECONDS)] = None) -> None:
-        """Stop a container: its stop signal, then SIGKILL after `timeout` s (None: the
-        container's StopTimeout, else 10 s; negative: no SIGKILL, as dockerd); False if
-        it was not running."""
-        self._delegate(id, ContainerWorker.stop_container, reply, timeout)
+              timeout: Annotated[int | None, Bounds(high=MAX_SECONDS)] = None,
+              signal: str = "") -> None:
+        """Stop a container: its stop signal (or `signal`, as Engine API 1.42's), then
+        SIGKILL after `timeout` s (None: the container's StopTimeout, else 10 s;
+        negative: no SIGKILL, as dockerd); False if it was not running."""
+        self._delegate(id, ContainerWorker.stop_container, reply, timeout, signal)
 
     # No deadline of its own, as stop; not idempotent: sent again, it restarts again.
     @method(idempotent=False, returns=None, timeout=None,

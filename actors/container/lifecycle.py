@@ -279,23 +279,32 @@ def on_start_failed(state: State, policy: RestartPolicy, exit_code: int, now: fl
     return Transition(replace(state, status=Status.EXITED if ran_before else Status.CREATED))
 
 
-def on_stop(state: State, stop: StopPolicy, timeout: int | None) -> Transition:
-    """A stop request, with the grace period it gives (None: the container's own).
-    Answers True once the task has exited; False if it was not running. A negative
-    grace period waits for the exit without end, as dockerd's does. The stop signal
-    goes first even with no grace, as dockerd sends it; the stop is told once the
-    container is stopped (not when it was not running: dockerd answers 304 then)."""
+def on_stop(state: State, stop: StopPolicy, timeout: int | None,
+            signum: int | None = None) -> Transition:
+    """A stop request, with the grace period it gives (None: the container's own) and
+    the signal to send first (None: the container's stop signal). Answers True once the
+    task has exited; False if it was not running. A negative grace period waits for the
+    exit without end, as dockerd's does. The stop signal goes first even with no grace,
+    as dockerd sends it; a SIGKILL first needs no second one after the grace. The stop
+    is told once the container is stopped (not when it was not running: dockerd answers
+    304 then)."""
     grace = stop.timeout if timeout is None else timeout
+    first = stop.signal if signum is None else signum
     if state.live:
         # A paused task is thawed once signalled, as dockerd does, so that the signal
         # (or the SIGKILL after the grace) can end it.
         thaw = (Thaw(after_signal=True),) if state.status is Status.PAUSED else ()
         stopping = replace(state, status=_unpaused(state.status), manually_stopped=True,
                            exit_requested=True)
-        force = () if grace < 0 else (KillAfter(grace), AnswerBy(grace + KILL_WAIT))
+        force: tuple[Effect, ...]
+        if first == signals.SIGKILL:
+            signal, force = Signal(first, all=True), (AnswerBy(KILL_WAIT),)
+        else:
+            signal = Signal(first)
+            force = () if grace < 0 else (KillAfter(grace), AnswerBy(grace + KILL_WAIT))
         # Told last: a signal containerd refuses fails the stop, which then is not told.
-        return Transition(stopping, (Signal(stop.signal), *thaw, *force,
-                                     TellStopped(at_exit=True)), result=True, held=True)
+        return Transition(stopping, (signal, *thaw, *force, TellStopped(at_exit=True)),
+                          result=True, held=True)
     if state.status is Status.RESTARTING:
         return Transition(replace(state, status=Status.EXITED, manually_stopped=True),
                           (CancelRestart(), TellStopped()), result=True)

@@ -930,10 +930,11 @@ class ContainerWorker(ObjectActor):
             return invalid(f"failed to create task for container: {text}")
         return exc
 
-    def stop_container(self, reply: Reply, timeout: int | None) -> None:
+    def stop_container(self, reply: Reply, timeout: int | None, signal: str) -> None:
         """True once the task has exited (SIGKILL after the grace period); False if it
         was not running."""
-        self._serve(reply, lambda life: lc.on_stop(life, self._stop_policy(), timeout))
+        self._serve(reply, lambda life: lc.on_stop(
+            life, self._stop_policy(), timeout, lc.parse_signal(signal) if signal else None))
 
     def _escalate_later(self, pid: int) -> None:
         with contextlib.suppress(pykka.ActorDeadError):

@@ -193,8 +193,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
             return cri.StopPodSandboxResponse()
         pod = str(doc["Id"])
         # A forced stop, as containerd's: every process of the pod is killed at once.
-        self._each(lambda cid: self.calls.container.stop(id=cid, timeout=0),
-                   [item["Id"] for item in members] + [pod])
+        self._each(lambda cid: self._stop(cid, 0), [item["Id"] for item in members] + [pod])
         self.network.tear_down(pod)
         return cri.StopPodSandboxResponse()
 
@@ -281,8 +280,16 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
     def StopContainer(self, request: cri.StopContainerRequest,
                       context: grpc.ServicerContext) -> cri.StopContainerResponse:
         doc = self._container(request.container_id)
-        self.calls.container.stop(id=doc["Id"], timeout=int(request.timeout))
+        self._stop(doc["Id"], int(request.timeout))
         return cri.StopContainerResponse()
+
+    def _stop(self, cid: str, timeout: int) -> None:
+        """As containerd's CRI stops a container: its stop signal and SIGKILL after a
+        positive `timeout`; SIGKILL alone otherwise (one signal, not two in a row)."""
+        if timeout > 0:
+            self.calls.container.stop(id=cid, timeout=timeout)
+        else:
+            self.calls.container.stop(id=cid, timeout=0, signal="SIGKILL")
 
     @answered
     def RemoveContainer(self, request: cri.RemoveContainerRequest,

@@ -275,6 +275,24 @@ def test_container_lifecycle(crictl: Cri, pods: Callable[..., str]) -> None:
         filter=cri.ContainerFilter(pod_sandbox_id=pod))).containers
 
 
+def test_a_stop_with_no_grace_is_one_sigkill_as_containerd_s(
+        crictl: Cri, pods: Callable[..., str], cri_daemon: PouchDaemon) -> None:
+    """containerd's CRI sends the stop signal only with a grace period: a kubelet's
+    forced stop (timeout 0) and StopPodSandbox kill at once, one SIGKILL each."""
+    pod = pods("nograce")
+    container = run_container(crictl, pod, "nograce", "trap '' TERM; sleep 60",
+                              pod_name="nograce")
+    since = time.time()
+    crictl.runtime.StopContainer(cri.StopContainerRequest(container_id=container, timeout=0))
+    assert crictl.runtime.ContainerStatus(cri.ContainerStatusRequest(
+        container_id=container)).status.exit_code == 137
+    crictl.runtime.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=pod))
+    signals = cri_daemon.docker(
+        "events", "--since", f"{since:.6f}", "--until", f"{time.time():.6f}",
+        "--filter", "event=kill", "--format", "{{.Actor.ID}} {{.Actor.Attributes.signal}}")
+    assert sorted(signals.split()) == sorted([container, "9", pod, "9"])
+
+
 def test_removing_a_pod_takes_its_containers(crictl: Cri, cri_daemon: PouchDaemon) -> None:
     pod = crictl.runtime.RunPodSandbox(cri.RunPodSandboxRequest(
         config=pod_config("takes"))).pod_sandbox_id

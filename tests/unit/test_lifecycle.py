@@ -290,6 +290,18 @@ def test_stop_with_no_grace_signals_then_kills_at_once_as_dockerd():
         Signal(signal.SIGTERM), KillAfter(0), AnswerBy(lc.KILL_WAIT), TellStopped(at_exit=True))
 
 
+def test_stop_with_its_own_signal_sends_that_and_sigkill_alone_once():
+    """A signal given in the request replaces the container's; a SIGKILL first (the
+    CRI's stop with no grace, as containerd's) needs no second SIGKILL after it."""
+    assert lc.on_stop(running(), StopPolicy(), 5, signal.SIGINT).effects[:2] == (
+        Signal(signal.SIGINT), KillAfter(5))
+    for grace in (0, 5, -1):
+        transition = lc.on_stop(running(), StopPolicy(), grace, signal.SIGKILL)
+        assert transition.effects == (Signal(signal.SIGKILL, all=True),
+                                      AnswerBy(lc.KILL_WAIT), TellStopped(at_exit=True))
+        assert transition.held and transition.result is True
+
+
 def test_stop_of_a_restarting_container_cancels_the_restart():
     transition = lc.on_stop(State(id="c1", status=Status.RESTARTING), StopPolicy(), None)
     assert transition.effects == (CancelRestart(), TellStopped())  # told at once: no exit comes
