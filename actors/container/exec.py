@@ -332,12 +332,13 @@ class Execs:
                 reply.fail(explain_start_error(error))
             return
         # containerd is given the process while the gateway writes the head and says go
-        # (a round trip through two other processes); only its start waits for that.
+        # (a round trip through two other processes); only its start waits for that. The
+        # answer goes first: the helper's Python would hold it back.
         running = self._running[record.id] = _Running()
         record.phase = Phase.STARTING
+        reply.send(None)
         prepared = _helpers().submit(self._prepare, record, running, record.open_stdin,
                                      container_config)
-        reply.send(None)
         if not conn.start(multiplexed=not tty):
             self._unprepare(record, running, prepared)
             return  # the client left first: the exec stays created, as dockerd's
