@@ -583,10 +583,12 @@ class NetworkActor(ActorBase):
 
     def _release(self, container: str) -> None:
         self._unpublish_ports(container)
+        # The namespace first: the embedded DNS then knows its rules are gone with it
+        # (the endpoints' veths go by their host ends).
+        sandbox.remove_netns(self._netns_path(container))
         for net in self._networks.values():
             if container in net.endpoints:
                 self._detach(container, net.id)
-        sandbox.remove_netns(self._netns_path(container))
         self._store.drop_sandbox(container)
 
     def _endpoints_of(self, container: str) -> builtins.list[tuple[Network, Endpoint]]:

@@ -102,6 +102,25 @@ def test_a_container_on_a_user_network_is_served_dns_as_with_dockerd(
     assert "127.0.0.11" not in daemon.docker("exec", plain, "cat", "/etc/resolv.conf")
 
 
+def test_a_container_may_serve_port_53_itself_on_a_user_network(
+        daemon: PouchDaemon, names, networks):
+    """dockerd's resolver listens on ports of its own, port 53 led to them: a server
+    in the container binds 0.0.0.0:53 as it would anywhere (TCP here: busybox has no
+    UDP server; the unit tests bind both), and the container still has its
+    neighbours' names."""
+    net, server, peer = networks(), names("server"), names("peer")
+    daemon.docker("network", "create", net)
+    daemon.docker("run", "-d", "--name", peer, "--network", net, "busybox", "sleep", "600")
+    daemon.docker("run", "-d", "--name", server, "--network", net, "busybox", "sh", "-c",
+                  "nc -ll -p 53 -e echo served & sleep 600")
+    ip = daemon.inspect(peer)["NetworkSettings"]["Networks"][net]["IPAddress"]
+
+    wait_for(lambda: re.search(r"^tcp .* (0\.0\.0\.0|::):53 .*LISTEN", daemon.docker(
+        "exec", server, "netstat", "-ltn"), re.M), 10, "the container's own server")
+    assert daemon.docker("exec", server, "nc", "127.0.0.1", "53") == "served"
+    assert addresses(nslookup(daemon, server, peer)) == {ip}
+
+
 def test_the_dns_server_is_back_with_a_restarted_network_actor(pouchd: PouchDaemon):
     pouchd.docker("network", "create", "dnsnet")
     pouchd.docker("run", "-d", "--name", "target", "--network", "dnsnet", "busybox", "sleep",

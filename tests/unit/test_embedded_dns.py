@@ -1,7 +1,7 @@
 """The embedded DNS server, in a real network namespace of the test's own: a container
-(a thread that entered the namespace) asks 127.0.0.11 as its resolver would, and fake
-upstreams in the host's namespace answer (127.77.0.1), stay silent (127.77.0.3) or are
-not there at all (127.77.0.2: port unreachable)."""
+(a thread that entered the namespace) asks 127.0.0.11 as its resolver would, over UDP
+or TCP, and fake upstreams in the host's namespace answer (127.77.0.1, UDP and TCP),
+stay silent (127.77.0.3) or are not there at all (127.77.0.2: port unreachable)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import dns.exception
 import dns.flags
 import dns.message
 import dns.query
@@ -27,6 +28,8 @@ from pouch.actors.network.dns import EmbeddedDns
 
 ANSWERING, REFUSING, SILENT = "127.77.0.1", "127.77.0.2", "127.77.0.3"
 UPSTREAM_ANSWER = "192.0.2.1"
+BIG = "big.example."  # the upstreams answer it with MANY addresses: too big for UDP
+MANY = [f"198.51.100.{i}" for i in range(1, 81)]
 C1, C2 = "c1" * 32, "c2" * 32
 
 # -- fixtures -------------------------------------------------------------------------
@@ -63,16 +66,21 @@ def server() -> Iterator[EmbeddedDns]:
 
 
 class FakeUpstream:
-    """Answers every A query with UPSTREAM_ANSWER and anything else with NXDOMAIN at
-    ANSWERING:53; takes queries and never answers at SILENT:53."""
+    """Answers every A query with UPSTREAM_ANSWER (BIG: MANY, truncated over UDP) and
+    anything else with NXDOMAIN at ANSWERING:53, over UDP and TCP; takes queries and
+    never answers at SILENT:53."""
 
     def __init__(self) -> None:
         self.seen: list[tuple[int, str]] = []
         self.sockets: list[socket.socket] = []
-        for address in (ANSWERING, SILENT):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for address, kind in ((ANSWERING, socket.SOCK_DGRAM), (SILENT, socket.SOCK_DGRAM),
+                              (ANSWERING, socket.SOCK_STREAM)):
+            sock = socket.socket(socket.AF_INET, kind)
             try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.bind((address, 53))
+                if kind == socket.SOCK_STREAM:
+                    sock.listen(8)
             except OSError as err:
                 sock.close()
                 self.close()
@@ -80,31 +88,55 @@ class FakeUpstream:
             sock.settimeout(0.1)
             self.sockets.append(sock)
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run_udp, daemon=True),
+                         threading.Thread(target=self._run_tcp, daemon=True)]
+        for thread in self._threads:
+            thread.start()
 
-    def _run(self) -> None:
+    def _answer(self, wire: bytes, max_size: int) -> bytes:
+        query = dns.message.from_wire(wire)
+        question = query.question[0]
+        self.seen.append((query.id, question.name.to_text()))
+        response = dns.message.make_response(query, recursion_available=True)
+        if question.rdtype == dns.rdatatype.A:
+            found = MANY if question.name.to_text() == BIG else [UPSTREAM_ANSWER]
+            response.answer.append(dns.rrset.from_text_list(question.name, 60, "IN", "A",
+                                                            found))
+        else:
+            response.set_rcode(dns.rcode.NXDOMAIN)
+        try:
+            return response.to_wire(max_size=max_size)
+        except dns.exception.TooBig:
+            response.answer = []
+            response.flags |= dns.flags.TC
+            return response.to_wire()
+
+    def _run_udp(self) -> None:
         sock = self.sockets[0]
         while not self._stopping.is_set():
             try:
                 wire, asker = sock.recvfrom(65535)
             except TimeoutError:
                 continue
-            query = dns.message.from_wire(wire)
-            question = query.question[0]
-            self.seen.append((query.id, question.name.to_text()))
-            response = dns.message.make_response(query, recursion_available=True)
-            if question.rdtype == dns.rdatatype.A:
-                response.answer.append(dns.rrset.from_text(
-                    question.name, 60, "IN", "A", UPSTREAM_ANSWER))
-            else:
-                response.set_rcode(dns.rcode.NXDOMAIN)
-            sock.sendto(response.to_wire(), asker)
+            sock.sendto(self._answer(wire, 512), asker)
+
+    def _run_tcp(self) -> None:
+        listener = self.sockets[2]
+        while not self._stopping.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                wire, _ = dns.query.receive_tcp(conn, expiration=time.time() + 2)
+                dns.query.send_tcp(conn, self._answer(wire.to_wire(), 65535))
 
     def close(self) -> None:
-        if hasattr(self, "_thread"):
+        if hasattr(self, "_threads"):
             self._stopping.set()
-            self._thread.join()
+            for thread in self._threads:
+                thread.join()
         for sock in self.sockets:
             sock.close()
 
@@ -127,6 +159,22 @@ def ask(path: str, name: str, rdtype: str = "A", *, query_id: int | None = None,
     if query_id is not None:
         query.id = query_id
     return in_netns(path, lambda: dns.query.udp(query, "127.0.0.11", timeout=timeout))
+
+
+def ask_tcp(path: str, *names: str, timeout: float = 2.0) -> list[dns.message.Message]:
+    """Each name asked in turn on one TCP connection, as a resolver retrying after a
+    truncated answer does."""
+    def run() -> list[dns.message.Message]:
+        with socket.create_connection(("127.0.0.11", 53), timeout=timeout) as sock:
+            return [dns.query.tcp(dns.message.make_query(name, "A"), "127.0.0.11",
+                                  timeout=timeout, sock=sock) for name in names]
+    return in_netns(path, run)
+
+
+def nat_rules(path: str) -> list[str]:
+    return subprocess.run(["ip", "netns", "exec", os.path.basename(path), "iptables-save",
+                           "-t", "nat"], check=True, capture_output=True,
+                          text=True).stdout.splitlines()
 
 
 def refused(path: str) -> bool:
@@ -264,7 +312,7 @@ def test_serve_twice_only_updates_upstreams(server: EmbeddedDns, netns: str,
     server.serve(C1, netns, [ANSWERING])
     assert addresses(ask(netns, "example.org")) == [UPSTREAM_ANSWER]
     listening = subprocess.run(
-        ["ip", "netns", "exec", os.path.basename(netns), "ss", "-Hlun", "sport", "= :53"],
+        ["ip", "netns", "exec", os.path.basename(netns), "ss", "-Hlun", "src", "127.0.0.11"],
         check=True, capture_output=True, text=True).stdout.splitlines()
     assert len(listening) == 1
 
@@ -322,3 +370,89 @@ def test_no_namespace_there_is_an_oserror(server: EmbeddedDns, tmp_path: Path) -
         with pytest.raises(OSError):
             server.serve(C1, path, [])
     server.forget(C1)  # never served: fine
+
+
+# -- TCP, and port 53 left to the container ------------------------------------------
+
+def test_a_truncated_answer_comes_whole_over_tcp(server: EmbeddedDns, netns: str) -> None:
+    many = [f"10.0.{i // 250}.{i % 250 + 1}" for i in range(80)]
+    server.set_records({C1: {"web": many, "db": ["10.0.9.9"]}})
+    server.serve(C1, netns, [])
+    assert ask(netns, "web").flags & dns.flags.TC
+    web, db = ask_tcp(netns, "web", "db")  # both on one connection
+    assert sorted(addresses(web)) == sorted(many) and not web.flags & dns.flags.TC
+    assert addresses(db) == ["10.0.9.9"]
+
+
+def test_a_query_over_tcp_goes_upstream_over_tcp(server: EmbeddedDns, netns: str,
+                                                 upstream: FakeUpstream) -> None:
+    server.serve(C1, netns, [REFUSING, ANSWERING])
+    truncated = ask(netns, BIG)
+    assert truncated.flags & dns.flags.TC and truncated.answer == []
+    (whole,) = ask_tcp(netns, BIG)
+    assert sorted(addresses(whole)) == sorted(MANY)
+
+
+def test_a_server_in_the_container_may_bind_port_53_itself(server: EmbeddedDns,
+                                                           netns: str) -> None:
+    """As with dockerd, whose resolver listens elsewhere and has port 53 led to it:
+    the container's own server binds 0.0.0.0:53 (UDP without SO_REUSEADDR, as Go's
+    do, and TCP), and 127.0.0.11 still answers. Once forgotten, 127.0.0.11:53 is the
+    container's own server's."""
+    server.set_records({C1: {"web": ["10.0.0.2"]}})
+    server.serve(C1, netns, [])
+
+    def own_server() -> tuple[socket.socket, socket.socket]:
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        udp.bind(("0.0.0.0", 53))
+        tcp.bind(("0.0.0.0", 53))
+        tcp.listen(1)
+        return udp, tcp
+    udp, tcp = in_netns(netns, own_server)
+    try:
+        assert addresses(ask(netns, "web")) == ["10.0.0.2"]
+        assert addresses(ask_tcp(netns, "web")[0]) == ["10.0.0.2"]
+        server.forget(C1)
+        assert not any("POUCH-DNS-OUT -d" in rule for rule in nat_rules(netns))
+        in_netns(netns, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(
+            b"mine", ("127.0.0.11", 53)))
+        udp.settimeout(2)
+        assert udp.recv(100) == b"mine"
+    finally:
+        udp.close()
+        tcp.close()
+
+
+def test_a_new_server_on_a_namespace_served_before_adds_no_second_jump(netns: str) -> None:
+    """A restarted network actor serves its containers again: its ports are new, the
+    jumps into our chains stay one each."""
+    for _ in range(2):
+        embedded = EmbeddedDns()
+        try:
+            embedded.set_records({C1: {"web": ["10.0.0.2"]}})
+            embedded.serve(C1, netns, [])
+            assert addresses(ask(netns, "web")) == ["10.0.0.2"]
+        finally:
+            embedded.stop()
+    rules = nat_rules(netns)
+    assert rules.count("-A OUTPUT -d 127.0.0.11/32 -j POUCH-DNS-OUT") == 1
+    assert rules.count("-A POSTROUTING -s 127.0.0.11/32 -j POUCH-DNS-POST") == 1
+    assert sum(rule.startswith("-A POUCH-DNS-OUT") for rule in rules) == 2  # UDP, TCP
+
+
+def test_a_client_that_half_closes_after_its_query_still_gets_the_answer(
+        server: EmbeddedDns, netns: str, upstream: FakeUpstream) -> None:
+    """Some resolvers shut their side once the query is sent: the answer, asked of
+    an upstream meanwhile, still comes, then the connection ends."""
+    server.serve(C1, netns, [ANSWERING])
+
+    def ask_and_shut() -> tuple[dns.message.Message, bytes]:
+        with socket.create_connection(("127.0.0.11", 53), timeout=3) as sock:
+            dns.query.send_tcp(sock, dns.message.make_query(BIG, "A"))
+            sock.shutdown(socket.SHUT_WR)
+            answer, _ = dns.query.receive_tcp(sock, expiration=time.time() + 3)
+            return answer, sock.recv(1)
+    answer, after = in_netns(netns, ask_and_shut)
+    assert sorted(addresses(answer)) == sorted(MANY)
+    assert after == b""  # closed by the server once answered
