@@ -37,7 +37,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import logging
 import os
 import platform as pyplatform
@@ -56,7 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 
-from pouch.actors.builder import streams
+from pouch.actors.builder import metadata, streams
 from pouch.actors.builder.body import BodyError, BodyReader
 from pouch.actors.builder.cache import BuildCache, cache_key
 from pouch.actors.builder.context import (
@@ -75,9 +74,6 @@ from pouch.actors.builder.dockerfile import (
     Instruction,
     arg_pairs,
     expand,
-    expand_words,
-    health_config,
-    pairs,
     parse,
     parse_instruction,
     stage_index,
@@ -100,7 +96,6 @@ from pouch.proto.stubs import Calls
 
 log = logging.getLogger("pouch.builder")
 
-DEFAULT_SHELL: Final = ["/bin/sh", "-c"]
 CONTEXT_LIMIT: Final = 10 << 30  # bytes a context may unpack to
 READ_AFTER_BODY: Final = 4096
 QUIET_KEPT: Final = 8 << 20  # characters of a quiet build's output kept, to show if it fails
@@ -112,8 +107,6 @@ PROXY_ARGS: Final = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "
                      "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
 DEFAULT_PATH: Final = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _ARCHIVE_MAGIC: Final = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
-METADATA: Final = ("env", "label", "expose", "volume", "user", "workdir", "cmd", "entrypoint",
-                   "stopsignal", "healthcheck", "shell", "onbuild", "maintainer")
 
 
 class Cancelled(Exception):
@@ -513,11 +506,8 @@ class Build:
     # -- the other instructions ---------------------------------------------
 
     def _env_map(self, state: Stage) -> dict[str, str]:
-        found = {k: v for k, v in state.args.items() if v is not None}
-        for item in state.config.get("Env") or []:
-            key, _, value = item.partition("=")
-            found[key] = value
-        return found
+        args = {k: v for k, v in state.args.items() if v is not None}
+        return {**args, **metadata.env_map(state.config)}
 
     def _dispatch(self, state: Stage, ins: Instruction) -> None:
         command = ins.command
@@ -527,7 +517,7 @@ class Build:
             self._copy_step(state, ins)
         elif command == "arg":
             self._arg(state, ins)
-        elif command in METADATA:
+        elif command in metadata.METADATA:
             self._metadata(state, ins)
         else:
             raise BuildError(f"Unknown instruction: {command.upper()}")
@@ -545,54 +535,8 @@ class Build:
         self._commit_config(state, ins, state.config)
 
     def _metadata(self, state: Stage, ins: Instruction) -> None:
-        config = json.loads(json.dumps(state.config))
-        env = self._env_map(state)
-
-        def word(text: str) -> str:
-            return self._expand(text, env) if ins.expand else text
-
-        words = [word(w) for w in ins.args] if ins.command in (
-            "volume", "user", "workdir", "stopsignal") else ins.args
-        command = ins.command
-        if command in ("env", "label"):
-            found = {word(k): word(v) for k, v in pairs(ins)}
-            if command == "env":
-                kept = [e for e in config.get("Env") or [] if e.partition("=")[0] not in found]
-                config["Env"] = kept + [f"{k}={v}" for k, v in found.items()]
-            else:
-                config["Labels"] = {**(config.get("Labels") or {}), **found}
-        elif command == "maintainer":
-            pass
-        elif command == "expose":
-            ports = [p if "/" in p else f"{p}/tcp"
-                     for p in expand_words(ins.args, env, self.escape)]
-            config["ExposedPorts"] = {**(config.get("ExposedPorts") or {}),
-                                      **{p: {} for p in ports}}
-        elif command == "volume":
-            config["Volumes"] = {**(config.get("Volumes") or {}), **{w: {} for w in words}}
-        elif command == "user":
-            config["User"] = words[0]
-        elif command == "workdir":
-            config["WorkingDir"] = posixpath.normpath(posixpath.join(
-                config.get("WorkingDir") or "/", words[0]))
-        elif command == "stopsignal":
-            config["StopSignal"] = words[0]
-        elif command in ("cmd", "entrypoint"):
-            value = list(ins.args) if ins.json_form else [
-                *(config.get("Shell") or DEFAULT_SHELL), " ".join(ins.args)]
-            if command == "cmd":
-                config["Cmd"] = value
-                state.cmd_set = True
-            else:
-                config["Entrypoint"] = value
-                if not state.cmd_set:
-                    config["Cmd"] = None
-        elif command == "shell":
-            config["Shell"] = list(ins.args)
-        elif command == "onbuild":
-            config["OnBuild"] = [*(config.get("OnBuild") or []), " ".join(ins.args)]
-        elif command == "healthcheck":
-            config["Healthcheck"] = health_config(ins)
+        config, state.cmd_set = metadata.apply(state.config, ins, self._env_map(state),
+                                               self.escape, state.cmd_set)
         self._commit_config(state, ins, config)
 
     def _commit_config(self, state: Stage, ins: Instruction, config: dict[str, Any]) -> None:
@@ -684,7 +628,7 @@ class Build:
         return env + [f"{k}={v}" for k, v in declared.items() if k not in names], shown
 
     def _run_step(self, state: Stage, ins: Instruction) -> None:
-        shell = state.config.get("Shell") or DEFAULT_SHELL
+        shell = state.config.get("Shell") or metadata.DEFAULT_SHELL
         cmd = list(ins.args) if ins.json_form else [*shell, " ".join(ins.args)]
         env, shown = self._run_env(state)
         created_by = " ".join(cmd)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pouch.actors import plugins, settings
+from pouch.actors.builder.metadata import apply_changes
 from pouch.actors.containerd.client import Containerd
 from pouch.actors.containerd.types import Descriptor
 from pouch.actors.gomatch import PatternError, match_regex
@@ -27,7 +28,7 @@ from pouch.actors.image.index import Image, ImageIndex, unix_time
 from pouch.actors.image.pull import Cancelled, Downloads, Progress, Pull
 from pouch.actors.image.push import Push, pushed_message
 from pouch.actors.image.registry import Credentials, Registry, RegistryConfig, login
-from pouch.actors.image.rootfs_import import apply_changes, import_rootfs
+from pouch.actors.image.rootfs_import import import_rootfs
 from pouch.actors.image.store import (
     PARENT_LABEL,
     ImportedImage,

@@ -5,19 +5,19 @@ service unpacks it and says its uncompressed digest, which is the layer's diff I
 its tar headers are read here, in the pass that hashes it and before anything is
 stored: a member that escapes the root file system is refused (see tarcheck).
 `changes` are Dockerfile instructions applied to the new image's config, as dockerd
-takes them (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, WORKDIR, VOLUME, STOPSIGNAL).
+takes them (pouch.actors.builder.metadata.apply_changes).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shlex
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from pouch.actors.builder.metadata import apply_changes
 from pouch.actors.containerd.client import Containerd
 from pouch.actors.containerd.types import Descriptor
 from pouch.actors.image.dockersave import MEDIA_TYPE_TAR, MEDIA_TYPE_TAR_GZIP
@@ -35,71 +35,7 @@ from pouch.actors.image.tarcheck import HashingReader, check_layer
 from pouch.proto.docker import SNAPSHOTTER
 from pouch.proto.envelope import PouchError, invalid
 
-CHANGES: Final = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "USER", "WORKDIR",
-                  "VOLUME", "STOPSIGNAL")
 _CHUNK: Final = 1 << 20
-
-
-def apply_changes(changes: Sequence[str], config: dict[str, Any]) -> dict[str, Any]:
-    """The container config with Dockerfile instructions applied. Errors: invalid."""
-    config = dict(config)
-    for change in changes:
-        instruction, _, rest = change.strip().partition(" ")
-        keyword, rest = instruction.upper(), rest.strip()
-        if keyword not in CHANGES:
-            raise invalid(f"{instruction or change!r} is not a valid change command "
-                          f"(one of {', '.join(CHANGES)})")
-        if not rest:
-            raise invalid(f"{keyword} needs an argument")
-        if keyword in ("CMD", "ENTRYPOINT"):
-            config["Cmd" if keyword == "CMD" else "Entrypoint"] = _command(rest)
-        elif keyword in ("ENV", "LABEL"):
-            pairs = _pairs(keyword, rest)
-            if keyword == "ENV":
-                kept = [e for e in config.get("Env") or [] if e.partition("=")[0] not in pairs]
-                config["Env"] = kept + [f"{k}={v}" for k, v in pairs.items()]
-            else:
-                config["Labels"] = {**(config.get("Labels") or {}), **pairs}
-        elif keyword in ("EXPOSE", "VOLUME"):
-            field = "ExposedPorts" if keyword == "EXPOSE" else "Volumes"
-            items = _command(rest) if keyword == "VOLUME" and rest.startswith("[") \
-                else rest.split()
-            if keyword == "EXPOSE":
-                items = [p if "/" in p else f"{p}/tcp" for p in items]
-            config[field] = {**(config.get(field) or {}), **{item: {} for item in items}}
-        else:
-            config[{"USER": "User", "WORKDIR": "WorkingDir",
-                    "STOPSIGNAL": "StopSignal"}[keyword]] = rest
-    return config
-
-
-def _command(rest: str) -> list[str]:
-    """The JSON form as it is; the shell form run by /bin/sh -c, as Docker does."""
-    if rest.startswith("["):
-        try:
-            value = json.loads(rest)
-        except ValueError:
-            value = None
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise invalid(f"{rest!r} is not a JSON array of strings")
-        return value
-    return ["/bin/sh", "-c", rest]
-
-
-def _pairs(keyword: str, rest: str) -> dict[str, str]:
-    try:
-        words = shlex.split(rest)
-    except ValueError as exc:
-        raise invalid(f"{keyword} {rest!r}: {exc}") from None
-    if "=" not in words[0]:  # the old form: KEY VALUE...
-        return {words[0]: " ".join(words[1:])}
-    pairs = {}
-    for word in words:
-        key, eq, value = word.partition("=")
-        if not eq or not key:
-            raise invalid(f"{keyword} {rest!r}: {word!r} is not KEY=VALUE")
-        pairs[key] = value
-    return pairs
 
 
 def import_rootfs(ctrd: Containerd, tarball: Path, changes: Sequence[str], message: str,

@@ -88,6 +88,28 @@ def test_commit_of_no_such_container_is_refused(pouchd: PouchDaemon):
     assert list_leases(pouchd.containerd_socket) == []
 
 
+def test_commit_changes_are_read_as_dockerd_reads_them(pouchd: PouchDaemon):
+    """As a Dockerfile of their own (dockerd's BuildFromConfig): HEALTHCHECK and ONBUILD
+    too, the config's environment expanded, an ENTRYPOINT clearing the image's CMD;
+    what dockerd refuses (STOPSIGNAL among them) refused in its words."""
+    docker = pouchd.docker
+    docker("run", "--name", "changed", "-e", "BASE=/srv", "busybox", "true")
+    docker("commit", "-c", "HEALTHCHECK --interval=5s --retries=2 CMD true",
+           "-c", "ONBUILD RUN echo triggered", "-c", "WORKDIR $BASE/app",
+           "-c", 'ENTRYPOINT ["echo", "entry"]', "changed", "changed:v1")
+    config = json.loads(docker("image", "inspect", "-f", "{{json .Config}}", "changed:v1"))
+    assert config["Healthcheck"] == {"Test": ["CMD-SHELL", "true"], "Interval": 5_000_000_000,
+                                     "Retries": 2}
+    assert config["OnBuild"] == ["RUN echo triggered"]
+    assert config["WorkingDir"] == "/srv/app"
+    assert (config["Entrypoint"], config.get("Cmd")) == (["echo", "entry"], None)
+    assert docker("run", "--rm", "changed:v1") == "entry"
+    for change, said in (("STOPSIGNAL SIGINT", "stopsignal is not a valid change command"),
+                         ("HEALTHCHECK --bogus=1 CMD true", "Unknown flag: bogus")):
+        refused = pouchd.docker_result("commit", "-c", change, "changed", "changed:v2")
+        assert refused.returncode != 0 and said in refused.stderr, refused.stderr
+
+
 def test_a_committed_image_has_its_base_as_parent(pouchd: PouchDaemon):
     docker = pouchd.docker
     base = docker("image", "inspect", "-f", "{{.Id}}", "busybox")
