@@ -8,18 +8,18 @@ import pytest
 from pouch.actors.builder.metadata import apply_changes
 from pouch.proto.envelope import PouchError
 
-BASE = {"Env": ["PATH=/bin", "HOME=/root"], "Cmd": ["sh"], "WorkingDir": "/srv"}
+BASE = {"Env": ["PATH=/bin", "HOME=/app"], "Cmd": ["sh"], "WorkingDir": "/srv"}
 
 
 def test_words_are_expanded_with_the_configs_environment_and_quotes_taken_off():
     config = apply_changes(['ENV DATA="$HOME/data" MODE=fast', 'LABEL "a b"="c d"',
                             "WORKDIR app", "VOLUME $HOME/cache", "EXPOSE 80 53/udp"], BASE)
-    assert config["Env"] == ["PATH=/bin", "HOME=/root", "DATA=/root/data", "MODE=fast"]
+    assert config["Env"] == ["PATH=/bin", "HOME=/app", "DATA=/app/data", "MODE=fast"]
     assert config["Labels"] == {"a b": "c d"}
     assert config["WorkingDir"] == "/srv/app"
-    assert config["Volumes"] == {"/root/cache": {}}
+    assert config["Volumes"] == {"/app/cache": {}}
     assert config["ExposedPorts"] == {"80/tcp": {}, "53/udp": {}}
-    assert BASE["Env"] == ["PATH=/bin", "HOME=/root"]  # the input is left as it was
+    assert BASE["Env"] == ["PATH=/bin", "HOME=/app"]  # the input is left as it was
 
 
 def test_an_entrypoint_clears_the_cmd_unless_a_change_set_one_before():
