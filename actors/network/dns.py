@@ -10,19 +10,18 @@ queries (RFC 7766); one idle for TCP_IDLE s is closed.
 
 Sockets. Each container's sockets are made in the container's namespace by a
 short-lived thread of its own (pouch.actors.netns), and stay there. They listen on
-ports of their own at 127.0.0.11, which rules in the namespace's nat table (chains
-POUCH-DNS-OUT and POUCH-DNS-POST, dockerd's DOCKER_OUTPUT and DOCKER_POSTROUTING) make
-port 53: so that a DNS server in the container may bind 0.0.0.0:53 itself (TCP allows
-no second socket on a port another listens on, and UDP none without SO_REUSEADDR).
-Leaving a network takes the rules with the sockets. Forwards leave
-from sockets made by the DNS thread, in the actor's own (the host's) namespace: the
-host's nameservers (127.0.0.53 of systemd-resolved, say) are reachable from there, not
-from the container. The thread brings the namespace's lo up if it is down: 127.0.0.11
-is reachable only through it.
+ports of their own at 127.0.0.11, which rules in the namespace's nat table make port
+53 (pouch.actors.network.iptables.redirect_dns, as dockerd's): so that a DNS server in
+the container may bind 0.0.0.0:53 itself (TCP allows no second socket on a port another
+listens on, and UDP none without SO_REUSEADDR). Leaving a network takes the rules with
+the sockets. Forwards leave from sockets made by the DNS thread, in the actor's own
+(the host's) namespace: the host's nameservers (127.0.0.53 of systemd-resolved, say)
+are reachable from there, not from the container. The thread brings the namespace's lo
+up if it is down: 127.0.0.11 is reachable only through it.
 
 Threads. One daemon thread owns every socket once it is made and runs one selector:
 queries, upstream answers and deadlines. `serve` and `forget` hand it work as
-callables on a queue with an eventfd to wake it; `forget` waits until the socket is
+callables on a queue with an eventfd to wake it; `forget` waits until the sockets are
 closed, so that the port is free and the namespace released when it returns.
 `set_records` swaps one reference: the thread reads it once per query.
 
@@ -43,7 +42,6 @@ import random
 import selectors
 import socket
 import struct
-import subprocess
 import threading
 import time
 from collections import deque
@@ -62,13 +60,12 @@ import dns.reversename
 import dns.rrset
 
 from pouch.actors.netns import in_netns
-from pouch.actors.network.iptables import IPTABLES, WAIT
+from pouch.actors.network import iptables
 
 log = logging.getLogger("pouch.network")
 
 ADDRESS = "127.0.0.11"
 PORT = 53
-OUT_CHAIN, POST_CHAIN = "POUCH-DNS-OUT", "POUCH-DNS-POST"
 UPSTREAM_PORT = 53
 TTL = 600  # dockerd's, for the names it answers
 UPSTREAM_TIMEOUT = 2.0  # per upstream, then the next; after the last, SERVFAIL
@@ -208,7 +205,8 @@ class EmbeddedDns:
             path, namespace = known
             if _namespace_of(path) == namespace:  # still there (it left a network only)
                 try:
-                    in_netns(path, functools.partial(_redirect, None))
+                    in_netns(path, functools.partial(iptables.redirect_dns, ADDRESS,
+                                                     PORT, None))
                 except (OSError, RuntimeError) as err:
                     log.warning("dns: the port rules of %s stay: %s", container[:12], err)
 
@@ -704,7 +702,8 @@ def _bind_in_netns(netns_path: str) -> tuple[_Served, tuple[int, int]]:
             for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
                 made.append(_bind_here(kind))
             udp, tcp = made
-            _redirect((udp.getsockname()[1], tcp.getsockname()[1]))
+            iptables.redirect_dns(ADDRESS, PORT, (udp.getsockname()[1],
+                                                  tcp.getsockname()[1]))
         except BaseException:
             for sock in made:
                 sock.close()
@@ -725,41 +724,6 @@ def _bind_here(kind: socket.SocketKind) -> socket.socket:
         sock.close()
         raise
     return sock
-
-
-def redirect_rules(ports: tuple[int, int] | None, jumps: bool) -> str:
-    """`iptables-restore --noflush` input that leads 127.0.0.11:53 (UDP, TCP) to `ports`
-    (None: nowhere, the chains emptied); `jumps`: the built-in chains' jumps into ours
-    are added too (they are not there yet)."""
-    lines = ["*nat", f":{OUT_CHAIN} - [0:0]", f":{POST_CHAIN} - [0:0]"]
-    for proto, port in zip(("udp", "tcp"), ports or (), strict=False):
-        lines += [f"-A {OUT_CHAIN} -d {ADDRESS}/32 -p {proto} --dport {PORT} "
-                  f"-j DNAT --to-destination {ADDRESS}:{port}",
-                  f"-A {POST_CHAIN} -s {ADDRESS}/32 -p {proto} --sport {port} "
-                  f"-j SNAT --to-source :{PORT}"]
-    if jumps:
-        lines += [f"-A OUTPUT -d {ADDRESS}/32 -j {OUT_CHAIN}",
-                  f"-A POSTROUTING -s {ADDRESS}/32 -j {POST_CHAIN}"]
-    return "\n".join([*lines, "COMMIT", ""])
-
-
-def _redirect(ports: tuple[int, int] | None) -> None:
-    """Lead port 53 to `ports` in the calling thread's namespace (see redirect_rules):
-    the commands it runs are in it too. Errors: OSError."""
-    saved = _iptables(["-save", "-t", "nat"], None)
-    jumps = f"-A OUTPUT -d {ADDRESS}/32 -j {OUT_CHAIN}" not in saved.splitlines()
-    if ports is None and jumps:
-        return  # never led anywhere
-    _iptables(["-restore", *WAIT, "--noflush"], redirect_rules(ports, jumps))
-
-
-def _iptables(command: list[str], stdin: str | None) -> str:
-    """iptables<command[0]> with the rest as its arguments; its output. Errors: OSError."""
-    done = subprocess.run([IPTABLES + command[0], *command[1:]], input=stdin,
-                          capture_output=True, text=True, timeout=30, check=False)
-    if done.returncode != 0:
-        raise OSError(errno.EIO, f"iptables{command[0]}: {done.stderr.strip()}")
-    return done.stdout
 
 
 def _loopback_up(sock: socket.socket) -> None:

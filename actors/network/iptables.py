@@ -16,6 +16,12 @@ removed first); nothing built-in or foreign is ever flushed or reordered.
            -> POUCH-PUB: published ports (the rules are the ports module's; the chains,
            jumps and their life ours).
 
+In a container's own namespace (redirect_dns), for the embedded DNS server:
+
+    nat    OUTPUT -> POUCH-DNS-OUT, POSTROUTING -> POUCH-DNS-POST: its port 53 (UDP, TCP)
+           led to the ports the server listens on, as dockerd's DOCKER_OUTPUT and
+           DOCKER_POSTROUTING.
+
 The per-network chains are written whole, from the networks the actor knows, in one
 `iptables-restore --noflush` (declaring a chain there empties it): one process per
 change, no half-written state, and a stale set from a previous run is replaced, not
@@ -167,3 +173,41 @@ class Chains:
             found += [f"{table}: {line}" for line in out.splitlines()
                       if ours.intersection(line.split())]
         return found
+
+
+# -- the embedded DNS's port 53, in a container's namespace ------------------------------
+
+DNS_OUT, DNS_POST = PREFIX + "DNS-OUT", PREFIX + "DNS-POST"
+
+
+def dns_redirect_rules(address: str, port: int, ports: tuple[int, int] | None,
+                       jumps: bool) -> str:
+    """`iptables-restore --noflush` input that leads `address`:`port` (UDP, TCP) to
+    `ports` (None: nowhere, the chains emptied); `jumps`: the built-in chains' jumps into
+    ours are added too (they are not there yet)."""
+    lines = ["*nat", f":{DNS_OUT} - [0:0]", f":{DNS_POST} - [0:0]"]
+    for proto, to in zip(("udp", "tcp"), ports or (), strict=False):
+        lines += [f"-A {DNS_OUT} -d {address}/32 -p {proto} --dport {port} "
+                  f"-j DNAT --to-destination {address}:{to}",
+                  f"-A {DNS_POST} -s {address}/32 -p {proto} --sport {to} "
+                  f"-j SNAT --to-source :{port}"]
+    if jumps:
+        lines += [f"-A OUTPUT -d {address}/32 -j {DNS_OUT}",
+                  f"-A POSTROUTING -s {address}/32 -j {DNS_POST}"]
+    return "\n".join([*lines, "COMMIT", ""])
+
+
+def redirect_dns(address: str, port: int, ports: tuple[int, int] | None,
+                 runner: Runner = run) -> None:
+    """Lead `address`:`port` to `ports` in the calling thread's network namespace (the
+    commands run there too; see dns_redirect_rules). Errors: OSError."""
+    status, saved, err = runner([f"{IPTABLES}-save", "-t", "nat"], None)
+    if status != 0:
+        raise OSError(f"iptables-save: {err}")
+    jumps = f"-A OUTPUT -d {address}/32 -j {DNS_OUT}" not in saved.splitlines()
+    if ports is None and jumps:
+        return  # never led anywhere
+    status, _, err = runner([f"{IPTABLES}-restore", *WAIT, "--noflush"],
+                            dns_redirect_rules(address, port, ports, jumps))
+    if status != 0:
+        raise OSError(f"iptables-restore: {err}")

@@ -3,11 +3,12 @@ the inspect document and the list filters."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
-from pouch.actors.network import describe, hosts, ipam
+from pouch.actors.network import describe, hosts, ipam, iptables
 from pouch.actors.network.iptables import BridgeRules, Chains
 from pouch.actors.network.store import Endpoint, Network
 from pouch.proto.envelope import PouchError
@@ -109,3 +110,26 @@ def test_a_network_round_trips_through_its_file():
                                        aliases=["w"], ports=[{"port": 80, "proto": "tcp",
                                                               "host_ip": "", "host_port": 8080}])
     assert Network.from_json(net.to_json()) == net
+
+
+def test_dns_port_rules_add_the_jumps_once_and_empty_the_chains_when_led_nowhere():
+    calls: list[tuple[list[str], str | None]] = []
+    saved = ""
+
+    def runner(args: Sequence[str], stdin: str | None) -> tuple[int, str, str]:
+        calls.append((list(args), stdin))
+        return 0, saved if args[0].endswith("-save") else "", ""
+
+    iptables.redirect_dns("127.0.0.11", 53, (4001, 4002), runner)
+    text = calls[-1][1] or ""
+    assert "-A POUCH-DNS-OUT -d 127.0.0.11/32 -p udp --dport 53 -j DNAT " \
+           "--to-destination 127.0.0.11:4001" in text
+    assert "-A POUCH-DNS-POST -s 127.0.0.11/32 -p tcp --sport 4002 -j SNAT " \
+           "--to-source :53" in text
+    assert "-A OUTPUT -d 127.0.0.11/32 -j POUCH-DNS-OUT" in text
+    saved = "-A OUTPUT -d 127.0.0.11/32 -j POUCH-DNS-OUT\n"  # a namespace served before
+    iptables.redirect_dns("127.0.0.11", 53, None, runner)
+    assert calls[-1][1] == "*nat\n:POUCH-DNS-OUT - [0:0]\n:POUCH-DNS-POST - [0:0]\nCOMMIT\n"
+    saved, before = "", len(calls)
+    iptables.redirect_dns("127.0.0.11", 53, None, runner)  # never led: nothing to empty
+    assert [args[0] for args, _ in calls[before:]] == ["iptables-save"]
