@@ -42,6 +42,7 @@ from pouch.actors.container import (
     joins,
     links,
     observe,
+    pause,
 )
 from pouch.actors.container import lifecycle as lc
 from pouch.actors.container import mounts as vols
@@ -170,6 +171,15 @@ def _cut_create_in_the_way(exc: PouchError) -> bool:
     return "exists" in text or "getwd" in text or "ttrpc: closed" in text or (
         "failed to start shim" in text and "no such file or directory" in text) or (
         "mkdir" in text and "/rootfs: no such file or directory" in text)
+
+
+def _no_output() -> Future[tuple[dict[str, str], threading.Event]]:
+    """What the hub's open gives a task with no output: no FIFOs (the shim's /dev/null),
+    and nothing left to read."""
+    drained, opened = threading.Event(), Future[tuple[dict[str, str], threading.Event]]()
+    drained.set()
+    opened.set_result(({"stdin": "", "stdout": "", "stderr": ""}, drained))
+    return opened
 
 
 class ContainerWorker(ObjectActor):
@@ -537,8 +547,10 @@ class ContainerWorker(ObjectActor):
     def _open_io_soon(self, restore: bool = False
                       ) -> Future[tuple[dict[str, str], threading.Event]]:
         """The hub opens the container's output while this thread goes on: _io_opened
-        waits for it."""
+        waits for it. A pod's pause has none (pouch.actors.container.pause)."""
         config = self.record["Config"]
+        if pause.is_pause(config.get("Labels")):
+            return _no_output()
         return self.env.hub.open_soon(
             self.cid, self.env.fifo_root / self.cid, Path(self.record["LogPath"]),
             tty=bool(config.get("Tty")), stdin=bool(config.get("OpenStdin")),

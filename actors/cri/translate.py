@@ -16,12 +16,13 @@ from typing import Any
 
 from cri_api.v1 import api_pb2 as cri
 
+from pouch.actors.container import pause
 from pouch.actors.containerd.shims import GROUP_LABEL
 from pouch.actors.timefmt import rfc3339_nanos
 from pouch.proto.envelope import invalid
 
 PREFIX = "io.pouch.cri."
-KIND = PREFIX + "kind"                # "sandbox" or "container"
+KIND = pause.KIND_LABEL               # "sandbox" (made as a pause) or "container"
 SANDBOX = PREFIX + "sandbox-id"       # a container's pod
 METADATA = PREFIX + "metadata"        # the CRI metadata, JSON
 LABEL = PREFIX + "label."             # + the CRI label's key
@@ -31,7 +32,7 @@ LOG_PATH = PREFIX + "log-path"        # a container's, absolute
 NETWORK = PREFIX + "network"          # a pod's: "host" or "pod"
 IMAGE = PREFIX + "image"              # a container's image as CRI asked for it
 RESOLV_CONF = PREFIX + "resolv-conf"  # a pod's own resolv.conf, from its DNS config
-SANDBOX_KIND = "sandbox"
+SANDBOX_KIND = pause.SANDBOX_KIND
 CONTAINER_KIND = "container"
 CONTAINER_STATE: dict[str, cri.ContainerState.ValueType] = {
     "created": cri.CONTAINER_CREATED, "running": cri.CONTAINER_RUNNING,

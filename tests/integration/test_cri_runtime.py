@@ -211,6 +211,32 @@ def test_host_network_pod_lifecycle(crictl: Cri, pods: Callable[..., str]) -> No
     assert gone.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+def test_a_pods_pause_is_made_as_containerd_s_sandbox(
+        crictl: Cri, cri_daemon: PouchDaemon, pods: Callable[..., str]) -> None:
+    """No output streams (the shim's /dev/null), no cgroup hierarchies or hosts files of
+    its own; a container of the pod has them all."""
+    pod = pods("bare")
+    container = run_container(crictl, pod, "app", "sleep 60", pod_name="bare")
+    pause_pid = json.loads(crictl.runtime.PodSandboxStatus(cri.PodSandboxStatusRequest(
+        pod_sandbox_id=pod, verbose=True)).info["info"])["pid"]
+    app_pid = json.loads(crictl.runtime.ContainerStatus(cri.ContainerStatusRequest(
+        container_id=container, verbose=True)).info["info"])["pid"]
+    made = {"/sys/fs/cgroup", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf"}
+    assert [os.readlink(f"/proc/{pause_pid}/fd/{fd}") for fd in (1, 2)] == ["/dev/null"] * 2
+    assert mount_points(pause_pid) & made == {"/etc/resolv.conf"}
+    assert all(os.readlink(f"/proc/{app_pid}/fd/{fd}").startswith("pipe:") for fd in (1, 2))
+    assert mount_points(app_pid) >= made
+    # To docker it is a container like any other, with nothing logged.
+    assert cri_daemon.docker("logs", pod) == ""
+    crictl.runtime.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=pod))
+    assert cri_daemon.inspect(pod)["State"]["Status"] == "exited"
+
+
+def mount_points(pid: int) -> set[str]:
+    with open(f"/proc/{pid}/mountinfo") as info:
+        return {line.split()[4] for line in info}
+
+
 def test_remove_a_pod_that_never_was(crictl: Cri) -> None:
     crictl.runtime.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id="f" * 64))
     crictl.runtime.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id="f" * 64))

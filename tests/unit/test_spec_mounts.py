@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from pouch.actors.container.copyup import copy_up
+from pouch.actors.container.pause import KIND_LABEL, SANDBOX_KIND
 from pouch.actors.container.spec.merge import DEFAULT_PATH, Process
 from pouch.actors.container.spec.mounts import (
     Planned,
@@ -238,14 +239,15 @@ def test_inspect_shows_mounts_as_dockerd() -> None:
 # -- the OCI mounts -------------------------------------------------------------------
 
 
-def spec_with(mounts: list[Planned], **host_config: Any) -> dict[str, Any]:
+def spec_with(mounts: list[Planned], labels: dict[str, str] | None = None,
+              **host_config: Any) -> dict[str, Any]:
     return build_spec(SpecInput(
         container_id=CID, process=Process(["sh"], [f"PATH={DEFAULT_PATH}"], "/", "", False,
                                           False),
         user=User(0, 0, [], "/root"), hostname=CID[:12], network_mode="none", netns_path=None,
         hosts_path="/c/hosts", resolv_conf_path="/c/resolv.conf", hostname_path="/c/hostname",
-        cgroup_parent="/pouch", host_config=host_config, labels={}, host=FakeHost(),
-        mounts=tuple(mounts)))
+        cgroup_parent="/pouch", host_config=host_config, labels=labels or {},
+        host=FakeHost(), mounts=tuple(mounts)))
 
 
 def test_binds_and_volumes_are_rbinds_parents_first() -> None:
@@ -282,6 +284,14 @@ def test_a_bind_over_etc_hosts_replaces_the_containers_own() -> None:
     assert hosts == [{"destination": "/etc/hosts", "type": "bind", "source": "/srv/hosts",
                       "options": ["rbind", "ro", "rprivate"]}]
     assert spec["root"]["readonly"] is True
+
+
+def test_a_pods_pause_has_no_cgroup_hierarchies_nor_hosts_files() -> None:
+    pause = spec_with([], labels={KIND_LABEL: SANDBOX_KIND})
+    other = spec_with([], labels={KIND_LABEL: "container"})
+    gone = {m["destination"] for m in other["mounts"]} - {m["destination"] for m in
+                                                          pause["mounts"]}
+    assert gone == {"/sys/fs/cgroup", "/etc/hosts", "/etc/hostname"}
 
 
 # -- copy-up ---------------------------------------------------------------------------

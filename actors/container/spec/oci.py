@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pouch.actors.container import pause
 from pouch.actors.container.spec.devices import default_rules, devices
 from pouch.actors.container.spec.fields import bool_field as _bool
 from pouch.actors.container.spec.fields import int_field as _int
@@ -384,6 +385,8 @@ def _mounts(
         for m in defaults:
             if m["destination"] == "/sys" or m["type"] == "cgroup":
                 m["options"] = [o for o in m["options"] if o != "ro"]
+    if pause.is_pause(inp.labels):
+        return [m for m in defaults + added if m["destination"] not in pause.UNMOUNTED]
     return defaults + added
 
 
