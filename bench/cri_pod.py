@@ -49,11 +49,13 @@ from pouch.tests.support.daemon import PouchDaemon
 PAUSE = "pouch/pause:latest"
 STEPS = ("run pod", "create", "start", "stop pod", "remove pod")
 START_TIMEOUT = 30.0
-# What a kubelet sends for every container (its default proc mount).
+# What a current kubelet sends for every container (its default proc mount, kept in
+# step with dockerd's defaults).
 KUBELET_LINUX = cri.LinuxContainerConfig(security_context=cri.LinuxContainerSecurityContext(
     masked_paths=["/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys",
                   "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
-                  "/proc/sched_debug", "/proc/scsi", "/sys/firmware"],
+                  "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+                  "/sys/devices/virtual/powercap"],
     readonly_paths=["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]))
 
 
