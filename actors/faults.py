@@ -41,6 +41,7 @@ POINTS = (
     "container.start.recorded_running",  # the task exists, recorded as running, not started
     "container.start.task_started",  # the task runs, the start not yet recorded nor answered
     "container.remove.task_deleted",  # the task is gone, the container and snapshot not yet
+    "container.remove.deleting",    # a helper about to delete its containerd container or snapshot
     "container.exit.task_deleted",  # an exited task is deleted, its exit not yet recorded
     "image.load.unpacked",          # layers unpacked, the image not yet in the index
     "volume.create.staged",         # a volume's folder made under a temporary name

@@ -209,11 +209,15 @@ class IOHub:
         """Drop a container's streams and consumers (it is being removed)."""
         self._call(lambda: self._forget(cid))
 
+    def forget_soon(self, cid: str) -> Future[None]:
+        """forget(), done by the hub while the caller goes on."""
+        return self._submit(lambda: self._forget(cid))
+
     def release(self, cid: str, note: bytes = b"") -> None:
         """End a stream whose exit is recorded (see open): its consumers get what is
         queued, then `note` on their stdout (why it ended, if not as it should), then
-        the end."""
-        self._call(lambda: self._release(cid, note))
+        the end. Not waited for: the hub's later jobs find it done."""
+        self._submit(lambda: self._release(cid, note), wait=False)
 
     def reopen_cri_log(self, cid: str) -> bool:
         """Reopen a container's CRI log at its path (a rotator moved it); False if its

@@ -51,7 +51,7 @@ from pouch.actors.container import record as rec
 from pouch.actors.container.detach import EscapeScanner
 from pouch.actors.container.exec import ExecEnv, Execs, check_runnable
 from pouch.actors.container.health import KILL, HealthEnv, HealthMonitor
-from pouch.actors.container.iohub import Consumer, IOHub
+from pouch.actors.container.iohub import CALL_TIMEOUT, Consumer, IOHub
 from pouch.actors.container.jsonlog import Selection, log_config
 from pouch.actors.container.meta import MetaStore
 from pouch.actors.container.replay import after_removal, attach_window, log_window, replay
@@ -1468,33 +1468,29 @@ class ContainerWorker(ObjectActor):
         if not self._task_gone:
             unless_gone(lambda: ctrd.tasks.delete(self.cid))
         self.env.faults.hit("container.remove.task_deleted")
-        # The container and its snapshot go while this thread lets go of the rest: none of
-        # it needs another gone first (the task is), and what a cut removal leaves of any,
-        # its restore (or the sweep) removes.
-        deletes = [self.env.side.submit(unless_gone, step) for step in (
-            lambda: ctrd.containers.delete(self.cid), lambda: ctrd.snapshots.remove(self.cid))]
-        try:
-            self.env.hub.forget(self.cid)
-            self._health.stop()
-            self._execs.forget_all()
-            fifo_dir = self.env.fifo_root / self.cid
-            for fifo in fifo_dir.glob("*"):
-                fifo.unlink(missing_ok=True)
-            if fifo_dir.exists():
-                fifo_dir.rmdir()
-            if any(m["type"] == "volume" for m in rec.mounts(self.record)):
-                vols.release(self._volume_env, rec.removes_volumes(self.record))
-            self._release_shm()  # before its folder goes: a mount point cannot be removed
-            nets.release(self.env.calls, self.cid,
-                         self.record["HostConfig"].get("NetworkMode", ""))
-        finally:
-            wait(deletes)
-        for done in deletes:
-            done.result()  # the first error, if one failed
+        # The container and its snapshot go on helper threads, and the removal does not
+        # wait for them: nothing needs them gone first (the task is), and what a failed
+        # or cut delete leaves, the sweep removes, as it names no folder.
+        for step in (lambda: ctrd.containers.delete(self.cid),
+                     lambda: ctrd.snapshots.remove(self.cid)):
+            self.env.side.submit(self._delete, step).add_done_callback(self._deleted)
+        forgetting = self.env.hub.forget_soon(self.cid)
+        self._health.stop()
+        self._execs.forget_all()
+        fifo_dir = self.env.fifo_root / self.cid
+        for fifo in fifo_dir.glob("*"):
+            fifo.unlink(missing_ok=True)
+        if fifo_dir.exists():
+            fifo_dir.rmdir()
+        if any(m["type"] == "volume" for m in rec.mounts(self.record)):
+            vols.release(self._volume_env, rec.removes_volumes(self.record))
+        self._release_shm()  # before its folder goes: a mount point cannot be removed
+        nets.release(self.env.calls, self.cid, self.record["HostConfig"].get("NetworkMode", ""))
         # A shim containerd lost keeps its socket (its own exit removes it): without one,
         # the process table need not be searched.
         if shims.socket_path(ctrd.address, ctrd.namespace, self.cid).exists():
             self._end_shims()
+        forgetting.result(timeout=CALL_TIMEOUT)  # the log closed before its files move
         # First: a removal cut after it is done at restore.
         self._tomb = self.env.meta.bury(self.cid, self.record)
         self.env.meta.remove(self.cid)
@@ -1505,6 +1501,19 @@ class ContainerWorker(ObjectActor):
         self._answer_waits(("removed", "not-running", "next-exit"), removed=True)
         self._event("destroy")
         self.actor_ref.stop(block=False)
+
+    def _delete(self, step: Callable[[], object]) -> None:
+        """On a helper thread: one of the removal's containerd deletes."""
+        self.env.faults.hit("container.remove.deleting")
+        unless_gone(step)
+
+    def _deleted(self, done: Future[None]) -> None:
+        """On a helper thread: a containerd delete of the removal ended."""
+        exc = done.exception()
+        if exc is not None:
+            message = exc.message if isinstance(exc, PouchError) else str(exc)
+            log.warning("removing %s from containerd: %s (the sweep tries again)",
+                        self.cid, message)
 
     # -- streams handed over by the gateway ----------------------------------
 

@@ -63,6 +63,28 @@ def test_a_remove_cut_halfway_is_finished_at_restore_and_its_retry_answers(
     assert cid not in state.listed and cid not in state.containers
 
 
+def test_a_removal_answers_before_containerd_s_deletes_end(pouchd: PouchDaemon, api):
+    cid = api.create_container("busybox", ["true"], name="removed-first")["Id"]
+    arm(pouchd, "container.remove.deleting", "delay")  # containerd slow to delete
+
+    api.remove_container(cid)
+
+    assert cid not in [c["Id"] for c in api.containers(all=True)]
+    with Containerd(pouchd.containerd_socket, NAMESPACE) as ctrd:
+        assert ctrd.containers.get(cid) is not None  # its delete is still held
+    state = settled(pouchd)  # then nothing of it is left
+    assert cid not in state.containers and cid not in state.snapshots
+
+
+def test_containerd_s_deletes_cut_by_the_actor_s_death_are_swept(pouchd: PouchDaemon, api):
+    cid = api.create_container("busybox", ["true"], name="delete-cut")["Id"]
+
+    crash_during(pouchd, "container.remove.deleting", lambda: api.remove_container(cid),
+                 "kill")
+
+    removed(pouchd, api, cid, "the removal being finished")
+
+
 def test_an_auto_removal_cut_halfway_is_finished_at_restore(pouchd: PouchDaemon, api):
     cid = auto_removed(api, "rm-cut", "true")
 
