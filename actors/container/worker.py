@@ -722,29 +722,33 @@ class ContainerWorker(ObjectActor):
             rec.begin_start(self.record, token)
             # The intent need outlive the actor only (a crash of the machine takes the
             # task with it, and the record before is then as good): its rename is made
-            # durable by the next full save, the running record's.
+            # durable by the next full save, the running record's. It is written while
+            # containerd makes the task, and on disk before the task starts: a task made
+            # and never started is dropped at restore, whatever the record says.
             intent_saved = self._commit_soon(lc.on_starting(life), sync_dir=False)
             opening = self._open_io_soon()
             try:
-                if joins.prepares(self.record["HostConfig"]):
-                    network = joins.prepare(self._current_spec, self._set_spec, self._other,
-                                            self.env.meta.folder, self.cid,
-                                            self.record["HostConfig"])
-                    if network is not None:
-                        joins.share_network(self.record, network)
-                nets.check(self.env.calls, self.record)
-                self._apply_links()
-                if plugins.loaded().has("pre_start"):
-                    self._pre_start()
-                self._mount_volumes()
-                nets.publish_ports(self.env.calls, self.record)
-                if self._mounts is None:
-                    self._mounts = ctrd.snapshots.mounts(self.cid)
-                mounts = self._mounts
+                try:
+                    if joins.prepares(self.record["HostConfig"]):
+                        network = joins.prepare(
+                            self._current_spec, self._set_spec, self._other,
+                            self.env.meta.folder, self.cid, self.record["HostConfig"])
+                        if network is not None:
+                            joins.share_network(self.record, network)
+                    nets.check(self.env.calls, self.record)
+                    self._apply_links()
+                    if plugins.loaded().has("pre_start"):
+                        self._pre_start()
+                    self._mount_volumes()
+                    nets.publish_ports(self.env.calls, self.record)
+                    if self._mounts is None:
+                        self._mounts = ctrd.snapshots.mounts(self.cid)
+                    mounts = self._mounts
+                finally:
+                    fifos = self._io_opened(opening)  # even after a failure: the hub is done
+                pid = self._create_task(mounts, fifos)
             finally:
-                intent_saved()  # on disk before the task is made
-                fifos = self._io_opened(opening)  # even after a failure: the hub is done
-            pid = self._create_task(mounts, fifos)
+                intent_saved()
             self.env.hub.writers_ready(self.cid)
             self.env.faults.hit("container.start.task_created")
             started_at = rfc3339_nano()  # before: a quick process may end before start returns
@@ -771,9 +775,9 @@ class ContainerWorker(ObjectActor):
         rec.settle_start(self.record, went_through=True)
         self._health.started()
         # What the running record says once the start answers: not saved again (see
-        # above), the next save writes it.
+        # above), the next save writes it. Nor sent to the actor again: its copy, the
+        # running record's, differs only in the private part, which the actor drops.
         rec.set_lifecycle(self.record, lc.on_started(self._life, now, by_policy))
-        self.env.updated(json.loads(json.dumps(self.record)))
         self._event("start")
         return True
 
