@@ -681,11 +681,13 @@ class ContainerWorker(ObjectActor):
                 remover, self._remover = self._remover, None
                 if remover is not None:
                     remover.run(self._destroy)
-                    return
-                try:
-                    self._destroy()
-                except Exception:
-                    log.exception("removing %s after its exit", self.cid)
+                else:
+                    try:
+                        self._destroy()
+                    except Exception:
+                        log.exception("removing %s after its exit", self.cid)
+                if self._gone:
+                    self._delete_from_containerd()
 
     @staticmethod
     def _later(seconds: float, action: Callable[..., None], *args: Any) -> threading.Timer:
@@ -1472,12 +1474,6 @@ class ContainerWorker(ObjectActor):
         if not self._task_gone:
             unless_gone(lambda: ctrd.tasks.delete(self.cid))
         self.env.faults.hit("container.remove.task_deleted")
-        # The container and its snapshot go on helper threads, and the removal does not
-        # wait for them: nothing needs them gone first (the task is), and what a failed
-        # or cut delete leaves, the sweep removes, as it names no folder.
-        for step in (lambda: ctrd.containers.delete(self.cid),
-                     lambda: ctrd.snapshots.remove(self.cid)):
-            self.env.side.submit(self._delete, step).add_done_callback(self._deleted)
         forgetting = self.env.hub.forget_soon(self.cid)
         self._health.stop()
         self._execs.forget_all()
@@ -1505,6 +1501,17 @@ class ContainerWorker(ObjectActor):
         self._answer_waits(("removed", "not-running", "next-exit"), removed=True)
         self._event("destroy")
         self.actor_ref.stop(block=False)
+
+    def _delete_from_containerd(self) -> None:
+        """The removed container's containerd container and snapshot, deleted on helper
+        threads once the removal has answered: nothing needs them gone first (the task
+        is), and what a failed or cut delete leaves, the sweep removes, as it names no
+        folder. Not sooner: their gRPC calls would only take turns with the removal's
+        own work, on the process's one interpreter lock and the machine's few cores."""
+        ctrd = self.env.ctrd
+        for step in (lambda: ctrd.containers.delete(self.cid),
+                     lambda: ctrd.snapshots.remove(self.cid)):
+            self.env.side.submit(self._delete, step).add_done_callback(self._deleted)
 
     def _delete(self, step: Callable[[], object]) -> None:
         """On a helper thread: one of the removal's containerd deletes."""
