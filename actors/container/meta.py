@@ -71,15 +71,19 @@ class MetaStore:
     def paths(self, cid: str) -> dict[str, str]:
         return {name: str(self.folder(cid) / name) for name in FILES}
 
+    def make_folder(self, cid: str) -> None:
+        """A new container's folder, before anything else of it exists (see sweep).
+        Errors: OSError."""
+        self.folder(cid).mkdir(mode=0o700)
+
     def create(self, cid: str, hostname: str, network_mode: str,
                dns: etcfiles.Dns = NO_DNS, extra_hosts: str = "") -> Callable[[], None]:
-        """The container's folder, and the files it sees as /etc/hostname, hosts (with
-        the `extra_hosts` lines) and resolv.conf, written on helper threads meanwhile: the
-        function it returns waits for them (call it before they are read or written
-        again, and before the container's meta.json is saved). Errors: OSError, from
-        that function too."""
+        """The files a new container sees as /etc/hostname, hosts (with the
+        `extra_hosts` lines) and resolv.conf, in its folder (make_folder), written on
+        helper threads meanwhile: the function it returns waits for them (call it before
+        they are read or written again, and before the container's meta.json is saved).
+        Errors: OSError, from that function too."""
         folder = self.folder(cid)
-        folder.mkdir(mode=0o700)
         host_network = network_mode == "host"
         if host_network:
             hostname = socket.gethostname()

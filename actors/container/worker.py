@@ -281,10 +281,15 @@ class ContainerWorker(ObjectActor):
         if plugins.loaded().has("pre_create"):
             body, warnings = self._pre_create(name, body)
         try:
+            # Its folder first: the snapshot is asked for as soon as the image is known,
+            # and the sweep removes a snapshot of ours whose ID names no folder.
+            env.meta.make_folder(cid)
             image = env.calls.image.resolve(name=body["Image"], platform=platform)
-        except PouchError as exc:
+        except BaseException as exc:
+            env.meta.remove(cid)
             self._abandon()
-            if exc.code == "not_found" and "platform" not in exc.message:
+            if isinstance(exc, PouchError) and exc.code == "not_found" \
+                    and "platform" not in exc.message:
                 raise not_found(f"No such image: {body['Image']}") from None
             raise
         mode = rec.network_mode(body)
@@ -305,22 +310,6 @@ class ContainerWorker(ObjectActor):
                 (link, links.linked(link.name, self._other)) for link in wanted]
             process = effective_process(image["config"], body)
             planned = vols.plan(self._volume_env, body, image["config"])
-            extra_hosts = etcfiles.extra_hosts(host_config)
-            gateway = nets.host_gateway(env.calls) if any(
-                address == etcfiles.HOST_GATEWAY for _, address in extra_hosts) else ""
-            # The links' lines, written at each start, follow the extra hosts (dockerd's
-            # order), above the network actor's section.
-            files_written = env.meta.create(
-                cid, hostname, mode, etcfiles.Dns.of(host_config),
-                etcfiles.hosts_lines(extra_hosts, gateway)
-                + (links.HOSTS_MARKER + "\n" if wanted else ""))
-            paths = env.meta.paths(cid)
-            if nets.on_network(mode):
-                files_written()  # the network actor writes the container's name in its hosts
-            endpoint = nets.attach(env.calls, cid, name, body, mode, hostname, paths["hosts"])
-            if endpoint and nets.is_user_network(mode) \
-                    and not nets.is_user_network(endpoint["NetworkName"]):
-                env.meta.unembed_dns(cid, etcfiles.Dns.of(host_config))
             labels = {OWNER_LABEL: name}
             if group := (body.get("Labels") or {}).get(shims.GROUP_LABEL):
                 labels[shims.GROUP_LABEL] = str(group)  # its shim's: see Sweeper
@@ -343,8 +332,25 @@ class ContainerWorker(ObjectActor):
             else:
                 # Nothing below reads the snapshot (the image's users are known, no volume
                 # is filled from it), and containerd takes a container whose snapshot is
-                # still to come: the two are made at once.
+                # still to come: the snapshot is made while the container's files are
+                # written, its network attached and its spec built, and then with it.
                 preparing = env.side.submit(prepare)
+            extra_hosts = etcfiles.extra_hosts(host_config)
+            gateway = nets.host_gateway(env.calls) if any(
+                address == etcfiles.HOST_GATEWAY for _, address in extra_hosts) else ""
+            # The links' lines, written at each start, follow the extra hosts (dockerd's
+            # order), above the network actor's section.
+            files_written = env.meta.create(
+                cid, hostname, mode, etcfiles.Dns.of(host_config),
+                etcfiles.hosts_lines(extra_hosts, gateway)
+                + (links.HOSTS_MARKER + "\n" if wanted else ""))
+            paths = env.meta.paths(cid)
+            if nets.on_network(mode):
+                files_written()  # the network actor writes the container's name in its hosts
+            endpoint = nets.attach(env.calls, cid, name, body, mode, hostname, paths["hosts"])
+            if endpoint and nets.is_user_network(mode) \
+                    and not nets.is_user_network(endpoint["NetworkName"]):
+                env.meta.unembed_dns(cid, etcfiles.Dns.of(host_config))
             user = resolve_user(process.user, *files,
                                 (body.get("HostConfig") or {}).get("GroupAdd"))
             placed = vols.place(self._volume_env, planned, rootfs)

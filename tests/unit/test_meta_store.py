@@ -17,6 +17,7 @@ GONE_WITHIN = 5.0
 
 def test_a_removed_folder_leaves_its_place_at_once_and_its_files_are_deleted(tmp_path: Path):
     store = MetaStore(tmp_path / "containers")
+    store.make_folder(CID)
     store.create(CID, "box", "none")()
     (store.folder(CID) / "json.log").write_bytes(b"x" * 100_000)
 
@@ -49,6 +50,7 @@ def test_a_buried_container_s_log_is_kept_beside_its_tomb_for_a_while(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """For a stream cut by an actor's death and taken up after the removal."""
     store = MetaStore(tmp_path / "containers")
+    store.make_folder(CID)
     store.create(CID, "box", "none")()
     for name in ("json.log", "json.log.1", "json.log.2"):
         (store.folder(CID) / name).write_text(name)
@@ -70,6 +72,7 @@ def test_a_buried_container_s_log_is_kept_beside_its_tomb_for_a_while(
 def test_a_log_outside_the_container_s_folder_is_not_moved(tmp_path: Path):
     """A CRI container's: its pod's log directory is the kubelet's."""
     store = MetaStore(tmp_path / "containers")
+    store.make_folder(CID)
     store.create(CID, "box", "none")()
     log = tmp_path / "pod" / "box.log"
     log.parent.mkdir()
