@@ -30,11 +30,14 @@ def cpu_ns(pid: int) -> int:
     return _sum_over_threads(pid, lambda task: int((task / "schedstat").read_text().split()[0]))
 
 
-def context_switches(pid: int) -> int:
-    """Voluntary and involuntary context switches of every thread of `pid` so far."""
+def context_switches(pid: int, voluntary: bool = False) -> int:
+    """Voluntary and involuntary context switches of every thread of `pid` so far;
+    `voluntary`: only those (a thread's own waits, not the scheduler's preemptions,
+    which a loaded machine adds)."""
+    key = "voluntary_ctxt_switches:" if voluntary else "ctxt_switches:"
     return _sum_over_threads(pid, lambda task: sum(
         int(line.split()[1]) for line in (task / "status").read_text().splitlines()
-        if "ctxt_switches:" in line))
+        if key in line))
 
 
 def children_of(pid: int) -> list[int]:

@@ -4,6 +4,7 @@ answer between its own threads again, unnoticed but for this."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,23 +17,18 @@ import pytest
 CALLS = 300
 # Counts what one process switches per call made one at a time, voluntarily: not a time.
 CLIENT = """
-import os, sys
+import json, os, sys
 {prelude}
 import grpc
-def switches():
-    total = 0
-    for task in os.listdir("/proc/self/task"):
-        for line in open(f"/proc/self/task/{{task}}/status"):
-            if line.startswith("voluntary_ctxt_switches:"):
-                total += int(line.split()[1])
-    return total
+from pouch.bench.procfs import context_switches
 echo = grpc.insecure_channel(sys.argv[1]).unary_unary("/t/Echo")
 for _ in range(50):
     echo(b"x", timeout=5)
-before = switches()
+before = context_switches(os.getpid(), voluntary=True)
 for _ in range({calls}):
     echo(b"x", timeout=5)
-print(os.environ.get("GRPC_EXPERIMENTS", ""), (switches() - before) / {calls})
+print(json.dumps([os.environ.get("GRPC_EXPERIMENTS", ""),
+                  (context_switches(os.getpid(), voluntary=True) - before) / {calls}]))
 """
 
 
@@ -53,8 +49,9 @@ def client(address: str, prelude: str, env: dict[str, str] | None = None) -> tup
     out = subprocess.run(
         [sys.executable, "-c", CLIENT.format(prelude=prelude, calls=CALLS), address],
         env={**environ, **(env or {})}, capture_output=True, text=True, timeout=60,
-        check=True).stdout.split()
-    return (out[0] if len(out) == 2 else ""), float(out[-1])
+        check=True).stdout
+    experiments, switches = json.loads(out)
+    return str(experiments), float(switches)
 
 
 def test_pouchd_s_processes_poll_their_calls_on_the_calling_thread(server: str) -> None:
