@@ -1,6 +1,7 @@
 """Operations the container actor's death cut halfway are finished when it comes back:
 a removal (its intent is in the record before it begins; the client's retry learns
-from the container's tomb that it went through), an auto-removal (of a container that
+from the container's tomb that it went through; one with nothing to release saves no
+intent, and a cut leaves the container as it was), an auto-removal (of a container that
 exited while the actor was down, or whose removal was cut), a start of an auto-removed
 container (its retry runs it); and a create cut before its record was written leaves
 nothing, as does one whose caller (a gateway worker) died before it was answered. A
@@ -55,6 +56,42 @@ def test_a_remove_cut_halfway_is_finished_at_restore_and_its_retry_answers(
     cid = api.create_container("busybox", ["true"], name="half-removed")["Id"]
 
     # Killed from outside (kill -9), not by the request: the client sends it again.
+    answer = crash_during(pouchd, "container.remove.task_deleted",
+                          lambda: api.remove_container(cid), "kill")
+
+    assert answer == "ok", answer
+    state = settled(pouchd)
+    assert cid not in state.listed and cid not in state.containers
+
+
+@pytest.mark.parametrize(("network", "saved_first"), [("bridge", True), ("none", False)])
+def test_a_removal_saves_its_intent_first_only_if_a_cut_one_would_leave_a_trace(
+        pouchd: PouchDaemon, api, network: str, saved_first: bool):
+    """Releasing its network endpoint cannot be undone, so that removal is recorded first
+    and finished at restore; one with nothing to release changes nothing a restore reads
+    before its folder goes, and spares the wait for the disk."""
+    cid = api.create_container("busybox", ["true"], name=f"intent-{network}",
+                               host_config=api.create_host_config(network_mode=network))["Id"]
+    meta = pouchd.home / "containers" / cid / "meta.json"
+    arm(pouchd, "container.remove.task_deleted", "delay")  # held before anything is released
+
+    with ThreadPoolExecutor(1) as pool:
+        removing = pool.submit(api.remove_container, cid)
+        wait_for(lambda: "fault injected at container.remove.task_deleted"
+                 in pouchd.log_tail(200), EXIT_WITHIN, "the removal to be held")
+        on_disk = json.loads(meta.read_text())["Pouch"]
+        removing.result(timeout=EXIT_WITHIN)
+
+    assert bool(on_disk.get("RemovalPending")) is saved_first
+    assert cid not in [c["Id"] for c in api.containers(all=True)]
+
+
+def test_a_cut_removal_with_nothing_to_release_is_done_by_its_retry(pouchd: PouchDaemon, api):
+    cid = api.create_container("busybox", ["true"], name="cut-untouched",
+                               host_config=api.create_host_config(network_mode="none"))["Id"]
+
+    # Its intent was never saved: the restored actor finds it as it was, and removes it
+    # when the client sends the request again.
     answer = crash_during(pouchd, "container.remove.task_deleted",
                           lambda: api.remove_container(cid), "kill")
 
