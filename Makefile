@@ -46,6 +46,7 @@ bench: install-test
 	$(PY) -m pouch.bench.broker_rtt
 	$(PY) -m pouch.bench.recovery
 	$(PY) -m pouch.bench.memory
+	$(PY) -m pouch.bench.idle_cpu
 	$(PY) -m pouch.bench.pull
 	$(PY) -m pouch.bench.list_size
 

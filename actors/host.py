@@ -48,6 +48,10 @@ from pouch.proto.stubs import Calls
 Deliver = Callable[[bytes, bool, int], None]
 log = logging.getLogger("pouch.host")
 
+# Our own heartbeat waits this many intervals for the broker's to answer: longer than
+# the broker's period, shorter than the window it drops a silent actor after.
+ANSWER_SLACK = 1.5
+
 
 class Reply:
     """Where one request's answer goes. Thread-safe; the first final answer wins."""
@@ -262,6 +266,7 @@ class Host:
         self._frames: deque[tuple[list[bytes], Any]] = deque()
         self._owner: int | None = None  # the actor's thread, once it asks for a message
         self._serving: threading.Thread | None = None
+        self._serving_known = threading.Event()
         self._inflight: dict[tuple[bytes, int], Reply] = {}
         self._sock: zmq.Socket | None = None
         self._direct: socket.socket | None = None  # the direct socket's listener
@@ -277,7 +282,8 @@ class Host:
         self.heartbeat = HEARTBEAT_INTERVAL
         self.liveness = HEARTBEAT_LIVENESS
         self._ctx: zmq.Context | None = None
-        self._next_beat = 0.0
+        self._next_beat = 0.0  # monotonic: when ours leaves, unless the broker's comes first
+        self._last_beat = 0.0
         self._broker_expiry = 0.0
         self._broker_silent_since = 0.0  # monotonic; 0: it is not
 
@@ -308,8 +314,10 @@ class Host:
         return not self._envelopes
 
     def get(self) -> Any:
-        self._owner = threading.get_ident()
-        self._serving = threading.current_thread()
+        if self._serving is None:
+            self._owner = threading.get_ident()
+            self._serving = threading.current_thread()
+            self._serving_known.set()
         while True:
             if self._stopping:
                 self._leave()  # before anything else: the broker stops routing here
@@ -323,10 +331,12 @@ class Host:
 
     # -- any thread ----------------------------------------------------------
 
-    def serving(self) -> bool:
-        """The actor's thread has not died (an exception that escaped pykka's loop
-        ends the thread but not the actor's `is_alive`)."""
-        return self._serving is None or self._serving.is_alive()
+    def wait_ended(self) -> None:
+        """Until the actor's thread ends: its actor stopped, or an exception escaped
+        pykka's loop (which ends the thread but not the actor's `is_alive`)."""
+        self._serving_known.wait()
+        assert self._serving is not None
+        self._serving.join()
 
     def stop(self) -> None:
         """Say goodbye to the broker (the actor itself is stopped through pykka)."""
@@ -392,7 +402,9 @@ class Host:
         now = time.monotonic()
         if now >= self._next_beat:
             wire.send(sock, [env.ACTOR, env.HEARTBEAT])
-            self._next_beat = now + self.heartbeat
+            # The broker's next one is answered (_handle): ours leave on the thread's one
+            # wake-up a period. This is the fallback while the broker is silent.
+            self._last_beat, self._next_beat = now, now + self.heartbeat * ANSWER_SLACK
         if not self._broker_silent_since and now > self._broker_expiry:
             # Nothing to do but wait: the socket reconnects by itself to a broker that
             # restarts (which then says BYE, and we READY), and one that was paused
@@ -478,6 +490,9 @@ class Host:
             decl = self.contract.get(msg.method)
             if decl is not None and decl.once and self.actor_ref is not None:
                 self.actor_ref.tell(Lost(decl.name, msg.args))
+        elif command == env.HEARTBEAT and \
+                time.monotonic() >= self._last_beat + self.heartbeat / 2:
+            self._next_beat = 0.0  # answered in this turn (unless ours left lately)
         elif command == env.BYE:
             # The broker does not know us (it restarted): register again.
             self._abandon_inflight()
@@ -643,13 +658,21 @@ def serve(actor_cls: type[ActorBase], config: DaemonConfig,
     stop_extra = extra(host) if extra else None
     threading.Thread(target=_notify_when_ready, args=(ref,), daemon=True).start()
     start_watchdog(lambda: _answers(ref), stop)
+    ended = threading.Event()
+
+    def watch() -> None:
+        host.wait_ended()
+        ended.set()
+        stop.set()
+
+    # Waited for, not polled: an idle process wakes for nothing but its heartbeats.
+    threading.Thread(target=watch, name="actor-watch", daemon=True).start()
     status = 0
     try:
-        while not stop.wait(0.2):
-            if not ref.is_alive() or not host.serving():
-                log.error("the %s actor stopped", service)
-                status = 1
-                break
+        stop.wait()
+        if ended.is_set():
+            log.error("the %s actor stopped", service)
+            status = 1
     finally:
         stop.set()
         if stop_extra:

@@ -26,8 +26,6 @@ log = logging.getLogger("pouch.supervisor")
 
 PR_SET_CHILD_SUBREAPER = 36
 ZYGOTE = "zygote"
-# How often orphans pouchd adopted are looked for among its zombies.
-REAP_EVERY = 1.0
 
 
 class Forked:
@@ -83,6 +81,7 @@ class Launcher:
         # child's exit status before the child is known.
         self._lock = threading.Lock()
         self._known: set[int] = set()
+        self._exits = threading.Event()  # a child exited since the reaper last looked
         if zygote is not None:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1)
 
@@ -120,9 +119,16 @@ class Launcher:
     def kept_fds(self) -> tuple[int, ...]:
         return tuple(s.fileno() for s in self._listeners)
 
+    def child_exited(self) -> None:
+        """SIGCHLD's handler: the orphan reaper looks again."""
+        self._exits.set()
+
     def reap_orphans(self, stop: threading.Event) -> None:
-        """Until `stop`: reap the zombies among pouchd's children that nobody waits for."""
-        while not stop.wait(REAP_EVERY):
+        """Until `stop`: reap the zombies among pouchd's children that nobody waits for,
+        each time a child exited (child_exited), not on a timer: an idle pouchd sleeps."""
+        while not stop.is_set():
+            self._exits.wait()
+            self._exits.clear()  # before looking: an exit meanwhile is looked for again
             with self._lock:
                 for pid in zombie_children():
                     if pid not in self._known:

@@ -104,6 +104,8 @@ def run_supervisor(config: DaemonConfig, only: tuple[str, ...] | None = None,
         signal.signal(signum, lambda s, _f: request_stop(signal.Signals(s).name))
     # As dockerd: a SIGHUP reloads what may change at run time (the registry settings).
     signal.signal(signal.SIGHUP, lambda _s, _f: ref.proxy().reload())
+    if zygote is not None:  # a subreaper: the orphans it adopts are its to reap
+        signal.signal(signal.SIGCHLD, lambda _s, _f: launcher.child_exited())
 
     status = 0
     hooks = plugins.loaded()  # after the zygote's fork: roles discover their own

@@ -133,13 +133,14 @@ class BrokerEnd:
         return dict(env.unpack(frames[3]))
 
 
-def start_probe(endpoint: str, direct_dir: Path | None = None) -> pykka.ActorRef[Any]:
+def start_probe(endpoint: str, direct_dir: Path | None = None,
+                heartbeat: float = QUIET_HEARTBEAT) -> pykka.ActorRef[Any]:
     """A started ProbeActor whose host serves `endpoint` (and direct calls in `direct_dir`)."""
     pool = ClientPool(endpoint)
     ctx = ActorContext(service="probe", config=DaemonConfig(), pool=pool, calls=Calls(pool),
                        metrics=ActorMetrics("probe"), faults=Faults(False))
     ref = ProbeActor.start(ctx)
-    host_of(ref).attach(ref, "probe", ProbeActor.contract, endpoint, heartbeat=QUIET_HEARTBEAT,
+    host_of(ref).attach(ref, "probe", ProbeActor.contract, endpoint, heartbeat=heartbeat,
                         direct_dir=direct_dir)
     return ref
 
@@ -152,11 +153,11 @@ def stop_probe(ref: pykka.ActorRef[Any]) -> None:
 
 
 @contextlib.contextmanager
-def hosted(folder: Path, direct_dir: Path | None = None
+def hosted(folder: Path, direct_dir: Path | None = None, heartbeat: float = QUIET_HEARTBEAT
            ) -> Iterator[tuple[pykka.ActorRef[Any], BrokerEnd]]:
     """A ProbeActor registered with the test's broker end (its READY already read)."""
     broker = BrokerEnd(f"ipc://{folder}/broker.sock")
-    ref = start_probe(broker.endpoint, direct_dir)
+    ref = start_probe(broker.endpoint, direct_dir, heartbeat)
     try:
         ready = broker.receive()
         assert ready[:3] == [env.ACTOR, env.READY, b"probe"], ready

@@ -1,5 +1,7 @@
 """A stand-in actor for broker tests: `python -m pouch.tests.support.standin ENDPOINT`
-(the broker's client endpoint: it registers on the actors' endpoint beside it)."""
+(the broker's client endpoint: it registers on the actors' endpoint beside it);
+`... standin --serve EXEC_ROOT` runs it as pouchd runs an actor's process
+(pouch.actors.host.serve), for a broker at EXEC_ROOT/broker.sock."""
 
 from __future__ import annotations
 
@@ -7,11 +9,13 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from pouch.actors.faults import Faults
-from pouch.actors.host import ActorBase, ActorContext, Reply, host_of
+from pouch.actors.host import ActorBase, ActorContext, Reply, host_of, serve
 from pouch.actors.metrics import ActorMetrics
 from pouch.broker.trust import private_endpoint
+from pouch.proto.config import DaemonConfig
 from pouch.proto.contract import method
 from pouch.proto.envelope import not_found
 
@@ -51,6 +55,11 @@ class EchoActor(ActorBase):
         """The process exits at once, as an actor a request takes down."""
         os._exit(3)
 
+    @method(idempotent=False)
+    def quit(self) -> None:
+        """The actor stops (its process goes on)."""
+        self.actor_ref.stop(block=False)
+
     @method(idempotent=True, stream=True, returns=int)
     def count(self, n: int, reply: Reply) -> None:
         """Stream 0..n-1."""
@@ -60,6 +69,8 @@ class EchoActor(ActorBase):
 
 
 def main() -> None:
+    if sys.argv[1] == "--serve":
+        sys.exit(serve(EchoActor, DaemonConfig(exec_root_dir=Path(sys.argv[2]))))
     endpoint = sys.argv[1]
     ctx = ActorContext("echo", None, None, None,  # type: ignore[arg-type]
                        ActorMetrics("echo"), Faults(False))

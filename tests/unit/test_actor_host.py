@@ -3,9 +3,11 @@ also the broker socket (Host), driven through real threads and a real ZeroMQ soc
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +16,11 @@ import pykka
 import pytest
 
 from pouch.actors.host import Reply, host_of
+from pouch.broker.router import HEARTBEAT_LIVENESS
 from pouch.proto import envelope as env
 from pouch.tests.support.probe import ANSWER_WITHIN, BrokerEnd, hosted
+
+BEAT = 0.2  # a heartbeat interval short enough to see several
 
 
 class Answers:
@@ -259,3 +264,54 @@ def test_stopping_says_goodbye_to_the_broker(probe):
     host_of(ref).stop()
     assert broker.receive() == [env.ACTOR, env.BYE]
 
+
+
+def heartbeats(broker: BrokerEnd, seconds: float, ping_every: float | None = None
+               ) -> tuple[list[float], int]:
+    """When the actor's heartbeats arrived over `seconds` (monotonic), and how many the
+    broker sent meanwhile, one every `ping_every` s (None: the broker silent)."""
+    arrived: list[float] = []
+    pings = 0
+    end = time.monotonic() + seconds
+    next_ping = time.monotonic()
+    while (now := time.monotonic()) < end:
+        if ping_every is not None and now >= next_ping:
+            broker.sock.send_multipart([broker.actor, env.ACTOR, env.HEARTBEAT])
+            pings += 1
+            next_ping = now + ping_every
+        wake = min(end, next_ping) if ping_every is not None else end
+        if broker.sock.poll(max(1, int((wake - now) * 1000))):
+            _actor, *frames = broker.sock.recv_multipart()
+            if frames == [env.ACTOR, env.HEARTBEAT]:
+                arrived.append(time.monotonic())
+    return arrived, pings
+
+
+def test_an_actor_beats_as_the_broker_does():
+    """Each of the broker's heartbeats is answered at once (an idle actor wakes once a
+    period, not twice), unless the actor's own left within half its interval: here the
+    broker beats faster than the actor would alone, and the actor follows it."""
+    folder = Path(tempfile.mkdtemp(prefix="ph-", dir="/tmp"))
+    try:
+        with hosted(folder, heartbeat=BEAT) as (_ref, broker):
+            answered, pings = heartbeats(broker, 2.0, ping_every=BEAT * 0.75)
+            time.sleep(BEAT * 0.6)  # its last beat is over half an interval old
+            broker.sock.send_multipart([broker.actor, env.ACTOR, env.HEARTBEAT])
+            broker.sock.send_multipart([broker.actor, env.ACTOR, env.HEARTBEAT])
+            twice, _ = heartbeats(broker, BEAT / 4)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    assert abs(len(answered) - pings) <= 1, (len(answered), pings)
+    assert len(twice) == 1
+
+
+def test_an_actor_the_broker_is_silent_to_beats_within_the_window_it_is_judged_by():
+    folder = Path(tempfile.mkdtemp(prefix="ph-", dir="/tmp"))
+    try:
+        with hosted(folder, heartbeat=BEAT) as (_ref, broker):
+            alone, _ = heartbeats(broker, 2.0)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    gaps = [b - a for a, b in itertools.pairwise(alone)]
+    assert len(alone) >= 2.0 / (BEAT * HEARTBEAT_LIVENESS), alone
+    assert max(gaps) < BEAT * HEARTBEAT_LIVENESS, gaps
