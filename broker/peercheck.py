@@ -23,7 +23,6 @@ log = logging.getLogger("pouch.broker")
 
 DOMAIN = b"pouch-actors"
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"  # where libzmq looks for the handler (RFC 27)
-POLL_MS = 250                            # how soon the handler sees it is stopped
 
 
 def admitted(address: bytes, uid: int, root: int) -> bool:
@@ -43,7 +42,7 @@ class PeerCheck:
         self._ctx = context
         self._root = root
         self._uid = os.geteuid()
-        self._stop = threading.Event()
+        self._stop = os.eventfd(0, os.EFD_CLOEXEC)  # written by stop(): it sleeps till then
         self._bound = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._serve, name="peer-check", daemon=True)
@@ -56,8 +55,9 @@ class PeerCheck:
             raise self._error
 
     def stop(self) -> None:
-        self._stop.set()
+        os.eventfd_write(self._stop, 1)
         self._thread.join()
+        os.close(self._stop)
 
     def _serve(self) -> None:
         try:
@@ -69,9 +69,12 @@ class PeerCheck:
             return
         finally:
             self._bound.set()
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(self._stop, zmq.POLLIN)
         try:
-            while not self._stop.is_set():
-                if sock.poll(POLL_MS):
+            while self._stop not in (ready := dict(poller.poll())):
+                if sock in ready:
                     sock.send_multipart(self._answer(sock.recv_multipart()))
         finally:
             sock.close(linger=0)

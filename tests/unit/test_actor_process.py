@@ -16,6 +16,7 @@ import pytest
 
 from pouch.broker.client import Client
 from pouch.proto.envelope import PouchError
+from pouch.tests.support.wait import wait_for
 from pouch.tests.unit.test_broker_hostile import Running
 
 IDLE_FOR = 1.5
@@ -47,8 +48,17 @@ def main_thread_switches(pid: int) -> int:
                     if line.startswith("voluntary_ctxt_switches:")))
 
 
+def settled(pid: int) -> bool:
+    """Whether the main thread went a while without a switch."""
+    before = main_thread_switches(pid)
+    time.sleep(0.3)
+    return main_thread_switches(pid) == before
+
+
 def test_an_idle_actor_process_s_main_thread_sleeps_until_told_to_stop(served):
     proc, _client = served
+    # Its actor answers before the main thread is done starting helper threads.
+    wait_for(lambda: settled(proc.pid), ENDS_WITHIN, "the main thread to settle")
     before = main_thread_switches(proc.pid)
     time.sleep(IDLE_FOR)
     woken = main_thread_switches(proc.pid) - before
