@@ -81,7 +81,10 @@ class Launcher:
         # child's exit status before the child is known.
         self._lock = threading.Lock()
         self._known: set[int] = set()
-        self._exits = threading.Event()  # a child exited since the reaper last looked
+        # Counts the exits since the reaper last looked. Written from a signal handler,
+        # which may interrupt the main thread anywhere: a write takes no lock, where an
+        # Event's set() would deadlock on one its interrupted caller holds.
+        self._exits = os.eventfd(0, os.EFD_CLOEXEC)
         if zygote is not None:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1)
 
@@ -121,14 +124,13 @@ class Launcher:
 
     def child_exited(self) -> None:
         """SIGCHLD's handler: the orphan reaper looks again."""
-        self._exits.set()
+        os.eventfd_write(self._exits, 1)
 
     def reap_orphans(self, stop: threading.Event) -> None:
         """Until `stop`: reap the zombies among pouchd's children that nobody waits for,
         each time a child exited (child_exited), not on a timer: an idle pouchd sleeps."""
         while not stop.is_set():
-            self._exits.wait()
-            self._exits.clear()  # before looking: an exit meanwhile is looked for again
+            os.eventfd_read(self._exits)  # and zero: an exit meanwhile is looked for again
             with self._lock:
                 for pid in zombie_children():
                     if pid not in self._known:
