@@ -4,7 +4,7 @@
         subprocess.run(["docker", "pull", name], env=docker.cli_env())
 
 Everything it writes lives under one temporary folder: data root, exec root,
-socket, pid file, trust key, config file and its log. It touches no host
+socket, pid file, trust key, config file, its log and its TMPDIR. It touches no host
 firewall (no iptables, no IP forwarding or masquerading) and, unless given
 `bridge=True`, no host networking; with it, its containers join a bridge of
 the benchmark's own (a free /24 of 100.64.0.0/10, removed afterwards), as with
@@ -144,7 +144,7 @@ class Dockerd:
     def start(self, insecure_registries: Sequence[str]) -> None:
         require(str(DOCKERD))
         _check_closed(CLOSED_PROXY)
-        for folder in (self.data_root, self.exec_root, self.docker_config):
+        for folder in (self.data_root, self.exec_root, self.docker_config, self.base / "tmp"):
             folder.mkdir(parents=True, exist_ok=True)
         # Else /etc/docker/key.json would be written (a key of the file, not a flag).
         (self.base / "daemon.json").write_text(json.dumps(
@@ -156,7 +156,10 @@ class Dockerd:
         env = {**os.environ, "PATH": PATH,
                "HTTP_PROXY": CLOSED_PROXY, "HTTPS_PROXY": CLOSED_PROXY,
                "http_proxy": CLOSED_PROXY, "https_proxy": CLOSED_PROXY,
-               "NO_PROXY": NO_PROXY, "no_proxy": NO_PROXY}
+               "NO_PROXY": NO_PROXY, "no_proxy": NO_PROXY,
+               # What it writes to the temp folder (its containerd's stack dump, asked
+               # for by dockerd at a slow stop) goes with the rest.
+               "TMPDIR": str(self.base / "tmp")}
         for name in ("DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY"):
             env.pop(name, None)
         with open(self.log_path, "ab") as log:
