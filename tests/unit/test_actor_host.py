@@ -265,6 +265,16 @@ def test_stopping_says_goodbye_to_the_broker(probe):
     assert broker.receive() == [env.ACTOR, env.BYE]
 
 
+@pytest.fixture
+def beating() -> Iterator[BrokerEnd]:
+    """The broker's end of a ProbeActor that heartbeats every BEAT s."""
+    folder = Path(tempfile.mkdtemp(prefix="ph-", dir="/tmp"))
+    try:
+        with hosted(folder, heartbeat=BEAT) as (_ref, broker):
+            yield broker
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
 
 def heartbeats(broker: BrokerEnd, seconds: float, ping_every: float | None = None
                ) -> tuple[list[float], int]:
@@ -287,31 +297,25 @@ def heartbeats(broker: BrokerEnd, seconds: float, ping_every: float | None = Non
     return arrived, pings
 
 
-def test_an_actor_beats_as_the_broker_does():
+def test_an_actor_beats_as_the_broker_does(beating: BrokerEnd):
     """Each of the broker's heartbeats is answered at once (an idle actor wakes once a
     period, not twice), unless the actor's own left within half its interval: here the
     broker beats faster than the actor would alone, and the actor follows it."""
-    folder = Path(tempfile.mkdtemp(prefix="ph-", dir="/tmp"))
-    try:
-        with hosted(folder, heartbeat=BEAT) as (_ref, broker):
-            answered, pings = heartbeats(broker, 2.0, ping_every=BEAT * 0.75)
-            time.sleep(BEAT * 0.6)  # its last beat is over half an interval old
-            broker.sock.send_multipart([broker.actor, env.ACTOR, env.HEARTBEAT])
-            broker.sock.send_multipart([broker.actor, env.ACTOR, env.HEARTBEAT])
-            twice, _ = heartbeats(broker, BEAT / 4)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    broker = beating
+    answered, pings = heartbeats(broker, 2.0, ping_every=BEAT * 0.75)
+    time.sleep(BEAT * 0.6)  # a window, not a wait: its last beat ages past half a period
+    broker.sock.send_multipart([broker.actor, env.ACTOR, env.HEARTBEAT])
+    broker.sock.send_multipart([broker.actor, env.ACTOR, env.HEARTBEAT])
+    twice, _ = heartbeats(broker, BEAT / 4)
+
     assert abs(len(answered) - pings) <= 1, (len(answered), pings)
     assert len(twice) == 1
 
 
-def test_an_actor_the_broker_is_silent_to_beats_within_the_window_it_is_judged_by():
-    folder = Path(tempfile.mkdtemp(prefix="ph-", dir="/tmp"))
-    try:
-        with hosted(folder, heartbeat=BEAT) as (_ref, broker):
-            alone, _ = heartbeats(broker, 2.0)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+def test_an_actor_the_broker_is_silent_to_beats_within_the_window_it_is_judged_by(
+        beating: BrokerEnd):
+    alone, _ = heartbeats(beating, 2.0)
+
     gaps = [b - a for a, b in itertools.pairwise(alone)]
     assert len(alone) >= 2.0 / (BEAT * HEARTBEAT_LIVENESS), alone
     assert max(gaps) < BEAT * HEARTBEAT_LIVENESS, gaps

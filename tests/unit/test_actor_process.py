@@ -60,7 +60,7 @@ def test_an_idle_actor_process_s_main_thread_sleeps_until_told_to_stop(served):
     # Its actor answers before the main thread is done starting helper threads.
     wait_for(lambda: settled(proc.pid), ENDS_WITHIN, "the main thread to settle")
     before = main_thread_switches(proc.pid)
-    time.sleep(IDLE_FOR)
+    time.sleep(IDLE_FOR)  # a window, not a wait: nothing is to happen in it
     woken = main_thread_switches(proc.pid) - before
 
     proc.send_signal(signal.SIGTERM)
