@@ -130,7 +130,10 @@ class Launcher:
         """Until `stop`: reap the zombies among pouchd's children that nobody waits for,
         each time a child exited (child_exited), not on a timer: an idle pouchd sleeps."""
         while not stop.is_set():
-            os.eventfd_read(self._exits)  # and zero: an exit meanwhile is looked for again
+            # Reads and zeroes the count: an exit meanwhile is looked for again. os.read,
+            # not eventfd_read: a SIGCHLD this thread takes interrupts the read, and only
+            # os.read is retried then (PEP 475); eventfd_read raised and ended the reaper.
+            os.read(self._exits, 8)
             with self._lock:
                 for pid in zombie_children():
                     if pid not in self._known:

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -48,17 +48,20 @@ def main_thread_switches(pid: int) -> int:
                     if line.startswith("voluntary_ctxt_switches:")))
 
 
-def settled(pid: int) -> bool:
-    """Whether the main thread went a while without a switch."""
-    before = main_thread_switches(pid)
-    time.sleep(0.3)
-    return main_thread_switches(pid) == before
+def settled(pid: int) -> Callable[[], bool]:
+    """A predicate: the main thread did not switch since the last time it was asked."""
+    seen = [-1]
+
+    def unchanged() -> bool:
+        last, seen[0] = seen[0], main_thread_switches(pid)
+        return last == seen[0]
+    return unchanged
 
 
 def test_an_idle_actor_process_s_main_thread_sleeps_until_told_to_stop(served):
     proc, _client = served
     # Its actor answers before the main thread is done starting helper threads.
-    wait_for(lambda: settled(proc.pid), ENDS_WITHIN, "the main thread to settle")
+    wait_for(settled(proc.pid), ENDS_WITHIN, "the main thread to settle", poll=0.3)
     before = main_thread_switches(proc.pid)
     time.sleep(IDLE_FOR)  # a window, not a wait: nothing is to happen in it
     woken = main_thread_switches(proc.pid) - before

@@ -13,8 +13,10 @@ WITHIN = 30.0
 
 # Run in a process of its own: it forks, and sets a handler for SIGCHLD.
 SCRIPT = textwrap.dedent(f"""
-    import os, signal, sys, threading, time
-    from pouch.actors.supervisor.launch import Launcher, zombie_children
+    import os, signal, threading
+    from pouch.actors.supervisor.launch import Launcher
+    from pouch.bench.procfs import children_of
+    from pouch.tests.support.wait import wait_for
 
     launcher = Launcher()
     signal.signal(signal.SIGCHLD, lambda _s, _f: launcher.child_exited())
@@ -26,12 +28,7 @@ SCRIPT = textwrap.dedent(f"""
         # The main thread is in the handler's code too when the next signal comes.
         for _ in range(20):
             launcher.child_exited()
-    deadline = time.monotonic() + 10
-    while (left := [t for t in os.listdir("/proc/self/task")
-                    if open(f"/proc/self/task/{{t}}/children").read().split()]):
-        if time.monotonic() > deadline:
-            sys.exit(f"children left: zombies {{zombie_children()}}")
-        time.sleep(0.05)
+    wait_for(lambda: not children_of(os.getpid()), 10, "every child reaped")
     print("all reaped")
 """)
 
