@@ -34,10 +34,18 @@ def context_switches(pid: int, voluntary: bool = False) -> int:
     """Voluntary and involuntary context switches of every thread of `pid` so far;
     `voluntary`: only those (a thread's own waits, not the scheduler's preemptions,
     which a loaded machine adds)."""
+    return _sum_over_threads(pid, lambda task: _switches(task, voluntary))
+
+
+def thread_context_switches(pid: int, tid: int, voluntary: bool = False) -> int:
+    """context_switches of one thread of `pid` (its main thread's `tid` is `pid`)."""
+    return _switches(Path(f"/proc/{pid}/task/{tid}"), voluntary)
+
+
+def _switches(task: Path, voluntary: bool) -> int:
     key = "voluntary_ctxt_switches:" if voluntary else "ctxt_switches:"
-    return _sum_over_threads(pid, lambda task: sum(
-        int(line.split()[1]) for line in (task / "status").read_text().splitlines()
-        if key in line))
+    return sum(int(line.split()[1]) for line in (task / "status").read_text().splitlines()
+               if key in line)
 
 
 def children_of(pid: int) -> list[int]:

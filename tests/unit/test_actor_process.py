@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from pouch.bench.procfs import thread_context_switches
 from pouch.broker.client import Client
 from pouch.proto.envelope import PouchError
 from pouch.tests.support.wait import wait_for
@@ -43,9 +44,7 @@ def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Client]]:
 
 def main_thread_switches(pid: int) -> int:
     """Times the process's main thread gave up its CPU to wait."""
-    status = Path(f"/proc/{pid}/task/{pid}/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines()
-                    if line.startswith("voluntary_ctxt_switches:")))
+    return thread_context_switches(pid, pid, voluntary=True)
 
 
 def settled(pid: int) -> Callable[[], bool]:
