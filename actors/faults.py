@@ -43,6 +43,7 @@ POINTS = (
     "container.remove.task_deleted",  # the task is gone, the container and snapshot not yet
     "container.remove.deleting",    # a helper about to delete its containerd container or snapshot
     "container.exit.task_deleted",  # an exited task is deleted, its exit not yet recorded
+    "container.stream.taken",       # a handed-over stream taken (its head goes out), not begun
     "image.load.unpacked",          # layers unpacked, the image not yet in the index
     "volume.create.staged",         # a volume's folder made under a temporary name
     "volume.remove.trashed",        # a volume's folder renamed away, its files not deleted

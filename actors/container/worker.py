@@ -1562,6 +1562,7 @@ class ContainerWorker(ObjectActor):
             session.close()
             return False
         reply.send(None)
+        self.env.faults.hit("container.stream.taken")
         if multiplexed is None:
             multiplexed = not self.record["Config"].get("Tty")
         return session.start(multiplexed=multiplexed, resumable=resumable)
@@ -1579,11 +1580,13 @@ class ContainerWorker(ObjectActor):
         self._wait_conns.append(waiter)
 
     def _exited_since(self, conn: StreamSession) -> bool:
-        """A wait for the next exit, resumed after this actor restarted: did an exit come
-        after it began, which no actor answered? (Not after the cut: the gateway sees
-        the cut a little late, and an exit may come in between.)"""
+        """A stream handed over again after this actor restarted: did an exit come after
+        it first began, which no actor told it of? (Not after the cut: the gateway sees
+        the cut a little late, and an exit may come in between. Nor only if the dead
+        actor had started the stream: the gateway had written its head, so the client
+        may have started the container since.)"""
         finished = self._state.get("FinishedAt") or ZERO_TIME
-        return (bool(conn.resumed_at) and finished != ZERO_TIME
+        return (bool(conn.began_at) and finished != ZERO_TIME
                 and parse_timestamp(finished) >= conn.began_at)
 
     def _answer_waits(self, conditions: tuple[str, ...], removed: bool = False) -> None:
@@ -1611,7 +1614,8 @@ class ContainerWorker(ObjectActor):
         follows = opts["stream"] and not opts["stdin"]
         if not self._take(reply, conn, resumable=follows and not opts["logs"]):
             return
-        if not conn.resumed_at:  # a stream taken up again is no new client's attach
+        taken_up = bool(conn.began_at)  # handed over again: no new client's attach
+        if not taken_up:
             self._event("attach")
         # With a terminal, the client's input is watched for the detach keys (dockerd
         # watches only then: without one, every byte is the container's).
@@ -1624,10 +1628,12 @@ class ContainerWorker(ObjectActor):
             on_detach=lambda: self.env.publish("detach", self.cid, detached))
         # A container that does not run has its output still to come: attaching waits for
         # its next start (`docker start -a` attaches first, as to dockerd). A stream taken
-        # up again after the actor's restart ends with the run that it followed.
-        ended = ("exited", "dead") if conn.resumed_at else ("dead",)
+        # up again after the actor's restart gets what was logged since the cut (since it
+        # began, if the dead actor had not started it: its head was out, so the client
+        # may have started the container), and ends with a run that ended since it began.
+        ended = ("exited", "dead") if self._exited_since(conn) else ("dead",)
         live = opts["stream"] and self._state["Status"] not in ended
-        if conn.resumed_at or opts["logs"]:
+        if taken_up or opts["logs"]:
             self._replay(consumer, attach_window(opts, conn), live, resumable=follows)
         elif live:
             self.env.hub.attach(self.cid, consumer)  # this thread serializes starts: no race

@@ -326,6 +326,56 @@ def test_an_attach_without_stdin_outlives_a_restart_of_the_container_actor(pouch
     view.close()
 
 
+def cut_before_it_began(daemon: PouchDaemon, request: Callable[[], Any], cid: str) -> Any:
+    """`request`'s stream (its head out) with the container actor killed as it takes it,
+    before it begins; then the container runs and exits under the restarted actor
+    before the gateway hands the stream over again (its keeper thread had to wait for
+    the CPU). What `request` returned."""
+    view = BrokerView(daemon)
+    actors = internal(daemon)
+    actors.call("container", "debug_fault", {"point": "container.stream.taken",
+                                             "action": "kill"})
+    actors.close()
+    pid = daemon.pid_of("container")
+    answer = request()
+    gateway = daemon.pid_of("gateway")
+    with stopped(children_of(gateway) or [gateway]):
+        watch_replacement(view, daemon, "container", pid, time.monotonic())
+        client = broker(daemon, timeout=ANSWER_WITHIN)
+        client.call("container", "start", {"id": cid})
+        until(lambda: client.call("container", "inspect", {"id": cid})["State"]["Status"]
+              == "exited" or None, ANSWER_WITHIN, "the container's exit")
+        client.close()
+    view.close()
+    return answer
+
+
+def test_an_attach_cut_before_it_began_gets_the_output_of_a_run_since(pouchd):
+    """`docker run busybox echo hi` whose container actor died after the gateway wrote
+    the attach's head, but before the actor began the stream: the client goes on to
+    start the container. The attach handed over again must still bring "hi" and end
+    (once, the restarted actor took it for a new one: it waited for a next start, and
+    the soak's `run --rm` printed nothing)."""
+    pouchd.docker("create", "--name", "attached", "busybox", "echo", "hi")
+    cid = pouchd.inspect("attached")["Id"]
+
+    sock = cut_before_it_began(pouchd, lambda: attach_request(pouchd, "attached"), cid)
+
+    assert list(read_frames(sock)) == [(stdstream.STREAMS["stdout"], b"hi\n")]
+    sock.close()
+
+
+def test_a_wait_for_the_next_exit_cut_before_it_began_sees_a_run_since(pouchd):
+    """The same for the wait `docker run` makes: it gets the exit status, not a hang."""
+    pouchd.docker("create", "--name", "waited", "busybox", "sh", "-c", "exit 3")
+    cid = pouchd.inspect("waited")["Id"]
+
+    answer = cut_before_it_began(pouchd, lambda: wait_request(pouchd, "waited", "next-exit"),
+                                 cid)
+
+    assert json.loads(answer.read()) == {"StatusCode": 3, "Error": None}
+
+
 def test_an_attach_with_stdin_cut_by_a_restart_ends_saying_why(pouchd):
     """What was sent to the container's stdin died with the actor: no taking it up."""
     pouchd.docker("run", "-d", "-i", "--name", "attached", "busybox", *TICKING)
