@@ -32,6 +32,7 @@ import zmq
 from pouch.actors.faults import Faults
 from pouch.actors.metrics import ActorMetrics
 from pouch.actors.sdnotify import notify, start_watchdog
+from pouch.actors.stoprequest import StopRequest
 from pouch.broker import direct, frames, wire
 from pouch.broker.client import ClientPool
 from pouch.broker.frames import Malformed
@@ -652,29 +653,29 @@ def serve(actor_cls: type[ActorBase], config: DaemonConfig,
     host = host_of(ref)
     host.attach(ref, service, actor_cls.contract, config.actor_endpoint, metrics=metrics,
                 direct_dir=config.direct_dir)
-    stop = threading.Event()
+    stop = StopRequest()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, lambda *_: stop.request())
     stop_extra = extra(host) if extra else None
     threading.Thread(target=_notify_when_ready, args=(ref,), daemon=True).start()
-    start_watchdog(lambda: _answers(ref), stop)
+    start_watchdog(lambda: _answers(ref), stop.event)
     ended = threading.Event()
 
     def watch() -> None:
         host.wait_ended()
         ended.set()
-        stop.set()
+        stop.request()
 
     # Waited for, not polled: an idle process wakes for nothing but its heartbeats.
     threading.Thread(target=watch, name="actor-watch", daemon=True).start()
     status = 0
     try:
-        stop.wait()
+        stop.event.wait()
         if ended.is_set():
             log.error("the %s actor stopped", service)
             status = 1
     finally:
-        stop.set()
+        stop.event.set()
         if stop_extra:
             stop_extra()
         host.stop()

@@ -23,6 +23,7 @@ from pouch.actors.host import ActorContext, host_of, remove_pid, write_pid
 from pouch.actors.metrics import ActorMetrics
 from pouch.actors.pipekeeper import PipeKeeper
 from pouch.actors.sdnotify import notify, start_watchdog
+from pouch.actors.stoprequest import StopRequest
 from pouch.actors.supervisor.actor import SupervisorActor, Unresponsive
 from pouch.actors.supervisor.children import build_specs, kill_stale, listening
 from pouch.actors.supervisor.launch import Launcher
@@ -77,14 +78,13 @@ def run_supervisor(config: DaemonConfig, only: tuple[str, ...] | None = None,
     specs = [spec for spec in build_specs(config, calls, containerd_config, containerd_ready,
                                           zygote)
              if only is None or spec.name in only]
-    stop_requested = threading.Event()
-    fatal = threading.Event()
+    def stopping(why: str) -> None:
+        log.info("stopping: %s", why)
+        notify("STOPPING=1")
 
-    def request_stop(why: str) -> None:
-        if not stop_requested.is_set():
-            log.info("stopping: %s", why)
-            notify("STOPPING=1")
-        stop_requested.set()
+    stop = StopRequest(stopping)  # asked for by signal handlers: see its module
+    stop_requested = stop.event
+    fatal = threading.Event()
 
     def on_started(name: str, pid: int) -> None:
         if name == "containerd":
@@ -95,13 +95,13 @@ def run_supervisor(config: DaemonConfig, only: tuple[str, ...] | None = None,
 
     def give_up(why: str) -> None:
         fatal.set()
-        request_stop(why)
+        stop.request(why)
 
     ref = SupervisorActor.start(ctx, specs, launcher, on_fatal=give_up, on_started=on_started,
                                 status_file=config.exec_root_dir / STATUS_FILE, reread=reread)
     host = host_of(ref)
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda s, _f: request_stop(signal.Signals(s).name))
+        signal.signal(signum, lambda s, _f: stop.request(signal.Signals(s).name))
     # As dockerd: a SIGHUP reloads what may change at run time (the registry settings).
     signal.signal(signal.SIGHUP, lambda _s, _f: ref.proxy().reload())
     if zygote is not None:  # a subreaper: the orphans it adopts are its to reap
