@@ -128,7 +128,8 @@ def containerd_cri(images: Path) -> Iterator[CriClient]:
     """Debian's containerd with its CRI plugin, all of its own under a temporary folder."""
     base = Path(tempfile.mkdtemp(prefix="bc-", dir="/tmp"))
     socket = base / "containerd.sock"
-    config = render_config(root=base / "root", state=base / "state", address=socket)
+    config = render_config(root=base / "root", state=base / "state", address=socket,
+                           stock_gc=True)
     # Ours disables the CRI plugin; this one is containerd's own CRI, so enable it.
     config = "\n".join(line for line in config.splitlines()
                        if not line.startswith("disabled_plugins"))

@@ -11,6 +11,7 @@ import os
 import queue
 import secrets
 import signal
+import subprocess
 import tarfile
 import tempfile
 import threading
@@ -26,9 +27,9 @@ from pouch.actors.containerd.events import Event
 from pouch.actors.containerd.types import Descriptor, rfc3339
 from pouch.proto.containerd.api.events import task_pb2 as task_events
 from pouch.proto.envelope import PouchError
-from pouch.tests.support.containerd import ContainerdProcess
+from pouch.tests.support.containerd import ContainerdHandle, ContainerdProcess
 from pouch.tests.support.procs import unread_from
-from pouch.tests.support.tools import require_file
+from pouch.tests.support.tools import require, require_file
 from pouch.tests.support.wait import wait_for
 
 BUSYBOX = Path("/bin/busybox")
@@ -156,6 +157,17 @@ class FifoReader:
 
 def test_version_is_the_installed_daemon(ctrd: Containerd) -> None:
     assert ctrd.version().startswith("1.")
+
+
+def test_the_garbage_collector_looks_for_work_every_second(containerd: ContainerdHandle
+                                                            ) -> None:
+    """As pouch's config has it (render_config), not every 5 ms: containerd took it."""
+    shown = subprocess.run([require("ctr", "containerd"), "--address", str(containerd.address),
+                            "plugins", "ls", "--detailed", "type==io.containerd.gc.v1"],
+                           capture_output=True, text=True, check=True).stdout
+    exports = dict(line.split(None, 1) for line in shown.splitlines()
+                   if line.startswith(" ") and len(line.split()) == 2)
+    assert exports["PauseThreshold"].strip() == "0"
 
 
 def test_ensure_namespace_is_idempotent(ctrd: Containerd) -> None:
