@@ -78,6 +78,7 @@ def run_supervisor(config: DaemonConfig, only: tuple[str, ...] | None = None,
     specs = [spec for spec in build_specs(config, calls, containerd_config, containerd_ready,
                                           zygote)
              if only is None or spec.name in only]
+
     def stopping(why: str) -> None:
         log.info("stopping: %s", why)
         notify("STOPPING=1")
