@@ -32,7 +32,7 @@ import zmq
 from pouch.actors.faults import Faults
 from pouch.actors.metrics import ActorMetrics
 from pouch.actors.sdnotify import notify, start_watchdog
-from pouch.actors.stoprequest import StopRequest
+from pouch.actors.signalsafe import StopRequest
 from pouch.broker import direct, frames, wire
 from pouch.broker.client import ClientPool
 from pouch.broker.frames import Malformed

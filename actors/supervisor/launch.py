@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 
 from pouch.actors.sdnotify import SYSTEMD_ENV
+from pouch.actors.signalsafe import Wakeup
 from pouch.actors.supervisor.roles import PARENT_ENV
 from pouch.actors.supervisor.zygote import Zygote
 from pouch.proto.listeners import env_for
@@ -81,10 +82,7 @@ class Launcher:
         # child's exit status before the child is known.
         self._lock = threading.Lock()
         self._known: set[int] = set()
-        # Counts the exits since the reaper last looked. Written from a signal handler,
-        # which may interrupt the main thread anywhere: a write takes no lock, where an
-        # Event's set() would deadlock on one its interrupted caller holds.
-        self._exits = os.eventfd(0, os.EFD_CLOEXEC)
+        self._exits = Wakeup()  # a child exited since the reaper last looked
         if zygote is not None:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1)
 
@@ -124,16 +122,13 @@ class Launcher:
 
     def child_exited(self) -> None:
         """SIGCHLD's handler: the orphan reaper looks again."""
-        os.eventfd_write(self._exits, 1)
+        self._exits.notify()
 
     def reap_orphans(self, stop: threading.Event) -> None:
         """Until `stop`: reap the zombies among pouchd's children that nobody waits for,
         each time a child exited (child_exited), not on a timer: an idle pouchd sleeps."""
         while not stop.is_set():
-            # Reads and zeroes the count: an exit meanwhile is looked for again. os.read,
-            # not eventfd_read: a SIGCHLD this thread takes interrupts the read, and only
-            # os.read is retried then (PEP 475); eventfd_read raised and ended the reaper.
-            os.read(self._exits, 8)
+            self._exits.wait()  # before looking: an exit meanwhile is looked for again
             with self._lock:
                 for pid in zombie_children():
                     if pid not in self._known:

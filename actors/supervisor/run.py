@@ -23,7 +23,7 @@ from pouch.actors.host import ActorContext, host_of, remove_pid, write_pid
 from pouch.actors.metrics import ActorMetrics
 from pouch.actors.pipekeeper import PipeKeeper
 from pouch.actors.sdnotify import notify, start_watchdog
-from pouch.actors.stoprequest import StopRequest
+from pouch.actors.signalsafe import StopRequest
 from pouch.actors.supervisor.actor import SupervisorActor, Unresponsive
 from pouch.actors.supervisor.children import build_specs, kill_stale, listening
 from pouch.actors.supervisor.launch import Launcher

@@ -1,4 +1,5 @@
-"""StopRequest: a stop that signal handlers ask for without taking a lock."""
+"""What signal handlers may do (pouch.actors.signalsafe): ask for a stop without taking
+a lock."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import os
 import signal
 import threading
 
-from pouch.actors.stoprequest import StopRequest
+from pouch.actors.signalsafe import StopRequest
 
 WITHIN = 5.0
 
